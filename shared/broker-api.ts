@@ -1,0 +1,67 @@
+import { z } from "zod";
+
+/**
+ * The broker's HTTP API (SPEC §3.1), shared by the broker that serves it and the refresher that
+ * calls it. Field names are the wire names; other tools call this API, so change nothing lightly.
+ */
+
+export const registryRequestSchema = z.strictObject({
+  instanceId: z.string().min(1).max(64).optional(),
+  regionId: z.string().min(1).max(64),
+  domains: z.array(z.string().min(1).max(253)).max(32).optional(),
+  assumeRoleArn: z.string().min(1).max(256).optional(),
+  expireDuration: z.number().int().min(900).max(43200).optional(),
+  rrsaRoleArn: z.string().min(1).max(256).optional(),
+  rrsaOidcProviderArn: z.string().min(1).max(256).optional(),
+});
+export type RegistryRequest = z.infer<typeof registryRequestSchema>;
+
+export const credentialsRequestSchema = z.strictObject({
+  registries: z.array(registryRequestSchema).max(64).optional(),
+  oidcToken: z.string().min(1).max(20_000).optional(),
+  force: z.boolean().optional(),
+});
+export type CredentialsRequest = z.infer<typeof credentialsRequestSchema>;
+
+export const credentialSchema = z.object({
+  instanceId: z.string().optional(),
+  regionId: z.string(),
+  edition: z.enum(["enterprise", "personal"]),
+  domains: z.array(z.string()),
+  username: z.string(),
+  password: z.string(),
+  /** RFC 3339, the earliest of the registry password's and the STS session's expiry. */
+  expiresAt: z.string(),
+  /** Present and true when the upstream failed and a cached, still-valid credential was served. */
+  stale: z.boolean().optional(),
+});
+export type Credential = z.infer<typeof credentialSchema>;
+
+export const entryErrorSchema = z.object({
+  instanceId: z.string().optional(),
+  regionId: z.string(),
+  code: z.string(),
+  message: z.string(),
+});
+export type EntryError = z.infer<typeof entryErrorSchema>;
+
+export const credentialsResponseSchema = z.object({
+  cluster: z.string(),
+  subject: z.string(),
+  credentials: z.array(credentialSchema),
+  errors: z.array(entryErrorSchema),
+});
+export type CredentialsResponse = z.infer<typeof credentialsResponseSchema>;
+
+export const errorResponseSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+export type ErrorResponse = z.infer<typeof errorResponseSchema>;
+
+/** Summary returned by the non-HTTP `{"action":"renew"}` event: never a password. */
+export const renewSummarySchema = z.object({
+  cluster: z.string(),
+  renewed: z.array(z.object({ instanceId: z.string().optional(), regionId: z.string(), expiresAt: z.string() })),
+  errors: z.array(entryErrorSchema),
+});
+export type RenewSummary = z.infer<typeof renewSummarySchema>;

@@ -1,0 +1,25 @@
+import { pino, type Logger, type DestinationStream } from "pino";
+
+export type { Logger };
+
+/**
+ * Field names that may carry a secret anywhere in a log record. pino replaces them before the
+ * record is serialised, so a careless `log.info({ credential })` still cannot leak a password.
+ */
+export const redactedPaths = [
+  "password", "*.password", "*[*].password", "credentials[*].password",
+  "token", "*.token", "oidcToken", "*.oidcToken",
+  "authorization", "*.authorization", "headers.authorization", "req.headers.authorization",
+  "accessKeySecret", "*.accessKeySecret", "AccessKeySecret", "*.AccessKeySecret",
+  "securityToken", "*.securityToken", "SecurityToken", "*.SecurityToken",
+  "AuthorizationToken", "*.AuthorizationToken", "authorizationToken", "*.authorizationToken",
+];
+
+/** A JSON logger for one component (`broker`, `refresher`, `emulator`). */
+export function createLogger(component: string, options: { level?: string; destination?: DestinationStream } = {}): Logger {
+  const level = options.level ?? process.env.LOG_LEVEL ?? "info";
+  return pino(
+    { name: component, level, base: { component }, redact: { paths: redactedPaths, censor: "[redacted]" }, timestamp: pino.stdTimeFunctions.isoTime },
+    options.destination,
+  );
+}
