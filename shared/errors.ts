@@ -23,6 +23,8 @@ export const errorCodes = {
   BrokerUnreachable: { exit: 1, status: 502 },
   KubernetesError: { exit: 1, status: 502 },
   Internal: { exit: 1, status: 500 },
+  // The local docker-registry of the emulator and sandbox could not be started.
+  RegistryUnavailable: { exit: 1, status: 503 },
 } as const satisfies Record<string, { exit: number; status: number }>;
 
 export type ErrorCode = keyof typeof errorCodes;
