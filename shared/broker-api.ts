@@ -65,3 +65,7 @@ export const renewSummarySchema = z.object({
   errors: z.array(entryErrorSchema),
 });
 export type RenewSummary = z.infer<typeof renewSummarySchema>;
+
+/** The whole answer to `{"action":"renew","cluster":"NAME"}` (or, without `cluster`, for every cluster). */
+export const renewResponseSchema = z.object({ clusters: z.array(renewSummarySchema) });
+export type RenewResponse = z.infer<typeof renewResponseSchema>;

@@ -1,0 +1,149 @@
+import type { Identity } from "../../shared/alibaba/identity.ts";
+import { credentialsRequestSchema, type Credential, type CredentialsRequest, type CredentialsResponse, type EntryError, type RenewSummary } from "../../shared/broker-api.ts";
+import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
+import { issue, type IssueContext } from "./issue.ts";
+import type { BrokerRuntime } from "./runtime.ts";
+import { assertSubjectAllowed, verifyRrsaToken } from "./token.ts";
+
+/**
+ * The broker's business rules as plain functions: who is asking (token), what they may have
+ * (authorization), and getting it (identity chain + cache). HTTP and FC concerns live elsewhere.
+ */
+
+/** Fields the request log line carries; never a token or a password. */
+export interface RequestAnnotations {
+  cluster?: string;
+  subject?: string;
+  instances?: string[];
+  stale?: number;
+  failed?: number;
+}
+
+export interface CallerContext {
+  base: Identity;
+  baseExpiresAt?: number;
+  /** Monotonic ms by which upstream work must be done. */
+  deadline: number;
+  annotate: (fields: RequestAnnotations) => void;
+}
+
+export function bearerToken(authorization: string | undefined): string {
+  const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? "");
+  if (!match) throw new AcrCredentialError("InvalidToken", "missing 'Authorization: Bearer <ServiceAccount token>' header");
+  return match[1]!;
+}
+
+export function parseCredentialsRequest(body: Buffer): CredentialsRequest {
+  if (body.length === 0) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new AcrCredentialError("InvalidRequest", "the body is not JSON; send {\"registries\": [...]} or an empty body");
+  }
+  const result = credentialsRequestSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new AcrCredentialError("InvalidRequest", `body ${issue.path.map(String).join(".") || "(top level)"}: ${issue.message}`);
+  }
+  return result.data;
+}
+
+const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+const label = (entry: { instanceId?: string; regionId: string }) => `${entry.instanceId ?? "personal"}@${entry.regionId}`;
+
+function entryError(entry: AuthorizedEntry, error: unknown): EntryError {
+  const code = isAcrCredentialError(error) ? error.code : "Internal";
+  const message = isAcrCredentialError(error) ? oneLine(error) : "unexpected error; see the broker's log";
+  return { ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId, code, message };
+}
+
+type Outcome = { ok: true; credential: Credential } | { ok: false; error: EntryError; cause: unknown };
+
+async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], context: IssueContext): Promise<Outcome[]> {
+  return Promise.all(
+    entries.map(async (entry): Promise<Outcome> => {
+      try {
+        const { credential, domains, stale } = await issue(runtime.issue, entry.chain, entry.target, context);
+        return {
+          ok: true,
+          credential: {
+            ...(entry.instanceId ? { instanceId: entry.instanceId } : {}),
+            regionId: entry.regionId,
+            edition: entry.target.edition,
+            domains,
+            username: credential.username,
+            password: credential.password,
+            expiresAt: rfc3339(credential.expiresAt),
+            ...(stale ? { stale: true } : {}),
+          },
+        };
+      } catch (error) {
+        if (!isAcrCredentialError(error)) runtime.log.error({ err: { message: oneLine(error) }, entry: label(entry) }, "unexpected error while issuing a credential");
+        return { ok: false, error: entryError(entry, error), cause: error };
+      }
+    }),
+  );
+}
+
+/** When every entry failed, the request fails with the most telling upstream error (timeout > unavailable > others). */
+function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCredentialError {
+  const rank = (code: string) => ["UpstreamTimeout", "UpstreamUnavailable", "UpstreamThrottled"].indexOf(code);
+  const worst = [...outcomes].sort((a, b) => rank(b.error.code) - rank(a.error.code))[0]!;
+  const code = worst.error.code in errorCodes ? (worst.error.code as keyof typeof errorCodes) : "UpstreamError";
+  const status = errorCodes[code].status;
+  const more = outcomes.length > 1 ? ` (all ${outcomes.length} registries failed)` : "";
+  return new AcrCredentialError(status >= 500 ? code : "UpstreamError", `${worst.error.message}${more}`, { cause: worst.cause });
+}
+
+/** `POST /v1/credentials` (SPEC §3.1). */
+export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
+  const verified = await runtime.verifyToken(bearerToken(input.authorization));
+  caller.annotate({ cluster: verified.cluster.name, subject: verified.subject });
+  assertSubjectAllowed(verified);
+
+  const request = parseCredentialsRequest(input.body);
+  const entries = authorize(verified.cluster, request, verified.subject);
+  caller.annotate({ instances: entries.map(label) });
+  if (usesRrsa(entries)) await verifyRrsaToken(runtime.verifyToken, request.oidcToken!, verified);
+  if (request.force) runtime.forceLimiter.take(verified.cluster.name);
+
+  const outcomes = await obtainAll(runtime, entries, {
+    base: caller.base,
+    ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
+    ...(request.oidcToken ? { oidcToken: request.oidcToken } : {}),
+    deadline: caller.deadline,
+    force: request.force ?? false,
+  });
+  const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
+  const failures = outcomes.filter((o): o is Extract<Outcome, { ok: false }> => !o.ok);
+  caller.annotate({ stale: credentials.filter((c) => c.stale).length, failed: failures.length });
+  if (entries.length > 0 && credentials.length === 0) throw overallFailure(failures);
+  return { cluster: verified.cluster.name, subject: verified.subject, credentials, errors: failures.map((f) => f.error) };
+}
+
+/** The `{"action":"renew"}` event: refreshes a cluster's configured registries (all clusters without a name). */
+export async function renew(runtime: BrokerRuntime, clusterName: string | undefined, caller: CallerContext): Promise<RenewSummary[]> {
+  const clusters = clusterName === undefined ? runtime.config.clusters : runtime.config.clusters.filter((c) => c.name === clusterName);
+  if (clusters.length === 0) throw new AcrCredentialError("NotFound", `no cluster named '${clusterName}' in the broker configuration`);
+  caller.annotate({ cluster: clusterName ?? "*" });
+  return Promise.all(
+    clusters.map(async (cluster): Promise<RenewSummary> => {
+      const entries = authorize(cluster, {}, "");
+      const outcomes = await obtainAll(runtime, entries, { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, force: true });
+      const renewed: RenewSummary["renewed"] = [];
+      const errors: EntryError[] = [];
+      for (const o of outcomes) {
+        if (!o.ok) errors.push(o.error);
+        else {
+          const where = { ...(o.credential.instanceId ? { instanceId: o.credential.instanceId } : {}), regionId: o.credential.regionId };
+          // A stale answer means the refresh itself failed: report it, not the old expiry as news.
+          if (o.credential.stale) errors.push({ ...where, code: "UpstreamUnavailable", message: `the refresh failed; the cached credential stays valid until ${o.credential.expiresAt}` });
+          else renewed.push({ ...where, expiresAt: o.credential.expiresAt });
+        }
+      }
+      return { cluster: cluster.name, renewed, errors };
+    }),
+  );
+}

@@ -1,0 +1,165 @@
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+
+/**
+ * The broker's configuration (SPEC §3.2): which clusters it trusts, how it checks their tokens and
+ * which registries each may receive. Parsed once at cold start; every field exists here only.
+ */
+
+const loopbackHosts = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/** An https URL; plain http only for loopback hosts (the local sandbox and tests). */
+const secureUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" || (url.protocol === "http:" && loopbackHosts.has(url.hostname));
+  } catch {
+    return false;
+  }
+}, { error: "expected an https URL (http only for 127.0.0.1 or localhost)" });
+
+const roleArn = z.string().regex(/^acs:ram::\d+:role\/[\w.@-]{1,64}$/, { error: "expected a RAM role ARN like acs:ram::123456789012:role/acr-pull" });
+const oidcProviderArn = z.string().regex(/^acs:ram::\d+:oidc-provider\/[\w.@-]{1,128}$/, { error: "expected an OIDC provider ARN like acs:ram::123456789012:oidc-provider/ack-rrsa-c0123" });
+const regionId = z.string().regex(/^[a-z]{2,}(-[a-z0-9]+)+$/, { error: "expected a region id like cn-hangzhou" });
+const instanceId = z.string().regex(/^cri-[A-Za-z0-9]{1,60}$/, { error: "expected an Enterprise Edition instance id like cri-abc123" });
+const domain = z.string().regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:\d{1,5})?$/, { error: "expected a registry host name" });
+const expireDuration = z.number().int().min(900).max(43200);
+
+export const configuredRegistrySchema = z.strictObject({
+  instanceId: instanceId.optional(),
+  regionId,
+  domains: z.array(domain).min(1).max(32).optional(),
+  assumeRoleArn: roleArn.optional(),
+  /** STS session length of `assumeRoleArn`, and the longest a request may ask for. */
+  expireDuration: expireDuration.optional(),
+});
+export type ConfiguredRegistry = z.infer<typeof configuredRegistrySchema>;
+
+const jwkSchema = z.looseObject({ kty: z.string(), kid: z.string().optional() });
+
+export const clusterSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, { error: "expected a name of lowercase letters, digits, '.', '_' or '-'" }),
+  issuer: secureUrl,
+  jwksUri: secureUrl.optional(),
+  jwks: z.strictObject({ keys: z.array(jwkSchema).min(1) }).optional(),
+  /** PEM bundle trusted when fetching discovery and JWKS (a cluster's private CA); relative to the config file. */
+  caFile: z.string().min(1).optional(),
+  subjects: z.array(z.string().min(1)).min(1),
+  registries: z.array(configuredRegistrySchema).default([]),
+  allowRrsa: z.boolean().default(false),
+}).refine((cluster) => !(cluster.jwks && cluster.jwksUri), { error: "set either jwks or jwksUri, not both", path: ["jwks"] });
+export type Cluster = z.infer<typeof clusterSchema>;
+
+export const alibabaCloudSchema = z.strictObject({
+  /** host[:port] of STS; a VPC endpoint such as sts-vpc.cn-hangzhou.aliyuncs.com inside Alibaba Cloud. */
+  stsEndpoint: z.string().min(1).default("sts.aliyuncs.com"),
+  /** host[:port] of Container Registry; `{regionId}` is replaced by the registry's region. */
+  crEndpoint: z.string().min(1).default("cr.{regionId}.aliyuncs.com"),
+  protocol: z.enum(["https", "http"]).default("https"),
+});
+export type AlibabaCloudEndpoints = z.infer<typeof alibabaCloudSchema>;
+
+export const brokerConfigSchema = z.strictObject({
+  audience: z.string().min(1),
+  clockSkewSeconds: z.number().int().min(0).max(600).default(60),
+  maxTokenLifetimeSeconds: z.number().int().min(60).default(86400),
+  refreshBeforeExpirySeconds: z.number().int().min(0).max(3000).default(900),
+  /** Upstream work of one request (retries included) must finish within this. */
+  requestTimeoutSeconds: z.number().min(1).max(300).default(10),
+  /** A cluster may bypass the cache with `force: true` at most once per this interval. */
+  forceIntervalSeconds: z.number().int().min(0).default(60),
+  /** Bound on cached credentials (and, separately, on cached STS sessions). */
+  cacheMaxEntries: z.number().int().min(1).default(1000),
+  alibabaCloud: alibabaCloudSchema.default({ stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" }),
+  clusters: z.array(clusterSchema).min(1),
+}).superRefine((config, ctx) => {
+  const names = new Set<string>();
+  const issuers = new Set<string>();
+  config.clusters.forEach((cluster, index) => {
+    if (names.has(cluster.name)) ctx.addIssue({ code: "custom", path: ["clusters", index, "name"], message: `duplicate cluster name '${cluster.name}'` });
+    if (issuers.has(cluster.issuer)) ctx.addIssue({ code: "custom", path: ["clusters", index, "issuer"], message: `issuer '${cluster.issuer}' is already used by another cluster; tokens are matched to clusters by issuer` });
+    names.add(cluster.name);
+    issuers.add(cluster.issuer);
+    cluster.registries.forEach((registry, r) => {
+      const lifetime = registry.expireDuration ?? 3600;
+      if (registry.assumeRoleArn && lifetime <= config.refreshBeforeExpirySeconds) {
+        ctx.addIssue({ code: "custom", path: ["clusters", index, "registries", r, "expireDuration"], message: `must be longer than refreshBeforeExpirySeconds (${config.refreshBeforeExpirySeconds}), or no credential could ever be handed out` });
+      }
+      if (registry.expireDuration !== undefined && !registry.assumeRoleArn) {
+        ctx.addIssue({ code: "custom", path: ["clusters", index, "registries", r, "expireDuration"], message: "only applies with assumeRoleArn (it is that role's session length)" });
+      }
+    });
+  });
+});
+export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let text = "";
+  for (const part of path) text += typeof part === "number" ? `[${part}]` : `${text ? "." : ""}${String(part)}`;
+  return text || "(top level)";
+}
+
+/** Validates parsed YAML/JSON; errors name the source, the field path and what is expected. */
+export function parseConfig(raw: unknown, source: string): BrokerConfig {
+  const result = brokerConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.slice(0, 3).map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
+  const more = result.error.issues.length > 3 ? ` (and ${result.error.issues.length - 3} more)` : "";
+  throw new AcrCredentialError("ConfigInvalid", `${source}: ${problems.join("; ")}${more}; fix the configuration and restart`);
+}
+
+/** Parses YAML or JSON text (JSON is YAML). */
+export function parseConfigText(text: string, source: string): BrokerConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new AcrCredentialError("ConfigInvalid", `${source}: not valid YAML or JSON: ${oneLine(error)}`);
+  }
+  return parseConfig(raw, source);
+}
+
+export interface LoadedConfig {
+  config: BrokerConfig;
+  /** Where relative paths in the config (caFile) are resolved from. */
+  baseDir: string;
+  source: string;
+}
+
+/** Reads the configuration from `BROKER_CONFIG` (inline) or `BROKER_CONFIG_FILE`. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): LoadedConfig {
+  const inline = env.BROKER_CONFIG;
+  const file = env.BROKER_CONFIG_FILE;
+  if (inline && file) throw new AcrCredentialError("ConfigInvalid", "both BROKER_CONFIG and BROKER_CONFIG_FILE are set; keep one");
+  if (inline) return { config: parseConfigText(inline, "BROKER_CONFIG"), baseDir: cwd, source: "BROKER_CONFIG" };
+  if (file) return loadConfigFile(resolve(cwd, file));
+  throw new AcrCredentialError("ConfigInvalid", "no configuration: set BROKER_CONFIG (YAML or JSON) or BROKER_CONFIG_FILE (a path)");
+}
+
+export function loadConfigFile(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new AcrCredentialError("FileUnreadable", `cannot read the broker configuration ${path}: ${oneLine(error)}`);
+  }
+  return { config: parseConfigText(text, path), baseDir: dirname(path), source: path };
+}
+
+/** Reads each cluster's `caFile` now, so a missing CA is a start-up error, not a per-request one. */
+export function readClusterCas(loaded: LoadedConfig): Map<string, string> {
+  const cas = new Map<string, string>();
+  loaded.config.clusters.forEach((cluster, index) => {
+    if (!cluster.caFile) return;
+    const path = resolve(loaded.baseDir, cluster.caFile);
+    try {
+      cas.set(cluster.name, readFileSync(path, "utf8"));
+    } catch (error) {
+      throw new AcrCredentialError("ConfigInvalid", `${loaded.source}: clusters[${index}].caFile: cannot read ${path}: ${oneLine(error)}`);
+    }
+  });
+  return cas;
+}

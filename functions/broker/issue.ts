@@ -1,0 +1,134 @@
+import type { AlibabaCloud } from "../../shared/alibaba/cloud.ts";
+import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
+import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import { retry, type BackoffPolicy } from "../../shared/retry.ts";
+import type { ExpiringCache } from "./expiring-cache.ts";
+import { personalDomains, plan, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
+
+/**
+ * Runs a plan: the STS sessions of the identity chain (each cached and shared), then the CR call,
+ * every upstream call retried on throttling/5xx within the request's deadline.
+ */
+
+export interface IssuedCredential {
+  username: string;
+  password: string;
+  /** Earliest of the registry password's and the identity chain's expiry (epoch ms). */
+  expiresAt: number;
+}
+
+export interface DomainList {
+  domains: string[];
+  expiresAt: number;
+}
+
+export interface IssueDeps {
+  cloud: AlibabaCloud;
+  sessions: ExpiringCache<StsSession>;
+  credentials: ExpiringCache<IssuedCredential>;
+  domains: ExpiringCache<DomainList>;
+  clock: { now(): number };
+  /** How long discovered domains are reused (ms). */
+  domainsTtlMs: number;
+  backoff?: BackoffPolicy;
+  /** Monotonic time for deadlines (ms), and how to wait between attempts; real ones unless a test swaps them. */
+  monotonicNow?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface IssueContext {
+  /** The broker's own identity: FC execution role, default credential chain, or a sandbox key. */
+  base: Identity;
+  /** When the base identity itself expires (FC role credentials), if known. */
+  baseExpiresAt?: number;
+  /** The ServiceAccount's RRSA token, for chains that start with AssumeRoleWithOIDC. */
+  oidcToken?: string;
+  /** Monotonic ms after which no new upstream attempt starts. */
+  deadline: number;
+  force?: boolean;
+}
+
+export interface IssueResult {
+  credential: IssuedCredential;
+  domains: string[];
+  /** The upstream failed and a cached, still-valid credential was served. */
+  stale: boolean;
+}
+
+const sessionName = "acr-credential-broker";
+
+async function withRetry<T>(deps: IssueDeps, context: IssueContext, call: (timeoutMs: number) => Promise<T>): Promise<T> {
+  const now = deps.monotonicNow ?? (() => performance.now());
+  const remaining = context.deadline - now();
+  if (remaining <= 0) throw new AcrCredentialError("UpstreamTimeout", "the request deadline passed before the upstream call could start", { details: { retryable: false } });
+  return retry((remainingMs) => call(remainingMs), {
+    deadline: context.deadline,
+    classify: (error) => {
+      const details = upstreamDetails(error);
+      return { retry: details?.retryable ?? false, ...(details?.retryAfterMs ? { retryAfterMs: details.retryAfterMs } : {}) };
+    },
+    ...(deps.backoff ? { policy: deps.backoff } : {}),
+    now,
+    ...(deps.sleep ? { sleep: deps.sleep } : {}),
+  });
+}
+
+/** The identity at the end of the chain and when it expires. */
+async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Promise<{ identity: Identity; expiresAt: number }> {
+  let identity = context.base;
+  let expiresAt = context.baseExpiresAt ?? Number.POSITIVE_INFINITY;
+  for (const step of p.sessions) {
+    const caller = identity;
+    const load =
+      step.api === "sts:AssumeRoleWithOIDC"
+        ? () => {
+            if (!context.oidcToken) throw new AcrCredentialError("InvalidRequest", "an RRSA entry needs oidcToken");
+            const oidcToken = context.oidcToken;
+            return withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRoleWithOidc({ roleArn: step.roleArn, oidcProviderArn: step.oidcProviderArn, oidcToken, sessionName }, { timeoutMs }));
+          }
+        : () => withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs }));
+    // A session that could not be renewed but has not expired is still usable to ask for a
+    // password; the password's expiry is then bounded by it.
+    const { value } = await deps.sessions.get(step.key, load, { force: context.force ?? false });
+    identity = { kind: "keys", keys: value };
+    expiresAt = Math.min(expiresAt, value.expiresAt);
+  }
+  return { identity, expiresAt };
+}
+
+/** Obtains (or reuses) the registry credential for one authorized entry. */
+export async function issue(deps: IssueDeps, chain: IdentityChain, target: RegistryTarget, context: IssueContext): Promise<IssueResult> {
+  const p = plan(chain, target);
+  let last: { identity: Identity; expiresAt: number } | undefined;
+  const chained = async () => (last ??= await resolveChain(deps, p, context));
+
+  const { value: credential, source } = await deps.credentials.get(
+    p.cacheKey,
+    async () => {
+      const { identity, expiresAt } = await chained();
+      const step = p.registry;
+      const password = await withRetry(deps, context, (timeoutMs) =>
+        step.api === "cr:GetAuthorizationToken"
+          ? deps.cloud.getAuthorizationToken(identity, { instanceId: step.instanceId, regionId: step.regionId }, { timeoutMs })
+          : deps.cloud.getPersonalAuthorizationToken(identity, { regionId: step.regionId }, { timeoutMs }),
+      );
+      return { username: password.username, password: password.password, expiresAt: Math.min(password.expiresAt, expiresAt) };
+    },
+    { force: context.force ?? false },
+  );
+
+  let domains = target.domains;
+  if (!domains && target.edition === "personal") domains = personalDomains(target.regionId);
+  if (!domains) {
+    const instanceId = target.instanceId!;
+    const listed = await deps.domains.get(p.cacheKey, async () => {
+      const { identity } = await chained();
+      const found = await withRetry(deps, context, (timeoutMs) => deps.cloud.listInstanceDomains(identity, { instanceId, regionId: target.regionId }, { timeoutMs }));
+      if (found.length === 0) throw new AcrCredentialError("UpstreamError", `instance ${instanceId} has no enabled registry endpoint; enable one, or configure domains for it`, { details: { retryable: false } });
+      return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
+    });
+    domains = listed.value.domains;
+  }
+  return { credential, domains, stale: source === "stale" };
+}

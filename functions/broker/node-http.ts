@@ -1,0 +1,123 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
+
+/**
+ * Serves an FC handler over `node:http` through the very same code path: each request becomes an
+ * FC 3.0 HTTP-trigger event (a Buffer), and the handler's FC response becomes the HTTP response.
+ * Used by `acr-credential broker` and `local`, and usable as an FC custom-runtime server.
+ */
+
+export type FcHandler = (event: Buffer, context: FcContext) => Promise<unknown>;
+
+/** Bodies beyond this are refused here; the handler applies the API's own, smaller limit. */
+const transportLimitBytes = 1024 * 1024;
+
+function joinHeaders(req: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    const value = req.rawHeaders[i + 1]!;
+    const existing = Object.keys(headers).find((key) => key.toLowerCase() === name.toLowerCase());
+    if (existing) headers[existing] = `${headers[existing]},${value}`;
+    else headers[name] = value;
+  }
+  return headers;
+}
+
+/** The FC 3.0 HTTP-trigger event for a node request (text bodies as text, others base64, as FC does). */
+export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string): Buffer {
+  const url = new URL(req.url ?? "/", "http://broker.local");
+  const queryParameters: Record<string, string> = {};
+  for (const [key, value] of url.searchParams) queryParameters[key] = key in queryParameters ? `${queryParameters[key]},${value}` : value;
+  const text = body.toString("utf8");
+  const isText = Buffer.byteLength(text) === body.length && !text.includes("\uFFFD");
+  const now = new Date();
+  const event: FcHttpEvent = {
+    version: "v1",
+    rawPath: url.pathname,
+    body: isText ? text : body.toString("base64"),
+    isBase64Encoded: !isText,
+    headers: joinHeaders(req),
+    queryParameters,
+    requestContext: {
+      requestId,
+      http: { method: req.method ?? "GET", path: decodeURIComponent(url.pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
+      time: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      timeEpoch: String(now.getTime()),
+    },
+  };
+  return Buffer.from(JSON.stringify(event));
+}
+
+function send(res: ServerResponse, response: FcHttpResponse): void {
+  const body = Buffer.from(response.body ?? "", response.isBase64Encoded ? "base64" : "utf8");
+  res.writeHead(response.statusCode, { ...response.headers, "content-length": String(body.length) });
+  res.end(body);
+}
+
+function plainError(res: ServerResponse, status: number, code: string, message: string, requestId: string): void {
+  send(res, { statusCode: status, headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", "x-request-id": requestId }, body: JSON.stringify({ error: { code, message } }), isBase64Encoded: false });
+}
+
+export interface BrokerServerOptions {
+  port: number;
+  host?: string;
+  /** FC's function timeout (s), passed to the handler as `context.function.timeout`. */
+  functionTimeoutSeconds?: number;
+}
+
+export interface BrokerServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+export function createBrokerServer(handler: FcHandler, options: Pick<BrokerServerOptions, "functionTimeoutSeconds"> = {}): Server {
+  return createServer((req, res) => {
+    const requestId = randomUUID();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > transportLimitBytes) {
+        if (!refused) plainError(res, 413, "PayloadTooLarge", `the body is larger than ${transportLimitBytes} bytes`, requestId);
+        refused = true;
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (refused) return;
+      const context: FcContext = { requestId, function: { name: "broker", ...(options.functionTimeoutSeconds ? { timeout: options.functionTimeoutSeconds } : {}) } };
+      handler(toFcEvent(req, Buffer.concat(chunks), requestId), context).then(
+        (response) => send(res, response as FcHttpResponse),
+        () => plainError(res, 500, "Internal", "internal error", requestId),
+      );
+    });
+    req.on("error", () => res.destroy());
+  });
+}
+
+/** Starts the server; resolves once it listens. Port 0 picks a free port. */
+export async function serveBroker(handler: FcHandler, options: BrokerServerOptions): Promise<BrokerServer> {
+  const server = createBrokerServer(handler, options);
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

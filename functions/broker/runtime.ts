@@ -1,0 +1,74 @@
+import type { JWTVerifyGetKey } from "jose";
+import packageJson from "../../package.json" with { type: "json" };
+import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/cloud.ts";
+import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
+import { createLogger, type Logger } from "../../shared/log.ts";
+import type { BackoffPolicy } from "../../shared/retry.ts";
+import { systemClock, type Clock } from "./clock.ts";
+import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
+import { readClusterCas, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
+import { ExpiringCache } from "./expiring-cache.ts";
+import { ForceLimiter } from "./force-limit.ts";
+import type { DomainList, IssueDeps, IssuedCredential } from "./issue.ts";
+import { createTokenVerifier, type TokenVerifier } from "./token.ts";
+
+/**
+ * Everything the broker builds once per instance (cold start): the parsed configuration, key
+ * sources, caches and clients. Requests only read from it.
+ */
+export interface BrokerRuntime {
+  config: BrokerConfig;
+  verifyToken: TokenVerifier;
+  issue: IssueDeps;
+  forceLimiter: ForceLimiter;
+  log: Logger;
+  clock: Clock;
+  version: string;
+  /** The broker's own identity when it is not Function Compute's `context.credentials`. */
+  baseIdentity?: Identity;
+}
+
+export interface RuntimeOptions {
+  loaded: LoadedConfig;
+  clock?: Clock;
+  log?: Logger;
+  /** Alibaba Cloud client; by default the SDK clients at the configured endpoints. */
+  cloud?: AlibabaCloud;
+  baseIdentity?: Identity;
+  keys?: Omit<KeySourceOptions, "ca">;
+  backoff?: BackoffPolicy;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export const brokerVersion: string = packageJson.version;
+
+export function createRuntime(options: RuntimeOptions): BrokerRuntime {
+  const { config } = options.loaded;
+  const clock = options.clock ?? systemClock;
+  const cas = readClusterCas(options.loaded);
+  const keysFor = (cluster: Cluster): JWTVerifyGetKey => {
+    const ca = cas.get(cluster.name);
+    return createClusterKeys(cluster, { ...options.keys, ...(ca ? { ca } : {}) });
+  };
+  const refreshBeforeMs = config.refreshBeforeExpirySeconds * 1000;
+  const issue: IssueDeps = {
+    cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
+    sessions: new ExpiringCache<StsSession>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
+    credentials: new ExpiringCache<IssuedCredential>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
+    domains: new ExpiringCache<DomainList>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: 0 }),
+    clock,
+    domainsTtlMs: 3600_000,
+    ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+  };
+  return {
+    config,
+    verifyToken: createTokenVerifier({ config, keysFor, clock }),
+    issue,
+    forceLimiter: new ForceLimiter(config.forceIntervalSeconds * 1000, clock),
+    log: options.log ?? createLogger("broker"),
+    clock,
+    version: brokerVersion,
+    ...(options.baseIdentity ? { baseIdentity: options.baseIdentity } : {}),
+  };
+}

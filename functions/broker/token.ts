@@ -1,0 +1,124 @@
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
+import type { Clock } from "./clock.ts";
+import type { BrokerConfig, Cluster } from "./config.ts";
+
+/**
+ * ServiceAccount token checks (SPEC §3.3): the cluster is found by `iss` before any key is
+ * fetched, the signature is checked against that cluster's keys only, and only asymmetric
+ * algorithms are accepted.
+ */
+
+/** Asymmetric JWS algorithms; `none` and every HMAC are refused before any key is looked up. */
+export const allowedAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
+
+/** Projected ServiceAccount tokens are around 1 KiB; anything near this is not one. */
+export const maxTokenBytes = 16 * 1024;
+
+export interface VerifiedToken {
+  cluster: Cluster;
+  subject: string;
+  issuer: string;
+  claims: JWTPayload;
+}
+
+export interface TokenVerifierDeps {
+  config: Pick<BrokerConfig, "audience" | "clockSkewSeconds" | "maxTokenLifetimeSeconds" | "clusters">;
+  keysFor: (cluster: Cluster) => JWTVerifyGetKey;
+  clock: Clock;
+}
+
+function invalid(message: string): AcrCredentialError {
+  return new AcrCredentialError("InvalidToken", message);
+}
+
+/** Header and claims of a compact JWS, read without trusting them, to pick the cluster. */
+function peek(raw: string): { alg: unknown; iss: unknown } {
+  if (raw.length > maxTokenBytes) throw invalid(`the token is larger than ${maxTokenBytes} bytes`);
+  if (raw.split(".").length !== 3) throw invalid("the token is not a compact JWS (header.payload.signature)");
+  try {
+    return { alg: decodeProtectedHeader(raw).alg, iss: decodeJwt(raw).iss };
+  } catch {
+    throw invalid("the token cannot be decoded as a JWT");
+  }
+}
+
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return "the token has expired";
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    if (error.claim === "nbf") return "the token is not valid yet (nbf is in the future)";
+    if (error.claim === "aud") return "the token's audience (aud) is not this broker's";
+    if (error.claim === "iss") return "the token's issuer (iss) does not match its cluster";
+    return `the token's '${error.claim}' claim is invalid: ${error.reason}`;
+  }
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return "no signing key of the cluster matches the token's kid";
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "the token's signature does not verify with the cluster's keys";
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "the token's algorithm is not allowed";
+  if (error instanceof joseErrors.JOSEError) return `the token is invalid (${error.code})`;
+  return "the token is invalid";
+}
+
+export type TokenVerifier = (raw: string, options?: { audience?: string }) => Promise<VerifiedToken>;
+
+/** Builds the verifier once (cold start); each call is one signature check plus claim checks. */
+export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
+  const { config, clock } = deps;
+  const byIssuer = new Map(config.clusters.map((cluster) => [cluster.issuer, cluster]));
+  const keys = new Map(config.clusters.map((cluster) => [cluster.name, deps.keysFor(cluster)]));
+
+  return async (raw, options = {}) => {
+    const { alg, iss } = peek(raw);
+    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid(`the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
+    const cluster = typeof iss === "string" ? byIssuer.get(iss) : undefined;
+    if (!cluster) throw invalid("the token's issuer (iss) is not a configured cluster");
+
+    const now = clock.now();
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(raw, keys.get(cluster.name)!, {
+        issuer: cluster.issuer,
+        audience: options.audience ?? config.audience,
+        algorithms: allowedAlgorithms,
+        clockTolerance: config.clockSkewSeconds,
+        currentDate: new Date(now),
+        requiredClaims: ["exp", "iat", "sub"],
+      }));
+    } catch (error) {
+      if (isAcrCredentialError(error)) throw error;
+      throw invalid(describeJoseError(error));
+    }
+
+    const { exp, iat, sub } = payload as Required<Pick<JWTPayload, "exp" | "iat" | "sub">>;
+    if (iat > now / 1000 + config.clockSkewSeconds) throw invalid("the token was issued in the future (iat)");
+    if (exp - iat > config.maxTokenLifetimeSeconds) {
+      throw invalid(`the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
+    }
+    return { cluster, subject: sub, issuer: cluster.issuer, claims: payload };
+  };
+}
+
+/** Subject check: a valid token of the cluster that is not one of its allowed ServiceAccounts. */
+export function assertSubjectAllowed(token: VerifiedToken): void {
+  if (!token.cluster.subjects.includes(token.subject)) {
+    throw new AcrCredentialError("Forbidden", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
+  }
+}
+
+/** The audience of ACK RRSA tokens (they are presented to STS, not to the broker). */
+export const rrsaAudience = "sts.aliyuncs.com";
+
+/** The second (RRSA) token must be a valid token of the same cluster for the same ServiceAccount. */
+export async function verifyRrsaToken(verify: TokenVerifier, raw: string, bearer: VerifiedToken): Promise<void> {
+  let second: VerifiedToken;
+  try {
+    second = await verify(raw, { audience: rrsaAudience });
+  } catch (error) {
+    if (isAcrCredentialError(error) && error.code === "InvalidToken") {
+      throw new AcrCredentialError("Forbidden", `oidcToken is not usable: ${error.message}; send the ServiceAccount's RRSA token (audience ${rrsaAudience})`);
+    }
+    throw error;
+  }
+  if (second.issuer !== bearer.issuer || second.subject !== bearer.subject) {
+    throw new AcrCredentialError("Forbidden", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
+  }
+}

@@ -1,0 +1,70 @@
+import { AcrCredentialError, type ErrorCode } from "../errors.ts";
+
+/**
+ * Turns what the Alibaba Cloud SDKs throw into an `AcrCredentialError` with a stable code and a
+ * one-line message, and says whether another attempt may help (throttling, 5xx, network).
+ */
+
+export interface UpstreamErrorDetails {
+  retryable: boolean;
+  retryAfterMs?: number;
+  /** The Alibaba Cloud error code, e.g. `EntityNotExist.Role`. */
+  upstreamCode?: string;
+  requestId?: string;
+}
+
+interface SdkError {
+  name?: string;
+  code?: unknown;
+  statusCode?: unknown;
+  requestId?: unknown;
+  retryAfter?: unknown;
+  message?: unknown;
+  data?: { Message?: unknown; message?: unknown } | null;
+}
+
+const networkCodes = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "ETIMEDOUT", "UND_ERR_SOCKET"]);
+
+/** A JWT or anything token-like must never reach a log or a response through an upstream message. */
+function scrub(text: string): string {
+  return text
+    .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, "[token]")
+    .replace(/\s*\n\s*/g, " ")
+    .slice(0, 300);
+}
+
+export function upstreamDetails(error: unknown): UpstreamErrorDetails | undefined {
+  if (error instanceof AcrCredentialError && typeof error.details.retryable === "boolean") return error.details as unknown as UpstreamErrorDetails;
+  return undefined;
+}
+
+/** Classifies an SDK error from `operation` (e.g. "STS AssumeRole acs:ram::1:role/x"). */
+export function toUpstreamError(error: unknown, operation: string): AcrCredentialError {
+  if (error instanceof AcrCredentialError) return error;
+  const e = (error ?? {}) as SdkError;
+  const status = typeof e.statusCode === "number" ? e.statusCode : undefined;
+  const upstreamCode = typeof e.code === "string" ? e.code : undefined;
+  const requestId = typeof e.requestId === "string" ? e.requestId : undefined;
+  const upstreamMessage = scrub(String(e.data?.Message ?? e.data?.message ?? e.message ?? error));
+  const make = (code: ErrorCode, retryable: boolean, message: string, extra: Partial<UpstreamErrorDetails> = {}) =>
+    new AcrCredentialError(code, `${operation}: ${message}`, { cause: error, details: { retryable, upstreamCode, requestId, ...extra } });
+
+  if (e.name === "ThrottlingError" || (upstreamCode !== undefined && upstreamCode.includes("Throttling"))) {
+    const retryAfterMs = typeof e.retryAfter === "number" && e.retryAfter > 0 ? e.retryAfter : undefined;
+    return make("UpstreamThrottled", true, `throttled (${upstreamCode ?? status}); retried within the request deadline without success`, { retryAfterMs });
+  }
+  if (e.name === "RequestTimeoutError") return make("UpstreamTimeout", true, `no answer in time (${upstreamMessage})`);
+  if (upstreamCode !== undefined && networkCodes.has(upstreamCode)) return make("UpstreamUnavailable", true, `unreachable (${upstreamCode})`);
+  if (status !== undefined && status >= 500) {
+    return make(status === 503 ? "UpstreamUnavailable" : "UpstreamError", true, `server error ${status} ${upstreamCode ?? ""}: ${upstreamMessage}`.replace(/\s+:/, ":"));
+  }
+  if (status !== undefined && status >= 400) {
+    const hint = /NoPermission|NotAuthorized|Forbidden|AccessDenied/i.test(upstreamCode ?? "")
+      ? "; grant the broker's identity this permission (see docs/deploy.md)"
+      : /EntityNotExist|NotExist|NotFound/i.test(upstreamCode ?? "")
+        ? "; check the ARN or instance id in the broker configuration"
+        : "";
+    return make("UpstreamError", false, `refused with ${status} ${upstreamCode ?? ""}: ${upstreamMessage}${hint}`.replace(/\s+:/, ":"));
+  }
+  return make("UpstreamError", false, `failed: ${upstreamMessage}`);
+}

@@ -1,0 +1,64 @@
+/**
+ * Retries with exponential backoff and full jitter inside a deadline. The schedule is a pure
+ * function; the runner takes its time, sleep and randomness from the caller.
+ */
+
+export interface BackoffPolicy {
+  /** Upper bound of the first retry's delay (ms). */
+  baseDelayMs: number;
+  /** No delay is ever longer than this (ms). */
+  maxDelayMs: number;
+  /** Attempts in total, the first one included. */
+  maxAttempts: number;
+}
+
+export const defaultBackoff: BackoffPolicy = { baseDelayMs: 100, maxDelayMs: 2000, maxAttempts: 5 };
+
+/** "Full jitter": a uniform delay in [0, min(max, base·2^retry)) (retry 0 is the first retry). */
+export function backoffDelay(retry: number, policy: BackoffPolicy, random: () => number): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
+  return Math.floor(random() * ceiling);
+}
+
+export interface RetryDecision {
+  retry: boolean;
+  /** A delay the upstream asked for (e.g. a throttling response's retry-after), in ms. */
+  retryAfterMs?: number;
+}
+
+export interface RetryOptions {
+  policy?: BackoffPolicy;
+  /** Monotonic time (ms) after which no new attempt starts. */
+  deadline: number;
+  /** Whether an error is worth another attempt. */
+  classify: (error: unknown) => RetryDecision;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export const monotonicNow = (): number => performance.now();
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `attempt` until it succeeds, fails with an error that is not retryable, runs out of
+ * attempts, or the next attempt could not start before the deadline; then rethrows the last error.
+ * `attempt` receives the time left (ms) so it can bound its own request.
+ */
+export async function retry<T>(attempt: (remainingMs: number, index: number) => Promise<T>, options: RetryOptions): Promise<T> {
+  const policy = options.policy ?? defaultBackoff;
+  const now = options.now ?? monotonicNow;
+  const sleep = options.sleep ?? realSleep;
+  const random = options.random ?? Math.random;
+  for (let index = 0; ; index++) {
+    try {
+      return await attempt(Math.max(0, options.deadline - now()), index);
+    } catch (error) {
+      const decision = options.classify(error);
+      if (!decision.retry || index + 1 >= policy.maxAttempts) throw error;
+      const delay = Math.max(backoffDelay(index, policy, random), decision.retryAfterMs ?? 0);
+      if (now() + delay >= options.deadline) throw error;
+      await sleep(delay);
+    }
+  }
+}

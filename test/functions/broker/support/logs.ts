@@ -1,0 +1,8 @@
+import { createLogger, type Logger } from "../../../../shared/log.ts";
+
+/** A broker logger whose JSON lines are kept in memory, so tests can read and scan them. */
+export function captureLogs(): { log: Logger; lines: string[]; text(): string } {
+  const lines: string[] = [];
+  const log = createLogger("broker", { level: "debug", destination: { write: (line: string) => void lines.push(line) } });
+  return { log, lines, text: () => lines.join("") };
+}
