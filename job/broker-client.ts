@@ -1,0 +1,155 @@
+import { readFile as readFileFromDisk } from "node:fs/promises";
+import { credentialsResponseSchema, errorResponseSchema, type CredentialsRequest, type CredentialsResponse, type RegistryRequest } from "../shared/broker-api.ts";
+import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
+
+/**
+ * The refresher's side of the broker API (SPEC §3.1): POST /v1/credentials with the projected
+ * ServiceAccount token, read from its file on every attempt because the kubelet rotates it. Network
+ * errors, 429 and 5xx are retried with exponential backoff and full jitter inside a deadline;
+ * anything else fails at once with the broker's own code.
+ */
+
+export interface BrokerClientOptions {
+  /** Base URL of the broker, e.g. `https://broker.example.com`. */
+  url: string;
+  /** Projected token with the broker's audience. */
+  tokenFile: string;
+  /** Projected token with audience `sts.aliyuncs.com`, sent as `oidcToken` for RRSA entries. */
+  stsTokenFile?: string;
+  fetch?: typeof fetch;
+  readFile?: (path: string) => Promise<string>;
+  /** Per attempt. */
+  timeoutMs?: number;
+  attempts?: number;
+  /** No retry is started after this much time has passed since the call began. */
+  deadlineMs?: number;
+  sleep?: (milliseconds: number) => Promise<void>;
+  random?: () => number;
+  now?: () => number;
+  userAgent?: string;
+}
+
+export interface CredentialsQuery {
+  registries: RegistryRequest[];
+  force?: boolean;
+}
+
+export interface BrokerClient {
+  fetchCredentials(query: CredentialsQuery): Promise<CredentialsResponse>;
+}
+
+const retryableStatus = new Set([429, 500, 502, 503, 504]);
+const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
+
+async function readToken(readFile: (path: string) => Promise<string>, path: string, what: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await readFile(path)).trim();
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    throw new AcrCredentialError("FileUnreadable", `cannot read the ${what} at ${path} (${reason}); mount the projected token volume from job/deploy or pass --token-file`);
+  }
+  if (token === "") throw new AcrCredentialError("FileUnreadable", `the ${what} at ${path} is empty; check the projected token volume`);
+  return token;
+}
+
+/** Seconds from a `Retry-After` header (delta-seconds or an HTTP date), if any. */
+export function retryAfterMs(header: string | null, now: number): number | undefined {
+  if (header === null || header.trim() === "") return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** Full-jitter exponential backoff: a random wait up to min(cap, base·2^attempt). */
+export function backoffMs(attempt: number, random: () => number, baseMs = 500, capMs = 8000): number {
+  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
+}
+
+function brokerError(status: number, body: unknown, url: string): AcrCredentialError {
+  const parsed = errorResponseSchema.safeParse(body);
+  const code = parsed.success ? parsed.data.error.code : undefined;
+  const message = parsed.success ? parsed.data.error.message.replace(/\s+/g, " ") : `HTTP ${status}`;
+  const known = code !== undefined && Object.hasOwn(errorCodes, code) ? (code as ErrorCode) : undefined;
+  const fix: Record<number, string> = {
+    401: "the broker rejected the ServiceAccount token; check the token audience and the cluster's issuer in the broker config",
+    403: "the broker does not allow this cluster, subject or registry; check the cluster's entry in the broker config",
+    404: "check broker-url",
+    429: "the broker is rate-limiting this cluster; the next run retries",
+  };
+  const hint = fix[status] ?? (status >= 500 ? "the broker or Alibaba Cloud is failing; the next run retries" : "check the refresher's configuration");
+  const fallback: ErrorCode = status === 400 ? "InvalidRequest" : status === 401 ? "InvalidToken" : status === 403 ? "Forbidden" : status === 404 ? "NotFound" : status === 429 ? "RateLimited" : "BrokerUnreachable";
+  return new AcrCredentialError(known ?? fallback, `broker ${url} answered ${status}: ${message}; ${hint}`, { details: { status } });
+}
+
+export function brokerClient(options: BrokerClientOptions): BrokerClient {
+  const doFetch = options.fetch ?? fetch;
+  const readFile = options.readFile ?? ((path: string) => readFileFromDisk(path, "utf8"));
+  const sleep = options.sleep ?? defaultSleep;
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const attempts = options.attempts ?? 4;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const deadlineMs = options.deadlineMs ?? 60_000;
+  const endpoint = `${options.url.replace(/\/+$/, "")}/v1/credentials`;
+
+  type Attempt = { response: CredentialsResponse } | { retry: AcrCredentialError; waitMs?: number };
+
+  async function attemptOnce(query: CredentialsQuery, needsOidcToken: boolean): Promise<Attempt> {
+    const token = await readToken(readFile, options.tokenFile, "ServiceAccount token");
+    const body: CredentialsRequest = { registries: query.registries };
+    if (query.force === true) body.force = true;
+    if (needsOidcToken) {
+      if (options.stsTokenFile === undefined) throw new AcrCredentialError("ConfigInvalid", "RRSA is enabled but no token with audience sts.aliyuncs.com is mounted; add the second projected token from job/deploy (or pass --sts-token-file)");
+      body.oidcToken = await readToken(readFile, options.stsTokenFile, "RRSA token (audience sts.aliyuncs.com)");
+    }
+    let response: Response;
+    let text: string;
+    try {
+      response = await doFetch(endpoint, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json", "user-agent": options.userAgent ?? "acr-credential-refresher" },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await response.text();
+    } catch (error) {
+      const reason = error instanceof Error ? ((error.cause as { code?: string } | undefined)?.code ?? error.name) : String(error);
+      return { retry: new AcrCredentialError("BrokerUnreachable", `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`, { cause: error }) };
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (response.ok) {
+      const parsed = credentialsResponseSchema.safeParse(json);
+      if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `broker ${endpoint} answered ${response.status} with a body that is not a credentials response; check broker-url`);
+      return { response: parsed.data };
+    }
+    const error = brokerError(response.status, json, endpoint);
+    if (!retryableStatus.has(response.status)) throw error;
+    const waitMs = retryAfterMs(response.headers.get("retry-after"), now());
+    return waitMs === undefined ? { retry: error } : { retry: error, waitMs };
+  }
+
+  return {
+    async fetchCredentials(query) {
+      const started = now();
+      const needsOidcToken = query.registries.some((registry) => registry.rrsaRoleArn !== undefined);
+      let lastError: AcrCredentialError | undefined;
+      for (let attempt = 0; attempt < attempts; attempt += 1) {
+        const outcome = await attemptOnce(query, needsOidcToken);
+        if ("response" in outcome) return outcome.response;
+        lastError = outcome.retry;
+        if (attempt === attempts - 1) break;
+        const delay = Math.min(outcome.waitMs ?? backoffMs(attempt, random), 30_000);
+        if (now() - started + delay > deadlineMs) break;
+        await sleep(delay);
+      }
+      throw lastError ?? new AcrCredentialError("BrokerUnreachable", `cannot reach the broker at ${endpoint}`);
+    },
+  };
+}

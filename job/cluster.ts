@@ -1,0 +1,153 @@
+import { ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import { AcrCredentialError } from "../shared/errors.ts";
+import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
+import { fieldManager, type SecretManifest } from "./secret.ts";
+import type { JsonPatchOperation } from "./service-account-patch.ts";
+
+/**
+ * Everything the refresher asks of the Kubernetes API, and nothing more: it never reads a Secret.
+ * The interface is what `apply` and `run` depend on; `kubernetesCluster` implements it with
+ * `@kubernetes/client-node`, and tests may wrap it to interleave another client's edits.
+ */
+export interface ClusterApi {
+  /** A ConfigMap's data, or `undefined` when it does not exist. */
+  readConfigMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  listNamespaces(): Promise<NamespaceInfo[]>;
+  /** All ServiceAccounts of one namespace, or of the whole cluster when `namespace` is undefined. */
+  listServiceAccounts(namespace?: string): Promise<ServiceAccountInfo[]>;
+  getServiceAccount(namespace: string, name: string): Promise<ServiceAccountInfo | undefined>;
+  /** Server-side apply with the refresher's field manager and without force. */
+  applySecret(secret: SecretManifest): Promise<void>;
+  patchServiceAccount(namespace: string, name: string, patch: JsonPatchOperation[]): Promise<void>;
+  deleteSecret(namespace: string, name: string): Promise<"deleted" | "not-found">;
+  /** Server-side apply of the refresher's own status ConfigMap (forced: nobody else owns its keys). */
+  applyConfigMap(namespace: string, name: string, data: Record<string, string>, labels: Record<string, string>): Promise<void>;
+}
+
+/** A failed Kubernetes request as one error: HTTP status, the `Status` reason and its field causes. */
+export function kubernetesError(error: unknown, what: string): AcrCredentialError {
+  if (error instanceof AcrCredentialError) return error;
+  if (error instanceof ApiException) {
+    const status = error.code;
+    let body: { reason?: string; message?: string; details?: { causes?: Array<{ reason?: string; field?: string; message?: string }> } } = {};
+    try {
+      body = typeof error.body === "string" ? JSON.parse(error.body) : ((error.body as typeof body | undefined) ?? {});
+    } catch {
+      body = {};
+    }
+    const reason = body.reason ?? (status === 401 ? "Unauthorized" : "Unknown");
+    const message = (body.message ?? `HTTP ${status}`).replace(/\s+/g, " ");
+    const hint = status === 401 ? "; the refresher's ServiceAccount token was rejected" : status === 403 ? "; check the refresher's RBAC from job/deploy" : "";
+    return new AcrCredentialError("KubernetesError", `${what}: ${message} (HTTP ${status} ${reason})${hint}`, {
+      cause: error,
+      details: { status, reason, causes: body.details?.causes ?? [] },
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, { cause: error, details: { status: 0, reason: "Network" } });
+}
+
+export function statusOf(error: unknown): number {
+  return error instanceof AcrCredentialError && typeof error.details.status === "number" ? error.details.status : 0;
+}
+
+function namespaceInfo(ns: V1Namespace): NamespaceInfo {
+  return {
+    name: ns.metadata?.name ?? "",
+    uid: ns.metadata?.uid ?? "",
+    terminating: ns.metadata?.deletionTimestamp !== undefined && ns.metadata?.deletionTimestamp !== null,
+    annotations: ns.metadata?.annotations ?? {},
+  };
+}
+
+export function serviceAccountInfo(sa: V1ServiceAccount): ServiceAccountInfo {
+  return {
+    namespace: sa.metadata?.namespace ?? "",
+    name: sa.metadata?.name ?? "",
+    resourceVersion: sa.metadata?.resourceVersion ?? "",
+    imagePullSecrets: (sa.imagePullSecrets ?? []).map((entry) => (entry.name === undefined ? {} : { name: entry.name })),
+    annotations: sa.metadata?.annotations ?? {},
+  };
+}
+
+/** Lists are paginated so 2,000 namespaces never arrive as one huge response. */
+const pageSize = 500;
+
+async function allPages<T>(fetchPage: (continueToken: string | undefined) => Promise<{ items: T[]; metadata?: { _continue?: string } }>): Promise<T[]> {
+  const items: T[] = [];
+  let token: string | undefined;
+  do {
+    const page = await fetchPage(token);
+    items.push(...page.items);
+    token = page.metadata?._continue || undefined;
+  } while (token !== undefined);
+  return items;
+}
+
+export function kubernetesCluster(kubeConfig: KubeConfig): ClusterApi {
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
+  const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+  const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
+    try {
+      return await request();
+    } catch (error) {
+      throw kubernetesError(error, what);
+    }
+  };
+
+  return {
+    async readConfigMap(namespace, name) {
+      try {
+        const configMap = await core.readNamespacedConfigMap({ namespace, name });
+        return configMap.data ?? {};
+      } catch (error) {
+        if (error instanceof ApiException && error.code === 404) return undefined;
+        throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
+      }
+    },
+    async listNamespaces() {
+      const items = await call("listing namespaces", () => allPages((_continue) => core.listNamespace({ limit: pageSize, _continue })));
+      return items.map(namespaceInfo);
+    },
+    async listServiceAccounts(namespace) {
+      const items = await call(`listing ServiceAccounts${namespace === undefined ? "" : ` in ${namespace}`}`, () =>
+        allPages((_continue) =>
+          namespace === undefined
+            ? core.listServiceAccountForAllNamespaces({ limit: pageSize, _continue })
+            : core.listNamespacedServiceAccount({ namespace, limit: pageSize, _continue }),
+        ),
+      );
+      return items.map(serviceAccountInfo);
+    },
+    async getServiceAccount(namespace, name) {
+      try {
+        return serviceAccountInfo(await core.readNamespacedServiceAccount({ namespace, name }));
+      } catch (error) {
+        if (error instanceof ApiException && error.code === 404) return undefined;
+        throw kubernetesError(error, `reading ServiceAccount ${namespace}/${name}`);
+      }
+    },
+    async applySecret(secret) {
+      const { name, namespace } = secret.metadata;
+      // The response echoes the Secret, password included: it is dropped unread.
+      await call(`applying Secret ${namespace}/${name}`, () => core.patchNamespacedSecret({ name, namespace, body: secret, fieldManager, force: false }, applyOptions));
+    },
+    async patchServiceAccount(namespace, name, patch) {
+      await call(`patching ServiceAccount ${namespace}/${name}`, () => core.patchNamespacedServiceAccount({ name, namespace, body: patch, fieldManager }, jsonPatchOptions));
+    },
+    async deleteSecret(namespace, name) {
+      try {
+        await core.deleteNamespacedSecret({ name, namespace });
+        return "deleted";
+      } catch (error) {
+        if (error instanceof ApiException && error.code === 404) return "not-found";
+        throw kubernetesError(error, `deleting Secret ${namespace}/${name}`);
+      }
+    },
+    async applyConfigMap(namespace, name, data, labels) {
+      const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace, labels }, data };
+      await call(`writing ConfigMap ${namespace}/${name}`, () => core.patchNamespacedConfigMap({ name, namespace, body, fieldManager, force: true }, applyOptions));
+    },
+  };
+}

@@ -1,0 +1,207 @@
+import { describe, expect, it } from "vitest";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import { literalNames, matchesPattern, parseRefresherConfig, selects } from "../../job/config.ts";
+import { secretNameFor } from "../../job/registry.ts";
+
+const addonStyle = {
+  "service-account": "default,builder",
+  "watch-namespace": "team-a, team-b",
+  "expiring-threshold": "20m",
+  "notify-email": "ops@example.com",
+  "acr-registry-info": `
+- instanceId: "cri-abc123"
+  regionId: "cn-hangzhou"
+  domains: "foo-registry.cn-hangzhou.cr.aliyuncs.com,foo-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
+  assumeRoleARN: ""
+  expireDuration: 3600
+  rrsaRoleARN: ""
+  rrsaOIDCProviderRoleARN: ""
+- instanceId: ""
+  regionId: "cn-beijing"
+`,
+  "broker-url": "https://broker.example.com/",
+};
+
+function problemsOf(data: Record<string, string>): string {
+  try {
+    parseRefresherConfig(data);
+  } catch (error) {
+    expect(error).toBeInstanceOf(AcrCredentialError);
+    expect((error as AcrCredentialError).code).toBe("ConfigInvalid");
+    expect((error as AcrCredentialError).exitCode).toBe(2);
+    return (error as AcrCredentialError).message;
+  }
+  throw new Error("expected the configuration to be rejected");
+}
+
+describe("parseRefresherConfig", () => {
+  it("reads the add-on's kebab-case ConfigMap as it is", () => {
+    const { config, warnings } = parseRefresherConfig(addonStyle);
+    expect(warnings).toEqual([]);
+    expect(config.brokerUrl).toBe("https://broker.example.com");
+    expect(config.serviceAccount).toEqual({ kind: "list", patterns: ["default", "builder"] });
+    expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-a", "team-b"] });
+    expect(config.excludeNamespaces).toEqual([]);
+    expect(config.expiringThresholdSeconds).toBe(1200);
+    expect(config.notifyEmail).toBe("ops@example.com");
+    expect(config.rrsa).toBe(false);
+    expect(config.registries).toHaveLength(2);
+    const [enterprise, personal] = config.registries;
+    expect(enterprise).toMatchObject({
+      instanceId: "cri-abc123",
+      regionId: "cn-hangzhou",
+      domains: ["foo-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com"],
+      expireDuration: 3600,
+    });
+    expect(enterprise?.assumeRoleArn).toBeUndefined();
+    expect(personal).toMatchObject({ regionId: "cn-beijing", domains: [] });
+    expect(personal?.instanceId).toBeUndefined();
+  });
+
+  it("reads the managed edition's camelCase keys and gives the same result", () => {
+    const camel = {
+      serviceAccount: addonStyle["service-account"],
+      watchNamespace: addonStyle["watch-namespace"],
+      expiringThreshold: addonStyle["expiring-threshold"],
+      notifyEmail: addonStyle["notify-email"],
+      AcrInstanceInfo: addonStyle["acr-registry-info"].replace(/instanceId/g, "instanceID").replace(/regionId/g, "regionID"),
+      "broker-url": addonStyle["broker-url"],
+    };
+    expect(parseRefresherConfig(camel).config).toEqual(parseRefresherConfig(addonStyle).config);
+  });
+
+  it("applies the add-on's defaults: namespace default, ServiceAccount default, threshold 15m", () => {
+    const { config } = parseRefresherConfig({ "acr-registry-info": "- regionId: cn-shanghai", "broker-url": "https://b.example" });
+    expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["default"] });
+    expect(config.serviceAccount).toEqual({ kind: "list", patterns: ["default"] });
+    expect(config.expiringThresholdSeconds).toBe(900);
+  });
+
+  it("treats watch-namespace all as every namespace except the system ones by default", () => {
+    const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "service-account": "*" });
+    expect(config.watchNamespace).toEqual({ kind: "all" });
+    expect(config.serviceAccount).toEqual({ kind: "all" });
+    expect(config.excludeNamespaces).toEqual(["kube-system", "kube-public", "kube-node-lease"]);
+  });
+
+  it("lets exclude-namespace replace the default exclusions, including with globs", () => {
+    const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "exclude-namespace": "kube-*,sandbox" });
+    expect(config.excludeNamespaces).toEqual(["kube-*", "sandbox"]);
+  });
+
+  it("accepts the rrsa block in its YAML form and as a bare word", () => {
+    const withRrsa = (rrsa: string) =>
+      parseRefresherConfig({
+        ...addonStyle,
+        rrsa,
+        "acr-registry-info": "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/ack-rrsa-c1",
+      }).config;
+    expect(withRrsa("enable: true\n").rrsa).toBe(true);
+    expect(withRrsa("enable: \"true\"").rrsa).toBe(true);
+    expect(withRrsa("true").rrsa).toBe(true);
+    expect(withRrsa("enable: false").rrsa).toBe(false);
+    expect(withRrsa("enable: true").registries[0]).toMatchObject({ rrsaRoleArn: "acs:ram::111:role/pull", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" });
+  });
+
+  it("drops RRSA fields with a warning when rrsa is not enabled", () => {
+    const { config, warnings } = parseRefresherConfig({
+      ...addonStyle,
+      "acr-registry-info": "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/p",
+    });
+    expect(config.registries[0]?.rrsaRoleArn).toBeUndefined();
+    expect(warnings.join("\n")).toMatch(/RRSA fields are ignored/);
+  });
+
+  it("accepts domains as a YAML list as well as a comma-separated string", () => {
+    const list = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-abc123\n  regionId: cn-hangzhou\n  domains:\n    - B.example.com\n    - a.example.com" }).config;
+    expect(list.registries[0]?.domains).toEqual(["a.example.com", "b.example.com"]);
+  });
+
+  it("warns about unknown keys and about add-on keys it does not use, without failing", () => {
+    const { warnings } = parseRefresherConfig({ ...addonStyle, "watch-namespaces": "x", "acr-api-version": "2018-12-01" });
+    expect(warnings.some((w) => w.includes("'watch-namespaces'") && w.includes("not a known setting"))).toBe(true);
+    expect(warnings.some((w) => w.includes("'acr-api-version'") && w.includes("does not use"))).toBe(true);
+  });
+
+  it("ignores an access key in a registry item and warns without repeating its value", () => {
+    const { warnings } = parseRefresherConfig({
+      ...addonStyle,
+      "acr-registry-info": "- regionId: cn-hangzhou\n  customAccessKey: TESTAKID0000\n  customAccessKeySecret: not-a-real-secret",
+    });
+    const text = warnings.join("\n");
+    expect(text).toMatch(/customAccessKeySecret/);
+    expect(text).not.toMatch(/not-a-real-secret/);
+    expect(text).not.toMatch(/TESTAKID0000/);
+  });
+
+  it("rejects an invalid namespace name, naming the key", () => {
+    const message = problemsOf({ ...addonStyle, "watch-namespace": "Team_A" });
+    expect(message).toMatch(/key 'watch-namespace': 'Team_A' is not a namespace name/);
+    expect(message.split("\n")).toHaveLength(1);
+  });
+
+  it("rejects a threshold that is not a Go duration, naming the camelCase key when that is the one used", () => {
+    const { "expiring-threshold": _, ...rest } = addonStyle;
+    expect(problemsOf({ ...rest, expiringThreshold: "15 minutes" })).toMatch(/key 'expiringThreshold': '15 minutes' is not a duration/);
+  });
+
+  it("rejects a missing broker-url", () => {
+    const { "broker-url": _, ...rest } = addonStyle;
+    expect(problemsOf(rest)).toMatch(/key 'broker-url': is required/);
+  });
+
+  it("rejects both spellings of one setting with different values", () => {
+    expect(problemsOf({ ...addonStyle, watchNamespace: "other" })).toMatch(/key 'watch-namespace': is also set as 'watchNamespace'/);
+  });
+
+  it("names the item and field of a bad registry entry", () => {
+    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  expireDuration: 60" });
+    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': is required/);
+    expect(message).toMatch(/key 'acr-registry-info\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
+  });
+
+  it("fills a missing regionId from default-region-id", () => {
+    const { config } = parseRefresherConfig({ ...addonStyle, "default-region-id": "cn-shenzhen", "acr-registry-info": "- instanceId: cri-a" });
+    expect(config.registries[0]?.regionId).toBe("cn-shenzhen");
+  });
+
+  it("rejects YAML that is not indented consistently", () => {
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n regionId: cn-hangzhou\n   domains: x" })).toMatch(/key 'acr-registry-info': is not valid YAML/);
+  });
+
+  it("rejects the same registry listed twice", () => {
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats acr-registry-info\[0\]/);
+  });
+
+  it("requires both RRSA fields once rrsa is enabled", () => {
+    expect(problemsOf({ ...addonStyle, rrsa: "enable: true", "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::1:role/r" })).toMatch(/rrsaOIDCProviderRoleARN': is required together/);
+  });
+
+  it("rejects an rrsa value it cannot read", () => {
+    expect(problemsOf({ ...addonStyle, rrsa: "maybe" })).toMatch(/key 'rrsa': expected 'enable: true'/);
+  });
+
+  it("names every Secret after a hash of instance, region and domains", () => {
+    const { config } = parseRefresherConfig(addonStyle);
+    const [enterprise] = config.registries;
+    expect(enterprise?.secretName).toMatch(/^acr-credential-[0-9a-f]{32}$/);
+    expect(enterprise?.secretName).toBe(secretNameFor({ instanceId: "cri-abc123", regionId: "cn-hangzhou", domains: ["FOO-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com "] }));
+  });
+});
+
+describe("selectors", () => {
+  it("matches exact names and * and ? globs, anchored", () => {
+    expect(matchesPattern("team-*", "team-a")).toBe(true);
+    expect(matchesPattern("team-*", "myteam-a")).toBe(false);
+    expect(matchesPattern("ns?", "ns1")).toBe(true);
+    expect(matchesPattern("ns?", "ns12")).toBe(false);
+    expect(matchesPattern("a.b", "axb")).toBe(false);
+    expect(selects({ kind: "all" }, "anything")).toBe(true);
+  });
+
+  it("knows when a namespace list can be read name by name", () => {
+    expect(literalNames({ kind: "list", patterns: ["a", "b"] })).toEqual(["a", "b"]);
+    expect(literalNames({ kind: "list", patterns: ["a", "team-*"] })).toBeUndefined();
+    expect(literalNames({ kind: "all" })).toBeUndefined();
+  });
+});
