@@ -1,0 +1,99 @@
+import { existsSync } from "node:fs";
+import { KubeConfig } from "@kubernetes/client-node";
+import { pino } from "pino";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import { brokerClient } from "../../job/broker-client.ts";
+import { kubernetesCluster } from "../../job/cluster.ts";
+import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
+import { startWatch } from "../../job/watch.ts";
+import type { Command } from "../args.ts";
+import { parseFlags, untilSignal } from "../args.ts";
+
+export const defaultTokenFile = "/var/run/secrets/acr-credential-broker/token";
+export const defaultStsTokenFile = "/var/run/secrets/acr-credential-broker/sts-token";
+
+const usage = `Usage: acr-credential refresh [--once | --watch] [options]
+
+Fetches short-lived registry credentials from the broker and keeps a kubernetes.io/dockerconfigjson
+Secret per registry in every chosen namespace, attached to the chosen ServiceAccounts. Configured by
+ConfigMap kube-system/acr-configuration (the aliyun-acr-credential-helper add-on's keys, plus
+broker-url). Writes its status to ConfigMap kube-system/acr-credential-status.
+
+Options:
+  --once                  run once and exit (default; what the CronJob runs)
+  --watch                 keep running: serve new namespaces and ServiceAccounts within seconds,
+                          renew credentials before they expire
+  --kubeconfig F          kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)
+  --config-map NS/NAME    where the configuration lives (default: ${defaultConfigMap.namespace}/${defaultConfigMap.name})
+  --broker-url U          overrides the ConfigMap's broker-url
+  --token-file F          projected token with the broker's audience (default: ${defaultTokenFile})
+  --sts-token-file F      projected token with audience sts.aliyuncs.com, for RRSA (default: ${defaultStsTokenFile})
+  --dry-run               print the plan as JSON and write nothing
+  --resync                re-apply every Secret even where the refresher believes it is current
+
+Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
+
+function parseConfigMapRef(value: string | undefined): ConfigMapRef {
+  if (value === undefined) return defaultConfigMap;
+  const match = /^([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(value);
+  if (match === null) throw new AcrCredentialError("UsageError", `--config-map must be NAMESPACE/NAME, got '${value}'; see 'acr-credential refresh --help'`);
+  return { namespace: match[1] as string, name: match[2] as string };
+}
+
+function loadKubeConfig(file: string | undefined): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  try {
+    if (file !== undefined) kubeConfig.loadFromFile(file);
+    else if (process.env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token")) kubeConfig.loadFromCluster();
+    else kubeConfig.loadFromDefault();
+  } catch (error) {
+    throw new AcrCredentialError("FileUnreadable", `cannot load the kubeconfig${file === undefined ? "" : ` ${file}`}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}; pass --kubeconfig`);
+  }
+  if (kubeConfig.getCurrentCluster() === null) throw new AcrCredentialError("FileUnreadable", "no Kubernetes cluster configured; run in a cluster or pass --kubeconfig");
+  return kubeConfig;
+}
+
+export const command: Command = {
+  summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags("refresh", argv, {
+      once: { type: "boolean" },
+      watch: { type: "boolean" },
+      kubeconfig: { type: "string" },
+      "config-map": { type: "string" },
+      "broker-url": { type: "string" },
+      "token-file": { type: "string" },
+      "sts-token-file": { type: "string" },
+      "dry-run": { type: "boolean" },
+      resync: { type: "boolean" },
+    });
+    if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
+    if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
+    const configMap = parseConfigMapRef(values["config-map"]);
+    const kubeConfig = loadKubeConfig(values.kubeconfig);
+    // Logs go to stderr so that `--dry-run` output on stdout stays one JSON document.
+    const logger = createLogger("refresher", { destination: pino.destination({ dest: 2, sync: true }) });
+    const cluster = kubernetesCluster(kubeConfig);
+    const tokenFile = values["token-file"] ?? defaultTokenFile;
+    const stsTokenFile = values["sts-token-file"] ?? defaultStsTokenFile;
+    const broker = (url: string) => brokerClient({ url, tokenFile, stsTokenFile });
+    const brokerUrl = values["broker-url"];
+    const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }) };
+
+    if (values.watch === true) {
+      const watcher = startWatch({ kubeConfig, cluster, broker, logger }, common);
+      const stop = untilSignal();
+      await Promise.race([watcher.ready, stop]);
+      const signal = await stop;
+      logger.info({ signal }, "stopping");
+      await watcher.stop();
+      return 0;
+    }
+
+    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true });
+    if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
+    return report.exitCode;
+  },
+};
