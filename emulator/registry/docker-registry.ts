@@ -89,8 +89,9 @@ export async function startDockerRegistry(options: DockerRegistryOptions): Promi
         return { host: `127.0.0.1:${port}`, close: once(() => stop(started.child).finally(() => rm(configDir, { recursive: true, force: true }))) };
       }
       lastFailure = started.failure;
+      if (!/address already in use/.test(lastFailure)) break;
     }
-    throw new AcrCredentialError("RegistryUnavailable", `docker-registry did not start: ${lastFailure}`);
+    throw new AcrCredentialError("RegistryUnavailable", `docker-registry did not start (${lastFailure}); fix the file or setting it names and start again`);
   } catch (error) {
     await rm(configDir, { recursive: true, force: true });
     throw error;
@@ -126,8 +127,14 @@ async function spawnUntilReady(executable: string, configPath: string, port: num
     if (failed !== undefined) return { ready: false, failure: failed };
   }
   await stop(child);
-  const lastLine = oneLine(output.trim().split("\n").at(-1) ?? "");
-  return { ready: false, failure: exited ? `it exited before answering${lastLine === "" ? "" : `: ${lastLine}`}` : `no answer on 127.0.0.1:${port} within ${readyTimeoutMs / 1000}s` };
+  return { ready: false, failure: exited ? `it exited before answering: ${failureReason(output)}` : `no answer on 127.0.0.1:${port} within ${readyTimeoutMs / 1000}s` };
+}
+
+/** The line of docker-registry's output that says why it stopped (it panics on a bad config). */
+export function failureReason(output: string): string {
+  const lines = output.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  const reason = lines.find((line) => line.startsWith("panic:")) ?? lines.find((line) => /level=(fatal|panic|error)/.test(line)) ?? lines.at(-1);
+  return reason === undefined ? "no output" : oneLine(reason);
 }
 
 /**

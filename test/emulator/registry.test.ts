@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isAcrCredentialError } from "../../shared/errors.ts";
 import { findExecutable } from "../../emulator/registry/docker-registry.ts";
 import {
   createRealmSigner,
@@ -229,6 +230,23 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     const own = await fetch(url, { headers: { authorization: `Bearer ${await signer.sign(validClaims({ aud: service }))}` } });
     expect(own.status).toBe(200);
     expect(await own.json()).toEqual({ name: "demo/hello", tags: ["v1"] });
+  });
+
+  it("stops the registry on close", async () => {
+    const second = await startDockerRegistry({ realm: realmUrl, service, issuer, rootCertBundle: signer.certPath, dataDir: join(work, "second-data") });
+    expect((await fetch(`http://${second.host}/v2/`)).status).toBe(401);
+    await second.close();
+    await expect(fetch(`http://${second.host}/v2/`)).rejects.toThrow();
+  });
+
+  it("reports a registry that cannot start as RegistryUnavailable, with its reason", async () => {
+    const started = startDockerRegistry({ realm: realmUrl, service, issuer, rootCertBundle: join(work, "no-such-bundle.pem"), dataDir: join(work, "broken-data") });
+    const error: unknown = await started.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(isAcrCredentialError(error) && error.code).toBe("RegistryUnavailable");
+    expect((error as Error).message).toContain("no-such-bundle.pem");
   });
 });
 
