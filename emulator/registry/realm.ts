@@ -21,6 +21,7 @@ export interface TokenRealmOptions {
   signer: RealmSigner;
   /** The emulator's clock, in epoch ms; decides whether a credential has expired. */
   now(): number;
+  /** The grant a username/password pair stands for; compare passwords in constant time. */
   lookup(username: string, password: string): RegistryGrant | undefined;
   onDecision?(entry: RealmDecision): void;
 }
@@ -94,6 +95,7 @@ export function decideTokenRequest(request: TokenRequest, policy: { service: str
   if (grant === undefined) {
     return refusal(401, "UNAUTHORIZED", "authentication required", "invalid username or password", challenge, { subject: "", scope, outcome: "invalid-credentials" });
   }
+  // Written so that a grant with no valid expiry (NaN) counts as expired.
   if (!(policy.now < grant.expiresAt)) {
     return refusal(401, "UNAUTHORIZED", "authentication required", "the registry password has expired; request a new one", challenge, { subject: grant.subject, scope, outcome: "expired" });
   }
@@ -115,6 +117,7 @@ export function createTokenRealm(options: TokenRealmOptions): (req: IncomingMess
     const decision = decide(req, options);
     if (decision === undefined) {
       // A failing lookup must not turn into a token; its error may name the credential, so it is not echoed.
+      options.onDecision?.({ subject: "", scope: "", outcome: "lookup-failed" });
       send(res, 500, {}, { errors: [{ code: "UNKNOWN", message: "unknown error", detail: "the realm could not check the credentials" }] });
       return;
     }
@@ -140,6 +143,7 @@ export function createTokenRealm(options: TokenRealmOptions): (req: IncomingMess
         send(res, 200, {}, { token, access_token: token, expires_in: decision.lifetimeSeconds, issued_at: new Date(issuedAtMs).toISOString() });
       },
       () => {
+        options.onDecision?.({ subject: decision.subject, scope: "", outcome: "signing-failed" });
         send(res, 500, {}, { errors: [{ code: "UNKNOWN", message: "unknown error", detail: "the realm could not sign the token" }] });
       },
     );

@@ -182,12 +182,14 @@ describe("token realm over HTTP", () => {
 
   it("fails closed with a 500 and no token when the credential lookup throws, without echoing its error", async () => {
     lookupFails = true;
+    decisions.length = 0;
     try {
       const response = await askToken(`service=${service}&scope=repository:demo/hello:pull`, basic("cr_temp_user", password));
       expect(response.status).toBe(500);
       const text = await response.text();
       expect(text).not.toContain(password);
       expect(text).not.toContain("token\"");
+      expect(decisions).toEqual([{ subject: "", scope: "", outcome: "lookup-failed" }]);
     } finally {
       lookupFails = false;
     }

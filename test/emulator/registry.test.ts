@@ -229,7 +229,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     expect(foreign.status).toBe(401);
     const own = await fetch(url, { headers: { authorization: `Bearer ${await signer.sign(validClaims({ aud: service }))}` } });
     expect(own.status).toBe(200);
-    expect(await own.json()).toEqual({ name: "demo/hello", tags: ["v1"] });
+    expect(((await own.json()) as { tags: string[] }).tags).toContain("v1");
   });
 
   it("stops the registry on close", async () => {
