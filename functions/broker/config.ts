@@ -22,7 +22,6 @@ const secureUrl = z.string().refine((value) => {
 }, { error: "expected an https URL (http only for 127.0.0.1 or localhost)" });
 
 const roleArn = z.string().regex(/^acs:ram::\d+:role\/[\w.@-]{1,64}$/, { error: "expected a RAM role ARN like acs:ram::123456789012:role/acr-pull" });
-const oidcProviderArn = z.string().regex(/^acs:ram::\d+:oidc-provider\/[\w.@-]{1,128}$/, { error: "expected an OIDC provider ARN like acs:ram::123456789012:oidc-provider/ack-rrsa-c0123" });
 const regionId = z.string().regex(/^[a-z]{2,}(-[a-z0-9]+)+$/, { error: "expected a region id like cn-hangzhou" });
 const instanceId = z.string().regex(/^cri-[A-Za-z0-9]{1,60}$/, { error: "expected an Enterprise Edition instance id like cri-abc123" });
 const domain = z.string().regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:\d{1,5})?$/, { error: "expected a registry host name" });

@@ -74,8 +74,10 @@ export function parseInvocation(raw: unknown): Invocation {
   if (typeof event !== "object" || event === null) throw new AcrCredentialError("InvalidRequest", "the event is not a JSON object");
   const object = event as Record<string, unknown>;
   if ("action" in object) {
-    if (object.action !== "renew") throw new AcrCredentialError("InvalidRequest", `unknown action '${String(object.action)}'; the only action is 'renew'`);
-    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === "")) throw new AcrCredentialError("InvalidRequest", "cluster must be a non-empty string");
+    // Marked so the answer takes the direct-invocation shape, not an HTTP response.
+    const direct = { details: { direct: true } };
+    if (object.action !== "renew") throw new AcrCredentialError("InvalidRequest", `unknown action '${String(object.action)}'; the only action is 'renew'`, direct);
+    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === "")) throw new AcrCredentialError("InvalidRequest", "cluster must be a non-empty string", direct);
     return { kind: "renew", ...(typeof object.cluster === "string" ? { cluster: object.cluster } : {}) };
   }
   const http = event as FcHttpEvent;

@@ -18,7 +18,8 @@ function runtime(): BrokerRuntime {
   if (built) return built;
   if (failure !== undefined) throw failure;
   try {
-    built = createRuntime({ loaded: loadConfig(process.env), log });
+    // A relative BROKER_CONFIG_FILE is resolved against the deployed code directory.
+    built = createRuntime({ loaded: loadConfig(process.env, process.env.FC_FUNC_CODE_PATH ?? process.cwd()), log });
     log.info({ clusters: built.config.clusters.map((c) => c.name), version: built.version }, "broker ready");
     return built;
   } catch (error) {

@@ -30,6 +30,8 @@ interface State {
   startedAt: number;
   annotations: RequestAnnotations;
   invocation?: Invocation;
+  /** A direct (non-HTTP) invocation whose event could not be parsed. */
+  direct?: boolean;
 }
 
 type BrokerRequest = Request<unknown, unknown, Error, FcContext, { state?: State }>;
@@ -44,7 +46,12 @@ export function fcEvent(): MiddlewareObj {
     name: "fcEvent",
     before: (request: BrokerRequest) => {
       const state = stateOf(request);
-      state.invocation = parseInvocation(request.event);
+      try {
+        state.invocation = parseInvocation(request.event);
+      } catch (error) {
+        if (isAcrCredentialError(error) && error.details.direct === true) state.direct = true;
+        throw error;
+      }
       request.event = { invocation: state.invocation, requestId: state.requestId, annotations: state.annotations } satisfies BrokerEvent;
     },
   };
@@ -100,7 +107,7 @@ export function httpResponse(): MiddlewareObj {
   const finish = (request: BrokerRequest) => {
     const state = stateOf(request);
     const result = request.response as HttpResult;
-    if (state.invocation?.kind === "renew") {
+    if (state.invocation?.kind === "renew" || state.direct) {
       request.response = result.body;
       return;
     }

@@ -1,14 +1,18 @@
-import OpenApiPackage from "@alicloud/openapi-core";
+import * as openApiCore from "@alicloud/openapi-core";
 import * as dara from "@darabonba/typescript";
 import type { CallOptions, Identity } from "./identity.ts";
 
 /**
  * The few `@alicloud/openapi-core` pieces every client here needs. The packages are CommonJS
- * with an `exports.default` class, so the class sits one level down under ESM.
+ * with an `exports.default` class: Node's ESM loader puts it at `default.default`, bundlers and
+ * test runners that apply `__esModule` interop at `default`; `cjsDefault` accepts both.
  */
+export function cjsDefault<T>(value: unknown): T {
+  return (typeof value === "function" ? value : (value as { default: T }).default) as T;
+}
 
-export const OpenApi = OpenApiPackage.default;
-export const { $OpenApiUtil, OpenApiUtil } = OpenApiPackage;
+export const OpenApi = cjsDefault<typeof openApiCore.default.default>(openApiCore.default);
+export const { $OpenApiUtil, OpenApiUtil } = openApiCore;
 export type OpenApiConfig = InstanceType<typeof $OpenApiUtil.Config>;
 
 /** SDK `Config` for `endpoint` (host[:port]) with the identity's credentials, if any. */

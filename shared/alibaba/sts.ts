@@ -1,12 +1,12 @@
-import StsPackage from "@alicloud/sts20150401";
+import * as StsPackage from "@alicloud/sts20150401";
 import { AcrCredentialError } from "../errors.ts";
 import type { CallOptions, Endpoints, Identity, StsSession } from "./identity.ts";
-import { runtimeOptions, sdkConfig } from "./sdk.ts";
+import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 import { toUpstreamError } from "./upstream-error.ts";
 
 /** STS 2015-04-01 through `@alicloud/sts20150401`. */
 
-const Sts = StsPackage.default;
+const Sts = cjsDefault<typeof StsPackage.default.default>(StsPackage.default);
 
 export interface AssumeRoleInput {
   roleArn: string;

@@ -7,7 +7,7 @@ export interface TestCluster {
   issuer: string;
   alg: string;
   kid: string;
-  privateKey: CryptoKey;
+  privateKey: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
   publicJwk: JWK;
   jwks: { keys: JWK[] };
   /** A token signed by this cluster's key; claims and header fields can be overridden. */
