@@ -8,9 +8,14 @@ import type { RealmSigner } from "./signer.ts";
 
 /** One line of the realm's decision log: who asked for what, and what they got. Never a secret. */
 export interface RealmDecision {
+  /** The grant's subject, or "" when the caller was not authenticated. */
   subject: string;
+  /** The requested scope this entry is about, "" for a request without one. */
   scope: string;
+  /** `granted:ACTIONS`, `denied`, `authenticated`, or why the request was refused. */
   outcome: string;
+  /** The HTTP status the realm answered with. */
+  status: number;
 }
 
 export interface TokenRealmOptions {
@@ -55,8 +60,8 @@ export type TokenDecision =
       log: RealmDecision[];
     };
 
-function refusal(status: 400 | 401 | 405, code: string, message: string, detail: string, headers: Record<string, string>, log: RealmDecision): TokenDecision {
-  return { granted: false, status, headers, body: { errors: [{ code, message, detail }] }, log: [log] };
+function refusal(status: 400 | 401 | 405, code: string, message: string, detail: string, headers: Record<string, string>, log: Omit<RealmDecision, "status">): TokenDecision {
+  return { granted: false, status, headers, body: { errors: [{ code, message, detail }] }, log: [{ ...log, status }] };
 }
 
 /** `Basic base64(user:password)`; the password may itself contain colons (ACR tokens do). */
@@ -102,8 +107,8 @@ export function decideTokenRequest(request: TokenRequest, policy: { service: str
   const decided = requested.map((asked) => ({ asked, granted: grantResourceAccess(asked, grant) }));
   const log =
     decided.length === 0
-      ? [{ subject: grant.subject, scope: "", outcome: "authenticated" }]
-      : decided.map(({ asked, granted }) => ({ subject: grant.subject, scope: formatScope(asked), outcome: accessOutcome(granted) }));
+      ? [{ subject: grant.subject, scope: "", outcome: "authenticated", status: 200 }]
+      : decided.map(({ asked, granted }) => ({ subject: grant.subject, scope: formatScope(asked), outcome: accessOutcome(granted), status: 200 }));
   return { granted: true, subject: grant.subject, access: decided.map(({ granted }) => granted), lifetimeSeconds: tokenLifetimeSeconds(grant.expiresAt - policy.now), log };
 }
 
@@ -117,12 +122,12 @@ export function createTokenRealm(options: TokenRealmOptions): (req: IncomingMess
     const decision = decide(req, options);
     if (decision === undefined) {
       // A failing lookup must not turn into a token; its error may name the credential, so it is not echoed.
-      options.onDecision?.({ subject: "", scope: "", outcome: "lookup-failed" });
+      options.onDecision?.({ subject: "", scope: "", outcome: "lookup-failed", status: 500 });
       send(res, 500, {}, { errors: [{ code: "UNKNOWN", message: "unknown error", detail: "the realm could not check the credentials" }] });
       return;
     }
-    for (const entry of decision.log) options.onDecision?.(entry);
     if (!decision.granted) {
+      for (const entry of decision.log) options.onDecision?.(entry);
       send(res, decision.status, decision.headers, decision.body);
       return;
     }
@@ -140,10 +145,11 @@ export function createTokenRealm(options: TokenRealmOptions): (req: IncomingMess
     });
     options.signer.sign(claims).then(
       (token) => {
+        for (const entry of decision.log) options.onDecision?.(entry);
         send(res, 200, {}, { token, access_token: token, expires_in: decision.lifetimeSeconds, issued_at: new Date(issuedAtMs).toISOString() });
       },
       () => {
-        options.onDecision?.({ subject: decision.subject, scope: "", outcome: "signing-failed" });
+        options.onDecision?.({ subject: decision.subject, scope: "", outcome: "signing-failed", status: 500 });
         send(res, 500, {}, { errors: [{ code: "UNKNOWN", message: "unknown error", detail: "the realm could not sign the token" }] });
       },
     );

@@ -189,9 +189,32 @@ describe("token realm over HTTP", () => {
       const text = await response.text();
       expect(text).not.toContain(password);
       expect(text).not.toContain("token\"");
-      expect(decisions).toEqual([{ subject: "", scope: "", outcome: "lookup-failed" }]);
+      expect(decisions).toEqual([{ subject: "", scope: "", outcome: "lookup-failed", status: 500 }]);
     } finally {
       lookupFails = false;
+    }
+  });
+
+  it("answers 500 and reports no grant when signing fails (a signer that always fails, as no real one can on demand)", async () => {
+    const seen: RealmDecision[] = [];
+    const failing = createTokenRealm({
+      service,
+      issuer,
+      signer: { certPath: signer.certPath, sign: () => Promise.reject(new Error("signing key unavailable")) },
+      now: () => now,
+      lookup: (username, given) => grantTable.get(`${username}:${given}`),
+      onDecision: (entry) => seen.push(entry),
+    });
+    const failingServer = createServer(failing);
+    await new Promise<void>((resolve) => failingServer.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(failingServer.address() as AddressInfo).port}/auth?service=${service}&scope=repository:demo/hello:pull`;
+      const response = await fetch(url, { headers: { authorization: basic("cr_temp_user", password) } });
+      expect(response.status).toBe(500);
+      expect(await response.json()).toEqual({ errors: [{ code: "UNKNOWN", message: "unknown error", detail: "the realm could not sign the token" }] });
+      expect(seen).toEqual([{ subject: "acs:ram::1234567890123456:role/puller", scope: "", outcome: "signing-failed", status: 500 }]);
+    } finally {
+      await new Promise<void>((resolve) => failingServer.close(() => resolve()));
     }
   });
 
@@ -201,8 +224,8 @@ describe("token realm over HTTP", () => {
     const { token } = (await response.json()) as { token: string };
     await askToken(`service=${service}&scope=repository:demo/hello:pull`, basic("cr_temp_user", "TESTWRONG"));
     expect(decisions).toEqual([
-      { subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull", outcome: "granted:pull" },
-      { subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials" },
+      { subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull", outcome: "granted:pull", status: 200 },
+      { subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials", status: 401 },
     ]);
     const logged = JSON.stringify(decisions);
     expect(logged).not.toContain(password);

@@ -190,7 +190,7 @@ describe("token request decisions", () => {
   it("grants a pull-only credential pull on its repository", () => {
     const decision = decideTokenRequest(request({ scopes: ["repository:demo/hello:pull,push"] }), policy);
     expect(decision).toMatchObject({ granted: true, subject: "acs:ram::1234567890123456:role/puller", access: [{ type: "repository", name: "demo/hello", actions: ["pull"] }] });
-    expect(decision.log).toEqual([{ subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull,push", outcome: "granted:pull" }]);
+    expect(decision.log).toEqual([{ subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull,push", outcome: "granted:pull", status: 200 }]);
   });
 
   it("answers a repository outside the grant with an empty access entry rather than an error", () => {
@@ -217,7 +217,7 @@ describe("token request decisions", () => {
     for (const authorization of [basic("cr_temp_user", "TESTWRONG"), basic("someone", password)]) {
       const decision = decideTokenRequest(request({ authorization }), policy);
       expect(decision).toMatchObject({ granted: false, status: 401, body: { errors: [{ code: "UNAUTHORIZED" }] } });
-      expect(decision.log).toEqual([{ subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials" }]);
+      expect(decision.log).toEqual([{ subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials", status: 401 }]);
     }
   });
 
@@ -226,7 +226,7 @@ describe("token request decisions", () => {
     expect(decideTokenRequest(request(), { ...policy, now: expiresAt - 1 }).granted).toBe(true);
     const atExpiry = decideTokenRequest(request(), { ...policy, now: expiresAt });
     expect(atExpiry).toMatchObject({ granted: false, status: 401 });
-    expect(atExpiry.log[0]).toMatchObject({ subject: "acs:ram::1234567890123456:role/puller", outcome: "expired" });
+    expect(atExpiry.log[0]).toMatchObject({ subject: "acs:ram::1234567890123456:role/puller", outcome: "expired", status: 401 });
   });
 
   it("shortens the token to what is left of the credential", () => {
@@ -236,7 +236,7 @@ describe("token request decisions", () => {
 
   it("requires the service parameter", () => {
     expect(decideTokenRequest(request({ service: undefined }), policy)).toMatchObject({ status: 400, body: { errors: [{ code: "MISSING_REQUIRED_FIELD" }] } });
-    expect(decideTokenRequest(request({ service: "" }), policy)).toMatchObject({ status: 400 });
+    expect(decideTokenRequest(request({ service: "" }), policy)).toMatchObject({ status: 400, log: [{ outcome: "missing-service", status: 400 }] });
   });
 
   it("issues no token for another service, whose registry would not accept it anyway", () => {
@@ -252,7 +252,7 @@ describe("token request decisions", () => {
   });
 
   it("answers GET only", () => {
-    expect(decideTokenRequest(request({ method: "POST" }), policy)).toMatchObject({ granted: false, status: 405, headers: { Allow: "GET" } });
+    expect(decideTokenRequest(request({ method: "POST" }), policy)).toMatchObject({ granted: false, status: 405, headers: { Allow: "GET" }, log: [{ status: 405 }] });
   });
 
   it("never writes the password into the decision log", () => {

@@ -156,7 +156,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     expect(pushResult.stderr).toBe("");
     expect(pushResult.code).toBe(0);
     expect((await readFile(pushedDigestFile, "utf8")).trim()).toBe(pushedDigest);
-    expect(decisions).toContainEqual({ subject: grants.pusher.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull,push" });
+    expect(decisions).toContainEqual({ subject: grants.pusher.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull,push", status: 200 });
   });
 
   it("lets skopeo inspect the image with a pull-only credential from a docker config file", async () => {
@@ -178,7 +178,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     const result = await skopeo(["inspect", "--tls-verify=false", "--creds", "puller:TESTWRONGPASSWORD", image("demo/hello", "v1")]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/invalid username\/password/);
-    expect(decisionsSince(mark)).toContainEqual({ subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials" });
+    expect(decisionsSince(mark)).toContainEqual({ subject: "", scope: "repository:demo/hello:pull", outcome: "invalid-credentials", status: 401 });
   });
 
   it("refuses a pull once the credential has expired on the emulator's clock", async () => {
@@ -188,7 +188,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
       const result = await skopeo(["inspect", "--tls-verify=false", "--creds", `puller:${grants.puller.password}`, image("demo/hello", "v1")]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/unable to retrieve auth token/);
-      expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull", outcome: "expired" });
+      expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull", outcome: "expired", status: 401 });
     } finally {
       now = t0;
     }
@@ -201,7 +201,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     const result = await skopeo(["inspect", "--tls-verify=false", "--creds", `puller:${grants.puller.password}`, image("demo/other", "v1")]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/requested access to the resource is denied/);
-    expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/other:pull", outcome: "denied" });
+    expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/other:pull", outcome: "denied", status: 200 });
   });
 
   it("refuses a push with a pull-only credential and stores nothing", async () => {
@@ -209,7 +209,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     const result = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `puller:${grants.puller.password}`, `oci:${join(work, "layout")}:v2`, image("demo/hello", "v2")]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/requested access to the resource is denied/);
-    expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull" });
+    expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull", status: 200 });
     const check = await skopeo(["inspect", "--tls-verify=false", "--creds", `pusher:${grants.pusher.password}`, image("demo/hello", "v2")]);
     expect(check.code).not.toBe(0);
     expect(check.stderr).toMatch(/manifest unknown/);
