@@ -16,7 +16,7 @@ const certFileName = "realm-signing.crt";
 const keyFileName = "realm-signing.key";
 const certificateLifetimeMs = 365 * 24 * 3600 * 1000;
 // A certificate this close to its end is replaced rather than reused, so a registry started with
-// it does not begin refusing tokens in the middle of a session.
+// it does not begin refusing tokens in the middle of a run.
 const renewBeforeMs = 24 * 3600 * 1000;
 // ES256 (P-256) because distribution's libtrust verifies it and the keys are cheap to generate.
 const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
