@@ -5,12 +5,15 @@ import { createRequire } from "node:module";
 
 /**
  * The real Alibaba Cloud SDK clients, pointed at the emulator. The SDKs are CommonJS with
- * `exports.default`, which an ES module sees one level down; fc2 ships no types.
+ * `exports.default`: Node's ESM loader shows it one level down, vitest's interop does not.
  */
+function defaultExport<T extends { default: unknown }>(module: T): T["default"] {
+  return typeof module === "function" ? (module as unknown as T["default"]) : module.default;
+}
 
-const Sts = StsModule.default;
-const OpenApi = OpenApiModule.default;
-const OpenApiUtil = OpenApiUtilModule;
+const Sts = defaultExport(StsModule);
+const OpenApi = defaultExport(OpenApiModule);
+const OpenApiUtil = defaultExport(OpenApiUtilModule as unknown as { default: typeof OpenApiUtilModule });
 const Fc = createRequire(import.meta.url)("@alicloud/fc2") as new (accountId: string, config: Record<string, unknown>) => FcClient;
 
 export interface AccessKey {
@@ -46,8 +49,8 @@ export function sessionKey(body: { credentials?: { accessKeyId?: string; accessK
 }
 
 /** CR 2018-12-01 through `callApi` with the parameters a generated client uses. */
-export async function crCall(endpoint: string, key: AccessKey, action: string, query: Record<string, unknown>, headers: Record<string, string> = {}) {
-  const client = new OpenApi(config(endpoint, key));
+export async function crCall(endpoint: string, key: AccessKey, action: string, query: Record<string, unknown>, headers: Record<string, string> = {}, options: { readTimeout?: number } = {}) {
+  const client = new OpenApi(new $OpenApiUtil.Config({ ...key, endpoint, protocol: "http", regionId: "cn-hangzhou", ...options }));
   const params = new $OpenApiUtil.Params({ action, version: "2018-12-01", protocol: "HTTPS", pathname: "/", method: "POST", authType: "AK", style: "RPC", reqBodyType: "formData", bodyType: "json" });
   const response = await client.callApi(params, new $OpenApiUtil.OpenApiRequest({ query: OpenApiUtil.query(query), headers }), new $dara.RuntimeOptions({}));
   return response.body as Record<string, unknown>;

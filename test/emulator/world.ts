@@ -12,6 +12,7 @@ export const accountB = "2000000000000002";
 export const broker = { accessKeyId: "TESTAKBROKER0001", accessKeySecret: "test-secret-broker-0001" };
 export const outsider = { accessKeyId: "TESTAKOUTSIDER01", accessKeySecret: "test-secret-outsider-01" };
 export const viewer = { accessKeyId: "TESTAKVIEWER0001", accessKeySecret: "test-secret-viewer-0001" };
+export const operator = { accessKeyId: "TESTAKOPERATOR01", accessKeySecret: "test-secret-operator-01" };
 
 export const roles = {
   acrPull: `acs:ram::${accountA}:role/acr-pull`,
@@ -47,6 +48,11 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
           { name: "broker", accessKeys: [{ id: broker.accessKeyId, secret: broker.accessKeySecret }], policies: ["AssumeAnyRole"] },
           { name: "outsider", accessKeys: [{ id: outsider.accessKeyId, secret: outsider.accessKeySecret }], policies: ["AssumeAnyRole"] },
           { name: "viewer", accessKeys: [{ id: viewer.accessKeyId, secret: viewer.accessKeySecret }], policies: [] },
+          {
+            name: "operator",
+            accessKeys: [{ id: operator.accessKeyId, secret: operator.accessKeySecret }],
+            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${accountA}:services/token-broker/functions/*` }] }, "AssumeAnyRole"],
+          },
         ],
         roles: [
           { name: "acr-pull", trustPolicy: trust(`acs:ram::${accountA}:user/broker`), policies: ["PullDemo"] },
@@ -56,7 +62,7 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
             policies: [
               {
                 Statement: [
-                  { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:*:${accountA}:*` },
+                  { Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:*:${accountA}:*` },
                   { Effect: "Allow", Action: ["cr:PullRepository", "cr:PushRepository"], Resource: `acs:cr:*:${accountA}:repository/*` },
                 ],
               },
