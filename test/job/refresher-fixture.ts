@@ -1,0 +1,99 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ApiException, CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret, type V1ServiceAccount } from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import { createLogger, type Logger } from "../../shared/log.ts";
+import { brokerClient } from "../../job/broker-client.ts";
+import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
+import { refreshOnce, type RunOptions, type RunReport } from "../../job/run.ts";
+import { adminConfig, apply, kubeConfigForToken, serviceAccountToken } from "../kube/cluster.ts";
+
+/**
+ * The refresher as it runs in a cluster: its ServiceAccount and RBAC applied from job/deploy/base,
+ * its own token from the TokenRequest API, a broker token in a file, its ConfigMap in kube-system.
+ */
+export const refresherAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
+const deployBase = new URL("../../job/deploy/base/", import.meta.url);
+
+export async function manifests(file: string): Promise<KubernetesObject[]> {
+  const text = await readFile(new URL(file, deployBase), "utf8");
+  return parseAllDocuments(text).map((document) => document.toJS() as KubernetesObject).filter((object) => object !== null);
+}
+
+export interface RefresherFixture {
+  kubeConfig: KubeConfig;
+  cluster: ClusterApi;
+  tokenFile: string;
+  /** Every log line the refresher wrote in this fixture, to check that none carries a secret. */
+  logs: string[];
+  logger: Logger;
+  run(brokerUrl: string, options?: RunOptions, cluster?: ClusterApi): Promise<RunReport>;
+  close(): Promise<void>;
+}
+
+export async function installRefresher(): Promise<RefresherFixture> {
+  await apply([...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml"))]);
+  const token = await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, [], 3600);
+  const kubeConfig = kubeConfigForToken(token);
+  const dir = await mkdtemp(join(tmpdir(), "refresher-"));
+  const tokenFile = join(dir, "token");
+  await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["acr-credential-broker"], 3600));
+  const logs: string[] = [];
+  const logger = createLogger("refresher", { level: "debug", destination: { write: (line: string) => void logs.push(line) } });
+  const cluster = kubernetesCluster(kubeConfig);
+  return {
+    kubeConfig,
+    cluster,
+    tokenFile,
+    logs,
+    logger,
+    run: (brokerUrl, options = {}, override) =>
+      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }) }, { brokerUrl, ...options }),
+    close: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+export const core = () => adminConfig().makeApiClient(CoreV1Api);
+
+/** Replaces the refresher's ConfigMap data as the cluster admin would with kubectl apply. */
+export async function setConfig(data: Record<string, string>): Promise<void> {
+  await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" }).catch(() => undefined);
+  await core().createNamespacedConfigMap({ namespace: "kube-system", body: { metadata: { name: "acr-configuration" }, data } });
+}
+
+/** Forgets what the refresher remembers, so a test starts from a clean slate. */
+export async function resetStatus(): Promise<void> {
+  await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" }).catch(() => undefined);
+}
+
+export async function readStatus(): Promise<Record<string, string> | undefined> {
+  try {
+    return (await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" })).data ?? {};
+  } catch (error) {
+    if (error instanceof ApiException && error.code === 404) return undefined;
+    throw error;
+  }
+}
+
+export async function secretOrUndefined(namespace: string, name: string): Promise<V1Secret | undefined> {
+  try {
+    return await core().readNamespacedSecret({ namespace, name });
+  } catch (error) {
+    if (error instanceof ApiException && error.code === 404) return undefined;
+    throw error;
+  }
+}
+
+export async function serviceAccount(namespace: string, name: string): Promise<V1ServiceAccount> {
+  return core().readNamespacedServiceAccount({ namespace, name });
+}
+
+export const pullSecretNames = (sa: V1ServiceAccount): string[] => (sa.imagePullSecrets ?? []).map((entry) => entry.name ?? "");
+
+/** The decoded `.dockerconfigjson` of a Secret. */
+export function dockerConfigOf(secret: V1Secret): { auths: Record<string, { username: string; password: string; auth: string }> } {
+  const encoded = secret.data?.[".dockerconfigjson"];
+  if (encoded === undefined) throw new Error(`Secret ${secret.metadata?.name} has no .dockerconfigjson`);
+  return JSON.parse(Buffer.from(encoded, "base64").toString("utf8"));
+}
