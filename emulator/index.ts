@@ -123,7 +123,6 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const functions = createFunctions({ sts });
     const faults = createFaultInjector(options.faults);
     const log = createRequestLog();
-    const realmStatus = (outcome: string) => (/^(granted|denied|authenticated)/.test(outcome) ? 200 : /credentials|expired/.test(outcome) ? 401 : 400);
     const realm = createTokenRealm({
       service: registryService,
       issuer: registryIssuer,
@@ -131,7 +130,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       now: () => clock.now(),
       lookup: (username, password) => credentials.lookup(username, password),
       onDecision: (decision) =>
-        log.record({ at: clock.now(), api: "registry:Auth", principal: decision.subject === "" ? "anonymous" : decision.subject, outcome: decision.outcome, status: realmStatus(decision.outcome), requestId: "", resource: decision.scope }),
+        log.record({ at: clock.now(), api: "registry:Auth", principal: decision.subject === "" ? "anonymous" : decision.subject, outcome: decision.outcome, status: decision.status, requestId: "", resource: decision.scope }),
     });
     const router = createRouter({ authenticator: createAuthenticator({ directory, sessions, clock }), sts, cr, functions, faults, log, clock, realm, logger });
 
