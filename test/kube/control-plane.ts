@@ -79,6 +79,17 @@ process.stdin.on("close", () => {
  * service-account issuer whose discovery document and JWKS anyone may read, and data in a temp folder.
  */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  // A port found free can be taken by another process before etcd or the apiserver binds it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (error) {
+      if (attempt >= 3 || !(error instanceof Error && /address already in use/.test(error.message))) throw error;
+    }
+  }
+}
+
+async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
   const started = performance.now();
   const signingKey = options.signingKey ?? "rsa";
   const timeoutMs = options.startTimeoutMs ?? 90_000;
@@ -121,7 +132,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     processes.push(etcd.child);
     guard.stdin?.write(`pid ${etcd.child.pid}\n`);
     await waitUntil("etcd", etcd, timeoutMs, started, async () => {
-      const response = await globalThis.fetch(`${etcdUrl}/health`);
+      const response = await globalThis.fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
       return response.ok;
     });
 
@@ -153,7 +164,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const authorization = `Bearer ${files.adminToken}`;
     try {
       await waitUntil("kube-apiserver", apiserver, timeoutMs, started, async () => {
-        const response = await fetch(`${apiserverUrl}/readyz`, { dispatcher, headers: { authorization } });
+        const response = await fetch(`${apiserverUrl}/readyz`, {
+          dispatcher,
+          headers: { authorization },
+          signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
       });
