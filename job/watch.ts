@@ -47,6 +47,21 @@ export interface Watcher {
 const minRefreshMs = 30_000;
 const maxRefreshMs = 3_600_000;
 
+/**
+ * When to ask the broker again: the threshold before the earliest expiry; while some registry has no
+ * credential, sooner, backing off from 30 s to 5 min; always between 30 s and an hour.
+ */
+export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date | undefined; thresholdSeconds: number; failures: number; now: Date }): number {
+  let wait: number;
+  if (!input.complete) {
+    wait = Math.min(minRefreshMs * 2 ** Math.min(Math.max(input.failures - 1, 0), 4), 5 * 60_000);
+  } else {
+    const expiry = input.earliestExpiry?.getTime() ?? input.now.getTime() + maxRefreshMs;
+    wait = expiry - input.thresholdSeconds * 1000 - input.now.getTime();
+  }
+  return Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
+}
+
 type ListFunction<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
 
 /** Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response. */
@@ -173,15 +188,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
   function scheduleRefresh(): void {
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
-    let wait: number;
-    if (fetched.brokerError !== undefined || fetched.secrets.size < config.registries.length) {
-      // Back off while the broker fails, but keep trying well within the credentials' lifetime.
-      wait = Math.min(minRefreshMs * 2 ** Math.min(brokerFailures, 4), 5 * 60_000);
-    } else {
-      const expiry = fetched.earliestExpiry?.getTime() ?? now().getTime() + maxRefreshMs;
-      wait = expiry - config.expiringThresholdSeconds * 1000 - now().getTime();
-    }
-    wait = Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
+    const wait = refreshDelayMs({ complete: fetched.brokerError === undefined && fetched.secrets.size === config.registries.length, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now() });
     logger.info({ nextRefreshAt: new Date(now().getTime() + wait).toISOString() }, "next credential refresh scheduled");
     refreshTimer = later(wait, () => void enqueue(refreshAll));
   }
@@ -189,7 +196,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   /** Fetches credentials (one broker call for all namespaces) and reconciles everything. */
   async function refreshAll(): Promise<void> {
     fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now());
-    brokerFailures = fetched.brokerError === undefined ? 0 : brokerFailures + 1;
+    brokerFailures = fetched.secrets.size === config.registries.length ? 0 : brokerFailures + 1;
     await reconcile(undefined);
     scheduleRefresh();
   }
@@ -236,7 +243,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     configText = JSON.stringify(initialData ?? null);
     state = await readState(cluster);
     fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now());
-    brokerFailures = fetched.brokerError === undefined ? 0 : 1;
+    brokerFailures = fetched.secrets.size === config.registries.length ? 0 : 1;
 
     namespaces.on("error", restartOnError("namespaces", namespaces));
     accounts.on("error", restartOnError("serviceaccounts", accounts));

@@ -1,0 +1,21 @@
+// Bundles the refresher into one ESM file for its container image: `node job/build.mjs [OUTFILE]`.
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+
+const outfile = process.argv[2] ?? fileURLToPath(new URL("../dist/job/refresher.mjs", import.meta.url));
+
+await build({
+  entryPoints: [fileURLToPath(new URL("main.ts", import.meta.url))],
+  outfile,
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  minify: false,
+  sourcemap: false,
+  legalComments: "none",
+  // Some dependencies are CommonJS and call require() for Node built-ins.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  logLevel: "warning",
+});
+console.log(`build: wrote ${outfile}`);

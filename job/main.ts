@@ -1,0 +1,23 @@
+// Entry point of the bundled refresher (dist/job/refresher.mjs, the container's command): the same
+// code as `acr-credential refresh`, without the other commands and their dependencies.
+import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { command } from "../cli/commands/refresh.ts";
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(command.usage);
+    return 0;
+  }
+  try {
+    return await command.run(argv);
+  } catch (error) {
+    if (error instanceof AcrCredentialError) {
+      console.error(`acr-credential refresh: ${oneLine(error)} [${error.code}]`);
+      return error.exitCode;
+    }
+    console.error(`acr-credential refresh: internal error: ${oneLine(error)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,42 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+let dir: string;
+let bundle: string;
+
+async function node(...args: string[]) {
+  return run(process.execPath, args, { cwd: dir, env: { ...process.env, KUBECONFIG: join(dir, "absent") } }).then(
+    (out) => ({ code: 0, ...out }),
+    (error: { code: number; stdout: string; stderr: string }) => error,
+  );
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "refresher-bundle-"));
+  bundle = join(dir, "refresher.mjs");
+  await run(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle]);
+}, 60_000);
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("the bundled refresher (the container's command)", () => {
+  it("runs on its own, outside the repository, and prints its usage", async () => {
+    const result = await node(bundle, "--help");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Usage: acr-credential refresh/);
+  });
+
+  it("fails a bad flag with one line and exit 2", async () => {
+    const result = await node(bundle, "--watch", "--once");
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(/\[UsageError\]/);
+  });
+});

@@ -1,0 +1,89 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml, parseAllDocuments } from "yaml";
+import { parseRefresherConfig } from "../../job/config.ts";
+
+const deploy = new URL("../../job/deploy/", import.meta.url);
+type Manifest = { kind: string; metadata: { name: string; namespace?: string }; [key: string]: unknown };
+async function documents(path: string): Promise<Manifest[]> {
+  return parseAllDocuments(await readFile(new URL(path, deploy), "utf8")).map((document) => document.toJS() as Manifest);
+}
+const one = async <T>(path: string) => (await documents(path))[0] as unknown as T;
+
+interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface PodSpec {
+  serviceAccountName: string;
+  securityContext: { runAsNonRoot: boolean; runAsUser: number };
+  containers: Array<{ args: string[]; securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean }; resources: { limits: { cpu: string; memory: string } } }>;
+  volumes: Array<{ name: string; projected?: { sources: Array<{ serviceAccountToken: { audience: string; path: string } }> } }>;
+}
+
+describe("job/deploy", () => {
+  it("lists only files that exist in each kustomization", async () => {
+    for (const folder of ["base/", "watch/", "components/rrsa/"]) {
+      const kustomization = parseYaml(await readFile(new URL(`${folder}kustomization.yaml`, deploy), "utf8")) as { resources?: string[] };
+      for (const resource of kustomization.resources ?? []) expect(existsSync(new URL(`${folder}${resource}`, deploy)), `${folder}${resource}`).toBe(true);
+    }
+  });
+
+  it("grants no get, list or watch on Secrets, and no wildcard anywhere", async () => {
+    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
+    for (const rule of rules) {
+      expect(rule.verbs).not.toContain("*");
+      expect(rule.resources).not.toContain("*");
+      if (rule.resources.includes("secrets")) expect(rule.verbs.filter((verb) => ["get", "list", "watch"].includes(verb))).toEqual([]);
+    }
+    const secretVerbs = rules.filter((rule) => rule.resources.includes("secrets")).flatMap((rule) => rule.verbs).sort();
+    expect(secretVerbs).toEqual(["create", "delete", "patch"]);
+  });
+
+  it("binds the roles to the add-on's ServiceAccount in kube-system, so RRSA trust policies keep working", async () => {
+    const sa = await one<Manifest>("base/serviceaccount.yaml");
+    expect(sa.metadata).toMatchObject({ name: "aliyun-acr-credential-helper", namespace: "kube-system" });
+    for (const binding of (await documents("base/rbac.yaml")).filter((doc) => doc.kind.endsWith("Binding"))) {
+      expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([{ kind: "ServiceAccount", name: "aliyun-acr-credential-helper", namespace: "kube-system" }]);
+    }
+  });
+
+  it("runs the CronJob every 5 minutes, never two at once, non-root with a read-only root and limits, with the broker token projected", async () => {
+    const cronJob = await one<{ spec: { schedule: string; concurrencyPolicy: string; jobTemplate: { spec: { template: { spec: PodSpec } } } } }>("base/cronjob.yaml");
+    expect(cronJob.spec.schedule).toBe("*/5 * * * *");
+    expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
+    const pod = cronJob.spec.jobTemplate.spec.template.spec;
+    expectHardened(pod, "--once");
+  });
+
+  it("runs the --watch Deployment the same way, in place of the CronJob", async () => {
+    const deployment = await one<{ spec: { template: { spec: PodSpec } } }>("watch/deployment.yaml");
+    expectHardened(deployment.spec.template.spec, "--watch");
+    const overlay = await readFile(new URL("watch/kustomization.yaml", deploy), "utf8");
+    expect(overlay).toMatch(/\$patch: delete[\s\S]*kind: CronJob/);
+  });
+
+  it("adds the sts.aliyuncs.com token only through the RRSA component", async () => {
+    const component = await readFile(new URL("components/rrsa/kustomization.yaml", deploy), "utf8");
+    expect(component).toMatch(/audience: sts\.aliyuncs\.com/);
+    expect(await readFile(new URL("base/cronjob.yaml", deploy), "utf8")).not.toMatch(/sts\.aliyuncs\.com/);
+  });
+
+  it("ships a sample configuration that the refresher accepts without warnings", async () => {
+    const configMap = await one<{ metadata: { name: string; namespace: string }; data: Record<string, string> }>("examples/acr-configuration.yaml");
+    expect(configMap.metadata).toEqual({ name: "acr-configuration", namespace: "kube-system" });
+    const { config, warnings } = parseRefresherConfig(configMap.data);
+    expect(warnings).toEqual([]);
+    expect(config.registries).toHaveLength(1);
+  });
+});
+
+function expectHardened(pod: PodSpec, mode: string): void {
+  expect(pod.serviceAccountName).toBe("aliyun-acr-credential-helper");
+  expect(pod.securityContext.runAsNonRoot).toBe(true);
+  expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+  const [container] = pod.containers;
+  expect(container?.args).toEqual([mode]);
+  expect(container?.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+  expect(container?.resources.limits).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
+  const audiences = pod.volumes.flatMap((volume) => volume.projected?.sources.map((source) => source.serviceAccountToken.audience) ?? []);
+  expect(audiences).toEqual(["acr-credential-broker"]);
+}

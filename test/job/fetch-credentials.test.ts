@@ -1,0 +1,74 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RegistryRequest } from "../../shared/broker-api.ts";
+import { createLogger } from "../../shared/log.ts";
+import { brokerClient } from "../../job/broker-client.ts";
+import { parseRefresherConfig } from "../../job/config.ts";
+import { fetchCredentials } from "../../job/run.ts";
+import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
+
+const now = new Date("2030-01-01T00:00:00Z");
+const at = (minutes: number) => new Date(now.getTime() + minutes * 60_000).toISOString();
+const { config } = parseRefresherConfig({
+  "broker-url": "https://b.example",
+  "expiring-threshold": "15m",
+  "acr-registry-info": "- instanceId: cri-fresh\n  regionId: cn-hangzhou\n- instanceId: cri-soon\n  regionId: cn-hangzhou\n- instanceId: cri-dead\n  regionId: cn-hangzhou",
+});
+const silent = createLogger("refresher", { level: "silent" });
+
+let dir: string;
+let tokenFile: string;
+const servers: ScriptedBroker[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "fetch-credentials-"));
+  tokenFile = join(dir, "token");
+  await writeFile(tokenFile, "t");
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A broker whose credentials expire at the given minutes from `now`, per instance, first call and forced call. */
+async function broker(expiry: Record<string, [first: number, forced: number]>): Promise<ScriptedBroker> {
+  const server = await startScriptedBroker((request) => {
+    const forced = request.body.force === true;
+    const registries = request.body.registries as RegistryRequest[];
+    const credentials = registries.map((r) => {
+      const [first, again] = expiry[r.instanceId ?? ""] ?? [60, 60];
+      return { instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: [`${r.instanceId}.example.com`], username: "u", password: `${r.instanceId}-${forced ? "forced" : "first"}`, expiresAt: at(forced ? again : first) };
+    });
+    return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+  });
+  servers.push(server);
+  return server;
+}
+
+describe("fetchCredentials", () => {
+  it("asks again with force for credentials inside the expiring threshold, and never hands out an expired one", async () => {
+    const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [10, 55], "cri-dead": [-1, -1] });
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now);
+    expect(server.requests).toHaveLength(2);
+    expect(server.requests[1]?.body).toMatchObject({ force: true, registries: [{ instanceId: "cri-soon" }, { instanceId: "cri-dead" }] });
+    const byInstance = new Map([...fetched.secrets.values()].map((secret) => [secret.registry.instanceId, secret]));
+    expect(byInstance.get("cri-fresh")?.expiresAt).toBe(at(60));
+    expect(byInstance.get("cri-soon")?.expiresAt).toBe(at(55));
+    expect(byInstance.has("cri-dead")).toBe(false);
+    expect(fetched.registries.find((r) => r.registry.instanceId === "cri-dead")?.error?.message).toMatch(/expired/);
+    expect(fetched.earliestExpiry?.toISOString()).toBe(at(55));
+  });
+
+  it("reports every registry as failed, without throwing, when the broker cannot be reached", async () => {
+    const server = await broker({});
+    const url = server.url;
+    await server.close();
+    servers.splice(servers.indexOf(server), 1);
+    const fetched = await fetchCredentials(config, brokerClient({ url, tokenFile, attempts: 1 }), silent, now);
+    expect(fetched.secrets.size).toBe(0);
+    expect(fetched.brokerError?.code).toBe("BrokerUnreachable");
+    expect(fetched.registries.map((r) => r.error?.code)).toEqual(["BrokerUnreachable", "BrokerUnreachable", "BrokerUnreachable"]);
+  });
+});

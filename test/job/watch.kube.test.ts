@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { brokerClient } from "../../job/broker-client.ts";
+import { parseRefresherConfig } from "../../job/config.ts";
+import { startWatch, type Watcher } from "../../job/watch.ts";
+import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
+import { acquireRefresherLock } from "./kube-lock.ts";
+import { installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import { startStubBroker, type StubBroker } from "./stub-broker.ts";
+
+const oneRegistry = "- instanceId: cri-watch-one\n  regionId: cn-hangzhou";
+const twoRegistries = `${oneRegistry}\n- instanceId: cri-watch-two\n  regionId: cn-shanghai`;
+const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": twoRegistries }).config.registries.map((r) => r.secretName) as [string, string];
+
+/** Polls until `check` passes or the time is up; returns how long it took. */
+async function within(milliseconds: number, check: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < milliseconds) {
+    if (await check()) return Date.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`not done within ${milliseconds} ms`);
+}
+
+describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
+  let fixture: RefresherFixture;
+  let broker: StubBroker;
+  let release: () => Promise<void>;
+  let watcher: Watcher;
+  let existing: string;
+
+  beforeAll(async () => {
+    release = await acquireRefresherLock("watch.kube.test");
+    fixture = await installRefresher();
+    broker = await startStubBroker();
+    existing = await createNamespace("rfr-watch-existing");
+    await createServiceAccount(existing, "default");
+    await resetStatus();
+    await setConfig({ "broker-url": broker.url, "watch-namespace": "rfr-watch-*", "service-account": "default,late", "acr-registry-info": oneRegistry });
+    watcher = startWatch(
+      { kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2, sleep: async () => {} }) },
+      { configPollMs: 500, debounceMs: 100, statusIntervalMs: 200 },
+    );
+    await watcher.ready;
+  });
+
+  afterAll(async () => {
+    await watcher?.stop();
+    await broker?.close();
+    await fixture?.close();
+    await release?.();
+  });
+
+  it("serves the namespaces that exist when it starts", async () => {
+    expect(await secretOrUndefined(existing, one)).toBeDefined();
+    expect(pullSecretNames(await serviceAccount(existing, "default"))).toEqual([one]);
+  });
+
+  it("gives a namespace created after the start its Secret and ServiceAccount entry within 5 s", async () => {
+    const namespace = await createNamespace("rfr-watch-new");
+    await createServiceAccount(namespace, "default");
+    await within(5000, async () => (await secretOrUndefined(namespace, one)) !== undefined && pullSecretNames(await serviceAccount(namespace, "default")).includes(one));
+  });
+
+  it("attaches the Secret to a chosen ServiceAccount created later in a served namespace", async () => {
+    await createServiceAccount(existing, "late");
+    await within(5000, async () => pullSecretNames(await serviceAccount(existing, "late")).includes(one));
+    await createServiceAccount(existing, "not-chosen");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(pullSecretNames(await serviceAccount(existing, "not-chosen"))).toEqual([]);
+  });
+
+  it("picks up a changed ConfigMap without a restart", async () => {
+    await setConfig({ "broker-url": broker.url, "watch-namespace": "rfr-watch-*", "service-account": "default,late", "acr-registry-info": twoRegistries });
+    await within(5000, async () => pullSecretNames(await serviceAccount(existing, "default")).includes(two));
+    expect(await secretOrUndefined(existing, two)).toBeDefined();
+  });
+
+  it("keeps its status ConfigMap current", async () => {
+    await within(5000, async () => (await readStatus())?.mode === "watch" && ((await readStatus())?.registries ?? "").includes(two));
+    const status = await readStatus();
+    expect(parseYaml(status?.summary ?? "")).toMatchObject({ failures: 0, conflicts: 0 });
+  });
+});
