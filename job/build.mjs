@@ -18,4 +18,4 @@ await build({
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: "warning",
 });
-console.log(`build: wrote ${outfile}`);
+process.stdout.write(`build: wrote ${outfile}\n`);

@@ -5,7 +5,7 @@ import { command } from "../cli/commands/refresh.ts";
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(command.usage);
+    process.stdout.write(`${command.usage}\n`);
     return 0;
   }
   try {
