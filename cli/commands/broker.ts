@@ -1,0 +1,53 @@
+import * as credentials from "@alicloud/credentials";
+import { loadConfig, loadConfigFile, type LoadedConfig } from "../../functions/broker/config.ts";
+import { createHandler } from "../../functions/broker/handler.ts";
+import { serveBroker } from "../../functions/broker/node-http.ts";
+import { createRuntime } from "../../functions/broker/runtime.ts";
+import type { Identity } from "../../shared/alibaba/identity.ts";
+import { cjsDefault } from "../../shared/alibaba/sdk.ts";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import type { Command } from "../args.ts";
+import { parseFlags, parsePort, untilSignal } from "../args.ts";
+
+const usage = `Usage: acr-credential broker [--config FILE] [--port 9000] [--host 127.0.0.1]
+
+Serves the broker's HTTP API (POST /v1/credentials, GET /healthz) over plain HTTP, through the same
+handler as on Function Compute, against real Alibaba Cloud. Put TLS in front of it.
+
+  --config FILE   the broker configuration (YAML or JSON); default: BROKER_CONFIG or BROKER_CONFIG_FILE
+  --port N        port to listen on (0 = any free port); default 9000
+  --host H        address to listen on; default 127.0.0.1
+
+The broker's own identity comes from the Alibaba Cloud default credential chain: ALIBABA_CLOUD_ACCESS_KEY_ID /
+ALIBABA_CLOUD_ACCESS_KEY_SECRET (/ ALIBABA_CLOUD_SECURITY_TOKEN), an RRSA/OIDC role, a CLI profile or the ECS
+instance's RAM role. Logs are JSON lines on stdout.`;
+
+/** The default credential chain, checked once now so a missing identity is a start-up error. */
+export async function defaultChainIdentity(): Promise<Identity> {
+  const Credential = cjsDefault<typeof credentials.default.default>(credentials.default);
+  const provider = new Credential();
+  try {
+    await provider.getCredential();
+  } catch (error) {
+    throw new AcrCredentialError("ConfigInvalid", `no Alibaba Cloud credentials for the broker (${oneLine(error).slice(0, 200)}); set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run where a RAM role is attached`);
+  }
+  return { kind: "provider", provider };
+}
+
+export const command: Command = {
+  summary: "serve the broker over HTTP with the default credential chain (also an FC custom-runtime server)",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags("broker", argv, { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } });
+    const port = parsePort("broker", values.port ?? process.env.FC_SERVER_PORT, 9000);
+    const loaded: LoadedConfig = values.config ? loadConfigFile(values.config) : loadConfig(process.env);
+    const log = createLogger("broker");
+    const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
+    const server = await serveBroker(createHandler(() => runtime), { port, host: values.host ?? "127.0.0.1" });
+    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
+    await untilSignal();
+    await server.close();
+    return 0;
+  },
+};

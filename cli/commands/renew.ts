@@ -1,0 +1,53 @@
+import { renewResponseSchema } from "../../shared/broker-api.ts";
+import { invokeFunction } from "../../shared/alibaba/fc.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import type { Command } from "../args.ts";
+import { parseFlags } from "../args.ts";
+import { defaultChainIdentity } from "./broker.ts";
+
+const usage = `Usage: acr-credential renew --function SERVICE/FUNCTION [--cluster NAME] [--region R] [--account-id ID] [--endpoint URL]
+
+Asks the deployed broker to refresh its cached registry credentials now, through Function Compute's
+InvokeFunction API with your own Alibaba Cloud credentials (the default credential chain). Prints what
+was renewed and until when; passwords are never printed.
+
+  --function SERVICE/FUNCTION   the broker function, e.g. acr-credential-broker/acr-credential-broker
+  --cluster NAME                one cluster of the broker's configuration; default every cluster
+  --region R                    default ALIBABA_CLOUD_REGION_ID or cn-hangzhou
+  --account-id ID               the function's account; default ALIBABA_CLOUD_ACCOUNT_ID
+  --endpoint URL                Function Compute endpoint; default https://<account-id>.<region>.fc.aliyuncs.com
+
+Exit code 0 when every registry was renewed, 1 when some failed.`;
+
+export const command: Command = {
+  summary: "refresh the broker's cached credentials now through FC InvokeFunction",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags("renew", argv, { function: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } });
+    const [service, functionName, ...rest] = (values.function ?? "").split("/");
+    if (!service || !functionName || rest.length > 0) throw new AcrCredentialError("UsageError", "--function SERVICE/FUNCTION is required, e.g. --function acr-credential-broker/acr-credential-broker");
+    const accountId = values["account-id"] ?? process.env.ALIBABA_CLOUD_ACCOUNT_ID;
+    if (!accountId || !/^\d{6,20}$/.test(accountId)) throw new AcrCredentialError("UsageError", "--account-id (or ALIBABA_CLOUD_ACCOUNT_ID) must be the function's numeric account id");
+    const region = values.region ?? process.env.ALIBABA_CLOUD_REGION_ID ?? "cn-hangzhou";
+
+    const identity = await defaultChainIdentity();
+    if (identity.kind !== "provider") throw new AcrCredentialError("Internal", "unexpected identity");
+    const model = await identity.provider.getCredential();
+    const keys = { accessKeyId: model.accessKeyId ?? "", accessKeySecret: model.accessKeySecret ?? "", ...(model.securityToken ? { securityToken: model.securityToken } : {}) };
+
+    const event = { action: "renew", ...(values.cluster ? { cluster: values.cluster } : {}) };
+    const result = await invokeFunction({ accountId, region, service, functionName, ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
+    const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    if (failure) throw new AcrCredentialError("UpstreamError", `the broker refused: ${String(failure.message)} [${String(failure.code)}]`);
+    const parsed = renewResponseSchema.safeParse(result);
+    if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `the function's answer is not a renew summary; is ${values.function} the broker?`);
+
+    let failed = 0;
+    for (const summary of parsed.data.clusters) {
+      for (const entry of summary.renewed) console.log(`${summary.cluster}\t${entry.instanceId ?? "personal"}\t${entry.regionId}\trenewed until ${entry.expiresAt}`);
+      for (const error of summary.errors) console.log(`${summary.cluster}\t${error.instanceId ?? "personal"}\t${error.regionId}\tFAILED ${error.code}: ${error.message}`);
+      failed += summary.errors.length;
+    }
+    return failed === 0 ? 0 : 1;
+  },
+};

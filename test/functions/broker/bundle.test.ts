@@ -1,0 +1,87 @@
+import { execFile } from "node:child_process";
+import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
+import { brokerUser, brokerWorld } from "./support/world.ts";
+
+/**
+ * The deployable artefact: `npm run build` writes one CommonJS file that Function Compute's
+ * nodejs20 runtime loads with require(). Here it runs in a fresh node process, in a directory
+ * without node_modules, against the emulator.
+ */
+
+const run = promisify(execFile);
+const repo = new URL("../../../", import.meta.url).pathname;
+
+// What FC's runtime does: require the file, run the initializer, call the handler with a Buffer.
+const runner = `
+const { handler, initialize } = require("./index.js");
+const event = Buffer.from(process.argv[2]);
+initialize({}, (error) => {
+  if (error) { console.log(JSON.stringify({ initError: error.message })); return; }
+  handler(event, { requestId: "bundle-1", credentials: JSON.parse(process.env.TEST_CREDENTIALS), function: { timeout: 30 } })
+    .then((response) => console.log(JSON.stringify(response)));
+});
+`;
+
+let dir: string;
+let emulator: Emulator;
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  await run(process.execPath, [join(repo, "build.mjs"), "broker"], { cwd: repo });
+  dir = await mkdtemp(join(tmpdir(), "broker-bundle-"));
+  await copyFile(join(repo, "dist/broker/index.js"), join(dir, "index.js"));
+  await writeFile(join(dir, "run.cjs"), runner);
+  cluster = await createTestCluster("bundled");
+  emulator = await startEmulator({ world: brokerWorld(cluster) });
+}, 120_000);
+
+afterAll(async () => {
+  await emulator?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function invoke(event: unknown, config: unknown) {
+  const { stdout } = await run(process.execPath, ["run.cjs", JSON.stringify(event)], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, BROKER_CONFIG: JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "" },
+  });
+  // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
+  const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
+  return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string };
+}
+
+describe("the built bundle dist/broker/index.js", () => {
+  it("answers an FC HTTP event with registry credentials from a fresh node process without node_modules", async () => {
+    const config = {
+      audience: "acr-credential-broker",
+      alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+      clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
+    };
+    const event = {
+      version: "v1",
+      rawPath: "/v1/credentials",
+      body: JSON.stringify({}),
+      isBase64Encoded: false,
+      headers: { Authorization: `Bearer ${await cluster.mint()}`, "Content-Type": "application/json" },
+      requestContext: { requestId: "bundle-1", http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } },
+    };
+    const response = await invoke(event, config);
+    expect(response.statusCode).toBe(200);
+    expect(response.headers["cache-control"]).toBe("no-store");
+    const body = JSON.parse(response.body) as { cluster: string; credentials: Array<{ edition: string; password: string }> };
+    expect(body.cluster).toBe("bundled");
+    expect(body.credentials[0]).toMatchObject({ edition: "personal", password: expect.any(String) });
+    expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
+  });
+
+  it("fails its initializer with a one-line configuration error", async () => {
+    const response = await invoke({}, { audience: "a", clusters: [] });
+    expect(response.initError).toMatch(/^BROKER_CONFIG: clusters: /);
+  });
+});
