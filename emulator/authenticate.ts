@@ -42,12 +42,16 @@ const acsDatePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   const wallClock = deps.wallClock ?? Date.now;
-  // Nonces are remembered for the signature window: an older request is refused for its date anyway.
+  // A nonce is remembered while its request's date is still acceptable: later, the date refuses it.
   const nonces = new Map<string, number>();
-  const rememberNonce = (nonce: string) => {
+  let prunedAt = 0;
+  const rememberNonce = (nonce: string, signedAt: number) => {
     const now = wallClock();
-    if (nonces.size > 10_000) for (const [seen, until] of nonces) if (until < now) nonces.delete(seen);
-    nonces.set(nonce, now + 2 * signatureWindowMs);
+    if (now - prunedAt > 1000) {
+      prunedAt = now;
+      for (const [seen, until] of nonces) if (until < now) nonces.delete(seen);
+    }
+    nonces.set(nonce, signedAt + signatureWindowMs);
   };
 
   /** Token checks common to both signatures, after the signature itself has been verified. */
@@ -70,7 +74,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const date = request.headers["x-acs-date"]?.[0];
       if (date === undefined) throw openApiErrors.incompleteSignature("the x-acs-date header is missing");
       if (!acsDatePattern.test(date) || Number.isNaN(Date.parse(date))) throw openApiErrors.timestampFormat(date);
-      if (Math.abs(wallClock() - Date.parse(date)) > signatureWindowMs) throw openApiErrors.timestampExpired(date);
+      const signedAt = Date.parse(date);
+      if (Math.abs(wallClock() - signedAt) > signatureWindowMs) throw openApiErrors.timestampExpired(date);
       const nonce = request.headers["x-acs-signature-nonce"]?.[0];
       if (nonce === undefined || nonce === "") throw openApiErrors.incompleteSignature("the x-acs-signature-nonce header is missing");
       const found = lookupKey(deps, authorization.accessKeyId);
@@ -78,7 +83,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const failure = checkAcs3(request, authorization, found.secret);
       if (failure !== undefined) throw failure.reason === "unsignedHeader" ? openApiErrors.incompleteSignature(failure.detail) : openApiErrors.signatureDoesNotMatch(failure.detail);
       if (nonces.has(nonce)) throw openApiErrors.nonceUsed();
-      rememberNonce(nonce);
+      rememberNonce(nonce, signedAt);
       checkSessionToken(found, request.headers["x-acs-security-token"]?.[0], {
         missing: openApiErrors.missingSecurityToken,
         mismatch: openApiErrors.securityTokenMismatch,

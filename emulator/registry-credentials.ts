@@ -52,10 +52,11 @@ export interface CredentialStore {
 
 export function createCredentialStore(clock: Clock): CredentialStore {
   const byPassword = new Map<string, RegistryCredential>();
+  let issued = 0;
   return {
     issue(principal, scope, expiresAt) {
       // Expired passwords are kept a day so that using one is answered "expired", not "wrong password".
-      for (const [password, credential] of byPassword) if (credential.expiresAt + 24 * 3600_000 < clock.now()) byPassword.delete(password);
+      if (++issued % 1000 === 0) for (const [password, credential] of byPassword) if (credential.expiresAt + 24 * 3600_000 < clock.now()) byPassword.delete(password);
       const credential: RegistryCredential = { username: temporaryUsername, password: randomBytes(36).toString("base64url"), expiresAt, principal, scope };
       byPassword.set(credential.password, credential);
       return credential;

@@ -135,8 +135,9 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const received: ReceivedRequest = { method, path, query, headers, body };
     let principal: Principal | undefined;
     try {
-      // An unknown operation is still authenticated first, so a tampered path reads as a bad signature.
-      if (operation === undefined || operation.anonymous !== true) principal = deps.authenticator.acs3(received);
+      // A signed request for an unknown operation is authenticated first, so a tampered path reads as a bad signature.
+      const signed = headers["authorization"] !== undefined;
+      if (operation === undefined ? signed : operation.anonymous !== true) principal = deps.authenticator.acs3(received);
       if (operation === undefined) throw openApiErrors.actionNotFound(`${method} ${path} ${action ?? ""} ${version ?? ""}`.trim());
       const fault = deps.faults.decide(operation.api);
       if (fault.delayMs > 0) await delay(fault.delayMs);

@@ -41,9 +41,10 @@ export function roleId(account: string, roleName: string): string {
 export function createSessionStore(now: () => number): SessionStore {
   const sessions = new Map<string, StsSession>();
   const graceMs = 24 * 3600_000;
+  let issued = 0;
   return {
     issue(request) {
-      for (const [id, session] of sessions) if (session.principal.expiresAt + graceMs < now()) sessions.delete(id);
+      if (++issued % 1000 === 0) for (const [id, session] of sessions) if (session.principal.expiresAt + graceMs < now()) sessions.delete(id);
       const session: StsSession = {
         accessKeyId: `STS.${randomText(28)}`,
         accessKeySecret: randomText(44),
