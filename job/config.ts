@@ -59,7 +59,7 @@ const dns1123Label = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const dns1123Subdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const globOf = (valid: RegExp) => (pattern: string) => valid.test(pattern.replace(/[*?]/g, "a"));
 const regionPattern = /^[a-z0-9]+(-[a-z0-9]+)+$/;
-const instancePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const instancePattern = /^cri-[A-Za-z0-9]{1,60}$/;
 const domainPattern = /^(?=.{1,253}(:|$))[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?$/;
 const ramArnPattern = /^acs:ram::[^:\s]*:\S+$/;
 

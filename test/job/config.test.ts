@@ -205,3 +205,9 @@ describe("selectors", () => {
     expect(literalNames({ kind: "all" })).toBeUndefined();
   });
 });
+
+describe("instance ids", () => {
+  it("accepts only Enterprise Edition ids of the form cri-xxxx, as the broker does", () => {
+    expect(() => parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: my-registry\n  regionId: cn-hangzhou" })).toThrow(/acr-registry-info\[0\]\.instanceId': 'my-registry' is not an instance id/);
+  });
+});

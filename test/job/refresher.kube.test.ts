@@ -15,9 +15,9 @@ import { core, dockerConfigOf, installRefresher, pullSecretNames, readStatus, re
 import { startStubBroker, stubExpiry, type StubBroker } from "./stub-broker.ts";
 
 const registryInfo = `
-- instanceId: cri-rfr-one
+- instanceId: cri-rfrone
   regionId: cn-hangzhou
-- instanceId: cri-rfr-two
+- instanceId: cri-rfrtwo
   regionId: cn-beijing
   domains: two-registry.cn-beijing.cr.aliyuncs.com
 `;
@@ -186,7 +186,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     });
 
     it("when a registry is removed, deletes its Secrets and removes only its own entries", async () => {
-      await setConfig({ "broker-url": broker.url, "watch-namespace": [nsA, nsB].join(","), "service-account": "default,builder", "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": [nsA, nsB].join(","), "service-account": "default,builder", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const report = await fixture.run(broker.url);
       expect(report.exitCode).toBe(0);
       expect(await secretOrUndefined(nsA, two)).toBeUndefined();
@@ -209,7 +209,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
         "watch-namespace": "all",
         "exclude-namespace": "kube-system,kube-public,kube-node-lease,rfr-skip-*",
         "service-account": "ci-puller",
-        "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou",
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
       });
       await fixture.run(broker.url);
       expect(await secretOrUndefined(served, one)).toBeDefined();
@@ -220,7 +220,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       expect(await secretOrUndefined("kube-system", one)).toBeUndefined();
       expect(pullSecretNames(await serviceAccount("kube-system", "aliyun-acr-credential-helper"))).toEqual([]);
 
-      await setConfig({ "broker-url": broker.url, "watch-namespace": served, "service-account": "ci-puller", "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": served, "service-account": "ci-puller", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       await fixture.run(broker.url);
       expect(await secretOrUndefined("default", one)).toBeUndefined();
       expect(await secretOrUndefined(served, one)).toBeDefined();
@@ -229,7 +229,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("with service-account '*' attaches the Secret to every ServiceAccount of the chosen namespaces", async () => {
       const namespace = await createNamespace("rfr-star");
       for (const name of ["default", "builder", "deployer"]) await createServiceAccount(namespace, name);
-      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "service-account": "*", "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "service-account": "*", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       await fixture.run(broker.url);
       for (const name of ["default", "builder", "deployer"]) expect(pullSecretNames(await serviceAccount(namespace, name))).toEqual([one]);
     });
@@ -238,7 +238,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       const namespace = await createNamespace("rfr-camel");
       await createServiceAccount(namespace, "builder");
       await resetStatus();
-      await setConfig({ brokerUrl: broker.url, watchNamespace: namespace, serviceAccount: "builder", expiringThreshold: "10m", AcrInstanceInfo: "- instanceID: cri-rfr-one\n  regionID: cn-hangzhou" });
+      await setConfig({ brokerUrl: broker.url, watchNamespace: namespace, serviceAccount: "builder", expiringThreshold: "10m", AcrInstanceInfo: "- instanceID: cri-rfrone\n  regionID: cn-hangzhou" });
       const report = await fixture.run(broker.url);
       expect(report.exitCode).toBe(0);
       expect(await secretOrUndefined(namespace, one)).toBeDefined();
@@ -248,7 +248,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("prints a plan with --dry-run and writes nothing", async () => {
       const namespace = await createNamespace("rfr-dry");
       await createServiceAccount(namespace, "default");
-      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const statusBefore = await readStatus();
       const report = await fixture.run(broker.url, { dryRun: true });
       expect(report.plan.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({ apply: [{ secret: one, reason: "new" }], serviceAccounts: [{ name: "default", add: [one] }] });
@@ -260,7 +260,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("rejects an invalid ConfigMap with exit 2 naming the key, and writes nothing", async () => {
       const namespace = await createNamespace("rfr-invalid");
       await createServiceAccount(namespace, "default");
-      await setConfig({ "broker-url": broker.url, "watch-namespace": `${namespace},Not_A_Namespace`, "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": `${namespace},Not_A_Namespace`, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const statusBefore = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" });
       const dir = await mkdtemp(join(tmpdir(), "refresher-cli-"));
       try {
@@ -299,7 +299,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("keeps both edits when another client changes a ServiceAccount between the refresher's read and its patch", async () => {
       const namespace = await createNamespace("rfr-race");
       await withServiceAccount(namespace, "default", ["corp-pull"]);
-      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfr-one\n  regionId: cn-hangzhou" });
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       let interfered = 0;
       const racing: ClusterApi = {
         ...fixture.cluster,

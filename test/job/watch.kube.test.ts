@@ -8,8 +8,8 @@ import { acquireRefresherLock } from "./kube-lock.ts";
 import { installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
-const oneRegistry = "- instanceId: cri-watch-one\n  regionId: cn-hangzhou";
-const twoRegistries = `${oneRegistry}\n- instanceId: cri-watch-two\n  regionId: cn-shanghai`;
+const oneRegistry = "- instanceId: cri-watchone\n  regionId: cn-hangzhou";
+const twoRegistries = `${oneRegistry}\n- instanceId: cri-watchtwo\n  regionId: cn-shanghai`;
 const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": twoRegistries }).config.registries.map((r) => r.secretName) as [string, string];
 
 /** Polls until `check` passes or the time is up; returns how long it took. */
