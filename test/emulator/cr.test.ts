@@ -142,6 +142,10 @@ describe("Container Registry APIs", () => {
     });
   });
 
+  it("answers InvalidAction.NotFound (404) for an action it does not serve", async () => {
+    expect(await failure(call(pull, "DeleteInstance", { InstanceId: instances.demo }))).toMatchObject({ code: "InvalidAction.NotFound", statusCode: 404 });
+  });
+
   it("logs CR calls under the session's ARN with the instance", () => {
     const entries = emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" });
     expect(entries[0]).toMatchObject({ principal: `acs:ram::${accountA}:assumed-role/acr-pull/cr-tests`, resource: instances.demo, status: 200 });

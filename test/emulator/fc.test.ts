@@ -70,6 +70,12 @@ describe("Function Compute 2.0 InvokeFunction through @alicloud/fc2", () => {
     expect(calls).toHaveLength(0);
   });
 
+  it("refuses a request dated more than 15 minutes from now: RequestTimeTooSkewed", async () => {
+    const stale = new Date(Date.now() - 16 * 60_000).toUTCString();
+    expect(await failure(fcClient(emulator.endpoints.fc, accountA, operator).invokeFunction("token-broker", "broker", event, { date: stale }))).toMatchObject({ code: "RequestTimeTooSkewed" });
+    expect(calls).toHaveLength(0);
+  });
+
   it("refuses an unknown access key: InvalidAccessKeyID", async () => {
     expect(await failure(fcClient(emulator.endpoints.fc, accountA, { accessKeyId: "TESTAKNOBODY0001", accessKeySecret: "x-secret-x" }).invokeFunction("token-broker", "broker", event))).toMatchObject({ code: "InvalidAccessKeyID" });
   });
