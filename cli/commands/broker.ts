@@ -5,7 +5,7 @@ import { serveBroker } from "../../functions/broker/node-http.ts";
 import { createRuntime } from "../../functions/broker/runtime.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { cjsDefault } from "../../shared/alibaba/sdk.ts";
-import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import type { Command } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
@@ -29,8 +29,8 @@ export async function defaultChainIdentity(): Promise<Identity> {
   const provider = new Credential();
   try {
     await provider.getCredential();
-  } catch (error) {
-    throw new AcrCredentialError("ConfigInvalid", `no Alibaba Cloud credentials for the broker (${oneLine(error).slice(0, 200)}); set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run where a RAM role is attached`);
+  } catch {
+    throw new AcrCredentialError("ConfigInvalid", "the default credential chain found no Alibaba Cloud credentials (environment, OIDC, CLI profile, ECS RAM role); set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run where a RAM role is attached");
   }
   return { kind: "provider", provider };
 }

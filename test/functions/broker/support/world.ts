@@ -11,6 +11,8 @@ export const platform = "1000000000000001";
 export const tenant = "2000000000000002";
 
 export const brokerUser = { accessKeyId: "TESTAKBROKERUSER01", accessKeySecret: "test-secret-broker-user-not-real" };
+/** An operator who may invoke the broker function (acr-credential renew). */
+export const operatorUser = { accessKeyId: "TESTAKOPERATOR0001", accessKeySecret: "test-secret-operator-not-real" };
 /** A user the platform's roles do not trust. */
 export const strangerUser = { accessKeyId: "TESTAKSTRANGER0001", accessKeySecret: "test-secret-stranger-not-real" };
 
@@ -50,6 +52,7 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
         users: [
           { name: "broker", accessKeys: [{ id: brokerUser.accessKeyId, secret: brokerUser.accessKeySecret }], policies: ["AssumeRoles", "PersonalTokens"] },
           { name: "stranger", accessKeys: [{ id: strangerUser.accessKeyId, secret: strangerUser.accessKeySecret }], policies: ["AssumeRoles"] },
+          { name: "operator", accessKeys: [{ id: operatorUser.accessKeyId, secret: operatorUser.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:services/broker/functions/*` }] }] },
         ],
         roles: [
           { name: "acr-pull", trustPolicy: trustRam(`acs:ram::${platform}:user/broker`, roles.fcBroker), policies: ["PullPlatform"] },

@@ -1,0 +1,78 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { parseConfig } from "../../../functions/broker/config.ts";
+import { createHandler } from "../../../functions/broker/handler.ts";
+import { createRuntime } from "../../../functions/broker/runtime.ts";
+import { createTestCluster, defaultSubject } from "../../functions/broker/support/clusters.ts";
+import { captureLogs } from "../../functions/broker/support/logs.ts";
+import { brokerUser, brokerWorld, operatorUser, platform, roles } from "../../functions/broker/support/world.ts";
+import { cli } from "./support.ts";
+
+/**
+ * `acr-credential renew` → `@alicloud/fc2` InvokeFunction → the emulator's Function Compute → the
+ * broker handler, which runs as the function's execution role (`context.credentials`).
+ */
+
+let dir: string;
+let emulator: Emulator;
+const logs = captureLogs();
+const env = (keys = operatorUser) => ({ PATH: process.env.PATH, HOME: dir, ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true", ALIBABA_CLOUD_ACCESS_KEY_ID: keys.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: keys.accessKeySecret });
+const renew = (args: string[], keys = operatorUser) => cli(["renew", "--function", "broker/broker", "--account-id", platform, "--endpoint", emulator.endpoints.fc, ...args], { env: env(keys) });
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "acr-renew-"));
+  const cluster = await createTestCluster("prod");
+  emulator = await startEmulator({ world: brokerWorld(cluster) });
+  const config = parseConfig(
+    {
+      audience: "acr-credential-broker",
+      alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+      clusters: [
+        { name: "prod", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }, { regionId: "cn-beijing" }] },
+        { name: "broken", issuer: "https://broken.example.test", jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: `acs:ram::${platform}:role/missing` }] },
+      ],
+    },
+    "test",
+  );
+  // No base identity given: like on Function Compute, the handler uses context.credentials.
+  const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log });
+  emulator.functions.register("broker", "broker", createHandler(() => runtime), { role: roles.fcBroker });
+});
+
+afterAll(async () => {
+  await emulator?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("acr-credential renew", () => {
+  it("renews one cluster's registries as the function's execution role and prints expiries, exit 0", async () => {
+    const result = await renew(["--cluster", "prod"]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim().split("\n").sort()).toEqual([expect.stringMatching(/^prod\tcri-plat\tcn-hangzhou\trenewed until \d{4}-/), expect.stringMatching(/^prod\tpersonal\tcn-beijing\trenewed until \d{4}-/)]);
+    expect(emulator.log.filter({ api: "fc:InvokeFunction" }).map((e) => e.principal)).toEqual([`acs:ram::${platform}:user/operator`]);
+    expect(emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => e.principal)).toEqual([expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/fc-broker\//)]);
+  });
+
+  it("exits 1 and names the failing registry when some renewals fail", async () => {
+    const result = await renew([]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/^broken\tcri-plat\tcn-hangzhou\tFAILED UpstreamError: .*EntityNotExist\.Role/m);
+    expect(result.stdout).toMatch(/^prod\tcri-plat\tcn-hangzhou\trenewed until /m);
+  });
+
+  it("names an unknown cluster in one line, exit 1", async () => {
+    const result = await renew(["--cluster", "nope"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^acr-credential renew: the broker refused: no cluster named 'nope'.*\[NotFound\]/);
+  });
+
+  it("is refused for a caller without fc:InvokeFunction", async () => {
+    const result = await renew(["--cluster", "prod"], brokerUser);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/InvokeFunction broker\/broker .*fc:InvokeFunction/);
+  });
+});
