@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FcContext, FcHttpEvent } from "../../../functions/broker/fc-event.ts";
+import { parseInvocation } from "../../../functions/broker/fc-event.ts";
+import { serveBroker, type BrokerServer } from "../../../functions/broker/node-http.ts";
+
+/**
+ * The node:http adapter hands the handler exactly what FC 3.0 would: a Buffer of the HTTP-trigger
+ * event. A recording handler shows what arrives and echoes a response back.
+ */
+
+const seen: Array<{ event: FcHttpEvent; context: FcContext }> = [];
+let server: BrokerServer;
+
+beforeAll(async () => {
+  server = await serveBroker(
+    async (event, context) => {
+      const parsed = JSON.parse(event.toString("utf8")) as FcHttpEvent;
+      seen.push({ event: parsed, context });
+      return { statusCode: 201, headers: { "x-echo": parsed.rawPath ?? "" }, body: Buffer.from("binary\u0000reply").toString("base64"), isBase64Encoded: true };
+    },
+    { port: 0, functionTimeoutSeconds: 30 },
+  );
+});
+
+afterAll(() => server.close());
+
+describe("serveBroker", () => {
+  it("turns a request into an FC HTTP-trigger event Buffer", async () => {
+    await fetch(`${server.url}/v1/credentials?a=1&a=2`, { method: "POST", headers: { Authorization: "Bearer t", "X-Multi": "one" }, body: '{"registries":[]}' });
+    const { event, context } = seen.at(-1)!;
+    expect(event).toMatchObject({ version: "v1", rawPath: "/v1/credentials", body: '{"registries":[]}', isBase64Encoded: false, queryParameters: { a: "1,2" } });
+    expect(event.requestContext?.http).toMatchObject({ method: "POST", path: "/v1/credentials", protocol: "HTTP/1.1" });
+    expect(event.headers?.Authorization ?? event.headers?.authorization).toBe("Bearer t");
+    expect(context).toMatchObject({ requestId: event.requestContext?.requestId, function: { timeout: 30 } });
+  });
+
+  it("sends a binary body base64-encoded, as FC does", async () => {
+    const bytes = Buffer.from([0xff, 0xfe, 0x00, 0x41]);
+    await fetch(`${server.url}/x`, { method: "POST", body: bytes });
+    const { event } = seen.at(-1)!;
+    expect(event.isBase64Encoded).toBe(true);
+    expect(Buffer.from(event.body!, "base64")).toEqual(bytes);
+  });
+
+  it("writes the handler's FC response back, decoding a base64 body", async () => {
+    const response = await fetch(`${server.url}/echo`);
+    expect(response.status).toBe(201);
+    expect(response.headers.get("x-echo")).toBe("/echo");
+    expect(Buffer.from(await response.arrayBuffer()).toString()).toBe("binary\u0000reply");
+  });
+
+  it("refuses a body over 1 MiB before calling the handler", async () => {
+    const before = seen.length;
+    const response = await fetch(`${server.url}/v1/credentials`, { method: "POST", body: Buffer.alloc(1024 * 1024 + 1) }).catch(() => undefined);
+    if (response) expect(response.status).toBe(413);
+    expect(seen.length).toBe(before);
+  });
+});
+
+describe("parseInvocation", () => {
+  it("reads an HTTP-trigger event, lower-casing header names", () => {
+    const event: FcHttpEvent = { rawPath: "/healthz", headers: { "X-Acs-Date": "d" }, requestContext: { http: { method: "get", path: "/healthz" } } };
+    expect(parseInvocation(Buffer.from(JSON.stringify(event)))).toEqual({ kind: "http", method: "GET", path: "/healthz", headers: { "x-acs-date": "d" }, body: Buffer.alloc(0) });
+  });
+
+  it("reads a renew invocation with or without a cluster", () => {
+    expect(parseInvocation(Buffer.from('{"action":"renew","cluster":"prod"}'))).toEqual({ kind: "renew", cluster: "prod" });
+    expect(parseInvocation('{"action":"renew"}')).toEqual({ kind: "renew" });
+  });
+
+  it("refuses anything else as InvalidRequest", () => {
+    expect(() => parseInvocation(Buffer.from("not json"))).toThrow(/not JSON/);
+    expect(() => parseInvocation(Buffer.from("[]"))).toThrow(/neither an HTTP-trigger event/);
+    expect(() => parseInvocation(Buffer.from('{"action":"renew","cluster":7}'))).toThrow(/cluster must be a non-empty string/);
+  });
+});
