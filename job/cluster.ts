@@ -1,4 +1,4 @@
-import { ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, Observable, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { AcrCredentialError } from "../shared/errors.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
 import { fieldManager, type SecretManifest } from "./secret.ts";
@@ -43,6 +43,9 @@ export function kubernetesError(error: unknown, what: string): AcrCredentialErro
       details: { status, reason, causes: body.details?.causes ?? [] },
     });
   }
+  if (error instanceof Error && error.name === "AbortError") {
+    return new AcrCredentialError("KubernetesError", `${what}: the API server did not answer in time; check its health and the network path to it`, { cause: error, details: { status: 0, reason: "Timeout" } });
+  }
   const message = error instanceof Error ? error.message : String(error);
   return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, { cause: error, details: { status: 0, reason: "Network" } });
 }
@@ -84,10 +87,29 @@ async function allPages<T>(fetchPage: (continueToken: string | undefined) => Pro
   return items;
 }
 
-export function kubernetesCluster(kubeConfig: KubeConfig): ClusterApi {
+type RequestOptions = ReturnType<typeof setHeaderOptions>;
+
+/**
+ * Every request gets its own deadline: a stalled connection must not hang a run (or, in watch
+ * mode, the reconcile queue) forever. The object-parameter API passes middlewares to the
+ * observable layer unwrapped, so they return the library's `Observable`, as `setHeaderOptions` does.
+ */
+function withTimeout(milliseconds: number): RequestOptions {
+  const timeout = {
+    pre: (context: RequestContext) => {
+      context.setSignal(AbortSignal.timeout(milliseconds));
+      return new Observable(Promise.resolve(context));
+    },
+    post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+  };
+  return { middleware: [timeout], middlewareMergeStrategy: "append" };
+}
+
+export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number } = {}): ClusterApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
-  const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+  const timeoutOptions = withTimeout(options.requestTimeoutMs ?? 30_000);
+  const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply, timeoutOptions);
+  const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch, timeoutOptions);
   const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
     try {
       return await request();
@@ -99,7 +121,7 @@ export function kubernetesCluster(kubeConfig: KubeConfig): ClusterApi {
   return {
     async readConfigMap(namespace, name) {
       try {
-        const configMap = await core.readNamespacedConfigMap({ namespace, name });
+        const configMap = await core.readNamespacedConfigMap({ namespace, name }, timeoutOptions);
         return configMap.data ?? {};
       } catch (error) {
         if (error instanceof ApiException && error.code === 404) return undefined;
@@ -107,22 +129,22 @@ export function kubernetesCluster(kubeConfig: KubeConfig): ClusterApi {
       }
     },
     async listNamespaces() {
-      const items = await call("listing namespaces", () => allPages((_continue) => core.listNamespace({ limit: pageSize, _continue })));
+      const items = await call("listing namespaces", () => allPages((_continue) => core.listNamespace({ limit: pageSize, _continue }, timeoutOptions)));
       return items.map(namespaceInfo);
     },
     async listServiceAccounts(namespace) {
       const items = await call(`listing ServiceAccounts${namespace === undefined ? "" : ` in ${namespace}`}`, () =>
         allPages((_continue) =>
           namespace === undefined
-            ? core.listServiceAccountForAllNamespaces({ limit: pageSize, _continue })
-            : core.listNamespacedServiceAccount({ namespace, limit: pageSize, _continue }),
+            ? core.listServiceAccountForAllNamespaces({ limit: pageSize, _continue }, timeoutOptions)
+            : core.listNamespacedServiceAccount({ namespace, limit: pageSize, _continue }, timeoutOptions),
         ),
       );
       return items.map(serviceAccountInfo);
     },
     async getServiceAccount(namespace, name) {
       try {
-        return serviceAccountInfo(await core.readNamespacedServiceAccount({ namespace, name }));
+        return serviceAccountInfo(await core.readNamespacedServiceAccount({ namespace, name }, timeoutOptions));
       } catch (error) {
         if (error instanceof ApiException && error.code === 404) return undefined;
         throw kubernetesError(error, `reading ServiceAccount ${namespace}/${name}`);
@@ -138,7 +160,7 @@ export function kubernetesCluster(kubeConfig: KubeConfig): ClusterApi {
     },
     async deleteSecret(namespace, name) {
       try {
-        await core.deleteNamespacedSecret({ name, namespace });
+        await core.deleteNamespacedSecret({ name, namespace }, timeoutOptions);
         return "deleted";
       } catch (error) {
         if (error instanceof ApiException && error.code === 404) return "not-found";

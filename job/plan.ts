@@ -93,6 +93,8 @@ export function diffServiceAccount(sa: Pick<ServiceAccountInfo, "imagePullSecret
   return { add, remove: [...new Set(remove)] };
 }
 
+const perNamespaceListLimit = 50;
+
 export type NamespaceChoice = { chosen: true } | { chosen: false; reason: SkipReason };
 
 /** Whether the configuration serves a namespace, and why not. */
@@ -114,7 +116,9 @@ export function namespacesToRead(config: RefresherConfig, namespaces: readonly N
   const names = namespaces
     .filter((ns) => !ns.terminating && (chooseNamespace(config, ns).chosen || remembered.has(ns.name)))
     .map((ns) => ns.name);
-  return { names, clusterWide: literalNames(config.watchNamespace) === undefined };
+  // Past a few dozen names one paginated cluster-wide list costs fewer requests than a list per namespace.
+  const literal = literalNames(config.watchNamespace);
+  return { names, clusterWide: literal === undefined || literal.length > perNamespaceListLimit };
 }
 
 export function plan(input: PlanInput): Plan {
