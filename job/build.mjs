@@ -11,7 +11,7 @@ await build({
   platform: "node",
   target: "node20",
   format: "esm",
-  minify: false,
+  minify: true,
   sourcemap: false,
   legalComments: "none",
   // Some dependencies are CommonJS and call require() for Node built-ins.
