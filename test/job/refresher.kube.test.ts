@@ -198,6 +198,22 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     });
   });
 
+  /** `acr-credential refresh ARGS` in a child process, as the refresher's ServiceAccount. */
+  async function cliAsRefresher(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const dir = await mkdtemp(join(tmpdir(), "refresher-cli-"));
+    try {
+      const kubeconfig = join(dir, "kubeconfig");
+      await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
+      const bin = new URL("../../bin/acr-credential.mjs", import.meta.url).pathname;
+      return await promisify(execFile)(process.execPath, [bin, "refresh", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile, ...args]).then(
+        (out) => ({ code: 0, ...out }),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   describe("choosing namespaces and ServiceAccounts", () => {
     it("with watch-namespace all serves every namespace but the excluded ones, and cleans up when narrowed again", async () => {
       const [served, skipped] = await Promise.all([createNamespace("rfr-all"), createNamespace("rfr-skip")]);
@@ -257,26 +273,28 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       expect(await readStatus()).toEqual(statusBefore);
     });
 
+    it("prints the plan as JSON on stdout with acr-credential refresh --dry-run, without a password", async () => {
+      const namespace = await createNamespace("rfr-dry-cli");
+      await createServiceAccount(namespace, "default");
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      const result = await cliAsRefresher(["--dry-run"]);
+      expect(result.code).toBe(0);
+      const printed = JSON.parse(result.stdout) as { namespaces: Array<{ namespace: string; apply: Array<{ secret: string }>; serviceAccounts: Array<{ name: string; add: string[] }> }>; registries: Array<{ secret: string; expiresAt: string }> };
+      expect(printed.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({ apply: [{ secret: one }], serviceAccounts: [{ name: "default", add: [one] }] });
+      expect(printed.registries).toEqual([expect.objectContaining({ secret: one, expiresAt: stubExpiry })]);
+      expect(result.stdout + result.stderr).not.toMatch(/stub-password/);
+      expect(await secretOrUndefined(namespace, one)).toBeUndefined();
+    });
+
     it("rejects an invalid ConfigMap with exit 2 naming the key, and writes nothing", async () => {
       const namespace = await createNamespace("rfr-invalid");
       await createServiceAccount(namespace, "default");
       await setConfig({ "broker-url": broker.url, "watch-namespace": `${namespace},Not_A_Namespace`, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const statusBefore = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" });
-      const dir = await mkdtemp(join(tmpdir(), "refresher-cli-"));
-      try {
-        const kubeconfig = join(dir, "kubeconfig");
-        await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
-        const bin = new URL("../../bin/acr-credential.mjs", import.meta.url).pathname;
-        const result = await promisify(execFile)(process.execPath, [bin, "refresh", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile]).then(
-          (out) => ({ code: 0, ...out }),
-          (error: { code: number; stdout: string; stderr: string }) => error,
-        );
-        expect(result.code).toBe(2);
-        expect(result.stderr).toMatch(/key 'watch-namespace': 'Not_A_Namespace' is not a namespace name.*\[ConfigInvalid\]/);
-        expect(result.stderr).not.toMatch(/\n\s+at /);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      const result = await cliAsRefresher([]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/key 'watch-namespace': 'Not_A_Namespace' is not a namespace name.*\[ConfigInvalid\]/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
       expect(await secretOrUndefined(namespace, one)).toBeUndefined();
       const statusAfter = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" });
       expect(statusAfter.metadata?.resourceVersion).toBe(statusBefore.metadata?.resourceVersion);
@@ -316,6 +334,31 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       expect(interfered).toBe(1);
       expect(report.exitCode).toBe(0);
       expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual(["corp-pull", "late-pull", one]);
+    });
+  });
+
+  describe("when one namespace fails", () => {
+    it("still serves the others, records the failure and exits 1", async () => {
+      const [doomed, healthy] = await Promise.all([createNamespace("rfr-doomed"), createNamespace("rfr-healthy")]);
+      for (const namespace of [doomed, healthy]) await createServiceAccount(namespace, "default");
+      await resetStatus();
+      await setConfig({ "broker-url": broker.url, "watch-namespace": `${doomed},${healthy}`, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      const failing: ClusterApi = {
+        ...fixture.cluster,
+        async applySecret(secret) {
+          // The namespace starts terminating after the refresher listed it: the API server now refuses writes there.
+          if (secret.metadata.namespace === doomed) await core().deleteNamespace({ name: doomed });
+          return fixture.cluster.applySecret(secret);
+        },
+      };
+      const report = await fixture.run(broker.url, {}, failing);
+      expect(report.exitCode).toBe(1);
+      expect(report.apply?.failures).toEqual([expect.objectContaining({ namespace: doomed, kind: "Secret", name: one, code: "KubernetesError" })]);
+      expect(await secretOrUndefined(healthy, one)).toBeDefined();
+      expect(pullSecretNames(await serviceAccount(healthy, "default"))).toEqual([one]);
+      expect(pullSecretNames(await serviceAccount(doomed, "default"))).toEqual([]);
+      const failures = parseYaml((await readStatus())?.failures ?? "[]") as Array<{ namespace: string; message: string }>;
+      expect(failures).toEqual([expect.objectContaining({ namespace: doomed, message: expect.stringMatching(/terminat/) })]);
     });
   });
 
