@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { MiddlewareObj, Request } from "@middy/core";
 import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
-import type { Logger } from "../../shared/log.ts";
+import { redactedPaths, type Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
 import type { RequestAnnotations } from "./broker.ts";
 import { parseInvocation, type FcContext, type FcHttpResponse, type Invocation } from "./fc-event.ts";
@@ -116,6 +116,20 @@ export function httpResponse(): MiddlewareObj {
   return { name: "httpResponse", after: finish, onError: finish };
 }
 
+/**
+ * The request line's logger. The line has fixed, flat fields, so top-level redaction is enough; the
+ * project logger's wildcard paths cost more per line than the rest of a cached request.
+ */
+const flatLoggers = new WeakMap<Logger, Logger>();
+function flatLogger(log: Logger): Logger {
+  let flat = flatLoggers.get(log);
+  if (!flat) {
+    flat = log.child({}, { redact: { paths: redactedPaths.filter((path) => !path.includes("*")), censor: "[redacted]" } });
+    flatLoggers.set(log, flat);
+  }
+  return flat;
+}
+
 /** One JSON line per request: id, cluster, subject, instances, outcome, latency. Never a secret. */
 export function accessLog(log: () => Logger): MiddlewareObj {
   const write = (request: BrokerRequest) => {
@@ -124,7 +138,7 @@ export function accessLog(log: () => Logger): MiddlewareObj {
     const status = result?.status ?? 500;
     const errorCode = (result?.body as { error?: { code?: string } } | undefined)?.error?.code;
     const invocation = state.invocation;
-    log()[status >= 500 ? "error" : status >= 400 ? "warn" : "info"](
+    flatLogger(log())[status >= 500 ? "error" : status >= 400 ? "warn" : "info"](
       {
         requestId: state.requestId,
         ...(invocation?.kind === "http" ? { method: invocation.method, path: invocation.path } : invocation ? { action: invocation.kind } : {}),

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
 import type { Clock } from "./clock.ts";
@@ -60,13 +62,42 @@ function describeJoseError(error: unknown): string {
 
 export type TokenVerifier = (raw: string, options?: { audience?: string }) => Promise<VerifiedToken>;
 
+/**
+ * How long a successful verification is remembered: a token presented again within this time skips
+ * the signature check (its time claims are still checked on every use). Short, so a key removed
+ * from a cluster's JWKS stops being accepted soon.
+ */
+export const verifiedTokenTtlMs = 60_000;
+
+interface Remembered {
+  token: VerifiedToken;
+  until: number;
+}
+
 /** Builds the verifier once (cold start); each call is one signature check plus claim checks. */
 export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const { config, clock } = deps;
   const byIssuer = new Map(config.clusters.map((cluster) => [cluster.issuer, cluster]));
   const keys = new Map(config.clusters.map((cluster) => [cluster.name, deps.keysFor(cluster)]));
+  // Keyed by a digest, so the cache does not keep bearer tokens in memory.
+  const remembered = new LRUCache<string, Remembered>({ max: 10_000 });
+  const skewMs = config.clockSkewSeconds * 1000;
 
-  return async (raw, options = {}) => {
+  const verify: TokenVerifier = async (raw, options = {}) => {
+    if (raw.length > maxTokenBytes) throw invalid(`the token is larger than ${maxTokenBytes} bytes`);
+    const key = `${options.audience ?? ""} ${createHash("sha256").update(raw).digest("base64url")}`;
+    const now = clock.now();
+    const hit = remembered.get(key);
+    if (hit && now < hit.until) {
+      const { nbf } = hit.token.claims;
+      if (nbf === undefined || nbf * 1000 - skewMs <= now) return hit.token;
+    }
+    const token = await verifyFully(raw, options);
+    remembered.set(key, { token, until: Math.min(now + verifiedTokenTtlMs, token.claims.exp! * 1000 + skewMs) });
+    return token;
+  };
+
+  const verifyFully: TokenVerifier = async (raw, options = {}) => {
     const { alg, iss } = peek(raw);
     if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid(`the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
     const cluster = typeof iss === "string" ? byIssuer.get(iss) : undefined;
@@ -95,6 +126,7 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
     }
     return { cluster, subject: sub, issuer: cluster.issuer, claims: payload };
   };
+  return verify;
 }
 
 /** Subject check: a valid token of the cluster that is not one of its allowed ServiceAccounts. */
