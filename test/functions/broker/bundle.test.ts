@@ -80,6 +80,15 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
   });
 
+  it("is what s.yaml deploys: nodejs20, index.handler, index.initialize, code in dist/broker", async () => {
+    const { parse } = await import("yaml");
+    const { readFile } = await import("node:fs/promises");
+    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: { broker: { component: string; props: Record<string, unknown> } } }).resources.broker;
+    expect(props.component).toBe("fc3");
+    expect(props.props).toMatchObject({ runtime: "nodejs20", code: "./dist/broker", handler: "index.handler", instanceLifecycleConfig: { initializer: { handler: "index.initialize" } }, environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" } });
+    expect((props.props.triggers as Array<{ triggerType: string }>)[0]!.triggerType).toBe("http");
+  });
+
   it("fails its initializer with a one-line configuration error", async () => {
     const response = await invoke({}, { audience: "a", clusters: [] });
     expect(response.initError).toMatch(/^BROKER_CONFIG: clusters: /);
