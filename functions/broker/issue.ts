@@ -29,7 +29,7 @@ export interface IssueDeps {
   credentials: ExpiringCache<IssuedCredential>;
   domains: ExpiringCache<DomainList>;
   clock: { now(): number };
-  /** How long discovered domains are reused (ms). */
+  /** How long a discovered domain list may be used at all (ms); the cache refreshes it earlier. */
   domainsTtlMs: number;
   backoff?: BackoffPolicy;
   /** Monotonic time for deadlines (ms), and how to wait between attempts; real ones unless a test swaps them. */

@@ -55,9 +55,10 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
     sessions: new ExpiringCache<StsSession>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
     credentials: new ExpiringCache<IssuedCredential>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
-    domains: new ExpiringCache<DomainList>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: 0 }),
+    // Discovered domains are re-read hourly, and kept for a day as a fallback when that fails.
+    domains: new ExpiringCache<DomainList>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: 23 * 3600_000 }),
     clock,
-    domainsTtlMs: 3600_000,
+    domainsTtlMs: 24 * 3600_000,
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };

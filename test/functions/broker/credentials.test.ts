@@ -234,6 +234,30 @@ describe("the cache", () => {
   });
 });
 
+describe("discovered domains", () => {
+  it("stay usable next to a stale credential when ListInstanceEndpoint is down too", async () => {
+    const prod = await createTestCluster("prod");
+    const entry = { instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull };
+    const env = await startBrokerEnv({ frozenClock: true, clusters: () => [{ name: "prod", key: prod, registries: [entry] }] });
+    try {
+      const start = env.clock.now();
+      await request(env, prod, {});
+      // The credential is renewed after 50 minutes, the domains (discovered at the start) are not.
+      env.clock.set(start + 50 * 60_000);
+      const refreshed = credentialsOf((await request(env, prod, {})).json)[0]!;
+      env.clock.set(Date.parse(refreshed.expiresAt) - 60_000);
+      env.emulator.faults.set({ serverErrorRate: 1, apis: ["sts:", "cr:"] });
+      const answer = await request(env, prod, {});
+      expect(answer.status).toBe(200);
+      expect(credentialsOf(answer.json)[0]).toMatchObject({ password: refreshed.password, stale: true, domains: [...instances.platform.domains] });
+      expect(env.emulator.log.count({ api: "cr:ListInstanceEndpoint", outcome: "ok" })).toBe(1);
+      expect(env.emulator.log.count({ api: "cr:ListInstanceEndpoint" })).toBeGreaterThan(1);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
 describe("the renew invocation", () => {
   it("refreshes a cluster's registries and answers without passwords", async () => {
     const prod = await createTestCluster("prod");
