@@ -140,6 +140,8 @@ describe("token checks through the handler", () => {
   it("rejects a token signed with cluster A's key claiming cluster B's issuer", async () => {
     await expectRefused(await rsa.mint({ claims: { iss: ec.issuer }, header: { kid: ec.kid } }), 401, /algorithm|signature|kid/);
     await expectRefused(await ec.mint({ claims: { iss: rsa.issuer }, header: { kid: rsa.kid } }), 401, /algorithm|signature|kid/);
+    // Same algorithm, the other cluster's kid: only the signature gives it away.
+    await expectRefused(await rsa.mint({ claims: { iss: remote.issuer }, header: { kid: remote.kid } }), 401, /signature does not verify/);
   });
 
   it("rejects a token without exp", async () => {
