@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
 
 /**
@@ -107,7 +108,9 @@ export async function serveBroker(handler: FcHandler, options: BrokerServerOptio
   const server = createBrokerServer(handler, options);
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(new AcrCredentialError("UsageError", `cannot listen on ${host}:${options.port} (${error.code ?? oneLine(error)}); choose another --port, or 0 for any free port`)),
+    );
     server.listen(options.port, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

@@ -74,3 +74,10 @@ describe("parseInvocation", () => {
     expect(() => parseInvocation(Buffer.from('{"action":"renew","cluster":7}'))).toThrow(/cluster must be a non-empty string/);
   });
 });
+
+describe("serveBroker on a port in use", () => {
+  it("fails with a one-line UsageError naming the port", async () => {
+    const port = Number(new URL(server.url).port);
+    await expect(serveBroker(async () => ({}), { port })).rejects.toThrow(`cannot listen on 127.0.0.1:${port} (EADDRINUSE); choose another --port`);
+  });
+});
