@@ -301,6 +301,18 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     });
   });
 
+  describe("without a configuration", () => {
+    it("stops with ConfigInvalid (exit 2) naming the missing ConfigMap and how to create it", async () => {
+      await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
+      const error = await fixture.run(broker.url).then(
+        () => undefined,
+        (reason: unknown) => reason as { code?: string; exitCode?: number; message?: string },
+      );
+      expect(error).toMatchObject({ code: "ConfigInvalid", exitCode: 2 });
+      expect(error?.message).toMatch(/ConfigMap kube-system\/acr-configuration does not exist; create it/);
+    });
+  });
+
   describe("with other writers", () => {
     it("two refreshers started at once converge with no duplicate entries", async () => {
       const namespace = await createNamespace("rfr-twice");
