@@ -120,6 +120,8 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
     }
 
     const { exp, iat, sub } = payload as Required<Pick<JWTPayload, "exp" | "iat" | "sub">>;
+    // jose checks that sub is present, not its type; an array would reach the subject check and the log as if it were a name.
+    if (typeof sub !== "string") throw invalid("the token's 'sub' claim must be a string");
     if (iat > now / 1000 + config.clockSkewSeconds) throw invalid("the token was issued in the future (iat)");
     if (exp - iat > config.maxTokenLifetimeSeconds) {
       throw invalid(`the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
