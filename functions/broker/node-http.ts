@@ -27,6 +27,16 @@ function joinHeaders(req: IncomingMessage): Record<string, string> {
   return headers;
 }
 
+// A malformed escape (`%C0%AE`) must not throw in the request callback, which would end the process:
+// the path is then passed on as sent, and no route matches it.
+function decodedPath(pathname: string): string {
+  try {
+    return decodeURIComponent(pathname);
+  } catch {
+    return pathname;
+  }
+}
+
 /** The FC 3.0 HTTP-trigger event for a node request (text bodies as text, others base64, as FC does). */
 export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string): Buffer {
   const url = new URL(req.url ?? "/", "http://broker.local");
@@ -44,7 +54,7 @@ export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string)
     queryParameters,
     requestContext: {
       requestId,
-      http: { method: req.method ?? "GET", path: decodeURIComponent(url.pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
+      http: { method: req.method ?? "GET", path: decodedPath(url.pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
       time: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
       timeEpoch: String(now.getTime()),
     },
