@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import type { WorldInput } from "../emulator/index.ts";
+import type { RegistryRequest } from "../shared/broker-api.ts";
+
+/**
+ * The fleet the benchmarks simulate: clusters with their own issuer and signing key (inline JWKS in
+ * the broker configuration), and an Alibaba Cloud world with one broker user, one pull role and two
+ * Enterprise instances every cluster may pull from. Every key is fake and made at run time.
+ */
+
+export const platformAccount = "1000000000000001";
+export const brokerKey = { accessKeyId: "TESTAKBENCHBROKER01", accessKeySecret: "test-secret-bench-broker-not-real" };
+export const pullRole = `acs:ram::${platformAccount}:role/acr-pull`;
+export const audience = "acr-credential-broker";
+export const subject = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";
+
+/** The two registries every cluster fetches; no domains configured, so the broker also looks them up. */
+export const registries: RegistryRequest[] = [
+  { instanceId: "cri-benchone", regionId: "cn-hangzhou", assumeRoleArn: pullRole },
+  { instanceId: "cri-benchtwo", regionId: "cn-shanghai", assumeRoleArn: pullRole },
+];
+
+export function benchWorld(): WorldInput {
+  return {
+    accounts: [
+      {
+        id: platformAccount,
+        name: "platform",
+        users: [{ name: "broker", accessKeys: [{ id: brokerKey.accessKeyId, secret: brokerKey.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: pullRole }] }] }],
+        roles: [
+          {
+            name: "acr-pull",
+            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`] } }] },
+            policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:*:${platformAccount}:instance/*` }] }],
+          },
+        ],
+        instances: [
+          { id: "cri-benchone", name: "benchone", region: "cn-hangzhou", repositories: ["apps/web"] },
+          { id: "cri-benchtwo", name: "benchtwo", region: "cn-shanghai", repositories: ["apps/api"] },
+        ],
+      },
+    ],
+  };
+}
+
+export interface FleetCluster {
+  name: string;
+  issuer: string;
+  jwks: { keys: JWK[] };
+  /** A ServiceAccount token of this cluster for the broker's audience. */
+  token: string;
+}
+
+/** `count` clusters, each with its own issuer and key pair, and one token each valid for `lifetimeSeconds`. */
+export async function createFleet(count: number, options: { alg: "RS256" | "ES256"; lifetimeSeconds?: number; prefix?: string }): Promise<FleetCluster[]> {
+  const now = Math.floor(Date.now() / 1000);
+  const lifetime = options.lifetimeSeconds ?? 3600;
+  return Promise.all(
+    Array.from({ length: count }, async (_, index) => {
+      const name = `${options.prefix ?? "fleet"}-${String(index).padStart(4, "0")}`;
+      const issuer = `https://oidc.bench.example/${name}`;
+      const { privateKey, publicKey } = await generateKeyPair(options.alg, { extractable: true });
+      const kid = randomUUID();
+      const jwk = { ...(await exportJWK(publicKey)), kid, alg: options.alg, use: "sig" };
+      const token = await new SignJWT({ "kubernetes.io": { namespace: "kube-system", serviceaccount: { name: "aliyun-acr-credential-helper", uid: randomUUID() } } })
+        .setProtectedHeader({ alg: options.alg, kid, typ: "JWT" })
+        .setIssuer(issuer)
+        .setAudience([audience])
+        .setSubject(subject)
+        .setIssuedAt(now)
+        .setNotBefore(now)
+        .setExpirationTime(now + lifetime)
+        .sign(privateKey);
+      return { name, issuer, jwks: { keys: [jwk] }, token };
+    }),
+  );
+}
+
+/** A broker configuration (SPEC §3.2) trusting the fleet, against the emulator's endpoints. */
+export function fleetBrokerConfig(fleet: readonly FleetCluster[], endpoints: { sts: string; cr: string }, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    audience,
+    cacheMaxEntries: Math.max(1000, fleet.length * 2),
+    alibabaCloud: { stsEndpoint: endpoints.sts, crEndpoint: endpoints.cr, protocol: "http" },
+    ...extra,
+    clusters: fleet.map((cluster) => ({ name: cluster.name, issuer: cluster.issuer, jwks: cluster.jwks, subjects: [subject], registries })),
+  };
+}
+
+/** The body the refresher sends: every configured registry. */
+export const credentialsBody = JSON.stringify({ registries });

@@ -1,0 +1,45 @@
+import { measureAmplification, type AmplificationOptions, type AmplificationResult } from "./amplification.ts";
+import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
+import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
+import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
+import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
+
+/** Every section of the benchmark with its settings; `npm run bench` uses the defaults of each. */
+export interface BenchOptions {
+  broker: BrokerThroughputOptions;
+  amplification: AmplificationOptions;
+  refresher: RefresherBenchOptions;
+  bundle: BundleOptions;
+}
+
+export interface BenchDetails {
+  broker: BrokerThroughputResult;
+  amplification: AmplificationResult;
+  refresher: RefresherBenchResult;
+  bundle: BundleResult;
+}
+
+/** The results.json figures from the sections' measurements (validated, rounded to 3 significant digits). */
+export function toResults(details: BenchDetails): BenchResults {
+  return benchResultsSchema.parse({
+    broker: { throughputRatioVsBareHttp: significant(details.broker.throughputRatioVsBareHttp), p99Ms: significant(details.broker.p99Ms) },
+    amplification: { upstreamCallsPer1000Clusters: significant((details.amplification.upstreamCalls * 1000) / details.amplification.clusters), naiveUpstreamCalls: details.amplification.naiveUpstreamCalls },
+    refresher: {
+      coldSpeedupVsKubectl: significant(details.refresher.coldSpeedupVsKubectl),
+      warmWrites: details.refresher.warmWrites,
+      warmRequestsPerNamespace: significant(details.refresher.warmRequestsPerNamespace),
+      peakRssMb2000: significant(details.refresher.peakRssMb),
+    },
+    bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
+  });
+}
+
+/** Runs the sections one after the other (never two at once: they would measure each other). */
+export async function runBench(options: BenchOptions, log: (line: string) => void): Promise<{ results: BenchResults; details: BenchDetails }> {
+  const amplification = await measureAmplification({ ...options.amplification, log });
+  const bundle = await measureBundle({ ...options.bundle, log });
+  const broker = await measureBrokerThroughput({ ...options.broker, log });
+  const refresher = await measureRefresher({ ...options.refresher, log });
+  const details = { broker, amplification, refresher, bundle };
+  return { results: toResults(details), details };
+}
