@@ -86,7 +86,9 @@ export interface BrokerServer {
 }
 
 export function createBrokerServer(handler: FcHandler, options: Pick<BrokerServerOptions, "functionTimeoutSeconds"> = {}): Server {
-  return createServer((req, res) => {
+  // Slow clients: headers within 10 s and the whole request within 30 s, checked every second.
+  // node's defaults (60 s and 5 min, checked every 30 s) let a few dribbling sockets hold the broker for minutes.
+  return createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
     const requestId = randomUUID();
     const chunks: Buffer[] = [];
     let size = 0;
