@@ -12,7 +12,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/**/*.kube.test.ts", "node_modules/**"],
+          exclude: ["test/**/*.kube.test.ts", "test/**/*.reliability.test.ts", "node_modules/**"],
         },
       },
       {
