@@ -9,7 +9,8 @@ export default defineConfig({
   root: fileURLToPath(new URL("../..", import.meta.url)),
   test: {
     name: "reliability",
-    include: ["test/reliability/**/*.reliability.test.ts"],
+    include: ["test/reliability/**/*.reliability.test.ts", "test/reliability/upstream-schedules.test.ts"],
+    env: { RELIABILITY_SCHEDULE_RUNS: "3000" },
     globalSetup: ["test/kube/global-setup.ts"],
     fileParallelism: false,
     testTimeout: 300_000,
