@@ -16,6 +16,8 @@ import { median } from "./results.ts";
 export interface BundleOptions {
   runs: number;
   clusters: number;
+  /** An already built bundle to measure; by default `node build.mjs broker` builds dist/broker/index.js. */
+  bundleFile?: string;
   log?: (line: string) => void;
 }
 
@@ -30,12 +32,13 @@ export interface BundleResult {
 
 export async function measureBundle(options: BundleOptions): Promise<BundleResult> {
   const log = options.log ?? (() => {});
-  await promisify(execFile)(process.execPath, [repoPath("build.mjs"), "broker"], { cwd: repoRoot });
-  const brokerBytes = (await stat(repoPath("dist/broker/index.js"))).size;
+  const bundleFile = options.bundleFile ?? repoPath("dist/broker/index.js");
+  if (options.bundleFile === undefined) await promisify(execFile)(process.execPath, [repoPath("build.mjs"), "broker"], { cwd: repoRoot });
+  const brokerBytes = (await stat(bundleFile)).size;
 
   const dir = await mkdtemp(join(tmpdir(), "acr-bench-bundle-"));
   try {
-    await copyFile(repoPath("dist/broker/index.js"), join(dir, "index.js"));
+    await copyFile(bundleFile, join(dir, "index.js"));
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "cold" });
     const env = { PATH: process.env.PATH, NODE_PATH: "", LOG_LEVEL: "error", BROKER_CONFIG: JSON.stringify(fleetBrokerConfig(fleet, { sts: "sts.aliyuncs.com", cr: "cr.{regionId}.aliyuncs.com" })) };
     const probe = [repoPath("bench/servers/cold-init-probe.mjs"), join(dir, "index.js")];

@@ -33,6 +33,8 @@ export interface RefresherBenchOptions {
   largeNamespaces: number;
   /** An existing control plane (the test suite's); by default one is started and stopped here. */
   plane?: ControlPlaneEndpoints;
+  /** Prepended to every namespace the benchmark creates, to keep clear of others on a shared API server. */
+  namespacePrefix?: string;
   log?: (line: string) => void;
 }
 
@@ -63,7 +65,7 @@ for ns in "$@"; do
 done
 `;
 
-const names = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
+const numbered = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
 const mib = (kb: number) => kb / 1024;
 
 function succeeded(run: TimedRun, what: string): TimedRun {
@@ -73,6 +75,8 @@ function succeeded(run: TimedRun, what: string): TimedRun {
 
 export async function measureRefresher(options: RefresherBenchOptions): Promise<RefresherBenchResult> {
   const log = options.log ?? (() => {});
+  const prefix = options.namespacePrefix ?? "";
+  const names = (stem: string, count: number) => numbered(`${prefix}${stem}`, count);
   const tools = kubeTools(log);
   const work = await mkdtemp(join(tmpdir(), "acr-bench-refresher-"));
   const closers: Array<() => Promise<void>> = [async () => rm(work, { recursive: true, force: true })];
@@ -143,8 +147,8 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
     const freshStart = () => setConfigMap(plane, "kube-system", "acr-credential-status", undefined);
 
     // kubectl's first run fills its discovery cache; that is not part of any round.
-    await createNamespaces(plane, ["kubectl-warmup"]);
-    succeeded(await runTimed("bash", [loopScript, "kubectl-warmup"], { env: kubectlEnv }), "the kubectl warm-up");
+    await createNamespaces(plane, [`${prefix}kubectl-warmup`]);
+    succeeded(await runTimed("bash", [loopScript, `${prefix}kubectl-warmup`], { env: kubectlEnv }), "the kubectl warm-up");
 
     const rounds: RefresherRound[] = [];
     for (let round = 1; round <= options.rounds; round++) {
@@ -157,12 +161,12 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       let refresher: TimedRun;
       if (round % 2 === 1) {
         kubectl = await runKubectl();
-        refresher = await runRefresher(`r${round}-*`, false);
+        refresher = await runRefresher(`${prefix}r${round}-*`, false);
       } else {
-        refresher = await runRefresher(`r${round}-*`, false);
+        refresher = await runRefresher(`${prefix}r${round}-*`, false);
         kubectl = await runKubectl();
       }
-      const written = await resourceVersions(plane, (ns) => ns.startsWith(`r${round}-`) || ns.startsWith(`k${round}-`));
+      const written = await resourceVersions(plane, (ns) => ns.startsWith(`${prefix}r${round}-`) || ns.startsWith(`${prefix}k${round}-`));
       const secrets = [...written.keys()].filter((key) => key.startsWith("Secret/"));
       if (secrets.length !== 2 * options.baselineNamespaces) throw new Error(`round ${round}: expected ${2 * options.baselineNamespaces} Secrets, found ${secrets.length}`);
       rounds.push({ kubectlMs: kubectl.wallMs, refresherMs: refresher.wallMs, speedup: kubectl.wallMs / refresher.wallMs });
@@ -172,11 +176,11 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
     const large = names("big", options.largeNamespaces);
     await createNamespaces(plane, large);
     await freshStart();
-    const inLarge = (ns: string) => ns.startsWith("big-");
-    const cold = await runRefresher("big-*", true);
+    const inLarge = (ns: string) => ns.startsWith(`${prefix}big-`);
+    const cold = await runRefresher(`${prefix}big-*`, true);
     const before = await resourceVersions(plane, inLarge);
     const requestsBefore = await resourceRequestCount(plane);
-    const warm = await runRefresher("big-*", true);
+    const warm = await runRefresher(`${prefix}big-*`, true);
     const warmRequests = (await resourceRequestCount(plane)) - requestsBefore;
     const after = await resourceVersions(plane, inLarge);
     const changed = changedVersions(before, after);

@@ -73,7 +73,7 @@ export function resultsTable(results: BenchResults): string {
   const rows = goals.map((goal) => {
     const value = figureOf(results, goal.key);
     const met = goalMet(goal, value);
-    return `| \`${goal.key}\` | ${goal.what} | ${goalText(goal)} | ${value.toLocaleString("en-US")} | ${met === undefined ? "—" : met ? "yes" : "**no**"} |`;
+    return `| \`${goal.key}\` | ${goal.what} | ${goalText(goal)} | ${Number.isInteger(value) ? value.toLocaleString("en-US") : String(value)} | ${met === undefined ? "—" : met ? "yes" : "**no**"} |`;
   });
   return ["| key | what | goal | measured | met? |", "|---|---|---|---|---|", ...rows].join("\n");
 }
