@@ -81,6 +81,9 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const keys = new Map(config.clusters.map((cluster) => [cluster.name, deps.keysFor(cluster)]));
   // Keyed by a digest, so the cache does not keep bearer tokens in memory.
   const remembered = new LRUCache<string, Remembered>({ max: 10_000 });
+  // One signature check per token at a time: when a remembered token is forgotten under load, the
+  // requests carrying it share one verification instead of each doing its own.
+  const verifying = new Map<string, Promise<VerifiedToken>>();
   const skewMs = config.clockSkewSeconds * 1000;
 
   const verify: TokenVerifier = async (raw, options = {}) => {
@@ -92,9 +95,17 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
       const { nbf } = hit.token.claims;
       if (nbf === undefined || nbf * 1000 - skewMs <= now) return hit.token;
     }
-    const token = await verifyFully(raw, options);
-    remembered.set(key, { token, until: Math.min(now + verifiedTokenTtlMs, token.claims.exp! * 1000 + skewMs) });
-    return token;
+    let flight = verifying.get(key);
+    if (!flight) {
+      flight = verifyFully(raw, options)
+        .then((token) => {
+          remembered.set(key, { token, until: Math.min(now + verifiedTokenTtlMs, token.claims.exp! * 1000 + skewMs) });
+          return token;
+        })
+        .finally(() => verifying.delete(key));
+      verifying.set(key, flight);
+    }
+    return flight;
   };
 
   const verifyFully: TokenVerifier = async (raw, options = {}) => {

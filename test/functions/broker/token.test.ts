@@ -33,6 +33,24 @@ describe("remembered verifications", () => {
     expect(keyLookups).toBe(1);
   });
 
+  it("check the signature once when the same token arrives on many requests at once", async () => {
+    fresh();
+    const token = await cluster.mint({ now });
+    const verified = await Promise.all(Array.from({ length: 10 }, () => verify(token)));
+    expect(verified.map((v) => v.subject)).toEqual(Array.from({ length: 10 }, () => defaultSubject));
+    expect(keyLookups).toBe(1);
+  });
+
+  it("reject every request that shared a failed check, and check the next one again", async () => {
+    fresh();
+    const token = await cluster.mint({ now, claims: { aud: ["other"] } });
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => verify(token)));
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+    expect(keyLookups).toBe(1);
+    await expect(verify(token)).rejects.toThrow(/audience/);
+    expect(keyLookups).toBe(2);
+  });
+
   it("are forgotten after a minute, so a key removed from the cluster stops working soon", async () => {
     fresh();
     const token = await cluster.mint({ now, lifetime: 3600 });
