@@ -159,20 +159,22 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
 
   it(`converges after a SIGKILL at a random point, ${trials} times (seed ${seed})`, async () => {
     const outcomes: string[] = [];
-    for (let trial = 1; trial <= trials; trial++) {
+    let kills = 0;
+    // A trial whose run finished before its kill time proves nothing about kills: it is repeated, within a bound.
+    for (let trial = 1; kills < trials && trial <= trials * 3; trial++) {
       const set = registrySets[trial % registrySets.length]!;
       await setConfig(configFor(set));
       broker.rotate();
-      const killAfterMs = Math.round(fromScratchMs * (0.05 + 0.9 * next()));
+      const killAfterMs = Math.round(fromScratchMs * (0.05 + 0.75 * next()));
       const killed = await runRefresher({ killAfterMs });
+      if (killed.signal === "SIGKILL") kills++;
       const rerun = await runRefresher();
       outcomes.push(`trial ${trial}: registries ${set.join("+")}, killed at ${killAfterMs} ms (${killed.signal ?? `exited ${killed.code} first`}), rerun exit ${rerun.code} in ${Math.round(rerun.tookMs)} ms`);
       expect(rerun.code).toBe(0);
       expect(await convergenceProblems(set)).toEqual([]);
     }
     console.log(outcomes.join("\n"));
-    // The kills landed inside runs, not after them.
-    expect(outcomes.filter((line) => line.includes("SIGKILL")).length).toBeGreaterThanOrEqual(trials - 1);
+    expect(kills).toBe(trials);
   });
 
   it("exits non-zero when the apiserver becomes unreachable mid-run (a TCP relay in front of it stops), and the rerun converges", async () => {
@@ -198,7 +200,7 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   });
 
   it("logged no password or token", () => {
-    for (const registry of registryPool) for (let generation = 1; generation <= trials + 3; generation++) scan.secret(`stub-password-${registry.instanceId ?? "personal"}-${generation}`);
+    for (const registry of registryPool) for (let generation = 1; generation <= trials * 3 + 3; generation++) scan.secret(`stub-password-${registry.instanceId ?? "personal"}-${generation}`);
     scan.secret(fixture.kubeConfig.getCurrentUser()?.token);
     expect(refresherLogs.length).toBeGreaterThan(0);
     expect(scan.findings()).toEqual([]);

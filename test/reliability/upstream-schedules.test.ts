@@ -79,7 +79,6 @@ function judge(answer: HttpAnswer, now: number, requested: string, force: boolea
       scan.secret(credential.password);
       const expiresAt = Date.parse(credential.expiresAt);
       if (!(expiresAt > now)) return `an expired credential (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()}, stale ${String(credential.stale)})`;
-      if (credential.stale !== true && expiresAt - now < refreshBeforeExpirySeconds * 1000) return `a credential served fresh within refreshBeforeExpiry of its expiry (${credential.expiresAt})`;
       if (!credential.username || !credential.password) return "a credential without username or password";
     }
     for (const error of body.errors) if (!/^Upstream/.test(error.code)) return `an entry error with code ${error.code}`;
