@@ -21,7 +21,7 @@ import { median } from "./results.ts";
  * The refresher on a real API server: its cold run against a kubectl loop on the same server
  * (alternating, fresh namespaces each round), then one cold and one warm run over a large set of
  * namespaces for peak RSS, writes and API requests. The refresher is the bundled job exactly as
- * the image runs it (`node refresher.mjs --once`, `NODE_OPTIONS=--max-old-space-size=128`), as its
+ * the image runs it (`node refresher.mjs --once` with the ENV lines of job/Dockerfile), as its
  * own ServiceAccount under the shipped RBAC, asking the real broker (served here) for credentials.
  */
 
@@ -55,8 +55,13 @@ export interface RefresherBenchResult {
   large: { namespaces: number; coldMs: number; warmMs: number; coldPeakRssMb: number; warmPeakRssMb: number; warmRequests: number; changed: string[] };
 }
 
-/** The image's settings (job/Dockerfile). */
-const imageEnv = { NODE_ENV: "production", NODE_OPTIONS: "--max-old-space-size=128" };
+/** The environment the image gives the refresher, read from job/Dockerfile so the benchmark follows it. */
+export function imageEnvironment(dockerfile: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const match of dockerfile.matchAll(/^ENV\s+([A-Z_]+)=(.*)$/gm)) env[match[1]!] = match[2]!.trim().replace(/^"(.*)"$/, "$1");
+  if (env.NODE_OPTIONS === undefined) throw new Error("job/Dockerfile sets no NODE_OPTIONS; the benchmark runs the refresher with the image's settings");
+  return env;
+}
 
 const kubectlLoop = `set -euo pipefail
 for ns in "$@"; do
@@ -139,7 +144,9 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       REGISTRY_PASSWORD: credential.password,
     };
     const refresherArgs = [bundle, "--once", "--kubeconfig", kubeconfig, "--token-file", tokenFile];
+    const imageEnv = imageEnvironment(await readFile(repoPath("job/Dockerfile"), "utf8"));
     const refresherEnv = { PATH: process.env.PATH, HOME: work, ...imageEnv };
+    log(`refresher: the bundled job with the image's NODE_OPTIONS=${imageEnv.NODE_OPTIONS}`);
     const runRefresher = async (watch: string, peakRss: boolean) => {
       await setConfigMap(plane, "kube-system", "acr-configuration", refresherConfig(watch));
       return succeeded(await runTimed(process.execPath, refresherArgs, { env: refresherEnv, peakRss }), "the refresher");
