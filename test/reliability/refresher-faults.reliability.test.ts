@@ -180,17 +180,25 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   it("exits non-zero when the apiserver becomes unreachable mid-run (a TCP relay in front of it stops), and the rerun converges", async () => {
     const set = registrySets[0]!;
     await setConfig(configFor(set));
-    broker.rotate();
-    const proxy = await startTcpProxy(new URL(kubeEnv().apiserverUrl));
-    const proxied = join(work, "kubeconfig-proxied");
-    await writeFile(proxied, fixture.kubeConfig.exportConfig().replace(new URL(kubeEnv().apiserverUrl).host, `127.0.0.1:${proxy.port}`));
-    const running = runRefresher({ kubeconfigFile: proxied });
-    // Cut once the run is well into its writes.
-    await new Promise((resolve) => setTimeout(resolve, Math.round(fromScratchMs * 0.4)));
-    const cutAtBytes = proxy.forwardedBytes();
-    await proxy.stop();
-    const cut = await running;
-    console.log(`apiserver cut after ${cutAtBytes} bytes: exit ${cut.code} after ${Math.round(cut.tookMs)} ms`);
+    const through = async (cutAtBytes?: number) => {
+      broker.rotate();
+      const proxy = await startTcpProxy(new URL(kubeEnv().apiserverUrl));
+      const proxied = join(work, "kubeconfig-proxied");
+      await writeFile(proxied, fixture.kubeConfig.exportConfig().replace(new URL(kubeEnv().apiserverUrl).host, `127.0.0.1:${proxy.port}`));
+      const running = runRefresher({ kubeconfigFile: proxied });
+      let done = false;
+      void running.then(() => (done = true));
+      // Cut by progress rather than by time, so the cut lands mid-run however busy the machine is.
+      if (cutAtBytes === undefined) await running;
+      while (!done && proxy.forwardedBytes() < (cutAtBytes ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5));
+      await proxy.stop();
+      return { ...(await running), bytes: proxy.forwardedBytes() };
+    };
+    // A whole run through the relay first, to know how many bytes a run with writes takes.
+    const whole = await through();
+    expect(whole.code).toBe(0);
+    const cut = await through(Math.round(whole.bytes / 2));
+    console.log(`apiserver cut after ${Math.round(whole.bytes / 2)} of ${whole.bytes} bytes: exit ${cut.code} after ${Math.round(cut.tookMs)} ms`);
     expect(cut.signal).toBeNull();
     expect(cut.code).not.toBe(0);
     expect(await convergenceProblems(set)).not.toEqual([]);
