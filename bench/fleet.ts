@@ -81,7 +81,6 @@ export async function createFleet(count: number, options: { alg: "RS256" | "ES25
 export function fleetBrokerConfig(fleet: readonly FleetCluster[], endpoints: { sts: string; cr: string }, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     audience,
-    cacheMaxEntries: Math.max(1000, fleet.length * 2),
     alibabaCloud: { stsEndpoint: endpoints.sts, crEndpoint: endpoints.cr, protocol: "http" },
     ...extra,
     clusters: fleet.map((cluster) => ({ name: cluster.name, issuer: cluster.issuer, jwks: cluster.jwks, subjects: [subject], registries })),

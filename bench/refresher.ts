@@ -18,9 +18,9 @@ import { repoPath, runTimed, type TimedRun } from "./processes.ts";
 import { median } from "./results.ts";
 
 /**
- * The refresher on a real API server: its cold run against a kubectl loop on the same server
- * (alternating, fresh namespaces each round), then one cold and one warm run over a large set of
- * namespaces for peak RSS, writes and API requests. The refresher is the bundled job exactly as
+ * The refresher on a real API server: one cold and one warm run over a large set of namespaces
+ * (peak RSS, writes and API requests), then its cold run against a kubectl loop on the same server
+ * (alternating, fresh namespaces each round). The refresher is the bundled job exactly as
  * the image runs it (`node refresher.mjs --once` with the ENV lines of job/Dockerfile), as its
  * own ServiceAccount under the shipped RBAC, asking the real broker (served here) for credentials.
  */
