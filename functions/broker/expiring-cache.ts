@@ -76,6 +76,11 @@ export class ExpiringCache<V extends Expiring> {
     return pending;
   }
 
+  /** How an entry stands now under this cache's policy (used to flag a value bounded by a stale one). */
+  freshnessOf(entry: Expiring): Freshness {
+    return freshness(entry.expiresAt, this.#clock.now(), this.#refreshBeforeMs);
+  }
+
   peek(key: string): V | undefined {
     return this.#entries.peek(key);
   }

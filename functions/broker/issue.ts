@@ -130,5 +130,8 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
     });
     domains = listed.value.domains;
   }
-  return { credential, domains, stale: source === "stale" };
+  // A new password bounded by an STS session that could not be renewed is as close to expiry as
+  // that session: it is a fallback too, so it is flagged like a cached one.
+  const stale = source === "stale" || deps.credentials.freshnessOf(credential) !== "fresh";
+  return { credential, domains, stale };
 }

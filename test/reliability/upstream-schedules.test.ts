@@ -16,7 +16,8 @@ import { createLogScan } from "./support/log-scan.ts";
  * A property over random schedules, with a clock only the test moves: time jumps, the upstream
  * going up, down, throttled or flaky, bursts of concurrent requests, forced refreshes. Against the
  * real broker handler, SDK clients and the emulator, every answer is a credential that has not
- * expired at the moment it is returned (per that clock), or an error; never anything else.
+ * expired at the moment it is returned (per that clock) and, unless flagged stale, is not within
+ * refreshBeforeExpiry of its expiry; or an error. Never anything else.
  */
 
 const seed = 20240611;
@@ -79,6 +80,8 @@ function judge(answer: HttpAnswer, now: number, requested: string, force: boolea
       scan.secret(credential.password);
       const expiresAt = Date.parse(credential.expiresAt);
       if (!(expiresAt > now)) return `an expired credential (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()}, stale ${String(credential.stale)})`;
+      // SPEC §3.2: an unflagged credential is never closer than refreshBeforeExpiry to its expiry.
+      if (credential.stale !== true && expiresAt - now < refreshBeforeExpirySeconds * 1000) return `an unflagged credential within refreshBeforeExpiry (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()})`;
       if (!credential.username || !credential.password) return "a credential without username or password";
     }
     for (const error of body.errors) if (!/^Upstream/.test(error.code)) return `an entry error with code ${error.code}`;

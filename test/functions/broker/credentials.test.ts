@@ -207,6 +207,19 @@ describe("the cache", () => {
       expect(env.emulator.log.count({ status: 503 }) + env.emulator.log.count({ status: 500 })).toBeGreaterThan(1);
     });
 
+    it("flags a new password as stale when STS is down and the session bounding it is within refreshBeforeExpiry", async () => {
+      const first = credentialsOf((await ask()).json)[0]!;
+      env.clock.set(Date.parse(first.expiresAt) - 600_000);
+      env.emulator.faults.set({ serverErrorRate: 1, apis: ["sts:"] });
+      const answer = await ask();
+      expect(answer.status).toBe(200);
+      const second = credentialsOf(answer.json)[0]!;
+      expect(env.emulator.log.count({ api: "cr:GetAuthorizationToken", outcome: "ok" })).toBe(2);
+      expect(second.password).not.toBe(first.password);
+      expect(second.expiresAt).toBe(first.expiresAt);
+      expect(second.stale).toBe(true);
+    });
+
     it("never hands out an expired credential: the upstream being down is a 5xx", async () => {
       const first = credentialsOf((await ask()).json)[0]!;
       env.clock.set(Date.parse(first.expiresAt) + 1000);
