@@ -1,11 +1,10 @@
-import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { gzipSync } from "node:zlib";
 import type { World } from "../../emulator/index.ts";
+import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
+import { skopeoIn } from "../../emulator/registry/skopeo.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
 import { createHandler } from "../../functions/broker/handler.ts";
 import { serveBroker } from "../../functions/broker/node-http.ts";
@@ -60,58 +59,15 @@ function sandboxWorld(world: World, publicJwk: object): World {
   return patched;
 }
 
-// A one-layer image written with Node alone, so the sandbox needs no container tooling beyond skopeo.
-function tarWithOneFile(name: string, content: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  const octal = (value: number, width: number) => `${value.toString(8).padStart(width - 1, "0")}\0`;
-  header.write(name, 0, 100, "utf8");
-  header.write(octal(0o644, 8), 100, "ascii");
-  header.write(octal(0, 8), 108, "ascii");
-  header.write(octal(0, 8), 116, "ascii");
-  header.write(octal(content.length, 12), 124, "ascii");
-  header.write(octal(0, 12), 136, "ascii");
-  header.write("        ", 148, "ascii");
-  header.write("0", 156, "ascii");
-  header.write("ustar\0", 257, "ascii");
-  header.write("00", 263, "ascii");
-  let checksum = 0;
-  for (const byte of header) checksum += byte;
-  header.write(`${checksum.toString(8).padStart(6, "0")}\0 `, 148, "ascii");
-  return Buffer.concat([header, content, Buffer.alloc((512 - (content.length % 512)) % 512), Buffer.alloc(1024)]);
-}
-
-async function writeDemoImage(dir: string, tag: string): Promise<void> {
-  const sha256 = (data: Buffer) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
-  await mkdir(join(dir, "blobs", "sha256"), { recursive: true });
-  const blob = async (data: Buffer, mediaType: string) => {
-    await writeFile(join(dir, "blobs", "sha256", sha256(data).slice(7)), data);
-    return { mediaType, digest: sha256(data), size: data.length };
-  };
-  const tar = tarWithOneFile("hello.txt", Buffer.from("hello from the acr-credential-broker sandbox\n"));
-  const layer = await blob(gzipSync(tar), "application/vnd.oci.image.layer.v1.tar+gzip");
-  const config = await blob(Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [sha256(tar)] } })), "application/vnd.oci.image.config.v1+json");
-  const manifest = await blob(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config, layers: [layer] })), "application/vnd.oci.image.manifest.v1+json");
-  await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ ...manifest, annotations: { "org.opencontainers.image.ref.name": tag } }] }));
-}
-
-/** skopeo with a throw-away HOME and policy, so it reads and writes nothing of the user's. */
-function skopeo(home: string, args: string[]): Promise<void> {
-  const env = { PATH: process.env.PATH ?? "", HOME: home, XDG_RUNTIME_DIR: home, XDG_CONFIG_HOME: home, XDG_DATA_HOME: home, CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"), _CONTAINERS_ROOTLESS_UID: String(process.getuid?.() || 1000) };
-  return new Promise((resolvePromise, reject) => {
-    execFile("skopeo", ["--policy", join(home, "policy.json"), "--tmpdir", home, ...args], { env }, (error, _stdout, stderr) => (error ? reject(new Error(oneLine(stderr || error.message))) : resolvePromise()));
-  });
-}
-
 /** Pushes demo/hello:latest into the sandbox registry as the demo world's publisher. */
 async function seedDemoImage(cr: string, registryHost: string, publisher: AccessKey): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "acr-sandbox-image-"));
   try {
-    await writeFile(join(work, "policy.json"), JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
-    await writeFile(join(work, "registries.conf"), "");
-    await writeDemoImage(join(work, "layout"), "latest");
+    await writeOciLayout(join(work, "layout"), { tag: "latest", content: "hello from the acr-credential-broker sandbox\n" });
     const login = await getAuthorizationToken({ stsEndpoint: cr, crEndpoint: cr, protocol: "http" }, { kind: "keys", keys: publisher }, demoInstance, { timeoutMs: 10_000 });
-    await skopeo(work, ["copy", "--dest-tls-verify=false", "--dest-creds", `${login.username}:${login.password}`, `oci:${join(work, "layout")}:latest`, `docker://${registryHost}/${demoRepository}:latest`]);
+    const skopeo = await skopeoIn(work);
+    const pushed = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `${login.username}:${login.password}`, `oci:${join(work, "layout")}:latest`, `docker://${registryHost}/${demoRepository}:latest`]);
+    if (pushed.code !== 0) throw new Error(oneLine(pushed.stderr || `skopeo exited with ${pushed.code}`));
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
 import { dockerRegistryAvailable } from "../../emulator/registry/index.ts";
 import { findExecutable } from "../../emulator/registry/docker-registry.ts";
-import { writeOciLayout } from "../support/oci-layout.ts";
+import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { assumeRole, crCall, personalToken, sessionKey } from "./clients.ts";
-import { skopeoIn, type SkopeoResult } from "./skopeo.ts";
+import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { accountA, broker, instances, roles, testWorld } from "./world.ts";
 
 /**

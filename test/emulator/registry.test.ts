@@ -1,5 +1,4 @@
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,7 +16,8 @@ import {
   type RegistryGrant,
   type RunningDockerRegistry,
 } from "../../emulator/registry/index.ts";
-import { writeOciLayout } from "../support/oci-layout.ts";
+import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
+import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 
 // A real docker-registry (token auth) and real skopeo against the realm; nothing is mocked.
 const missingTools = [...(dockerRegistryAvailable() ? [] : ["docker-registry"]), ...(findExecutable("skopeo") === undefined ? ["skopeo"] : [])];
@@ -53,49 +53,12 @@ let realmUrl: string;
 let registry: RunningDockerRegistry;
 let pushedDigest: string;
 let pushResult: SkopeoResult;
+let skopeo: (args: string[]) => Promise<SkopeoResult>;
 let pushedDigestFile: string;
-
-interface SkopeoResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 function lookup(username: string, password: string): RegistryGrant | undefined {
   for (const [name, entry] of Object.entries(grants)) if (name === username && entry.password === password) return entry.grant;
   return undefined;
-}
-
-/**
- * skopeo with a throw-away HOME and runtime dir, an explicit policy and no host registries
- * configuration, so it neither reads nor leaves any state outside `work`. Running as root, skopeo
- * would keep its blob-info cache in /var/lib/containers; `_CONTAINERS_ROOTLESS_UID` (read by
- * containers/image) makes it use $HOME/.local/share instead.
- */
-function skopeo(args: string[]): Promise<SkopeoResult> {
-  const home = join(work, "skopeo-home");
-  const env = {
-    PATH: process.env.PATH ?? "",
-    HOME: home,
-    XDG_RUNTIME_DIR: join(home, "run"),
-    XDG_CONFIG_HOME: join(home, "config"),
-    XDG_DATA_HOME: join(home, "data"),
-    CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"),
-    _CONTAINERS_ROOTLESS_UID: String(process.getuid?.() || 1000),
-  };
-  const global = ["--policy", join(home, "policy.json"), "--registries.d", join(home, "registries.d"), "--tmpdir", join(home, "tmp"), "--command-timeout", "60s"];
-  return new Promise((resolve) => {
-    execFile("skopeo", [...global, ...args], { env, encoding: "utf8" }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr });
-    });
-  });
-}
-
-async function prepareSkopeoHome(): Promise<void> {
-  const home = join(work, "skopeo-home");
-  for (const dir of ["run", "config", "data", "registries.d", "tmp"]) await mkdir(join(home, dir), { recursive: true, mode: 0o700 });
-  await writeFile(join(home, "policy.json"), JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
-  await writeFile(join(home, "registries.conf"), "");
 }
 
 /** A docker config file for one registry, the same format the refresher writes into Secrets. */
@@ -117,7 +80,7 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
   beforeAll(async () => {
     if (missingTools.length > 0) throw new Error(`${missingTools.join(" and ")} not installed; CI needs the Debian packages docker-registry and skopeo`);
     work = await mkdtemp(join(tmpdir(), "acr-registry-test-"));
-    await prepareSkopeoHome();
+    skopeo = await skopeoIn(work);
     signer = await createRealmSigner(join(work, "signer"));
     const realm = createTokenRealm({ service, issuer, signer, now: () => now, lookup, onDecision: (entry) => decisions.push(entry) });
     realmServer = createServer((req, res) => {

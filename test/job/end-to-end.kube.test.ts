@@ -10,9 +10,9 @@ import { findExecutable } from "../../emulator/registry/docker-registry.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { start, type Running } from "../cli/commands/support.ts";
 import { crCall } from "../emulator/clients.ts";
-import { skopeoIn, type SkopeoResult } from "../emulator/skopeo.ts";
+import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
-import { writeOciLayout } from "../support/oci-layout.ts";
+import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { dockerConfigOf, installRefresher, pullSecretNames, refresherAccount, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 
