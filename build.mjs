@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { build } from "esbuild";
+import { buildRefresher } from "./job/build.mjs";
 
 const root = new URL(".", import.meta.url);
 const at = (path) => new URL(path, root).pathname;
@@ -15,6 +16,12 @@ export const artefacts = [
     outfile: "dist/broker/index.js",
     format: "cjs",
     maxBytes: 1.5 * 1024 * 1024,
+  },
+  {
+    name: "refresher",
+    // The container image's one file (job/Dockerfile); ESM, built by job/build.mjs.
+    entry: "job/main.ts",
+    build: () => buildRefresher(at("dist/job/refresher.mjs")),
   },
 ];
 
@@ -45,4 +52,4 @@ if (wanted.length > 0 && selected.length !== wanted.length) {
   console.error(`build: unknown artefact in ${wanted.join(", ")}; known: ${artefacts.map((a) => a.name).join(", ")}`);
   process.exit(2);
 }
-for (const artefact of selected) await bundle(artefact);
+for (const artefact of selected) await (artefact.build ? artefact.build() : bundle(artefact));

@@ -1,21 +1,26 @@
 // Bundles the refresher into one ESM file for its container image: `node job/build.mjs [OUTFILE]`.
 import { build } from "esbuild";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
-const outfile = process.argv[2] ?? fileURLToPath(new URL("../dist/job/refresher.mjs", import.meta.url));
+export const defaultOutfile = fileURLToPath(new URL("../dist/job/refresher.mjs", import.meta.url));
 
-await build({
-  entryPoints: [fileURLToPath(new URL("main.ts", import.meta.url))],
-  outfile,
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  minify: true,
-  sourcemap: false,
-  legalComments: "none",
-  // Some dependencies are CommonJS and call require() for Node built-ins.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  logLevel: "warning",
-});
-process.stdout.write(`build: wrote ${outfile}\n`);
+/** Writes the bundle; the root `build.mjs` (`npm run build`) calls this too. */
+export async function buildRefresher(outfile = defaultOutfile) {
+  await build({
+    entryPoints: [fileURLToPath(new URL("main.ts", import.meta.url))],
+    outfile,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    minify: true,
+    sourcemap: false,
+    legalComments: "none",
+    // Some dependencies are CommonJS and call require() for Node built-ins.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    logLevel: "warning",
+  });
+  process.stdout.write(`build: wrote ${outfile}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await buildRefresher(process.argv[2]);
