@@ -50,7 +50,7 @@ export function parseCredentialsRequest(body: Buffer): CredentialsRequest {
   return result.data;
 }
 
-const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+const rfc3339 = (ms: number) => `${new Date(ms).toISOString().slice(0, 19)}Z`;
 const label = (entry: { instanceId?: string; regionId: string }) => `${entry.instanceId ?? "personal"}@${entry.regionId}`;
 
 function entryError(entry: AuthorizedEntry, error: unknown): EntryError {

@@ -6,26 +6,37 @@ import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
 
 /**
  * Serves an FC handler over `node:http` through the very same code path: each request becomes an
- * FC 3.0 HTTP-trigger event (a Buffer), and the handler's FC response becomes the HTTP response.
+ * FC 3.0 HTTP-trigger event, and the handler's FC response becomes the HTTP response. The event is
+ * handed over as the object FC's Buffer would parse into, which the handler accepts as well, so the
+ * event is not serialised only to be parsed back in the same process.
  * Used by `acr-credential broker` and `local`, and usable as an FC custom-runtime server.
  */
 
-export type FcHandler = (event: Buffer, context: FcContext) => Promise<unknown>;
+export type FcHandler = (event: Buffer | FcHttpEvent, context: FcContext) => Promise<unknown>;
 
 /** Bodies beyond this are refused here; the handler applies the API's own, smaller limit. */
 const transportLimitBytes = 1024 * 1024;
 
 function joinHeaders(req: IncomingMessage): Record<string, string> {
   const headers: Record<string, string> = {};
+  // Repeated headers keep the first spelling of the name, as FC does; the lower-cased index avoids a scan per header.
+  const spelling = new Map<string, string>();
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!;
     const value = req.rawHeaders[i + 1]!;
-    const existing = Object.keys(headers).find((key) => key.toLowerCase() === name.toLowerCase());
-    if (existing) headers[existing] = `${headers[existing]},${value}`;
-    else headers[name] = value;
+    const lower = name.toLowerCase();
+    const existing = spelling.get(lower);
+    if (existing !== undefined) headers[existing] = `${headers[existing]},${value}`;
+    else {
+      spelling.set(lower, name);
+      headers[name] = value;
+    }
   }
   return headers;
 }
+
+/** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
+const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
 
 // A malformed escape (`%C0%AE`) must not throw in the request callback, which would end the process:
 // the path is then passed on as sent, and no route matches it.
@@ -38,28 +49,32 @@ function decodedPath(pathname: string): string {
 }
 
 /** The FC 3.0 HTTP-trigger event for a node request (text bodies as text, others base64, as FC does). */
-export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string): Buffer {
-  const url = new URL(req.url ?? "/", "http://broker.local");
+export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string): FcHttpEvent {
   const queryParameters: Record<string, string> = {};
-  for (const [key, value] of url.searchParams) queryParameters[key] = key in queryParameters ? `${queryParameters[key]},${value}` : value;
+  let pathname = req.url ?? "/";
+  if (!plainPath.test(pathname)) {
+    const url = new URL(pathname, "http://broker.local");
+    pathname = url.pathname;
+    for (const [key, value] of url.searchParams) queryParameters[key] = key in queryParameters ? `${queryParameters[key]},${value}` : value;
+  }
   const text = body.toString("utf8");
   const isText = Buffer.byteLength(text) === body.length && !text.includes("\uFFFD");
   const now = new Date();
   const event: FcHttpEvent = {
     version: "v1",
-    rawPath: url.pathname,
+    rawPath: pathname,
     body: isText ? text : body.toString("base64"),
     isBase64Encoded: !isText,
     headers: joinHeaders(req),
     queryParameters,
     requestContext: {
       requestId,
-      http: { method: req.method ?? "GET", path: decodedPath(url.pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
-      time: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      http: { method: req.method ?? "GET", path: decodedPath(pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
+      time: `${now.toISOString().slice(0, 19)}Z`,
       timeEpoch: String(now.getTime()),
     },
   };
-  return Buffer.from(JSON.stringify(event));
+  return event;
 }
 
 function send(res: ServerResponse, response: FcHttpResponse): void {
