@@ -15,6 +15,14 @@ export const redactedPaths = [
   "AuthorizationToken", "*.AuthorizationToken", "authorizationToken", "*.authorizationToken",
 ];
 
+/**
+ * stdout written asynchronously: a server's request lines queue behind a write in progress instead
+ * of each waiting for the pipe. Whoever uses it calls `flushSync()` before exiting.
+ */
+export function asyncStdout(): ReturnType<typeof pino.destination> {
+  return pino.destination({ dest: 1, sync: false });
+}
+
 /** A JSON logger for one component (`broker`, `refresher`, `emulator`). */
 export function createLogger(component: string, options: { level?: string; destination?: DestinationStream } = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? "info";

@@ -6,7 +6,7 @@ import { createRuntime } from "../../functions/broker/runtime.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { cjsDefault } from "../../shared/alibaba/sdk.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
-import { createLogger } from "../../shared/log.ts";
+import { asyncStdout, createLogger } from "../../shared/log.ts";
 import type { Command } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
 
@@ -42,12 +42,15 @@ export const command: Command = {
     const { values } = parseFlags("broker", argv, { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } });
     const port = parsePort("broker", values.port ?? process.env.FC_SERVER_PORT, 9000);
     const loaded: LoadedConfig = values.config ? loadConfigFile(values.config) : loadConfig(process.env);
-    const log = createLogger("broker");
+    const stdout = asyncStdout();
+    const log = createLogger("broker", { destination: stdout });
     const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
     const server = await serveBroker(createHandler(() => runtime), { port, host: values.host ?? "127.0.0.1" });
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
     await untilSignal();
     await server.close();
+    // Request lines still queued behind a write in progress; none may be lost on SIGTERM or SIGINT.
+    stdout.flushSync();
     return 0;
   },
 };

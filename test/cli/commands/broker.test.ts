@@ -57,7 +57,7 @@ describe("acr-credential broker", () => {
     const body = (await response.json()) as CredentialsResponse;
     expect(body.credentials[0]).toMatchObject({ regionId: "cn-beijing", edition: "personal" });
     expect(emulator.log.filter({ api: "cr:GetPersonalAuthorizationToken" }).map((e) => e.principal)).toEqual(["acs:ram::1000000000000001:user/broker"]);
-    expect(broker.stdout()).toMatch(/"msg":"request"/);
+    await broker.waitFor(/"msg":"request"/);
     expect(broker.stdout()).not.toContain(body.credentials[0]!.password);
   });
 
@@ -71,6 +71,16 @@ describe("acr-credential broker", () => {
   it("refuses a body over 64 KiB with 413", async () => {
     const response = await fetch(`${url}/v1/credentials`, { method: "POST", headers: { authorization: "Bearer x" }, body: "x".repeat(70_000) });
     expect(response.status).toBe(413);
+  });
+
+  it("writes the log line of every request it answered before it exits on SIGTERM", async () => {
+    const second = start(["broker", "--config", join(dir, "broker.yaml"), "--port", "0"], { ...baseEnv(), ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret });
+    const secondUrl = (await second.waitFor(/listening on (http:\/\/\S+)/, "stderr"))[1]!;
+    const statuses = await Promise.all(Array.from({ length: 300 }, () => fetch(`${secondUrl}/healthz`).then((r) => r.status)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(await second.stop("SIGTERM")).toBe(0);
+    const lines = second.stdout().trim().split("\n").map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number });
+    expect(lines.filter((line) => line.msg === "request" && line.path === "/healthz" && line.status === 200)).toHaveLength(300);
   });
 
   it("stops without credentials: one line naming the fix, exit 2", async () => {
