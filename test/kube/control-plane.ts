@@ -37,8 +37,21 @@ export interface ControlPlaneEndpoints {
   dataDir: string;
 }
 
+/** The kube-apiserver of a control plane, to stop and start on its own while etcd keeps the data. */
+export interface ApiserverProcess {
+  /** Kills kube-apiserver with SIGKILL and waits for it to exit; etcd keeps running. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port with the same flags, certificates, signing keys and etcd; resolves once /readyz answers. */
+  start(): Promise<void>;
+}
+
 export interface ControlPlane extends ControlPlaneEndpoints {
   startedInMs: number;
+  /**
+   * Not enumerable: spreading a ControlPlane into its endpoints (as global-setup does to hand them
+   * to test workers) leaves it out, so only the code that started a control plane can stop its apiserver.
+   */
+  readonly apiserver: ApiserverProcess;
   /** Stops kube-apiserver and etcd and removes the data folder. Safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -136,7 +149,7 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
       return response.ok;
     });
 
-    const apiserver = launch(options.binaries.kubeApiserver, "kube-apiserver", dataDir, [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--bind-address=${loopback}`,
       `--advertise-address=${loopback}`,
@@ -156,25 +169,42 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
       // The `kubernetes` Service cannot point at a loopback address; without this the apiserver logs that every 10 s.
       "--endpoint-reconciler-type=none",
       "--profiling=false",
-    ]);
-    processes.push(apiserver.child);
-    guard.stdin?.write(`pid ${apiserver.child.pid}\n`);
-
-    const dispatcher = new Agent({ connect: { ca: files.caPem } });
-    const authorization = `Bearer ${files.adminToken}`;
-    try {
-      await waitUntil("kube-apiserver", apiserver, timeoutMs, started, async () => {
-        const response = await fetch(`${apiserverUrl}/readyz`, {
-          dispatcher,
-          headers: { authorization },
-          signal: AbortSignal.timeout(2_000),
+    ];
+    const startApiserver = async (since: number): Promise<void> => {
+      const apiserver = launch(options.binaries.kubeApiserver, "kube-apiserver", dataDir, apiserverArgs);
+      processes.push(apiserver.child);
+      guard.stdin?.write(`pid ${apiserver.child.pid}\n`);
+      const dispatcher = new Agent({ connect: { ca: files.caPem } });
+      const authorization = `Bearer ${files.adminToken}`;
+      try {
+        await waitUntil("kube-apiserver", apiserver, timeoutMs, since, async () => {
+          const response = await fetch(`${apiserverUrl}/readyz`, {
+            dispatcher,
+            headers: { authorization },
+            signal: AbortSignal.timeout(2_000),
+          });
+          await response.body?.cancel();
+          return response.ok;
         });
-        await response.body?.cancel();
-        return response.ok;
-      });
-    } finally {
-      await dispatcher.close();
-    }
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    await startApiserver(started);
+
+    const runningApiservers = () => processes.filter((child) => child !== etcd.child && child.exitCode === null && child.signalCode === null);
+    const apiserverProcess: ApiserverProcess = {
+      // SIGKILL models an apiserver that stopped without warning (crash, OOM kill, lost node): open
+      // connections are reset and new ones refused, with no GOAWAY and no drain of requests in flight.
+      // A SIGTERM'd apiserver finishes what it has started, which is the milder case of the two.
+      stop: async () => {
+        await Promise.all(runningApiservers().map((child) => kill(child)));
+      },
+      start: async () => {
+        if (runningApiservers().length > 0) throw new Error("kube-apiserver is already running; stop it first");
+        await startApiserver(performance.now());
+      },
+    };
 
     const kubeconfig = adminKubeconfig(apiserverUrl, files.caPem, files.adminToken);
     const kubeconfigFile = join(dataDir, "admin.kubeconfig");
@@ -183,7 +213,7 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
     config.loadFromString(kubeconfig);
     await allowUnauthenticatedIssuerDiscovery(config);
 
-    return {
+    const plane = {
       apiserverUrl,
       issuer,
       caPem: files.caPem,
@@ -196,6 +226,7 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
       startedInMs: Math.round(performance.now() - started),
       stop: once(stop),
     };
+    return Object.defineProperty(plane, "apiserver", { value: apiserverProcess, enumerable: false }) as ControlPlane;
   } catch (error) {
     await stop();
     throw error;
@@ -321,6 +352,12 @@ async function terminate(child: ChildProcess, graceMs = 5_000): Promise<void> {
     child.kill("SIGKILL");
     await exited;
   }
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGKILL");
+  await exited;
 }
 
 async function freeLoopbackPorts(): Promise<[number, number, number]> {
