@@ -1,25 +1,28 @@
 import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CoreV1Api, type V1Secret } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type V1Secret } from "@kubernetes/client-node";
 import pLimit from "p-limit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRefresherConfig } from "../../job/config.ts";
 import type { RegistryRequest } from "../../shared/broker-api.ts";
-import { adminConfig, createNamespace, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
+import { findPinnedKubeBinaries } from "../kube/binaries.ts";
+import { kubeAvailable, kubeEnv } from "../kube/cluster.ts";
+import { startControlPlane, type ControlPlane } from "../kube/control-plane.ts";
 import { acquireRefresherLock } from "../job/kube-lock.ts";
-import { dockerConfigOf, installRefresher, resetStatus, setConfig, type RefresherFixture } from "../job/refresher-fixture.ts";
+import { dockerConfigOf, manifests, refresherAccount } from "../job/refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "../job/stub-broker.ts";
 import { createLogScan } from "./support/log-scan.ts";
-import { startTcpProxy } from "./support/tcp-proxy.ts";
 
 /**
  * The bundled refresher (the container's program) killed with SIGKILL at random points of a
  * 300-namespace run, then run again: the second run must converge — every chosen ServiceAccount
  * holds exactly the configured Secrets once, after the entries someone else put there; every
  * Secret holds the broker's current password; the Secrets users own are untouched (same bytes,
- * same resourceVersion). Then the apiserver vanishes mid-run: non-zero exit, and the rerun converges.
+ * same resourceVersion). Then, on a control plane of its own, the kube-apiserver is killed mid-run:
+ * non-zero exit, and once it is started again the rerun converges.
  * The broker is the refresher tests' stub (it is not the part under test); passwords rotate before
  * each trial so that every run has writes to be interrupted.
  */
@@ -36,58 +39,157 @@ const registryPool: RegistryRequest[] = [
 /** Which registries each trial configures: entries come and go between trials. */
 const registrySets = [[0, 1, 2], [0], [1, 2], [0, 2], [2], [0, 1]];
 
+/** How long a refresher may take to give up once the apiserver is gone before it counts as hanging. */
+const giveUpBoundMs = 60_000;
+
 let random = seed;
 const next = () => ((random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 
+/** A cluster the refresher runs in: the shared test control plane, or one this file starts. */
+interface Cluster {
+  admin: KubeConfig;
+  apiserverUrl: string;
+  caPem: string;
+}
+
+/** A cluster seeded with the refresher (its ServiceAccount under the shipped RBAC) and the namespaces it works on. */
+interface Seeded {
+  cluster: Cluster;
+  core: () => CoreV1Api;
+  prefix: string;
+  namespaces: string[];
+  userSecrets: Map<string, { resourceVersion: string; data: string }>;
+  /** The refresher's kubeconfig (its own ServiceAccount's token), its broker token file, and both tokens. */
+  kubeconfigFile: string;
+  tokenFile: string;
+  tokens: string[];
+}
+
+function clusterOf(kubeconfig: string, apiserverUrl: string, caPem: string): Cluster {
+  const admin = new KubeConfig();
+  admin.loadFromString(kubeconfig);
+  return { admin, apiserverUrl, caPem };
+}
+
 describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () => {
   let release: () => Promise<void>;
-  let fixture: RefresherFixture;
   let broker: StubBroker;
   let work: string;
   let bundle: string;
-  let kubeconfig: string;
-  let prefix: string;
-  let namespaces: string[];
-  let userSecrets: Map<string, { resourceVersion: string; data: string }>;
+  let shared: Seeded;
+  let dedicated: ControlPlane | undefined;
   let fromScratchMs: number;
   const scan = createLogScan();
   let refresherLogs = "";
-  const core = () => adminConfig().makeApiClient(CoreV1Api);
 
-  const configFor = (set: number[]) => ({
+  const configFor = (prefix: string, set: number[]) => ({
     "broker-url": broker.url,
     "watch-namespace": `${prefix}-*`,
     "service-account": "*",
     "acr-registry-info": set.map((i) => { const r = registryPool[i]!; return `- instanceId: "${r.instanceId ?? ""}"\n  regionId: "${r.regionId}"\n  domains: "${r.domains!.join(",")}"\n`; }).join(""),
   });
 
+  /** Replaces the refresher's ConfigMap as the cluster admin would with kubectl apply. */
+  async function setConfig(target: Seeded, set: number[]): Promise<void> {
+    await target.core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" }).catch(() => undefined);
+    await target.core().createNamespacedConfigMap({ namespace: "kube-system", body: { metadata: { name: "acr-configuration" }, data: configFor(target.prefix, set) } });
+  }
+
+  async function resetStatus(target: Seeded): Promise<void> {
+    await target.core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" }).catch(() => undefined);
+  }
+
+  /**
+   * Installs the refresher as it runs in a cluster (job/deploy/base's ServiceAccount and RBAC, its own
+   * token from the TokenRequest API, a broker token in a file) and creates `namespaceCount` namespaces,
+   * each with a `default` ServiceAccount holding a foreign pull Secret, a `builder` one and a user Secret.
+   */
+  async function seedCluster(cluster: Cluster, prefix: string): Promise<Seeded> {
+    const core = () => cluster.admin.makeApiClient(CoreV1Api);
+    const objects = KubernetesObjectApi.makeApiClient(cluster.admin);
+    for (const object of [...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml"))]) {
+      await objects.patch(object, undefined, undefined, "acr-credential-broker-tests", true, PatchStrategy.ServerSideApply);
+    }
+    const token = async (audiences: string[]) => {
+      const request = await core().createNamespacedServiceAccountToken({ ...refresherAccount, body: { spec: { audiences, expirationSeconds: 3600 } } });
+      if (!request.status?.token) throw new Error("TokenRequest for the refresher returned no token");
+      return request.status.token;
+    };
+    const apiToken = await token([]);
+    const brokerToken = await token(["acr-credential-broker"]);
+    const asRefresher = new KubeConfig();
+    asRefresher.loadFromOptions({
+      clusters: [{ name: "acr-test", server: cluster.apiserverUrl, caData: Buffer.from(cluster.caPem).toString("base64") }],
+      users: [{ name: "refresher", token: apiToken }],
+      contexts: [{ name: "refresher", cluster: "acr-test", user: "refresher" }],
+      currentContext: "refresher",
+    });
+    const dir = await mkdtemp(join(work, `${prefix}-`));
+    const kubeconfigFile = join(dir, "kubeconfig");
+    const tokenFile = join(dir, "token");
+    await writeFile(kubeconfigFile, asRefresher.exportConfig());
+    await writeFile(tokenFile, brokerToken);
+
+    const limit = pLimit(16);
+    const namespaces = await Promise.all(
+      Array.from({ length: namespaceCount }, (_, i) =>
+        limit(async () => {
+          const namespace = `${prefix}-${i}-${randomBytes(4).toString("hex")}`;
+          await core().createNamespace({ body: { metadata: { name: namespace } } });
+          await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "default" }, imagePullSecrets: [{ name: foreign }] } });
+          await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "builder" } } });
+          await core().createNamespacedSecret({ namespace, body: { metadata: { name: "user-secret" }, type: "Opaque", stringData: { password: `user-owned-${i}-not-a-real-secret` } } });
+          return namespace;
+        }),
+      ),
+    );
+    const chosen = new Set(namespaces);
+    const userSecrets = new Map(
+      (await core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items
+        .filter((s) => chosen.has(s.metadata!.namespace!))
+        .map((s) => [s.metadata!.namespace!, { resourceVersion: s.metadata!.resourceVersion!, data: JSON.stringify(s.data) }]),
+    );
+    return { cluster, core, prefix, namespaces, userSecrets, kubeconfigFile, tokenFile, tokens: [apiToken, brokerToken] };
+  }
+
   /** Runs the bundle; with `killAfterMs`, SIGKILLs it then. Resolves with its exit code, or the signal. */
-  function runRefresher(options: { killAfterMs?: number; kubeconfigFile?: string } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number }> {
+  function runRefresher(target: Seeded, options: { killAfterMs?: number } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
     const started = performance.now();
-    const child = spawn(process.execPath, [bundle, "--once", "--kubeconfig", options.kubeconfigFile ?? kubeconfig, "--token-file", fixture.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [bundle, "--once", "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.on("data", (chunk: Buffer) => (refresherLogs += chunk.toString()));
     const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), options.killAfterMs);
     return new Promise((resolve) =>
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        resolve({ code, signal, tookMs: performance.now() - started });
+        const exitedAt = performance.now();
+        resolve({ code, signal, tookMs: exitedAt - started, exitedAt });
       }),
     );
   }
 
+  /** The managed Secrets of the chosen namespaces. */
+  async function managedSecrets(target: Seeded): Promise<V1Secret[]> {
+    const chosen = new Set(target.namespaces);
+    return (await target.core().listSecretForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=acr-credential-broker" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
+  }
+
+  const currentPasswords = (target: Seeded, set: number[]) => {
+    const entries = parseRefresherConfig(configFor(target.prefix, set)).config.registries;
+    return new Map(entries.map((entry, i) => [entry.secretName, broker.credentialFor(registryPool[set[i]!]!).password]));
+  };
+
   /** Everything that must hold after a converged run with registry set `set`; returns the problems found. */
-  async function convergenceProblems(set: number[]): Promise<string[]> {
+  async function convergenceProblems(target: Seeded, set: number[]): Promise<string[]> {
     const problems: string[] = [];
-    const entries = parseRefresherConfig(configFor(set)).config.registries;
-    const expectedNames = entries.map((entry) => entry.secretName).sort();
-    const passwords = new Map(entries.map((entry, i) => [entry.secretName, broker.credentialFor(registryPool[set[i]!]!).password]));
-    const chosen = new Set(namespaces);
-    const managed = (await core().listSecretForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=acr-credential-broker" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
+    const passwords = currentPasswords(target, set);
+    const expectedNames = [...passwords.keys()].sort();
+    const chosen = new Set(target.namespaces);
+    const managed = await managedSecrets(target);
     const byNamespace = new Map<string, V1Secret[]>();
     for (const secret of managed) byNamespace.set(secret.metadata!.namespace!, [...(byNamespace.get(secret.metadata!.namespace!) ?? []), secret]);
-    const accounts = (await core().listServiceAccountForAllNamespaces()).items.filter((sa) => chosen.has(sa.metadata!.namespace!));
-    const users = (await core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
-    for (const namespace of namespaces) {
+    const accounts = (await target.core().listServiceAccountForAllNamespaces()).items.filter((sa) => chosen.has(sa.metadata!.namespace!));
+    const users = (await target.core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
+    for (const namespace of target.namespaces) {
       const secrets = byNamespace.get(namespace) ?? [];
       const names = secrets.map((s) => s.metadata!.name!).sort();
       if (JSON.stringify(names) !== JSON.stringify(expectedNames)) problems.push(`${namespace}: Secrets ${names.join(",")} instead of ${expectedNames.join(",")}`);
@@ -107,52 +209,40 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     if (accounts.length !== namespaceCount * 2) problems.push(`${accounts.length} ServiceAccounts instead of ${namespaceCount * 2}`);
     if (users.length !== namespaceCount) problems.push(`${users.length} user Secrets instead of ${namespaceCount}`);
     for (const secret of users) {
-      const before = userSecrets.get(secret.metadata!.namespace!);
+      const before = target.userSecrets.get(secret.metadata!.namespace!);
       if (before?.resourceVersion !== secret.metadata!.resourceVersion || before?.data !== JSON.stringify(secret.data)) problems.push(`${secret.metadata!.namespace}/user-secret changed`);
     }
     return problems;
   }
 
+  /** A first run over freshly seeded namespaces, which must converge; returns how long it took. */
+  async function runFromScratch(target: Seeded, set: number[]): Promise<number> {
+    await resetStatus(target);
+    await setConfig(target, set);
+    const first = await runRefresher(target);
+    expect(first.code).toBe(0);
+    expect(await convergenceProblems(target, set)).toEqual([]);
+    return first.tookMs;
+  }
+
   beforeAll(async () => {
     release = await acquireRefresherLock("refresher-faults.reliability.test");
     work = await mkdtemp(join(tmpdir(), "refresher-faults-"));
-    fixture = await installRefresher();
     broker = await startStubBroker();
     bundle = join(work, "refresher.mjs");
     await new Promise<void>((resolve, reject) => execFile(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle], (error) => (error ? reject(error) : resolve())));
-    kubeconfig = join(work, "kubeconfig");
-    await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
     scan.secret(kubeEnv().adminToken);
     scan.source("refresher", () => refresherLogs);
 
-    prefix = `rk${Math.floor(next() * 1e6).toString(36)}`;
-    const limit = pLimit(16);
-    namespaces = await Promise.all(
-      Array.from({ length: namespaceCount }, (_, i) =>
-        limit(async () => {
-          const namespace = await createNamespace(`${prefix}-${i}`);
-          await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "default" }, imagePullSecrets: [{ name: foreign }] } });
-          await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "builder" } } });
-          await core().createNamespacedSecret({ namespace, body: { metadata: { name: "user-secret" }, type: "Opaque", stringData: { password: `user-owned-${i}-not-a-real-secret` } } });
-          return namespace;
-        }),
-      ),
-    );
-    userSecrets = new Map(
-      (await core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items.map((s) => [s.metadata!.namespace!, { resourceVersion: s.metadata!.resourceVersion!, data: JSON.stringify(s.data) }]),
-    );
-    await resetStatus();
-    await setConfig(configFor(registrySets[0]!));
-    const first = await runRefresher();
-    expect(first.code).toBe(0);
-    fromScratchMs = first.tookMs;
+    const { kubeconfig, apiserverUrl, caPem } = kubeEnv();
+    shared = await seedCluster(clusterOf(kubeconfig, apiserverUrl, caPem), `rk${Math.floor(next() * 1e6).toString(36)}`);
+    fromScratchMs = await runFromScratch(shared, registrySets[0]!);
     console.log(`refresher from scratch over ${namespaceCount} namespaces: ${Math.round(fromScratchMs)} ms`);
-    expect(await convergenceProblems(registrySets[0]!)).toEqual([]);
   }, 600_000);
 
   afterAll(async () => {
+    await dedicated?.stop();
     await broker?.close();
-    await fixture?.close();
     if (work) await rm(work, { recursive: true, force: true });
     await release?.();
   });
@@ -163,53 +253,68 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     // A trial whose run finished before its kill time proves nothing about kills: it is repeated, within a bound.
     for (let trial = 1; kills < trials && trial <= trials * 3; trial++) {
       const set = registrySets[trial % registrySets.length]!;
-      await setConfig(configFor(set));
+      await setConfig(shared, set);
       broker.rotate();
       const killAfterMs = Math.round(fromScratchMs * (0.05 + 0.75 * next()));
-      const killed = await runRefresher({ killAfterMs });
+      const killed = await runRefresher(shared, { killAfterMs });
       if (killed.signal === "SIGKILL") kills++;
-      const rerun = await runRefresher();
+      const rerun = await runRefresher(shared);
       outcomes.push(`trial ${trial}: registries ${set.join("+")}, killed at ${killAfterMs} ms (${killed.signal ?? `exited ${killed.code} first`}), rerun exit ${rerun.code} in ${Math.round(rerun.tookMs)} ms`);
       expect(rerun.code).toBe(0);
-      expect(await convergenceProblems(set)).toEqual([]);
+      expect(await convergenceProblems(shared, set)).toEqual([]);
     }
     console.log(outcomes.join("\n"));
     expect(kills).toBe(trials);
   });
 
-  it("exits non-zero when the apiserver becomes unreachable mid-run (a TCP relay in front of it stops), and the rerun converges", async () => {
+  it("exits non-zero when its kube-apiserver is killed mid-run (SIGKILL, on a control plane of its own), and converges when rerun after the apiserver is started again", async () => {
+    const lookup = findPinnedKubeBinaries();
+    if (!lookup.found) throw new Error(lookup.reason);
+    dedicated = await startControlPlane({ binaries: lookup.binaries });
+    scan.secret(dedicated.adminToken);
+    const target = await seedCluster(clusterOf(dedicated.kubeconfig, dedicated.apiserverUrl, dedicated.caPem), "ra");
+    for (const token of target.tokens) scan.secret(token);
     const set = registrySets[0]!;
-    await setConfig(configFor(set));
-    const through = async (cutAtBytes?: number) => {
-      broker.rotate();
-      const proxy = await startTcpProxy(new URL(kubeEnv().apiserverUrl));
-      const proxied = join(work, "kubeconfig-proxied");
-      await writeFile(proxied, fixture.kubeConfig.exportConfig().replace(new URL(kubeEnv().apiserverUrl).host, `127.0.0.1:${proxy.port}`));
-      const running = runRefresher({ kubeconfigFile: proxied });
-      let done = false;
-      void running.then(() => (done = true));
-      // Cut by progress rather than by time, so the cut lands mid-run however busy the machine is.
-      if (cutAtBytes === undefined) await running;
-      while (!done && proxy.forwardedBytes() < (cutAtBytes ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5));
-      await proxy.stop();
-      return { ...(await running), bytes: proxy.forwardedBytes() };
-    };
-    // A whole run through the relay first, to know how many bytes a run with writes takes.
-    const whole = await through();
-    expect(whole.code).toBe(0);
-    const cut = await through(Math.round(whole.bytes / 2));
-    console.log(`apiserver cut after ${Math.round(whole.bytes / 2)} of ${whole.bytes} bytes: exit ${cut.code} after ${Math.round(cut.tookMs)} ms`);
+    const scratchMs = await runFromScratch(target, set);
+
+    // New passwords, so that the run writes every Secret; the apiserver is killed once a third of them
+    // hold the new password (progress, not time, so the kill lands mid-run however busy the machine is).
+    broker.rotate();
+    const passwords = currentPasswords(target, set);
+    const total = namespaceCount * passwords.size;
+    const updated = async () => (await managedSecrets(target)).filter((secret) => Object.values(dockerConfigOf(secret).auths).every((auth) => auth.password === passwords.get(secret.metadata!.name!))).length;
+    const running = runRefresher(target);
+    let exited = false;
+    void running.then(() => (exited = true));
+    let written = 0;
+    while (!exited && written < total / 3) written = await updated();
+    const killedAt = performance.now();
+    await dedicated.apiserver.stop();
+    let bound: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"hung">((resolve) => (bound = setTimeout(() => resolve("hung"), giveUpBoundMs)));
+    const cut = await Promise.race([running, timedOut]);
+    clearTimeout(bound);
+    expect(cut, `the refresher was still running ${giveUpBoundMs / 1000} s after the apiserver was killed`).not.toBe("hung");
+    if (cut === "hung") return;
+    const gaveUpMs = Math.round(cut.exitedAt - killedAt);
+    console.log(`apiserver killed with ${written} of ${total} Secrets rewritten, ${Math.round(killedAt - (cut.exitedAt - cut.tookMs))} ms into the run (from scratch: ${Math.round(scratchMs)} ms): exit ${cut.code} ${gaveUpMs} ms later`);
+    expect(written).toBeGreaterThan(0);
     expect(cut.signal).toBeNull();
     expect(cut.code).not.toBe(0);
-    expect(await convergenceProblems(set)).not.toEqual([]);
-    const rerun = await runRefresher();
+
+    const restartedAt = performance.now();
+    await dedicated.apiserver.start();
+    console.log(`apiserver ready again ${Math.round(performance.now() - restartedAt)} ms after start`);
+    expect(await convergenceProblems(target, set)).not.toEqual([]);
+    const rerun = await runRefresher(target);
+    console.log(`rerun: exit ${rerun.code} in ${Math.round(rerun.tookMs)} ms`);
     expect(rerun.code).toBe(0);
-    expect(await convergenceProblems(set)).toEqual([]);
+    expect(await convergenceProblems(target, set)).toEqual([]);
   });
 
   it("logged no password or token", () => {
     for (const registry of registryPool) for (let generation = 1; generation <= trials * 3 + 3; generation++) scan.secret(`stub-password-${registry.instanceId ?? "personal"}-${generation}`);
-    scan.secret(fixture.kubeConfig.getCurrentUser()?.token);
+    for (const token of shared.tokens) scan.secret(token);
     expect(refresherLogs.length).toBeGreaterThan(0);
     expect(scan.findings()).toEqual([]);
   });
