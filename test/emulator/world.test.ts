@@ -2,22 +2,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AcrCredentialError } from "../../shared/errors.ts";
 import { createDirectory } from "../../emulator/ram/directory.ts";
 import { instanceEndpoints, loadWorld, parseWorld, parseWorldText } from "../../emulator/world.ts";
 import { testWorld } from "./world.ts";
+import { thrownBy } from "../support/errors.ts";
 
 const demoFile = new URL("../../emulator/worlds/demo.yaml", import.meta.url).pathname;
-
-function configError(run: () => unknown): AcrCredentialError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof AcrCredentialError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigInvalid error");
-}
 
 describe("world files", () => {
   let dir: string;
@@ -39,39 +29,39 @@ describe("world files", () => {
   });
 
   it("names the file and the path of a bad field in one line", () => {
-    const error = configError(() => parseWorldText("accounts:\n  - id: \"1000000000000001\"\n    roles:\n      - name: r\n        maxSessionDuration: 60\n        trustPolicy: { Statement: [] }\n", { source: "bad.yaml" }));
+    const error = thrownBy(() => parseWorldText("accounts:\n  - id: \"1000000000000001\"\n    roles:\n      - name: r\n        maxSessionDuration: 60\n        trustPolicy: { Statement: [] }\n", { source: "bad.yaml" }));
     expect(error.code).toBe("ConfigInvalid");
     expect(error.message).toMatch(/^world bad\.yaml: accounts\[0\]\.roles\[0\]\.maxSessionDuration: /);
     expect(error.message).not.toMatch(/\n/);
   });
 
   it("requires 16-digit account ids written as strings", () => {
-    expect(configError(() => parseWorld({ accounts: [{ id: 1000000000000001 }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id: .*16-digit string/);
-    expect(configError(() => parseWorld({ accounts: [{ id: "123" }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id/);
+    expect(thrownBy(() => parseWorld({ accounts: [{ id: 1000000000000001 }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id: .*16-digit string/);
+    expect(thrownBy(() => parseWorld({ accounts: [{ id: "123" }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id/);
   });
 
   it("refuses a policy reference that names no policy of the account", () => {
     const world = testWorld();
     world.accounts[0]!.users![0]!.policies = ["NoSuchPolicy"];
-    expect(configError(() => parseWorld(world, { source: "w" })).message).toMatch(/accounts\[0\]\.users\[0\]\.policies\[0\]: no policy named 'NoSuchPolicy'/);
+    expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/accounts\[0\]\.users\[0\]\.policies\[0\]: no policy named 'NoSuchPolicy'/);
   });
 
   it("refuses an access key or instance id used twice", () => {
     const world = testWorld();
     world.accounts[0]!.users![1]!.accessKeys = world.accounts[0]!.users![0]!.accessKeys;
-    expect(configError(() => parseWorld(world, { source: "w" })).message).toMatch(/accessKeys\[0\]\.id: access key .* appears twice/);
+    expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/accessKeys\[0\]\.id: access key .* appears twice/);
   });
 
   it("refuses unknown fields and unknown condition operators", () => {
-    expect(configError(() => parseWorld({ accounts: [{ id: "1000000000000001", userz: [] }] }, { source: "w" })).message).toMatch(/userz|Unrecognized/);
+    expect(thrownBy(() => parseWorld({ accounts: [{ id: "1000000000000001", userz: [] }] }, { source: "w" })).message).toMatch(/userz|Unrecognized/);
     const world = testWorld();
     world.accounts[0]!.roles![0]!.trustPolicy = { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: "*", Condition: { NumericEquals: { x: "1" } } }] } as never;
-    expect(configError(() => parseWorld(world, { source: "w" })).message).toMatch(/trustPolicy\.Statement\[0\]\.Condition/);
+    expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/trustPolicy\.Statement\[0\]\.Condition/);
   });
 
   it("refuses a provider with both inline keys and a JWKS URL", () => {
     const world = testWorld({ oidcProviders: [{ name: "p", issuer: "https://issuer.example", clientIds: ["sts.aliyuncs.com"], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://issuer.example/jwks" }] });
-    expect(configError(() => parseWorld(world, { source: "w" })).message).toMatch(/oidcProviders\[0\].*either jwks or jwksUri/);
+    expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/oidcProviders\[0\].*either jwks or jwksUri/);
   });
 
   it("resolves a provider's relative caFile against the world file's directory", async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { authorize } from "../../../functions/broker/authorize.ts";
 import { parseConfig, type Cluster } from "../../../functions/broker/config.ts";
 import { AcrCredentialError } from "../../../shared/errors.ts";
+import { thrownBy } from "../../support/errors.ts";
 
 const cluster: Cluster = parseConfig(
   {
@@ -24,16 +25,6 @@ const cluster: Cluster = parseConfig(
 const rrsaCluster: Cluster = { ...cluster, allowRrsa: true };
 const subject = "system:serviceaccount:kube-system:helper";
 
-function refusal(run: () => unknown): AcrCredentialError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof AcrCredentialError) return error;
-    throw error;
-  }
-  throw new Error("expected a refusal");
-}
-
 describe("authorize", () => {
   it("gives every configured registry when the request names none", () => {
     const entries = authorize(cluster, {}, subject);
@@ -54,25 +45,25 @@ describe("authorize", () => {
   });
 
   it("refuses an instance the cluster was not given", () => {
-    const error = refusal(() => authorize(cluster, { registries: [{ instanceId: "cri-other", regionId: "cn-hangzhou" }] }, subject));
+    const error = thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-other", regionId: "cn-hangzhou" }] }, subject));
     expect(error.code).toBe("Forbidden");
     expect(error.message).toMatch(/cluster 'prod' may not receive cri-other/);
   });
 
   it("refuses a configured instance in another region", () => {
-    expect(refusal(() => authorize(cluster, { registries: [{ instanceId: "cri-own", regionId: "cn-shanghai" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-own", regionId: "cn-shanghai" }] }, subject)).code).toBe("Forbidden");
   });
 
   it("refuses a configured instance with another role (no confused deputy)", () => {
-    expect(refusal(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/admin" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/admin" }] }, subject)).code).toBe("Forbidden");
   });
 
   it("refuses a configured instance without its role (that would use the broker's own identity)", () => {
-    expect(refusal(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou" }] }, subject)).code).toBe("Forbidden");
   });
 
   it("refuses a longer duration than configured", () => {
-    const error = refusal(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 7200 }] }, subject));
+    const error = thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 7200 }] }, subject));
     expect(error.code).toBe("Forbidden");
     expect(error.message).toMatch(/7200 is longer than the configured 3600/);
   });
@@ -82,7 +73,7 @@ describe("authorize", () => {
   });
 
   it("refuses RRSA entries unless the cluster allows RRSA", () => {
-    const error = refusal(() => authorize(cluster, { oidcToken: "t", registries: [{ instanceId: "cri-x", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/own", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" }] }, subject));
+    const error = thrownBy(() => authorize(cluster, { oidcToken: "t", registries: [{ instanceId: "cri-x", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/own", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" }] }, subject));
     expect(error.code).toBe("Forbidden");
     expect(error.message).toMatch(/allowRrsa/);
   });
@@ -94,7 +85,7 @@ describe("authorize", () => {
 
   it("asks for oidcToken and the provider ARN of RRSA entries (InvalidRequest)", () => {
     const entry = { instanceId: "cri-x", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/own", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/p" };
-    expect(refusal(() => authorize(rrsaCluster, { registries: [entry] }, subject)).code).toBe("InvalidRequest");
-    expect(refusal(() => authorize(rrsaCluster, { oidcToken: "t", registries: [{ ...entry, rrsaOidcProviderArn: undefined }] }, subject)).code).toBe("InvalidRequest");
+    expect(thrownBy(() => authorize(rrsaCluster, { registries: [entry] }, subject)).code).toBe("InvalidRequest");
+    expect(thrownBy(() => authorize(rrsaCluster, { oidcToken: "t", registries: [{ ...entry, rrsaOidcProviderArn: undefined }] }, subject)).code).toBe("InvalidRequest");
   });
 });

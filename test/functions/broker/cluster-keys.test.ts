@@ -9,8 +9,8 @@ import { createServerTls, type ServerTls } from "../../../emulator/tls.ts";
 import { createClusterKeys, type KeySourceOptions } from "../../../functions/broker/cluster-keys.ts";
 import { parseConfig, type Cluster } from "../../../functions/broker/config.ts";
 import { createTokenVerifier } from "../../../functions/broker/token.ts";
-import { AcrCredentialError } from "../../../shared/errors.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
+import { rejectionOf } from "../../support/errors.ts";
 
 /**
  * Keys fetched from a cluster's issuer like a real Kubernetes API server publishes them: OIDC
@@ -68,16 +68,6 @@ function verifierFor(fields: Record<string, unknown>, options: KeySourceOptions 
   return createTokenVerifier({ config, clock: { now: () => Date.now() }, keysFor: () => createClusterKeys(cluster, options) });
 }
 
-async function failure(promise: Promise<unknown>): Promise<AcrCredentialError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof AcrCredentialError) return error;
-    throw error;
-  }
-  throw new Error("expected a failure");
-}
-
 describe("signing keys of a cluster", () => {
   it("are found by OIDC discovery at the issuer over HTTPS trusting the cluster's CA, once", async () => {
     const verify = verifierFor({}, { ca });
@@ -92,7 +82,7 @@ describe("signing keys of a cluster", () => {
   });
 
   it("cannot be fetched from an issuer whose certificate is not trusted: 503, not the caller's fault", async () => {
-    const error = await failure(verifierFor({})(await signer.mint()));
+    const error = await rejectionOf(verifierFor({})(await signer.mint()));
     expect(error.code).toBe("UpstreamUnavailable");
     expect(error.message).toMatch(/cannot fetch the signing keys of cluster 'discovered'/);
   });
@@ -100,13 +90,13 @@ describe("signing keys of a cluster", () => {
   it("report a failed discovery as unavailable and do not retry it on every request", async () => {
     discoveryStatus = 500;
     const verify = verifierFor({}, { ca, discoveryRetryMs: 60_000 });
-    expect((await failure(verify(await signer.mint()))).message).toMatch(/answered HTTP 500/);
-    expect((await failure(verify(await signer.mint()))).code).toBe("UpstreamUnavailable");
+    expect((await rejectionOf(verify(await signer.mint()))).message).toMatch(/answered HTTP 500/);
+    expect((await rejectionOf(verify(await signer.mint()))).code).toBe("UpstreamUnavailable");
     expect(hits.discovery).toBe(1);
   });
 
   it("are not taken from a redirect", async () => {
-    const error = await failure(verifierFor({ jwksUri: `${issuer.replace("/cluster", "")}/redirect` }, { ca })(await signer.mint()));
+    const error = await rejectionOf(verifierFor({ jwksUri: `${issuer.replace("/cluster", "")}/redirect` }, { ca })(await signer.mint()));
     expect(error.message).toMatch(/answered HTTP 302/);
     expect(hits.jwks).toBe(0);
   });
@@ -123,7 +113,7 @@ describe("signing keys of a cluster", () => {
   it("are never fetched from a URL the token names (jku)", async () => {
     const verify = verifierFor({ jwksUri: `${issuer}/openid/v1/jwks` }, { ca });
     const forged = await createTestCluster("forged", { issuer });
-    const error = await failure(verify(await forged.mint({ header: { jku: `${issuer}/attacker/jwks`, kid: forged.kid } })));
+    const error = await rejectionOf(verify(await forged.mint({ header: { jku: `${issuer}/attacker/jwks`, kid: forged.kid } })));
     expect(error.code).toBe("InvalidToken");
     expect(hits.jwks).toBe(1);
   });

@@ -3,22 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig, loadConfigFile, parseConfig, parseConfigText, readClusterCas } from "../../../functions/broker/config.ts";
-import { AcrCredentialError } from "../../../shared/errors.ts";
+import { thrownBy } from "../../support/errors.ts";
 
 const minimal = {
   audience: "acr-credential-broker",
   clusters: [{ name: "prod-hz-1", issuer: "https://oidc.example.test/c1", subjects: ["system:serviceaccount:kube-system:helper"], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 3600 }, { regionId: "cn-beijing" }] }],
 };
-
-function configError(run: () => unknown): AcrCredentialError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof AcrCredentialError) return error;
-    throw error;
-  }
-  throw new Error("expected a configuration error");
-}
 
 describe("broker configuration", () => {
   it("fills in the documented defaults", () => {
@@ -49,7 +39,7 @@ clusters:
   });
 
   it("names the source, the field path and what is expected", () => {
-    const error = configError(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], issuer: "ftp://x" }] }, "/etc/broker.yaml"));
+    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], issuer: "ftp://x" }] }, "/etc/broker.yaml"));
     expect(error.code).toBe("ConfigInvalid");
     expect(error.message).toContain("/etc/broker.yaml");
     expect(error.message).toContain("clusters[0].issuer");
@@ -57,7 +47,7 @@ clusters:
   });
 
   it("refuses an unknown field instead of ignoring a typo", () => {
-    const error = configError(() => parseConfig({ ...minimal, refreshBeforeExpiry: 10 }, "test"));
+    const error = thrownBy(() => parseConfig({ ...minimal, refreshBeforeExpiry: 10 }, "test"));
     expect(error.message).toMatch(/refreshBeforeExpiry/);
   });
 
@@ -67,27 +57,27 @@ clusters:
   });
 
   it("refuses two clusters with the same issuer (tokens are matched to clusters by issuer)", () => {
-    const error = configError(() => parseConfig({ ...minimal, clusters: [minimal.clusters[0], { ...minimal.clusters[0], name: "other" }] }, "t"));
+    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [minimal.clusters[0], { ...minimal.clusters[0], name: "other" }] }, "t"));
     expect(error.message).toMatch(/clusters\[1\]\.issuer.*already used/);
   });
 
   it("refuses both jwks and jwksUri on one cluster", () => {
-    const error = configError(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://x.test/jwks" }] }, "t"));
+    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://x.test/jwks" }] }, "t"));
     expect(error.message).toMatch(/clusters\[0\]\.jwks: set either jwks or jwksUri/);
   });
 
   it("refuses a role session not longer than refreshBeforeExpirySeconds (no credential could be handed out)", () => {
-    const error = configError(() => parseConfig({ ...minimal, refreshBeforeExpirySeconds: 900, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/r", expireDuration: 900 }] }] }, "t"));
+    const error = thrownBy(() => parseConfig({ ...minimal, refreshBeforeExpirySeconds: 900, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/r", expireDuration: 900 }] }] }, "t"));
     expect(error.message).toMatch(/clusters\[0\]\.registries\[0\]\.expireDuration/);
   });
 
   it("refuses a malformed role ARN with an example of the right form", () => {
-    const error = configError(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "role/acr-pull" }] }] }, "t"));
+    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "role/acr-pull" }] }] }, "t"));
     expect(error.message).toMatch(/assumeRoleArn: expected a RAM role ARN like acs:ram::/);
   });
 
   it("reports YAML syntax errors on one line", () => {
-    const error = configError(() => parseConfigText("clusters: [", "broker.yaml"));
+    const error = thrownBy(() => parseConfigText("clusters: [", "broker.yaml"));
     expect(error.message).toMatch(/^broker\.yaml: not valid YAML or JSON/);
     expect(error.message).not.toContain("\n");
   });
@@ -97,12 +87,12 @@ clusters:
     const dir = await mkdtemp(join(tmpdir(), "broker-config-"));
     await writeFile(join(dir, "broker.json"), JSON.stringify(minimal));
     expect(loadConfig({ BROKER_CONFIG_FILE: "broker.json" }, dir).source).toBe(join(dir, "broker.json"));
-    expect(configError(() => loadConfig({})).message).toMatch(/set BROKER_CONFIG .* or BROKER_CONFIG_FILE/);
-    expect(configError(() => loadConfig({ BROKER_CONFIG: "{}", BROKER_CONFIG_FILE: "x" })).message).toMatch(/both/);
+    expect(thrownBy(() => loadConfig({})).message).toMatch(/set BROKER_CONFIG .* or BROKER_CONFIG_FILE/);
+    expect(thrownBy(() => loadConfig({ BROKER_CONFIG: "{}", BROKER_CONFIG_FILE: "x" })).message).toMatch(/both/);
   });
 
   it("names an unreadable config file with FileUnreadable", () => {
-    const error = configError(() => loadConfigFile(join(tmpdir(), "does-not-exist", "broker.yaml")));
+    const error = thrownBy(() => loadConfigFile(join(tmpdir(), "does-not-exist", "broker.yaml")));
     expect(error.code).toBe("FileUnreadable");
     expect(error.message).toContain("does-not-exist");
   });
@@ -114,6 +104,6 @@ clusters:
     await writeFile(join(dir, "broker.json"), JSON.stringify(withCa("ca.pem")));
     expect(readClusterCas(loadConfigFile(join(dir, "broker.json"))).get("prod-hz-1")).toBe("PEM");
     await writeFile(join(dir, "broker.json"), JSON.stringify(withCa("missing.pem")));
-    expect(configError(() => readClusterCas(loadConfigFile(join(dir, "broker.json")))).message).toMatch(/clusters\[0\]\.caFile: cannot read/);
+    expect(thrownBy(() => readClusterCas(loadConfigFile(join(dir, "broker.json")))).message).toMatch(/clusters\[0\]\.caFile: cannot read/);
   });
 });

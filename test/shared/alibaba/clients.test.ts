@@ -3,9 +3,9 @@ import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { createAlibabaCloud, type AlibabaCloud } from "../../../shared/alibaba/cloud.ts";
 import { identityFromKeys } from "../../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../../shared/alibaba/upstream-error.ts";
-import { AcrCredentialError } from "../../../shared/errors.ts";
 import { createTestCluster, type TestCluster } from "../../functions/broker/support/clusters.ts";
 import { brokerUser, brokerWorld, instances, roles, rrsaProvider, strangerUser } from "../../functions/broker/support/world.ts";
+import { rejectionOf } from "../../support/errors.ts";
 
 /** The SDK-backed STS and CR clients against the emulator: real request signing, real responses. */
 
@@ -14,16 +14,6 @@ let cloud: AlibabaCloud;
 let rrsa: TestCluster;
 const call = { timeoutMs: 5000 };
 const broker = identityFromKeys(brokerUser);
-
-async function failure(promise: Promise<unknown>): Promise<AcrCredentialError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof AcrCredentialError) return error;
-    throw error;
-  }
-  throw new Error("expected a failure");
-}
 
 beforeAll(async () => {
   rrsa = await createTestCluster("rrsa", { alg: "ES256" });
@@ -56,7 +46,7 @@ describe("STS", () => {
   });
 
   it("a refused AssumeRole is a non-retryable UpstreamError naming the role and the upstream code", async () => {
-    const error = await failure(cloud.assumeRole(identityFromKeys(strangerUser), { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
+    const error = await rejectionOf(cloud.assumeRole(identityFromKeys(strangerUser), { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
     expect(error.code).toBe("UpstreamError");
     expect(error.message).toMatch(/^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 403 NoPermission/);
     expect(upstreamDetails(error)).toMatchObject({ retryable: false, upstreamCode: "NoPermission" });
@@ -64,7 +54,7 @@ describe("STS", () => {
 
   it("an OIDC refusal never carries the token in its message", async () => {
     const oidcToken = await rrsa.mint({ claims: { aud: ["somebody-else"] } });
-    const error = await failure(cloud.assumeRoleWithOidc({ roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "test-session" }, call));
+    const error = await rejectionOf(cloud.assumeRoleWithOidc({ roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "test-session" }, call));
     expect(error.message).not.toContain(oidcToken);
     expect(error.message).toMatch(/AuthenticationFail/);
   });
@@ -91,7 +81,7 @@ describe("Container Registry", () => {
   it("replaces {regionId} in the CR endpoint", async () => {
     const [host, port] = emulator.endpoints.cr.split(":");
     const regional = createAlibabaCloud({ stsEndpoint: emulator.endpoints.sts, crEndpoint: `{regionId}.${host}.nip.invalid:${port}`, protocol: "http" });
-    const error = await failure(regional.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, call));
+    const error = await rejectionOf(regional.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, call));
     expect(error.message).toMatch(/cn-beijing/);
     expect(upstreamDetails(error)?.retryable).toBe(true);
   });
@@ -101,7 +91,7 @@ describe("upstream faults", () => {
   it("classifies throttling as UpstreamThrottled, retryable", async () => {
     emulator.faults.set({ throttleRate: 1, apis: ["cr:"] });
     try {
-      const error = await failure(cloud.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, call));
+      const error = await rejectionOf(cloud.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, call));
       expect(error.code).toBe("UpstreamThrottled");
       expect(upstreamDetails(error)?.retryable).toBe(true);
     } finally {
@@ -112,7 +102,7 @@ describe("upstream faults", () => {
   it("classifies a 5xx as retryable", async () => {
     emulator.faults.set({ serverErrorRate: 1, apis: ["sts:"] });
     try {
-      const error = await failure(cloud.assumeRole(broker, { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
+      const error = await rejectionOf(cloud.assumeRole(broker, { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
       expect(["UpstreamUnavailable", "UpstreamError"]).toContain(error.code);
       expect(upstreamDetails(error)?.retryable).toBe(true);
     } finally {
@@ -123,7 +113,7 @@ describe("upstream faults", () => {
   it("classifies an answer slower than the call's timeout as UpstreamTimeout, retryable", async () => {
     emulator.faults.set({ latencyMs: 1500, apis: ["cr:"] });
     try {
-      const error = await failure(cloud.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, { timeoutMs: 300 }));
+      const error = await rejectionOf(cloud.getPersonalAuthorizationToken(broker, { regionId: "cn-beijing" }, { timeoutMs: 300 }));
       expect(error.code).toBe("UpstreamTimeout");
       expect(upstreamDetails(error)?.retryable).toBe(true);
     } finally {
@@ -133,7 +123,7 @@ describe("upstream faults", () => {
 
   it("classifies a closed port as UpstreamUnavailable, retryable", async () => {
     const closed = createAlibabaCloud({ stsEndpoint: "127.0.0.1:9", crEndpoint: "127.0.0.1:9", protocol: "http" });
-    const error = await failure(closed.assumeRole(broker, { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
+    const error = await rejectionOf(closed.assumeRole(broker, { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
     expect(error.code).toBe("UpstreamUnavailable");
     expect(upstreamDetails(error)?.retryable).toBe(true);
   });
