@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { PermissionPolicy } from "./policy.ts";
 import type { SessionPrincipal } from "./principal.ts";
 
 /** Temporary credentials STS handed out, kept so later requests signed with them can be authenticated. */
@@ -10,15 +9,8 @@ export interface StsSession {
   principal: SessionPrincipal;
 }
 
-export interface SessionRequest {
-  account: string;
-  roleName: string;
-  sessionName: string;
-  policies: readonly PermissionPolicy[];
-  sessionPolicy?: PermissionPolicy;
-  /** Epoch ms on the emulator clock. */
-  expiresAt: number;
-}
+/** What a new session is: its principal, less the kind every session has. */
+export type SessionRequest = Omit<SessionPrincipal, "kind">;
 
 export interface SessionStore {
   issue(request: SessionRequest): StsSession;
@@ -49,15 +41,7 @@ export function createSessionStore(now: () => number): SessionStore {
         accessKeyId: `STS.${randomText(28)}`,
         accessKeySecret: randomText(44),
         securityToken: `CAIS${randomBytes(180).toString("base64")}`,
-        principal: {
-          kind: "assumed-role",
-          account: request.account,
-          roleName: request.roleName,
-          sessionName: request.sessionName,
-          policies: request.policies,
-          ...(request.sessionPolicy === undefined ? {} : { sessionPolicy: request.sessionPolicy }),
-          expiresAt: request.expiresAt,
-        },
+        principal: { kind: "assumed-role", ...request },
       };
       sessions.set(session.accessKeyId, session);
       return session;
