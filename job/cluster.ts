@@ -55,7 +55,7 @@ export function statusOf(error: unknown): number {
   return error instanceof AcrCredentialError && typeof error.details.status === "number" ? error.details.status : 0;
 }
 
-function namespaceInfo(ns: V1Namespace): NamespaceInfo {
+export function namespaceInfo(ns: V1Namespace): NamespaceInfo {
   return {
     name: ns.metadata?.name ?? "",
     uid: ns.metadata?.uid ?? "",

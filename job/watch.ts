@@ -1,12 +1,10 @@
 import { CoreV1Api, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { oneLine } from "../shared/errors.ts";
-import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
-import type { BrokerClient } from "./broker-client.ts";
-import { serviceAccountInfo, type ClusterApi } from "./cluster.ts";
+import { namespaceInfo, serviceAccountInfo } from "./cluster.ts";
 import type { RefresherConfig } from "./config.ts";
-import { chooseNamespace, plan, planSummary, type NamespaceInfo } from "./plan.ts";
-import { defaultConfigMap, fetchCredentials, loadConfig, readState, statusLabels, type ConfigMapRef, type FetchedCredentials } from "./run.ts";
+import { chooseNamespace, plan, planSummary } from "./plan.ts";
+import { defaultConfigMap, fetchCredentials, loadConfig, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
 import { nextState, type RefresherState } from "./state.ts";
 import { statusConfigMap, statusData } from "./status.ts";
 
@@ -17,12 +15,9 @@ import { statusConfigMap, statusData } from "./status.ts";
  * a fixed period. The ConfigMap is re-read every minute and a change triggers a full refresh.
  */
 
-export interface WatchDependencies {
+/** What a run needs, plus the kubeconfig the informers watch with. */
+export interface WatchDependencies extends RunDependencies {
   kubeConfig: KubeConfig;
-  cluster: ClusterApi;
-  broker: (url: string) => BrokerClient;
-  logger: Logger;
-  now?: () => Date;
 }
 
 export interface WatchOptions {
@@ -81,15 +76,6 @@ function paginated<T extends KubernetesObject>(page: (continueToken: string | un
   };
 }
 
-function namespaceInfoOf(ns: V1Namespace): NamespaceInfo {
-  return {
-    name: ns.metadata?.name ?? "",
-    uid: ns.metadata?.uid ?? "",
-    terminating: ns.metadata?.deletionTimestamp !== undefined && ns.metadata?.deletionTimestamp !== null,
-    annotations: ns.metadata?.annotations ?? {},
-  };
-}
-
 export function startWatch(deps: WatchDependencies, options: WatchOptions = {}): Watcher {
   const { cluster, logger } = deps;
   const now = deps.now ?? (() => new Date());
@@ -132,7 +118,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   };
 
   async function reconcile(scope: ReadonlySet<string> | undefined): Promise<void> {
-    const nsList = namespaces.list().map(namespaceInfoOf);
+    const nsList = namespaces.list().map(namespaceInfo);
     const saList = accounts.list().map(serviceAccountInfo);
     const thePlan = plan({ config, secrets: fetched.secrets, namespaces: nsList, serviceAccounts: saList, state, ...(scope === undefined ? {} : { scope }) });
     if (thePlan.namespaces.length === 0 && thePlan.forget.length === 0 && scope !== undefined) return;
@@ -167,7 +153,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   async function writeStatus(): Promise<void> {
     lastStatusAt = Date.now();
     const finished = now();
-    const served = namespaces.list().map(namespaceInfoOf).filter((ns) => chooseNamespace(config, ns).chosen).length;
+    const served = namespaces.list().map(namespaceInfo).filter((ns) => chooseNamespace(config, ns).chosen).length;
     const data = statusData({
       finishedAt: finished,
       durationMs: finished.getTime() - since.getTime(),
