@@ -5,8 +5,9 @@ import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 
 /**
- * A throw-away certificate authority for the emulator's HTTPS port, generated at start so no key is
- * ever committed. Clients trust it through `caFile` (e.g. `NODE_EXTRA_CA_CERTS`).
+ * A throw-away certificate authority for the emulator's HTTPS port and the test kube-apiserver,
+ * generated at start so no key is ever committed. Clients trust it through a CA file
+ * (e.g. `NODE_EXTRA_CA_CERTS`).
  */
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

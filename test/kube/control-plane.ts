@@ -10,7 +10,7 @@ import { KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { Agent, fetch } from "undici";
 import { stringify } from "yaml";
 import type { KubeBinaries } from "./binaries.ts";
-import { createCertificateAuthority } from "./tls.ts";
+import { createCertificateAuthority } from "../../emulator/tls.ts";
 
 /** RSA 2048 (RS256 tokens) is what ACK and kubeadm clusters use; ECDSA P-256 (ES256) is envtest's default. */
 export type SigningKeyType = "rsa" | "ec";
@@ -235,7 +235,7 @@ async function startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
 
 async function writeCredentials(dataDir: string, signingKey: SigningKeyType) {
   const ca = await createCertificateAuthority("acr-credential-broker test cluster CA");
-  const serving = await ca.issueServingCertificate({ dns: ["localhost", "kubernetes", "kubernetes.default.svc"], ips: [loopback] });
+  const serving = await ca.issue(["localhost", "kubernetes", "kubernetes.default.svc", loopback]);
   const serviceAccountKeys =
     signingKey === "rsa"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -253,15 +253,15 @@ async function writeCredentials(dataDir: string, signingKey: SigningKeyType) {
     tokens: join(dir, "tokens.csv"),
   };
   await Promise.all([
-    writeFile(files.caFile, ca.certificatePem),
-    writeFile(files.servingCertificate, serving.certificatePem),
-    writeFile(files.servingKey, serving.privateKeyPem, { mode: 0o600 }),
+    writeFile(files.caFile, ca.certPem),
+    writeFile(files.servingCertificate, serving.certPem),
+    writeFile(files.servingKey, serving.keyPem, { mode: 0o600 }),
     writeFile(files.serviceAccountPublicKey, serviceAccountKeys.publicKey.export({ type: "spki", format: "pem" })),
     writeFile(files.serviceAccountPrivateKey, serviceAccountKeys.privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 }),
     // token,user,uid,"groups": the admin is a superuser through system:masters, as in envtest.
     writeFile(files.tokens, `${adminToken},admin,admin,"system:masters"\n`, { mode: 0o600 }),
   ]);
-  return { ...files, caPem: ca.certificatePem, adminToken };
+  return { ...files, caPem: ca.certPem, adminToken };
 }
 
 function adminKubeconfig(server: string, caPem: string, token: string): string {
