@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
@@ -73,8 +73,6 @@ async function seedDemoImage(cr: string, registryHost: string, publisher: Access
   }
 }
 
-const onPath = (name: string) => (process.env.PATH ?? "").split(":").some((dir) => dir !== "" && existsSync(join(dir, name)));
-
 export const command: Command = {
   summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
   usage,
@@ -86,6 +84,7 @@ export const command: Command = {
 
     const { loadWorld, startEmulator } = await import("../../emulator/index.ts");
     const { dockerRegistryAvailable } = await import("../../emulator/registry/index.ts");
+    const { findExecutable } = await import("../../emulator/registry/docker-registry.ts");
     const demo = await ensureDemoCluster(stateDir);
     const demoWorld = await loadWorld(worldFile);
     const world = sandboxWorld(demoWorld, demo.publicJwk);
@@ -98,7 +97,7 @@ export const command: Command = {
     try {
       const registryHost = emulator.endpoints.registry;
       let seeded = false;
-      if (registryHost && onPath("skopeo")) {
+      if (registryHost && findExecutable("skopeo") !== undefined) {
         try {
           await seedDemoImage(emulator.endpoints.cr, registryHost, userKey(demoWorld, "publisher"));
           seeded = true;
