@@ -53,19 +53,22 @@ export function planSessions(chain: IdentityChain): SessionStep[] {
   return steps;
 }
 
+const keyOf = (sessions: SessionStep[]): string => sessions.at(-1)?.key ?? "broker";
+
 export function chainKey(chain: IdentityChain): string {
-  return planSessions(chain).at(-1)?.key ?? "broker";
+  return keyOf(planSessions(chain));
 }
 
 export function plan(chain: IdentityChain, target: RegistryTarget): Plan {
   const registry: RegistryStep = target.instanceId
     ? { api: "cr:GetAuthorizationToken", instanceId: target.instanceId, regionId: target.regionId }
     : { api: "cr:GetAuthorizationToken(personal)", regionId: target.regionId };
+  const sessions = planSessions(chain);
   return {
-    sessions: planSessions(chain),
+    sessions,
     registry,
     discoverDomains: target.edition === "enterprise" && target.domains === undefined,
-    cacheKey: `${chainKey(chain)}#${target.instanceId ?? "personal"}@${target.regionId}`,
+    cacheKey: `${keyOf(sessions)}#${target.instanceId ?? "personal"}@${target.regionId}`,
   };
 }
 
