@@ -71,7 +71,7 @@ export function toUpstreamError(error: unknown, operation: string, hintFor?: Ref
         ? `; ${specific}`
         : /NoPermission|NoPrivilege|NotAuthorized|Forbidden|AccessDenied/i.test(upstreamCode ?? "")
           ? "; grant the broker's identity this permission (see docs/deploy.md)"
-          : /EntityNotExist|NotExist|NotFound/i.test(upstreamCode ?? "")
+          : /EntityNotExist|NOT_?EXIST|NotFound/i.test(upstreamCode ?? "")
             ? "; check the ARN or instance id in the broker configuration"
             : "";
     return make("UpstreamError", false, `refused with ${status} ${upstreamCode ?? ""}: ${upstreamMessage}${hint}`.replace(/\s+:/, ":"));
