@@ -31,7 +31,7 @@ function toSession(credentials: { accessKeyId?: string; accessKeySecret?: string
 }
 
 /** The longest session STS is known to grant a role session assuming another role (role chaining). */
-export const chainedSessionSafeSeconds = 3600;
+const chainedSessionSafeSeconds = 3600;
 
 /**
  * `InvalidParameter.DurationSeconds` for more than an hour: either the role's maximum session

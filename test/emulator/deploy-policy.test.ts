@@ -1,13 +1,12 @@
+/**
+ * The target-role policies docs/deploy.md recommends, run through the real SDK against the
+ * emulator's CR: each must let the role obtain a password, list the endpoints and pull.
+ */
 import { readFile } from "node:fs/promises";
 import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import { registryService, startEmulator, type Emulator } from "../../emulator/index.ts";
 import { crCall, failure } from "./clients.ts";
-
-/**
- * The target-role policies docs/deploy.md recommends, run through the real SDK against the
- * emulator's CR: each must let the role obtain a password, list the endpoints and pull.
- */
 
 const deployDoc = new URL("../../docs/deploy.md", import.meta.url);
 // The docs' example accounts have 12 digits; the emulator's have 16, as real account ids do.

@@ -139,6 +139,9 @@ describe("STS AssumeRoleWithOIDC", () => {
       expect(error).toMatchObject({ name: "ClientError", code: "AuthenticationFail.OIDCToken.InvalidSignature", statusCode: 401 });
       expect(error.message).toContain(inline.issuer);
     }
+    // Keys found through discovery: a kid the issuer does not serve, even after fetching its keys again.
+    const rotated = await discovered.issuer.sign({}, { key: privateKey, kid: "rotated-key-2" });
+    expect(await failure(exchange(rotated, { provider: discoveredProvider, role: discoveredRole }))).toMatchObject({ code: "AuthenticationFail.OIDCToken.InvalidSignature", statusCode: 401 });
   });
 
   it("refuses a string that is not a JWT: AuthenticationFail.OIDCToken.Invalid (401)", async () => {

@@ -1,3 +1,9 @@
+/**
+ * The broker's answer where Alibaba Cloud refuses: the emulator answers as the real services do
+ * (an instance-scoped token policy, a Personal Edition identity without a registry password, STS
+ * refusing an RRSA token, CR's HTTP 200 with IsSuccess=false, a capped role chain), and the broker
+ * says which entry failed, with a stable code and what to change.
+ */
 import { afterEach, describe, expect, it } from "vitest";
 import type { WorldInput } from "../../../emulator/index.ts";
 import type { CredentialsResponse } from "../../../shared/broker-api.ts";
@@ -6,13 +12,6 @@ import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
 import { brokerUser, instances, operatorUser, platform, roles, rrsaProvider } from "./support/world.ts";
-
-/**
- * The broker's answer where Alibaba Cloud refuses: the emulator answers as the real services do
- * (an instance-scoped token policy, a Personal Edition identity without a registry password, STS
- * refusing an RRSA token, CR's HTTP 200 with IsSuccess=false, a capped role chain), and the broker
- * says which entry failed, with a stable code and what to change.
- */
 
 type World = WorldInput & { accounts: Array<NonNullable<WorldInput["accounts"]>[number]> };
 type Account = World["accounts"][number];
