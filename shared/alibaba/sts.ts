@@ -41,7 +41,7 @@ const durationHint =
   (durationSeconds: number): RefusalHint =>
   (code) =>
     code === "InvalidParameter.DurationSeconds" && durationSeconds > chainedSessionSafeSeconds
-      ? `STS refused a ${durationSeconds} s session: a role session assuming another role (role chaining, e.g. from the Function Compute execution role) may get at most ${chainedSessionSafeSeconds} s, and the role's maximum session duration must be at least ${durationSeconds} s; set expireDuration to ${chainedSessionSafeSeconds} or less for this registry, or run the broker as a RAM user (an access key) instead of a role`
+      ? `STS refused a ${durationSeconds} s session: a role session assuming another role (role chaining, e.g. from the Function Compute execution role) may get at most ${chainedSessionSafeSeconds} s, and the role's maximum session duration must be at least ${durationSeconds} s; set expireDuration to ${chainedSessionSafeSeconds} or less for this registry, or give the broker a RAM user's access key as its identity instead of a role (acr-credential broker with ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET; see docs/deploy.md)`
       : code === "InvalidParameter.DurationSeconds"
         ? "set expireDuration within [900, the role's maximum session duration]"
         : undefined;

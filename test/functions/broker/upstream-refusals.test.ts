@@ -160,7 +160,7 @@ describe("a role chain STS caps at an hour", () => {
     return captured!;
   }
 
-  it("tells the operator to lower expireDuration or run the broker as a RAM user; the same entry works for a user", async () => {
+  it("tells the operator to lower expireDuration or give the broker a RAM user's key; the same entry works for a user", async () => {
     const prod = await createTestCluster("prod");
     const longEntry = { ...platformEntry, expireDuration: 7200 };
     await start(prod, [longEntry], {
@@ -176,7 +176,7 @@ describe("a role chain STS caps at an hour", () => {
     expect(answer.status).toBe(502);
     expect(errorOf(answer.json)).toEqual({
       code: "UpstreamError",
-      message: expect.stringMatching(/^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 400 InvalidParameter\.DurationSeconds: .*; STS refused a 7200 s session: a role session assuming another role .*set expireDuration to 3600 or less for this registry, or run the broker as a RAM user/),
+      message: expect.stringMatching(/^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 400 InvalidParameter\.DurationSeconds: .*; STS refused a 7200 s session: a role session assuming another role .*set expireDuration to 3600 or less for this registry, or give the broker a RAM user's access key as its identity instead of a role/),
     });
 
     // The same two-hour session, asked for by a RAM user, is granted.
