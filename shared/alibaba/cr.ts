@@ -72,7 +72,7 @@ export async function listInstanceDomains(endpoints: Endpoints, identity: Identi
 /** `USER_NOT_EXIST`: the identity never set a Personal Edition registry password, which only the console does. */
 const personalHint: RefusalHint = (code) =>
   code === "USER_NOT_EXIST"
-    ? "the broker's identity (the RAM user, or the role of the entry) has never set a Container Registry Personal Edition password: sign in to the Container Registry console once as that identity and set the registry password (Instances > Personal Edition > Access Credential), then retry; or use an Enterprise Edition instance"
+    ? "the broker's identity (the RAM user, or the role of the entry) has never set a Container Registry Personal Edition password: sign in to the Container Registry console once as that identity and set the registry password (Personal Edition instance > Access Credential > Set Password), then retry; or use an Enterprise Edition instance"
     : tokenPermissionHint(code);
 
 const personalTokens = new $OpenApiUtil.Params({ action: "GetAuthorizationToken", version: "2016-06-07", protocol: "HTTPS", pathname: "/tokens", method: "GET", authType: "AK", style: "ROA", reqBodyType: "json", bodyType: "none" });
