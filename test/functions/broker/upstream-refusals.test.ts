@@ -11,7 +11,7 @@ import { fcClient } from "../../emulator/clients.ts";
 import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
-import { brokerUser, instances, operatorUser, platform, roles, rrsaProvider } from "./support/world.ts";
+import { brokerUser, instances, platform, roles, rrsaProvider } from "./support/world.ts";
 
 type World = WorldInput & { accounts: Array<NonNullable<WorldInput["accounts"]>[number]> };
 type Account = World["accounts"][number];
@@ -149,14 +149,17 @@ describe("CR answering HTTP 200 with IsSuccess: false", () => {
 });
 
 describe("a role chain STS caps at an hour", () => {
+  /** May invoke the function below, and nothing else. */
+  const invoker = { accessKeyId: "TESTAKCHAININVOKER1", accessKeySecret: "test-secret-chain-invoker-not-real" };
+
   /** The credentials Function Compute hands the broker for its execution role, through a real InvokeFunction. */
   async function executionRoleCredentials(): Promise<{ accessKeyId: string; accessKeySecret: string; securityToken: string }> {
     let captured: { accessKeyId: string; accessKeySecret: string; securityToken: string } | undefined;
-    env!.emulator.functions.register("broker", "capture", async (_event, context) => {
+    env!.emulator.functions.register("chain", "capture", async (_event, context) => {
       captured = context.credentials;
       return "ok";
     }, { role: roles.fcBroker });
-    await fcClient(env!.emulator.endpoints.fc, platform, operatorUser).invokeFunction("broker", "capture", "{}");
+    await fcClient(env!.emulator.endpoints.fc, platform, invoker).invokeFunction("chain", "capture", "{}");
     return captured!;
   }
 
@@ -167,6 +170,11 @@ describe("a role chain STS caps at an hour", () => {
       world: (world) => {
         const copy = withPlatform((account) => {
           account.roles!.find((role) => role.name === "acr-pull")!.maxSessionDuration = 7200;
+          account.users!.push({
+            name: "chain-invoker",
+            accessKeys: [{ id: invoker.accessKeyId, secret: invoker.accessKeySecret }],
+            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:services/chain/functions/capture` }] }],
+          });
         })(world);
         return { ...copy, sts: { roleChainingMaxDuration: 3600 } };
       },
