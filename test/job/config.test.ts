@@ -77,14 +77,14 @@ describe("parseRefresherConfig", () => {
     expect(config.expiringThresholdSeconds).toBe(900);
   });
 
-  it("treats watch-namespace all as every namespace except the system ones by default", () => {
+  it("treats watch-namespace all as every namespace, system ones included, as the add-on does", () => {
     const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "service-account": "*" });
     expect(config.watchNamespace).toEqual({ kind: "all" });
     expect(config.serviceAccount).toEqual({ kind: "all" });
-    expect(config.excludeNamespaces).toEqual(["kube-system", "kube-public", "kube-node-lease"]);
+    expect(config.excludeNamespaces).toEqual([]);
   });
 
-  it("lets exclude-namespace replace the default exclusions, including with globs", () => {
+  it("lets exclude-namespace skip namespaces, including with globs", () => {
     const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "exclude-namespace": "kube-*,sandbox" });
     expect(config.excludeNamespaces).toEqual(["kube-*", "sandbox"]);
   });
@@ -120,7 +120,7 @@ describe("parseRefresherConfig", () => {
   it("warns about unknown keys and about add-on keys it does not use, without failing", () => {
     const { warnings } = parseRefresherConfig({ ...addonStyle, "watch-namespaces": "x", "acr-api-version": "2018-12-01" });
     expect(warnings.some((w) => w.includes("'watch-namespaces'") && w.includes("not a known setting"))).toBe(true);
-    expect(warnings.some((w) => w.includes("'acr-api-version'") && w.includes("does not use"))).toBe(true);
+    expect(warnings.some((w) => w.includes("'acr-api-version'") && w.includes("is ignored: the broker chooses"))).toBe(true);
   });
 
   it("ignores an access key in a registry item and warns without repeating its value", () => {
@@ -155,8 +155,8 @@ describe("parseRefresherConfig", () => {
   });
 
   it("names the item and field of a bad registry entry", () => {
-    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  expireDuration: 60" });
-    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': is required/);
+    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  regionId: Hangzhou\n  expireDuration: 60" });
+    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': 'Hangzhou' is not a region id such as cn-hangzhou \(leave it empty for the cluster's region\)/);
     expect(message).toMatch(/key 'acr-registry-info\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
   });
 
@@ -170,7 +170,7 @@ describe("parseRefresherConfig", () => {
   });
 
   it("rejects the same registry listed twice", () => {
-    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats acr-registry-info\[0\]/);
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats cri-a@cn-hangzhou/);
   });
 
   it("requires both RRSA fields once rrsa is enabled", () => {
