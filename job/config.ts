@@ -256,12 +256,19 @@ function parseRegistryItem(key: string, index: number, item: unknown, defaultReg
     return [];
   }
   const raw: RawItem = {};
+  const unknown: string[] = [];
   for (const [name, value] of Object.entries(item as Record<string, unknown>)) {
     const field = itemFields[name.toLowerCase()];
     if (field !== undefined) raw[field] = value;
     else if (secretItemFields.has(name.toLowerCase())) warnings.push(`key '${at}.${name}' is ignored: the broker holds the cloud identity, so remove the access key from the ConfigMap`);
-    else warnings.push(`key '${at}.${name}' is not a known registry field and is ignored`);
+    else unknown.push(name);
   }
+  // Only unknown fields is a misspelt item, not the Personal Edition default an empty item stands for.
+  if (Object.keys(raw).length === 0 && unknown.length > 0) {
+    problems.add(at, `has none of the fields instanceId, regionId, domains, assumeRoleARN, expireDuration, rrsaRoleARN, rrsaOIDCProviderRoleARN (found ${unknown.map((name) => `'${name}'`).join(", ")}); check their spelling`);
+    return [];
+  }
+  for (const name of unknown) warnings.push(`key '${at}.${name}' is not a known registry field and is ignored`);
   const before = problems.messages.length;
   const instanceIds = [...new Set(splitList(optionalText(raw.instanceId) ?? ""))];
   for (const instanceId of instanceIds) if (!instancePattern.test(instanceId)) problems.add(`${at}.instanceId`, `'${instanceId}' is not an instance id such as cri-xxxxxxxx (leave it empty for the Personal Edition)`);

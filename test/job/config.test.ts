@@ -270,6 +270,14 @@ describe("the add-on's defaults", () => {
   });
 });
 
+describe("a registry item with only unknown fields", () => {
+  it("is refused as misspelt rather than taken for the Personal Edition default", () => {
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instance: cri-a1\n  region: cn-hangzhou" })).toMatch(
+      /key 'acr-registry-info\[0\]': has none of the fields instanceId, regionId, domains, .* \(found 'instance', 'region'\); check their spelling/,
+    );
+  });
+});
+
 describe("retired add-on keys", () => {
   it("say what serves their purpose here", () => {
     const { warnings } = parseRefresherConfig({ ...addonStyle, "webhook-configuration": "enable: true", "acr-registry": "registry.*.aliyuncs.com", tokenMode: "auto" });
