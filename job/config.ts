@@ -104,10 +104,11 @@ function read(given: Settings, setting: Setting, problems: Problems, same: (a: s
   return first;
 }
 
-/** A parameter of the managed add-on as ConfigMap text: lists and objects as JSON (which is YAML), booleans and numbers as words. */
+/** A parameter of the managed add-on as ConfigMap text: a list of names as a comma list, other lists and objects as JSON (which is YAML), booleans and numbers as words. */
 function parameterText(value: unknown): string {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;
+  if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value.join(",");
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }

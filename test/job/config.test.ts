@@ -215,6 +215,12 @@ describe("the managed add-on's parameters", () => {
     expect(message).toMatch(/key 'watch-namespace': is also set as 'addon-parameters\.watchNamespace' with a different value; keep one/);
   });
 
+  it("take lists of names where the add-on takes comma lists", () => {
+    const { config } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: ["team-a", "team-b"], serviceAccount: ["default", "builder"] }) });
+    expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-a", "team-b"] });
+    expect(config.serviceAccount).toEqual({ kind: "list", patterns: ["default", "builder"] });
+  });
+
   it("warn about a parameter this refresher does not know, naming where it sits", () => {
     const { warnings } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: "all", clusterDomain: "x" }) });
     expect(warnings).toEqual(["key 'addon-parameters.clusterDomain' is not a known add-on parameter and is ignored (check its spelling)"]);
