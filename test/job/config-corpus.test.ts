@@ -1,11 +1,3 @@
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { parse as parseYaml } from "yaml";
-import { parseRefresherConfig, type Selector } from "../../job/config.ts";
-import { registryRequest, type RegistryEntry } from "../../job/registry.ts";
-import { AcrCredentialError } from "../../shared/errors.ts";
-
 /**
  * The add-on's configuration as Alibaba publishes it (ACK, ACS and ACR pages in English and Chinese,
  * Terraform, the managed add-on's parameters), one file per published example under config-corpus/,
@@ -16,6 +8,14 @@ import { AcrCredentialError } from "../../shared/errors.ts";
  * `*.value.yaml` one `acr-registry-info` value, `*.parameters.json` the managed add-on's parameter JSON
  * (after `//` comment lines) pasted under `addon-parameters`.
  */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { parseRefresherConfig, type Selector } from "../../job/config.ts";
+import { registryRequest, type RegistryEntry } from "../../job/registry.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
+
 
 const corpus = join(import.meta.dirname, "config-corpus");
 const brokerUrl = "https://acr-broker.example.com";

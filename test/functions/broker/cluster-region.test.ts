@@ -1,3 +1,9 @@
+/**
+ * The add-on's default region: an `acr-registry-info` item without `regionId` (or no item at all)
+ * means the cluster's own region. The refresher cannot see it, so it sends no region and the broker
+ * fills in the cluster's `regionId` from its configuration — through the FC handler, the real SDK
+ * clients and the emulator.
+ */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseRefresherConfig } from "../../../job/config.ts";
 import { matchCredentials, registryRequest } from "../../../job/registry.ts";
@@ -8,12 +14,6 @@ import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
 import { instances, roles } from "./support/world.ts";
 
-/**
- * The add-on's default region: an `acr-registry-info` item without `regionId` (or no item at all)
- * means the cluster's own region. The refresher cannot see it, so it sends no region and the broker
- * fills in the cluster's `regionId` from its configuration — through the FC handler, the real SDK
- * clients and the emulator.
- */
 
 async function request(env: BrokerEnv, cluster: TestCluster, body: unknown) {
   return invokeHttp(env.handler, { headers: bearer(await cluster.mint({ now: env.clock.now() })), body }, env.context());
