@@ -215,6 +215,12 @@ describe("the managed add-on's parameters", () => {
     expect(message).toMatch(/key 'watch-namespace': is also set as 'addon-parameters\.watchNamespace' with a different value; keep one/);
   });
 
+  it("name the parameter and the item field in an error, as pasted", () => {
+    const message = problemsOf({ ...base, "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceId: "cri-ok1" }, { instanceId: "registry-1", expireDuration: 60 }] }) });
+    expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.instanceId': 'registry-1' is not an instance id such as cri-xxxxxxxx/);
+    expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
+  });
+
   it("take lists of names where the add-on takes comma lists", () => {
     const { config } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: ["team-a", "team-b"], serviceAccount: ["default", "builder"] }) });
     expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-a", "team-b"] });
