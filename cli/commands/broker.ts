@@ -49,6 +49,7 @@ export const command: Command = {
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
     await untilSignal();
     await server.close();
+    await runtime.close();
     // Request lines still queued behind a write in progress; none may be lost on SIGTERM or SIGINT.
     stdout.flushSync();
     return 0;
