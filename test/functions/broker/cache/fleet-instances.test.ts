@@ -146,7 +146,9 @@ describe("one cache for the fleet", () => {
     }
     expect(secrets.size).toBeGreaterThanOrEqual(5);
     const everything = [...dump].flat().join("\n");
+    secrets.add(keyV1.slice(keyV1.indexOf(":") + 1));
     for (const secret of secrets) {
+      expect(logs.text()).not.toContain(secret);
       expect(everything).not.toContain(secret);
       expect(everything).not.toContain(Buffer.from(secret).toString("base64"));
       expect(everything).not.toContain(Buffer.from(secret).toString("base64url"));
@@ -175,6 +177,9 @@ describe("values that must not be served", () => {
     const answer = await instance().ask();
     expect(answer.status).toBe(200);
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(1);
+    expect(logs.lines.some((l) => l.includes('"sharedCache":"unreadable"') && l.includes('"reason":"malformed"'))).toBe(true);
+    // The refresh replaced the garbage with a sealed value.
+    expect(await redis.client.get(personalName)).toMatch(/^v1\.v1-2026\./);
   });
 
   it("a value moved under another key does not open there", async () => {
@@ -182,9 +187,13 @@ describe("values that must not be served", () => {
     // The Personal registry's password copied over the Enterprise instance's entry.
     await redis.client.set(platformName, (await redis.client.get(personalName))!, "PX", 60_000);
     const before = emulator.log.count({ api: "cr:GetAuthorizationToken" });
+    const personalBefore = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
     const answer = await instance().ask();
     expect(answer.status).toBe(200);
     expect(emulator.log.count({ api: "cr:GetAuthorizationToken" })).toBe(before + 1);
+    // The value under its own name still serves the fleet.
+    expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(personalBefore);
+    expect(logs.lines.some((l) => l.includes('"sharedCache":"unreadable"') && l.includes('"reason":"authentication"'))).toBe(true);
     const [enterprise, personalCredential] = [answer.body.credentials.find((c) => c.instanceId), answer.body.credentials.find((c) => !c.instanceId)];
     expect(enterprise!.password).not.toBe(personalCredential!.password);
   });
@@ -200,6 +209,24 @@ describe("values that must not be served", () => {
       for (const c of answer.body.credentials) expect(Date.parse(c.expiresAt)).toBeGreaterThan(clock.now());
     } finally {
       clock.advance(-3 * 3600_000);
+    }
+  });
+});
+
+describe("a refresh that fails", () => {
+  it("serves the fleet's still-valid value, flagged stale, to an instance that has none of its own", async () => {
+    const warm = await instance().ask();
+    // Inside the refresh window (due) but not expired, with every CR call failing.
+    const due = Math.min(...warm.body.credentials.map((c) => Date.parse(c.expiresAt))) - clock.now() - 600_000;
+    clock.advance(due);
+    emulator.faults.set({ serverErrorRate: 1, apis: ["cr:"] });
+    try {
+      const answer = await instance().ask();
+      expect(answer.status).toBe(200);
+      expect(answer.body.credentials.map((c) => [c.password, c.stale])).toEqual(warm.body.credentials.map((c) => [c.password, true]));
+      expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
+    } finally {
+      clock.advance(-due);
     }
   });
 });
