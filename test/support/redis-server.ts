@@ -41,7 +41,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedisServer(options: { maxmemory?: string; tls?: boolean } = {}): Promise<RedisServer> {
+export async function startRedisServer(options: { maxmemory?: string; tls?: boolean; password?: string } = {}): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), "redis-test-"));
   const port = await freePort();
   const args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "no"];
@@ -57,6 +57,7 @@ export async function startRedisServer(options: { maxmemory?: string; tls?: bool
   } else {
     args.push("--port", String(port));
   }
+  if (options.password) args.push("--requirepass", options.password);
   if (options.maxmemory) args.push("--maxmemory", options.maxmemory, "--maxmemory-policy", "noeviction");
 
   let child: ChildProcess | undefined;
@@ -83,7 +84,7 @@ export async function startRedisServer(options: { maxmemory?: string; tls?: bool
   };
   await launch();
 
-  const client = new Redis({ host: "127.0.0.1", port, ...(caPem ? { tls: { ca: caPem, servername: "localhost" } } : {}), maxRetriesPerRequest: 1, retryStrategy: () => 100, lazyConnect: true });
+  const client = new Redis({ host: "127.0.0.1", port, ...(options.password ? { password: options.password } : {}), ...(caPem ? { tls: { ca: caPem, servername: "localhost" } } : {}), maxRetriesPerRequest: 1, retryStrategy: () => 100, lazyConnect: true });
   client.on("error", () => {});
   await client.connect();
 

@@ -4,6 +4,7 @@
  * and a breaker so that a store that is down costs nothing per request. The client is loaded on
  * first use, so a broker without `sharedCache` never evaluates it.
  */
+import { isIP } from "node:net";
 import type { Redis, RedisOptions } from "ioredis";
 import { oneLine } from "../../../shared/errors.ts";
 import { Breaker } from "./breaker.ts";
@@ -31,13 +32,14 @@ export function redisConnectionOptions(options: Pick<RedisStoreOptions, "url" | 
   const url = new URL(options.url);
   const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
   const password = options.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   return {
-    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    host,
     port: url.port ? Number(url.port) : 6379,
     db,
     ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
     ...(password ? { password } : {}),
-    ...(url.protocol === "rediss:" ? { tls: { servername: url.hostname, ...(options.ca ? { ca: options.ca } : {}) } } : {}),
+    ...(url.protocol === "rediss:" ? { tls: { ...(isIP(host) ? {} : { servername: host }), ...(options.ca ? { ca: options.ca } : {}) } } : {}),
     commandTimeout: options.operationTimeoutMs,
     connectTimeout: Math.max(1000, options.operationTimeoutMs * 4),
     enableOfflineQueue: false,
