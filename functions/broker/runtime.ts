@@ -7,7 +7,6 @@ import type { BackoffPolicy } from "../../shared/retry.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
 import { createBrokerCaches, domainsTtlMs } from "./cache/broker-caches.ts";
-import type { SharedStore } from "./cache/store.ts";
 import { readClusterCas, readSharedCacheCa, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
 import { ForceLimiter } from "./force-limit.ts";
 import type { IssueDeps } from "./issue.ts";
@@ -43,8 +42,6 @@ export interface RuntimeOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Where the shared cache's key is read (BROKER_CACHE_KEY); default process.env. */
   env?: Readonly<Record<string, string | undefined>>;
-  /** A shared store other than Redis at `sharedCache.url` (tests of faults Redis cannot produce). */
-  sharedStore?: SharedStore;
 }
 
 export const brokerVersion: string = packageJson.version;
@@ -65,7 +62,6 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     log,
     env: options.env ?? process.env,
     ...(sharedCa ? { sharedCa } : {}),
-    ...(options.sharedStore ? { store: options.sharedStore } : {}),
   });
   const issue: IssueDeps = {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),

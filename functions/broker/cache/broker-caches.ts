@@ -34,8 +34,6 @@ export interface BrokerCachesOptions {
   env: Readonly<Record<string, string | undefined>>;
   /** `sharedCache.caFile`, read by the caller. */
   sharedCa?: string;
-  /** A store other than Redis at `sharedCache.url` (tests of faults Redis cannot produce). */
-  store?: SharedStore;
 }
 
 /** Discovered domains are re-read hourly, and kept for a day as a fallback when that fails. */
@@ -54,17 +52,15 @@ export function createBrokerCaches(options: BrokerCachesOptions): BrokerCaches {
   // A missing or malformed key is a start-up error: an instance must not run unshared by accident.
   const keys = cacheKeyRingFromEnv(options.env);
   const warn = rateLimitedWarning(options.log, warningIntervalMs, monotonicNow);
-  const store =
-    options.store ??
-    createRedisStore({
-      url: shared.url,
-      ...(options.env.BROKER_CACHE_PASSWORD ? { password: options.env.BROKER_CACHE_PASSWORD } : {}),
-      ...(options.sharedCa ? { ca: options.sharedCa } : {}),
-      operationTimeoutMs: shared.operationTimeoutMs,
-      breaker: { failures: shared.breakerFailures, coolDownMs: shared.breakerCoolDownSeconds * 1000 },
-      now: monotonicNow,
-      onBreakerOpen: (cause) => warn("breakerOpen", { error: cause, skippedForSeconds: shared.breakerCoolDownSeconds }),
-    });
+  const store = createRedisStore({
+    url: shared.url,
+    ...(options.env.BROKER_CACHE_PASSWORD ? { password: options.env.BROKER_CACHE_PASSWORD } : {}),
+    ...(options.sharedCa ? { ca: options.sharedCa } : {}),
+    operationTimeoutMs: shared.operationTimeoutMs,
+    breaker: { failures: shared.breakerFailures, coolDownMs: shared.breakerCoolDownSeconds * 1000 },
+    now: monotonicNow,
+    onBreakerOpen: (cause) => warn("breakerOpen", { error: cause, skippedForSeconds: shared.breakerCoolDownSeconds }),
+  });
   store.warmUp();
   const layered = <V extends Expiring>(kind: string, refreshBefore: number) =>
     new LayeredCache<V>(
