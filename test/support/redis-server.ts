@@ -67,10 +67,16 @@ export async function startRedisServer(options: { maxmemory?: string; tls?: bool
     child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const started = child;
+    let spawnError: Error | undefined;
+    started.once("error", (error) => (spawnError = error));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 15_000);
       const poll = setInterval(() => {
-        if (/Ready to accept connections/.test(output)) {
+        if (spawnError) {
+          clearInterval(poll);
+          clearTimeout(timer);
+          reject(new Error(`cannot run redis-server (${spawnError.message}); install it: apt-get install redis-server`));
+        } else if (/Ready to accept connections/.test(output)) {
           clearInterval(poll);
           clearTimeout(timer);
           resolve();
