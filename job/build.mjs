@@ -17,6 +17,9 @@ export async function buildRefresher(outfile = defaultOutfile) {
     sourcemap: false,
     legalComments: "none",
     // Some dependencies are CommonJS and call require() for Node built-ins.
+    // tr46 (under the Kubernetes client's node-fetch) requires Node's built-in punycode, which Node 22
+    // and later deprecate with a warning on every start; the userland package is the same code.
+    alias: { punycode: "punycode/punycode.js" },
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     logLevel: "warning",
   });
