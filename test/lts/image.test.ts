@@ -1,12 +1,9 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assembleRootfs, imageFacts, imageRunUnavailable, ltsNode, readImageFacts, runImage, type ImageFacts } from "./image.ts";
+import { buildImage, imageFacts, imageRunUnavailable, readImageFacts, runImage, type ImageFacts } from "./image.ts";
 
-const run = promisify(execFile);
 const file = (path: string) => readFile(new URL(`../../${path}`, import.meta.url), "utf8");
 const inCi = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
 
@@ -50,11 +47,7 @@ describe.skipIf(unavailable !== undefined)("the refresher image, assembled from 
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "refresher-image-"));
-    rootfs = join(dir, "rootfs");
-    facts = await readImageFacts();
-    const bundle = join(dir, "refresher.mjs");
-    await run(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle]);
-    await assembleRootfs(rootfs, facts, await ltsNode(), bundle);
+    ({ rootfs, facts } = await buildImage(dir));
   }, 120_000);
 
   afterAll(async () => {

@@ -105,6 +105,16 @@ export async function assembleRootfs(rootfs: string, facts: ImageFacts, node: st
   for (const folder of ["tmp", "dev", "proc", ...Object.values(tokenMounts).map((path) => path.slice(1))]) await mkdir(join(rootfs, folder), { recursive: true });
 }
 
+/** Bundles the refresher (job/build.mjs) and lays out the image from it in `<dir>/rootfs`. */
+export async function buildImage(dir: string): Promise<{ rootfs: string; facts: ImageFacts }> {
+  const facts = await readImageFacts();
+  const bundle = join(dir, "refresher.mjs");
+  await run(process.execPath, [join(repoRoot, "job/build.mjs"), bundle]);
+  const rootfs = join(dir, "rootfs");
+  await assembleRootfs(rootfs, facts, await ltsNode(), bundle);
+  return { rootfs, facts };
+}
+
 /** Where a pod's projected tokens appear: the Kubernetes API's and the broker's (job/deploy). */
 export const tokenMounts = {
   kubernetes: "/var/run/secrets/kubernetes.io/serviceaccount",
