@@ -32,9 +32,9 @@ RRSA trust policies name system:serviceaccount:kube-system:aliyun-acr-credential
 
 {{- define "refresher.image" -}}
 {{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
-{{- /* With a digest, the reference is written as kustomize writes it: the digest alone, no tag. */ -}}
+{{- /* With a digest, the reference is written as kustomize writes it: repository:tag@digest. */ -}}
 {{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{ .Values.image.repository }}:{{ $tag }}@{{ .Values.image.digest }}
 {{- else -}}
 {{ .Values.image.repository }}:{{ $tag }}
 {{- end -}}
