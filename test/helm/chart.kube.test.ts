@@ -1,3 +1,8 @@
+/**
+ * helm install, upgrade and uninstall against a control plane of its own: the chart owns fixed names
+ * in kube-system (its ServiceAccount, ClusterRole, ConfigMap) that the refresher tests on the shared
+ * control plane create without Helm, and Helm refuses to take over objects it did not create.
+ */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,11 +24,6 @@ const tools = findTools();
 const release = "acr-credential-refresher";
 const account = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
 
-/**
- * helm install, upgrade and uninstall against a control plane of its own: the chart owns fixed names
- * in kube-system (its ServiceAccount, ClusterRole, ConfigMap) that the refresher tests on the shared
- * control plane create without Helm, and Helm refuses to take over objects it did not create.
- */
 describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with the real helm on a real kube-apiserver", () => {
   let plane: ControlPlane;
   let dir: string;

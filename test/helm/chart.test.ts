@@ -1,3 +1,8 @@
+/**
+ * The chart as `helm` renders it: lint for every value set in ci/, what each value set produces,
+ * the values it refuses, one version across chart, kustomize and package.json, and the objects of
+ * the kustomize manifests for the same settings (the differences allowed are in equivalence.ts).
+ */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

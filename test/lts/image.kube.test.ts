@@ -1,3 +1,7 @@
+/**
+ * The refresher image's CMD on the Node.js LTS, read-only and as uid 65532, against the test
+ * kube-apiserver with the in-cluster configuration and projected tokens a pod gets.
+ */
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

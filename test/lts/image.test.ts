@@ -1,3 +1,8 @@
+/**
+ * job/Dockerfile's promises, checked without a container engine: its Node.js is the LTS of
+ * test/lts/NODE_VERSION, its bases are build arguments, and the image laid out from the bundle and
+ * that exact node binary (test/lts/image.ts) runs read-only as uid 65532.
+ */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
