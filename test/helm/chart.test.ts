@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { cases, chartOnlyLabels, chartValues, exampleValuesFile, overlay } from "./equivalence.ts";
-import { chartDir, deployDir, findTools, helm, keyOf, kustomize, objects, type Manifest, type Result } from "./tools.ts";
+import { chartDir, deployDir, findTools, helm, keyOf, kustomize, objects, pinnedHelmVersion, type Manifest, type Result } from "./tools.ts";
 
 const tools = findTools();
 const inCi = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
@@ -30,6 +30,14 @@ const podOf = (object: Manifest): PodSpec => {
   return (spec.template ?? spec.jobTemplate?.spec.template)?.spec as PodSpec;
 };
 const audiences = (pod: PodSpec) => pod.volumes.flatMap((volume) => volume.projected?.sources.map((source) => source.serviceAccountToken.audience) ?? []);
+
+describe("the chart tests' tools", () => {
+  it("read helm's version from test/helm/go.mod and say how to build a missing helm", () => {
+    expect(pinnedHelmVersion("module m\n\ntool helm.sh/helm/v4/cmd/helm\n\nrequire (\n\thelm.sh/helm/v4 v4.3.2 // indirect\n)\n")).toBe("v4.3.2");
+    expect(() => pinnedHelmVersion("module m\n")).toThrow(/does not require helm\.sh\/helm\/v4/);
+    expect(findTools({ HELM_BINARY: "/nonexistent/helm" })).toEqual({ found: false, reason: expect.stringMatching(/no helm at \/nonexistent\/helm: run `bash test\/helm\/build\.sh`/) });
+  });
+});
 
 describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-refresher", () => {
   const { helm: helmBinary } = tools.found ? tools : { helm: "" };
