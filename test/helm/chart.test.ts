@@ -3,6 +3,7 @@
  * the values it refuses, one version across chart, kustomize and package.json, and the objects of
  * the kustomize manifests for the same settings (the differences allowed are in equivalence.ts).
  */
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -131,6 +132,19 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
       expect(result.stderr, what).toMatch(message);
       expect(result.stderr, what).not.toMatch(/goroutine|panic/);
     }
+  });
+
+  it("packages into acr-credential-refresher-<version>.tgz without the test value sets", async () => {
+    const result = await run(["package", chartDir, "--destination", dir]);
+    expect(result.code, result.stderr).toBe(0);
+    const { version } = parseYaml(await read(join(chartDir, "Chart.yaml"))) as { version: string };
+    const listing = await new Promise<string>((resolve, reject) =>
+      execFile("tar", ["-tzf", join(dir, `acr-credential-refresher-${version}.tgz`)], (error, stdout) => (error ? reject(error) : resolve(stdout))),
+    );
+    const files = listing.trim().split("\n").sort();
+    expect(files).toContain("acr-credential-refresher/values.schema.json");
+    expect(files).toContain("acr-credential-refresher/templates/_helpers.tpl");
+    expect(files.filter((file) => file.includes("/ci/"))).toEqual([]);
   });
 
   it("carries one version: Chart.yaml's version and appVersion, the kustomize image tag and CHANGELOG.md follow package.json", async () => {
