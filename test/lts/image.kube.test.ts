@@ -11,7 +11,7 @@ import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv, serviceA
 import { acquireRefresherLock } from "../job/kube-lock.ts";
 import { installRefresher, pullSecretNames, readStatus, refresherAccount, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "../job/refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "../job/stub-broker.ts";
-import { buildImage, imageRunUnavailable, runImage, type ImageFacts } from "./image.ts";
+import { buildImage, imageRunUnavailable, runImage, startImage, type ImageFacts } from "./image.ts";
 
 const unavailable = await imageRunUnavailable();
 
@@ -46,7 +46,21 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
     await release?.();
   });
 
-  it("runs its CMD with the in-cluster configuration a pod gets, writes the Secret and attaches it", async () => {
+  /** The two projected volumes and the environment the kubelet gives the refresher's pod. */
+  async function podEnvironment() {
+    const { apiserverUrl, caPem } = kubeEnv();
+    const apiserver = new URL(apiserverUrl);
+    const { namespace: home, name } = refresherAccount;
+    return {
+      volumes: {
+        kubernetes: await volume(join(dir, "kube-api-access"), { token: await serviceAccountToken(home, name, [], 3600), "ca.crt": caPem, namespace: home }),
+        broker: await volume(join(dir, "broker-token"), { token: await serviceAccountToken(home, name, ["acr-credential-broker"], 3600) }),
+      },
+      env: { KUBERNETES_SERVICE_HOST: apiserver.hostname, KUBERNETES_SERVICE_PORT: apiserver.port },
+    };
+  }
+
+  it("runs its CMD (--once) with the in-cluster configuration a pod gets, writes the Secret and attaches it", async () => {
     const namespace = await createNamespace("image-lts");
     await createServiceAccount(namespace, "default");
     const data = { "broker-url": broker.url, "watch-namespace": namespace, "service-account": "default", "acr-registry-info": "- instanceId: cri-imagelts\n  regionId: cn-hangzhou\n" };
@@ -54,21 +68,32 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
     await setConfig(data);
     await resetStatus();
 
-    const { apiserverUrl, caPem } = kubeEnv();
-    const apiserver = new URL(apiserverUrl);
-    const { namespace: home, name } = refresherAccount;
-    const result = await runImage(rootfs, facts, facts.cmd, {
-      volumes: {
-        kubernetes: await volume(join(dir, "kube-api-access"), { token: await serviceAccountToken(home, name, [], 3600), "ca.crt": caPem, namespace: home }),
-        broker: await volume(join(dir, "broker-token"), { token: await serviceAccountToken(home, name, ["acr-credential-broker"], 3600) }),
-      },
-      env: { KUBERNETES_SERVICE_HOST: apiserver.hostname, KUBERNETES_SERVICE_PORT: apiserver.port },
-    });
+    const result = await runImage(rootfs, facts, facts.cmd, await podEnvironment());
 
     expect(result.stderr).not.toMatch(/Warning|"level":(50|60)/);
     expect(result.code).toBe(0);
     expect(await secretOrUndefined(namespace, registry?.secretName ?? "")).toMatchObject({ type: "kubernetes.io/dockerconfigjson" });
     expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual([registry?.secretName]);
     expect(await readStatus()).toMatchObject({ result: "Succeeded" });
+  });
+
+  it("runs --watch (the Deployment's args): serves a namespace created after it started, and stops on SIGTERM with exit 0", async () => {
+    const data = { "broker-url": broker.url, "watch-namespace": "image-watch-*", "service-account": "default", "acr-registry-info": "- instanceId: cri-imagewatch\n  regionId: cn-beijing\n" };
+    const [registry] = parseRefresherConfig(data).config.registries;
+    await setConfig(data);
+    await resetStatus();
+    const running = startImage(rootfs, facts, ["--watch"], { ...(await podEnvironment()), timeoutMs: 120_000 });
+    try {
+      // Started once its first pass has written the status.
+      await expect.poll(readStatus, { timeout: 30_000, interval: 250 }).toMatchObject({ result: "Succeeded" });
+      const namespace = await createNamespace("image-watch");
+      await createServiceAccount(namespace, "default");
+      await expect.poll(async () => pullSecretNames(await serviceAccount(namespace, "default")), { timeout: 30_000, interval: 250 }).toEqual([registry?.secretName]);
+    } finally {
+      running.kill("SIGTERM");
+    }
+    const result = await running.done;
+    expect(result.stderr).not.toMatch(/Warning|"level":(50|60)/);
+    expect(result.code).toBe(0);
   });
 });

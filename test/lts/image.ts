@@ -136,13 +136,23 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
+export interface RunningImage {
+  /** Sends a signal to the image's process (node, once the sandbox has exec'd into it). */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when the process ends; `stdout`/`stderr` are everything it wrote. */
+  done: Promise<ImageRun>;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+}
+
 /**
- * Runs the image: in a private mount namespace, `rootfs` is bound onto itself read-only, a 16 MiB
+ * Starts the image: in a private mount namespace, `rootfs` is bound onto itself read-only, a 16 MiB
  * tmpfs goes on /tmp (the manifests' emptyDir), the host's /dev and /proc and the given volumes are
  * bound in, and chroot switches to the Dockerfile's USER before exec'ing ENTRYPOINT + args. The
- * environment is the Dockerfile's ENV plus `env`, nothing of the test process.
+ * environment is the Dockerfile's ENV plus `env`, nothing of the test process. Every step execs the
+ * next, so the child's pid ends up being node's.
  */
-export async function runImage(rootfs: string, facts: ImageFacts, args: string[], options: RunOptions = {}): Promise<ImageRun> {
+export function startImage(rootfs: string, facts: ImageFacts, args: string[], options: RunOptions = {}): RunningImage {
   const volumes = Object.entries(options.volumes ?? {}).flatMap(([key, source]) => [source, join(rootfs, tokenMounts[key as keyof typeof tokenMounts])]);
   const script = [
     "set -eu",
@@ -155,12 +165,12 @@ export async function runImage(rootfs: string, facts: ImageFacts, args: string[]
   ].join("\n");
   const command = [...(options.entrypoint ?? facts.entrypoint), ...args];
   const argv = ["--mount", "--propagation", "private", "bash", "-c", script, "image", rootfs, String(facts.user.uid), String(facts.user.gid), String(volumes.length / 2), ...volumes, ...command];
-  return new Promise((resolve, reject) => {
-    const child = spawn("unshare", argv, { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...facts.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const child = spawn("unshare", argv, { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...facts.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const done = new Promise<ImageRun>((resolve, reject) => {
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
     child.on("error", reject);
     child.on("close", (code, signal) => {
@@ -168,6 +178,12 @@ export async function runImage(rootfs: string, facts: ImageFacts, args: string[]
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
   });
+  return { kill: (signal) => void child.kill(signal), done, stderr: () => stderr };
+}
+
+/** Runs the image to its end (see startImage). */
+export function runImage(rootfs: string, facts: ImageFacts, args: string[], options: RunOptions = {}): Promise<ImageRun> {
+  return startImage(rootfs, facts, args, options).done;
 }
 
 /** Why images cannot be run here (not root, no mount namespaces), or undefined when they can. */
