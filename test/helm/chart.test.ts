@@ -25,6 +25,7 @@ interface PodSpec {
   containers: Array<{ image: string; args: string[]; resources: unknown }>;
   volumes: Array<{ name: string; projected?: { sources: Array<{ serviceAccountToken: { audience: string; path: string } }> } }>;
   nodeSelector?: Record<string, string>;
+  imagePullSecrets?: Array<{ name: string }>;
 }
 const podOf = (object: Manifest): PodSpec => {
   const spec = object["spec"] as { template?: { spec: PodSpec }; jobTemplate?: { spec: { template: { spec: PodSpec } } } };
@@ -112,6 +113,7 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
     expect(audiences(pod)).toEqual(["broker.example.com"]);
     expect(pod.containers[0]?.resources).toEqual({ requests: { cpu: "20m", memory: "64Mi" }, limits: { cpu: "200m", memory: "128Mi" } });
     expect(pod.nodeSelector).toEqual({ "kubernetes.io/os": "linux" });
+    expect(pod.imagePullSecrets).toEqual([{ name: "refresher-image-pull" }]);
   });
 
   it("refuses values it cannot install, with one line naming the value and the fix, and renders nothing", async () => {

@@ -8,7 +8,7 @@
  *   writes it from values, so it is compared as the configuration the refresher reads from it.
  *
  * Chart values with no kustomize counterpart here (configMap.create, audience, logLevel, resources,
- * nodeSelector, tolerations, affinity) keep their defaults in these cases; test/helm/chart.test.ts
+ * nodeSelector, tolerations, affinity, imagePullSecrets) keep their defaults in these cases; test/helm/chart.test.ts
  * covers them.
  */
 import { join, relative } from "node:path";
