@@ -1,7 +1,7 @@
 /**
  * The refresher image as job/Dockerfile describes it, without a container engine: a root filesystem
- * holding only the Node.js LTS binary (the npm registry's node-linux-<arch>, the same build as the
- * official image's), the libraries it links (what distroless cc provides) and the bundle at the
+ * holding only the Node.js LTS binary (the release build of test/lts/NODE_VERSION as the npm registry
+ * publishes it, node-linux-<arch>), the libraries it links (what distroless cc provides) and the bundle at the
  * Dockerfile's paths, run the way a pod runs it: root read-only, an emptyDir on /tmp, projected
  * token files, as the Dockerfile's USER, with its ENV. Needs root (mount namespaces and chroot).
  */
