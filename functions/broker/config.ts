@@ -3,6 +3,7 @@ import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { defaultKubeletAudience, defaultRoleAnnotation, kubeletDefaultsSchema, kubeletProviderSchema } from "./kubelet-grants.ts";
 
 /**
  * The broker's configuration (SPEC §3.2): which clusters it trusts, how it checks their tokens and
@@ -51,6 +52,8 @@ export const clusterSchema = z.strictObject({
   allowRrsa: z.boolean().default(false),
   /** The cluster's own region: fills request entries that name none, as the add-on defaults to the cluster's region. */
   regionId: regionId.optional(),
+  /** Which pod ServiceAccounts may pull which registries through the kubelet credential provider (docs/kubelet-provider.md). */
+  kubeletProvider: kubeletProviderSchema(configuredRegistrySchema).optional(),
 }).refine((cluster) => !(cluster.jwks && cluster.jwksUri), { error: "set either jwks or jwksUri, not both", path: ["jwks"] });
 export type Cluster = z.infer<typeof clusterSchema>;
 
@@ -104,6 +107,7 @@ export const brokerConfigSchema = z.strictObject({
   alibabaCloud: alibabaCloudSchema.default({ stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" }),
   clusters: z.array(clusterSchema).min(1),
   sharedCache: sharedCacheSchema.optional(),
+  kubeletProvider: kubeletDefaultsSchema.default({ audience: defaultKubeletAudience, roleAnnotation: defaultRoleAnnotation }),
 }).superRefine((config, ctx) => {
   const names = new Set<string>();
   const issuers = new Set<string>();
@@ -112,6 +116,10 @@ export const brokerConfigSchema = z.strictObject({
     if (issuers.has(cluster.issuer)) ctx.addIssue({ code: "custom", path: ["clusters", index, "issuer"], message: `issuer '${cluster.issuer}' is already used by another cluster; tokens are matched to clusters by issuer` });
     names.add(cluster.name);
     issuers.add(cluster.issuer);
+    // A pod's own token for the kubelet audience must never pass as a refresher's token, nor the reverse.
+    if (cluster.kubeletProvider && (cluster.kubeletProvider.audience ?? config.kubeletProvider.audience) === config.audience) {
+      ctx.addIssue({ code: "custom", path: ["clusters", index, "kubeletProvider", "audience"], message: `must differ from the broker's audience '${config.audience}'` });
+    }
     cluster.registries.forEach((registry, r) => {
       const lifetime = registry.expireDuration ?? 3600;
       if (registry.assumeRoleArn && lifetime <= config.refreshBeforeExpirySeconds) {

@@ -4,6 +4,7 @@ import { AcrCredentialError } from "../../shared/errors.ts";
 import { monotonicNow } from "../../shared/retry.ts";
 import { issueCredentials, renew, type CallerContext } from "./broker.ts";
 import type { FcContext } from "./fc-event.ts";
+import { issueKubeletCredentials } from "./kubelet-credentials.ts";
 import { accessLog, bodyLimit, errorResponse, fcEvent, httpResponse, type BrokerEvent, type HttpResult } from "./middlewares.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 
@@ -44,6 +45,9 @@ async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcCont
     case "/v1/credentials":
       if (invocation.method !== "POST") throw methodNotAllowed("POST");
       return { status: 200, body: await issueCredentials(runtime, { authorization: invocation.headers.authorization, body: invocation.body }, callerContext(runtime, event, context)) };
+    case "/v1/kubelet-credentials":
+      if (invocation.method !== "POST") throw methodNotAllowed("POST");
+      return { status: 200, body: await issueKubeletCredentials(runtime, { authorization: invocation.headers.authorization, body: invocation.body }, callerContext(runtime, event, context)) };
     default:
       throw new AcrCredentialError("NotFound", `no such path '${invocation.path}'; the API is POST /v1/credentials and GET /healthz`);
   }

@@ -1,0 +1,3 @@
+module acr-credential-broker/kubelet-provider
+
+go 1.26.0
