@@ -9,6 +9,7 @@ import { decodeJwt } from "jose";
 import { z } from "zod";
 import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
 import { bearerToken, type CallerContext } from "./broker.ts";
+import type { BrokerConfig } from "./config.ts";
 import { issue, type IssueResult } from "./issue.ts";
 import { cacheDurationSeconds, imageRegistry, kubeletEntries } from "./kubelet-grants.ts";
 import type { BrokerRuntime } from "./runtime.ts";
@@ -44,21 +45,28 @@ function parseKubeletRequest(body: Buffer): KubeletRequest {
   return result.data;
 }
 
+/** Per configuration (built once per instance): the clusters with an audience of their own, by issuer. */
+const ownAudiences = new WeakMap<BrokerConfig, Map<string, string>>();
+
 /** The audience the token must carry: that of the cluster named by its (not yet trusted) issuer. */
-function audienceFor(runtime: BrokerRuntime, token: string): string {
+function audienceFor(config: BrokerConfig, token: string): string {
+  let byIssuer = ownAudiences.get(config);
+  if (!byIssuer) {
+    byIssuer = new Map(config.clusters.flatMap((c) => (c.kubeletProvider?.audience ? [[c.issuer, c.kubeletProvider.audience] as const] : [])));
+    ownAudiences.set(config, byIssuer);
+  }
   let iss: unknown;
   try {
     iss = decodeJwt(token).iss;
   } catch {
     // The verifier reports what is wrong with it.
   }
-  const cluster = runtime.config.clusters.find((c) => c.issuer === iss);
-  return cluster?.kubeletProvider?.audience ?? runtime.config.kubeletProvider.audience;
+  return (typeof iss === "string" ? byIssuer.get(iss) : undefined) ?? config.kubeletProvider.audience;
 }
 
 export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<KubeletResponse> {
   const token = bearerToken(input.authorization);
-  const verified = await runtime.verifyToken(token, { audience: audienceFor(runtime, token) });
+  const verified = await runtime.verifyToken(token, { audience: audienceFor(runtime.config, token) });
   caller.annotate({ cluster: verified.cluster.name, subject: verified.subject });
   const request = parseKubeletRequest(input.body);
   const entries = kubeletEntries(verified.cluster.kubeletProvider, runtime.config.kubeletProvider.roleAnnotation, {

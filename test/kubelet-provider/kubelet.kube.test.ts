@@ -38,6 +38,9 @@ const worldFile = new URL("../../emulator/worlds/demo.yaml", import.meta.url).pa
 const acrPullRole = "acs:ram::1000000000000001:role/acr-pull";
 const audience = "acr-credential-broker-kubelet";
 const providerName = "acr-credential-kubelet-provider";
+const roleAnnotation = "acr-credential-broker/role-arn";
+/** A role of the demo world that exists but that no grant lists. */
+const fcRole = "acs:ram::1000000000000001:role/token-broker-fc-role";
 
 async function demoUserKey(name: string): Promise<{ accessKeyId: string; accessKeySecret: string }> {
   const world = parseYaml(await readFile(worldFile, "utf8")) as { accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }> };
@@ -91,13 +94,17 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     namespace = await createNamespace("kubelet-provider");
     const core = adminConfig().makeApiClient(CoreV1Api);
     for (const name of ["app", "other", "node"]) await createServiceAccount(namespace, name);
-    for (const [pod, serviceAccountName] of [["app-1", "app"], ["app-2", "app"], ["other-1", "other"]] as const) {
+    // Accounts that name a role for their pulls: one the broker's grant lists, one it does not.
+    for (const [name, role] of [["team", acrPullRole], ["sneaky", fcRole]] as const) {
+      await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations: { [roleAnnotation]: role } } } });
+    }
+    for (const [pod, serviceAccountName] of [["app-1", "app"], ["app-2", "app"], ["other-1", "other"], ["team-1", "team"], ["sneaky-1", "sneaky"]] as const) {
       await core.createNamespacedPod({ namespace, body: { metadata: { name: pod }, spec: { serviceAccountName, containers: [{ name: "main", image }] } } });
     }
     await apply([
       { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "node-image-credentials", namespace }, rules: [{ apiGroups: [""], resources: ["pods", "serviceaccounts"], verbs: ["get"] }, { apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"] }] },
       { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "node-image-credentials", namespace }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "node-image-credentials" }, subjects: [{ kind: "ServiceAccount", name: "node", namespace }] },
-    ] as never);
+    ]);
     nodeKubeconfig = join(work, "node.kubeconfig");
     await writeFile(nodeKubeconfig, kubeConfigForToken(await serviceAccountToken(namespace, "node", [], 3600)).exportConfig());
 
@@ -113,7 +120,13 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
             issuer,
             caFile,
             subjects: ["system:serviceaccount:kube-system:acr-credential-refresher"],
-            kubeletProvider: { grants: [{ serviceAccounts: [`system:serviceaccount:${namespace}:app`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registry] }] }] },
+            kubeletProvider: {
+              grants: [
+                { serviceAccounts: [`system:serviceaccount:${namespace}:app`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registry] }] },
+                // No role of their own: without the annotation the broker's own identity, which may not pull, would ask.
+                { serviceAccounts: [`system:serviceaccount:${namespace}:team`, `system:serviceaccount:${namespace}:sneaky`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registry] }], annotationRoles: [acrPullRole] },
+              ],
+            },
           },
         ],
       },
@@ -137,7 +150,7 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
             apiVersion: "credentialprovider.kubelet.k8s.io/v1",
             args: ["--broker-url", broker.url, "--timeout", "10s"],
             env: [{ name: "ACR_BROKER_CA_FILE", value: broker.caFile }],
-            tokenAttributes: { serviceAccountTokenAudience: audience, cacheType: "ServiceAccount", requireServiceAccount: true, optionalServiceAccountAnnotationKeys: ["acr-credential-broker/role-arn"] },
+            tokenAttributes: { serviceAccountTokenAudience: audience, cacheType: "ServiceAccount", requireServiceAccount: true, optionalServiceAccountAnnotationKeys: [roleAnnotation] },
           },
         ],
       }),
@@ -182,6 +195,21 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     expect(stderr).toMatch(/403 Forbidden.*matches no kubeletProvider grant/);
     const refused = await skopeo(["inspect", "--tls-verify=false", `docker://${image}`]);
     expect(refused.code).not.toBe(0);
+  });
+
+  it("passes the ServiceAccount's role annotation, and the broker pulls with a role its grant lists", async () => {
+    const { results, stderr } = await keyring(`${namespace}/team-1=${image}`);
+    expect(stderr).not.toMatch(/Failed to provide credentials/);
+    const { username, password } = results[0]!.credentials[0]!;
+    const inspected = await skopeo(["inspect", "--tls-verify=false", "--creds", `${username}:${password}`, `docker://${image}`]);
+    expect((JSON.parse(inspected.stdout) as { Digest: string }).Digest).toBe(manifestDigest);
+  });
+
+  it("gets no credential for a ServiceAccount whose annotation names a role its grant does not list", async () => {
+    const { results, stderr } = await keyring(`${namespace}/sneaky-1=${image}`);
+    expect(results[0]!.credentials).toEqual([]);
+    expect(stderr).toMatch(/403 Forbidden.*may not pull as 'acs:ram::1000000000000001:role\/token-broker-fc-role'/);
+    expect(emulator.log.filter({ api: "sts:AssumeRole" }).map((entry) => entry.resource)).not.toContain(fcRole);
   });
 
   it("gives no credential, stale or empty, when the broker is down; the kubelet logs the plugin's error", async () => {

@@ -23,10 +23,12 @@ describe("POST /v1/kubelet-credentials", () => {
   let env: BrokerEnv;
   let prod: TestCluster;
   let bare: TestCluster;
+  let own: TestCluster;
 
   beforeAll(async () => {
     prod = await createTestCluster("prod");
     bare = await createTestCluster("bare");
+    own = await createTestCluster("own");
     env = await startBrokerEnv({
       frozenClock: true,
       clusters: () => [
@@ -42,6 +44,7 @@ describe("POST /v1/kubelet-credentials", () => {
           },
         },
         { name: "bare", key: bare },
+        { name: "own", key: own, kubeletProvider: { audience: "own-kubelet", grants: [{ serviceAccounts: [sa("shop", "*")], registries: [{ regionId: "cn-beijing" }], annotationRoles: [] }] } },
       ],
     });
   });
@@ -118,6 +121,11 @@ describe("POST /v1/kubelet-credentials", () => {
     const token = await prod.mint({ now: env.clock.now(), claims: { aud: [kubeletAudience] } });
     const reverse = await invokeHttp(env.handler, { headers: bearer(token), body: {} }, env.context());
     expect(reverse.status).toBe(401);
+  });
+
+  it("takes a cluster's own kubelet audience instead of the broker-wide one", async () => {
+    expect((await ask(own, sa("shop", "web"), { image: "registry.cn-beijing.aliyuncs.com/team/tool:1" }, { audience: "own-kubelet" })).status).toBe(200);
+    expect((await ask(own, sa("shop", "web"), { image: "registry.cn-beijing.aliyuncs.com/team/tool:1" })).status).toBe(401);
   });
 
   it("refuses every ServiceAccount of a cluster without kubeletProvider", async () => {
