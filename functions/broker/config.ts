@@ -120,15 +120,20 @@ export const brokerConfigSchema = z.strictObject({
     if (cluster.kubeletProvider && (cluster.kubeletProvider.audience ?? config.kubeletProvider.audience) === config.audience) {
       ctx.addIssue({ code: "custom", path: ["clusters", index, "kubeletProvider", "audience"], message: `must differ from the broker's audience '${config.audience}'` });
     }
-    cluster.registries.forEach((registry, r) => {
+    /** `annotated`: a kubelet grant's registry, whose role may also come from annotationRoles. */
+    const checkLifetime = (registry: ConfiguredRegistry, path: Array<string | number>, annotated = false) => {
       const lifetime = registry.expireDuration ?? 3600;
-      if (registry.assumeRoleArn && lifetime <= config.refreshBeforeExpirySeconds) {
-        ctx.addIssue({ code: "custom", path: ["clusters", index, "registries", r, "expireDuration"], message: `must be longer than refreshBeforeExpirySeconds (${config.refreshBeforeExpirySeconds}), or no credential could ever be handed out` });
+      if ((registry.assumeRoleArn || annotated) && lifetime <= config.refreshBeforeExpirySeconds) {
+        ctx.addIssue({ code: "custom", path: [...path, "expireDuration"], message: `must be longer than refreshBeforeExpirySeconds (${config.refreshBeforeExpirySeconds}), or no credential could ever be handed out` });
       }
-      if (registry.expireDuration !== undefined && !registry.assumeRoleArn) {
-        ctx.addIssue({ code: "custom", path: ["clusters", index, "registries", r, "expireDuration"], message: "only applies with assumeRoleArn (it is that role's session length)" });
+      if (registry.expireDuration !== undefined && !registry.assumeRoleArn && !annotated) {
+        ctx.addIssue({ code: "custom", path: [...path, "expireDuration"], message: "only applies with assumeRoleArn (it is that role's session length)" });
       }
-    });
+    };
+    cluster.registries.forEach((registry, r) => checkLifetime(registry, ["clusters", index, "registries", r]));
+    cluster.kubeletProvider?.grants.forEach((grant, g) =>
+      grant.registries.forEach((registry, r) => checkLifetime(registry, ["clusters", index, "kubeletProvider", "grants", g, "registries", r], grant.annotationRoles.length > 0)),
+    );
   });
 });
 export type BrokerConfig = z.infer<typeof brokerConfigSchema>;

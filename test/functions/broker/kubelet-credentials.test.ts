@@ -67,6 +67,16 @@ describe("POST /v1/kubelet-credentials", () => {
     expect(env.emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => e.resource)).toEqual([roles.acrPull]);
   });
 
+  it("logs one line for the request with cluster and ServiceAccount, never the token or the password", async () => {
+    const token = await prod.mint({ now: env.clock.now(), claims: { sub: sa("shop", "logged"), aud: [kubeletAudience] } });
+    const answer = await invokeHttp(env.handler, { path: "/v1/kubelet-credentials", headers: bearer(token), body: { image: `${platformHost}/apps/web:1` } }, env.context());
+    const password = (answer.json.auth as Record<string, { password: string }>)[platformHost]!.password;
+    const line = env.logs.lines.find((l) => l.includes(sa("shop", "logged")));
+    expect(line).toContain('"cluster":"prod"');
+    expect(env.logs.text()).not.toContain(password);
+    expect(env.logs.text()).not.toContain(token.split(".")[2]);
+  });
+
   it("sets cacheDuration to end the refresh margin before the credential expires", async () => {
     const answer = await ask(prod, sa("ci", "builder"), { image: `${platformHost}/apps/web:1` });
     // The same cached credential as the refresher's API reports it, with its expiry.

@@ -96,5 +96,8 @@ describe("kubeletProvider configuration", () => {
     expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { audience: "acr-credential-broker", grants } }] }, "test")).toThrow(/clusters\[0\]\.kubeletProvider\.audience: must differ/);
     expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], serviceAccounts: ["shop:*"] }] } }] }, "test")).toThrow(/serviceAccounts\[0\]: expected system:serviceaccount:<namespace>:<name>/);
     expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], annotationRoles: ["admin"] }] } }] }, "test")).toThrow(/annotationRoles\[0\]: expected a RAM role ARN/);
+    expect(() => parseConfig({ audience: "acr-credential-broker", refreshBeforeExpirySeconds: 1800, clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], registries: [{ regionId: "cn-hangzhou", assumeRoleArn: pull, expireDuration: 1800 }] }] } }] }, "test")).toThrow(
+      /kubeletProvider\.grants\[0\]\.registries\[0\]\.expireDuration: must be longer than refreshBeforeExpirySeconds/,
+    );
   });
 });
