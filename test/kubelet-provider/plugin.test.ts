@@ -4,7 +4,7 @@
  * relays the broker's answer, and on any failure prints one line on stderr, nothing on stdout, and
  * exits non-zero.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -132,6 +132,15 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(/no ServiceAccount token; set tokenAttributes/);
     expect(broker.requests.get("/v1/kubelet-credentials")).toBe(before);
+  });
+
+  it("is a static binary built from the standard library alone, and says its version", async () => {
+    const info = await run("go", ["version", "-m", plugin], "");
+    expect(info.stdout).toMatch(/\bCGO_ENABLED=0\b/);
+    // `dep` lines would name modules outside the standard library.
+    expect(info.stdout).not.toMatch(/^\s*dep\s/m);
+    const packageJson = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    expect((await run(plugin, ["--version"], "")).stdout).toBe(`acr-credential-kubelet-provider ${packageJson.version}\n`);
   });
 
   it("exits 2 with one line naming the setting for a configuration mistake", async () => {
