@@ -180,6 +180,7 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
   });
 
   it("caches the answer for its cacheDuration per ServiceAccount: a second pod of it pulls without another broker call", async () => {
+    // defaultCacheDuration is 0s in the provider's configuration: only the broker's cacheDuration makes the kubelet keep it.
     const before = brokerCalls();
     const { results } = await keyring(`${namespace}/app-1=${image}`, `${namespace}/app-2=${image}`, `${namespace}/app-1=${registry}/demo/other:v2`);
     expect(brokerCalls() - before).toBe(1);
