@@ -93,6 +93,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const totals = { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 };
   const failures = new Map<string, Failure[]>();
   const conflicts = new Map<string, Conflict[]>();
+  let missingNamespaces: string[] = [];
   const dirty = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
   let queue: Promise<void> = Promise.resolve();
@@ -129,6 +130,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     if (scope === undefined) {
       failures.clear();
       conflicts.clear();
+      missingNamespaces = result.missingNamespaces ?? [];
     } else {
       for (const name of scope) {
         failures.delete(name);
@@ -161,7 +163,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       registries: fetched.registries,
       ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
       namespacesServed: served,
-      result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals } },
+      result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals }, missingNamespaces },
       state,
     });
     data.since = since.toISOString();

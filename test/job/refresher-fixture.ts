@@ -33,9 +33,10 @@ export interface RefresherFixture {
 }
 
 export async function installRefresher(): Promise<RefresherFixture> {
-  await apply([...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml"))]);
+  await apply([...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml")), ...(await manifests("secret-policy.yaml"))]);
   const token = await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, [], 3600);
   const kubeConfig = kubeConfigForToken(token);
+  await untilSecretPolicyEnforced(kubeConfig);
   const dir = await mkdtemp(join(tmpdir(), "refresher-"));
   const tokenFile = join(dir, "token");
   await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["acr-credential-broker"], 3600));
@@ -52,6 +53,24 @@ export async function installRefresher(): Promise<RefresherFixture> {
       refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }) }, { brokerUrl, ...options }),
     close: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * The API server picks up a new admission policy within moments, not at once: wait until it refuses
+ * the refresher a Secret that is not its own (a dry-run create, so nothing is stored either way).
+ */
+export async function untilSecretPolicyEnforced(kubeConfig: KubeConfig, timeoutMs = 30_000): Promise<void> {
+  const api = kubeConfig.makeApiClient(CoreV1Api);
+  const started = Date.now();
+  for (;;) {
+    const refused = await api.createNamespacedSecret({ namespace: refresherAccount.namespace, dryRun: "All", body: { metadata: { name: "policy-probe" }, stringData: { probe: "x" } } }).then(
+      () => false,
+      (error: unknown) => error instanceof ApiException && error.code === 403 && String(error.body).includes("acr-credential-refresher-own-secrets"),
+    );
+    if (refused) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`the Secret admission policy was not enforced within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 export const core = () => adminConfig().makeApiClient(CoreV1Api);
