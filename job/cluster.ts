@@ -229,7 +229,8 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
     async createEvent(event) {
       const body = {
         metadata: { name: event.name, namespace: event.namespace, labels: { "app.kubernetes.io/managed-by": fieldManager } },
-        eventTime: new Date(),
+        // A MicroTime: the API server wants exactly six fractional digits, which Date's JSON does not give.
+        eventTime: new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date,
         type: "Warning",
         reason: event.reason,
         action: event.action,
