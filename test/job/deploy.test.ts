@@ -38,6 +38,21 @@ describe("job/deploy", () => {
     expect(secretVerbs).toEqual(["create", "delete", "patch"]);
   });
 
+  it("ships the Secret admission policy in the base, bound with Deny, for the refresher's own ServiceAccount", async () => {
+    const kustomization = parseYaml(await readFile(new URL("base/kustomization.yaml", deploy), "utf8")) as { resources: string[] };
+    expect(kustomization.resources).toContain("secret-policy.yaml");
+    const [policy, binding] = (await documents("base/secret-policy.yaml")) as unknown as [
+      { kind: string; metadata: { name: string }; spec: { failurePolicy: string; matchConditions: Array<{ expression: string }> } },
+      { kind: string; spec: { policyName: string; validationActions: string[] } },
+    ];
+    expect(policy.kind).toBe("ValidatingAdmissionPolicy");
+    expect(policy.spec.failurePolicy).toBe("Fail");
+    expect(policy.spec.matchConditions.map((condition) => condition.expression).join(" ")).toContain('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"');
+    expect(binding).toMatchObject({ kind: "ValidatingAdmissionPolicyBinding", spec: { policyName: policy.metadata.name, validationActions: ["Deny"] } });
+    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
+    expect(rules).toContainEqual({ apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] });
+  });
+
   it("binds the roles to the add-on's ServiceAccount in kube-system, so RRSA trust policies keep working", async () => {
     const sa = await one<Manifest>("base/serviceaccount.yaml");
     expect(sa.metadata).toMatchObject({ name: "aliyun-acr-credential-helper", namespace: "kube-system" });
