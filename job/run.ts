@@ -222,6 +222,8 @@ export function describePlan(report: RunReport): unknown {
       apply: ns.apply,
       serviceAccounts: ns.serviceAccounts.map((edit) => ({ name: edit.name, add: edit.add, remove: edit.remove })),
       delete: ns.delete,
+      ...(ns.unrecorded.length > 0 ? { leftAlone: ns.unrecorded } : {}),
+      ...(ns.applied.length > 0 ? { appliedByOthers: ns.applied.map((sa) => ({ name: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale })) } : {}),
     })),
     skipped: report.plan.skipped,
   };
