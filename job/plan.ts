@@ -280,12 +280,16 @@ function sortLeftovers(leftovers: ReadonlySet<string>, owned: Readonly<Record<st
   };
 }
 
-/** For a namespace no longer served: remove the refresher's entries and delete its Secrets, nothing else. */
+/**
+ * For a namespace no longer served: remove the refresher's entries and delete its Secrets, nothing
+ * else. Only what the state holds counts here: a namespace that is not served and that the refresher
+ * does not remember is none of its business, whatever its annotations say (and watch mode, which
+ * sees every namespace, then agrees with a run, which reads only those).
+ */
 function cleanupPlan(ns: NamespaceInfo, accounts: readonly ServiceAccountInfo[], state: RefresherState): NamespacePlan | undefined {
   const held = heldSecrets(state, ns);
   const owned = ownedSecrets(state, ns);
   const leftovers = new Set<string>(held);
-  for (const sa of accounts) for (const name of managedEntries(sa)) if (isRefresherSecretName(name)) leftovers.add(name);
   const { edits, applied } = serviceAccountEdits(accounts, () => ({ want: [], keep: [] }), held);
   const cleanup = sortLeftovers(leftovers, owned, applied);
   if (cleanup.delete.length === 0 && cleanup.unrecorded.length === 0 && edits.length === 0 && applied.length === 0) return undefined;
