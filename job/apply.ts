@@ -216,8 +216,10 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
  */
 async function reportConflicts(conflicts: readonly Conflict[], context: ApplyContext, limit: ReturnType<typeof pLimit>): Promise<void> {
   let refused = false;
+  // Every run re-sends them (an existing one costs a 409): bounded, so a cluster-wide conflict does not cost thousands of requests per run.
+  if (conflicts.length > eventsPerRun) context.logger.warn({ conflicts: conflicts.length, events: eventsPerRun }, "more conflicts than Events written per run; the status lists them all");
   await Promise.all(
-    conflicts.map((conflict) =>
+    conflicts.slice(0, eventsPerRun).map((conflict) =>
       limit(async () => {
         const event = conflictEvent(conflict);
         try {
@@ -230,6 +232,8 @@ async function reportConflicts(conflicts: readonly Conflict[], context: ApplyCon
     ),
   );
 }
+
+const eventsPerRun = 100;
 
 const eventReasons: Record<Conflict["kind"], string> = { exists: "SecretNameTaken", replaced: "SecretReplaced", unrecorded: "SecretNotRecorded", applied: "ServiceAccountApplied" };
 

@@ -188,7 +188,13 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       expect((await fixture.run(broker.url)).exitCode).toBe(0);
       expect(pullSecretNames(await serviceAccount(namespace, "app"))).toEqual(["corp-pull", one]);
 
-      // Argo CD syncs with ServerSideApply=true and force: it takes the list over and drops the refresher's entry.
+      // Argo CD's first server-side sync of a list the refresher edited conflicts, as the issue saw ...
+      const refused = await applyServiceAccount(namespace, "app", ["corp-pull"], "argocd-controller", false).then(
+        () => "applied",
+        (error: unknown) => String((error as { body?: unknown }).body),
+      );
+      expect(refused).toMatch(/conflict with \\"acr-credential-broker\\".*\.imagePullSecrets/);
+      // ... so it syncs with force: it takes the list over and drops the refresher's entry.
       const forced = await applyServiceAccount(namespace, "app", ["corp-pull"], "argocd-controller", true);
       expect(pullSecretNames(forced)).toEqual(["corp-pull"]);
       for (let run = 0; run < 2; run += 1) {
