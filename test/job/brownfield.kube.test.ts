@@ -1,3 +1,8 @@
+/**
+ * A brownfield cluster: Secrets and ServiceAccounts written by people, kubectl, Helm and Argo CD
+ * before and between the refresher's runs. The refresher runs as its own ServiceAccount under the
+ * shipped RBAC and admission policy; every check reads the cluster as the admin.
+ */
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type V1Secret, type V1ServiceAccount } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
@@ -9,11 +14,6 @@ import { acquireRefresherLock } from "./kube-lock.ts";
 import { core, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
-/**
- * A brownfield cluster: Secrets and ServiceAccounts written by people, kubectl, Helm and Argo CD
- * before and between the refresher's runs. The refresher runs as its own ServiceAccount under the
- * shipped RBAC and admission policy; every check reads the cluster as the admin.
- */
 const registryInfo = "- instanceId: cri-bfone\n  regionId: cn-hangzhou\n- instanceId: cri-bftwo\n  regionId: cn-beijing";
 const onlyOne = "- instanceId: cri-bfone\n  regionId: cn-hangzhou";
 const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((registry) => registry.secretName) as [string, string];

@@ -1,3 +1,4 @@
+/** What the refresher may delete or re-apply, decided from its own records only (decision 005). */
 import type { V1ServiceAccount } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { Credential } from "../../shared/broker-api.ts";
@@ -8,7 +9,6 @@ import { namespacesToRead, plan, type NamespaceInfo, type PlanInput, type Servic
 import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
 import { emptyState, nextState, parseState, secretUid, type RefresherState, type SecretOutcome } from "../../job/state.ts";
 
-/** What the refresher may delete or re-apply, decided from its own records only (decision 005). */
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
 const configOf = (extra: Record<string, string> = {}): RefresherConfig => parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
 const credential = (instanceId: string, regionId: string): Credential => ({ instanceId, regionId, edition: "enterprise", domains: [`${instanceId}.example.com`], username: "u", password: "p", expiresAt: "2030-01-01T00:00:00Z" });

@@ -1,3 +1,9 @@
+/**
+ * The promise "the refresher's token reads no Secret" tested on the token itself, not on the code:
+ * every verb its RBAC grants (and the ones it does not), every patch type, with and without dry run,
+ * sent as raw HTTP with the refresher's ServiceAccount token under the shipped RBAC and admission
+ * policy. Every response body, error or not, is searched for the foreign Secret's value.
+ */
 import { randomBytes } from "node:crypto";
 import { RbacAuthorizationV1Api, type V1Secret } from "@kubernetes/client-node";
 import { Agent, fetch } from "undici";
@@ -6,12 +12,6 @@ import { adminConfig, apply, createNamespace, createServiceAccount, kubeAvailabl
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { core, installRefresher, refresherAccount, type RefresherFixture } from "./refresher-fixture.ts";
 
-/**
- * The promise "the refresher's token reads no Secret" tested on the token itself, not on the code:
- * every verb its RBAC grants (and the ones it does not), every patch type, with and without dry run,
- * sent as raw HTTP with the refresher's ServiceAccount token under the shipped RBAC and admission
- * policy. Every response body, error or not, is searched for the foreign Secret's value.
- */
 interface Answer {
   request: string;
   status: number;
