@@ -156,6 +156,43 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
     });
   });
 
+  describe("after an upgrade from a version that did not record uids", () => {
+    /** The state as that version wrote it: the same, without `uids`. */
+    async function forgetUids(secrets: string[]): Promise<void> {
+      const status = await readStatus();
+      const state = JSON.parse(status?.["state.json"] ?? "{}") as { secrets: Record<string, { uids?: Record<string, string> }> };
+      for (const secret of secrets) delete state.secrets[secret]?.uids;
+      await core().patchNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status", body: { data: { "state.json": JSON.stringify(state) } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    }
+
+    it("learns the uids of its configured Secrets without changing them, and never deletes one it has no uid for", async () => {
+      const namespace = await createNamespace("bf-upgrade");
+      await withServiceAccount(namespace, "default");
+      await resetStatus();
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": registryInfo });
+      expect((await fixture.run(broker.url)).exitCode).toBe(0);
+      await forgetUids([one, two]);
+      const before = await Promise.all([one, two].map(async (name) => (await secretOrUndefined(namespace, name))?.metadata?.resourceVersion));
+
+      const adopted = await fixture.run(broker.url);
+      expect(adopted.plan.namespaces.find((planned) => planned.namespace === namespace)?.apply).toEqual([{ secret: one, reason: "adopt" }, { secret: two, reason: "adopt" }]);
+      expect(await Promise.all([one, two].map(async (name) => (await secretOrUndefined(namespace, name))?.metadata?.resourceVersion))).toEqual(before);
+      const state = JSON.parse((await readStatus())?.["state.json"] ?? "{}") as { secrets: Record<string, { uids?: Record<string, string> }> };
+      expect(state.secrets[one]?.uids?.[namespace]).toBe((await secretOrUndefined(namespace, one))?.metadata?.uid);
+
+      // A leftover the older version wrote is detached and reported, not deleted: nothing proves it is still the refresher's.
+      await forgetUids([two]);
+      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": onlyOne });
+      const removed = await fixture.run(broker.url);
+      expect(removed.exitCode).toBe(1);
+      expect(await secretOrUndefined(namespace, two)).toBeDefined();
+      expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual([one]);
+      expect(await conflictsInStatus(namespace)).toEqual([expect.objectContaining({ secret: two, kind: "unrecorded" })]);
+      // Reported once, then forgotten: the next run is clean.
+      expect((await fixture.run(broker.url)).exitCode).toBe(0);
+    });
+  });
+
   describe("ServiceAccounts whose imagePullSecrets another manager applies", () => {
     it("leaves a Helm-applied ServiceAccount alone, so Helm's next apply does not conflict, and reports the fix", async () => {
       const namespace = await createNamespace("bf-helm");
