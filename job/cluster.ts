@@ -159,10 +159,22 @@ function sharedConnections(maxSockets: number): Middleware {
   };
 }
 
-export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number } = {}): ClusterApi {
+/** Tells `observe` about every request as it is sent: method and URL, never a header or a body. */
+function observing(observe: (request: { method: string; url: string }) => void): Middleware {
+  return {
+    pre: (context: RequestContext) => {
+      observe({ method: context.getHttpMethod(), url: context.getUrl() });
+      return new Observable(Promise.resolve(context));
+    },
+    post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+  };
+}
+
+export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number; observe?: (request: { method: string; url: string }) => void } = {}): ClusterApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const events = kubeConfig.makeApiClient(EventsV1Api);
-  const requestOptions: RequestOptions = { middleware: [deadline(options.requestTimeoutMs ?? 30_000), sharedConnections(32)], middlewareMergeStrategy: "append" };
+  const middleware = [deadline(options.requestTimeoutMs ?? 30_000), sharedConnections(32), ...(options.observe === undefined ? [] : [observing(options.observe)])];
+  const requestOptions: RequestOptions = { middleware, middlewareMergeStrategy: "append" };
   const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply, requestOptions);
   const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch, requestOptions);
   const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {

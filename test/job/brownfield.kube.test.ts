@@ -6,7 +6,7 @@
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type V1Secret, type V1ServiceAccount } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import type { ClusterApi } from "../../job/cluster.ts";
+import { kubernetesCluster } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { annotations } from "../../job/secret.ts";
 import { adminConfig, apply, createNamespace, kubeAvailable } from "../kube/cluster.ts";
@@ -281,26 +281,24 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       await setConfig({ "broker-url": broker.url, "watch-namespace": namespaces.join(","), "acr-registry-info": onlyOne });
       expect((await fixture.run(broker.url)).exitCode).toBe(0);
 
-      const lists: Array<string | undefined> = [];
-      const counting: ClusterApi = {
-        ...fixture.cluster,
-        listServiceAccounts(namespace) {
-          lists.push(namespace);
-          return fixture.cluster.listServiceAccounts(namespace);
-        },
-      };
+      // Every HTTP request the refresher's client sends, as it leaves.
+      const requests: string[] = [];
+      const counting = kubernetesCluster(fixture.kubeConfig, { observe: ({ method, url }) => void requests.push(`${method} ${new URL(url).pathname}`) });
+      const serviceAccountLists = () => requests.filter((request) => /^GET .*\/serviceaccounts$/.test(request));
       const kept = namespaces.slice(0, 2);
       await setConfig({ "broker-url": broker.url, "watch-namespace": kept.join(","), "acr-registry-info": onlyOne });
+      const allAccounts = (await core().listServiceAccountForAllNamespaces()).items.length;
       const narrowed = await fixture.run(broker.url, {}, counting);
       expect(narrowed.exitCode).toBe(0);
-      expect(lists).toEqual([undefined]);
+      // One paginated cluster-wide list (pages of 500), no list per namespace.
+      expect(serviceAccountLists()).toEqual(Array.from({ length: Math.ceil(allAccounts / 500) }, () => "GET /api/v1/serviceaccounts"));
       expect(narrowed.apply?.counts.secretsDeleted).toBe(58);
       expect(await secretOrUndefined(namespaces[30] as string, one)).toBeUndefined();
 
       // Once cleaned up, the few named namespaces are listed one by one again.
-      lists.length = 0;
+      requests.length = 0;
       await fixture.run(broker.url, {}, counting);
-      expect(lists.sort()).toEqual([...kept].sort());
+      expect(serviceAccountLists().sort()).toEqual(kept.map((namespace) => `GET /api/v1/namespaces/${namespace}/serviceaccounts`).sort());
     });
   });
 });
