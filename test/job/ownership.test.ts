@@ -8,6 +8,8 @@ import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts"
 import { namespacesToRead, plan, type NamespaceInfo, type PlanInput, type ServiceAccountInfo } from "../../job/plan.ts";
 import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
 import { emptyState, nextState, parseState, secretUid, type RefresherState, type SecretOutcome } from "../../job/state.ts";
+import { statusData } from "../../job/status.ts";
+import { parse as parseYaml } from "yaml";
 
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
 const configOf = (extra: Record<string, string> = {}): RefresherConfig => parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
@@ -134,5 +136,26 @@ describe("conflict Events", () => {
     expect(conflictEvent(conflict).name).not.toBe(conflictEvent({ ...conflict, secret: two }).name);
     expect(conflictEvent(conflict)).toMatchObject({ reason: "SecretReplaced", regarding: { kind: "Secret", name: one } });
     expect(conflictEvent({ namespace: "team-a", secret: one, kind: "applied", serviceAccount: "app", managers: ["helm"], message: "m" }).regarding).toEqual({ kind: "ServiceAccount", name: "app" });
+  });
+});
+
+describe("the status", () => {
+  it("lists missing namespaces and each conflict with its kind, and counts a namespace once", () => {
+    const conflicts = [
+      { namespace: "team-a", secret: one, kind: "replaced" as const, message: "m1" },
+      { namespace: "team-a", secret: one, kind: "applied" as const, serviceAccount: "app", managers: ["helm"], message: "m2" },
+    ];
+    const data = statusData({
+      finishedAt: new Date("2030-01-01T00:00:00Z"),
+      durationMs: 1,
+      mode: "once",
+      registries: [],
+      namespacesServed: 2,
+      result: { outcomes: [], failures: [], conflicts, counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 1 }, missingNamespaces: ["team-typo"] },
+      state: emptyState(),
+    });
+    expect(parseYaml(data["missing-namespaces"] ?? "")).toEqual(["team-typo"]);
+    expect(parseYaml(data.conflicts ?? "")).toEqual(conflicts);
+    expect(parseYaml(data.summary ?? "")).toMatchObject({ namespacesFailed: 1, conflicts: 2 });
   });
 });
