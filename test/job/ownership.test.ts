@@ -1,6 +1,7 @@
 /** What the refresher may delete or re-apply, decided from its own records only (decision 005). */
 import type { V1ServiceAccount } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import type { Credential } from "../../shared/broker-api.ts";
 import { conflictEvent } from "../../job/apply.ts";
 import { imagePullSecretsAppliers, serviceAccountInfo } from "../../job/cluster.ts";
@@ -9,7 +10,6 @@ import { namespacesToRead, plan, type NamespaceInfo, type PlanInput, type Servic
 import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
 import { emptyState, nextState, parseState, secretUid, type RefresherState, type SecretOutcome } from "../../job/state.ts";
 import { statusData } from "../../job/status.ts";
-import { parse as parseYaml } from "yaml";
 
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
 const configOf = (extra: Record<string, string> = {}): RefresherConfig => parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
