@@ -9,10 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { builtBinaryDir, isExecutableFile, pinnedVersions } from "../kube/binaries.ts";
 import { adminConfig, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
+import { acquireRefresherLock } from "./kube-lock.ts";
 
 const kubectl = join(builtBinaryDir(pinnedVersions().kubernetes), "kubectl");
 const deploy = (folder: string) => new URL(`../../job/deploy/${folder}`, import.meta.url).pathname;
@@ -25,6 +26,15 @@ async function rendered(folder: string): Promise<Array<{ kind: string; metadata:
 
 // kubectl is built by `bash test/kube/build.sh --with-kubectl` (as .ci/run does).
 describe.skipIf(!kubeAvailable() || !isExecutableFile(kubectl))("job/deploy with kubectl", () => {
+  // Re-applying the refresher's RBAC and policy must not happen while another file relies on them.
+  let release: () => Promise<void>;
+  beforeAll(async () => {
+    release = await acquireRefresherLock("deploy.kube.test");
+  });
+  afterAll(async () => {
+    await release?.();
+  });
+
   it("installs the base with kubectl apply -k, admission policy included", async () => {
     const dir = await mkdtemp(join(tmpdir(), "deploy-"));
     try {
