@@ -14,7 +14,7 @@ import { statusData } from "../../job/status.ts";
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
 const configOf = (extra: Record<string, string> = {}): RefresherConfig => parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
 const credential = (instanceId: string, regionId: string): Credential => ({ instanceId, regionId, edition: "enterprise", domains: [`${instanceId}.example.com`], username: "u", password: "p", expiresAt: "2030-01-01T00:00:00Z" });
-const secretsOf = (config: RefresherConfig): Map<string, DesiredSecret> => new Map(config.registries.map((r) => [r.secretName, desiredSecret(r, credential(r.instanceId ?? "", r.regionId), undefined)]));
+const secretsOf = (config: RefresherConfig): Map<string, DesiredSecret> => new Map(config.registries.map((r) => [r.secretName, desiredSecret(r, credential(r.instanceId ?? "", r.regionId ?? ""), undefined)]));
 const ns = (name: string): NamespaceInfo => ({ name, uid: `${name}-uid-0000`, terminating: false, annotations: {} });
 const sa = (namespace: string, name: string, pullSecrets: string[], extra: Partial<ServiceAccountInfo> = {}): ServiceAccountInfo => ({ namespace, name, resourceVersion: "1", imagePullSecrets: pullSecrets.map((secret) => ({ name: secret })), annotations: {}, ...extra });
 const full = configOf();
