@@ -143,7 +143,7 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       REGISTRY_USER: credential.username,
       REGISTRY_PASSWORD: credential.password,
     };
-    const refresherArgs = [bundle, "--once", "--kubeconfig", kubeconfig, "--token-file", tokenFile];
+    const refresherArgs = [bundle, "--once", "--no-spread", "--kubeconfig", kubeconfig, "--token-file", tokenFile];
     const imageEnv = imageEnvironment(await readFile(repoPath("job/Dockerfile"), "utf8"));
     const refresherEnv = { PATH: process.env.PATH, HOME: work, ...imageEnv };
     log(`refresher: the bundled job with the image's NODE_OPTIONS=${imageEnv.NODE_OPTIONS}`);

@@ -54,6 +54,19 @@ describe("job/deploy", () => {
     expectHardened(pod, "--once");
   });
 
+  it("fits the spread window and the run within the CronJob's deadlines, and tells the refresher its schedule", async () => {
+    const cronJob = await one<{ spec: { schedule: string; startingDeadlineSeconds: number; jobTemplate: { spec: { activeDeadlineSeconds: number; template: { spec: PodSpec } } } } }>("base/cronjob.yaml");
+    const minutes = Number(/^\*\/(\d+) \* \* \* \*$/.exec(cronJob.spec.schedule)?.[1]);
+    const args = cronJob.spec.jobTemplate.spec.template.spec.containers[0]?.args ?? [];
+    expect(args[args.indexOf("--schedule-interval") + 1]).toBe(`${minutes}m`);
+    const window = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- regionId: cn-hangzhou" }).config.spreadWindowSeconds;
+    const active = cronJob.spec.jobTemplate.spec.activeDeadlineSeconds;
+    // The delay leaves at least two minutes for the run itself ...
+    expect(window + 120).toBeLessThanOrEqual(active);
+    // ... and a run that starts as late as allowed still ends before the next one is due.
+    expect(cronJob.spec.startingDeadlineSeconds + active).toBeLessThanOrEqual(minutes * 60);
+  });
+
   it("runs the --watch Deployment the same way, in place of the CronJob", async () => {
     const deployment = await one<{ spec: { template: { spec: PodSpec } } }>("watch/deployment.yaml");
     expectHardened(deployment.spec.template.spec, "--watch");
@@ -81,7 +94,7 @@ function expectHardened(pod: PodSpec, mode: string): void {
   expect(pod.securityContext.runAsNonRoot).toBe(true);
   expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
   const [container] = pod.containers;
-  expect(container?.args).toEqual([mode]);
+  expect(container?.args?.[0]).toBe(mode);
   expect(container?.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
   expect(container?.resources.limits).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
   const audiences = pod.volumes.flatMap((volume) => volume.projected?.sources.map((source) => source.serviceAccountToken.audience) ?? []);

@@ -155,7 +155,7 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   /** Runs the bundle; with `killAfterMs`, SIGKILLs it then. Resolves with its exit code, or the signal. */
   function runRefresher(target: Seeded, options: { killAfterMs?: number } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
     const started = performance.now();
-    const child = spawn(process.execPath, [bundle, "--once", "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [bundle, "--once", "--no-spread", "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.on("data", (chunk: Buffer) => (refresherLogs += chunk.toString()));
     const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), options.killAfterMs);
     return new Promise((resolve) =>
