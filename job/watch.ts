@@ -32,7 +32,7 @@ export interface WatchOptions {
   debounceMs?: number;
   /** Minimum spacing of status ConfigMap writes. */
   statusIntervalMs?: number;
-  /** Overrides the ConfigMap's `spread-window`: renewals start this cluster's delay earlier within it. */
+  /** Overrides the ConfigMap's `spread-window`: renewals wait this cluster's delay within it. */
   spreadWindowSeconds?: number;
 }
 
@@ -47,10 +47,11 @@ const minRefreshMs = 30_000;
 const maxRefreshMs = 3_600_000;
 
 /**
- * When to ask the broker again: the threshold plus this cluster's spread delay before the earliest
- * expiry (earlier, never later, so the threshold keeps its meaning while a fleet's renewals spread);
+ * When to ask the broker again: the threshold before the earliest expiry, then this cluster's spread
+ * delay (at most half the threshold, so the credential is always renewed well before it lapses);
  * while some registry has no credential, sooner, backing off from 30 s to 5 min; always between 30 s
- * and an hour.
+ * and an hour. The delay comes after the threshold, not before it: by then the broker's cache renews
+ * the credential for an unforced request, which the whole fleet shares.
  */
 export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date | undefined; thresholdSeconds: number; failures: number; now: Date; spreadMs?: number }): number {
   let wait: number;
@@ -58,7 +59,7 @@ export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date 
     wait = Math.min(minRefreshMs * 2 ** Math.min(Math.max(input.failures - 1, 0), 4), 5 * 60_000);
   } else {
     const expiry = input.earliestExpiry?.getTime() ?? input.now.getTime() + maxRefreshMs;
-    wait = expiry - input.thresholdSeconds * 1000 - (input.spreadMs ?? 0) - input.now.getTime();
+    wait = expiry - input.thresholdSeconds * 1000 + Math.min(input.spreadMs ?? 0, (input.thresholdSeconds * 1000) / 2) - input.now.getTime();
   }
   return Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
 }
@@ -110,8 +111,6 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   let nextRefreshAt: Date | undefined;
   const spreadWindowMs = () => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const spreadMs = () => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs());
-  /** Renewal starts up to one spread window before the threshold, so `force` must cover the window too. */
-  const renewWithinSeconds = () => config.expiringThresholdSeconds + spreadWindowMs() / 1000;
 
   const later = (ms: number, task: () => void): NodeJS.Timeout => {
     const timer = setTimeout(() => {
@@ -196,7 +195,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
   /** Fetches credentials (one broker call for all namespaces) and reconciles everything. */
   async function refreshAll(): Promise<void> {
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: renewWithinSeconds() });
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now());
     brokerFailures = fetched.secrets.size === config.registries.length ? 0 : brokerFailures + 1;
     await reconcile(undefined);
     scheduleRefresh();
@@ -243,7 +242,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     config = await loadConfig(cluster, configMap, logger, options.brokerUrl);
     configText = JSON.stringify(initialData ?? null);
     state = await readState(cluster);
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: renewWithinSeconds() });
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now());
     brokerFailures = fetched.secrets.size === config.registries.length ? 0 : 1;
 
     namespaces.on("error", restartOnError("namespaces", namespaces));
