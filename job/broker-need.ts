@@ -4,7 +4,7 @@
  * credential: one in hand expires within `expiring-threshold` plus one schedule interval (so it never
  * enters the threshold unrenewed, even when a run is missed), a chosen namespace or ServiceAccount
  * lacks a Secret, the configuration that shapes credentials changed, the refresher's memory is
- * missing or unreadable, or a person asked (`--resync`, or the resync annotation). Pure: the caller
+ * missing or unreadable, the run before was cut off while writing Secrets, or a person asked (`--resync`, or the resync annotation). Pure: the caller
  * reads the status ConfigMap, the namespaces and the ServiceAccounts. See docs/refresher.md.
  */
 import { createHash } from "node:crypto";
@@ -32,6 +32,8 @@ export const brokerMemorySchema = z.object({
   /** The value of the resync annotation last acted on. */
   resync: z.string().optional(),
   lastCallAt: z.string().optional(),
+  /** Set while a run writes new credentials; found set, it means that run was cut off midway. */
+  unfinished: z.boolean().optional(),
 });
 export type BrokerMemory = z.infer<typeof brokerMemorySchema>;
 
@@ -56,7 +58,7 @@ export function credentialConfigHash(config: RefresherConfig): string {
   return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 
-export type NeedCode = "resync" | "memory-missing" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "service-account-lacks-secret";
+export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "service-account-lacks-secret";
 
 export interface NeedReason {
   code: NeedCode;
@@ -127,6 +129,8 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
   if (input.resync) add("resync", "--resync");
   if (annotationResync) add("resync", resyncAnnotation);
   if (memory === undefined) add("memory-missing");
+  // The cut-off run rewrote some Secrets that the state does not know about: ask, and rewrite them all.
+  else if (memory.unfinished === true) add("interrupted");
   else if (memory.configHash !== credentialConfigHash(config)) add("config-changed");
 
   const expiries = memory?.expiries ?? {};

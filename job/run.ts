@@ -281,6 +281,13 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     return dry;
   }
 
+  if (need.call && memory !== undefined && planSummary(thePlan).secretsToApply > 0) {
+    // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
+    // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
+    await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }, statusLabels).catch((error: unknown) => {
+      logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
+    });
+  }
   const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16 });
   const finished = now();
   const out = report(applied, finished);

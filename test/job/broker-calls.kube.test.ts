@@ -2,7 +2,8 @@ import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { Credential, RegistryRequest } from "../../shared/broker-api.ts";
-import { resyncAnnotation } from "../../job/broker-need.ts";
+import { parseBrokerMemory, resyncAnnotation } from "../../job/broker-need.ts";
+import type { ClusterApi } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import type { RunOptions, RunReport } from "../../job/run.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
@@ -78,9 +79,9 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
     await release?.();
   });
 
-  /** Each test starts from a served cluster whose credentials were fetched at `time`. */
+  /** Each test starts from a served cluster whose credentials were fetched at `time`, hours after the last test's (whose credentials the broker's cache then no longer serves). */
   beforeEach(async () => {
-    time = Date.now();
+    time += minutes(180);
     await setConfig(config);
     await resetStatus();
     const { report, calls } = await run();
@@ -163,6 +164,32 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
     time += minutes(5);
     await core().patchNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status", body: { data: { "broker.json": "{not json" } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     expect((await run()).calls).toHaveLength(1);
+    time += minutes(5);
+    expect((await run()).calls).toEqual([]);
+  });
+
+  it("makes one call after a run cut off while writing Secrets (its final status write refused by a wrapper, as a SIGKILL leaves it)", async () => {
+    time += minutes(40);
+    let statusWrites = 0;
+    const cutOff: ClusterApi = {
+      ...fixture.cluster,
+      async applyConfigMap(namespace, name, data, labels) {
+        statusWrites += 1;
+        if (statusWrites > 1) throw new Error("the process is gone");
+        return fixture.cluster.applyConfigMap(namespace, name, data, labels);
+      },
+    };
+    const cut = await fixture.run(broker.url, {}, cutOff, { now: () => new Date(time) });
+    expect(cut.apply?.counts.secretsApplied).toBe(4);
+    expect(statusWrites).toBe(2);
+    expect(parseBrokerMemory((await readStatus())?.["broker.json"])?.unfinished).toBe(true);
+    time += minutes(5);
+    const { report, calls } = await run();
+    expect(calls).toHaveLength(1);
+    // The cut-off run's answer was never remembered: the next one asks as if it had not happened, and says why.
+    expect(report.need.reasons[0]).toEqual({ code: "interrupted" });
+    expect(report.apply?.counts.secretsApplied).toBe(4);
+    expect(parseBrokerMemory((await readStatus())?.["broker.json"])?.unfinished).toBeUndefined();
     time += minutes(5);
     expect((await run()).calls).toEqual([]);
   });

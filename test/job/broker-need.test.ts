@@ -99,6 +99,10 @@ describe("brokerNeed", () => {
     expect(brokerNeed(steady({ config: changed({ "watch-namespace": "team-a", "expiring-threshold": "10m" }) })).call).toBe(false);
   });
 
+  it("asks again, whatever the expiries, when the run before was cut off while writing Secrets", () => {
+    expect(codes(steady({ memory: { ...memory({ [one]: at(60), [two]: at(60) }), unfinished: true } }))).toEqual(["interrupted"]);
+  });
+
   it("asks when the memory is missing or unreadable", () => {
     expect(codes(steady({ memory: undefined }))).toEqual(["memory-missing"]);
     expect(parseBrokerMemory("{not json")).toBeUndefined();
