@@ -99,7 +99,7 @@ export interface BrokerNeed {
 const reasonsPerCode = 5;
 
 /** Seconds before expiry at which a credential is renewed: the threshold, plus one interval so that no run in between finds it inside the threshold. */
-export const renewWithinSeconds = (config: RefresherConfig, intervalSeconds: number): number => config.expiringThresholdSeconds + Math.max(0, intervalSeconds);
+export const renewalWindowSeconds = (config: RefresherConfig, intervalSeconds: number): number => config.expiringThresholdSeconds + Math.max(0, intervalSeconds);
 
 /** When the next run must ask the broker: the earliest expiry in hand minus the renewal window; `now` when a registry has none. */
 export function nextCallDue(registries: readonly RegistryEntry[], expiries: Readonly<Record<string, string>>, windowSeconds: number, now: Date): Date {
@@ -122,7 +122,7 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
     counts.set(code, count + 1);
     if (count < reasonsPerCode) reasons.push(subject === undefined ? { code } : { code, subject });
   };
-  const window = renewWithinSeconds(config, input.intervalSeconds);
+  const window = renewalWindowSeconds(config, input.intervalSeconds);
   const renew = new Set<string>();
 
   const annotationResync = input.resyncAnnotation !== undefined && input.resyncAnnotation !== "" && input.resyncAnnotation !== memory?.resync;
