@@ -318,7 +318,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
 export function describePlan(report: RunReport): unknown {
   return {
     result: report.result,
-    broker: { asked: report.need.call, reasons: report.need.reasons.map(describeReason), nextCallDueAt: report.nextCallDueAt.toISOString() },
+    broker: { asked: report.need.call, reasons: report.need.reasons.map(describeReason), spreadDelayMs: report.spreadDelayMs, nextCallDueAt: report.nextCallDueAt.toISOString() },
     summary: planSummary(report.plan),
     registries: report.registries.map((status) => ({
       registry: registryLabel(status.registry),

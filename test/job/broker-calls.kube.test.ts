@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import type { Credential, RegistryRequest } from "../../shared/broker-api.ts";
 import { parseBrokerMemory, resyncAnnotation } from "../../job/broker-need.ts";
 import type { ClusterApi } from "../../job/cluster.ts";
+import { spreadDelayMs } from "../../job/spread.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import type { RunOptions, RunReport } from "../../job/run.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
@@ -227,6 +228,9 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
       waits.push(report.spreadDelayMs);
     }
     expect(waits[1]).toBe(waits[0]);
+    // Derived from this cluster's identity, the kube-system namespace's uid (another cluster's uid gives another delay: test/job/spread.test.ts).
+    const uid = (await core().readNamespace({ name: "kube-system" })).metadata?.uid;
+    expect(waits[0]).toBe(spreadDelayMs(uid, windowSeconds * 1000));
     // No delay at all on a run that does not ask the broker.
     const started = Date.now();
     const idle = await fixture.run(broker.url, { spreadWindowSeconds: 60 }, undefined, { now: () => new Date(time) });
