@@ -152,7 +152,7 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
         } catch (retryError) {
           if (rest.length === 0) return failAll(retryError);
           const reported = { code: codeOf(retryError), message: oneLine(retryError) };
-          for (const registry of renewFirst) matched.set(registry.secretName, { error: { ...reported, regionId: registry.regionId } });
+          for (const registry of renewFirst) matched.set(registry.secretName, { error: { ...reported, regionId: registry.regionId ?? "" } });
         }
       }
     }

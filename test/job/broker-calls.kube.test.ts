@@ -30,7 +30,7 @@ async function startOneHourBroker(clock: () => number): Promise<ScriptedBroker &
       const cached = cache.get(key);
       if (cached !== undefined && request.body.force !== true && Date.parse(cached.expiresAt) - clock() > minutes(15)) return cached;
       issued += 1;
-      const fresh: Credential = { instanceId: registry.instanceId!, regionId: registry.regionId, edition: "enterprise", domains: [`${registry.instanceId}.example.com`], username: "cr_temp_user", password: `one-hour-${issued}`, expiresAt: new Date(clock() + minutes(60)).toISOString() };
+      const fresh: Credential = { instanceId: registry.instanceId!, regionId: registry.regionId ?? "cn-hangzhou", edition: "enterprise", domains: [`${registry.instanceId}.example.com`], username: "cr_temp_user", password: `one-hour-${issued}`, expiresAt: new Date(clock() + minutes(60)).toISOString() };
       cache.set(key, fresh);
       return fresh;
     });
