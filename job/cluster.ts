@@ -13,6 +13,8 @@ import type { JsonPatchOperation } from "./service-account-patch.ts";
 export interface ClusterApi {
   /** A ConfigMap's data, or `undefined` when it does not exist. */
   readConfigMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** A ConfigMap's data and annotations (the resync annotation lives there), or `undefined` when it does not exist. */
+  readConfigMapWithAnnotations(namespace: string, name: string): Promise<{ data: Record<string, string>; annotations: Record<string, string> } | undefined>;
   listNamespaces(): Promise<NamespaceInfo[]>;
   /** All ServiceAccounts of one namespace, or of the whole cluster when `namespace` is undefined. */
   listServiceAccounts(namespace?: string): Promise<ServiceAccountInfo[]>;
@@ -185,16 +187,21 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
     }
   };
 
+  const readConfigMapWithAnnotations = async (namespace: string, name: string) => {
+    try {
+      const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
+      return { data: configMap.data ?? {}, annotations: configMap.metadata?.annotations ?? {} };
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
+    }
+  };
+
   return {
     async readConfigMap(namespace, name) {
-      try {
-        const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
-        return configMap.data ?? {};
-      } catch (error) {
-        if (error instanceof ApiException && error.code === 404) return undefined;
-        throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
-      }
+      return (await readConfigMapWithAnnotations(namespace, name))?.data;
     },
+    readConfigMapWithAnnotations,
     async listNamespaces() {
       const items = await call("listing namespaces", () => allPages((_continue) => core.listNamespace({ limit: pageSize, _continue }, requestOptions)));
       return items.map(namespaceInfo);

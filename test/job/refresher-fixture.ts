@@ -6,7 +6,7 @@ import { parseAllDocuments } from "yaml";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
-import { refreshOnce, type RunOptions, type RunReport } from "../../job/run.ts";
+import { refreshOnce, type RunDependencies, type RunOptions, type RunReport } from "../../job/run.ts";
 import { adminConfig, apply, kubeConfigForToken, serviceAccountToken } from "../kube/cluster.ts";
 
 /**
@@ -28,7 +28,8 @@ export interface RefresherFixture {
   /** Every log line the refresher wrote in this fixture, to check that none carries a secret. */
   logs: string[];
   logger: Logger;
-  run(brokerUrl: string, options?: RunOptions, cluster?: ClusterApi): Promise<RunReport>;
+  /** One run without the fleet spread's delay (unless `options` sets a window), at `clock` when given. */
+  run(brokerUrl: string, options?: RunOptions, cluster?: ClusterApi, clock?: Pick<RunDependencies, "now" | "sleep">): Promise<RunReport>;
   close(): Promise<void>;
 }
 
@@ -49,8 +50,8 @@ export async function installRefresher(): Promise<RefresherFixture> {
     tokenFile,
     logs,
     logger,
-    run: (brokerUrl, options = {}, override) =>
-      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }) }, { brokerUrl, ...options }),
+    run: (brokerUrl, options = {}, override, clock = {}) =>
+      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }), ...clock }, { brokerUrl, spreadWindowSeconds: 0, ...options }),
     close: () => rm(dir, { recursive: true, force: true }),
   };
 }
