@@ -2,7 +2,7 @@
 # Builds what the kubelet credential provider tests run: the plugin (kubelet-provider/build.sh) and
 # `keyring`, a small program around the kubelet's own credential provider code from the
 # k8s.io/kubernetes release pinned in test/kube/go.mod (go.mod here must pin the same one), into
-# .cache/kubelet-provider/<kubernetes version>/bin. A keyring already there is reused.
+# .cache/kubelet-provider/<kubernetes version>/bin. A keyring newer than its source is reused.
 #
 #   bash test/kubelet-provider/build.sh
 set -euo pipefail
@@ -24,7 +24,7 @@ fi
 bin="$root/.cache/kubelet-provider/$kubernetes_version/bin"
 
 bash "$root/kubelet-provider/build.sh" "$bin"
-if [ -x "$bin/keyring" ]; then
+if [ -x "$bin/keyring" ] && [ "$bin/keyring" -nt "$here/keyring/main.go" ] && [ "$bin/keyring" -nt "$here/go.mod" ]; then
   echo "keyring present, not rebuilding: Kubernetes $kubernetes_version in ${bin#"$root"/}"
   exit 0
 fi

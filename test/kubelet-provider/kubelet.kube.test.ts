@@ -9,7 +9,7 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { CoreV1Api } from "@kubernetes/client-node";
+import { CoreV1Api, type KubernetesObject, type V1ClusterRole } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
@@ -211,6 +211,24 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     expect(results[0]!.credentials).toEqual([]);
     expect(stderr).toMatch(/403 Forbidden.*may not pull as 'acs:ram::1000000000000001:role\/token-broker-fc-role'/);
     expect(emulator.log.filter({ api: "sts:AssumeRole" }).map((entry) => entry.resource)).not.toContain(fcRole);
+  });
+
+  it("accepts the shipped CredentialProviderConfig with the kubelet's own validation, and refuses one without cacheType", async () => {
+    const shipped = new URL("../../kubelet-provider/deploy/credential-provider.yaml", import.meta.url).pathname;
+    const valid = await run(keyringBinary()!, ["--config", shipped, "--bin-dir", pluginDir, "--kubeconfig", nodeKubeconfig], "");
+    expect(valid.stderr).toBe("");
+    expect(valid.code).toBe(0);
+    const withoutCacheType = join(work, "without-cache-type.yaml");
+    await writeFile(withoutCacheType, (await readFile(shipped, "utf8")).replace(/^\s*cacheType:.*$/m, ""));
+    const invalid = await run(keyringBinary()!, ["--config", withoutCacheType, "--bin-dir", pluginDir, "--kubeconfig", nodeKubeconfig], "");
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toMatch(/cacheType is required/);
+  });
+
+  it("takes the shipped node RBAC for the audience", async () => {
+    const documents = (await readFile(new URL("../../kubelet-provider/deploy/node-audience-rbac.yaml", import.meta.url), "utf8")).split(/^---$/m).map((text) => parseYaml(text) as KubernetesObject);
+    const [role] = await apply(documents);
+    expect((role as V1ClusterRole).rules).toEqual([{ apiGroups: [""], resources: [audience], verbs: ["request-serviceaccounts-token-audience"] }]);
   });
 
   it("gives no credential, stale or empty, when the broker is down; the kubelet logs the plugin's error", async () => {

@@ -4,8 +4,9 @@
 // apiserver for the pod's ServiceAccount and a token for the provider's audience bound to the pod,
 // executes the plugin and looks the image up in the resulting keyring.
 //
-//	keyring --config FILE --bin-dir DIR --kubeconfig FILE namespace/pod=image ...
+//	keyring --config FILE --bin-dir DIR --kubeconfig FILE [namespace/pod=image ...]
 //
+// Without lookups it only loads and validates the configuration as the kubelet does at start.
 // Each lookup prints one JSON line {"lookup": "...", "credentials": [{"username", "password"}]};
 // the lookups run in order in one process, so the kubelet's credential cache is shared between
 // them. The kubelet logs plugin failures (and returns no credential); they go to stderr.
@@ -49,8 +50,8 @@ func main() {
 	binDir := flag.String("bin-dir", "", "the plugin folder (--image-credential-provider-bin-dir)")
 	kubeconfig := flag.String("kubeconfig", "", "credentials the kubelet uses towards the apiserver")
 	flag.Parse()
-	if *configPath == "" || *binDir == "" || *kubeconfig == "" || flag.NArg() == 0 {
-		fail("usage: keyring --config FILE --bin-dir DIR --kubeconfig FILE namespace/pod=image ...")
+	if *configPath == "" || *binDir == "" || *kubeconfig == "" {
+		fail("usage: keyring --config FILE --bin-dir DIR --kubeconfig FILE [namespace/pod=image ...]")
 	}
 
 	restConfig, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
