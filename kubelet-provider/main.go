@@ -212,10 +212,9 @@ func askBroker(cfg config, req request) (response, error) {
 
 // checkResponse accepts only a complete answer: the kubelet would cache anything it is given.
 func checkResponse(data []byte) (response, error) {
+	// Fields it does not know are dropped, not refused: only the ones below reach the kubelet.
 	var resp response
-	decoder := json.NewDecoder(bytes.NewReader(data))
-	decoder.DisallowUnknownFields()
-	if err := decoder.Decode(&resp); err != nil {
+	if err := json.Unmarshal(data, &resp); err != nil {
 		return response{}, errors.New("the broker's answer is not a CredentialProviderResponse; check --broker-url and the broker's version")
 	}
 	if resp.APIVersion != apiVersion || resp.Kind != "CredentialProviderResponse" || resp.CacheKeyType != "Registry" {
