@@ -150,6 +150,29 @@ describe("POST /v1/kubelet-credentials", () => {
     expect((answer.json.error as { message: string }).message).toMatch(/image/);
   });
 
+  it("answers a credential it could not renew with cacheDuration 0s, and an expired one not at all", async () => {
+    const image = { image: `${platformHost}/apps/web:1` };
+    const before = await ask(prod, sa("shop", "web"), image);
+    const refresher = await invokeHttp(env.handler, { headers: bearer(await prod.mint({ now: env.clock.now() })), body: { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] } }, env.context());
+    const expiresAt = Date.parse((refresher.json as unknown as CredentialsResponse).credentials[0]!.expiresAt);
+    const password = (answer: { json: Record<string, unknown> }) => (answer.json.auth as Record<string, { password: string }>)[platformHost]!.password;
+    try {
+      env.emulator.faults.set({ serverErrorRate: 1, apis: ["sts:", "cr:"] });
+      env.clock.set(expiresAt - 60_000);
+      const stale = await ask(prod, sa("shop", "web"), image);
+      expect(stale.status).toBe(200);
+      expect(password(stale)).toBe(password(before));
+      // The kubelet uses it for this pull and asks again for the next.
+      expect(stale.json.cacheDuration).toBe("0s");
+      env.clock.set(expiresAt + 1000);
+      const expired = await ask(prod, sa("shop", "web"), image);
+      expect([502, 503]).toContain(expired.status);
+      expect(JSON.stringify(expired.json)).not.toContain(password(before));
+    } finally {
+      env.emulator.faults.clear();
+    }
+  });
+
   it("answers the same through the HTTP server", async () => {
     // The execution role's credentials, which FC hands a custom runtime in its environment.
     const server = await serveBroker((event, context) => env.handler(event as Buffer, { ...context, credentials: brokerUser }), { port: 0 });
