@@ -1,6 +1,7 @@
 /** The kubelet provider's pure decisions: patterns, image hosts, grants, the role annotation, cache duration, and their configuration. */
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../../../functions/broker/config.ts";
+import { parseConfig, parseConfigText } from "../../../functions/broker/config.ts";
 import { cacheDurationSeconds, imageRegistry, kubeletEntries, subjectMatches, type KubeletProvider } from "../../../functions/broker/kubelet-grants.ts";
 import { isAcrCredentialError } from "../../../shared/errors.ts";
 
@@ -85,6 +86,13 @@ describe("cacheDurationSeconds", () => {
 describe("kubeletProvider configuration", () => {
   const cluster = { name: "prod", issuer: "https://oidc.example.test/prod", jwks: { keys: [{ kty: "RSA" }] }, subjects: ["system:serviceaccount:kube-system:r"] };
   const grants = [{ serviceAccounts: ["system:serviceaccount:shop:*"], registries: [{ regionId: "cn-hangzhou" }] }];
+
+  it("takes the example of docs/kubelet-provider.md as it is", async () => {
+    const doc = await readFile(new URL("../../../docs/kubelet-provider.md", import.meta.url), "utf8");
+    const example = /## The broker's configuration[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)![1]!;
+    const config = parseConfigText(example, "docs/kubelet-provider.md");
+    expect(config.clusters[0]!.kubeletProvider!.grants.map((g) => g.annotationRoles.length)).toEqual([0, 2]);
+  });
 
   it("defaults the audience and the annotation broker-wide", () => {
     const config = parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants } }] }, "test");
