@@ -18,6 +18,16 @@ export const artefacts = [
     maxBytes: 1.5 * 1024 * 1024,
   },
   {
+    name: "broker-server",
+    // Function Compute's custom runtime starts `node index.mjs` in this folder (s.yaml, customRuntimeConfig).
+    entry: "functions/broker/server-main.ts",
+    outfile: "dist/broker-server/index.mjs",
+    format: "esm",
+    // Some dependencies are CommonJS and call require() for Node built-ins.
+    banner: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+    maxBytes: 1.5 * 1024 * 1024,
+  },
+  {
     name: "refresher",
     // The container image's one file (job/Dockerfile); ESM, built by job/build.mjs.
     entry: "job/main.ts",
@@ -39,6 +49,7 @@ async function bundle(artefact) {
     logLevel: "warning",
     // The SDKs reach for these only on paths the artefact never takes (proxies, optional codecs).
     external: artefact.external ?? [],
+    ...(artefact.banner ? { banner: { js: artefact.banner } } : {}),
   });
   const { size } = await stat(at(artefact.outfile));
   const kib = (size / 1024).toFixed(0);

@@ -1,0 +1,104 @@
+/**
+ * The broker as an HTTP server: node:http requests go straight to the API's routes and business
+ * functions (http-api.ts, broker.ts), with no FC event built and no middleware chain on the way.
+ * `acr-credential broker`, the sandbox and the custom-runtime artefact (server-main.ts) serve with it;
+ * the FC built-in runtime answers the same API through handler.ts.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Identity } from "../../shared/alibaba/identity.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { monotonicNow } from "../../shared/retry.ts";
+import type { CallerContext, RequestAnnotations } from "./broker.ts";
+import { answerHttp, errorResult, logRequest, maxBodyBytes, payloadTooLarge, requestDeadline, responseHeaders, type HttpResult } from "./http-api.ts";
+import { listen, serverLimits, transportLimitBytes, type BrokerServer } from "./node-http.ts";
+import type { BrokerRuntime } from "./runtime.ts";
+
+export interface HttpServerOptions {
+  /** The broker's identity upstream; by default the runtime's. */
+  baseIdentity?: Identity;
+  /** A function timeout (s) to stay within, as on FC; none by default. */
+  functionTimeoutSeconds?: number;
+  /** Where request lines go; by default the runtime's logger. */
+  log?: Logger;
+}
+
+/** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
+const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
+
+/** The decoded path as FC's `requestContext.http.path` has it; a malformed escape stays as sent (no route matches it). */
+function pathOf(url: string): string {
+  if (plainPath.test(url)) return url;
+  let pathname: string;
+  try {
+    pathname = new URL(url, "http://broker.local").pathname;
+  } catch {
+    return url;
+  }
+  try {
+    return decodeURIComponent(pathname);
+  } catch {
+    return pathname;
+  }
+}
+
+function send(res: ServerResponse, result: HttpResult, requestId: string, method: string): void {
+  const body = Buffer.from(JSON.stringify(result.body));
+  const headers = responseHeaders(requestId, result.headers);
+  headers["content-length"] = String(body.length);
+  res.writeHead(result.status, headers);
+  res.end(method === "HEAD" ? undefined : body);
+}
+
+export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOptions): Server {
+  const log = options.log ?? runtime.log;
+  const base = options.baseIdentity ?? runtime.baseIdentity;
+  if (!base) throw new AcrCredentialError("Internal", "the broker's HTTP server needs the broker's own identity");
+
+  const answer = async (req: IncomingMessage, path: string, body: Buffer, size: number, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
+    try {
+      if (size > maxBodyBytes) throw payloadTooLarge(size);
+      const caller = (): CallerContext => ({
+        base,
+        deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
+        annotate: (fields) => Object.assign(annotations, fields),
+      });
+      return await answerHttp(runtime, { method: req.method ?? "GET", path, authorization: req.headers.authorization, body }, caller);
+    } catch (error) {
+      return errorResult(error, requestId, log);
+    }
+  };
+
+  return createServer(serverLimits, (req, res) => {
+    const requestId = randomUUID();
+    const startedAt = monotonicNow();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      // Past the API's limit the body is only counted, for the 413's message; past the transport's, the connection goes.
+      if (size <= maxBodyBytes) chunks.push(chunk);
+      else if (size > transportLimitBytes) {
+        if (!res.headersSent) send(res, errorResult(new AcrCredentialError("PayloadTooLarge", `the body is larger than ${transportLimitBytes} bytes`), requestId, log), requestId, "POST");
+        req.destroy();
+      }
+    });
+    req.on("end", () => {
+      if (size > transportLimitBytes) return;
+      const annotations: RequestAnnotations = {};
+      const method = req.method ?? "GET";
+      const path = pathOf(req.url ?? "/");
+      void answer(req, path, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), size, requestId, annotations).then((result) => {
+        send(res, result, requestId, method);
+        logRequest(log, { requestId, what: { method, path }, annotations, result, startedAt });
+      });
+    });
+    req.on("error", () => res.destroy());
+  });
+}
+
+/** Starts the server; resolves once it listens. Port 0 picks a free port. */
+export function serveHttp(runtime: BrokerRuntime, options: HttpServerOptions & { port: number; host?: string }): Promise<BrokerServer> {
+  return listen(createHttpServer(runtime, options), options.port, options.host ?? "127.0.0.1");
+}

@@ -1,0 +1,130 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
+import { brokerUser, brokerWorld } from "./support/world.ts";
+
+/**
+ * The custom-runtime artefact: `npm run build` writes dist/broker-server/index.mjs, started as
+ * `node index.mjs` in a folder without node_modules, as FC's custom runtime does. It runs on the
+ * Node.js LTS the deployment ships (test/lts/NODE_VERSION) and on this machine's Node 20, and hands
+ * out a credential from the emulator.
+ */
+
+const run = promisify(execFile);
+const repo = new URL("../../../", import.meta.url).pathname;
+
+let dir: string;
+let emulator: Emulator;
+let cluster: TestCluster;
+let ltsNode: string;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  await run(process.execPath, [join(repo, "build.mjs"), "broker-server"], { cwd: repo });
+  ltsNode = (await run("bash", [join(repo, "test/lts/node.sh")], { cwd: repo })).stdout.trim();
+  dir = await mkdtemp(join(tmpdir(), "broker-server-"));
+  await copyFile(join(repo, "dist/broker-server/index.mjs"), join(dir, "index.mjs"));
+  cluster = await createTestCluster("custom");
+  emulator = await startEmulator({ world: brokerWorld(cluster) });
+}, 180_000);
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  await emulator?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const config = () => ({
+  audience: "acr-credential-broker",
+  alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+  clusters: [{ name: "custom", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
+});
+
+/** What FC sets for a custom runtime: the listening port and the execution role's keys. */
+const fcEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  NODE_PATH: "",
+  FC_CUSTOM_LISTEN_PORT: "0",
+  ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId,
+  ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret,
+  ...extra,
+});
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
+
+function start(node: string, env: NodeJS.ProcessEnv): Promise<Started> {
+  const child = spawn(node, ["index.mjs"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let output = "";
+  return new Promise((resolve, reject) => {
+    const read = (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+      const match = /listening on (http:\/\/\S+)/.exec(output);
+      if (match) resolve({ child, url: match[1]!, output: () => output });
+    };
+    child.stdout!.on("data", read);
+    child.stderr!.on("data", read);
+    child.once("exit", (code) => reject(new Error(`index.mjs exited with ${code}: ${output}`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
+  it.each([
+    ["the Node.js LTS it ships with", () => ltsNode],
+    ["Node.js 20", () => process.execPath],
+  ])("serves a credential from the emulator on %s, listening on 0.0.0.0", async (_name, node) => {
+    const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" });
+    const server = await start(node(), fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }));
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    const response = await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${await cluster.mint()}` }, body: "{}" });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const body = (await response.json()) as { cluster: string; credentials: Array<{ edition: string; password: string }> };
+    expect(body).toMatchObject({ cluster: "custom", credentials: [{ edition: "personal", password: expect.any(String) }] });
+    expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(before + 1);
+    server.child.kill("SIGTERM");
+    expect(await exited(server.child)).toBe(0);
+    // One request line per request, written before the process ended.
+    expect(server.output().split("\n").filter((line) => line.includes('"msg":"request"'))).toHaveLength(2);
+  });
+
+  it("reads BROKER_CONFIG_FILE relative to its own folder", async () => {
+    await writeFile(join(dir, "broker.json"), JSON.stringify(config()));
+    const server = await start(process.execPath, fcEnv({ BROKER_CONFIG_FILE: "broker.json" }));
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  it("ends with exit code 2 and one line naming the problem on a bad configuration", async () => {
+    const child = spawn(process.execPath, ["index.mjs"], { cwd: dir, env: fcEnv({ BROKER_CONFIG: JSON.stringify({ audience: "a", clusters: [] }) }), stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    expect(await exited(child)).toBe(2);
+    expect(stderr.trim().split("\n")).toEqual([expect.stringMatching(/^acr-credential broker: BROKER_CONFIG: clusters: .*fix the configuration and restart$/)]);
+  });
+
+  it("ends with exit code 2 when FC gave it no execution role keys", async () => {
+    const env = fcEnv({ BROKER_CONFIG: JSON.stringify(config()) });
+    delete env.ALIBABA_CLOUD_ACCESS_KEY_ID;
+    const child = spawn(process.execPath, ["index.mjs"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    expect(await exited(child)).toBe(2);
+    expect(stderr).toMatch(/ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are not set; give the function an execution role/);
+  });
+});
