@@ -36,7 +36,7 @@ export function listenPort(env: Readonly<Record<string, string | undefined>>): n
 }
 
 async function main(): Promise<number> {
-  const stdout = asyncStdout();
+  const stdout = asyncStdout({ batchBytes: 4096 });
   const log = createLogger("broker", { destination: stdout });
   try {
     const identity = identityFromEnvironment(process.env);

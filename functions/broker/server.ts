@@ -43,8 +43,32 @@ function pathOf(url: string): string {
   }
 }
 
+/**
+ * The Authorization header as FC passes it: node keeps only the first of repeated ones, FC joins
+ * them with commas (which no single token survives). Both transports must refuse the same requests.
+ */
+function authorizationOf(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  let joined: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === "authorization") joined = joined === undefined ? raw[i + 1]! : `${joined},${raw[i + 1]!}`;
+  }
+  return joined;
+}
+
+/** Bodies already serialised: a remembered answer (answer-memo.ts) is the same object each time. */
+const serialised = new WeakMap<object, Buffer>();
+
+function serialise(body: unknown): Buffer {
+  if (typeof body !== "object" || body === null) return Buffer.from(JSON.stringify(body));
+  let bytes = serialised.get(body);
+  if (!bytes) serialised.set(body, (bytes = Buffer.from(JSON.stringify(body))));
+  return bytes;
+}
+
 function send(res: ServerResponse, result: HttpResult, requestId: string, method: string): void {
-  const body = Buffer.from(JSON.stringify(result.body));
+  const body = serialise(result.body);
   const headers = responseHeaders(requestId, result.headers);
   headers["content-length"] = String(body.length);
   res.writeHead(result.status, headers);
@@ -64,7 +88,7 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
         deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
         annotate: (fields) => Object.assign(annotations, fields),
       });
-      return await answerHttp(runtime, { method: req.method ?? "GET", path, authorization: req.headers.authorization, body }, caller);
+      return await answerHttp(runtime, { method: req.method ?? "GET", path, authorization: authorizationOf(req), body }, caller);
     } catch (error) {
       return errorResult(error, requestId, log);
     }
