@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -9,9 +9,9 @@ import { createTestCluster, defaultSubject, type TestCluster } from "./support/c
 import { brokerUser, brokerWorld } from "./support/world.ts";
 
 /**
- * The deployable artefact: `npm run build` writes one CommonJS file that Function Compute's
- * nodejs20 runtime loads with require(). Here it runs in a fresh node process, in a directory
- * without node_modules, against the emulator.
+ * The deployable artefact: `npm run build` writes a CommonJS file that Function Compute's
+ * nodejs20 runtime loads with require(), and beside it the SDKs it requires on its first upstream
+ * call. Here it runs in a fresh node process, in a directory without node_modules, against the emulator.
  */
 
 const run = promisify(execFile);
@@ -35,7 +35,7 @@ let cluster: TestCluster;
 beforeAll(async () => {
   await run(process.execPath, [join(repo, "build.mjs"), "broker"], { cwd: repo });
   dir = await mkdtemp(join(tmpdir(), "broker-bundle-"));
-  await copyFile(join(repo, "dist/broker/index.js"), join(dir, "index.js"));
+  for (const file of await readdir(join(repo, "dist/broker"))) if (file.endsWith(".js")) await copyFile(join(repo, "dist/broker", file), join(dir, file));
   await writeFile(join(dir, "run.cjs"), runner);
   cluster = await createTestCluster("bundled");
   emulator = await startEmulator({ world: brokerWorld(cluster) });
