@@ -10,7 +10,8 @@ import type { Identity } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
-import type { CallerContext, RequestAnnotations } from "./broker.ts";
+import { renew, type CallerContext, type RequestAnnotations } from "./broker.ts";
+import { parseInvocation } from "./fc-event.ts";
 import { answerHttp, errorResult, logRequest, maxBodyBytes, payloadTooLarge, requestDeadline, responseHeaders, type HttpResult } from "./http-api.ts";
 import { listen, serverLimits, transportLimitBytes, type BrokerServer } from "./node-http.ts";
 import type { BrokerRuntime } from "./runtime.ts";
@@ -22,6 +23,12 @@ export interface HttpServerOptions {
   functionTimeoutSeconds?: number;
   /** Where request lines go; by default the runtime's logger. */
   log?: Logger;
+  /**
+   * Answer FC's event invocations (InvokeFunction, e.g. `acr-credential renew`): a custom runtime
+   * receives them as `POST /invoke` with `x-fc-control-path: /invoke`, a header FC sets itself and
+   * refuses from HTTP clients. Only for the custom-runtime artefact.
+   */
+  invocations?: boolean;
 }
 
 /** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
@@ -94,6 +101,20 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
     }
   };
 
+  /** An event invocation: `{"action":"renew"}` answered with the renew summary, or `{"error":…}`, as the FC handler answers it. */
+  const invoke = async (body: Buffer, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
+    try {
+      const invocation = parseInvocation(body);
+      if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", "an invocation must be {\"action\":\"renew\",\"cluster\":\"NAME\"}");
+      const caller = { base, deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
+      return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, caller) } };
+    } catch (error) {
+      // FC hands the body back to the caller as the function's result; the error is in it.
+      return { ...errorResult(error, requestId, log), status: 200 };
+    }
+  };
+  const isInvocation = (req: IncomingMessage, path: string) => options.invocations === true && path === "/invoke" && req.method === "POST" && req.headers["x-fc-control-path"] === "/invoke";
+
   return createServer(serverLimits, (req, res) => {
     const requestId = randomUUID();
     const startedAt = monotonicNow();
@@ -113,7 +134,15 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
       const annotations: RequestAnnotations = {};
       const method = req.method ?? "GET";
       const path = pathOf(req.url ?? "/");
-      void answer(req, path, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), size, requestId, annotations).then((result) => {
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      if (isInvocation(req, path)) {
+        void invoke(body, requestId, annotations).then((result) => {
+          send(res, result, requestId, method);
+          logRequest(log, { requestId, what: { action: "invoke" }, annotations, result, startedAt });
+        });
+        return;
+      }
+      void answer(req, path, body, size, requestId, annotations).then((result) => {
         send(res, result, requestId, method);
         logRequest(log, { requestId, what: { method, path }, annotations, result, startedAt });
       });

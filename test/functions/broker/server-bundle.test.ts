@@ -102,6 +102,22 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     expect(server.output().split("\n").filter((line) => line.includes('"msg":"request"'))).toHaveLength(2);
   });
 
+  it("answers FC's event invocation (POST /invoke, x-fc-control-path: /invoke) with the renew summary, and only that", async () => {
+    const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }));
+    const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" });
+    // What FC sends for InvokeFunction; HTTP clients cannot send x-fc-* headers through FC.
+    const invoked = await fetch(`${server.url}/invoke`, { method: "POST", headers: { "x-fc-control-path": "/invoke", "content-type": "application/octet-stream" }, body: JSON.stringify({ action: "renew", cluster: "custom" }) });
+    expect(invoked.status).toBe(200);
+    expect(await invoked.json()).toEqual({ clusters: [{ cluster: "custom", renewed: [{ regionId: "cn-beijing", expiresAt: expect.stringMatching(/^\d{4}-/) }], errors: [] }] });
+    expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(before + 1);
+    const unknown = await fetch(`${server.url}/invoke`, { method: "POST", headers: { "x-fc-control-path": "/invoke" }, body: JSON.stringify({ action: "renew", cluster: "nope" }) });
+    expect(await unknown.json()).toEqual({ error: { code: "NotFound", message: "no cluster named 'nope' in the broker configuration" } });
+    const plain = await fetch(`${server.url}/invoke`, { method: "POST", body: JSON.stringify({ action: "renew" }) });
+    expect(plain.status).toBe(404);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
   it("reads BROKER_CONFIG_FILE relative to its own folder", async () => {
     await writeFile(join(dir, "broker.json"), JSON.stringify(config()));
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG_FILE: "broker.json" }));
