@@ -126,6 +126,22 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     await exited(server.child);
   });
 
+  it("is what s.yaml's broker-server deploys: index.mjs on custom.debian12 with the official layer of the LTS's major version", async () => {
+    const { parse } = await import("yaml");
+    const { readFile } = await import("node:fs/promises");
+    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: Record<string, { component: string; props: Record<string, unknown> }> }).resources["broker-server"]!;
+    const major = (await readFile(join(repo, "test/lts/NODE_VERSION"), "utf8")).trim().split(".")[0];
+    expect(props.component).toBe("fc3");
+    expect(props.props).toMatchObject({
+      runtime: "custom.debian12",
+      code: "./dist/broker-server",
+      layers: [expect.stringMatching(new RegExp(`^acs:fc:\\$\\{vars\\.region\\}:official:layers/Nodejs${major}/versions/\\d+$`))],
+      customRuntimeConfig: { command: [`/opt/nodejs${major}/bin/node`], args: ["index.mjs"], port: 9000, healthCheckConfig: { httpGetUrl: "/healthz" } },
+      environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" },
+    });
+    expect(props.props.instanceConcurrency).toBeGreaterThan(1);
+  });
+
   it("ends with exit code 2 and one line naming the problem on a bad configuration", async () => {
     const child = spawn(process.execPath, ["index.mjs"], { cwd: dir, env: fcEnv({ BROKER_CONFIG: JSON.stringify({ audience: "a", clusters: [] }) }), stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
