@@ -1,5 +1,6 @@
-// Bundles the deployable artefacts with esbuild: each is one self-contained file that runs
-// without node_modules. `node build.mjs [name...]` builds some; no argument builds all.
+// Bundles the deployable artefacts with esbuild: each runs without node_modules (the built-in-runtime
+// broker as index.js plus files it requires on demand). `node build.mjs [name...]` builds some; no
+// argument builds all.
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
@@ -20,6 +21,8 @@ export const artefacts = [
     // The SDKs go to a file of their own, required on the first upstream call: a cold start neither
     // reads nor compiles them (shared/alibaba/cloud.ts loads them lazily).
     split: { module: "shared/alibaba/upstream.ts", outfile: "dist/broker/upstream.js", maxBytes: 800 * 1024 },
+    // The YAML parser, likewise, is only required when the configuration is YAML rather than JSON.
+    lazyPackages: [{ name: "yaml", exports: ["parse"], outfile: "dist/broker/yaml.js" }],
   },
   {
     name: "broker-server",
@@ -53,6 +56,23 @@ function splitPlugin(split) {
 }
 
 /**
+ * Replaces a package by a stand-in whose functions require the package's own bundle next to the
+ * artefact on their first call, so a process that never calls them never loads it.
+ */
+function lazyPackagePlugin(lazy) {
+  const file = `./${basename(lazy.outfile)}`;
+  const contents = [`let loaded;`, `const load = () => (loaded ??= require(${JSON.stringify(file)}));`, ...lazy.exports.map((name) => `exports.${name} = (...args) => load().${name}(...args);`)].join("\n");
+  return {
+    name: `lazy-${lazy.name}`,
+    setup(b) {
+      b.onResolve({ filter: new RegExp(`^${lazy.name}$`) }, () => ({ path: lazy.name, namespace: "lazy-package" }));
+      b.onLoad({ filter: /.*/, namespace: "lazy-package" }, () => ({ contents, loader: "js" }));
+      b.onResolve({ filter: new RegExp(`^${file.replace(".", "\\.")}$`), namespace: "lazy-package" }, () => ({ path: file, external: true }));
+    },
+  };
+}
+
+/**
  * zod's namespace re-exports every message locale (a third of the broker bundle); the broker only
  * uses the English one zod installs by default, so the others are left out.
  */
@@ -66,8 +86,11 @@ const englishZodOnly = {
 
 async function bundle(artefact) {
   if (artefact.split) await bundle({ name: `${artefact.name} (${artefact.split.module})`, entry: artefact.split.module, outfile: artefact.split.outfile, format: artefact.format, maxBytes: artefact.split.maxBytes });
+  for (const lazy of artefact.lazyPackages ?? []) {
+    await bundle({ name: `${artefact.name} (${lazy.name})`, source: `export { ${lazy.exports.join(", ")} } from "${lazy.name}";`, outfile: lazy.outfile, format: artefact.format });
+  }
   await build({
-    entryPoints: [at(artefact.entry)],
+    ...(artefact.source ? { stdin: { contents: artefact.source, resolveDir: at("."), loader: "js" } } : { entryPoints: [at(artefact.entry)] }),
     outfile: at(artefact.outfile),
     bundle: true,
     platform: "node",
@@ -80,7 +103,7 @@ async function bundle(artefact) {
     // The SDKs reach for these only on paths the artefact never takes (proxies, optional codecs).
     external: artefact.external ?? [],
     ...(artefact.banner ? { banner: { js: artefact.banner } } : {}),
-    plugins: [englishZodOnly, ...(artefact.split ? [splitPlugin(artefact.split)] : [])],
+    plugins: [englishZodOnly, ...(artefact.split ? [splitPlugin(artefact.split)] : []), ...(artefact.lazyPackages ?? []).map(lazyPackagePlugin)],
   });
   const { size } = await stat(at(artefact.outfile));
   const kib = (size / 1024).toFixed(0);

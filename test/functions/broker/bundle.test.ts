@@ -49,7 +49,7 @@ afterAll(async () => {
 async function invoke(event: unknown, config: unknown) {
   const { stdout } = await run(process.execPath, ["run.cjs", JSON.stringify(event)], {
     cwd: dir,
-    env: { PATH: process.env.PATH, BROKER_CONFIG: JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "" },
+    env: { PATH: process.env.PATH, BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "" },
   });
   // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
   const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
@@ -87,6 +87,14 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(props.component).toBe("fc3");
     expect(props.props).toMatchObject({ runtime: "nodejs20", code: "./dist/broker", handler: "index.handler", instanceLifecycleConfig: { initializer: { handler: "index.initialize" } }, environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" } });
     expect((props.props.triggers as Array<{ triggerType: string }>)[0]!.triggerType).toBe("http");
+  });
+
+  it("reads a YAML configuration with the parser it requires from yaml.js only then", async () => {
+    const { stringify } = await import("yaml");
+    const yamlConfig = stringify({ audience: "acr-credential-broker", clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }] });
+    const event = { version: "v1", rawPath: "/healthz", headers: {}, requestContext: { requestId: "bundle-2", http: { method: "GET", path: "/healthz" } } };
+    expect((await invoke(event, yamlConfig)).statusCode).toBe(200);
+    expect((await invoke(event, "audience: [unclosed\n")).initError).toMatch(/^BROKER_CONFIG: not valid YAML or JSON: /);
   });
 
   it("fails its initializer with a one-line configuration error", async () => {
