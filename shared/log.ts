@@ -22,7 +22,7 @@ export const redactedPaths = [
  * load one write (and one wake-up of the log reader) carries a few dozen lines, not one.
  */
 export function asyncStdout(options: { batchBytes?: number } = {}): ReturnType<typeof pino.destination> {
-  return pino.destination({ dest: 1, sync: false, ...(options.batchBytes ? { minLength: options.batchBytes, periodicFlush: 1000 } : {}) });
+  return pino.destination({ dest: 1, sync: false, ...(options.batchBytes ? { minLength: options.batchBytes, maxWrite: 2 * options.batchBytes, periodicFlush: 1000 } : {}) });
 }
 
 /** A JSON logger for one component (`broker`, `refresher`, `emulator`). */

@@ -37,7 +37,7 @@ export function listenPort(env: Readonly<Record<string, string | undefined>>): n
 }
 
 async function main(): Promise<number> {
-  const stdout = asyncStdout({ batchBytes: 4096 });
+  const stdout = asyncStdout({ batchBytes: 32 * 1024 });
   const log = createLogger("broker", { destination: stdout });
   try {
     const identity = identityFromEnvironment(process.env);
