@@ -118,6 +118,14 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     await exited(server.child);
   });
 
+  it("writes a request line within seconds while it keeps running, though lines are written in batches", async () => {
+    const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }));
+    await fetch(`${server.url}/healthz`);
+    await expect.poll(() => server.output().includes('"msg":"request"'), { timeout: 5_000, interval: 100 }).toBe(true);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
   it("reads BROKER_CONFIG_FILE relative to its own folder", async () => {
     await writeFile(join(dir, "broker.json"), JSON.stringify(config()));
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG_FILE: "broker.json" }));
