@@ -9,7 +9,8 @@ import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
  * FC 3.0 HTTP-trigger event, and the handler's FC response becomes the HTTP response. The event is
  * handed over as the object FC's Buffer would parse into, which the handler accepts as well, so the
  * event is not serialised only to be parsed back in the same process.
- * Used by `acr-credential broker` and `local`, and usable as an FC custom-runtime server.
+ * For running the built-in-runtime handler over HTTP (benchmarks, tests); the broker's own server,
+ * which answers without the event shape, is `server.ts`. Both share the limits and `listen` here.
  */
 
 export type FcHandler = (event: Buffer | FcHttpEvent, context: FcContext) => Promise<unknown>;
