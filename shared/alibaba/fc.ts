@@ -1,14 +1,13 @@
-import { Readable } from "node:stream";
-import * as Fc3Package from "@alicloud/fc20230330";
-import { AcrCredentialError, oneLine } from "../errors.ts";
-import type { AccessKey } from "./identity.ts";
-import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
-
 /**
  * Function Compute 3.0 InvokeFunction (API 2023-03-30) through `@alicloud/fc20230330`. FC 3.0
  * functions have no service: the 2.0 API (`/2016-08-15/services/<service>/functions/<fn>`) cannot
  * address them, so this is the only way to invoke what s.yaml deploys.
  */
+import { Readable } from "node:stream";
+import * as Fc3Package from "@alicloud/fc20230330";
+import { AcrCredentialError, oneLine } from "../errors.ts";
+import type { AccessKey } from "./identity.ts";
+import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 
 const Fc3 = cjsDefault<typeof Fc3Package.default.default>(Fc3Package.default);
 

@@ -1,18 +1,16 @@
-import { Readable } from "node:stream";
-import * as Fc3Package from "@alicloud/fc20230330";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startEmulator, type Emulator, type FcContext } from "../../emulator/index.ts";
-import { cjsDefault } from "../../shared/alibaba/sdk.ts";
-import { sdkConfig } from "../../shared/alibaba/sdk.ts";
-import { failure, stsClient, type AccessKey } from "./clients.ts";
-import { startTamperProxy, type TamperProxy } from "./tamper-proxy.ts";
-import { accountA, broker, operator, roles, testWorld } from "./world.ts";
-
 /**
  * Function Compute 3.0 InvokeFunction (`POST /2023-03-30/functions/<name>/invocations`) through the
  * real `@alicloud/fc20230330` client, whose ACS3-HMAC-SHA256 signature covers the x-acs-* headers
  * and the SHA-256 of the event: the emulator checks it as the service does.
  */
+import { Readable } from "node:stream";
+import * as Fc3Package from "@alicloud/fc20230330";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startEmulator, type Emulator, type FcContext } from "../../emulator/index.ts";
+import { cjsDefault, runtimeOptions, sdkConfig } from "../../shared/alibaba/sdk.ts";
+import { failure, stsClient, type AccessKey } from "./clients.ts";
+import { startTamperProxy, type TamperProxy } from "./tamper-proxy.ts";
+import { accountA, broker, operator, roles, testWorld } from "./world.ts";
 
 const Fc3 = cjsDefault<typeof Fc3Package.default.default>(Fc3Package.default);
 
@@ -21,7 +19,7 @@ async function invoke(endpoint: string, key: AccessKey, functionName: string, ev
   config.regionId = "cn-hangzhou";
   const request = new Fc3Package.InvokeFunctionRequest({ body: Readable.from([Buffer.from(event)]), ...(options.qualifier ? { qualifier: options.qualifier } : {}) });
   const headers = new Fc3Package.InvokeFunctionHeaders(options.async ? { xFcInvocationType: "Async" } : {});
-  const response = await new Fc3(config).invokeFunctionWithOptions(functionName, request, headers, new (await import("@darabonba/typescript")).RuntimeOptions({}));
+  const response = await new Fc3(config).invokeFunctionWithOptions(functionName, request, headers, runtimeOptions({ timeoutMs: 10_000 }));
   const chunks: Buffer[] = [];
   for await (const chunk of response.body ?? Readable.from([])) chunks.push(Buffer.from(chunk as Buffer));
   return { status: response.statusCode, headers: response.headers ?? {}, body: Buffer.concat(chunks).toString("utf8") };

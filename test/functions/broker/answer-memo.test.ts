@@ -1,3 +1,7 @@
+/**
+ * Remembered answers: the policy on its own (no network), then through the FC handler against the
+ * emulator, where a remembered answer must never hide a credential that was renewed or forced.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AnswerMemo } from "../../../functions/broker/answer-memo.ts";
 import type { VerifiedToken } from "../../../functions/broker/token.ts";
@@ -6,11 +10,6 @@ import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
 import { instances, roles } from "./support/world.ts";
-
-/**
- * Remembered answers: the policy on its own (no network), then through the FC handler against the
- * emulator, where a remembered answer must never hide a credential that was renewed or forced.
- */
 
 const token = (): VerifiedToken => ({ cluster: { name: "prod" } as VerifiedToken["cluster"], subject: "s", issuer: "i", claims: {} });
 const credential = (expiresAt: string, stale?: boolean): Credential => ({ regionId: "cn-beijing", edition: "personal", domains: [], username: "u", password: "p", expiresAt, ...(stale ? { stale } : {}) });

@@ -1,3 +1,9 @@
+/**
+ * The custom-runtime artefact: `npm run build` writes dist/broker-server/index.mjs, started as
+ * `node index.mjs` in a folder without node_modules, as FC's custom runtime does. It runs on the
+ * Node.js LTS the deployment ships (test/lts/NODE_VERSION) and on this machine's Node 20, and hands
+ * out a credential from the emulator.
+ */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,13 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { brokerUser, brokerWorld } from "./support/world.ts";
-
-/**
- * The custom-runtime artefact: `npm run build` writes dist/broker-server/index.mjs, started as
- * `node index.mjs` in a folder without node_modules, as FC's custom runtime does. It runs on the
- * Node.js LTS the deployment ships (test/lts/NODE_VERSION) and on this machine's Node 20, and hands
- * out a credential from the emulator.
- */
 
 const run = promisify(execFile);
 const repo = new URL("../../../", import.meta.url).pathname;

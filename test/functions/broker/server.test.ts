@@ -1,3 +1,8 @@
+/**
+ * The HTTP server (custom runtime, `acr-credential broker`) and the FC built-in handler answer the
+ * same API: one runtime behind both, the same requests through each, the same statuses, error codes
+ * and headers.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveHttp } from "../../../functions/broker/server.ts";
 import type { BrokerServer } from "../../../functions/broker/node-http.ts";
@@ -5,12 +10,6 @@ import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { invokeHttp } from "./support/invoke.ts";
 import { brokerUser } from "./support/world.ts";
-
-/**
- * The HTTP server (custom runtime, `acr-credential broker`) and the FC built-in handler answer the
- * same API: one runtime behind both, the same requests through each, the same statuses, error codes
- * and headers.
- */
 
 let env: BrokerEnv;
 let prod: TestCluster;
