@@ -4,7 +4,8 @@
  * at once (`instanceConcurrency`) from one set of caches; InvokeFunction events (`acr-credential
  * renew`) arrive as `POST /invoke`. The configuration comes from
  * `BROKER_CONFIG` / `BROKER_CONFIG_FILE` as for the built-in handler; the broker's own identity from
- * the execution role's keys FC puts in `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `SECURITY_TOKEN`.
+ * the execution role's keys FC puts in `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `SECURITY_TOKEN`
+ * (and, fresher, in each request's `x-fc-access-key-*` headers: server.ts).
  * A bad configuration or missing keys end the process with one line on stderr and exit code 2, which
  * FC reports as a failed instance start.
  */
@@ -45,7 +46,7 @@ async function main(): Promise<number> {
     // A relative BROKER_CONFIG_FILE is resolved against the code directory, as for the built-in handler.
     const codeDir = process.env.FC_FUNC_CODE_PATH ?? dirname(fileURLToPath(import.meta.url));
     const runtime = createRuntime({ loaded: loadConfig(process.env, codeDir), log, baseIdentity: identity });
-    const server = await serveHttp(runtime, { port, host: "0.0.0.0", invocations: true });
+    const server = await serveHttp(runtime, { port, host: "0.0.0.0", functionCompute: true });
     log.info({ clusters: runtime.config.clusters.map((c) => c.name), version: runtime.version, port }, "broker ready");
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
     const signal = await new Promise<NodeJS.Signals>((resolve) => {

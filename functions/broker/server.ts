@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Identity } from "../../shared/alibaba/identity.ts";
+import { identityFromKeys, type Identity } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
@@ -24,11 +24,24 @@ export interface HttpServerOptions {
   /** Where request lines go; by default the runtime's logger. */
   log?: Logger;
   /**
-   * Answer FC's event invocations (InvokeFunction, e.g. `acr-credential renew`): a custom runtime
-   * receives them as `POST /invoke` with `x-fc-control-path: /invoke`, a header FC sets itself and
-   * refuses from HTTP clients. Only for the custom-runtime artefact.
+   * Behind Function Compute (the custom-runtime artefact only), where FC sets `x-fc-*` request headers
+   * itself and refuses them from HTTP clients:
+   * - event invocations (InvokeFunction, e.g. `acr-credential renew`) arrive as `POST /invoke` with
+   *   `x-fc-control-path: /invoke`, and are answered;
+   * - each request carries the execution role's current keys (`x-fc-access-key-id`, `-secret`,
+   *   `x-fc-security-token`), used in preference to the ones the process started with, which FC
+   *   renews only for new instances while a busy instance lives on.
    */
-  invocations?: boolean;
+  functionCompute?: boolean;
+}
+
+/** The execution role's keys FC passes with a custom-runtime request, if it did. */
+function roleKeysOf(req: IncomingMessage): Identity | undefined {
+  const accessKeyId = req.headers["x-fc-access-key-id"];
+  const accessKeySecret = req.headers["x-fc-access-key-secret"];
+  const securityToken = req.headers["x-fc-security-token"];
+  if (typeof accessKeyId !== "string" || typeof accessKeySecret !== "string" || accessKeyId === "" || accessKeySecret === "") return undefined;
+  return identityFromKeys({ accessKeyId, accessKeySecret, ...(typeof securityToken === "string" && securityToken !== "" ? { securityToken } : {}) });
 }
 
 /** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
@@ -86,12 +99,13 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
   const log = options.log ?? runtime.log;
   const base = options.baseIdentity ?? runtime.baseIdentity;
   if (!base) throw new AcrCredentialError("Internal", "the broker's HTTP server needs the broker's own identity");
+  const baseFor = (req: IncomingMessage): Identity => (options.functionCompute === true ? (roleKeysOf(req) ?? base) : base);
 
   const answer = async (req: IncomingMessage, path: string, body: Buffer, size: number, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
     try {
       if (size > maxBodyBytes) throw payloadTooLarge(size);
       const caller = (): CallerContext => ({
-        base,
+        base: baseFor(req),
         deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
         annotate: (fields) => Object.assign(annotations, fields),
       });
@@ -102,18 +116,18 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
   };
 
   /** An event invocation: `{"action":"renew"}` answered with the renew summary, or `{"error":…}`, as the FC handler answers it. */
-  const invoke = async (body: Buffer, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
+  const invoke = async (req: IncomingMessage, body: Buffer, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
     try {
       const invocation = parseInvocation(body);
       if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", "an invocation must be {\"action\":\"renew\",\"cluster\":\"NAME\"}");
-      const caller = { base, deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
+      const caller = { base: baseFor(req), deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
       return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, caller) } };
     } catch (error) {
       // FC hands the body back to the caller as the function's result; the error is in it.
       return { ...errorResult(error, requestId, log), status: 200 };
     }
   };
-  const isInvocation = (req: IncomingMessage, path: string) => options.invocations === true && path === "/invoke" && req.method === "POST" && req.headers["x-fc-control-path"] === "/invoke";
+  const isInvocation = (req: IncomingMessage, path: string) => options.functionCompute === true && path === "/invoke" && req.method === "POST" && req.headers["x-fc-control-path"] === "/invoke";
 
   return createServer(serverLimits, (req, res) => {
     const requestId = randomUUID();
@@ -136,7 +150,7 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
       const path = pathOf(req.url ?? "/");
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       if (isInvocation(req, path)) {
-        void invoke(body, requestId, annotations).then((result) => {
+        void invoke(req, body, requestId, annotations).then((result) => {
           send(res, result, requestId, method);
           logRequest(log, { requestId, what: { action: "invoke" }, annotations, result, startedAt });
         });

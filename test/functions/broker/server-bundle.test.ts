@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
-import { brokerUser, brokerWorld } from "./support/world.ts";
+import { brokerUser, brokerWorld, strangerUser } from "./support/world.ts";
 
 const run = promisify(execFile);
 const repo = new URL("../../../", import.meta.url).pathname;
@@ -121,6 +121,18 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }));
     await fetch(`${server.url}/healthz`);
     await expect.poll(() => server.output().includes('"msg":"request"'), { timeout: 5_000, interval: 100 }).toBe(true);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  it("calls upstream with the execution role's keys FC sends with each request, before the ones it started with", async () => {
+    // Started with keys that may not fetch the registry's password; FC's request headers carry ones that may.
+    const server = await start(process.execPath, { ...fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }), ALIBABA_CLOUD_ACCESS_KEY_ID: strangerUser.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: strangerUser.accessKeySecret });
+    const token = await cluster.mint();
+    // A failed answer is not cached, so the second request calls upstream again.
+    const ask = (headers: Record<string, string>) => fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${token}`, ...headers }, body: "{}" });
+    expect((await ask({})).status).toBe(502);
+    expect((await ask({ "x-fc-access-key-id": brokerUser.accessKeyId, "x-fc-access-key-secret": brokerUser.accessKeySecret })).status).toBe(200);
     server.child.kill("SIGTERM");
     await exited(server.child);
   });
