@@ -43,11 +43,11 @@ function joinHeaders(req: IncomingMessage): Record<string, string> {
 }
 
 /** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
-const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
+export const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
 
 // A malformed escape (`%C0%AE`) must not throw in the request callback, which would end the process:
 // the path is then passed on as sent, and no route matches it.
-function decodedPath(pathname: string): string {
+export function decodedPath(pathname: string): string {
   try {
     return decodeURIComponent(pathname);
   } catch {

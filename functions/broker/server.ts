@@ -13,7 +13,7 @@ import { monotonicNow } from "../../shared/retry.ts";
 import { renew, type CallerContext, type RequestAnnotations } from "./broker.ts";
 import { parseInvocation } from "./fc-event.ts";
 import { answerHttp, errorResult, logRequest, maxBodyBytes, payloadTooLarge, requestDeadline, responseHeaders, type HttpResult } from "./http-api.ts";
-import { listen, serverLimits, transportLimitBytes, type BrokerServer } from "./node-http.ts";
+import { decodedPath, listen, plainPath, serverLimits, transportLimitBytes, type BrokerServer } from "./node-http.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 
 export interface HttpServerOptions {
@@ -44,22 +44,13 @@ function roleKeysOf(req: IncomingMessage): Identity | undefined {
   return identityFromKeys({ accessKeyId, accessKeySecret, ...(typeof securityToken === "string" && securityToken !== "" ? { securityToken } : {}) });
 }
 
-/** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
-const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
-
 /** The decoded path as FC's `requestContext.http.path` has it; a malformed escape stays as sent (no route matches it). */
 function pathOf(url: string): string {
   if (plainPath.test(url)) return url;
-  let pathname: string;
   try {
-    pathname = new URL(url, "http://broker.local").pathname;
+    return decodedPath(new URL(url, "http://broker.local").pathname);
   } catch {
     return url;
-  }
-  try {
-    return decodeURIComponent(pathname);
-  } catch {
-    return pathname;
   }
 }
 
