@@ -36,7 +36,7 @@ export async function defaultChainIdentity(): Promise<Identity> {
 }
 
 export const command: Command = {
-  summary: "serve the broker over HTTP with the default credential chain (also an FC custom-runtime server)",
+  summary: "serve the broker over HTTP with the default credential chain (the custom-runtime deployment's server)",
   usage,
   async run(argv) {
     const { values } = parseFlags("broker", argv, { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } });
