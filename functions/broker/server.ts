@@ -140,17 +140,20 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
       const method = req.method ?? "GET";
       const path = pathOf(req.url ?? "/");
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (isInvocation(req, path)) {
-        void invoke(req, body, requestId, annotations).then((result) => {
+      const finish = (result: HttpResult, what: Record<string, string>) => {
+        try {
           send(res, result, requestId, method);
-          logRequest(log, { requestId, what: { action: "invoke" }, annotations, result, startedAt });
-        });
+        } catch {
+          // The client is gone (or the socket broke): nothing can be answered; the line still records the request.
+          res.destroy();
+        }
+        logRequest(log, { requestId, what, annotations, result, startedAt });
+      };
+      if (isInvocation(req, path)) {
+        void invoke(req, body, requestId, annotations).then((result) => finish(result, { action: "invoke" }));
         return;
       }
-      void answer(req, path, body, size, requestId, annotations).then((result) => {
-        send(res, result, requestId, method);
-        logRequest(log, { requestId, what: { method, path }, annotations, result, startedAt });
-      });
+      void answer(req, path, body, size, requestId, annotations).then((result) => finish(result, { method, path }));
     });
     req.on("error", () => res.destroy());
   });
