@@ -24,7 +24,8 @@ const event = Buffer.from(process.argv[2]);
 initialize({}, (error) => {
   if (error) { console.log(JSON.stringify({ initError: error.message })); return; }
   handler(event, { requestId: "bundle-1", credentials: JSON.parse(process.env.TEST_CREDENTIALS), function: { timeout: 30 } })
-    .then((response) => console.log(JSON.stringify(response)));
+    // Which of the bundle's files this process has required so far.
+    .then((response) => console.log(JSON.stringify({ ...response, loaded: Object.keys(require.cache).map((file) => require("node:path").basename(file)).sort() })));
 });
 `;
 
@@ -53,7 +54,7 @@ async function invoke(event: unknown, config: unknown) {
   });
   // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
   const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
-  return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string };
+  return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string; loaded?: string[] };
 }
 
 describe("the built bundle dist/broker/index.js", () => {
@@ -78,6 +79,8 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(body.cluster).toBe("bundled");
     expect(body.credentials[0]).toMatchObject({ edition: "personal", password: expect.any(String) });
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
+    // The SDKs were required for the upstream call; the YAML parser was not, the configuration being JSON.
+    expect(response.loaded).toEqual(["index.js", "run.cjs", "upstream.js"]);
   });
 
   it("is what s.yaml deploys: nodejs20, index.handler, index.initialize, code in dist/broker", async () => {
@@ -93,7 +96,10 @@ describe("the built bundle dist/broker/index.js", () => {
     const { stringify } = await import("yaml");
     const yamlConfig = stringify({ audience: "acr-credential-broker", clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }] });
     const event = { version: "v1", rawPath: "/healthz", headers: {}, requestContext: { requestId: "bundle-2", http: { method: "GET", path: "/healthz" } } };
-    expect((await invoke(event, yamlConfig)).statusCode).toBe(200);
+    const answered = await invoke(event, yamlConfig);
+    expect(answered.statusCode).toBe(200);
+    // GET /healthz needs no upstream call: the SDKs stay unread.
+    expect(answered.loaded).toEqual(["index.js", "run.cjs", "yaml.js"]);
     expect((await invoke(event, "audience: [unclosed\n")).initError).toMatch(/^BROKER_CONFIG: not valid YAML or JSON: /);
   });
 
