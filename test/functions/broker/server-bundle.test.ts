@@ -137,6 +137,19 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     await exited(server.child);
   });
 
+  it("answers a burst of 30 clusters at once from one instance with one upstream call (the fleet's aligned minute)", async () => {
+    const fleet = await Promise.all(Array.from({ length: 30 }, (_, i) => createTestCluster(`burst-${i}`, { alg: "ES256" })));
+    const fleetConfig = { ...config(), clusters: fleet.map((c) => ({ name: c.name, issuer: c.issuer, jwks: c.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] })) };
+    const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(fleetConfig) }));
+    const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
+    const tokens = await Promise.all(fleet.map((c) => c.mint()));
+    const statuses = await Promise.all(tokens.map(async (t) => (await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" })).status));
+    expect(statuses).toEqual(fleet.map(() => 200));
+    expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(before + 1);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
   it("reads BROKER_CONFIG_FILE relative to its own folder", async () => {
     await writeFile(join(dir, "broker.json"), JSON.stringify(config()));
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG_FILE: "broker.json" }));
