@@ -38,7 +38,7 @@ export function listenPort(env: Readonly<Record<string, string | undefined>>): n
 }
 
 async function main(): Promise<number> {
-  const stdout = asyncStdout({ batchBytes: 32 * 1024 });
+  const stdout = asyncStdout({ batchBytes: 8 * 1024 });
   const log = createLogger("broker", { destination: stdout });
   try {
     const identity = identityFromEnvironment(process.env);
