@@ -18,9 +18,13 @@ export const artefacts = [
     outfile: "dist/broker/index.js",
     format: "cjs",
     maxBytes: 800 * 1024,
-    // The SDKs go to a file of their own, required on the first upstream call: a cold start neither
-    // reads nor compiles them (shared/alibaba/cloud.ts loads them lazily).
-    split: { module: "shared/alibaba/upstream.ts", outfile: "dist/broker/upstream.js", maxBytes: 800 * 1024 },
+    // Modules the code imports dynamically go to files of their own, required when first imported: a
+    // cold start neither reads nor compiles them. The SDKs on the first upstream call
+    // (shared/alibaba/cloud.ts), the Redis client when a shared cache is configured (cache/redis-store.ts).
+    splits: [
+      { module: "shared/alibaba/upstream.ts", outfile: "dist/broker/upstream.js", maxBytes: 800 * 1024 },
+      { module: "ioredis", outfile: "dist/broker/ioredis.js", maxBytes: 400 * 1024 },
+    ],
     // The YAML parser, likewise, is only required when the configuration is YAML rather than JSON.
     lazyPackages: [{ name: "yaml", exports: ["parse"], outfile: "dist/broker/yaml.js" }],
   },
@@ -42,14 +46,19 @@ export const artefacts = [
   },
 ];
 
-/** Resolves the dynamic import of `split.module` to a require() of its own bundle next to the artefact. */
-function splitPlugin(split) {
-  const file = `./${basename(split.outfile)}`;
+/** Resolves the dynamic import of each split's module (a source file or a package) to a require() of its own bundle next to the artefact. */
+function splitPlugin(splits) {
+  const fileOf = (split) => `./${basename(split.outfile)}`;
+  const matches = (split, args) => (split.module.endsWith(".ts") ? resolve(args.resolveDir, args.path) === at(split.module) : args.path === split.module);
   return {
     name: "split",
     setup(b) {
-      b.onResolve({ filter: /\.ts$/ }, (args) => (args.kind === "dynamic-import" && resolve(args.resolveDir, args.path) === at(split.module) ? { path: file, namespace: "split" } : undefined));
-      b.onLoad({ filter: /.*/, namespace: "split" }, () => ({ contents: `module.exports = require(${JSON.stringify(file)});`, loader: "js" }));
+      b.onResolve({ filter: /.*/ }, (args) => {
+        if (args.kind !== "dynamic-import" || args.namespace === "split") return undefined;
+        const split = splits.find((candidate) => matches(candidate, args));
+        return split ? { path: fileOf(split), namespace: "split" } : undefined;
+      });
+      b.onLoad({ filter: /.*/, namespace: "split" }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: "js" }));
       b.onResolve({ filter: /.*/, namespace: "split" }, (args) => ({ path: args.path, external: true }));
     },
   };
@@ -85,7 +94,10 @@ const englishZodOnly = {
 };
 
 async function bundle(artefact) {
-  if (artefact.split) await bundle({ name: `${artefact.name} (${artefact.split.module})`, entry: artefact.split.module, outfile: artefact.split.outfile, format: artefact.format, maxBytes: artefact.split.maxBytes });
+  for (const split of artefact.splits ?? []) {
+    const from = split.module.endsWith(".ts") ? { entry: split.module } : { source: `module.exports = require(${JSON.stringify(split.module)});` };
+    await bundle({ name: `${artefact.name} (${split.module})`, ...from, outfile: split.outfile, format: artefact.format, maxBytes: split.maxBytes });
+  }
   for (const lazy of artefact.lazyPackages ?? []) {
     await bundle({ name: `${artefact.name} (${lazy.name})`, source: `export { ${lazy.exports.join(", ")} } from "${lazy.name}";`, outfile: lazy.outfile, format: artefact.format });
   }
@@ -103,7 +115,7 @@ async function bundle(artefact) {
     // The SDKs reach for these only on paths the artefact never takes (proxies, optional codecs).
     external: artefact.external ?? [],
     ...(artefact.banner ? { banner: { js: artefact.banner } } : {}),
-    plugins: [englishZodOnly, ...(artefact.split ? [splitPlugin(artefact.split)] : []), ...(artefact.lazyPackages ?? []).map(lazyPackagePlugin)],
+    plugins: [englishZodOnly, ...(artefact.splits ? [splitPlugin(artefact.splits)] : []), ...(artefact.lazyPackages ?? []).map(lazyPackagePlugin)],
   });
   const { size } = await stat(at(artefact.outfile));
   const kib = (size / 1024).toFixed(0);
