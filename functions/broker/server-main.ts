@@ -15,7 +15,7 @@ import { identityFromKeys, type Identity } from "../../shared/alibaba/identity.t
 import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { asyncStdout, createLogger } from "../../shared/log.ts";
 import { loadConfig } from "./config.ts";
-import { createRuntime } from "./runtime.ts";
+import { createRuntime, type BrokerRuntime } from "./runtime.ts";
 import { serveHttp } from "./server.ts";
 
 /** The execution role's temporary keys, as FC sets them for custom runtimes. */
@@ -40,12 +40,13 @@ export function listenPort(env: Readonly<Record<string, string | undefined>>): n
 async function main(): Promise<number> {
   const stdout = asyncStdout({ batchBytes: 8 * 1024 });
   const log = createLogger("broker", { destination: stdout });
+  let runtime: BrokerRuntime | undefined;
   try {
     const identity = identityFromEnvironment(process.env);
     const port = listenPort(process.env);
     // A relative BROKER_CONFIG_FILE is resolved against the code directory, as for the built-in handler.
     const codeDir = process.env.FC_FUNC_CODE_PATH ?? dirname(fileURLToPath(import.meta.url));
-    const runtime = createRuntime({ loaded: loadConfig(process.env, codeDir), log, baseIdentity: identity });
+    runtime = createRuntime({ loaded: loadConfig(process.env, codeDir), log, baseIdentity: identity });
     const server = await serveHttp(runtime, { port, host: "0.0.0.0", functionCompute: true });
     log.info({ clusters: runtime.config.clusters.map((c) => c.name), version: runtime.version, port }, "broker ready");
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
@@ -60,6 +61,8 @@ async function main(): Promise<number> {
     console.error(`acr-credential broker: ${oneLine(error)}`);
     return isAcrCredentialError(error) ? error.exitCode : 1;
   } finally {
+    // The shared cache's connection would keep the process alive.
+    await runtime?.close();
     // Request lines still queued behind a write in progress; none may be lost on SIGTERM.
     stdout.flushSync();
   }

@@ -5,12 +5,14 @@
  * out a credential from the emulator.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { startRedisServer } from "../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { brokerUser, brokerWorld, strangerUser } from "./support/world.ts";
 
@@ -148,6 +150,28 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(before + 1);
     server.child.kill("SIGTERM");
     await exited(server.child);
+  });
+
+  it("shares credentials between two instances through Redis with a shared cache, and ends on SIGTERM with its connection open", async () => {
+    const redis = await startRedisServer();
+    try {
+      const shared = { ...config(), sharedCache: { url: redis.url } };
+      const env = fcEnv({ BROKER_CONFIG: JSON.stringify(shared), BROKER_CACHE_KEY: `k1:${randomBytes(32).toString("base64")}` });
+      const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
+      const token = await cluster.mint();
+      const bodies: unknown[] = [];
+      for (const instance of [await start(process.execPath, env), await start(process.execPath, env)]) {
+        const response = await fetch(`${instance.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: "{}" });
+        expect(response.status).toBe(200);
+        bodies.push(await response.json());
+        instance.child.kill("SIGTERM");
+        expect(await exited(instance.child)).toBe(0);
+      }
+      expect(bodies[1]).toEqual(bodies[0]);
+      expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(before + 1);
+    } finally {
+      await redis.close();
+    }
   });
 
   it("reads BROKER_CONFIG_FILE relative to its own folder", async () => {
