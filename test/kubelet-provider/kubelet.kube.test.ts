@@ -18,7 +18,6 @@ import { dockerRegistryAvailable } from "../../emulator/registry/index.ts";
 import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
-import { createHandler } from "../../functions/broker/handler.ts";
 import { createRuntime, type BrokerRuntime } from "../../functions/broker/runtime.ts";
 import { identityFromKeys } from "../../shared/alibaba/identity.ts";
 import { createLogger } from "../../shared/log.ts";
@@ -133,7 +132,7 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
       "test",
     );
     runtime = createRuntime({ loaded: { config, baseDir: work, source: "test" }, baseIdentity: identityFromKeys(await demoUserKey("broker")), log: createLogger("broker", { level: "silent" }) });
-    broker = await serveBrokerHttps(createHandler(() => runtime), work, undefined);
+    broker = await serveBrokerHttps(runtime, work);
 
     // The kubelet's --image-credential-provider-config.
     providerConfig = join(work, "credential-provider.yaml");

@@ -1,6 +1,6 @@
 /**
  * The plugin binary as the kubelet runs it (CredentialProviderRequest on stdin, configuration from
- * args and env) against the broker's handler served over HTTPS, with the emulator behind it: it
+ * args and env) against the broker's HTTP server behind TLS, with the emulator behind it: it
  * relays the broker's answer, and on any failure prints one line on stderr, nothing on stdout, and
  * exits non-zero.
  */
@@ -10,7 +10,6 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHandler } from "../../functions/broker/handler.ts";
 import { startBrokerEnv, type BrokerEnv } from "../functions/broker/support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "../functions/broker/support/clusters.ts";
 import { brokerUser, instances, roles } from "../functions/broker/support/world.ts";
@@ -38,7 +37,7 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
         { name: "prod", key: prod, kubeletProvider: { grants: [{ serviceAccounts: ["system:serviceaccount:shop:*"], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }], annotationRoles: [] }] } },
       ],
     });
-    broker = await serveBrokerHttps(createHandler(() => env.runtime), work, brokerUser);
+    broker = await serveBrokerHttps(env.runtime, work, { kind: "keys", keys: brokerUser });
   }, 120_000);
   afterAll(async () => {
     await broker?.close();
@@ -78,7 +77,7 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
   });
 
   it("exits 1 with nothing on stdout when the broker is down", async () => {
-    const down = await serveBrokerHttps(createHandler(() => env.runtime), await mkdtemp(join(work, "down-")), brokerUser);
+    const down = await serveBrokerHttps(env.runtime, await mkdtemp(join(work, "down-")), { kind: "keys", keys: brokerUser });
     await down.close();
     const result = await run(plugin, ["--broker-url", down.url, "--ca-file", down.caFile], await request("system:serviceaccount:shop:web"));
     expect(result.code).toBe(1);

@@ -1,17 +1,19 @@
 /**
  * What the kubelet credential provider tests share: the plugin built from kubelet-provider/ (Go's
  * cache makes a rebuild take a second or two), the `keyring` harness that test/kubelet-provider/build.sh
- * builds from the pinned Kubernetes release, and the broker's handler served over HTTPS as the
- * plugin requires, with a throw-away CA.
+ * builds from the pinned Kubernetes release, and the broker's HTTP server behind TLS as the plugin
+ * requires, with a throw-away CA.
  */
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createServerTls } from "../../emulator/tls.ts";
-import type { FcContext } from "../../functions/broker/fc-event.ts";
-import { createBrokerServer, type FcHandler } from "../../functions/broker/node-http.ts";
+import type { BrokerRuntime } from "../../functions/broker/runtime.ts";
+import { createHttpServer } from "../../functions/broker/server.ts";
+import type { Identity } from "../../shared/alibaba/identity.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -56,26 +58,22 @@ export function run(binary: string, args: string[], input: string, env: Record<s
 export interface HttpsBroker {
   url: string;
   caFile: string;
-  /** Requests per path the broker has answered so far. */
+  /** Requests per path the broker has received so far. */
   requests: Map<string, number>;
   close(): Promise<void>;
 }
 
-/**
- * The broker's HTTP server code path (createBrokerServer) behind TLS. `credentials` stand in for the
- * execution role's, which FC hands the function.
- */
-export async function serveBrokerHttps(handler: FcHandler, dir: string, credentials: FcContext["credentials"]): Promise<HttpsBroker> {
+/** The broker's HTTP server (createHttpServer, as `acr-credential broker` and the custom runtime serve) behind TLS. */
+export async function serveBrokerHttps(runtime: BrokerRuntime, dir: string, baseIdentity?: Identity): Promise<HttpsBroker> {
   const tls = await createServerTls(dir);
   const requests = new Map<string, number>();
-  const counted: FcHandler = (event, context) => {
-    const path = Buffer.isBuffer(event) ? "?" : (event.rawPath ?? "?");
+  const plain = createHttpServer(runtime, baseIdentity ? { baseIdentity } : {});
+  const listener = plain.listeners("request")[0] as (req: IncomingMessage, res: ServerResponse) => void;
+  const server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => {
+    const path = req.url ?? "?";
     requests.set(path, (requests.get(path) ?? 0) + 1);
-    return handler(event, { ...context, ...(credentials ? { credentials } : {}) });
-  };
-  const plain = createBrokerServer(counted);
-  const listener = plain.listeners("request")[0] as Parameters<typeof createHttpsServer>[1];
-  const server = createHttpsServer({ cert: tls.cert, key: tls.key }, listener);
+    listener(req, res);
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -1,11 +1,12 @@
 /**
- * `POST /v1/kubelet-credentials` end to end through the FC handler (and once through the HTTP
- * server): grants by ServiceAccount pattern, the role annotation limited to a configured list, the
- * provider's own audience, the kubelet's response format with its cache duration, and the shared
- * cache (many pods, one upstream call). Upstream calls are counted on the emulator's request log.
+ * `POST /v1/kubelet-credentials` end to end through the FC handler (and once through the HTTP server
+ * of `acr-credential broker` and the custom runtime): grants by ServiceAccount pattern, the role
+ * annotation limited to a configured list, the provider's own audience, the kubelet's response format
+ * with its cache duration, and the shared cache (many pods, one upstream call). Upstream calls are
+ * counted on the emulator's request log.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { serveBroker } from "../../../functions/broker/node-http.ts";
+import { serveHttp } from "../../../functions/broker/server.ts";
 import type { CredentialsResponse } from "../../../shared/broker-api.ts";
 import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
@@ -174,8 +175,7 @@ describe("POST /v1/kubelet-credentials", () => {
   });
 
   it("answers the same through the HTTP server", async () => {
-    // The execution role's credentials, which FC hands a custom runtime in its environment.
-    const server = await serveBroker((event, context) => env.handler(event as Buffer, { ...context, credentials: brokerUser }), { port: 0 });
+    const server = await serveHttp(env.runtime, { port: 0, baseIdentity: { kind: "keys", keys: brokerUser } });
     try {
       const token = await prod.mint({ now: env.clock.now(), claims: { sub: sa("shop", "web"), aud: [kubeletAudience] } });
       const response = await fetch(`${server.url}/v1/kubelet-credentials`, { method: "POST", headers: { ...bearer(token), "content-type": "application/json" }, body: JSON.stringify({ image: `${platformHost}/apps/web:1` }) });
