@@ -14,6 +14,7 @@ import { selects, type RefresherConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { chooseNamespace, type NamespaceInfo, type ServiceAccountInfo } from "./plan.ts";
 import { registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
+import { annotations } from "./secret.ts";
 import { shortUid, type RefresherState } from "./state.ts";
 
 /** Status ConfigMap key of the memory below. */
@@ -58,7 +59,7 @@ export function credentialConfigHash(config: RefresherConfig): string {
   return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 
-export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "service-account-lacks-secret";
+export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "service-account-lacks-secret" | "secret-uid-unrecorded";
 
 export interface NeedReason {
   code: NeedCode;
@@ -152,9 +153,13 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
     chosen.add(ns.name);
     const uid = shortUid(ns.uid);
     if (configured.some((secret) => state.secrets[secret]?.current[ns.name] !== uid)) add("namespace-lacks-secret", ns.name);
+    // Written by a version that kept no uids: re-applied once to learn them (docs/decisions/005).
+    else if (configured.some((secret) => state.secrets[secret]?.uids?.[ns.name] === undefined)) add("secret-uid-unrecorded", ns.name);
   }
   for (const sa of input.serviceAccounts) {
     if (!chosen.has(sa.namespace) || !selects(config.serviceAccount, sa.name)) continue;
+    // Opted out, or its list applied by another manager (Helm 4, Argo CD): the refresher does not edit it, so it needs nothing.
+    if (sa.annotations[annotations.exclude]?.toLowerCase() === "true" || (sa.imagePullSecretsAppliers?.length ?? 0) > 0) continue;
     const listed = new Set(sa.imagePullSecrets.map((entry) => entry.name ?? ""));
     if (configured.some((secret) => !listed.has(secret))) add("service-account-lacks-secret", `${sa.namespace}/${sa.name}`);
   }

@@ -22,7 +22,7 @@ const account = (ns: string, name: string, pullSecrets: string[]): ServiceAccoun
 function held(...names: string[]): RefresherState {
   return nextState(
     emptyState(),
-    names.flatMap((name) => [one, two].map((secret) => ({ kind: "applied" as const, secret, namespace: name, uid: `${name}-uid-0000`, fingerprint: `f-${secret}`, expiresAt: at(60) }))),
+    names.flatMap((name) => [one, two].map((secret) => ({ kind: "applied" as const, secret, namespace: name, uid: `${name}-uid-0000`, fingerprint: `f-${secret}`, expiresAt: at(60), secretUid: `uid-of-${secret}-in-${name}` }))),
   );
 }
 const memory = (expiries: Record<string, string>, of: RefresherConfig = config): BrokerMemory => ({ version: 1, configHash: credentialConfigHash(of), expiries });
