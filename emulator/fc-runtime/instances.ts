@@ -96,9 +96,9 @@ export async function startBuiltinInstance(options: InstanceEnv & { codeDir: str
   }
   return {
     async invoke(request) {
-      await call({ type: "clock", offsetMs: options.clockOffsetMs() }, "clock-set");
       const id = nextId++;
-      const answer = await call({ type: "invoke", id, event: JSON.stringify(request.event), context: request.context }, String(id));
+      await call({ type: "clock", id, offsetMs: options.clockOffsetMs() }, String(id));
+      const answer = await call({ type: "invoke", id: -id, event: JSON.stringify(request.event), context: request.context }, String(-id));
       if (answer.type === "error") throw Object.assign(new Error(answer.errorMessage ?? "the handler failed"), { name: answer.errorType ?? "Error" });
       return triggerResponse(answer.value, request.requestId);
     },
@@ -130,6 +130,7 @@ export async function startCustomInstance(options: InstanceEnv & { command: stri
   });
   const tail = stderrTail(child);
   const call = ipc(child, tail);
+  let nextId = 1;
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   for (;;) {
@@ -144,7 +145,8 @@ export async function startCustomInstance(options: InstanceEnv & { command: stri
   }
   return {
     async invoke({ http, requestId, credentials }) {
-      await call({ type: "clock", offsetMs: options.clockOffsetMs() }, "clock-set");
+      const id = nextId++;
+      await call({ type: "clock", id, offsetMs: options.clockOffsetMs() }, String(id));
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(http.headers)) if (value !== undefined && name !== "host" && name !== "connection") headers[name] = Array.isArray(value) ? value.join(",") : value;
       // What FC adds to a request it forwards to a custom runtime.
