@@ -6,6 +6,9 @@
  * end in model time is its arrival plus the real time its instance took (cold start included).
  */
 import { randomUUID } from "node:crypto";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Clock } from "../clock.ts";
 import { fcErrorResponse, httpTriggerEvent, type TriggerRequest, type TriggerResponse } from "./event.ts";
 import { startBuiltinInstance, startCustomInstance, type Instance, type RoleCredentials } from "./instances.ts";
@@ -15,7 +18,10 @@ export interface FunctionSpec {
   functionName: string;
   /** `nodejs20` (any built-in Node.js runtime) or `custom.debian11` (any custom runtime). */
   runtime: string;
-  /** Built-in: the folder holding the handler's module; custom: the command's working directory. */
+  /**
+   * Built-in: the code package, copied once to a folder of its own as FC unpacks it (so no
+   * package.json around it changes how require() reads it); custom: the command's working directory.
+   */
   codeDir: string;
   /** Built-in runtimes: `index.handler` and the initializer, default `index.initialize`. */
   handler?: string;
@@ -78,8 +84,14 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
   const credentials = new Map<PoolInstance, RoleCredentials | undefined>();
   const stopping = new Set<Promise<void>>();
   const offset = () => deps.clock.now() - Date.now();
+  let deployed: Promise<string> | undefined;
+  const deployedCode = () =>
+    (deployed ??= mkdtemp(join(tmpdir(), `fc-code-${spec.functionName}-`)).then(async (dir) => {
+      await cp(spec.codeDir, dir, { recursive: true });
+      return dir;
+    }));
 
-  function start(instance: PoolInstance): Promise<Instance> {
+  async function start(instance: PoolInstance): Promise<Instance> {
     const role = spec.role === undefined ? undefined : deps.roleCredentials(spec.role, `fc-${spec.functionName}-${instance.id}`.slice(0, 32));
     credentials.set(instance, role);
     const env: Record<string, string> = {
@@ -96,10 +108,11 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
       const config = spec.customRuntimeConfig!;
       return startCustomInstance({ env, clockOffsetMs: offset, command: config.command, args: config.args ?? [], cwd: spec.codeDir });
     }
+    const codeDir = await deployedCode();
     return startBuiltinInstance({
-      env: { ...env, FC_FUNC_CODE_PATH: spec.codeDir },
+      env: { ...env, FC_FUNC_CODE_PATH: codeDir },
       clockOffsetMs: offset,
-      codeDir: spec.codeDir,
+      codeDir,
       handler: spec.handler ?? "index.handler",
       initializer: spec.initializer ?? "index.initialize",
       context: contextFor(instance, `init-${randomUUID()}`),
@@ -169,6 +182,7 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
     async close() {
       for (const instance of [...processes.keys()]) stop(instance);
       await Promise.all([...stopping]);
+      if (deployed) await rm(await deployed, { recursive: true, force: true });
     },
   };
 }
