@@ -25,7 +25,11 @@ import { repoPath, repoRoot } from "./processes.ts";
 
 export interface FleetOptions {
   clusters: number;
-  /** Model minutes before the measured window (caches, instances and refreshers settle). */
+  /**
+   * Model minutes before the measured window, so caches, instances and refreshers settle. Skipped
+   * for a configuration that carries nothing from one cycle to the next: no economy, no shared
+   * cache, and instances reclaimed before the next cycle.
+   */
   warmupMinutes: number;
   measuredMinutes: number;
   intervalMinutes: number;
@@ -38,13 +42,22 @@ export interface FleetOptions {
   customConcurrency: number;
   /** Requests really running at once on this machine (model time is unaffected). */
   parallel: number;
+  /** The built-in runtime's code package; default dist/broker. */
+  bundleDir?: string;
   /** Only these configurations (keys of `fleetConfigs`); default all. */
   only?: string[];
   seed?: number;
   log?: (line: string) => void;
 }
 
-export const fleetDefaults: FleetOptions = { clusters: 1000, warmupMinutes: 60, measuredMinutes: 60, intervalMinutes: 5, burstSeconds: 10, idleSeconds: 180, maxInstances: 100, customConcurrency: 50, parallel: 4 };
+// maxInstances 50, not the account's default regional quota of 100: every instance is a real
+// process of about 130 MB here (the 1,000-cluster configuration), and the machine is shared.
+export const fleetDefaults: FleetOptions = { clusters: 1000, warmupMinutes: 60, measuredMinutes: 60, intervalMinutes: 5, burstSeconds: 10, idleSeconds: 180, maxInstances: 50, customConcurrency: 50, parallel: 2 };
+
+/** Whether a configuration's cycles depend on earlier ones (so it needs the warm-up). */
+export function carriesState(config: FleetConfig, options: Pick<FleetOptions, "idleSeconds" | "intervalMinutes">): boolean {
+  return config.economy || config.sharedCache || options.idleSeconds >= options.intervalMinutes * 60;
+}
 
 export interface FleetConfig {
   key: string;
@@ -154,8 +167,9 @@ async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet
   // Every configuration starts at the real time its fleet's tokens were signed near.
   emulator.clock.set(Date.now());
   const start = emulator.clock.now();
-  const measureFrom = start + options.warmupMinutes * 60_000;
-  const cycles = Math.ceil((options.warmupMinutes + options.measuredMinutes) / options.intervalMinutes);
+  const warmupMinutes = carriesState(config, options) ? options.warmupMinutes : 0;
+  const measureFrom = start + warmupMinutes * 60_000;
+  const cycles = Math.ceil((warmupMinutes + options.measuredMinutes) / options.intervalMinutes);
   const expiry = new Map<number, number>();
   const limit = pLimit(options.parallel);
   const inflight = new Set<Tracked>();
@@ -253,7 +267,8 @@ async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet
 
 export async function measureFleet(options: FleetOptions): Promise<FleetResult> {
   const log = options.log ?? (() => {});
-  if (!existsSync(repoPath("dist/broker/index.js"))) throw new Error("dist/broker/index.js is missing; run `npm run build` (or `node build.mjs broker`) first");
+  const bundleDir = options.bundleDir ?? repoPath("dist/broker");
+  if (!existsSync(join(bundleDir, "index.js"))) throw new Error(`${bundleDir}/index.js is missing; run \`npm run build\` (or \`node build.mjs broker\`) first`);
   const shared = sharedCacheSupported();
   const configs = fleetConfigs.filter((c) => options.only === undefined || options.only.includes(c.key));
   const pending = shared ? [] : configs.filter((c) => c.sharedCache).map((c) => ({ key: c.key, reason: "the broker has no sharedCache configuration yet (issue 14)" }));
@@ -276,7 +291,7 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
       const common = { role: executionRole, environmentVariables, idleSeconds: options.idleSeconds, maxInstances: options.maxInstances, timeout: 10 };
       const spec: FunctionSpec =
         config.runtime === "builtin"
-          ? { functionName: "acr-credential-broker", runtime: "nodejs20", codeDir: repoPath("dist/broker"), ...common }
+          ? { functionName: "acr-credential-broker", runtime: "nodejs20", codeDir: bundleDir, ...common }
           : { functionName: "acr-credential-broker-server", runtime: "custom.debian11", codeDir: server.codeDir, customRuntimeConfig: server.customRuntimeConfig, instanceConcurrency: options.customConcurrency, ...common };
       const result = await runConfig(config, { emulator, fleet, spec, options });
       log(

@@ -3,6 +3,8 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import { amplificationDefaults } from "./amplification.ts";
 import { brokerThroughputDefaults } from "./broker-throughput.ts";
 import { bundleDefaults } from "./bundle.ts";
+import { fleetDefaults } from "./fleet-bench.ts";
+import { fleetNote, fleetTable, withFleetTable } from "./fleet-report.ts";
 import { repoPath } from "./processes.ts";
 import { refresherDefaults } from "./refresher.ts";
 import { resultsTable, withResultsTable } from "./results.ts";
@@ -31,11 +33,12 @@ function runNotes(details: BenchDetails, minutes: number): string {
 }
 
 const started = performance.now();
-const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults }, log);
+const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, fleet: fleetDefaults }, log);
 const minutes = (performance.now() - started) / 60_000;
 
 await writeFile(repoPath("bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
 const docsFile = repoPath("docs/benchmarks.md");
-await writeFile(docsFile, withResultsTable(await readFile(docsFile, "utf8"), resultsTable(results), runNotes(details, minutes)));
+const document = withResultsTable(await readFile(docsFile, "utf8"), resultsTable(results), runNotes(details, minutes));
+await writeFile(docsFile, details.fleet ? withFleetTable(document, fleetNote(details.fleet, details.fleet.configs.reduce((sum, c) => sum + c.realSeconds, 0) / 60), fleetTable(details.fleet)) : document);
 console.log(resultsTable(results));
 log(`wrote bench/results.json and docs/benchmarks.md in ${fixed(minutes, 1)} min`);

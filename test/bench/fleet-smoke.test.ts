@@ -1,0 +1,70 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { build } from "esbuild";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fleetDefaults, measureFleet, type FleetResult } from "../../bench/fleet-bench.ts";
+import { fleetSection, fleetTable } from "../../bench/fleet-report.ts";
+import { benchResultsSchema } from "../../bench/results.ts";
+
+/**
+ * A tiny run of the fleet benchmark (bench/fleet-bench.ts) so `npm run bench` cannot rot: four
+ * clusters, twenty simulated minutes, through the FC model with real instance processes. It checks
+ * the counts the schedule and the FC rules fix, never how fast anything was.
+ */
+
+let work: string;
+let result: FleetResult;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "bench-fleet-smoke-"));
+  // The broker's built-in bundle built here, so this file never races `npm run build` for dist/.
+  await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: join(work, "broker/index.js"), bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
+  result = await measureFleet({ ...fleetDefaults, clusters: 4, warmupMinutes: 0, measuredMinutes: 20, burstSeconds: 2, parallel: 2, bundleDir: join(work, "broker"), only: ["builtIn", "builtInEconomy", "custom", "customEconomy"] });
+}, 170_000);
+
+afterAll(async () => {
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+const config = (key: string) => {
+  const found = result.configs.find((c) => c.config.key === key);
+  if (found === undefined) throw new Error(`no ${key} in the run`);
+  return found;
+};
+
+describe("the fleet section, run small", () => {
+  it("calls the broker once per cluster and cycle without the economy, every call answered", () => {
+    expect(config("builtIn").brokerInvocationsPerClusterHour).toBe(12);
+    expect(config("custom").brokerInvocationsPerClusterHour).toBe(12);
+    expect(config("builtIn").throttledPerHour).toBe(0);
+    expect(config("builtIn").failedPerHour).toBe(0);
+  });
+
+  it("calls only the first time with the economy, within one credential lifetime", () => {
+    // 20 minutes: every cluster's first credential is far from expiry after its first call.
+    expect(config("builtInEconomy").brokerInvocationsPerClusterHour).toBe(3);
+    expect(config("customEconomy").brokerInvocationsPerClusterHour).toBe(3);
+  });
+
+  it("starts new built-in instances every cycle (idle reclaim before the next */5 run), one custom instance for all", () => {
+    const builtIn = config("builtIn");
+    // Four cycles of 20 minutes, 3 per quarter hour: at least one cold start per cycle.
+    expect(builtIn.coldStartsPerHour).toBeGreaterThanOrEqual(12);
+    expect(builtIn.peakInstances).toBeGreaterThanOrEqual(1);
+    expect(config("custom").peakInstances).toBe(1);
+    expect(config("custom").coldStartsPerHour).toBe(12);
+    expect(builtIn.upstreamCallsPerHour).toBeGreaterThan(0);
+    expect(builtIn.instanceSecondsPerClusterHour).toBeGreaterThan(0);
+    expect(builtIn.p99Ms).toBeGreaterThan(0);
+  });
+
+  it("turns the run into the results.json fleet section and the documentation table", () => {
+    const section = fleetSection(result);
+    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "custom", "customEconomy"]);
+    const sample = { broker: { throughputRatioVsBareHttp: 0.4, p99Ms: 9 }, amplification: { upstreamCallsPer1000Clusters: 5, naiveUpstreamCalls: 6000 }, refresher: { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb2000: 120 }, bundle: { brokerBytes: 1, coldInitRatio: 4 } };
+    expect(benchResultsSchema.parse({ ...sample, fleet: section }).fleet).toEqual(section);
+    const table = fleetTable(result);
+    for (const key of Object.keys(section)) expect(table).toContain(`\`${key}\``);
+  });
+});
