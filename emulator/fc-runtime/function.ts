@@ -2,8 +2,9 @@
  * One FC 3.0 function under the instance model: requests are placed by `InstancePool` on model time
  * and served by real processes (`instances.ts`) running the built artefact. `invoke(request, at)`
  * takes the arrival time, so a real-time HTTP trigger (`at` = the clock's now) and a simulation that
- * replays a fleet's schedule (`at` = the scheduled time) share every rule and counter. A request's
- * end in model time is its arrival plus the real time its instance took (cold start included).
+ * replays a fleet's schedule (`at` = the scheduled time) share every rule and counter. In model
+ * time a request starts at its arrival, or when its instance finished starting if that is later,
+ * and lasts the real time its instance took to answer it (the cold start too, for the first one).
  */
 import { randomUUID } from "node:crypto";
 import { cp, mkdtemp, rm } from "node:fs/promises";
@@ -84,6 +85,8 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
   const pool = new InstancePool({ concurrency: spec.instanceConcurrency ?? 1, maxInstances: spec.maxInstances ?? 100, idleMs: (spec.idleSeconds ?? 300) * 1000 });
   const processes = new Map<PoolInstance, Promise<Instance>>();
   const credentials = new Map<PoolInstance, RoleCredentials | undefined>();
+  /** Model time each instance finished its cold start. */
+  const readyAt = new Map<PoolInstance, number>();
   const stopping = new Set<Promise<void>>();
   const offset = () => deps.clock.now() - Date.now();
   let deployed: Promise<string> | undefined;
@@ -136,6 +139,7 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
     const running = processes.get(instance);
     processes.delete(instance);
     credentials.delete(instance);
+    readyAt.delete(instance);
     if (running === undefined) return;
     const done = running.then((p) => p.stop(), () => undefined).finally(() => stopping.delete(done));
     stopping.add(done);
@@ -153,11 +157,25 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
       }
       const began = performance.now();
       const { instance, cold, request: span } = placed;
-      if (cold) processes.set(instance, start(instance));
+      // A request placed on a starting instance waits for it in model time too: it starts at the
+      // later of its arrival and the instance's readiness, whenever it really gets to run.
+      if (cold) {
+        processes.set(
+          instance,
+          start(instance).then((running) => {
+            readyAt.set(instance, at + (performance.now() - began));
+            return running;
+          }),
+        );
+      }
+      let serviceBegan = began;
+      let modelStart = at;
       const failed = (error: unknown) => fcErrorResponse(502, "FunctionError", (error instanceof Error ? error.message : String(error)).split("\n")[0]!, requestId);
       let response: TriggerResponse;
       try {
         const running = await processes.get(instance)!;
+        serviceBegan = performance.now();
+        modelStart = Math.max(at, readyAt.get(instance) ?? at);
         const event = isCustom(spec.runtime) ? {} : httpTriggerEvent(request, { requestId, accountId, region, triggerId: `${spec.functionName}-http`, at });
         try {
           response = await running.invoke({ event, context: contextFor(instance, requestId), http: request, requestId, credentials: credentials.get(instance)! });
@@ -171,7 +189,7 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
         stop(instance);
         response = failed(error);
       }
-      const endAt = at + (performance.now() - began);
+      const endAt = modelStart + (performance.now() - serviceBegan);
       pool.finish(span, endAt);
       return { response, cold, throttled: false, endAt };
     },
