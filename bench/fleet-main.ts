@@ -27,6 +27,7 @@ const previous = benchResultsSchema.parse(JSON.parse(await readFile(resultsFile,
 const results = benchResultsSchema.parse({ ...previous, fleet: { ...(only.length > 0 ? previous.fleet : {}), ...fleetSection(result) } });
 await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
 const docsFile = repoPath("docs/benchmarks.md");
-await writeFile(docsFile, withFleetTable(await readFile(docsFile, "utf8"), fleetNote(result, minutes), fleetTable(result)));
-console.log(fleetTable(result));
+const table = fleetTable(result, only.length > 0 ? previous.fleet : {});
+await writeFile(docsFile, withFleetTable(await readFile(docsFile, "utf8"), fleetNote(result, minutes), table));
+console.log(table);
 log(`wrote the fleet section of bench/results.json and docs/benchmarks.md in ${minutes.toFixed(1)} min`);

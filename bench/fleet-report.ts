@@ -1,6 +1,6 @@
 import type { BenchResults } from "./results.ts";
 import { significant } from "./results.ts";
-import type { FleetFigures, FleetResult } from "./fleet-bench.ts";
+import { fleetConfigs, type FleetFigures, type FleetResult } from "./fleet-bench.ts";
 
 /**
  * The fleet section of results.json and docs/benchmarks.md: the figures per configuration, the
@@ -44,20 +44,25 @@ export function fleetSection(result: FleetResult): FleetSection {
 
 const cell = (value: number) => (Number.isInteger(value) ? value.toLocaleString("en-US") : String(value));
 
-/** One row per configuration (pending ones say why), then the goals and which configurations meet all of them. */
-export function fleetTable(result: FleetResult): string {
-  const section = fleetSection(result);
+/**
+ * One row per configuration (pending ones say why), then the goals and which configurations meet
+ * all of them. `earlier` adds the figures of configurations measured by an earlier partial run.
+ */
+export function fleetTable(result: FleetResult, earlier: FleetSection = {}): string {
+  const section = { ...earlier, ...fleetSection(result) };
+  const measured = new Map(result.configs.map((c) => [c.config.key, c]));
+  const keys = fleetConfigs.map((c) => c.key).filter((key) => section[key] !== undefined);
   const header = ["| configuration | key | upstream calls / h | invocations / cluster-h | cold starts / h | peak instances | instance-s / cluster-h | p99 ms | throttled / h |", "|---|---|---|---|---|---|---|---|---|"];
-  const rows = result.configs.map((measured) => {
-    const figures = section[measured.config.key]!;
-    return `| ${measured.config.what} | \`${measured.config.key}\` | ${fleetFigureKeys.map((key) => cell(figures[key])).join(" | ")} | ${cell(significant(measured.throttledPerHour))} |`;
+  const rows = keys.map((key) => {
+    const figures = section[key]!;
+    const run = measured.get(key);
+    const what = fleetConfigs.find((c) => c.key === key)!.what;
+    return `| ${what} | \`${key}\` | ${fleetFigureKeys.map((name) => cell(figures[name])).join(" | ")} | ${run ? cell(significant(run.throttledPerHour)) : "(earlier run)"} |`;
   });
-  const pending = result.pending.map((p) => `| — | \`${p.key}\` | pending: ${p.reason} |||||||`);
-  const goalRows = fleetGoals.map((goal) => {
-    const meeting = result.configs.filter((measured) => goal.met(section[measured.config.key]!)).map((measured) => `\`${measured.config.key}\``);
-    return `| ${goal.what} | ${goal.text} | ${meeting.length > 0 ? meeting.join(", ") : "**none**"} |`;
-  });
-  const all = result.configs.filter((measured) => fleetGoals.every((goal) => goal.met(section[measured.config.key]!))).map((measured) => `\`${measured.config.key}\``);
+  const pending = result.pending.filter((p) => section[p.key] === undefined).map((p) => `| — | \`${p.key}\` | pending: ${p.reason} |||||||`);
+  const meeting = (goal: FleetGoal) => keys.filter((key) => goal.met(section[key]!)).map((key) => `\`${key}\``);
+  const goalRows = fleetGoals.map((goal) => `| ${goal.what} | ${goal.text} | ${meeting(goal).length > 0 ? meeting(goal).join(", ") : "**none**"} |`);
+  const all = keys.filter((key) => fleetGoals.every((goal) => goal.met(section[key]!))).map((key) => `\`${key}\``);
   return [
     ...header,
     ...rows,
