@@ -14,7 +14,8 @@ export function isRefresherSecretName(name: string): boolean {
 export const registryEntrySchema = z.object({
   /** Absent for a Personal Edition registry of `regionId`. */
   instanceId: z.string().optional(),
-  regionId: z.string(),
+  /** Absent: the cluster's own region, which the broker fills in (the add-on's default). */
+  regionId: z.string().optional(),
   /** Normalised (lower case, sorted, unique); empty = every domain the broker knows for the instance. */
   domains: z.array(z.string()),
   assumeRoleArn: z.string().optional(),
@@ -32,20 +33,24 @@ export function normaliseDomains(domains: readonly string[]): string[] {
 }
 
 /** The Secret name of a registry entry: a hash of instance, region and domains, so every run and every replica agrees. */
-export function secretNameFor(entry: { instanceId?: string | undefined; regionId: string; domains: readonly string[] }): string {
-  const key = JSON.stringify([entry.instanceId ?? "", entry.regionId, normaliseDomains(entry.domains)]);
+export function secretNameFor(entry: { instanceId?: string | undefined; regionId?: string | undefined; domains: readonly string[] }): string {
+  const key = JSON.stringify([entry.instanceId ?? "", entry.regionId ?? "", normaliseDomains(entry.domains)]);
   return secretNamePrefix + createHash("sha256").update(key).digest("hex").slice(0, 32);
 }
 
-/** A short human label for logs and the status ConfigMap, e.g. `cri-abc@cn-hangzhou` or `personal@cn-beijing`. */
-export function registryLabel(entry: { instanceId?: string | undefined; regionId: string }): string {
-  return `${entry.instanceId ?? "personal"}@${entry.regionId}`;
+/**
+ * A short human label for logs and the status ConfigMap, e.g. `cri-abc@cn-hangzhou`, `personal@cn-beijing`,
+ * or `personal@cluster-region` for an entry whose region the broker fills in.
+ */
+export function registryLabel(entry: { instanceId?: string | undefined; regionId?: string | undefined }): string {
+  return `${entry.instanceId ?? "personal"}@${entry.regionId ?? "cluster-region"}`;
 }
 
 /** The broker request item for an entry (SPEC §3.1); RRSA fields only when RRSA is switched on. */
 export function registryRequest(entry: RegistryEntry, rrsa: boolean): RegistryRequest {
-  const request: RegistryRequest = { regionId: entry.regionId };
+  const request: RegistryRequest = {};
   if (entry.instanceId !== undefined) request.instanceId = entry.instanceId;
+  if (entry.regionId !== undefined) request.regionId = entry.regionId;
   if (entry.domains.length > 0) request.domains = [...entry.domains];
   if (entry.assumeRoleArn !== undefined) request.assumeRoleArn = entry.assumeRoleArn;
   if (entry.expireDuration !== undefined) request.expireDuration = entry.expireDuration;
@@ -56,8 +61,9 @@ export function registryRequest(entry: RegistryEntry, rrsa: boolean): RegistryRe
   return request;
 }
 
+/** An entry without a region asked for the cluster's region, which only the broker's answer names. */
 function sameRegistry(entry: RegistryEntry, item: { instanceId?: string | undefined; regionId: string }): boolean {
-  return (entry.instanceId ?? "") === (item.instanceId ?? "") && entry.regionId === item.regionId;
+  return (entry.instanceId ?? "") === (item.instanceId ?? "") && (entry.regionId === undefined || entry.regionId === item.regionId);
 }
 
 /**
@@ -71,7 +77,9 @@ export function matchCredentials(
 ): Map<string, { credential?: Credential; error?: EntryError }> {
   const unused = [...credentials];
   const result = new Map<string, { credential?: Credential; error?: EntryError }>();
-  const ordered = [...entries].sort((a, b) => b.domains.length - a.domains.length);
+  // Entries that name their region, and then those with more domains, choose first: they match fewer answers.
+  const specificity = (entry: RegistryEntry) => (entry.regionId === undefined ? 0 : 1000) + entry.domains.length;
+  const ordered = [...entries].sort((a, b) => specificity(b) - specificity(a));
   for (const entry of ordered) {
     const wanted = entry.domains.join(",");
     let index = unused.findIndex((c) => sameRegistry(entry, c) && wanted !== "" && normaliseDomains(c.domains).join(",") === wanted);

@@ -7,7 +7,8 @@ import { z } from "zod";
 
 export const registryRequestSchema = z.strictObject({
   instanceId: z.string().min(1).max(64).optional(),
-  regionId: z.string().min(1).max(64),
+  /** Absent: the cluster's own region, from the broker's configuration of the cluster. */
+  regionId: z.string().min(1).max(64).optional(),
   domains: z.array(z.string().min(1).max(253)).max(32).optional(),
   assumeRoleArn: z.string().min(1).max(256).optional(),
   expireDuration: z.number().int().min(900).max(43200).optional(),

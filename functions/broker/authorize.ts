@@ -20,7 +20,7 @@ export interface AuthorizedEntry {
 
 const defaultDuration = 3600;
 
-function describe(entry: RegistryRequest): string {
+function describe(entry: RegionalRequest): string {
   const role = entry.assumeRoleArn ? ` as ${entry.assumeRoleArn}` : "";
   return `${entry.instanceId ?? "Personal Edition"} in ${entry.regionId}${role}`;
 }
@@ -43,7 +43,7 @@ function fromConfigured(registry: ConfiguredRegistry): AuthorizedEntry {
   };
 }
 
-function authorizeConfigured(cluster: Cluster, entry: RegistryRequest): AuthorizedEntry {
+function authorizeConfigured(cluster: Cluster, entry: RegionalRequest): AuthorizedEntry {
   const candidates = cluster.registries.filter((r) => r.instanceId === entry.instanceId && r.regionId === entry.regionId && r.assumeRoleArn === entry.assumeRoleArn);
   const forbidden = (why: string) => new AcrCredentialError("Forbidden", `cluster '${cluster.name}' may not receive ${describe(entry)}: ${why}`);
   if (candidates.length === 0) throw forbidden("it is not one of the cluster's registries in the broker configuration");
@@ -56,7 +56,7 @@ function authorizeConfigured(cluster: Cluster, entry: RegistryRequest): Authoriz
   return authorized;
 }
 
-function authorizeRrsa(cluster: Cluster, entry: RegistryRequest, request: CredentialsRequest, subject: string): AuthorizedEntry {
+function authorizeRrsa(cluster: Cluster, entry: RegionalRequest, request: CredentialsRequest, subject: string): AuthorizedEntry {
   if (!cluster.allowRrsa) throw new AcrCredentialError("Forbidden", `cluster '${cluster.name}' may not use RRSA entries (${describe(entry)}); set allowRrsa: true for it in the broker configuration`);
   if (!entry.rrsaOidcProviderArn) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} lacks rrsaOidcProviderArn`);
   if (!request.oidcToken) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} needs oidcToken (the ServiceAccount's token with audience sts.aliyuncs.com)`);
@@ -65,10 +65,24 @@ function authorizeRrsa(cluster: Cluster, entry: RegistryRequest, request: Creden
   return { target: targetOf(entry, entry.domains), chain, ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId };
 }
 
+/** A request entry after the cluster's region was filled in where it named none. */
+type RegionalRequest = RegistryRequest & { regionId: string };
+
+/** An entry without `regionId` means the cluster's own region (the add-on's default), known only from the configuration. */
+function withRegion(cluster: Cluster, entry: RegistryRequest): RegionalRequest {
+  if (entry.regionId !== undefined) return entry as RegionalRequest;
+  if (cluster.regionId !== undefined) return { ...entry, regionId: cluster.regionId };
+  throw new AcrCredentialError(
+    "InvalidRequest",
+    `the entry for ${entry.instanceId ?? "Personal Edition"} names no regionId and cluster '${cluster.name}' has none in the broker configuration; set regionId (the cluster's region) for cluster '${cluster.name}' in the broker configuration, or regionId on the item in acr-configuration`,
+  );
+}
+
 /** The entries a verified caller of `cluster` gets, or a Forbidden/InvalidRequest error for the whole request. */
 export function authorize(cluster: Cluster, request: CredentialsRequest, subject: string): AuthorizedEntry[] {
   if (request.registries === undefined) return cluster.registries.map(fromConfigured);
-  return request.registries.map((entry) => {
+  return request.registries.map((requested) => {
+    const entry = withRegion(cluster, requested);
     if (entry.rrsaRoleArn) return authorizeRrsa(cluster, entry, request, subject);
     if (entry.rrsaOidcProviderArn) throw new AcrCredentialError("InvalidRequest", `the entry for ${describe(entry)} has rrsaOidcProviderArn without rrsaRoleArn`);
     return authorizeConfigured(cluster, entry);

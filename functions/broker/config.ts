@@ -49,6 +49,8 @@ export const clusterSchema = z.strictObject({
   subjects: z.array(z.string().min(1)).min(1),
   registries: z.array(configuredRegistrySchema).default([]),
   allowRrsa: z.boolean().default(false),
+  /** The cluster's own region: fills request entries that name none, as the add-on defaults to the cluster's region. */
+  regionId: regionId.optional(),
 }).refine((cluster) => !(cluster.jwks && cluster.jwksUri), { error: "set either jwks or jwksUri, not both", path: ["jwks"] });
 export type Cluster = z.infer<typeof clusterSchema>;
 

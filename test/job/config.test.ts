@@ -77,14 +77,14 @@ describe("parseRefresherConfig", () => {
     expect(config.expiringThresholdSeconds).toBe(900);
   });
 
-  it("treats watch-namespace all as every namespace except the system ones by default", () => {
+  it("treats watch-namespace all as every namespace, system ones included, as the add-on does", () => {
     const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "service-account": "*" });
     expect(config.watchNamespace).toEqual({ kind: "all" });
     expect(config.serviceAccount).toEqual({ kind: "all" });
-    expect(config.excludeNamespaces).toEqual(["kube-system", "kube-public", "kube-node-lease"]);
+    expect(config.excludeNamespaces).toEqual([]);
   });
 
-  it("lets exclude-namespace replace the default exclusions, including with globs", () => {
+  it("lets exclude-namespace skip namespaces, including with globs", () => {
     const { config } = parseRefresherConfig({ ...addonStyle, "watch-namespace": "all", "exclude-namespace": "kube-*,sandbox" });
     expect(config.excludeNamespaces).toEqual(["kube-*", "sandbox"]);
   });
@@ -120,7 +120,7 @@ describe("parseRefresherConfig", () => {
   it("warns about unknown keys and about add-on keys it does not use, without failing", () => {
     const { warnings } = parseRefresherConfig({ ...addonStyle, "watch-namespaces": "x", "acr-api-version": "2018-12-01" });
     expect(warnings.some((w) => w.includes("'watch-namespaces'") && w.includes("not a known setting"))).toBe(true);
-    expect(warnings.some((w) => w.includes("'acr-api-version'") && w.includes("does not use"))).toBe(true);
+    expect(warnings.some((w) => w.includes("'acr-api-version'") && w.includes("is ignored: the broker chooses"))).toBe(true);
   });
 
   it("ignores an access key in a registry item and warns without repeating its value", () => {
@@ -155,8 +155,8 @@ describe("parseRefresherConfig", () => {
   });
 
   it("names the item and field of a bad registry entry", () => {
-    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  expireDuration: 60" });
-    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': is required/);
+    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  regionId: Hangzhou\n  expireDuration: 60" });
+    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': 'Hangzhou' is not a region id such as cn-hangzhou \(leave it empty for the cluster's region\)/);
     expect(message).toMatch(/key 'acr-registry-info\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
   });
 
@@ -170,7 +170,7 @@ describe("parseRefresherConfig", () => {
   });
 
   it("rejects the same registry listed twice", () => {
-    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats acr-registry-info\[0\]/);
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats cri-a@cn-hangzhou/);
   });
 
   it("requires both RRSA fields once rrsa is enabled", () => {
@@ -186,6 +186,118 @@ describe("parseRefresherConfig", () => {
     const [enterprise] = config.registries;
     expect(enterprise?.secretName).toMatch(/^acr-credential-[0-9a-f]{32}$/);
     expect(enterprise?.secretName).toBe(secretNameFor({ instanceId: "cri-abc123", regionId: "cn-hangzhou", domains: ["FOO-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com "] }));
+  });
+});
+
+describe("the managed add-on's parameters", () => {
+  const parameters = (json: Record<string, unknown>) => JSON.stringify(json);
+  const base = { "broker-url": "https://b.example" };
+
+  it("turn RRSA on with enableRRSA: true, keeping the items' RRSA fields for the broker", () => {
+    const { config, warnings } = parseRefresherConfig({
+      ...base,
+      "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceID: "cri-x1", regionID: "cn-hangzhou", rrsaRoleARN: "acs:ram::111:role/pull", rrsaOIDCProviderRoleARN: "acs:ram::111:oidc-provider/ack-rrsa-c1" }], enableRRSA: true }),
+    });
+    expect(warnings).toEqual([]);
+    expect(config.rrsa).toBe(true);
+    expect(config.registries[0]).toMatchObject({ instanceId: "cri-x1", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/pull", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" });
+  });
+
+  it("read enableRRSA as a ConfigMap key too, and accept it next to an rrsa block that agrees", () => {
+    expect(parseRefresherConfig({ ...addonStyle, enableRRSA: "true" }).config.rrsa).toBe(true);
+    expect(parseRefresherConfig({ ...addonStyle, enableRRSA: "true", rrsa: "enable: true" }).config.rrsa).toBe(true);
+    expect(problemsOf({ ...addonStyle, enableRRSA: "false", rrsa: "enable: true" })).toMatch(/key 'enableRRSA': is also set as 'rrsa' with a different value; keep one/);
+    expect(problemsOf({ ...addonStyle, enableRRSA: "maybe" })).toMatch(/key 'enableRRSA': expected true or false/);
+  });
+
+  it("refuse a setting given both as a ConfigMap key and in addon-parameters with different values", () => {
+    const message = problemsOf({ ...addonStyle, "addon-parameters": parameters({ watchNamespace: "all" }) });
+    expect(message).toMatch(/key 'watch-namespace': is also set as 'addon-parameters\.watchNamespace' with a different value; keep one/);
+  });
+
+  it("name the parameter and the item field in an error, as pasted", () => {
+    const message = problemsOf({ ...base, "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceId: "cri-ok1" }, { instanceId: "registry-1", expireDuration: 60 }] }) });
+    expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.instanceId': 'registry-1' is not an instance id such as cri-xxxxxxxx/);
+    expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
+  });
+
+  it("take lists of names where the add-on takes comma lists", () => {
+    const { config } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: ["team-a", "team-b"], serviceAccount: ["default", "builder"] }) });
+    expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-a", "team-b"] });
+    expect(config.serviceAccount).toEqual({ kind: "list", patterns: ["default", "builder"] });
+  });
+
+  it("warn about a parameter this refresher does not know, naming where it sits", () => {
+    const { warnings } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: "all", clusterDomain: "x" }) });
+    expect(warnings).toEqual(["key 'addon-parameters.clusterDomain' is not a known add-on parameter and is ignored (check its spelling)"]);
+  });
+
+  it("refuse addon-parameters that are not the parameter object, showing its shape", () => {
+    expect(problemsOf({ ...base, "addon-parameters": "[1, 2]" })).toMatch(/key 'addon-parameters': is not the add-on's parameter object; paste the add-on's parameter JSON as it is, e\.g\. \{"AcrInstanceInfo":/);
+    expect(problemsOf({ ...base, "addon-parameters": "{ not json" })).toMatch(/key 'addon-parameters': is not the add-on's parameter object/);
+  });
+});
+
+describe("the add-on's spellings", () => {
+  it("take all in any case, and Default for default", () => {
+    const read = (namespaces: string, accounts: string) => parseRefresherConfig({ ...addonStyle, "watch-namespace": namespaces, "service-account": accounts }).config;
+    expect(read("ALL", "Default").watchNamespace).toEqual({ kind: "all" });
+    expect(read("All", "Default").serviceAccount).toEqual({ kind: "list", patterns: ["default"] });
+    expect(read("*", "*").watchNamespace).toEqual({ kind: "all" });
+    expect(read("Default,team-a", "default,Builder").watchNamespace).toEqual({ kind: "list", patterns: ["default", "team-a"] });
+    expect(problemsOf({ ...addonStyle, "watch-namespace": "ALL,team-a" })).toMatch(/key 'watch-namespace': 'ALL,team-a' mixes 'all' or '\*' with names; use one or the other/);
+  });
+
+  it("match keys without regard to case, '-' or '_'", () => {
+    const { "watch-namespace": _, ...rest } = addonStyle;
+    const { config, warnings } = parseRefresherConfig({ ...rest, WatchNamespace: "team-c" });
+    expect(warnings).toEqual([]);
+    expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-c"] });
+  });
+
+  it("split several instance ids in one instanceId into one registry each, sharing the item's other fields", () => {
+    const { config, warnings } = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a1, cri-b2\n  regionId: cn-shanghai\n  assumeRoleARN: acs:ram::2:role/pull" });
+    expect(config.registries.map((r) => [r.instanceId, r.regionId, r.assumeRoleArn])).toEqual([
+      ["cri-a1", "cn-shanghai", "acs:ram::2:role/pull"],
+      ["cri-b2", "cn-shanghai", "acs:ram::2:role/pull"],
+    ]);
+    expect(new Set(config.registries.map((r) => r.secretName)).size).toBe(2);
+    expect(warnings).toEqual([]);
+  });
+
+  it("warn when several instances share one domains list, since each Secret then carries every domain", () => {
+    const { warnings } = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a1,cri-b2\n  regionId: cn-shanghai\n  domains: a-registry.cn-shanghai.cr.aliyuncs.com" });
+    expect(warnings).toEqual([expect.stringMatching(/^key 'acr-registry-info\[0\]': its 1 domain\(s\) go into the Secret of each of its 2 instances.*give each instance its own item/)]);
+  });
+});
+
+describe("the add-on's defaults", () => {
+  it("leave the region of an item without regionId to the broker, and an absent acr-registry-info means the cluster region's Personal Edition", () => {
+    const { config } = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-a1" });
+    expect(config.registries).toEqual([{ instanceId: "cri-a1", domains: [], secretName: secretNameFor({ instanceId: "cri-a1", domains: [] }) }]);
+    const absentForms: Array<Record<string, string>> = [{}, { "acr-registry-info": "" }, { AcrInstanceInfo: "[]" }, { "acr-registry-info": "- instanceId: \"\"" }];
+    for (const absent of absentForms) {
+      expect(parseRefresherConfig({ "broker-url": "https://b.example", ...absent }).config.registries.map(({ secretName: _, ...r }) => r)).toEqual([{ domains: [] }]);
+    }
+  });
+});
+
+describe("a registry item with only unknown fields", () => {
+  it("is refused as misspelt rather than taken for the Personal Edition default", () => {
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instance: cri-a1\n  region: cn-hangzhou" })).toMatch(
+      /key 'acr-registry-info\[0\]': has none of the fields instanceId, regionId, domains, .* \(found 'instance', 'region'\); check their spelling/,
+    );
+  });
+});
+
+describe("retired add-on keys", () => {
+  it("say what serves their purpose here", () => {
+    const { warnings } = parseRefresherConfig({ ...addonStyle, "webhook-configuration": "enable: true", "acr-registry": "registry.*.aliyuncs.com", tokenMode: "auto" });
+    expect(warnings).toEqual([
+      "key 'webhook-configuration' is ignored: there is no admission webhook; run the refresher with --watch (job/deploy/watch), which gives a new ServiceAccount its pull secret within seconds of its creation (docs/migrate.md)",
+      "key 'acr-registry' is ignored: this first-generation list of registry domains is replaced by 'acr-registry-info': one item per registry with instanceId, regionId and domains (docs/migrate.md)",
+      "key 'tokenMode' is ignored: the broker holds the cloud identity, so no worker or managed role is used in the cluster; remove it",
+    ]);
   });
 });
 

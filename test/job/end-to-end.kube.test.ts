@@ -79,7 +79,8 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
       JSON.stringify({
         audience: "acr-credential-broker",
         alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
-        clusters: [{ name: "kube-e2e", issuer, caFile, subjects: [`system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole }] }],
+        // The cluster's region fills the ConfigMap's items that name none, as the add-on defaults to it.
+        clusters: [{ name: "kube-e2e", issuer, caFile, regionId: "cn-hangzhou", subjects: [`system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole }] }],
       }),
     );
     const brokerKey = await demoUserKey("broker");
@@ -92,15 +93,18 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     });
     const brokerUrl = (await broker.waitFor(/listening on (http:\/\/\S+)/, "stderr"))[1] as string;
 
-    // The cluster: a namespace with a ServiceAccount, and the refresher's ConfigMap in the add-on's format.
+    // The cluster: a namespace with a ServiceAccount, and the refresher's ConfigMap holding the managed
+    // add-on's parameters pasted as they are — no regionId, so the broker fills in the cluster's.
     namespace = await createNamespace("rfr-e2e");
     await createServiceAccount(namespace, "default");
-    const configData = {
-      "broker-url": brokerUrl,
-      "watch-namespace": namespace,
-      "service-account": "default",
-      "acr-registry-info": `- instanceId: "cri-demo"\n  regionId: "cn-hangzhou"\n  domains: "${registry}"\n  assumeRoleARN: "${acrPullRole}"\n  expireDuration: 3600\n`,
+    const addonParameters = {
+      AcrInstanceInfo: [{ instanceID: "cri-demo", regionID: "", domains: registry, assumeRoleARN: acrPullRole, expireDuration: 3600, rrsaRoleARN: "", rrsaOIDCProviderRoleARN: "" }],
+      enableRRSA: false,
+      watchNamespace: namespace,
+      serviceAccount: "Default",
+      expiringThreshold: "15m",
     };
+    const configData = { "broker-url": brokerUrl, "addon-parameters": JSON.stringify(addonParameters) };
     secretName = parseRefresherConfig(configData).config.registries[0]!.secretName;
     await setConfig(configData);
     await resetStatus();
@@ -139,6 +143,7 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     const secret = await secretOrUndefined(namespace, secretName);
     expect(secret?.type).toBe("kubernetes.io/dockerconfigjson");
     expect(Object.keys(dockerConfigOf(secret!).auths)).toEqual([registry]);
+    expect(secret?.metadata?.annotations?.["acr-credential-broker/registry"]).toBe("cri-demo@cn-hangzhou");
     expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual([secretName]);
   });
 

@@ -16,7 +16,7 @@ function credentialFor(instanceId: string, regionId: string, password = "pw-1"):
 }
 
 function secretsOf(config: RefresherConfig, password = "pw-1"): Map<string, DesiredSecret> {
-  return new Map(config.registries.map((registry) => [registry.secretName, desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId, password), config.notifyEmail)]));
+  return new Map(config.registries.map((registry) => [registry.secretName, desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "cn-hangzhou", password), config.notifyEmail)]));
 }
 
 const ns = (name: string, extra: Partial<NamespaceInfo> = {}): NamespaceInfo => ({ name, uid: `${name}-uid-0000`, terminating: false, annotations: {}, ...extra });
@@ -113,7 +113,7 @@ describe("plan", () => {
   });
 
   it("skips excluded, annotated and terminating namespaces and reports why", () => {
-    const config = configOf();
+    const config = configOf({ "exclude-namespace": "kube-system" });
     const p = plan(
       input(config, {
         namespaces: [ns("kube-system"), ns("quiet", { annotations: { [annotations.exclude]: "true" } }), ns("leaving", { terminating: true }), ns("team-a")],

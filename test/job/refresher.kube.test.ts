@@ -242,6 +242,25 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       expect(await secretOrUndefined(served, one)).toBeDefined();
     });
 
+    it("with the managed add-on's parameters pasted and watchNamespace ALL serves the system namespaces too, as the add-on does", async () => {
+      await createServiceAccount("kube-system", "rfr-system-puller");
+      const elsewhere = await createNamespace("rfr-sys");
+      await createServiceAccount(elsewhere, "rfr-system-puller");
+      await resetStatus();
+      const parameters = { AcrInstanceInfo: [{ instanceID: "cri-rfrone", regionID: "cn-hangzhou" }], enableRRSA: false, watchNamespace: "ALL", serviceAccount: "rfr-system-puller", expiringThreshold: "15m" };
+      await setConfig({ "broker-url": broker.url, "addon-parameters": JSON.stringify(parameters) });
+      expect((await fixture.run(broker.url)).exitCode).toBe(0);
+      expect(await secretOrUndefined("kube-system", one)).toBeDefined();
+      expect(pullSecretNames(await serviceAccount("kube-system", "rfr-system-puller"))).toEqual([one]);
+      expect(pullSecretNames(await serviceAccount(elsewhere, "rfr-system-puller"))).toEqual([one]);
+
+      // Narrowed again, the refresher takes its Secret and entry back out of kube-system.
+      await setConfig({ "broker-url": broker.url, "addon-parameters": JSON.stringify({ ...parameters, watchNamespace: elsewhere }) });
+      expect((await fixture.run(broker.url)).exitCode).toBe(0);
+      expect(await secretOrUndefined("kube-system", one)).toBeUndefined();
+      expect(pullSecretNames(await serviceAccount("kube-system", "rfr-system-puller"))).toEqual([]);
+    });
+
     it("with service-account '*' attaches the Secret to every ServiceAccount of the chosen namespaces", async () => {
       const namespace = await createNamespace("rfr-star");
       for (const name of ["default", "builder", "deployer"]) await createServiceAccount(namespace, name);

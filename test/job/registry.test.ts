@@ -52,4 +52,19 @@ describe("registry entries", () => {
     expect(matched.get(personal.secretName)?.credential?.password).toBe("for-personal");
     expect(matched.get(failing.secretName)).toEqual({ error: { instanceId: "cri-z", regionId: "cn-shanghai", code: "Forbidden", message: "not allowed" } });
   });
+  it("pair an entry that left its region to the broker with the answer in the region the broker filled in", () => {
+    const { config } = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-a\n- instanceId: cri-a\n  regionId: cn-beijing\n- instanceId: \"\"" });
+    const [placed, named, personal] = config.registries as [typeof config.registries[0] & object, typeof config.registries[0] & object, typeof config.registries[0] & object];
+    expect(registryRequest(placed, false)).toEqual({ instanceId: "cri-a" });
+    expect(registryRequest(personal, false)).toEqual({});
+    const matched = matchCredentials(
+      config.registries,
+      // Whatever the answer's order, the entry that named its region gets that region's answer first.
+      [credential("cri-a", "cn-beijing", ["b.example.com"], "beijing"), credential("cri-a", "cn-hangzhou", ["a.example.com"], "cluster-region"), credential(undefined, "cn-hangzhou", ["registry.cn-hangzhou.aliyuncs.com"], "personal")],
+      [],
+    );
+    expect(matched.get(placed.secretName)?.credential?.password).toBe("cluster-region");
+    expect(matched.get(named.secretName)?.credential?.password).toBe("beijing");
+    expect(matched.get(personal.secretName)?.credential?.password).toBe("personal");
+  });
 });

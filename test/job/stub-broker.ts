@@ -16,11 +16,14 @@ export interface StubBroker extends ScriptedBroker {
 }
 
 export const stubExpiry = "2099-01-01T00:00:00Z";
+export const stubClusterRegion = "cn-hangzhou";
 
 export async function startStubBroker(): Promise<StubBroker> {
   let generation = 1;
   let failing = new Set<string>();
-  const credentialFor = (registry: RegistryRequest): Credential => {
+  const credentialFor = (requested: RegistryRequest): Credential => {
+    // As the real broker with `regionId: cn-hangzhou` configured for the cluster.
+    const registry = { ...requested, regionId: requested.regionId ?? stubClusterRegion };
     const instance = registry.instanceId ?? "personal";
     const domains = registry.domains ?? (registry.instanceId === undefined ? [`registry.${registry.regionId}.aliyuncs.com`] : [`${instance}-registry.${registry.regionId}.cr.aliyuncs.com`, `${instance}-registry-vpc.${registry.regionId}.cr.aliyuncs.com`]);
     const credential: Credential = {
@@ -42,7 +45,7 @@ export async function startStubBroker(): Promise<StubBroker> {
     const errors: EntryError[] = [];
     for (const registry of registries) {
       if (registry.instanceId !== undefined && failing.has(registry.instanceId)) {
-        errors.push({ instanceId: registry.instanceId, regionId: registry.regionId, code: "UpstreamThrottled", message: "throttled by the stub" });
+        errors.push({ instanceId: registry.instanceId, regionId: registry.regionId ?? stubClusterRegion, code: "UpstreamThrottled", message: "throttled by the stub" });
       } else {
         credentials.push(credentialFor(registry));
       }

@@ -93,7 +93,7 @@ const refresherBreakages: Array<[string, string, string]> = [
   ["acr-registry-info", "AcrInstanceInfo", "not: a list"],
   ["acr-registry-info", "AcrInstanceInfo", '- instanceId: "cri-abc"\n  regionId: "cn-hangzhou"\n  expireDuration: 60\n'],
   ["acr-registry-info", "AcrInstanceInfo", '- instanceId: "abc"\n  regionId: "cn-hangzhou"\n'],
-  ["acr-registry-info", "AcrInstanceInfo", '- instanceId: "cri-abc"\n'],
+  ["acr-registry-info", "AcrInstanceInfo", '- instance: "cri-abc"\n'],
   ["rrsa", "rrsa", "enable: maybe"],
 ];
 
