@@ -1,4 +1,4 @@
-import { createClock, startEmulator, type Clock, type Emulator } from "../../../../emulator/index.ts";
+import { createClock, startEmulator, type Clock, type Emulator, type WorldInput } from "../../../../emulator/index.ts";
 import { parseConfig, type BrokerConfig } from "../../../../functions/broker/config.ts";
 import { createHandler } from "../../../../functions/broker/handler.ts";
 import { createRuntime, type BrokerRuntime } from "../../../../functions/broker/runtime.ts";
@@ -27,10 +27,13 @@ export interface BrokerEnv {
 
 export type ClusterSpec = Omit<BrokerConfig["clusters"][number], "issuer" | "jwks" | "subjects" | "allowRrsa" | "registries"> & Partial<Pick<BrokerConfig["clusters"][number], "subjects" | "allowRrsa" | "registries">> & { key: TestCluster };
 
-export async function startBrokerEnv(options: { clusters?: (rrsa: TestCluster) => ClusterSpec[]; config?: Record<string, unknown>; frozenClock?: boolean } = {}): Promise<BrokerEnv> {
+export async function startBrokerEnv(
+  options: { clusters?: (rrsa: TestCluster) => ClusterSpec[]; config?: Record<string, unknown>; frozenClock?: boolean; /** Changes to the standard world. */ world?: (world: WorldInput) => WorldInput } = {},
+): Promise<BrokerEnv> {
   const rrsa = await createTestCluster("rrsa", { alg: "ES256" });
   const clock = createClock(options.frozenClock ? { frozen: true } : {});
-  const emulator = await startEmulator({ world: brokerWorld(rrsa), clock });
+  const world = brokerWorld(rrsa);
+  const emulator = await startEmulator({ world: options.world?.(world) ?? world, clock });
   const specs = options.clusters?.(rrsa) ?? [];
   const config = parseConfig(
     {
