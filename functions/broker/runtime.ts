@@ -1,15 +1,15 @@
 import type { JWTVerifyGetKey } from "jose";
 import packageJson from "../../package.json" with { type: "json" };
 import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/cloud.ts";
-import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
+import type { Identity } from "../../shared/alibaba/identity.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { BackoffPolicy } from "../../shared/retry.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
-import { readClusterCas, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
-import { ExpiringCache } from "./expiring-cache.ts";
+import { createBrokerCaches, domainsTtlMs } from "./cache/broker-caches.ts";
+import { readClusterCas, readSharedCacheCa, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
 import { ForceLimiter } from "./force-limit.ts";
-import type { DomainList, IssueDeps, IssuedCredential } from "./issue.ts";
+import type { IssueDeps } from "./issue.ts";
 import { createTokenVerifier, type TokenVerifier } from "./token.ts";
 
 /**
@@ -26,6 +26,8 @@ export interface BrokerRuntime {
   version: string;
   /** The broker's own identity when it is not Function Compute's `context.credentials`. */
   baseIdentity?: Identity;
+  /** Lets go of what the runtime holds open (the shared cache's connection). */
+  close(): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -38,6 +40,8 @@ export interface RuntimeOptions {
   keys?: Omit<KeySourceOptions, "ca">;
   backoff?: BackoffPolicy;
   sleep?: (ms: number) => Promise<void>;
+  /** Where the shared cache's key is read (BROKER_CACHE_KEY); default process.env. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export const brokerVersion: string = packageJson.version;
@@ -50,15 +54,20 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     const ca = cas.get(cluster.name);
     return createClusterKeys(cluster, { ...options.keys, ...(ca ? { ca } : {}) });
   };
-  const refreshBeforeMs = config.refreshBeforeExpirySeconds * 1000;
+  const log = options.log ?? createLogger("broker");
+  const sharedCa = readSharedCacheCa(options.loaded);
+  const { shared, ...caches } = createBrokerCaches({
+    config,
+    clock,
+    log,
+    env: options.env ?? process.env,
+    ...(sharedCa ? { sharedCa } : {}),
+  });
   const issue: IssueDeps = {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
-    sessions: new ExpiringCache<StsSession>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
-    credentials: new ExpiringCache<IssuedCredential>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
-    // Discovered domains are re-read hourly, and kept for a day as a fallback when that fails.
-    domains: new ExpiringCache<DomainList>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: 23 * 3600_000 }),
+    ...caches,
     clock,
-    domainsTtlMs: 24 * 3600_000,
+    domainsTtlMs,
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };
@@ -67,9 +76,10 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     verifyToken: createTokenVerifier({ config, keysFor, clock }),
     issue,
     forceLimiter: new ForceLimiter(config.forceIntervalSeconds * 1000, clock),
-    log: options.log ?? createLogger("broker"),
+    log,
     clock,
     version: brokerVersion,
     ...(options.baseIdentity ? { baseIdentity: options.baseIdentity } : {}),
+    close: async () => shared?.close(),
   };
 }

@@ -28,7 +28,14 @@ export interface BrokerEnv {
 export type ClusterSpec = Omit<BrokerConfig["clusters"][number], "issuer" | "jwks" | "subjects" | "allowRrsa" | "registries"> & Partial<Pick<BrokerConfig["clusters"][number], "subjects" | "allowRrsa" | "registries">> & { key: TestCluster };
 
 export async function startBrokerEnv(
-  options: { clusters?: (rrsa: TestCluster) => ClusterSpec[]; config?: Record<string, unknown>; frozenClock?: boolean; /** Changes to the standard world. */ world?: (world: WorldInput) => WorldInput } = {},
+  options: {
+    clusters?: (rrsa: TestCluster) => ClusterSpec[];
+    config?: Record<string, unknown>;
+    frozenClock?: boolean;
+    env?: Record<string, string>;
+    /** Changes to the standard world. */
+    world?: (world: WorldInput) => WorldInput;
+  } = {},
 ): Promise<BrokerEnv> {
   const rrsa = await createTestCluster("rrsa", { alg: "ES256" });
   const clock = createClock(options.frozenClock ? { frozen: true } : {});
@@ -46,7 +53,12 @@ export async function startBrokerEnv(
   );
   const logs = captureLogs();
   // Fast backoff so retry tests do not wait; the schedule itself is tested on its own.
-  const makeRuntime = () => createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 } });
+  const runtimes: BrokerRuntime[] = [];
+  const makeRuntime = () => {
+    const made = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 }, ...(options.env ? { env: options.env } : {}) });
+    runtimes.push(made);
+    return made;
+  };
   const runtime = makeRuntime();
   return {
     emulator,
@@ -60,6 +72,9 @@ export async function startBrokerEnv(
     rrsa,
     logs,
     context: (credentials = brokerUser) => testContext(credentials),
-    close: () => emulator.close(),
+    close: async () => {
+      await Promise.all(runtimes.map((r) => r.close()));
+      await emulator.close();
+    },
   };
 }
