@@ -7,11 +7,9 @@
  * is dispatched only once every earlier one has either ended or run past its arrival (until then
  * it is not known whether an instance would be free), at most `parallel` running at once.
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pLimit from "p-limit";
@@ -22,6 +20,7 @@ import { customServer } from "./fleet-configs.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom, type Arrival } from "./fleet-schedule.ts";
 import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerConfig, type FleetCluster } from "./fleet.ts";
 import { repoPath, repoRoot } from "./processes.ts";
+import { startRedisServer } from "../test/support/redis-server.ts";
 
 export interface FleetOptions {
   clusters: number;
@@ -113,35 +112,6 @@ export interface FleetResult {
 const warmupClusters = 10;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A real redis-server on loopback, no persistence. */
-async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = createServer().listen(port, "127.0.0.1");
-      socket.once("listening", () => socket.close(() => resolve(false)));
-      socket.once("error", () => resolve(true));
-    });
-    if (up) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error("redis-server did not start; install the Debian package redis-server");
-    await sleep(50);
-  }
-  return { url: `redis://127.0.0.1:${port}`, stop: () => new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once("exit", () => resolve()), child.kill("SIGTERM")))) };
-}
 
 /** Whether the broker's configuration has `sharedCache` (issue 14) yet. */
 export function sharedCacheSupported(): boolean {
@@ -290,7 +260,7 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
   const server = customServer(repoRoot);
   const emulator = await startEmulator({ world: benchWorld() });
   const work = await mkdtemp(join(tmpdir(), "acr-bench-fleet-"));
-  const redis = shared && runnable.some((c) => c.sharedCache) ? await startRedis() : undefined;
+  const redis = shared && runnable.some((c) => c.sharedCache) ? await startRedisServer() : undefined;
   try {
     // Tokens outlive the simulated hours (model time runs ahead of the real time they were signed at).
     const lifetimeSeconds = (options.warmupMinutes + Math.max(options.measuredMinutes, options.economyMeasuredMinutes)) * 60 + 3600;
@@ -315,7 +285,7 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
     }
     return { options: { ...options, log: undefined }, customArtefact: server.artefact, configs: results, pending };
   } finally {
-    await redis?.stop();
+    await redis?.close();
     await emulator.close();
     await rm(work, { recursive: true, force: true });
   }

@@ -9,8 +9,9 @@ import { benchResultsSchema } from "../../bench/results.ts";
 
 /**
  * A tiny run of the fleet benchmark (bench/fleet-bench.ts) so `npm run bench` cannot rot: four
- * clusters, twenty simulated minutes, through the FC model with real instance processes. It checks
- * the counts the schedule and the FC rules fix, never how fast anything was.
+ * clusters, twenty simulated minutes, through the FC model with real instance processes (and a real
+ * redis-server for the shared cache). It checks the counts the schedule and the FC rules fix, never
+ * how fast anything was.
  */
 
 let work: string;
@@ -20,8 +21,8 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "bench-fleet-smoke-"));
   // The broker's built-in bundle built here, so this file never races `npm run build` for dist/.
   await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: join(work, "broker/index.js"), bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
-  result = await measureFleet({ ...fleetDefaults, clusters: 4, warmupMinutes: 0, measuredMinutes: 20, economyMeasuredMinutes: 20, burstSeconds: 2, parallel: 2, bundleDir: join(work, "broker"), only: ["builtIn", "builtInEconomy", "custom", "customEconomy"] });
-}, 170_000);
+  result = await measureFleet({ ...fleetDefaults, clusters: 4, warmupMinutes: 0, measuredMinutes: 20, economyMeasuredMinutes: 20, burstSeconds: 2, parallel: 2, bundleDir: join(work, "broker"), only: ["builtIn", "builtInEconomy", "custom", "customEconomy", "builtInSharedCache", "customSharedCache"] });
+}, 240_000);
 
 afterAll(async () => {
   if (work !== undefined) await rm(work, { recursive: true, force: true });
@@ -59,9 +60,18 @@ describe("the fleet section, run small", () => {
     expect(builtIn.p99Ms).toBeGreaterThan(0);
   });
 
+  it("measures the shared cache on a real redis-server: new instances read what the fleet fetched", () => {
+    expect(result.pending).toEqual([]);
+    expect(config("builtInSharedCache").failedPerHour).toBe(0);
+    expect(config("builtInSharedCache").coldStartsPerHour).toBeGreaterThanOrEqual(12);
+    // One fill for the whole run instead of one per instance started.
+    expect(config("builtInSharedCache").upstreamCallsPerHour).toBeLessThan(config("builtIn").upstreamCallsPerHour);
+    expect(config("customSharedCache").upstreamCallsPerHour).toBeLessThan(config("custom").upstreamCallsPerHour);
+  });
+
   it("turns the run into the results.json fleet section and the documentation table", () => {
     const section = fleetSection(result);
-    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "custom", "customEconomy"]);
+    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "builtInSharedCache", "custom", "customEconomy", "customSharedCache"]);
     const sample = { broker: { throughputRatioVsBareHttp: 0.4, p99Ms: 9 }, amplification: { upstreamCallsPer1000Clusters: 5, naiveUpstreamCalls: 6000 }, refresher: { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb2000: 120 }, bundle: { brokerBytes: 1, coldInitRatio: 4 } };
     expect(benchResultsSchema.parse({ ...sample, fleet: section }).fleet).toEqual(section);
     const table = fleetTable(result);
