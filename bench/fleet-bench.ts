@@ -53,6 +53,8 @@ export interface FleetOptions {
   only?: string[];
   seed?: number;
   log?: (line: string) => void;
+  /** Called after each configuration with the results so far (so a long run keeps what it measured). */
+  onProgress?: (partial: FleetResult) => Promise<void>;
 }
 
 // maxInstances 50, not the account's default regional quota of 100: every instance is a real
@@ -254,7 +256,8 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
   const bundleDir = options.bundleDir ?? repoPath("dist/broker");
   if (!existsSync(join(bundleDir, "index.js"))) throw new Error(`${bundleDir}/index.js is missing; run \`npm run build\` (or \`node build.mjs broker\`) first`);
   const shared = sharedCacheSupported();
-  const configs = fleetConfigs.filter((c) => options.only === undefined || options.only.includes(c.key));
+  // In the order asked for, so a short run can measure what matters most first.
+  const configs = options.only === undefined ? fleetConfigs : options.only.flatMap((key) => fleetConfigs.filter((c) => c.key === key));
   const pending = shared ? [] : configs.filter((c) => c.sharedCache).map((c) => ({ key: c.key, reason: "the broker has no sharedCache configuration yet (issue 14)" }));
   const runnable = configs.filter((c) => shared || !c.sharedCache);
   const server = customServer(repoRoot);
@@ -282,8 +285,9 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
         `fleet ${config.key}: ${result.upstreamCallsPerHour} upstream calls/h ${JSON.stringify(result.byApi)}, ${result.brokerInvocationsPerClusterHour.toFixed(2)} invocations/cluster-h, ${result.coldStartsPerHour} cold starts/h, peak ${result.peakInstances} instances, ${result.instanceSecondsPerClusterHour.toFixed(3)} instance-s/cluster-h, p99 ${result.p99Ms.toFixed(0)} ms, ${result.throttledPerHour} throttled/h; cold request median ${result.coldRequestMedianMs.toFixed(0)} ms, warm ${result.warmRequestMedianMs.toFixed(0)} ms (${result.realSeconds.toFixed(0)} s)`,
       );
       results.push(result);
+      await options.onProgress?.({ options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server.artefact, configs: [...results], pending });
     }
-    return { options: { ...options, log: undefined }, customArtefact: server.artefact, configs: results, pending };
+    return { options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server.artefact, configs: results, pending };
   } finally {
     await redis?.close();
     await emulator.close();

@@ -1,5 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
-import { fleetDefaults, fleetConfigs, measureFleet } from "./fleet-bench.ts";
+import { fleetDefaults, fleetConfigs, measureFleet, type FleetResult } from "./fleet-bench.ts";
 import { fleetNote, fleetSection, fleetTable, withFleetTable } from "./fleet-report.ts";
 import { repoPath } from "./processes.ts";
 import { benchResultsSchema } from "./results.ts";
@@ -18,16 +18,20 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const started = performance.now();
-const result = await measureFleet({ ...fleetDefaults, ...(only.length > 0 ? { only } : {}), log });
-const minutes = (performance.now() - started) / 60_000;
-
 const resultsFile = repoPath("bench/results.json");
-const previous = benchResultsSchema.parse(JSON.parse(await readFile(resultsFile, "utf8")));
-// A partial run replaces only the configurations it measured.
-const results = benchResultsSchema.parse({ ...previous, fleet: { ...(only.length > 0 ? previous.fleet : {}), ...fleetSection(result) } });
-await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
 const docsFile = repoPath("docs/benchmarks.md");
-const table = fleetTable(result, only.length > 0 ? previous.fleet : {});
-await writeFile(docsFile, withFleetTable(await readFile(docsFile, "utf8"), fleetNote(result, minutes), table));
-console.log(table);
-log(`wrote the fleet section of bench/results.json and docs/benchmarks.md in ${minutes.toFixed(1)} min`);
+const previous = benchResultsSchema.parse(JSON.parse(await readFile(resultsFile, "utf8")));
+
+/** Writes what has been measured so far: a partial run replaces only the configurations it measured. */
+async function write(result: FleetResult): Promise<string> {
+  const earlier = only.length > 0 ? (previous.fleet ?? {}) : {};
+  const results = benchResultsSchema.parse({ ...previous, fleet: { ...earlier, ...fleetSection(result) } });
+  await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
+  const table = fleetTable(result, earlier);
+  await writeFile(docsFile, withFleetTable(await readFile(docsFile, "utf8"), fleetNote(result, (performance.now() - started) / 60_000), table));
+  return table;
+}
+
+const result = await measureFleet({ ...fleetDefaults, ...(only.length > 0 ? { only } : {}), log, onProgress: async (partial) => void (await write(partial)) });
+console.log(await write(result));
+log(`wrote the fleet section of bench/results.json and docs/benchmarks.md in ${((performance.now() - started) / 60_000).toFixed(1)} min`);
