@@ -12,6 +12,8 @@ if (typeof process.send === "function") {
     offsetMs = Number(message.offsetMs);
     process.send({ type: "clock-set", id: message.id });
   });
-  // The channel must not keep a finished program alive.
+  // The channel must not keep a finished program alive, and an instance ends with the model that
+  // started it (a stopped benchmark leaves no processes behind).
   process.channel?.unref();
+  process.on("disconnect", () => process.exit(0));
 }
