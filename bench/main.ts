@@ -29,6 +29,7 @@ function runNotes(details: BenchDetails, minutes: number): string {
     `- amplification, ${amplification.clusters} clusters: cached ${JSON.stringify(amplification.byApi.cached)}; caches disabled ${JSON.stringify(amplification.byApi.naive)}.`,
     `- refresher rounds (kubectl loop ÷ refresher, ${refresherDefaults.baselineNamespaces} namespaces): ${refresher.rounds.map((r) => `${fixed(r.kubectlMs / 1000, 1)} s ÷ ${fixed(r.refresherMs / 1000, 2)} s = ${fixed(r.speedup, 1)}×`).join("; ")}.`,
     `- refresher, ${refresher.large.namespaces} namespaces: cold ${fixed(refresher.large.coldMs / 1000, 2)} s, peak RSS ${fixed(refresher.large.coldPeakRssMb)} MiB; warm ${fixed(refresher.large.warmMs / 1000, 2)} s, peak RSS ${fixed(refresher.large.warmPeakRssMb)} MiB, ${refresher.large.warmRequests} API requests, ${refresher.large.changed.length} objects changed.`,
+    `- refresher, broker calls: ${refresher.brokerCalls.calls} in ${refresher.brokerCalls.hours} simulated hours of a \`*/5\` schedule (${refresher.brokerCalls.runs} runs, ${refresher.brokerCalls.forced} forced renewals), ${refresher.brokerCalls.credentialLifetimeMinutes}-minute credentials, spread delay ${fixed(refresher.brokerCalls.spreadDelayMs / 1000)} s.`,
     `- bundle: cold init ${fixed(bundle.coldInitMs)} ms vs \`node -e 0\` ${fixed(bundle.nodeMs)} ms (medians of ${bundleDefaults.runs}).`,
   ].join("\n");
 }

@@ -37,6 +37,7 @@ export function toResults(details: BenchDetails): BenchResults {
       warmWrites: details.refresher.warmWrites,
       warmRequestsPerNamespace: significant(details.refresher.warmRequestsPerNamespace),
       peakRssMb2000: significant(details.refresher.peakRssMb),
+      brokerCallsPerHour: significant(details.refresher.brokerCalls.callsPerHour),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
     ...(details.fleet ? { fleet: fleetSection(details.fleet) } : {}),
