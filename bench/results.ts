@@ -12,10 +12,17 @@ export const benchResultsSchema = z.strictObject({
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
   refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure, brokerCallsPerHour: figure }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
+  /** Per fleet configuration (bench/fleet-bench.ts); goals and table in bench/fleet-report.ts. */
+  fleet: z
+    .record(
+      z.string().regex(/^[a-z][A-Za-z]+$/),
+      z.strictObject({ upstreamCallsPerHour: figure, brokerInvocationsPerClusterHour: figure, coldStartsPerHour: figure, peakInstances: figure, instanceSecondsPerClusterHour: figure, p99Ms: figure }),
+    )
+    .optional(),
 });
 export type BenchResults = z.infer<typeof benchResultsSchema>;
 
-type Section = keyof BenchResults;
+type Section = Exclude<keyof BenchResults, "fleet">;
 export type FigureKey = { [S in Section]: `${S}.${keyof BenchResults[S] & string}` }[Section];
 
 /** A goal: `min`/`max` bound the figure; a goal without either is only reported. */

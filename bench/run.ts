@@ -1,6 +1,8 @@
 import { measureAmplification, type AmplificationOptions, type AmplificationResult } from "./amplification.ts";
 import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
 import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
+import { measureFleet, type FleetOptions, type FleetResult } from "./fleet-bench.ts";
+import { fleetSection } from "./fleet-report.ts";
 import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
 import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
 
@@ -10,6 +12,7 @@ export interface BenchOptions {
   amplification: AmplificationOptions;
   refresher: RefresherBenchOptions;
   bundle: BundleOptions;
+  fleet: FleetOptions;
 }
 
 export interface BenchDetails {
@@ -17,6 +20,7 @@ export interface BenchDetails {
   amplification: AmplificationResult;
   refresher: RefresherBenchResult;
   bundle: BundleResult;
+  fleet?: FleetResult;
 }
 
 /**
@@ -36,6 +40,7 @@ export function toResults(details: BenchDetails): BenchResults {
       brokerCallsPerHour: significant(details.refresher.brokerCalls.callsPerHour),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
+    ...(details.fleet ? { fleet: fleetSection(details.fleet) } : {}),
   });
 }
 
@@ -45,6 +50,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const bundle = await measureBundle({ ...options.bundle, log });
   const broker = await measureBrokerThroughput({ ...options.broker, log });
   const refresher = await measureRefresher({ ...options.refresher, log });
-  const details = { broker, amplification, refresher, bundle };
+  // After the bundle section, which builds dist/broker the fleet runs.
+  const fleet = await measureFleet({ ...options.fleet, log });
+  const details = { broker, amplification, refresher, bundle, fleet };
   return { results: toResults(details), details };
 }

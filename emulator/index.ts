@@ -73,6 +73,11 @@ export interface Emulator {
   clock: Clock;
   faults: { set(settings: FaultSettings): void; clear(): void };
   functions: FunctionRegistry;
+  /**
+   * Temporary credentials of a role assumed by a cloud service (`fc.aliyuncs.com` for a function's
+   * execution role), as that service would obtain them; the role's trust policy must admit it.
+   */
+  assumeRoleForService(roleArn: string, service: string, sessionName: string, durationSeconds?: number): { accessKeyId: string; accessKeySecret: string; securityToken: string };
   close(): Promise<void>;
 }
 
@@ -156,6 +161,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       clock,
       faults: { set: (settings) => faults.set(settings), clear: () => faults.clear() },
       functions: functions.registry,
+      assumeRoleForService: (roleArn, service, sessionName, durationSeconds) => {
+        const { accessKeyId, accessKeySecret, securityToken } = sts.assumeRoleForService(roleArn, service, sessionName, durationSeconds);
+        return { accessKeyId, accessKeySecret, securityToken };
+      },
       close,
     };
   } catch (error) {

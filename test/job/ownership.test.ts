@@ -166,7 +166,7 @@ describe("asking the broker", () => {
     brokerNeed({ config: oneOnly, memory: { version: 1, configHash: credentialConfigHash(oneOnly), expiries: { [one]: "2030-01-01T00:00:00Z" } }, state, namespaces: [ns("team-a")], serviceAccounts: accounts, now: new Date("2029-12-31T20:00:00Z"), intervalSeconds: 300, resync: false });
 
   it("once after an upgrade, to learn the uids of Secrets written by a version that kept none", () => {
-    expect(need(nextState(emptyState(), [applied(one, "team-a")]), [attached([one])]).reasons).toEqual([{ code: "secret-uid-unrecorded", subject: "team-a" }]);
+    expect(need(nextState(emptyState(), [applied(one, "team-a")]), [attached([one])]).reasons).toEqual([{ code: "secret-uid-unknown", subject: "team-a" }]);
     expect(need(nextState(emptyState(), [applied(one, "team-a", "uid-1")]), [attached([one])]).call).toBe(false);
   });
 
