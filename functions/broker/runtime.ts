@@ -4,6 +4,7 @@ import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/clou
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { BackoffPolicy } from "../../shared/retry.ts";
+import { AnswerMemo } from "./answer-memo.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
 import { createBrokerCaches, domainsTtlMs } from "./cache/broker-caches.ts";
@@ -21,6 +22,8 @@ export interface BrokerRuntime {
   verifyToken: TokenVerifier;
   issue: IssueDeps;
   forceLimiter: ForceLimiter;
+  /** Complete answers remembered per verified token and body (answer-memo.ts). */
+  answers: AnswerMemo;
   log: Logger;
   clock: Clock;
   version: string;
@@ -76,6 +79,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     verifyToken: createTokenVerifier({ config, keysFor, clock }),
     issue,
     forceLimiter: new ForceLimiter(config.forceIntervalSeconds * 1000, clock),
+    answers: new AnswerMemo(),
     log,
     clock,
     version: brokerVersion,
