@@ -99,7 +99,7 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
 
 /** `POST /v1/credentials` (SPEC §3.1). */
 export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
-  const verified = await runtime.verifyToken(bearerToken(input.authorization));
+  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline } });
   caller.annotate({ cluster: verified.cluster.name, subject: verified.subject });
   assertSubjectAllowed(verified);
 

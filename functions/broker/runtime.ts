@@ -1,10 +1,13 @@
 import type { JWTVerifyGetKey } from "jose";
 import packageJson from "../../package.json" with { type: "json" };
+import { describeClusterDetail } from "../../shared/alibaba/ack.ts";
 import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/cloud.ts";
 import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { BackoffPolicy } from "../../shared/retry.ts";
 import { systemClock, type Clock } from "./clock.ts";
+import { createGroupTrust, type GroupTrustDeps, type GroupTrustLimits } from "./cluster-groups.ts";
+import { createClusterIndex } from "./cluster-index.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
 import { readClusterCas, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
 import { ExpiringCache } from "./expiring-cache.ts";
@@ -38,6 +41,8 @@ export interface RuntimeOptions {
   keys?: Omit<KeySourceOptions, "ca">;
   backoff?: BackoffPolicy;
   sleep?: (ms: number) => Promise<void>;
+  /** Cluster groups: how long confirmations and refusals are kept, and how many new ones per minute. */
+  groupLimits?: Partial<GroupTrustLimits>;
 }
 
 export const brokerVersion: string = packageJson.version;
@@ -62,14 +67,39 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };
+  const log = options.log ?? createLogger("broker");
+  const groups = config.clusterGroups.length === 0 ? undefined : createGroupTrust(groupTrustDeps(config, issue, clock, log, options));
+  const index = createClusterIndex({ clusters: config.clusters, keysFor, ...(groups ? { groups } : {}) });
   return {
     config,
-    verifyToken: createTokenVerifier({ config, keysFor, clock }),
+    verifyToken: createTokenVerifier({ config, keysFor, index, clock }),
     issue,
     forceLimiter: new ForceLimiter(config.forceIntervalSeconds * 1000, clock),
-    log: options.log ?? createLogger("broker"),
+    log,
     clock,
     version: brokerVersion,
     ...(options.baseIdentity ? { baseIdentity: options.baseIdentity } : {}),
+  };
+}
+
+/** Cluster groups read ACK with the broker's identity, or a session of an account's `roleArn` (cached like the chain's). */
+function groupTrustDeps(config: BrokerConfig, issue: IssueDeps, clock: Clock, log: Logger, options: RuntimeOptions): GroupTrustDeps {
+  return {
+    groups: config.clusterGroups,
+    ackIssuer: config.alibabaCloud.ackIssuer,
+    describe: (identity, target, timeoutMs) => describeClusterDetail(config.alibabaCloud, identity, target, { timeoutMs }),
+    identityFor: async (account, upstream) => {
+      if (!account.roleArn) return upstream.base;
+      const roleArn = account.roleArn;
+      const { value } = await issue.sessions.get(`ack-reader ${roleArn}`, () =>
+        issue.cloud.assumeRole(upstream.base, { roleArn, durationSeconds: 3600, sessionName: "acr-credential-broker" }, { timeoutMs: Math.max(1, upstream.deadline - performance.now()) }),
+      );
+      return { kind: "keys", keys: value };
+    },
+    clock,
+    log,
+    ...(options.groupLimits ? { limits: options.groupLimits } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.sleep ? { sleep: options.sleep } : {}),
   };
 }

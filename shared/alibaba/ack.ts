@@ -1,0 +1,63 @@
+/**
+ * ACK (Container Service for Kubernetes, CS 2015-12-15) through `@alicloud/cs20151215`: only
+ * `DescribeClusterDetail`, which is how the broker confirms that an issuer belongs to a real cluster.
+ */
+import * as CsPackage from "@alicloud/cs20151215";
+import type { CallOptions, Identity } from "./identity.ts";
+import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
+import { toUpstreamError } from "./upstream-error.ts";
+
+const Cs = cjsDefault<typeof CsPackage.default.default>(CsPackage.default);
+
+export interface AckEndpoints {
+  /** host[:port]; `{regionId}` is replaced by the cluster's region. */
+  csEndpoint: string;
+  protocol: "https" | "http";
+}
+
+/** What the broker reads of a cluster: its RRSA settings, tags and region. */
+export interface AckClusterDetail {
+  clusterId: string;
+  regionId: string | undefined;
+  rrsa: { enabled: boolean; issuer: string | undefined; oidcArn: string | undefined };
+  tags: { key: string; value: string }[];
+}
+
+interface RrsaFields {
+  enabled?: unknown;
+  issuer?: unknown;
+  oidc_arn?: unknown;
+  oidcArn?: unknown;
+}
+
+/** `rrsa_config` is a field of the answer; older answers carry it only inside the `meta_data` JSON string as `RRSAConfig`. */
+export function rrsaOf(body: { rrsaConfig?: RrsaFields; metaData?: string }): AckClusterDetail["rrsa"] {
+  let fields: RrsaFields | undefined = body.rrsaConfig;
+  if (fields?.enabled === undefined && typeof body.metaData === "string") {
+    try {
+      fields = (JSON.parse(body.metaData) as { RRSAConfig?: RrsaFields }).RRSAConfig;
+    } catch {
+      fields = undefined;
+    }
+  }
+  const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+  return { enabled: fields?.enabled === true || fields?.enabled === "true", issuer: text(fields?.issuer), oidcArn: text(fields?.oidcArn ?? fields?.oidc_arn) };
+}
+
+/** `GET /clusters/{ClusterId}` in the cluster's region, as `identity`. */
+export async function describeClusterDetail(endpoints: AckEndpoints, identity: Identity, target: { clusterId: string; regionId: string }, call: CallOptions): Promise<AckClusterDetail> {
+  const operation = `ACK DescribeClusterDetail ${target.clusterId} (${target.regionId})`;
+  try {
+    const client = new Cs(sdkConfig(endpoints.csEndpoint.replaceAll("{regionId}", target.regionId), endpoints.protocol, identity));
+    const response = await client.describeClusterDetailWithOptions(target.clusterId, {}, runtimeOptions(call));
+    const body = response.body;
+    return {
+      clusterId: body?.clusterId ?? target.clusterId,
+      regionId: body?.regionId,
+      rrsa: rrsaOf((body ?? {}) as { rrsaConfig?: RrsaFields; metaData?: string }),
+      tags: (body?.tags ?? []).flatMap((tag) => (typeof tag.key === "string" ? [{ key: tag.key, value: tag.value ?? "" }] : [])),
+    };
+  } catch (error) {
+    throw toUpstreamError(error, operation);
+  }
+}
