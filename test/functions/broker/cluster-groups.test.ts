@@ -1,0 +1,147 @@
+/**
+ * Cluster groups end to end: ACK clusters trusted by rule, confirmed through the real
+ * `@alicloud/cs20151215` client against the emulator's ACK API, keys fetched from the emulator's
+ * per-cluster issuer, credentials issued through the real STS/CR clients. Upstream and issuer
+ * requests are counted on the emulator's request log.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createClock, startEmulator, type Emulator, type WorldInput } from "../../../emulator/index.ts";
+import { parseConfig } from "../../../functions/broker/config.ts";
+import { createHandler } from "../../../functions/broker/handler.ts";
+import { createRuntime } from "../../../functions/broker/runtime.ts";
+import type { CredentialsResponse } from "../../../shared/broker-api.ts";
+import { createTestCluster, defaultSubject } from "./support/clusters.ts";
+import { bearer, invokeHttp, testContext, type FcHandler } from "./support/invoke.ts";
+import { captureLogs } from "./support/logs.ts";
+import { brokerUser, brokerWorld, instances, platform, roles, tenant } from "./support/world.ts";
+
+const tag = { "acr-credential-broker": "enabled" };
+const clusters = {
+  confirmed: "c0confirmed0001",
+  noRrsa: "c0norrsa0000001",
+  untagged: "c0untagged00001",
+  tenants: "c0tenant0000001",
+  explicit: "c0explicit00001",
+};
+
+function world(rrsaIssuer: string): WorldInput {
+  const input = brokerWorld({ issuer: rrsaIssuer, jwks: { keys: [{ kty: "EC", crv: "P-256", x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" }] } } as never);
+  const [own, other] = input.accounts as [WorldInput["accounts"][number], WorldInput["accounts"][number]];
+  own.users!.find((user) => user.name === "broker")!.policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
+  own.ackClusters = [
+    { id: clusters.confirmed, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag },
+    { id: clusters.noRrsa, region: "cn-hangzhou", rrsa: { enabled: false }, tags: tag },
+    { id: clusters.untagged, region: "cn-hangzhou", rrsa: { enabled: true }, tags: { team: "web" } },
+    { id: clusters.explicit, region: "cn-hangzhou", rrsa: { enabled: false }, tags: {} },
+  ];
+  other.ackClusters = [{ id: clusters.tenants, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag }];
+  return input;
+}
+
+describe("ACK cluster groups", () => {
+  let emulator: Emulator;
+  let handler: FcHandler;
+  let logs: ReturnType<typeof captureLogs>;
+  let explicit: Awaited<ReturnType<typeof createTestCluster>>;
+
+  const ask = async (token: string) => invokeHttp(handler, { headers: bearer(token), body: {} }, testContext(brokerUser));
+  const ackCalls = (clusterId: string) => emulator.log.count({ api: "cs:DescribeClusterDetail", resource: clusterId });
+  const keyFetches = (clusterId: string) => emulator.log.count((entry) => entry.api.startsWith("oidc:") && entry.resource === clusterId);
+
+  beforeAll(async () => {
+    const clock = createClock();
+    emulator = await startEmulator({ world: world("https://oidc.rrsa.example.test/c-rrsa"), clock });
+    explicit = await createTestCluster("explicit", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.explicit) });
+    const config = parseConfig(
+      {
+        audience: "acr-credential-broker",
+        alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, csEndpoint: emulator.endpoints.cs, ackIssuer: emulator.endpoints.ackIssuer, protocol: "http" },
+        clusters: [{ name: "pinned", issuer: explicit.issuer, jwks: explicit.jwks, subjects: [defaultSubject], registries: [] }],
+        clusterGroups: [
+          {
+            name: "ack-prod",
+            accounts: [{ id: platform }],
+            tag: { key: "acr-credential-broker", value: "enabled" },
+            subjects: [defaultSubject],
+            registries: [{ instanceId: instances.platform.instanceId, regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }],
+          },
+        ],
+      },
+      "test",
+    );
+    logs = captureLogs();
+    const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 } });
+    handler = createHandler(() => runtime);
+  });
+  afterAll(() => emulator.close());
+  afterEach(() => emulator.log.clear());
+
+  const sign = (clusterId: string) => emulator.ack.sign(clusterId, { sub: defaultSubject, aud: "acr-credential-broker" });
+
+  it("serves a cluster the ACK API confirms, with no change to the broker, and asks ACK once for it", async () => {
+    const first = await ask(await sign(clusters.confirmed));
+    expect(first.status).toBe(200);
+    const body = first.json as unknown as CredentialsResponse;
+    expect(body.cluster).toBe(`ack-prod/${clusters.confirmed}`);
+    expect(body.credentials.map((c) => c.instanceId)).toEqual([instances.platform.instanceId]);
+    expect(ackCalls(clusters.confirmed)).toBe(1);
+    // Its keys came from its own issuer, after the confirmation.
+    expect(keyFetches(clusters.confirmed)).toBeGreaterThan(0);
+    const [confirmation] = emulator.log.filter({ api: "cs:DescribeClusterDetail" });
+    expect(confirmation!.principal).toBe(`acs:ram::${platform}:user/broker`);
+
+    const again = await ask(await sign(clusters.confirmed));
+    expect(again.status).toBe(200);
+    expect(ackCalls(clusters.confirmed)).toBe(1);
+    expect(logs.text()).toContain("cluster confirmed by rule");
+  });
+
+  it("refuses an unknown cluster id without fetching any key, and does not ask ACK again while the refusal is remembered", async () => {
+    const forged = await createTestCluster("forged", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", "c0doesnotexist1") });
+    for (let i = 0; i < 3; i++) {
+      const answer = await ask(await forged.mint());
+      expect(answer.status).toBe(401);
+      expect(answer.json).toEqual({ error: { code: "InvalidToken", message: "the token's issuer (iss) is not a configured cluster" } });
+    }
+    expect(ackCalls("c0doesnotexist1")).toBe(1);
+    expect(keyFetches("c0doesnotexist1")).toBe(0);
+    expect(logs.text()).toContain(`cluster c0doesnotexist1 (cn-hangzhou) does not exist in account ${platform}`);
+  });
+
+  it("refuses a cluster of an account the group does not allow", async () => {
+    const answer = await ask(await sign(clusters.tenants));
+    expect(answer.status).toBe(401);
+    expect(String((answer.json.error as { message: string }).message)).not.toContain(tenant);
+    expect(keyFetches(clusters.tenants)).toBe(0);
+    expect(logs.text()).toContain(`cluster ${clusters.tenants} (cn-hangzhou) does not exist in account ${platform}`);
+  });
+
+  it("refuses a cluster without RRSA, saying so in the log", async () => {
+    const forged = await createTestCluster("no-rrsa", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.noRrsa) });
+    const answer = await ask(await forged.mint());
+    expect(answer.status).toBe(401);
+    expect(keyFetches(clusters.noRrsa)).toBe(0);
+    expect(logs.text()).toContain(`cluster ${clusters.noRrsa} (cn-hangzhou) of account ${platform} does not have RRSA enabled; enable RRSA for the cluster in ACK`);
+  });
+
+  it("refuses a cluster without the group's tag, naming the tag to set", async () => {
+    const answer = await ask(await sign(clusters.untagged));
+    expect(answer.status).toBe(401);
+    expect(keyFetches(clusters.untagged)).toBe(0);
+    expect(logs.text()).toContain(`lacks the tag acr-credential-broker=enabled that cluster group 'ack-prod' requires; tag the cluster in ACK`);
+  });
+
+  it("lets an explicit clusters entry win over the group, without asking ACK", async () => {
+    const answer = await ask(await explicit.mint());
+    expect(answer.status).toBe(200);
+    expect((answer.json as unknown as CredentialsResponse).cluster).toBe("pinned");
+    expect(ackCalls(clusters.explicit)).toBe(0);
+  });
+
+  it("does not consult ACK for an issuer that does not have the ACK RRSA form", async () => {
+    const stranger = await createTestCluster("stranger");
+    const answer = await ask(await stranger.mint());
+    expect(answer.status).toBe(401);
+    expect(emulator.log.count({ api: "cs:" })).toBe(0);
+  });
+});
