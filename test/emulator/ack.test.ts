@@ -66,7 +66,7 @@ describe("ACK DescribeClusterDetail and cluster issuers", () => {
     const issuer = emulator.ack.issuerOf(own);
     const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string };
     expect(discovery.issuer).toBe(issuer);
-    const jwks = await (await fetch(discovery.jwks_uri)).json();
+    const jwks = (await (await fetch(discovery.jwks_uri)).json()) as Parameters<typeof createLocalJWKSet>[0];
     const token = await emulator.ack.sign(own, { sub: "system:serviceaccount:kube-system:refresher", aud: "acr-credential-broker" });
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer, audience: "acr-credential-broker" });
     expect(payload.sub).toBe("system:serviceaccount:kube-system:refresher");
