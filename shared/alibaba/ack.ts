@@ -1,13 +1,29 @@
 /**
- * ACK (Container Service for Kubernetes, CS 2015-12-15) through `@alicloud/cs20151215`: only
- * `DescribeClusterDetail`, which is how the broker confirms that an issuer belongs to a real cluster.
+ * ACK (Container Service for Kubernetes, CS 2015-12-15): only `DescribeClusterDetail`, which is how
+ * the broker confirms that an issuer belongs to a real cluster. The request is the one
+ * `@alicloud/cs20151215`'s client makes (same `Params`, through `@alicloud/openapi-core`) and the
+ * answer is read into that package's own response model; its full client (every ACK model) would
+ * triple the size of the broker's bundle.
  */
-import * as CsPackage from "@alicloud/cs20151215";
+import { DescribeClusterDetailResponse } from "@alicloud/cs20151215/dist/models/DescribeClusterDetailResponse.js";
+import * as dara from "@darabonba/typescript";
 import type { CallOptions, Identity } from "./identity.ts";
-import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
+import { $OpenApiUtil, OpenApi, runtimeOptions, sdkConfig } from "./sdk.ts";
 import { toUpstreamError } from "./upstream-error.ts";
 
-const Cs = cjsDefault<typeof CsPackage.default.default>(CsPackage.default);
+/** As in `Client.describeClusterDetailWithOptions` of `@alicloud/cs20151215` 7.2.0. */
+const describeClusterDetailParams = (clusterId: string) =>
+  new $OpenApiUtil.Params({
+    action: "DescribeClusterDetail",
+    version: "2015-12-15",
+    protocol: "HTTPS",
+    pathname: `/clusters/${dara.URL.percentEncode(clusterId)}`,
+    method: "GET",
+    authType: "AK",
+    style: "ROA",
+    reqBodyType: "json",
+    bodyType: "json",
+  });
 
 export interface AckEndpoints {
   /** host[:port]; `{regionId}` is replaced by the cluster's region. */
@@ -48,8 +64,9 @@ export function rrsaOf(body: { rrsaConfig?: RrsaFields; metaData?: string }): Ac
 export async function describeClusterDetail(endpoints: AckEndpoints, identity: Identity, target: { clusterId: string; regionId: string }, call: CallOptions): Promise<AckClusterDetail> {
   const operation = `ACK DescribeClusterDetail ${target.clusterId} (${target.regionId})`;
   try {
-    const client = new Cs(sdkConfig(endpoints.csEndpoint.replaceAll("{regionId}", target.regionId), endpoints.protocol, identity));
-    const response = await client.describeClusterDetailWithOptions(target.clusterId, {}, runtimeOptions(call));
+    const client = new OpenApi(sdkConfig(endpoints.csEndpoint.replaceAll("{regionId}", target.regionId), endpoints.protocol, identity));
+    const raw: unknown = await client.callApi(describeClusterDetailParams(target.clusterId), new $OpenApiUtil.OpenApiRequest({ headers: {} }), runtimeOptions(call));
+    const response = dara.cast<DescribeClusterDetailResponse>(raw, new DescribeClusterDetailResponse({}));
     const body = response.body;
     return {
       clusterId: body?.clusterId ?? target.clusterId,

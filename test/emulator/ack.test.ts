@@ -2,11 +2,14 @@
  * The emulator's ACK: `DescribeClusterDetail` through the real `@alicloud/cs20151215` client with its
  * ACS3 signature checked, ACK's errors, and the OIDC issuer it hosts for each cluster with RRSA on.
  */
+import * as CsPackage from "@alicloud/cs20151215";
+import { $OpenApiUtil } from "@alicloud/openapi-core";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
 import { describeClusterDetail } from "../../shared/alibaba/ack.ts";
 import { identityFromKeys } from "../../shared/alibaba/identity.ts";
+import { cjsDefault } from "../../shared/alibaba/sdk.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
 import { accountA, broker, testWorld, viewer } from "./world.ts";
 
@@ -42,6 +45,16 @@ describe("ACK DescribeClusterDetail and cluster issuers", () => {
       tags: [{ key: "env", value: "prod" }],
     });
     expect(emulator.log.filter({ api: "cs:DescribeClusterDetail", resource: own }).at(-1)).toMatchObject({ principal: `acs:ram::${accountA}:user/broker`, outcome: "ok", status: 200 });
+  });
+
+  it("serves the generated @alicloud/cs20151215 client itself", async () => {
+    const Cs = cjsDefault<typeof CsPackage.default.default>(CsPackage.default);
+    const client = new Cs(new $OpenApiUtil.Config({ ...broker, endpoint: emulator.endpoints.cs, protocol: "http", regionId: "cn-shenzhen" }));
+    const response = await client.describeClusterDetail(own);
+    expect(response.statusCode).toBe(200);
+    expect(response.body?.rrsaConfig?.enabled).toBe(true);
+    expect(response.body?.rrsaConfig?.issuer).toBe(emulator.ack.issuerOf(own));
+    expect(response.body?.tags?.map((t) => [t.key, t.value])).toEqual([["env", "prod"]]);
   });
 
   it("says RRSA is off for a cluster without it", async () => {
