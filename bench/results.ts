@@ -12,6 +12,7 @@ export const benchResultsSchema = z.strictObject({
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
   refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
+  fleet: z.strictObject({ config10kInitMs: figure, config10kRssMb: figure }),
 });
 export type BenchResults = z.infer<typeof benchResultsSchema>;
 
@@ -37,6 +38,8 @@ export const goals: readonly Goal[] = [
   { key: "refresher.peakRssMb2000", what: "peak RSS (VmHWM, MB) of the bundled refresher over 2,000 namespaces", max: 150 },
   { key: "bundle.brokerBytes", what: "size of dist/broker/index.js (bytes)", max: 1_500_000 },
   { key: "bundle.coldInitRatio", what: "fresh node: load the bundle, parse config, answer one FC event ÷ `node -e 0`" },
+  { key: "fleet.config10kInitMs", what: "FC initializer (`index.initialize`) of dist/broker/index.js with 10,000 configured clusters, each with inline JWKS (ms)", max: 300 },
+  { key: "fleet.config10kRssMb", what: "peak RSS of that process (MiB)", max: 150 },
 ];
 
 export function figureOf(results: BenchResults, key: FigureKey): number {

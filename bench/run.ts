@@ -1,7 +1,9 @@
 import { measureAmplification, type AmplificationOptions, type AmplificationResult } from "./amplification.ts";
 import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
 import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
+import { measureConfigScale, type ConfigScaleOptions, type ConfigScaleResult } from "./config-scale.ts";
 import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
+import { repoPath } from "./processes.ts";
 import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
 
 /** Every section of the benchmark with its settings; `npm run bench` uses the defaults of each. */
@@ -10,6 +12,7 @@ export interface BenchOptions {
   amplification: AmplificationOptions;
   refresher: RefresherBenchOptions;
   bundle: BundleOptions;
+  configScale: ConfigScaleOptions;
 }
 
 export interface BenchDetails {
@@ -17,6 +20,7 @@ export interface BenchDetails {
   amplification: AmplificationResult;
   refresher: RefresherBenchResult;
   bundle: BundleResult;
+  configScale: ConfigScaleResult;
 }
 
 /**
@@ -35,6 +39,7 @@ export function toResults(details: BenchDetails): BenchResults {
       peakRssMb2000: significant(details.refresher.peakRssMb),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
+    fleet: { config10kInitMs: significant(details.configScale.initMs), config10kRssMb: significant(details.configScale.peakRssMb) },
   });
 }
 
@@ -42,8 +47,10 @@ export function toResults(details: BenchDetails): BenchResults {
 export async function runBench(options: BenchOptions, log: (line: string) => void): Promise<{ results: BenchResults; details: BenchDetails }> {
   const amplification = await measureAmplification({ ...options.amplification, log });
   const bundle = await measureBundle({ ...options.bundle, log });
+  // The bundle was just built: measure that one.
+  const configScale = await measureConfigScale({ ...options.configScale, bundleFile: options.configScale.bundleFile ?? repoPath("dist/broker/index.js"), log });
   const broker = await measureBrokerThroughput({ ...options.broker, log });
   const refresher = await measureRefresher({ ...options.refresher, log });
-  const details = { broker, amplification, refresher, bundle };
+  const details = { broker, amplification, refresher, bundle, configScale };
   return { results: toResults(details), details };
 }

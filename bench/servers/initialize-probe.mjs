@@ -1,6 +1,7 @@
 // Function Compute's initializer in a fresh process: require() the bundle, then time
 // `index.initialize` (configuration parsed, runtime built) and print {"initMs": …} on success.
 import { createRequire } from "node:module";
+import { performance } from "node:perf_hooks";
 
 const { initialize } = createRequire(import.meta.url)(process.argv[2]);
 

@@ -149,11 +149,26 @@ export function parseConfig(raw: unknown, source: string): BrokerConfig {
   throw new AcrCredentialError("ConfigInvalid", `${source}: ${problems.join("; ")}${more}; fix the configuration and restart`);
 }
 
+/**
+ * JSON is YAML, but a YAML parser reads a fleet-sized JSON document a hundred times slower than
+ * JSON.parse (seconds at 10,000 clusters): text that parses as JSON is taken as such.
+ */
+function parseJson(text: string): { value: unknown } | undefined {
+  if (!/^\s*[{[]/.test(text)) return undefined;
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch {
+    // YAML flow style (`{audience: a}`) is not JSON; the YAML parser reads it, and reports real errors.
+    return undefined;
+  }
+}
+
 /** Parses YAML or JSON text (JSON is YAML). */
 export function parseConfigText(text: string, source: string): BrokerConfig {
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    const json = parseJson(text);
+    raw = json ? json.value : parseYaml(text);
   } catch (error) {
     throw new AcrCredentialError("ConfigInvalid", `${source}: not valid YAML or JSON: ${oneLine(error)}`);
   }

@@ -6,6 +6,7 @@ const sample: BenchResults = {
   amplification: { upstreamCallsPer1000Clusters: 5, naiveUpstreamCalls: 6000 },
   refresher: { coldSpeedupVsKubectl: 31, warmWrites: 0, warmRequestsPerNamespace: 0.0035, peakRssMb2000: 160 },
   bundle: { brokerBytes: 1_364_045, coldInitRatio: 10 },
+  fleet: { config10kInitMs: 210, config10kRssMb: 126 },
 };
 
 describe("bench/results.json", () => {
