@@ -21,6 +21,7 @@ const clusters = {
   noRrsa: "c0norrsa0000001",
   untagged: "c0untagged00001",
   tenants: "c0tenant0000001",
+  tenantsShanghai: "c0tenantsh00001",
   explicit: "c0explicit00001",
 };
 
@@ -34,9 +35,20 @@ function world(rrsaIssuer: string): WorldInput {
     { id: clusters.untagged, region: "cn-hangzhou", rrsa: { enabled: true }, tags: { team: "web" } },
     { id: clusters.explicit, region: "cn-hangzhou", rrsa: { enabled: false }, tags: {} },
   ];
-  other.ackClusters = [{ id: clusters.tenants, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag }];
+  other.ackClusters = [
+    { id: clusters.tenants, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag },
+    { id: clusters.tenantsShanghai, region: "cn-shanghai", rrsa: { enabled: true }, tags: tag },
+  ];
+  // The tenant lets the platform's broker read its clusters through a role (cross-account groups).
+  other.roles!.push({
+    name: "ack-reader",
+    trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platform}:user/broker`] } }] },
+    policies: [{ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${tenant}:cluster/*` }] }],
+  });
   return input;
 }
+
+const readerRole = `acs:ram::${tenant}:role/ack-reader`;
 
 describe("ACK cluster groups", () => {
   let emulator: Emulator;
@@ -62,6 +74,13 @@ describe("ACK cluster groups", () => {
             name: "ack-prod",
             accounts: [{ id: platform }],
             tag: { key: "acr-credential-broker", value: "enabled" },
+            subjects: [defaultSubject],
+            registries: [{ instanceId: instances.platform.instanceId, regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }],
+          },
+          {
+            name: "tenants-shanghai",
+            accounts: [{ id: tenant, roleArn: readerRole }],
+            regions: ["cn-shanghai"],
             subjects: [defaultSubject],
             registries: [{ instanceId: instances.platform.instanceId, regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }],
           },
@@ -114,6 +133,18 @@ describe("ACK cluster groups", () => {
     expect(String((answer.json.error as { message: string }).message)).not.toContain(tenant);
     expect(keyFetches(clusters.tenants)).toBe(0);
     expect(logs.text()).toContain(`cluster ${clusters.tenants} (cn-hangzhou) does not exist in account ${platform}`);
+  });
+
+  it("reads another account's clusters through that account's reader role, for the regions its group covers", async () => {
+    const answer = await ask(await sign(clusters.tenantsShanghai));
+    expect(answer.status).toBe(200);
+    expect((answer.json as unknown as CredentialsResponse).cluster).toBe(`tenants-shanghai/${clusters.tenantsShanghai}`);
+    expect(emulator.log.filter({ api: "cs:DescribeClusterDetail", resource: clusters.tenantsShanghai }).map((e) => [e.principal, e.outcome])).toEqual([
+      // ack-prod covers every region, so its account is asked first.
+      [`acs:ram::${platform}:user/broker`, "ErrorClusterNotFound"],
+      [`acs:ram::${tenant}:assumed-role/ack-reader/acr-credential-broker`, "ok"],
+    ]);
+    expect(emulator.log.count({ api: "sts:AssumeRole", resource: readerRole })).toBe(1);
   });
 
   it("refuses a cluster without RRSA, saying so in the log", async () => {
