@@ -12,7 +12,7 @@ import { identityFromKeys } from "../../../shared/alibaba/identity.ts";
 import { AcrCredentialError } from "../../../shared/errors.ts";
 import { ackIssuerMatcher, createGroupTrust, judge, type AckIssuer } from "../../../functions/broker/cluster-groups.ts";
 import { createClusterIndex } from "../../../functions/broker/cluster-index.ts";
-import { parseConfig, type Cluster, type ClusterGroup } from "../../../functions/broker/config.ts";
+import { parseConfig, parseConfigText, type Cluster, type ClusterGroup } from "../../../functions/broker/config.ts";
 import { createTokenVerifier } from "../../../functions/broker/token.ts";
 import { createTestCluster, defaultSubject } from "./support/clusters.ts";
 import { rejectionOf } from "../../support/errors.ts";
@@ -227,5 +227,18 @@ describe("clusterGroups in the configuration", () => {
   it("refuses a reader role of another account than the one it is listed for", () => {
     const config = { ...valid, clusterGroups: [{ ...valid.clusterGroups[0], accounts: [{ id: "1000000000000001", roleArn: "acs:ram::2000000000000002:role/ack-reader" }] }] };
     expect(() => parseConfig(config, "test")).toThrow(/clusterGroups\[0\]\.accounts\[0\]\.roleArn: roleArn must be a role of this account/);
+  });
+});
+
+describe("configuration text", () => {
+  const group = { name: "ack", accounts: [{ id: "1000000000000001" }], subjects: ["s"] };
+
+  it("reads JSON as JSON and YAML flow style, which is not JSON, as YAML", () => {
+    expect(parseConfigText(JSON.stringify({ audience: "a", clusterGroups: [group] }), "json").audience).toBe("a");
+    expect(parseConfigText('{audience: a, clusterGroups: [{name: ack, accounts: [{id: "1000000000000001"}], subjects: [s]}]}', "flow").clusterGroups[0]!.name).toBe("ack");
+  });
+
+  it("reports broken JSON as a configuration error, not a crash", () => {
+    expect(() => parseConfigText('{"audience": "a", "clusterGroups": [', "broken.json")).toThrow(/^broken\.json: not valid YAML or JSON/);
   });
 });
