@@ -46,7 +46,7 @@ export const command: Command = {
     const log = createLogger("broker", { destination: stdout });
     const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
     const server = await serveBroker(createHandler(() => runtime), { port, host: values.host ?? "127.0.0.1" });
-    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
+    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`);
     await untilSignal();
     await server.close();
     // Request lines still queued behind a write in progress; none may be lost on SIGTERM or SIGINT.

@@ -1,6 +1,6 @@
 /**
- * Cluster groups (SPEC §3.2, `clusterGroups`): ACK clusters trusted by rule. A token's issuer of the
- * ACK RRSA form names a region and a cluster id; the ACK API, read with the broker's own credentials,
+ * Cluster groups (`clusterGroups` in the configuration): ACK clusters trusted by rule. A token's
+ * issuer of the ACK RRSA form names a region and a cluster id; the ACK API, read with the broker's own credentials,
  * must confirm that the cluster is in an allowed account with RRSA on for exactly that issuer (and
  * carries the group's tag). The shape of a URL alone is never trusted. Confirmations and refusals are
  * cached (bounded, with TTLs) and new confirmations are rate-limited, so forged issuers cannot make
