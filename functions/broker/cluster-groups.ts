@@ -53,7 +53,7 @@ const accountOfArn = (arn: string | undefined) => /^acs:ram::(\d+):/.exec(arn ??
 /** Pure policy: is the cluster behind `issuer` a member of `group`, given what its account's ACK API said? */
 export function judge(group: ClusterGroup, issuer: string, target: AckIssuer, answer: AccountAnswer): Verdict {
   const cluster = `cluster ${target.clusterId} (${target.regionId})`;
-  if ("notFound" in answer) return { trusted: false, reason: `${cluster} does not exist in account ${answer.accountId}` };
+  if ("notFound" in answer) return { trusted: false, reason: `${cluster} does not exist in account ${answer.accountId}; if it is another account's, add that account to the group` };
   const { detail } = answer;
   if (detail.regionId !== undefined && detail.regionId !== target.regionId) return { trusted: false, reason: `${cluster} is in region ${detail.regionId}, not the region its issuer names` };
   if (!detail.rrsa.enabled) return { trusted: false, reason: `${cluster} of account ${answer.accountId} does not have RRSA enabled; enable RRSA for the cluster in ACK` };
