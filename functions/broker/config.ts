@@ -86,7 +86,11 @@ export const alibabaCloudSchema = z.strictObject({
   /** host[:port] of the ACK (Container Service) API; `{regionId}` is replaced by the cluster's region. */
   csEndpoint: z.string().min(1).default("cs.{regionId}.aliyuncs.com"),
   /** The ACK RRSA issuer form cluster groups match; `{regionId}` and `{clusterId}` are read from a token's issuer. */
-  ackIssuer: z.string().includes("{regionId}").includes("{clusterId}").default("https://oidc-ack-{regionId}.oss-{regionId}.aliyuncs.com/{clusterId}"),
+  ackIssuer: z
+    .string()
+    .refine((form) => form.includes("{regionId}") && form.includes("{clusterId}"), { error: "expected a URL form with {regionId} and {clusterId}" })
+    .refine((form) => secureUrl.safeParse(form.replaceAll("{regionId}", "cn-hangzhou").replaceAll("{clusterId}", "c0123456")).success, { error: "expected an https URL form (http only for 127.0.0.1 or localhost)" })
+    .default("https://oidc-ack-{regionId}.oss-{regionId}.aliyuncs.com/{clusterId}"),
 });
 export type AlibabaCloudEndpoints = z.infer<typeof alibabaCloudSchema>;
 

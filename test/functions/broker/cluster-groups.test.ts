@@ -23,6 +23,7 @@ const clusters = {
   tenants: "c0tenant0000001",
   tenantsShanghai: "c0tenantsh00001",
   explicit: "c0explicit00001",
+  flaky: "c0flaky00000001",
 };
 
 function world(rrsaIssuer: string): WorldInput {
@@ -34,6 +35,7 @@ function world(rrsaIssuer: string): WorldInput {
     { id: clusters.noRrsa, region: "cn-hangzhou", rrsa: { enabled: false }, tags: tag },
     { id: clusters.untagged, region: "cn-hangzhou", rrsa: { enabled: true }, tags: { team: "web" } },
     { id: clusters.explicit, region: "cn-hangzhou", rrsa: { enabled: false }, tags: {} },
+    { id: clusters.flaky, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag },
   ];
   other.ackClusters = [
     { id: clusters.tenants, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag },
@@ -160,6 +162,24 @@ describe("ACK cluster groups", () => {
     expect(answer.status).toBe(401);
     expect(keyFetches(clusters.untagged)).toBe(0);
     expect(logs.text()).toContain(`lacks the tag acr-credential-broker=enabled that cluster group 'ack-prod' requires; tag the cluster in ACK`);
+  });
+
+  it("retries a throttled ACK API, answers 503 without remembering a refusal, and confirms once ACK answers", async () => {
+    emulator.faults.set({ throttleRate: 1, apis: ["cs:"] });
+    try {
+      const answer = await ask(await sign(clusters.flaky));
+      expect(answer.status).toBe(503);
+      expect(answer.json).toEqual({ error: { code: "UpstreamUnavailable", message: "the token's cluster cannot be confirmed right now; try again later" } });
+      // Three attempts: the runtime's backoff policy in this suite.
+      expect(ackCalls(clusters.flaky)).toBe(3);
+      expect(keyFetches(clusters.flaky)).toBe(0);
+      expect(logs.text()).toContain("cluster could not be confirmed");
+    } finally {
+      emulator.faults.clear();
+    }
+    const later = await ask(await sign(clusters.flaky));
+    expect(later.status).toBe(200);
+    expect(ackCalls(clusters.flaky)).toBe(4);
   });
 
   it("lets an explicit clusters entry win over the group, without asking ACK", async () => {

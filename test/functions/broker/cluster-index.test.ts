@@ -224,6 +224,11 @@ describe("clusterGroups in the configuration", () => {
     expect(() => parseConfig({ audience: "a" }, "test")).toThrow(/no cluster is trusted; add clusters entries or clusterGroups/);
   });
 
+  it("refuses an ACK issuer form without its placeholders, or over plain http", () => {
+    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "https://oidc.example.test/{clusterId}" } }, "test")).toThrow(/alibabaCloud\.ackIssuer: expected a URL form with \{regionId\} and \{clusterId\}/);
+    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "http://oidc.example.test/{regionId}/{clusterId}" } }, "test")).toThrow(/alibabaCloud\.ackIssuer: expected an https URL form/);
+  });
+
   it("refuses a reader role of another account than the one it is listed for", () => {
     const config = { ...valid, clusterGroups: [{ ...valid.clusterGroups[0], accounts: [{ id: "1000000000000001", roleArn: "acs:ram::2000000000000002:role/ack-reader" }] }] };
     expect(() => parseConfig(config, "test")).toThrow(/clusterGroups\[0\]\.accounts\[0\]\.roleArn: roleArn must be a role of this account/);
