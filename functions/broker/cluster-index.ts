@@ -27,13 +27,11 @@ export interface ClusterIndexDeps {
   maxKeySets?: number;
 }
 
-export const defaultMaxKeySets = 2000;
-
 export function createClusterIndex(deps: ClusterIndexDeps): ClusterIndex {
   const byIssuer = new Map<string, Cluster>();
   for (const cluster of deps.clusters) byIssuer.set(cluster.issuer, cluster);
   // Keyed by issuer; a member of a group keeps its key set for as long as it stays in here.
-  const keySets = new LRUCache<string, { cluster: Cluster; keys: JWTVerifyGetKey }>({ max: deps.maxKeySets ?? defaultMaxKeySets });
+  const keySets = new LRUCache<string, { cluster: Cluster; keys: JWTVerifyGetKey }>({ max: deps.maxKeySets ?? 2000 });
 
   const keysOf = (cluster: Cluster): JWTVerifyGetKey => {
     const held = keySets.get(cluster.issuer);

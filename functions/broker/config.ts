@@ -105,6 +105,8 @@ export const brokerConfigSchema = z.strictObject({
   forceIntervalSeconds: z.number().int().min(0).default(60),
   /** Bound on cached credentials (and, separately, on cached STS sessions). */
   cacheMaxEntries: z.number().int().min(1).default(1000),
+  /** Clusters whose keys (imported JWKS, fetched key sets) are held at once; others are set up again on their next token. */
+  clusterKeysMaxEntries: z.number().int().min(1).default(2000),
   alibabaCloud: alibabaCloudSchema.default(() => alibabaCloudSchema.parse({})),
   clusters: z.array(clusterSchema).default([]),
   clusterGroups: z.array(clusterGroupSchema).default([]),

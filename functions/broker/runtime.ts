@@ -69,7 +69,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
   };
   const log = options.log ?? createLogger("broker");
   const groups = config.clusterGroups.length === 0 ? undefined : createGroupTrust(groupTrustDeps(config, issue, clock, log, options));
-  const index = createClusterIndex({ clusters: config.clusters, keysFor, ...(groups ? { groups } : {}) });
+  const index = createClusterIndex({ clusters: config.clusters, keysFor, maxKeySets: config.clusterKeysMaxEntries, ...(groups ? { groups } : {}) });
   return {
     config,
     verifyToken: createTokenVerifier({ config, keysFor, index, clock }),
