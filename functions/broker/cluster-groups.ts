@@ -104,8 +104,17 @@ export interface GroupTrustLimits {
 
 export const defaultGroupTrustLimits: GroupTrustLimits = { trustedTtlMs: 10 * 60_000, refusedTtlMs: 5 * 60_000, maxEntries: 10_000, confirmationsPerMinute: 60 };
 
+const notTrustedMessage = "the token's issuer (iss) is not a configured cluster";
+
 /** The refusal a caller sees: as vague as any unknown issuer; the reason goes to the broker's log. */
-const notTrusted = () => new AcrCredentialError("InvalidToken", "the token's issuer (iss) is not a configured cluster");
+const notTrusted = () => new AcrCredentialError("InvalidToken", notTrustedMessage);
+
+/** A refusal decided by the groups' rules (not an upstream failure): remembered, and its reason logged. */
+class RefusedByRule extends AcrCredentialError {
+  constructor(readonly reason: string) {
+    super("InvalidToken", notTrustedMessage);
+  }
+}
 
 export interface GroupTrust {
   /** The member cluster for `issuer`, `undefined` when no group's issuer form matches; throws when refused. */
@@ -146,13 +155,15 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
       return { accountId: account.id, detail };
     } catch (error) {
       const code = upstreamDetails(error)?.upstreamCode ?? "";
-      if (/ClusterNotFound|NotFound/i.test(code)) return { accountId: account.id, notFound: true };
+      // Only the cluster's absence is an answer; any other refusal (the broker's own key, its permissions) is a failure to ask.
+      if (/ClusterNotFound/i.test(code)) return { accountId: account.id, notFound: true };
       throw error;
     }
   };
 
-  const confirm = async (issuer: string, target: AckIssuer, candidates: ClusterGroup[], upstream: UpstreamContext): Promise<Cluster> => {
-    takeConfirmation();
+  const confirm = async (issuer: string, target: AckIssuer, candidates: ClusterGroup[], upstream: UpstreamContext, renewal: boolean): Promise<Cluster> => {
+    // Renewing a confirmation is bounded by the clusters already trusted; only new issuers use up the budget.
+    if (!renewal) takeConfirmation();
     const answers = new Map<string, AccountAnswer>();
     const reasons: string[] = [];
     for (const group of candidates) {
@@ -169,7 +180,7 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
       }
     }
     const groups = candidates.map((g) => g.name).join(", ");
-    throw Object.assign(notTrusted(), { reason: `${reasons.join("; ")} (cluster groups: ${groups}); fix the cluster or the group, or add the cluster to clusters:` });
+    throw new RefusedByRule(`${reasons.join("; ")} (cluster groups: ${groups}); fix the cluster or the group, or add the cluster to clusters:`);
   };
 
   return {
@@ -187,7 +198,7 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
 
       let flight = confirming.get(issuer);
       if (!flight) {
-        flight = confirm(issuer, target, candidates, upstream)
+        flight = confirm(issuer, target, candidates, upstream, hit !== undefined)
           .then((cluster) => {
             trusted.set(issuer, { cluster, until: deps.clock.now() + limits.trustedTtlMs });
             refused.delete(issuer);
@@ -195,11 +206,10 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
             return cluster;
           })
           .catch((error: unknown) => {
-            const reason = (error as { reason?: unknown }).reason;
-            if (typeof reason === "string") {
+            if (error instanceof RefusedByRule) {
               refused.set(issuer, { until: deps.clock.now() + limits.refusedTtlMs });
               trusted.delete(issuer);
-              deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason }, "cluster refused by rule");
+              deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason: error.reason }, "cluster refused by rule");
               throw error;
             }
             if (isAcrCredentialError(error) && error.code === "RateLimited") throw error;

@@ -183,6 +183,28 @@ describe("cluster group confirmations (counting describe function, no network)",
     expect(calls).toHaveLength(4);
   });
 
+  it("never lets forged issuers use up what known clusters need: renewing a confirmation is outside the budget", async () => {
+    const { groups, calls, advance } = trust((t) => (t.clusterId === "c0123456" ? detail() : notFound()), { confirmationsPerMinute: 2, trustedTtlMs: 30_000 });
+    await groups.lookup(issuer, upstream());
+    const forged = (i: number) => issuerOf("cn-hangzhou", `c0forged${String(i).padStart(4, "0")}`);
+    advance(60_000);
+    await expectAcrError(groups.lookup(forged(1), upstream()), "InvalidToken");
+    await expectAcrError(groups.lookup(forged(2), upstream()), "InvalidToken");
+    await expectAcrError(groups.lookup(forged(3), upstream()), "RateLimited");
+    expect((await groups.lookup(issuer, upstream()))?.name).toBe("ack-prod/c0123456");
+    expect(calls).toEqual(["c0123456", "c0forged0001", "c0forged0002", "c0123456"]);
+  });
+
+  it("does not take the broker's own refused key for an absent cluster: nothing is remembered", async () => {
+    const badKey = () => new AcrCredentialError("UpstreamError", "refused", { details: { retryable: false, upstreamCode: "InvalidAccessKeyId.NotFound" } });
+    let broken = true;
+    const { groups, calls } = trust(() => (broken ? badKey() : detail()));
+    await expectAcrError(groups.lookup(issuer, upstream()), "UpstreamUnavailable");
+    broken = false;
+    expect((await groups.lookup(issuer, upstream()))?.name).toBe("ack-prod/c0123456");
+    expect(calls).toHaveLength(2);
+  });
+
   it("keeps at most maxEntries refusals, so a flood of forged issuers cannot grow memory", async () => {
     const { groups, calls } = trust(() => notFound(), { maxEntries: 10, confirmationsPerMinute: 1000 });
     const forged = (i: number) => issuerOf("cn-hangzhou", `c0forged${String(i).padStart(4, "0")}`);
