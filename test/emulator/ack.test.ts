@@ -6,7 +6,7 @@ import * as CsPackage from "@alicloud/cs20151215";
 import { $OpenApiUtil } from "@alicloud/openapi-core";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEmulator, type Emulator } from "../../emulator/index.ts";
+import { parseWorldText, startEmulator, type Emulator } from "../../emulator/index.ts";
 import { describeClusterDetail } from "../../shared/alibaba/ack.ts";
 import { identityFromKeys } from "../../shared/alibaba/identity.ts";
 import { cjsDefault } from "../../shared/alibaba/sdk.ts";
@@ -89,5 +89,22 @@ describe("ACK DescribeClusterDetail and cluster issuers", () => {
   it("hosts no issuer for a cluster without RRSA or an unknown one", async () => {
     expect((await fetch(`${emulator.endpoints.http}/oidc-ack-cn-shenzhen/${off}/.well-known/openid-configuration`)).status).toBe(404);
     expect((await fetch(`${emulator.endpoints.http}/oidc-ack-cn-shenzhen/c0nosuchcluster/keys.json`)).status).toBe(404);
+  });
+});
+
+describe("ACK clusters in the world file", () => {
+  const world = (clusters: string) => `accounts:\n  - id: "${accountA}"\n    ackClusters:\n${clusters}`;
+
+  it("reads a cluster with RRSA, tags and defaults", () => {
+    const parsed = parseWorldText(world('      - { id: c0123456789abc, region: cn-hangzhou, rrsa: { enabled: true }, tags: { env: prod } }\n      - { id: c0123456789abd, region: cn-beijing }\n'), { source: "w.yaml" });
+    expect(parsed.accounts[0]!.ackClusters).toEqual([
+      { id: "c0123456789abc", region: "cn-hangzhou", rrsa: { enabled: true }, tags: { env: "prod" } },
+      { id: "c0123456789abd", region: "cn-beijing", rrsa: { enabled: false }, tags: {} },
+    ]);
+  });
+
+  it("refuses a malformed or repeated cluster id in one line naming the field", () => {
+    expect(() => parseWorldText(world("      - { id: cluster-1, region: cn-hangzhou }\n"), { source: "w.yaml" })).toThrow(/^world w\.yaml: accounts\[0\]\.ackClusters\[0\]\.id: an ACK cluster id looks like c0123456789abcdef/);
+    expect(() => parseWorldText(world("      - { id: c0123456789abc, region: cn-hangzhou }\n      - { id: c0123456789abc, region: cn-beijing }\n"), { source: "w.yaml" })).toThrow(/accounts\[0\]\.ackClusters\[1\]\.id: cluster c0123456789abc appears twice/);
   });
 });
