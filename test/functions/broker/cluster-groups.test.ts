@@ -55,6 +55,8 @@ const readerRole = `acs:ram::${tenant}:role/ack-reader`;
 describe("ACK cluster groups", () => {
   let emulator: Emulator;
   let handler: FcHandler;
+  /** A second broker instance on the same configuration, with a small confirmation budget. */
+  let frugal: FcHandler;
   let logs: ReturnType<typeof captureLogs>;
   let explicit: Awaited<ReturnType<typeof createTestCluster>>;
 
@@ -93,6 +95,8 @@ describe("ACK cluster groups", () => {
     logs = captureLogs();
     const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 } });
     handler = createHandler(() => runtime);
+    const frugalRuntime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: captureLogs().log, clock, groupLimits: { confirmationsPerMinute: 5 } });
+    frugal = createHandler(() => frugalRuntime);
   });
   afterAll(() => emulator.close());
   afterEach(() => emulator.log.clear());
@@ -180,6 +184,19 @@ describe("ACK cluster groups", () => {
     const later = await ask(await sign(clusters.flaky));
     expect(later.status).toBe(200);
     expect(ackCalls(clusters.flaky)).toBe(4);
+  });
+
+  it("bounds what a flood of forged issuers costs: a few ACK calls a minute, no key fetch, 429 beyond", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const clusterId = `c0flood${String(i).padStart(8, "0")}`;
+      const forged = await createTestCluster(`flood-${i}`, { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusterId) });
+      statuses.push((await invokeHttp(frugal, { headers: bearer(await forged.mint()), body: {} }, testContext(brokerUser))).status);
+    }
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(15);
+    expect(emulator.log.count({ api: "cs:DescribeClusterDetail" })).toBe(5);
+    expect(emulator.log.count({ api: "oidc:" })).toBe(0);
   });
 
   it("lets an explicit clusters entry win over the group, without asking ACK", async () => {
