@@ -32,7 +32,8 @@ export function benchWorld(): WorldInput {
           {
             name: "acr-pull",
             trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`] } }] },
-            policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:*:${platformAccount}:instance/*` }] }],
+            // AliyunACRBasicAccess-like: CR authorises GetAuthorizationToken on all resources, never per instance.
+            policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:PullRepository"], Resource: "*" }] }],
           },
         ],
         instances: [

@@ -1,4 +1,5 @@
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { productVersion } from "../shared/version.ts";
 import type { Command } from "./args.ts";
 
 // Each command is loaded on demand so that, say, `acr-credential token` does not load the Kubernetes client.
@@ -14,7 +15,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((name) => name.length));
   const lines = Object.entries(commands).map(([name, { summary }]) => `  ${name.padEnd(width)}  ${summary}`);
-  return ["Usage: acr-credential <command> [options]", "", "Commands:", ...lines, "", "Run 'acr-credential <command> --help' for a command's options."].join("\n");
+  return ["Usage: acr-credential <command> [options]", "", "Commands:", ...lines, "", "Run 'acr-credential <command> --help' for a command's options, 'acr-credential --version' for the version."].join("\n");
 }
 
 /** Runs the CLI and returns the process exit code; user mistakes print one line, never a stack. */
@@ -23,6 +24,10 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(help());
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version") {
+    console.log(productVersion);
+    return 0;
   }
   const entry = commands[name];
   if (entry === undefined) {

@@ -16,8 +16,17 @@ const temporaryCredentialLifetimeMs = 3600_000;
 const noPrivilege = (detail: string) => new ApiError(403, "NoPrivilege", `Access denied for this user: ${detail}.`);
 
 export const instanceResource = (instance: Instance, account: Account) => `acs:cr:${instance.region}:${account.id}:instance/${instance.id}`;
-/** The resource `GET /tokens` is authorised against; see docs/emulator.md. */
-export const personalTokenResource = (account: string) => `acs:cr:*:${account}:*`;
+/**
+ * CR authorises `cr:GetAuthorizationToken` (and `cr:ListInstance`) on all of a region's resources,
+ * `acs:cr:$regionid:$accountid:*`, never on one instance (docs/emulator.md cites the source).
+ */
+export const allResources = (region: string, account: string) => `acs:cr:${region}:${account}:*`;
+/** The resource `GET /tokens` is authorised against: the emulator does not know the region asked; see docs/emulator.md. */
+export const personalTokenResource = (account: string) => allResources("*", account);
+
+/** The RAM identity behind a caller, as the world describes it (a role for a role session). */
+const identityOf = (account: Account, caller: Principal) =>
+  caller.kind === "user" ? account.users.find((user) => user.name === caller.userName) : account.roles.find((role) => role.name.toLowerCase() === caller.roleName.toLowerCase());
 
 const success = { Code: "success", IsSuccess: true } as const;
 
@@ -28,13 +37,17 @@ export interface CrDeps {
 }
 
 export function createCr(deps: CrDeps) {
-  /** The instance, if it is the caller's account's and the caller may do `action` on it. */
-  const authorisedInstance = (caller: Principal, params: Params, action: string) => {
+  /**
+   * The instance, if it is the caller's account's and the caller may do `action` on the resource
+   * CR checks for it: the instance itself, or (`scope: "all"`) every resource of its region.
+   */
+  const authorisedInstance = (caller: Principal, params: Params, action: string, scope: "instance" | "all") => {
     const id = params["InstanceId"];
     if (id === undefined || id === "") throw openApiErrors.missingParameter("InstanceId");
     const found = deps.directory.instance(id);
     if (found === undefined || found.account.id !== caller.account) throw noPrivilege(`no instance ${id} in account ${caller.account}`);
-    if (!isAllowed(caller, action, instanceResource(found.instance, found.account))) throw noPrivilege(`${action} is not allowed on ${instanceResource(found.instance, found.account)}`);
+    const resource = scope === "all" ? allResources(found.instance.region, found.account.id) : instanceResource(found.instance, found.account);
+    if (!isAllowed(caller, action, resource)) throw noPrivilege(`${action} is not allowed on ${resource}`);
     return found;
   };
 
@@ -56,13 +69,13 @@ export function createCr(deps: CrDeps) {
 
   return {
     getAuthorizationToken(caller: Principal, params: Params) {
-      const { account, instance } = authorisedInstance(caller, params, "cr:GetAuthorizationToken");
+      const { account, instance } = authorisedInstance(caller, params, "cr:GetAuthorizationToken", "all");
       const credential = deps.credentials.issue(caller, { kind: "enterprise", account: account.id, instanceId: instance.id, region: instance.region }, credentialExpiry(caller));
       return { ...success, TempUsername: credential.username, AuthorizationToken: credential.password, ExpireTime: credential.expiresAt };
     },
 
     listInstanceEndpoint(caller: Principal, params: Params) {
-      const { instance } = authorisedInstance(caller, params, "cr:ListInstanceEndpoint");
+      const { instance } = authorisedInstance(caller, params, "cr:ListInstanceEndpoint", "instance");
       const module = params["ModuleName"] ?? "Registry";
       const brief = params["Summary"] === "true";
       const endpoints = module !== "Registry" ? [] : instanceEndpoints(instance);
@@ -80,7 +93,7 @@ export function createCr(deps: CrDeps) {
     },
 
     getInstance(caller: Principal, params: Params) {
-      const { instance } = authorisedInstance(caller, params, "cr:GetInstance");
+      const { instance } = authorisedInstance(caller, params, "cr:GetInstance", "instance");
       return { ...success, ...summary(instance), CreateTime: instance.createTime, ModifiedTime: instance.createTime };
     },
 
@@ -88,8 +101,9 @@ export function createCr(deps: CrDeps) {
       const account = deps.directory.account(caller.account);
       const pageNo = Math.max(1, Number.parseInt(params["PageNo"] ?? "1", 10) || 1);
       const pageSize = Math.min(100, Math.max(1, Number.parseInt(params["PageSize"] ?? "30", 10) || 30));
-      const visible = (account?.instances ?? []).filter((instance) => account !== undefined && isAllowed(caller, "cr:ListInstance", instanceResource(instance, account)));
-      if (visible.length === 0 && !isAllowed(caller, "cr:ListInstance", `acs:cr:*:${caller.account}:instance/*`)) throw noPrivilege(`cr:ListInstance is not allowed in account ${caller.account}`);
+      // Region-agnostic: an instance is listed when cr:ListInstance is allowed in its region.
+      const visible = (account?.instances ?? []).filter((instance) => isAllowed(caller, "cr:ListInstance", allResources(instance.region, caller.account)));
+      if (visible.length === 0 && !isAllowed(caller, "cr:ListInstance", allResources("*", caller.account))) throw noPrivilege(`cr:ListInstance is not allowed in account ${caller.account}`);
       const matching = visible.filter(
         (instance) => (params["InstanceName"] === undefined || instance.name === params["InstanceName"]) && (params["InstanceStatus"] === undefined || instance.status === params["InstanceStatus"]),
       );
@@ -112,6 +126,8 @@ export function createCr(deps: CrDeps) {
       const account = deps.directory.account(caller.account);
       if (account === undefined || account.personal.length === 0) throw new ApiError(404, "USER_NOT_EXIST", `Account ${caller.account} has no Personal Edition registry.`);
       if (!isAllowed(caller, "cr:GetAuthorizationToken", personalTokenResource(account.id))) throw noPrivilege(`cr:GetAuthorizationToken is not allowed on ${personalTokenResource(account.id)}`);
+      // A RAM user (or role) that never set a registry password in the console is unknown to the Personal Edition.
+      if (identityOf(account, caller)?.registryPasswordSet === false) throw new ApiError(404, "USER_NOT_EXIST", "user is not exist.");
       const credential = deps.credentials.issue(caller, { kind: "personal", account: account.id, regions: account.personal.map((personal) => personal.region) }, credentialExpiry(caller));
       return { data: { authorizationToken: credential.password, tempUserName: credential.username, expireDate: credential.expiresAt } };
     },

@@ -17,6 +17,17 @@ export const faultSettingsSchema = z.strictObject({
   seed: z.number().int().default(1),
   /** API patterns the faults apply to (`["cr:"]`, `["sts:AssumeRole"]`); default every STS, CR and ACK API. */
   apis: z.array(z.string().min(1)).optional(),
+  /**
+   * CR 2018-12-01 answers that are not HTTP errors: a `rate` share of requests is answered HTTP 200
+   * with `IsSuccess: false` and this `code` (and `message`, if given). Other APIs are not affected.
+   */
+  unsuccessful: z
+    .strictObject({
+      rate: rate.default(1),
+      code: z.string().regex(/^[A-Za-z][A-Za-z0-9_.]{0,63}$/, "a code is letters, digits, '_' or '.', like SYSTEM_ERROR"),
+      message: z.string().max(300).optional(),
+    })
+    .optional(),
 });
 
 export type FaultSettings = z.input<typeof faultSettingsSchema>;
@@ -24,7 +35,8 @@ export type FaultSettings = z.input<typeof faultSettingsSchema>;
 export type FaultDecision =
   | { kind: "none"; delayMs: number }
   | { kind: "throttle"; delayMs: number }
-  | { kind: "serverError"; delayMs: number; status: 500 | 503; code: "InternalError" | "ServiceUnavailable" };
+  | { kind: "serverError"; delayMs: number; status: 500 | 503; code: "InternalError" | "ServiceUnavailable" }
+  | { kind: "unsuccessful"; delayMs: number; code: string; message: string | undefined };
 
 /** mulberry32: tiny, fast and good enough to make fault sequences reproducible. */
 export function seededRandom(seed: number): () => number {
@@ -77,10 +89,15 @@ export function createFaultInjector(initial?: FaultSettings): FaultInjector {
       const latencyRate = settings.latencyRate ?? (settings.latencyMs > 0 ? 1 : 0);
       const delayMs = latency < latencyRate ? settings.latencyMs : 0;
       if (throttle < settings.throttleRate) return { kind: "throttle", delayMs };
+      // A fifth number only when an unsuccessful answer is asked for, so existing seeds keep their sequences.
+      const unsuccessful = settings.unsuccessful === undefined ? 1 : random();
       if (serverError < settings.serverErrorRate) {
         return which < 0.5
           ? { kind: "serverError", delayMs, status: 503, code: "ServiceUnavailable" }
           : { kind: "serverError", delayMs, status: 500, code: "InternalError" };
+      }
+      if (settings.unsuccessful !== undefined && unsuccessful < settings.unsuccessful.rate) {
+        return { kind: "unsuccessful", delayMs, code: settings.unsuccessful.code, message: settings.unsuccessful.message };
       }
       return { kind: "none", delayMs };
     },

@@ -40,6 +40,7 @@ export interface EmulatorOptions {
   httpsPort?: number;
   /** Governs every expiry; default a clock that starts at the real time and can be moved. */
   clock?: Clock;
+  /** Default: the world's `faults`, if any. */
   faults?: FaultSettings;
   /** Also start a real docker-registry that trusts the emulator's token realm. */
   registry?: boolean;
@@ -125,10 +126,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const directory = createDirectory(world);
     const sessions = createSessionStore(() => clock.now());
     const credentials = createCredentialStore(clock);
-    const sts = createSts({ directory, sessions, clock, oidc: createOidcVerifier({ now: () => clock.now() }) });
+    const sts = createSts({ directory, sessions, clock, oidc: createOidcVerifier({ now: () => clock.now() }), ...(world.sts.roleChainingMaxDuration === undefined ? {} : { roleChainingMaxDuration: world.sts.roleChainingMaxDuration }) });
     const cr = createCr({ directory, credentials, clock });
     const functions = createFunctions({ sts });
-    const faults = createFaultInjector(options.faults);
+    const faults = createFaultInjector(options.faults ?? world.faults);
     const log = createRequestLog();
     const realm = createTokenRealm({
       service: registryService,

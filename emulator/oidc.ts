@@ -16,7 +16,11 @@ export interface OidcTokenInfo {
 
 const allowedAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
 
-const tokenError = (code: string, message: string) => new ApiError(400, `AuthenticationFail.OIDCToken.${code}`, message);
+/** Every `AuthenticationFail.*` is HTTP 401, as STS answers authentication failures. */
+const tokenError = (code: string, message: string) => new ApiError(401, `AuthenticationFail.OIDCToken.${code}`, message);
+
+/** jose's codes for a token no published key verifies: none matches its `kid`/`alg`, or the one that does fails. */
+const signatureCodes = new Set(["ERR_JWKS_NO_MATCHING_KEY", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "ERR_JWKS_MULTIPLE_MATCHING_KEYS"]);
 
 type Fetch = (url: string, init?: { headers?: Headers; signal?: AbortSignal; redirect?: "manual" | "follow"; method?: string }) => Promise<Response>;
 
@@ -84,10 +88,17 @@ export function createOidcVerifier(options: { now: () => number }): OidcVerifier
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code === "ERR_JWT_EXPIRED") throw tokenError("Expired", "This JsonWebToken is expired.");
+        if (code !== undefined && signatureCodes.has(code)) throw tokenError("InvalidSignature", `The signature of the OIDC token cannot be verified with the keys of issuer ${provider.issuer}.`);
         if (code === "ERR_JWKS_TIMEOUT" || code === "ERR_JWKS_INVALID" || code === "ERR_JOSE_GENERIC" || code === undefined) {
           throw tokenError("IssuerConfigurationBroken", `The keys of issuer ${provider.issuer} cannot be fetched.`);
         }
         throw tokenError("Invalid", `The OIDC token cannot be verified: ${(error as Error).message}.`);
+      }
+      // IssuanceLimitTime: RAM refuses a token issued longer ago than the provider allows (1-168 h).
+      // The real error code is not documented; see docs/emulator.md.
+      const limitSeconds = provider.issuanceLimitTime * 3600;
+      if (typeof claims.iat === "number" && options.now() / 1000 - claims.iat > limitSeconds) {
+        throw tokenError("Expired", `The OIDC token was issued more than ${provider.issuanceLimitTime} hours ago, beyond the OIDC provider's IssuanceLimitTime.`);
       }
       return { subject: claims.sub, issuer: provider.issuer, audiences, issuedAt: claims.iat, expiresAt: claims.exp };
     },

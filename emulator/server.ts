@@ -118,6 +118,11 @@ function openApiErrorBody(error: ApiError, requestId: string, product: "sts" | "
   };
 }
 
+/** The 2016-06-07 Personal API spells its error fields in lower case, as its success body does. */
+function roaErrorBody(error: ApiError, requestId: string) {
+  return { requestId, code: error.code, message: error.message };
+}
+
 export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const table = operations(deps);
 
@@ -154,13 +159,21 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       if (fault.delayMs > 0) await delay(fault.delayMs);
       if (fault.kind === "throttle") throw openApiErrors.throttled();
       if (fault.kind === "serverError") throw openApiErrors.serverError(fault.status, fault.code);
+      if (fault.kind === "unsuccessful" && operation.product === "cr" && operation.requestIdField === undefined) {
+        // CR 2018-12-01 reports some failures in a successful HTTP answer.
+        const refusal = { RequestId: requestId, Code: fault.code, IsSuccess: false, ...(fault.message === undefined ? {} : { Message: fault.message }) };
+        send(res, 200, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId }, JSON.stringify(refusal));
+        record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: fault.code, status: 200, requestId, resource: operation.resource?.(params) });
+        return;
+      }
       const result = await operation.run({ params, principal });
       send(res, 200, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId }, JSON.stringify({ [operation.requestIdField ?? "RequestId"]: requestId, ...result }));
       record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: "ok", status: 200, requestId, resource: operation.resource?.(params) });
     } catch (thrown) {
       const error = thrown instanceof ApiError ? thrown : openApiErrors.serverError(500, "InternalError");
       if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, api, requestId }, "emulator bug");
-      send(res, error.status, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId, ...error.headers }, JSON.stringify(openApiErrorBody(error, requestId, product)));
+      const body = operation?.requestIdField === "requestId" ? roaErrorBody(error, requestId) : openApiErrorBody(error, requestId, product);
+      send(res, error.status, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId, ...error.headers }, JSON.stringify(body));
       record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: error.code, status: error.status, requestId, resource: operation?.resource?.(params) });
     }
   }

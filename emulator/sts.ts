@@ -22,8 +22,9 @@ const stsErrors = {
   policySize: () => new ApiError(400, "InvalidParameter.PolicySize", "The size of Policy must be smaller than 2048 bytes."),
   roleNotFound: (arn: string) => new ApiError(404, "EntityNotExist.Role", `The role not exists: ${arn}.`),
   noPermission: () => new ApiError(403, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM."),
-  oidcNoProvider: () => new ApiError(403, "AuthenticationFail.NoPermission", "No such OIDC Provider registered."),
-  oidcNoPermission: () => new ApiError(403, "AuthenticationFail.NoPermission", "There is no permission: the role's trust policy does not admit this OIDC token."),
+  // Every AuthenticationFail.* of AssumeRoleWithOIDC is an authentication failure: HTTP 401.
+  oidcNoProvider: () => new ApiError(401, "AuthenticationFail.NoPermission", "No such OIDC Provider registered."),
+  oidcNoPermission: () => new ApiError(401, "AuthenticationFail.NoPermission", "There is no permission: the role's trust policy does not admit this OIDC token."),
   oidcTokenSize: () => new ApiError(400, "InvalidParameter.OIDCToken", "The parameter OIDCToken must be 4 to 20000 characters."),
 };
 
@@ -71,6 +72,8 @@ export interface StsDeps {
   sessions: SessionStore;
   clock: Clock;
   oidc: OidcVerifier;
+  /** The world's `sts.roleChainingMaxDuration`: the longest session a role session may obtain with AssumeRole. */
+  roleChainingMaxDuration?: number;
 }
 
 export interface AssumeRoleResult {
@@ -114,6 +117,9 @@ export function createSts(deps: StsDeps) {
       if (externalId !== undefined && externalId !== "" && !/^[\w+=,.@:/-]{2,1224}$/.test(externalId)) throw stsErrors.externalId();
       const { account, role } = findRole(arn);
       const duration = durationFor(role, requested);
+      // Whether STS caps chained sessions is not documented; a world can make it so (docs/emulator.md).
+      const chainCap = deps.roleChainingMaxDuration;
+      if (caller.kind === "assumed-role" && chainCap !== undefined && duration > chainCap) throw stsErrors.duration(chainCap);
       const canonicalArn = formatRoleArn(account.id, role.name);
       if (!isAllowed(caller, "sts:AssumeRole", canonicalArn)) throw stsErrors.noPermission();
       const trustCaller: TrustCaller = { kind: "ram", account: caller.account, identity: trustIdentity(caller) };

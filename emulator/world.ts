@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { faultSettingsSchema } from "./faults.ts";
 import { accountIdPattern } from "./ram/arn.ts";
 import { permissionPolicySchema, trustPolicySchema } from "./ram/policy.ts";
 
@@ -16,10 +17,17 @@ const accessKeySchema = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9]{8,64
 /** A user or role lists policies by the name of one of its account's `policies`, or inline. */
 const policyRefSchema = z.union([z.string().min(1), permissionPolicySchema]);
 
+/**
+ * Personal Edition: a RAM identity must set a registry password once (in the console) before
+ * `GET /tokens` answers it; until then it is `USER_NOT_EXIST`. Default: it has set one.
+ */
+const registryPasswordSet = z.boolean().optional();
+
 const userSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/, "a user name is 1-64 letters, digits, '.', '_', '@' or '-'"),
   accessKeys: z.array(accessKeySchema).default([]),
   policies: z.array(policyRefSchema).default([]),
+  registryPasswordSet,
 });
 
 const roleSchema = z.strictObject({
@@ -28,6 +36,7 @@ const roleSchema = z.strictObject({
   maxSessionDuration: z.number().int().min(3600).max(43200).default(3600),
   trustPolicy: trustPolicySchema,
   policies: z.array(policyRefSchema).default([]),
+  registryPasswordSet,
 });
 
 const jwksSchema = z.looseObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1) });
@@ -42,6 +51,8 @@ const oidcProviderSchema = z
     jwksUri: z.url().optional(),
     /** A PEM bundle trusted when fetching discovery or keys over https; relative to the world file. */
     caFile: z.string().min(1).optional(),
+    /** RAM's `IssuanceLimitTime` (hours): tokens whose `iat` is longer ago are refused. RAM's default is 12. */
+    issuanceLimitTime: z.number().int().min(1).max(168).default(12),
   })
   .refine((provider) => provider.jwks === undefined || provider.jwksUri === undefined, { message: "give either jwks or jwksUri, not both" });
 
@@ -96,8 +107,19 @@ const accountSchema = z.strictObject({
   ackClusters: z.array(ackClusterSchema).default([]),
 });
 
+/** How STS behaves where Alibaba's documentation is silent; see docs/emulator.md. */
+const stsSchema = z.strictObject({
+  /** Cap (seconds) on a session a role session obtains by assuming another role (role chaining); default none. */
+  roleChainingMaxDuration: z.number().int().min(900).max(43200).optional(),
+});
+
 export const worldSchema = z
-  .strictObject({ accounts: z.array(accountSchema).min(1) })
+  .strictObject({
+    accounts: z.array(accountSchema).min(1),
+    sts: stsSchema.default({}),
+    /** Faults on from the start (the same settings as `emulator.faults.set`). */
+    faults: faultSettingsSchema.optional(),
+  })
   .superRefine((world, ctx) => {
     const seen = { accounts: new Set<string>(), keys: new Set<string>(), instances: new Set<string>() };
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });

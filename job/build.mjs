@@ -1,4 +1,5 @@
 // Bundles the refresher into one ESM file for its container image: `node job/build.mjs [OUTFILE]`.
+import { createRequire } from "node:module";
 import { build } from "esbuild";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -16,6 +17,9 @@ export async function buildRefresher(outfile = defaultOutfile) {
     minify: true,
     sourcemap: false,
     legalComments: "none",
+    // tr46 (under the Kubernetes client's node-fetch) requires Node's built-in punycode, which Node 22
+    // and later deprecate with a warning on every start; the userland package is the same code.
+    alias: { punycode: createRequire(import.meta.url).resolve("punycode/punycode.js") },
     // Some dependencies are CommonJS and call require() for Node built-ins.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     logLevel: "warning",

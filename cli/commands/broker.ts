@@ -21,7 +21,9 @@ handler as on Function Compute, against real Alibaba Cloud. Put TLS in front of 
 
 The broker's own identity comes from the Alibaba Cloud default credential chain: ALIBABA_CLOUD_ACCESS_KEY_ID /
 ALIBABA_CLOUD_ACCESS_KEY_SECRET (/ ALIBABA_CLOUD_SECURITY_TOKEN), an RRSA/OIDC role, a CLI profile or the ECS
-instance's RAM role. Logs are JSON lines on stdout.`;
+instance's RAM role. Logs are JSON lines on stdout. With \`sharedCache\` in the configuration, BROKER_CACHE_KEY
+(<keyId>:<base64 of 32 bytes>; during a rotation also BROKER_CACHE_PREVIOUS_KEY) is the key its values are
+encrypted with, and BROKER_CACHE_PASSWORD may hold the Redis password.`;
 
 /** The default credential chain, checked once now so a missing identity is a start-up error. */
 export async function defaultChainIdentity(): Promise<Identity> {
@@ -49,6 +51,7 @@ export const command: Command = {
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`);
     await untilSignal();
     await server.close();
+    await runtime.close();
     // Request lines still queued behind a write in progress; none may be lost on SIGTERM or SIGINT.
     stdout.flushSync();
     return 0;

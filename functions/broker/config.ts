@@ -94,6 +94,33 @@ export const alibabaCloudSchema = z.strictObject({
 });
 export type AlibabaCloudEndpoints = z.infer<typeof alibabaCloudSchema>;
 
+/** A Redis-protocol URL: `redis://` in a VPC or on loopback, `rediss://` (TLS) anywhere. */
+const redisUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") && url.hostname !== "" && /^(\/\d{0,2})?$/.test(url.pathname);
+  } catch {
+    return false;
+  }
+}, { error: "expected redis://host:6379 or rediss://host:6380 (TLS), optionally with user:password@ and a /db number" });
+
+/** The fleet's shared cache on Tair / ApsaraDB for Redis (docs/deploy.md); its key comes from BROKER_CACHE_KEY. */
+export const sharedCacheSchema = z.strictObject({
+  url: redisUrl,
+  /** Every key the broker writes starts with it; brokers with different identities must not share one. */
+  keyPrefix: z.string().regex(/^[A-Za-z0-9:._{}-]{1,64}$/, { error: "expected 1-64 letters, digits or ':._-{}'" }).default("acr-credential-broker:"),
+  /** PEM bundle trusted for rediss:// besides the system's CAs; relative to the config file. */
+  caFile: z.string().min(1).optional(),
+  /** Longest wait for one Redis operation before it counts as a miss. */
+  operationTimeoutMs: z.number().int().min(10).max(5000).default(250),
+  /** How long one instance may refresh a key for the fleet before another takes over. */
+  leaseSeconds: z.number().min(1).max(120).default(15),
+  /** Consecutive failed operations after which Redis is skipped for `breakerCoolDownSeconds`. */
+  breakerFailures: z.number().int().min(1).max(100).default(3),
+  breakerCoolDownSeconds: z.number().min(1).max(600).default(10),
+});
+export type SharedCacheConfig = z.infer<typeof sharedCacheSchema>;
+
 export const brokerConfigSchema = z.strictObject({
   audience: z.string().min(1),
   clockSkewSeconds: z.number().int().min(0).max(600).default(60),
@@ -110,6 +137,7 @@ export const brokerConfigSchema = z.strictObject({
   alibabaCloud: alibabaCloudSchema.default(() => alibabaCloudSchema.parse({})),
   clusters: z.array(clusterSchema).default([]),
   clusterGroups: z.array(clusterGroupSchema).default([]),
+  sharedCache: sharedCacheSchema.optional(),
 }).superRefine((config, ctx) => {
   if (config.clusters.length === 0 && config.clusterGroups.length === 0) ctx.addIssue({ code: "custom", path: ["clusters"], message: "no cluster is trusted; add clusters entries or clusterGroups" });
   const checkRegistries = (registries: ConfiguredRegistry[], at: (string | number)[]) =>
@@ -221,4 +249,16 @@ export function readClusterCas(loaded: LoadedConfig): Map<string, string> {
     }
   });
   return cas;
+}
+
+/** Reads `sharedCache.caFile` now, so a missing CA is a start-up error. */
+export function readSharedCacheCa(loaded: LoadedConfig): string | undefined {
+  const caFile = loaded.config.sharedCache?.caFile;
+  if (!caFile) return undefined;
+  const path = resolve(loaded.baseDir, caFile);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new AcrCredentialError("ConfigInvalid", `${loaded.source}: sharedCache.caFile: cannot read ${path}: ${oneLine(error)}`);
+  }
 }

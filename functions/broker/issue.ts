@@ -3,7 +3,7 @@ import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { retry, type BackoffPolicy } from "../../shared/retry.ts";
-import type { ExpiringCache } from "./expiring-cache.ts";
+import type { Cache } from "./cache/policy.ts";
 import { personalDomains, plan, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
 
 /**
@@ -25,9 +25,9 @@ export interface DomainList {
 
 export interface IssueDeps {
   cloud: AlibabaCloud;
-  sessions: ExpiringCache<StsSession>;
-  credentials: ExpiringCache<IssuedCredential>;
-  domains: ExpiringCache<DomainList>;
+  sessions: Cache<StsSession>;
+  credentials: Cache<IssuedCredential>;
+  domains: Cache<DomainList>;
   clock: { now(): number };
   /** How long a discovered domain list may be used at all (ms); the cache refreshes it earlier. */
   domainsTtlMs: number;
@@ -90,7 +90,7 @@ async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Pr
         : () => withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs }));
     // A session that could not be renewed but has not expired is still usable to ask for a
     // password; the password's expiry is then bounded by it.
-    const { value } = await deps.sessions.get(step.key, load, { force: context.force ?? false });
+    const { value } = await deps.sessions.get(step.key, load, { force: context.force ?? false, deadline: context.deadline });
     identity = { kind: "keys", keys: value };
     expiresAt = Math.min(expiresAt, value.expiresAt);
   }
@@ -115,7 +115,7 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
       );
       return { username: password.username, password: password.password, expiresAt: Math.min(password.expiresAt, expiresAt) };
     },
-    { force: context.force ?? false },
+    { force: context.force ?? false, deadline: context.deadline },
   );
 
   let domains = target.domains;
@@ -127,7 +127,7 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
       const found = await withRetry(deps, context, (timeoutMs) => deps.cloud.listInstanceDomains(identity, { instanceId, regionId: target.regionId }, { timeoutMs }));
       if (found.length === 0) throw new AcrCredentialError("UpstreamError", `instance ${instanceId} has no enabled registry endpoint; enable one, or configure domains for it`, { details: { retryable: false } });
       return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
-    });
+    }, { deadline: context.deadline });
     domains = listed.value.domains;
   }
   // A new password bounded by an STS session that could not be renewed is as close to expiry as

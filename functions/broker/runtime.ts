@@ -2,17 +2,17 @@ import type { JWTVerifyGetKey } from "jose";
 import packageJson from "../../package.json" with { type: "json" };
 import { describeClusterDetail } from "../../shared/alibaba/ack.ts";
 import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/cloud.ts";
-import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
+import type { Identity } from "../../shared/alibaba/identity.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { BackoffPolicy } from "../../shared/retry.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { createGroupTrust, type GroupTrustDeps, type GroupTrustLimits } from "./cluster-groups.ts";
 import { createClusterIndex } from "./cluster-index.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
-import { readClusterCas, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
-import { ExpiringCache } from "./expiring-cache.ts";
+import { createBrokerCaches, domainsTtlMs } from "./cache/broker-caches.ts";
+import { readClusterCas, readSharedCacheCa, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
 import { ForceLimiter } from "./force-limit.ts";
-import type { DomainList, IssueDeps, IssuedCredential } from "./issue.ts";
+import type { IssueDeps } from "./issue.ts";
 import { createTokenVerifier, type TokenVerifier } from "./token.ts";
 
 /**
@@ -29,6 +29,8 @@ export interface BrokerRuntime {
   version: string;
   /** The broker's own identity when it is not Function Compute's `context.credentials`. */
   baseIdentity?: Identity;
+  /** Lets go of what the runtime holds open (the shared cache's connection). */
+  close(): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -43,6 +45,8 @@ export interface RuntimeOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Cluster groups: how long confirmations and refusals are kept, and how many new ones per minute. */
   groupLimits?: Partial<GroupTrustLimits>;
+  /** Where the shared cache's key is read (BROKER_CACHE_KEY); default process.env. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export const brokerVersion: string = packageJson.version;
@@ -55,19 +59,23 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     const ca = cas.get(cluster.name);
     return createClusterKeys(cluster, { ...options.keys, ...(ca ? { ca } : {}) });
   };
-  const refreshBeforeMs = config.refreshBeforeExpirySeconds * 1000;
+  const log = options.log ?? createLogger("broker");
+  const sharedCa = readSharedCacheCa(options.loaded);
+  const { shared, ...caches } = createBrokerCaches({
+    config,
+    clock,
+    log,
+    env: options.env ?? process.env,
+    ...(sharedCa ? { sharedCa } : {}),
+  });
   const issue: IssueDeps = {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
-    sessions: new ExpiringCache<StsSession>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
-    credentials: new ExpiringCache<IssuedCredential>({ max: config.cacheMaxEntries, clock, refreshBeforeMs }),
-    // Discovered domains are re-read hourly, and kept for a day as a fallback when that fails.
-    domains: new ExpiringCache<DomainList>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: 23 * 3600_000 }),
+    ...caches,
     clock,
-    domainsTtlMs: 24 * 3600_000,
+    domainsTtlMs,
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };
-  const log = options.log ?? createLogger("broker");
   const groups = config.clusterGroups.length === 0 ? undefined : createGroupTrust(groupTrustDeps(config, issue, clock, log, options));
   const index = createClusterIndex({ clusters: config.clusters, keysFor, maxKeySets: config.clusterKeysMaxEntries, ...(groups ? { groups } : {}) });
   return {
@@ -79,6 +87,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     clock,
     version: brokerVersion,
     ...(options.baseIdentity ? { baseIdentity: options.baseIdentity } : {}),
+    close: async () => shared?.close(),
   };
 }
 
@@ -91,8 +100,11 @@ function groupTrustDeps(config: BrokerConfig, issue: IssueDeps, clock: Clock, lo
     identityFor: async (account, upstream) => {
       if (!account.roleArn) return upstream.base;
       const roleArn = account.roleArn;
-      const { value } = await issue.sessions.get(`ack-reader ${roleArn}`, () =>
-        issue.cloud.assumeRole(upstream.base, { roleArn, durationSeconds: 3600, sessionName: "acr-credential-broker" }, { timeoutMs: Math.max(1, upstream.deadline - performance.now()) }),
+      // Keyed as the identity chain keys a one-step AssumeRole, so the two share the session.
+      const { value } = await issue.sessions.get(
+        `broker>role(${roleArn}|3600)`,
+        () => issue.cloud.assumeRole(upstream.base, { roleArn, durationSeconds: 3600, sessionName: "acr-credential-broker" }, { timeoutMs: Math.max(1, upstream.deadline - performance.now()) }),
+        { deadline: upstream.deadline },
       );
       return { kind: "keys", keys: value };
     },

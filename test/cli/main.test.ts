@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 
@@ -21,6 +22,12 @@ describe("acr-credential", () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/Usage: acr-credential <command>/);
     expect(result.stdout).toMatch(/emulator/);
+  });
+
+  it("prints the version of package.json with --version and exits 0", async () => {
+    const { version } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    const result = await cli("--version");
+    expect(result).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
   });
 
   it("refuses an unknown command with one line and exit 2", async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClock, startEmulator, type Emulator } from "../../emulator/index.ts";
+import type { WorldInput } from "../../emulator/index.ts";
 import { assumeRole, crCall, failure, personalToken, sessionKey, type AccessKey } from "./clients.ts";
 import { accountA, broker, instances, roles, testWorld, viewer } from "./world.ts";
 
@@ -150,5 +151,93 @@ describe("Container Registry APIs", () => {
     const entries = emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" });
     expect(entries[0]).toMatchObject({ principal: `acs:ram::${accountA}:assumed-role/acr-pull/cr-tests`, resource: instances.demo, status: 200 });
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(2);
+  });
+});
+
+/** What CR checks, per its RAM authentication rules (docs/emulator.md), as the real SDK sees it. */
+describe("Container Registry authorisation scope", () => {
+  const user = { accessKeyId: "TESTAKSCOPEUSER01", accessKeySecret: "test-secret-scope-user-01" };
+  const instance = `acs:cr:cn-hangzhou:${accountA}:instance/cri-solo`;
+  const worldWith = (resource: string): WorldInput => ({
+    accounts: [
+      {
+        id: accountA,
+        users: [{ name: "ci", accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:GetInstance"], Resource: resource }] }] }],
+        instances: [{ id: "cri-solo", name: "solo", region: "cn-hangzhou" }],
+      },
+    ],
+  });
+  const withWorld = async (resource: string, run: (emulator: Emulator) => Promise<void>) => {
+    const local = await startEmulator({ world: worldWith(resource) });
+    try {
+      await run(local);
+    } finally {
+      await local.close();
+    }
+  };
+
+  it("refuses GetAuthorizationToken to a policy scoped to the instance: NoPrivilege (403) in CR's error body", async () => {
+    await withWorld(instance, async (local) => {
+      const error = await failure(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" }));
+      expect(error).toMatchObject({ name: "ClientError", code: "NoPrivilege", statusCode: 403 });
+      expect(error.message).toMatch(/cr:GetAuthorizationToken is not allowed on acs:cr:cn-hangzhou:1000000000000001:\*/);
+      expect(error.data).toMatchObject({ Code: "NoPrivilege", HostId: "cr.aliyuncs.com", RequestId: expect.any(String), Recommend: expect.stringContaining("NoPrivilege") });
+      // The instance-scoped actions are still allowed by the same policy.
+      await expect(crCall(local.endpoints.cr, user, "ListInstanceEndpoint", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true });
+      await expect(crCall(local.endpoints.cr, user, "GetInstance", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true });
+    });
+  });
+
+  it.each([["*"], [`acs:cr:cn-hangzhou:${accountA}:*`], [`acs:cr:*:*:*`]])("grants GetAuthorizationToken on all resources (%s)", async (resource) => {
+    await withWorld(resource, async (local) => {
+      await expect(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true, TempUsername: "cr_temp_user" });
+    });
+  });
+
+  it("refuses GetAuthorizationToken when the policy's region is another", async () => {
+    await withWorld(`acs:cr:cn-beijing:${accountA}:*`, async (local) => {
+      expect(await failure(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" }))).toMatchObject({ code: "NoPrivilege", statusCode: 403 });
+    });
+  });
+});
+
+describe("Personal Edition before the first registry password", () => {
+  const first = { accessKeyId: "TESTAKFIRSTUSE001", accessKeySecret: "test-secret-first-use-01" };
+  const ready = { accessKeyId: "TESTAKREADYUSER01", accessKeySecret: "test-secret-ready-user-01" };
+  const tokens = { Statement: [{ Effect: "Allow" as const, Action: ["cr:GetAuthorizationToken", "sts:AssumeRole"], Resource: "*" }] };
+  let emulator: Emulator;
+
+  beforeAll(async () => {
+    emulator = await startEmulator({
+      world: {
+        accounts: [
+          {
+            id: accountA,
+            users: [
+              { name: "first-use", registryPasswordSet: false, accessKeys: [{ id: first.accessKeyId, secret: first.accessKeySecret }], policies: [tokens] },
+              { name: "ready", accessKeys: [{ id: ready.accessKeyId, secret: ready.accessKeySecret }], policies: [tokens] },
+            ],
+            roles: [{ name: "fresh-role", registryPasswordSet: false, trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${accountA}:root`] } }] }, policies: [tokens] }],
+            personal: [{ region: "cn-hangzhou" }],
+          },
+        ],
+      },
+    });
+  });
+  afterAll(async () => {
+    await emulator?.close();
+  });
+
+  it("answers GET /tokens of a user that never set a registry password with USER_NOT_EXIST (404)", async () => {
+    const error = await failure(personalToken(emulator.endpoints.cr, first));
+    expect(error).toMatchObject({ name: "ClientError", code: "USER_NOT_EXIST", statusCode: 404 });
+    // The 2016-06-07 API spells its error fields in lower case.
+    expect(error.data).toMatchObject({ code: "USER_NOT_EXIST", message: "user is not exist.", requestId: expect.any(String) });
+    await expect(personalToken(emulator.endpoints.cr, ready)).resolves.toEqual(expect.stringContaining("authorizationToken"));
+  });
+
+  it("answers a session of a role marked the same way with USER_NOT_EXIST", async () => {
+    const session = sessionKey(await assumeRole(emulator.endpoints.sts, ready, { RoleArn: `acs:ram::${accountA}:role/fresh-role`, RoleSessionName: "first-use" }));
+    expect(await failure(personalToken(emulator.endpoints.cr, session))).toMatchObject({ code: "USER_NOT_EXIST", statusCode: 404 });
   });
 });

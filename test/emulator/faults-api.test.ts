@@ -29,6 +29,37 @@ describe("injected faults", () => {
     expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" })).toMatchObject([{ outcome: "Throttling.User", status: 400, principal: `acs:ram::${accountA}:assumed-role/acr-pull/faults` }]);
   });
 
+  it("answers CR with HTTP 200, IsSuccess: false and the chosen Code, which the SDK hands back as a body", async () => {
+    emulator.faults.set({ unsuccessful: { code: "SYSTEM_ERROR", message: "system busy" }, apis: ["cr:GetAuthorizationToken"] });
+    const body = await getToken();
+    expect(body).toMatchObject({ IsSuccess: false, Code: "SYSTEM_ERROR", Message: "system busy", RequestId: expect.any(String) });
+    expect(body["AuthorizationToken"]).toBeUndefined();
+    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" })).toMatchObject([{ outcome: "SYSTEM_ERROR", status: 200 }]);
+    // Other APIs answer as usual.
+    await expect(crCall(emulator.endpoints.cr, pull, "ListInstanceEndpoint", { InstanceId: instances.demo })).resolves.toMatchObject({ IsSuccess: true });
+  });
+
+  it("answers only a rate share of requests unsuccessfully, reproducibly for a seed", async () => {
+    const outcomes = async () => {
+      emulator.faults.set({ unsuccessful: { code: "INSTANCE_NOT_EXIST", rate: 0.5 }, seed: 11, apis: ["cr:"] });
+      return Promise.all(Array.from({ length: 20 }, async () => (await getToken())["IsSuccess"]));
+    };
+    const first = await outcomes();
+    expect(first.filter((ok) => ok === false).length).toBeGreaterThan(2);
+    expect(first.filter((ok) => ok === true).length).toBeGreaterThan(2);
+    expect(await outcomes()).toEqual(first);
+  });
+
+  it("can be turned on by the world file", async () => {
+    const local = await startEmulator({ world: { ...testWorld(), faults: { unsuccessful: { code: "SYSTEM_ERROR" }, apis: ["cr:GetAuthorizationToken"] } } });
+    try {
+      const session = sessionKey(await assumeRole(local.endpoints.sts, broker, { RoleArn: roles.acrPull, RoleSessionName: "world-faults" }));
+      await expect(crCall(local.endpoints.cr, session, "GetAuthorizationToken", { InstanceId: instances.demo })).resolves.toMatchObject({ IsSuccess: false, Code: "SYSTEM_ERROR" });
+    } finally {
+      await local.close();
+    }
+  });
+
   it("fails with ServiceUnavailable (503) or InternalError (500), which the SDK raises as a ServerError", async () => {
     emulator.faults.set({ serverErrorRate: 1, seed: 5 });
     const errors = await Promise.all(Array.from({ length: 8 }, () => failure(getToken())));

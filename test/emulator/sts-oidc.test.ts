@@ -12,9 +12,11 @@ import { accountA, instances, testWorld } from "./world.ts";
 const inlineProvider = `acs:ram::${accountA}:oidc-provider/ack-rrsa-inline`;
 const discoveredProvider = `acs:ram::${accountA}:oidc-provider/ack-rrsa-discovered`;
 const brokenProvider = `acs:ram::${accountA}:oidc-provider/ack-rrsa-broken`;
+const limitedProvider = `acs:ram::${accountA}:oidc-provider/ack-rrsa-limited`;
 const inlineRole = `acs:ram::${accountA}:role/rrsa-inline`;
 const discoveredRole = `acs:ram::${accountA}:role/rrsa-discovered`;
 const brokenRole = `acs:ram::${accountA}:role/rrsa-broken`;
+const limitedRole = `acs:ram::${accountA}:role/rrsa-limited`;
 
 function rrsaTrust(provider: string, issuer: string) {
   return {
@@ -45,6 +47,8 @@ describe("STS AssumeRoleWithOIDC", () => {
         { name: "ack-rrsa-inline", issuer: inline.issuer, clientIds: ["sts.aliyuncs.com"], jwks: inline.jwks },
         { name: "ack-rrsa-discovered", issuer: discovered.issuer.issuer, clientIds: ["sts.aliyuncs.com"], caFile: join(dir, "issuer-ca.pem") },
         { name: "ack-rrsa-broken", issuer: "https://127.0.0.1:1/nothing-listens-here", clientIds: ["sts.aliyuncs.com"] },
+        // The same issuer, registered again with RAM's shortest IssuanceLimitTime.
+        { name: "ack-rrsa-limited", issuer: inline.issuer, clientIds: ["sts.aliyuncs.com"], jwks: inline.jwks, issuanceLimitTime: 1 },
       ],
     }) as WorldInput & { accounts: { roles: unknown[] }[] };
     const pull = world.accounts[0]!.roles.find((role) => (role as { name: string }).name === "acr-pull") as { policies: unknown };
@@ -52,6 +56,7 @@ describe("STS AssumeRoleWithOIDC", () => {
       { name: "rrsa-inline", trustPolicy: rrsaTrust(inlineProvider, inline.issuer), policies: pull.policies },
       { name: "rrsa-discovered", trustPolicy: rrsaTrust(discoveredProvider, discovered.issuer.issuer), policies: pull.policies },
       { name: "rrsa-broken", trustPolicy: rrsaTrust(brokenProvider, "https://127.0.0.1:1/nothing-listens-here"), policies: pull.policies },
+      { name: "rrsa-limited", trustPolicy: rrsaTrust(limitedProvider, inline.issuer), policies: pull.policies },
     );
     emulator = await startEmulator({ world, clock: createClock() });
   });
@@ -82,7 +87,7 @@ describe("STS AssumeRoleWithOIDC", () => {
 
   it("refuses a token whose audience is not a client id of the provider: AuthenticationFail.OIDCToken.AudienceNotMatch", async () => {
     const token = await inline.sign({ aud: "acr-credential-broker" });
-    expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.OIDCToken.AudienceNotMatch", statusCode: 400 });
+    expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.OIDCToken.AudienceNotMatch", statusCode: 401 });
   });
 
   it("refuses a token from another issuer: AuthenticationFail.OIDCToken.IssuerNotMatch", async () => {
@@ -92,7 +97,7 @@ describe("STS AssumeRoleWithOIDC", () => {
 
   it("refuses a subject the trust policy's oidc:sub condition does not match: AuthenticationFail.NoPermission", async () => {
     const token = await inline.sign({ sub: "system:serviceaccount:default:app" });
-    expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.NoPermission", statusCode: 403 });
+    expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.NoPermission", statusCode: 401 });
   });
 
   it("refuses a token for a role whose trust policy names another provider", async () => {
@@ -124,11 +129,52 @@ describe("STS AssumeRoleWithOIDC", () => {
     expect(error.message).toMatch(/No such OIDC Provider/);
   });
 
-  it("refuses a token signed by a key the issuer never published: AuthenticationFail.OIDCToken.Invalid", async () => {
+  it("refuses a token signed by a key the provider does not publish: AuthenticationFail.OIDCToken.InvalidSignature (401)", async () => {
     const { privateKey } = await generateKeyPair("RS256");
+    // Under the published key's kid, and under a kid the provider has never published.
     const forged = await inline.sign({}, { key: privateKey });
-    expect(await failure(exchange(forged))).toMatchObject({ code: "AuthenticationFail.OIDCToken.Invalid" });
-    expect(await failure(exchange("not.a.jwt"))).toMatchObject({ code: "AuthenticationFail.OIDCToken.Invalid" });
+    const unknownKid = await inline.sign({}, { key: privateKey, kid: "rotated-key-2" });
+    for (const token of [forged, unknownKid]) {
+      const error = await failure(exchange(token));
+      expect(error).toMatchObject({ name: "ClientError", code: "AuthenticationFail.OIDCToken.InvalidSignature", statusCode: 401 });
+      expect(error.message).toContain(inline.issuer);
+    }
+    // Keys found through discovery: a kid the issuer does not serve, even after fetching its keys again.
+    const rotated = await discovered.issuer.sign({}, { key: privateKey, kid: "rotated-key-2" });
+    expect(await failure(exchange(rotated, { provider: discoveredProvider, role: discoveredRole }))).toMatchObject({ code: "AuthenticationFail.OIDCToken.InvalidSignature", statusCode: 401 });
+  });
+
+  it("refuses a string that is not a JWT: AuthenticationFail.OIDCToken.Invalid (401)", async () => {
+    expect(await failure(exchange("not.a.jwt"))).toMatchObject({ code: "AuthenticationFail.OIDCToken.Invalid", statusCode: 401 });
+  });
+
+  it("answers every AuthenticationFail.* with HTTP 401", async () => {
+    const codes = emulator.log.filter((entry) => entry.api === "sts:AssumeRoleWithOIDC" && entry.outcome.startsWith("AuthenticationFail."));
+    expect(new Set(codes.map((entry) => entry.outcome)).size).toBeGreaterThanOrEqual(5);
+    expect(codes.filter((entry) => entry.status !== 401)).toEqual([]);
+  });
+
+  describe("the OIDC provider's IssuanceLimitTime", () => {
+    const hoursAgo = (hours: number) => Math.floor(emulator.clock.now() / 1000) - hours * 3600;
+
+    it("refuses a still-valid token issued longer ago than the provider's limit", async () => {
+      const token = await inline.sign({ iat: hoursAgo(2), exp: hoursAgo(2) + 4 * 3600 });
+      const error = await failure(exchange(token, { provider: limitedProvider, role: limitedRole }));
+      expect(error).toMatchObject({ code: "AuthenticationFail.OIDCToken.Expired", statusCode: 401 });
+      expect(error.message).toMatch(/issued more than 1 hours ago.*IssuanceLimitTime/);
+      // The same token through a provider with RAM's default limit (12 h) is accepted.
+      await expect(exchange(token)).resolves.toMatchObject({ statusCode: 200 });
+    });
+
+    it("accepts a token issued within the limit", async () => {
+      const token = await inline.sign({ iat: hoursAgo(0.5), exp: hoursAgo(0.5) + 3600 });
+      await expect(exchange(token, { provider: limitedProvider, role: limitedRole })).resolves.toMatchObject({ statusCode: 200 });
+    });
+
+    it("applies RAM's default of 12 hours when the world sets none", async () => {
+      const token = await inline.sign({ iat: hoursAgo(13), exp: hoursAgo(13) + 24 * 3600 });
+      expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.OIDCToken.Expired", message: expect.stringMatching(/more than 12 hours/) });
+    });
   });
 
   it("refuses a token when the issuer's keys cannot be fetched: AuthenticationFail.OIDCToken.IssuerConfigurationBroken", async () => {

@@ -110,3 +110,33 @@ describe("STS AssumeRole", () => {
     ]);
   });
 });
+
+describe("STS role chaining cap (the world's sts.roleChainingMaxDuration)", () => {
+  const start = Math.floor(Date.now() / 1000) * 1000;
+  const chained = async (world: ReturnType<typeof testWorld>, duration: number) => {
+    const emulator = await startEmulator({ world, clock: createClock({ start, frozen: true }) });
+    try {
+      const hop = sessionKey(await assumeRole(emulator.endpoints.sts, broker, { RoleArn: roles.hop, RoleSessionName: "hop" }));
+      const direct = await assumeRole(emulator.endpoints.sts, broker, { RoleArn: roles.longSession, RoleSessionName: "direct", DurationSeconds: duration });
+      return { direct, viaRole: await assumeRole(emulator.endpoints.sts, hop, { RoleArn: roles.longSession, RoleSessionName: "chained", DurationSeconds: duration }).catch((error: unknown) => error as { code?: string; statusCode?: number; message: string }) };
+    } finally {
+      await emulator.close();
+    }
+  };
+
+  it("refuses a role session more than the cap for another role, as InvalidParameter.DurationSeconds; a user still gets it", async () => {
+    const { direct, viaRole } = await chained({ ...testWorld(), sts: { roleChainingMaxDuration: 3600 } }, 7200);
+    expect(direct.credentials?.expiration).toBe(utcSeconds(start + 7200_000));
+    expect(viaRole).toMatchObject({ code: "InvalidParameter.DurationSeconds", statusCode: 400, message: expect.stringContaining("The Min/Max value of DurationSeconds is 15min/1hr.") });
+  });
+
+  it("grants a chained session up to the cap", async () => {
+    const { viaRole } = await chained({ ...testWorld(), sts: { roleChainingMaxDuration: 3600 } }, 3600);
+    expect((viaRole as { credentials?: { expiration?: string } }).credentials?.expiration).toBe(utcSeconds(start + 3600_000));
+  });
+
+  it("does not cap chained sessions unless the world says so", async () => {
+    const { viaRole } = await chained(testWorld(), 7200);
+    expect((viaRole as { credentials?: { expiration?: string } }).credentials?.expiration).toBe(utcSeconds(start + 7200_000));
+  });
+});

@@ -35,6 +35,14 @@ describe("world files", () => {
     expect(error.message).not.toMatch(/\n/);
   });
 
+  it("bounds an OIDC provider's issuanceLimitTime to RAM's 1-168 hours and the role chaining cap to 900-43200 s", () => {
+    const provider = (issuanceLimitTime: number) => ({ accounts: [{ id: "1000000000000001", oidcProviders: [{ name: "p", issuer: "https://issuer.example", clientIds: ["sts.aliyuncs.com"], issuanceLimitTime }] }] });
+    expect(thrownBy(() => parseWorld(provider(169), { source: "w" })).message).toMatch(/oidcProviders\[0\]\.issuanceLimitTime/);
+    expect(thrownBy(() => parseWorld(provider(0), { source: "w" })).message).toMatch(/issuanceLimitTime/);
+    expect(parseWorld({ accounts: [{ id: "1000000000000001", oidcProviders: [provider(1).accounts[0]!.oidcProviders[0]!].map(({ issuanceLimitTime: _, ...rest }) => rest) }] }, { source: "w" }).accounts[0]!.oidcProviders[0]!.issuanceLimitTime).toBe(12);
+    expect(thrownBy(() => parseWorld({ ...testWorld(), sts: { roleChainingMaxDuration: 60 } }, { source: "w" })).message).toMatch(/sts\.roleChainingMaxDuration/);
+  });
+
   it("requires 16-digit account ids written as strings", () => {
     expect(thrownBy(() => parseWorld({ accounts: [{ id: 1000000000000001 }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id: .*16-digit string/);
     expect(thrownBy(() => parseWorld({ accounts: [{ id: "123" }] }, { source: "w" })).message).toMatch(/accounts\[0\]\.id/);

@@ -38,9 +38,11 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
           AssumeAnyRole: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: "*" }] },
           PullDemo: {
             Statement: [
-              { Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:GetInstance"], Resource: `acs:cr:cn-hangzhou:${accountA}:instance/${instances.demo}` },
+              // CR checks GetAuthorizationToken on all of a region's resources, never on one instance.
+              { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:cn-hangzhou:${accountA}:*` },
+              { Effect: "Allow", Action: ["cr:ListInstanceEndpoint", "cr:GetInstance"], Resource: `acs:cr:cn-hangzhou:${accountA}:instance/${instances.demo}` },
               { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:cn-hangzhou:${accountA}:repository/${instances.demo}/demo/*` },
-              { Effect: "Allow", Action: "cr:ListInstance", Resource: `acs:cr:*:${accountA}:instance/*` },
+              { Effect: "Allow", Action: "cr:ListInstance", Resource: `acs:cr:*:${accountA}:*` },
             ],
           },
         },

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -31,6 +31,12 @@ describe("the bundled refresher (the container's command)", () => {
     const result = await node(bundle, "--help");
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/Usage: acr-credential refresh/);
+  });
+
+  it("prints the version of package.json with --version (`docker run <image> --version`)", async () => {
+    const { version } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    const result = await node(bundle, "--version");
+    expect(result).toMatchObject({ code: 0, stdout: `${version}\n` });
   });
 
   it("fails a bad flag with one line and exit 2", async () => {

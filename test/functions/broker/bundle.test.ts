@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { startRedisServer } from "../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { brokerUser, brokerWorld, platform } from "./support/world.ts";
 
@@ -120,6 +122,34 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(props.component).toBe("fc3");
     expect(props.props).toMatchObject({ runtime: "nodejs20", code: "./dist/broker", handler: "index.handler", instanceLifecycleConfig: { initializer: { handler: "index.initialize" } }, environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" } });
     expect((props.props.triggers as Array<{ triggerType: string }>)[0]!.triggerType).toBe("http");
+  });
+
+  it("shares credentials between two instances through Redis when sharedCache and BROKER_CACHE_KEY are set", async () => {
+    const redis = await startRedisServer();
+    try {
+      // One FC instance per process; it exits after its answer, since the Redis connection would keep it alive.
+      await writeFile(join(dir, "run-once.cjs"), runner.replace("console.log(JSON.stringify(response)));", "{ console.log(JSON.stringify(response)); process.exit(0); });"));
+      const config = {
+        audience: "acr-credential-broker",
+        alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+        clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-hangzhou" }] }],
+        sharedCache: { url: redis.url },
+      };
+      const event = { version: "v1", rawPath: "/v1/credentials", body: "{}", isBase64Encoded: false, headers: { Authorization: `Bearer ${await cluster.mint()}` }, requestContext: { requestId: "bundle-2", http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } } };
+      const env = { PATH: process.env.PATH, BROKER_CONFIG: JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "", BROKER_CACHE_KEY: `b1:${randomBytes(32).toString("base64")}` };
+      const once = async () => {
+        const { stdout } = await run(process.execPath, ["run-once.cjs", JSON.stringify(event)], { cwd: dir, env });
+        return JSON.parse(stdout.trim().split("\n").find((l) => !l.includes('"level":'))!) as { statusCode: number; body: string };
+      };
+      const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
+      const [first, second] = [await once(), await once()];
+      expect([first.statusCode, second.statusCode]).toEqual([200, 200]);
+      expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(before + 1);
+      expect(JSON.parse(second.body)).toEqual(JSON.parse(first.body));
+      expect((await redis.client.keys("acr-credential-broker:credential:*")).length).toBe(1);
+    } finally {
+      await redis.close();
+    }
   });
 
   it("fails its initializer with a one-line configuration error", async () => {

@@ -25,7 +25,7 @@ export interface BrokerProcess {
 const repositoryRoot = new URL("../../../", import.meta.url).pathname;
 const childEntry = new URL("./broker-child.ts", import.meta.url).pathname;
 
-export async function startBrokerProcess(options: { config: unknown; identity: { accessKeyId: string; accessKeySecret: string } }): Promise<BrokerProcess> {
+export async function startBrokerProcess(options: { config: unknown; identity: { accessKeyId: string; accessKeySecret: string }; env?: Record<string, string> }): Promise<BrokerProcess> {
   const dir = await mkdtemp(join(tmpdir(), "reliability-broker-"));
   const configFile = join(dir, "broker.json");
   await writeFile(configFile, JSON.stringify(options.config));
@@ -39,6 +39,7 @@ export async function startBrokerProcess(options: { config: unknown; identity: {
       ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true",
       ALIBABA_CLOUD_ACCESS_KEY_ID: options.identity.accessKeyId,
       ALIBABA_CLOUD_ACCESS_KEY_SECRET: options.identity.accessKeySecret,
+      ...options.env,
     },
   });
   let text = "";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { toUpstreamError, upstreamDetails } from "../../../shared/alibaba/upstream-error.ts";
+import { toUpstreamError, unsuccessfulAnswer, upstreamDetails } from "../../../shared/alibaba/upstream-error.ts";
 
 /** Classification of what the SDKs throw, from the error shapes openapi-core produces. */
 
@@ -43,5 +43,31 @@ describe("toUpstreamError", () => {
 
   it("keeps the message on one line", () => {
     expect(toUpstreamError(new Error("line one\n   line two"), "op").message).toBe("op: failed: line one line two");
+  });
+});
+
+describe("unsuccessfulAnswer (CR's HTTP 200 with IsSuccess: false)", () => {
+  const answer = (Code: string) => unsuccessfulAnswer({ RequestId: "R1", Code, IsSuccess: false }, "CR GetAuthorizationToken cri-a (cn-hangzhou)");
+
+  it("retries the codes that say the service failed, as the 5xx they stand for", () => {
+    expect([answer("SYSTEM_ERROR"), answer("InternalError")].map((error) => [error.code, upstreamDetails(error)?.retryable])).toEqual([
+      ["UpstreamError", true],
+      ["UpstreamError", true],
+    ]);
+    expect([answer("SERVICE_UNAVAILABLE").code, upstreamDetails(answer("SERVICE_UNAVAILABLE"))?.retryable]).toEqual(["UpstreamUnavailable", true]);
+    expect(answer("Throttling.User").code).toBe("UpstreamThrottled");
+  });
+
+  it("does not retry a refusal, and gives the hint of the HTTP error it stands for", () => {
+    const denied = answer("NoPrivilege");
+    expect([denied.code, upstreamDetails(denied)?.retryable, upstreamDetails(denied)?.upstreamCode, upstreamDetails(denied)?.requestId]).toEqual(["UpstreamError", false, "NoPrivilege", "R1"]);
+    expect(denied.message).toMatch(/refused with 403 NoPrivilege: .*IsSuccess=false.*; grant the broker's identity this permission/);
+    expect(answer("REPO_NOT_EXIST").message).toMatch(/refused with 404 REPO_NOT_EXIST.*check the ARN or instance id/);
+    expect(upstreamDetails(answer("PARAM_INVALID"))?.retryable).toBe(false);
+  });
+
+  it("lets the caller's hint replace the generic one", () => {
+    const error = unsuccessfulAnswer({ Code: "NoPrivilege", IsSuccess: false }, "op", (code) => (code === "NoPrivilege" ? "grant it on Resource \"*\"" : undefined));
+    expect(error.message).toMatch(/; grant it on Resource "\*"$/);
   });
 });

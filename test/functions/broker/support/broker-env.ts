@@ -1,4 +1,4 @@
-import { createClock, startEmulator, type Clock, type Emulator } from "../../../../emulator/index.ts";
+import { createClock, startEmulator, type Clock, type Emulator, type WorldInput } from "../../../../emulator/index.ts";
 import { parseConfig, type BrokerConfig } from "../../../../functions/broker/config.ts";
 import { createHandler } from "../../../../functions/broker/handler.ts";
 import { createRuntime, type BrokerRuntime } from "../../../../functions/broker/runtime.ts";
@@ -27,10 +27,20 @@ export interface BrokerEnv {
 
 export type ClusterSpec = Omit<BrokerConfig["clusters"][number], "issuer" | "jwks" | "subjects" | "allowRrsa" | "registries"> & Partial<Pick<BrokerConfig["clusters"][number], "subjects" | "allowRrsa" | "registries">> & { key: TestCluster };
 
-export async function startBrokerEnv(options: { clusters?: (rrsa: TestCluster) => ClusterSpec[]; config?: Record<string, unknown>; frozenClock?: boolean } = {}): Promise<BrokerEnv> {
+export async function startBrokerEnv(
+  options: {
+    clusters?: (rrsa: TestCluster) => ClusterSpec[];
+    config?: Record<string, unknown>;
+    frozenClock?: boolean;
+    env?: Record<string, string>;
+    /** Changes to the standard world. */
+    world?: (world: WorldInput) => WorldInput;
+  } = {},
+): Promise<BrokerEnv> {
   const rrsa = await createTestCluster("rrsa", { alg: "ES256" });
   const clock = createClock(options.frozenClock ? { frozen: true } : {});
-  const emulator = await startEmulator({ world: brokerWorld(rrsa), clock });
+  const world = brokerWorld(rrsa);
+  const emulator = await startEmulator({ world: options.world?.(world) ?? world, clock });
   const specs = options.clusters?.(rrsa) ?? [];
   const config = parseConfig(
     {
@@ -43,7 +53,12 @@ export async function startBrokerEnv(options: { clusters?: (rrsa: TestCluster) =
   );
   const logs = captureLogs();
   // Fast backoff so retry tests do not wait; the schedule itself is tested on its own.
-  const makeRuntime = () => createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 } });
+  const runtimes: BrokerRuntime[] = [];
+  const makeRuntime = () => {
+    const made = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 }, ...(options.env ? { env: options.env } : {}) });
+    runtimes.push(made);
+    return made;
+  };
   const runtime = makeRuntime();
   return {
     emulator,
@@ -57,6 +72,9 @@ export async function startBrokerEnv(options: { clusters?: (rrsa: TestCluster) =
     rrsa,
     logs,
     context: (credentials = brokerUser) => testContext(credentials),
-    close: () => emulator.close(),
+    close: async () => {
+      await Promise.all(runtimes.map((r) => r.close()));
+      await emulator.close();
+    },
   };
 }

@@ -44,7 +44,9 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
           PersonalTokens: { Statement: [{ Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:*:${platform}:*` }, { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:*:${platform}:repository/*/*` }] },
           PullPlatform: {
             Statement: [
-              { Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:cn-hangzhou:${platform}:instance/cri-plat` },
+              // CR checks GetAuthorizationToken on all resources (acs:cr:<region>:<account>:*), never per instance.
+              { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: "*" },
+              { Effect: "Allow", Action: "cr:ListInstanceEndpoint", Resource: `acs:cr:cn-hangzhou:${platform}:instance/cri-plat` },
               { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:cn-hangzhou:${platform}:repository/cri-plat/*` },
             ],
           },
@@ -97,7 +99,8 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
             policies: [
               {
                 Statement: [
-                  { Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:*:${tenant}:instance/cri-tenant` },
+                  { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:*:${tenant}:*` },
+                  { Effect: "Allow", Action: "cr:ListInstanceEndpoint", Resource: `acs:cr:*:${tenant}:instance/cri-tenant` },
                   { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:*:${tenant}:repository/cri-tenant/*` },
                 ],
               },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ExpiringCache, freshness } from "../../../functions/broker/expiring-cache.ts";
+import { ExpiringCache } from "../../../../functions/broker/cache/local.ts";
+import { freshness } from "../../../../functions/broker/cache/policy.ts";
 
 function manualClock(start = 1_000_000) {
   let now = start;

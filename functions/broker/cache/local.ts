@@ -1,32 +1,12 @@
-import { LRUCache } from "lru-cache";
-import type { Clock } from "./clock.ts";
-
 /**
- * A bounded cache of things that expire (STS sessions, registry passwords), with single flight:
- * concurrent misses for one key share one upstream call. An entry is handed out until
- * `expiresAt − refreshBefore`; after that it is only a fallback for when the refresh fails, and
- * once expired it is never handed out.
+ * The instance's own layer: a bounded in-memory cache of things that expire (STS sessions,
+ * registry passwords), with single flight: concurrent misses for one key share one load. An entry
+ * is handed out until `expiresAt − refreshBefore`; after that it is only a fallback for when the
+ * refresh fails, and once expired it is never handed out.
  */
-
-export interface Expiring {
-  /** Epoch ms. */
-  expiresAt: number;
-}
-
-export type Freshness = "fresh" | "due" | "expired";
-
-/** Pure cache policy: fresh = serve; due = refresh, serve only as a flagged fallback; expired = never serve. */
-export function freshness(expiresAt: number, now: number, refreshBeforeMs: number): Freshness {
-  if (expiresAt - refreshBeforeMs > now) return "fresh";
-  if (expiresAt > now) return "due";
-  return "expired";
-}
-
-export interface CacheResult<V> {
-  value: V;
-  /** Where the value came from: `stale` = the refresh failed and a still-valid entry was served. */
-  source: "cache" | "upstream" | "stale";
-}
+import { LRUCache } from "lru-cache";
+import type { Clock } from "../clock.ts";
+import { freshness, type Cache, type CacheResult, type Expiring, type Freshness, type GetOptions } from "./policy.ts";
 
 export interface ExpiringCacheOptions {
   max: number;
@@ -34,7 +14,7 @@ export interface ExpiringCacheOptions {
   refreshBeforeMs: number;
 }
 
-export class ExpiringCache<V extends Expiring> {
+export class ExpiringCache<V extends Expiring> implements Cache<V> {
   readonly #entries: LRUCache<string, V>;
   readonly #inflight = new Map<string, Promise<V>>();
   readonly #clock: Clock;
@@ -47,7 +27,7 @@ export class ExpiringCache<V extends Expiring> {
   }
 
   /** Returns a fresh entry, or loads one (once per key at a time); `force` skips the fresh entry. */
-  async get(key: string, load: () => Promise<V>, options: { force?: boolean } = {}): Promise<CacheResult<V>> {
+  async get(key: string, load: () => Promise<V>, options: GetOptions = {}): Promise<CacheResult<V>> {
     const cached = this.#entries.get(key);
     if (!options.force && cached && freshness(cached.expiresAt, this.#clock.now(), this.#refreshBeforeMs) === "fresh") {
       return { value: cached, source: "cache" };

@@ -1,0 +1,116 @@
+{{/*
+The objects are those of the kustomize base (job/deploy/base, job/deploy/watch and the rrsa
+component) at the same names; test/helm/equivalence.ts lists every way the two may differ.
+*/}}
+
+{{/* Labels on every object: the kustomize base's two, then Helm's. */}}
+{{- define "refresher.labels" -}}
+app.kubernetes.io/name: acr-credential-refresher
+app.kubernetes.io/part-of: acr-credential-broker
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/*
+Stops a render that cannot work, with one line naming the value and the fix. The names are fixed:
+the refresher reads kube-system/acr-configuration and writes kube-system/acr-credential-status, and
+RRSA trust policies name system:serviceaccount:kube-system:aliyun-acr-credential-helper.
+*/}}
+{{- define "refresher.validate" -}}
+{{- if ne .Release.Namespace "kube-system" }}
+{{- fail (printf "the release namespace is %q: install into kube-system (helm install ... -n kube-system), where the refresher's ConfigMaps and the add-on's ServiceAccount live" .Release.Namespace) }}
+{{- end }}
+{{- if not (regexMatch "^https?://[^\\s/]+" .Values.brokerUrl) }}
+{{- fail "brokerUrl is not set to the broker's https:// URL; set it with --set brokerUrl=https://..." }}
+{{- end }}
+{{- if and .Values.configMap.create (empty .Values.AcrInstanceInfo) }}
+{{- fail "AcrInstanceInfo is empty: list at least one registry (instanceId, regionId), or set configMap.create=false to keep the cluster's own acr-configuration" }}
+{{- end }}
+{{- end }}
+
+{{- define "refresher.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- /* With a digest, the reference is written as kustomize writes it: repository:tag@digest. */ -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}:{{ $tag }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end }}
+
+{{/* The pod of the CronJob's jobs and of the --watch Deployment: only the mode argument differs. */}}
+{{- define "refresher.podSpec" -}}
+serviceAccountName: aliyun-acr-credential-helper
+{{- if eq .Values.mode "cronjob" }}
+restartPolicy: Never
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  fsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: refresher
+    image: {{ include "refresher.image" . }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args:
+      - {{ eq .Values.mode "watch" | ternary "--watch" "--once" }}
+      {{- if not .Values.configMap.create }}
+      - --broker-url={{ .Values.brokerUrl }}
+      {{- end }}
+    env:
+      - name: LOG_LEVEL
+        value: {{ .Values.logLevel }}
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+    resources:
+      {{- toYaml .Values.resources | nindent 6 }}
+    volumeMounts:
+      - name: broker-token
+        mountPath: /var/run/secrets/acr-credential-broker
+        readOnly: true
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  # The token the broker verifies (audience = the broker's `audience` setting), and with RRSA the one
+  # the broker exchanges with AssumeRoleWithOIDC (audience sts.aliyuncs.com).
+  - name: broker-token
+    projected:
+      sources:
+        - serviceAccountToken:
+            audience: {{ .Values.audience }}
+            expirationSeconds: 3600
+            path: token
+        {{- if .Values.enableRRSA }}
+        - serviceAccountToken:
+            audience: sts.aliyuncs.com
+            expirationSeconds: 3600
+            path: sts-token
+        {{- end }}
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end }}

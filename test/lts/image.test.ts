@@ -1,0 +1,87 @@
+/**
+ * job/Dockerfile's promises, checked without a container engine: its Node.js is the LTS of
+ * test/lts/NODE_VERSION, its bases are build arguments, and the image laid out from the bundle and
+ * that exact node binary (test/lts/image.ts) runs read-only as uid 65532.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage, imageFacts, imageRunUnavailable, readImageFacts, runImage, type ImageFacts } from "./image.ts";
+
+const file = (path: string) => readFile(new URL(`../../${path}`, import.meta.url), "utf8");
+const inCi = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
+
+describe("job/Dockerfile", () => {
+  it("builds on the Node.js LTS of test/lts/NODE_VERSION, from a Node image of that version", async () => {
+    const facts = await readImageFacts();
+    expect(facts.nodeVersion).toBe((await file("test/lts/NODE_VERSION")).trim());
+    expect(facts.args["NODE_IMAGE"]).toMatch(new RegExp(`:${facts.nodeVersion.replace(/\./g, "\\.")}-`));
+  });
+
+  it("takes every base image from a build argument, so a mirror can stand in, and pins the runtime base by digest", async () => {
+    const facts = await readImageFacts();
+    for (const reference of facts.from) expect(reference).toMatch(/^\$\{\w+\}$/);
+    expect(facts.args["RUNTIME_IMAGE"]).toMatch(/^gcr\.io\/distroless\/cc-debian12:nonroot@sha256:[0-9a-f]{64}$/);
+    // The Node.js image carries no digest; the Dockerfile must say so rather than leave it unexplained.
+    if (!/@sha256:[0-9a-f]{64}$/.test(facts.args["NODE_IMAGE"] ?? "")) expect(await file("job/Dockerfile")).toMatch(/Digest NOT pinned:/);
+  });
+
+  it("runs as a numeric non-root user with the bundle as its entrypoint", async () => {
+    const facts = await readImageFacts();
+    expect(facts.user.uid).toBe(65532);
+    expect(facts.entrypoint).toEqual(["/nodejs/bin/node", "/app/refresher.mjs"]);
+    expect(facts.cmd).toEqual(["--once"]);
+  });
+
+  it("reads a Dockerfile's facts the way docker does for the forms it uses", () => {
+    const facts = imageFacts(['ARG NODE_VERSION=1.2.3', 'ARG IMG=node:${NODE_VERSION}-slim', "FROM --platform=$BUILDPLATFORM ${IMG} AS b", "RUN a \\", "  b", "FROM ${IMG}", "USER 10:20", 'ENV A="x y"', 'ENTRYPOINT ["/n", "/m"]', 'CMD ["--once"]'].join("\n"));
+    expect(facts).toEqual({ nodeVersion: "1.2.3", args: { NODE_VERSION: "1.2.3", IMG: "node:1.2.3-slim" }, from: ["${IMG}", "${IMG}"], entrypoint: ["/n", "/m"], cmd: ["--once"], user: { uid: 10, gid: 20 }, env: { A: "x y" } });
+    expect(() => imageFacts("ARG NODE_VERSION=1\nUSER nonroot")).toThrow(/not numeric/);
+  });
+});
+
+const unavailable = await imageRunUnavailable();
+if (unavailable && inCi) throw new Error(`the image tests cannot run in CI: ${unavailable}`);
+if (unavailable) console.warn(`image tests skipped: ${unavailable}`);
+
+describe.skipIf(unavailable !== undefined)("the refresher image, assembled from the LTS binary and the bundle, read-only and as uid 65532", () => {
+  let dir: string;
+  let rootfs: string;
+  let facts: ImageFacts;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "refresher-image-"));
+    ({ rootfs, facts } = await buildImage(dir));
+  }, 120_000);
+
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("has exactly the Node.js version of the image's base", async () => {
+    const result = await runImage(rootfs, facts, ["--version"], { entrypoint: [facts.entrypoint[0] as string] });
+    expect(result).toMatchObject({ code: 0, stdout: `v${facts.nodeVersion}\n` });
+  });
+
+  it("runs as 65532:65532 with nothing writable but the /tmp emptyDir, and the Dockerfile's heap limits", async () => {
+    const probe = `
+      const fs = require("node:fs");
+      const writable = (path) => { try { fs.writeFileSync(path, "x"); return "ok"; } catch (error) { return error.code; } };
+      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), root: writable("/probe"), app: writable("/app/probe"), tmp: writable("/tmp/probe"), options: process.env.NODE_OPTIONS }));`;
+    const result = await runImage(rootfs, facts, ["-e", probe], { entrypoint: [facts.entrypoint[0] as string] });
+    expect(result.stderr).toBe("");
+    expect(JSON.parse(result.stdout)).toEqual({ uid: 65532, gid: 65532, groups: [65532], root: "EROFS", app: "EROFS", tmp: "ok", options: facts.env["NODE_OPTIONS"] });
+  });
+
+  it("prints the version of package.json through its entrypoint", async () => {
+    const { version } = JSON.parse(await file("package.json")) as { version: string };
+    expect(await runImage(rootfs, facts, ["--version"])).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+
+  it("outside a cluster ends with one line on stderr and no Node.js deprecation warning", async () => {
+    const result = await runImage(rootfs, facts, facts.cmd);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/^acr-credential refresh: .*\[KubernetesError\]\n$/);
+  });
+});
