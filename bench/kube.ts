@@ -63,8 +63,8 @@ export async function installRefresherRbac(plane: ControlPlaneEndpoints): Promis
   }
 }
 
-export async function serviceAccountToken(plane: ControlPlaneEndpoints, namespace: string, name: string, audiences: string[]): Promise<string> {
-  const request = await adminConfig(plane).makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds: 3600 } } });
+export async function serviceAccountToken(plane: ControlPlaneEndpoints, namespace: string, name: string, audiences: string[], expirationSeconds = 3600): Promise<string> {
+  const request = await adminConfig(plane).makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });
   if (!request.status?.token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
   return request.status.token;
 }

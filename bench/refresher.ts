@@ -3,13 +3,18 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
-import { startEmulator } from "../emulator/index.ts";
+import { createClock, startEmulator } from "../emulator/index.ts";
 import { parseConfig } from "../functions/broker/config.ts";
 import { createHandler } from "../functions/broker/handler.ts";
 import { serveBroker } from "../functions/broker/node-http.ts";
 import { createRuntime } from "../functions/broker/runtime.ts";
+import { brokerClient } from "../job/broker-client.ts";
+import { kubernetesCluster } from "../job/cluster.ts";
 import { parseRefresherConfig } from "../job/config.ts";
+import { refreshOnce } from "../job/run.ts";
+import { createLogger } from "../shared/log.ts";
 import { identityFromKeys } from "../shared/alibaba/identity.ts";
 import { startControlPlane, type ControlPlaneEndpoints } from "../test/kube/control-plane.ts";
 import { audience, benchWorld, brokerKey, registries } from "./fleet.ts";
@@ -35,10 +40,12 @@ export interface RefresherBenchOptions {
   plane?: ControlPlaneEndpoints;
   /** Prepended to every namespace the benchmark creates, to keep clear of others on a shared API server. */
   namespacePrefix?: string;
+  /** Simulated hours of the broker-call count (`refresher.brokerCallsPerHour`). */
+  brokerCallHours?: number;
   log?: (line: string) => void;
 }
 
-export const refresherDefaults: RefresherBenchOptions = { baselineNamespaces: 200, rounds: 3, largeNamespaces: 2000 };
+export const refresherDefaults: RefresherBenchOptions = { baselineNamespaces: 200, rounds: 3, largeNamespaces: 2000, brokerCallHours: 6 };
 
 export interface RefresherRound {
   kubectlMs: number;
@@ -53,6 +60,118 @@ export interface RefresherBenchResult {
   peakRssMb: number;
   rounds: RefresherRound[];
   large: { namespaces: number; coldMs: number; warmMs: number; coldPeakRssMb: number; warmPeakRssMb: number; warmRequests: number; changed: string[] };
+  brokerCalls: BrokerCallsResult;
+}
+
+export interface BrokerCallsOptions {
+  plane: ControlPlaneEndpoints;
+  /** Simulated hours; each is twelve runs of the `*\/5` schedule. */
+  hours: number;
+  namespacePrefix?: string;
+  log?: (line: string) => void;
+}
+
+export interface BrokerCallsResult {
+  hours: number;
+  runs: number;
+  /** Requests that reached the broker's HTTP endpoint, and how many of them asked with `force`. */
+  calls: number;
+  forced: number;
+  callsPerHour: number;
+  /** Lifetime of the credentials the broker handed out, as the emulator issued them. */
+  credentialLifetimeMinutes: number;
+  spreadDelayMs: number;
+}
+
+/**
+ * Broker calls per hour of one cluster's CronJob: the refresher (in-process, the code the bundle
+ * runs) on the real API server, every five minutes of a simulated clock shared by the emulator and
+ * the broker, so hours pass in seconds. Credentials live one hour (expireDuration 3600); the
+ * refresher keeps its default threshold (15m), interval (5m) and spread window (2m), whose delay
+ * moves the simulated clock instead of sleeping. Calls are counted where they arrive: at the broker.
+ */
+export async function measureBrokerCalls(options: BrokerCallsOptions): Promise<BrokerCallsResult> {
+  const log = options.log ?? (() => {});
+  const { plane } = options;
+  const intervalMs = 5 * 60_000;
+  const start = Math.ceil(Date.now() / intervalMs) * intervalMs;
+  const clock = createClock({ start, frozen: true });
+  const work = await mkdtemp(join(tmpdir(), "acr-bench-broker-calls-"));
+  const closers: Array<() => Promise<void>> = [async () => rm(work, { recursive: true, force: true })];
+  try {
+    const emulator = await startEmulator({ world: benchWorld(), clock });
+    closers.push(() => emulator.close());
+    const registry = { ...registries[0]!, expireDuration: 3600 };
+    const brokerConfig = parseConfig(
+      {
+        audience,
+        alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+        clusters: [{ name: "bench-cluster", issuer: plane.issuer, caFile: plane.caFile, subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"], registries: [registry] }],
+      },
+      "bench",
+    );
+    const runtime = createRuntime({ loaded: { config: brokerConfig, baseDir: work, source: "bench" }, log: pino({ level: "silent" }), baseIdentity: identityFromKeys(brokerKey), clock });
+    const handler = createHandler(() => runtime);
+    let calls = 0;
+    const broker = await serveBroker(async (event, context) => {
+      calls += 1;
+      return handler(event, context);
+    }, { port: 0 });
+    closers.push(() => broker.close());
+
+    await installRefresherRbac(plane);
+    // The broker checks the token's expiry on the simulated clock: it must outlive the simulated hours.
+    const tokenFile = join(work, "broker-token");
+    await writeFile(tokenFile, await serviceAccountToken(plane, "kube-system", "aliyun-acr-credential-helper", [audience], (options.hours + 1) * 3600));
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromString(tokenKubeconfig(plane, await serviceAccountToken(plane, "kube-system", "aliyun-acr-credential-helper", [])));
+    const namespace = `${options.namespacePrefix ?? ""}calls-0000`;
+    await createNamespaces(plane, [namespace]);
+    await setConfigMap(plane, "kube-system", "acr-credential-status", undefined);
+    await setConfigMap(plane, "kube-system", "acr-configuration", {
+      "broker-url": broker.url,
+      "watch-namespace": namespace,
+      "service-account": "default",
+      "acr-registry-info": `- instanceId: ${registry.instanceId}\n  regionId: ${registry.regionId}\n  assumeRoleARN: "${registry.assumeRoleArn}"\n  expireDuration: 3600\n`,
+    });
+
+    const cluster = kubernetesCluster(kubeConfig);
+    const logger = createLogger("refresher", { level: "silent" });
+    let forced = 0;
+    const runs = options.hours * 12;
+    let lifetimeMs = 0;
+    let spreadDelayMs = 0;
+    for (let run = 0; run < runs; run++) {
+      clock.set(start + run * intervalMs);
+      const before = calls;
+      const report = await refreshOnce({
+        cluster,
+        logger,
+        now: () => new Date(clock.now()),
+        sleep: async (milliseconds) => clock.advance(milliseconds),
+        broker: (url) => {
+          const client = brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} });
+          return {
+            fetchCredentials: (query) => {
+              if (query.force === true) forced += 1;
+              return client.fetchCredentials(query);
+            },
+          };
+        },
+      });
+      if (report.exitCode !== 0) throw new Error(`broker calls: run ${run} ended with ${report.result}: ${JSON.stringify(report.registries.map((r) => r.error))}`);
+      if (calls > before) {
+        spreadDelayMs = report.spreadDelayMs;
+        lifetimeMs = Math.max(lifetimeMs, Date.parse(report.registries[0]?.expiresAt ?? "") - clock.now());
+        log(`refresher: broker calls: minute ${run * 5}: ${calls - before} call(s), ${report.need.reasons.map((r) => r.code).join(", ")}; credential until minute ${Math.round((Date.parse(report.registries[0]?.expiresAt ?? "") - start) / 60_000)}`);
+      }
+    }
+    const result: BrokerCallsResult = { hours: options.hours, runs, calls, forced, callsPerHour: calls / options.hours, credentialLifetimeMinutes: Math.round(lifetimeMs / 60_000), spreadDelayMs };
+    log(`refresher: broker calls: ${calls} in ${options.hours} simulated hours (${runs} runs, ${result.forced} forced) = ${result.callsPerHour.toFixed(2)}/h; one-hour credentials (${result.credentialLifetimeMinutes} min on receipt), spread delay ${(spreadDelayMs / 1000).toFixed(0)} s`);
+    return result;
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+  }
 }
 
 /** The environment the image gives the refresher, read from job/Dockerfile so the benchmark follows it. */
@@ -143,7 +262,7 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       REGISTRY_USER: credential.username,
       REGISTRY_PASSWORD: credential.password,
     };
-    const refresherArgs = [bundle, "--once", "--kubeconfig", kubeconfig, "--token-file", tokenFile];
+    const refresherArgs = [bundle, "--once", "--no-spread", "--kubeconfig", kubeconfig, "--token-file", tokenFile];
     const imageEnv = imageEnvironment(await readFile(repoPath("job/Dockerfile"), "utf8"));
     const refresherEnv = { PATH: process.env.PATH, HOME: work, ...imageEnv };
     log(`refresher: the bundled job with the image's NODE_OPTIONS=${imageEnv.NODE_OPTIONS}`);
@@ -199,7 +318,10 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       log(`refresher: round ${round}: kubectl loop ${(kubectl.wallMs / 1000).toFixed(1)} s, refresher ${(refresher.wallMs / 1000).toFixed(2)} s, ${(kubectl.wallMs / refresher.wallMs).toFixed(1)}×`);
     }
 
+    const brokerCalls = await measureBrokerCalls({ plane, hours: options.brokerCallHours ?? 6, namespacePrefix: prefix, log });
+
     return {
+      brokerCalls,
       coldSpeedupVsKubectl: median(rounds.map((r) => r.speedup)),
       warmWrites: changed.length,
       warmRequestsPerNamespace: warmRequests / options.largeNamespaces,

@@ -10,7 +10,7 @@ const figure = z.number().finite();
 export const benchResultsSchema = z.strictObject({
   broker: z.strictObject({ throughputRatioVsBareHttp: figure, p99Ms: figure }),
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
-  refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure }),
+  refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure, brokerCallsPerHour: figure }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
   fleet: z.strictObject({ config10kInitMs: figure, config10kRssMb: figure }),
 });
@@ -36,6 +36,7 @@ export const goals: readonly Goal[] = [
   { key: "refresher.warmWrites", what: "Secrets and ServiceAccounts whose resourceVersion changed on a second run, unchanged credentials", max: 0 },
   { key: "refresher.warmRequestsPerNamespace", what: "API requests per namespace on that warm run", max: 3 },
   { key: "refresher.peakRssMb2000", what: "peak RSS (VmHWM, MB) of the bundled refresher over 2,000 namespaces", max: 150 },
+  { key: "refresher.brokerCallsPerHour", what: "broker requests per hour of one cluster's `*/5` CronJob, one-hour credentials (simulated clock)", max: 1.5 },
   { key: "bundle.brokerBytes", what: "size of dist/broker/index.js (bytes)", max: 1_500_000 },
   { key: "bundle.coldInitRatio", what: "fresh node: load the bundle, parse config, answer one FC event ÷ `node -e 0`" },
   { key: "fleet.config10kInitMs", what: "FC initializer (`index.initialize`) of dist/broker/index.js with 10,000 configured clusters, each with inline JWKS (ms)", max: 300 },

@@ -37,6 +37,7 @@ export function toResults(details: BenchDetails): BenchResults {
       warmWrites: details.refresher.warmWrites,
       warmRequestsPerNamespace: significant(details.refresher.warmRequestsPerNamespace),
       peakRssMb2000: significant(details.refresher.peakRssMb),
+      brokerCallsPerHour: significant(details.refresher.brokerCalls.callsPerHour),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
     fleet: { config10kInitMs: significant(details.configScale.initMs), config10kRssMb: significant(details.configScale.peakRssMb) },

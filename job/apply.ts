@@ -1,9 +1,10 @@
+import { createHash } from "node:crypto";
 import pLimit from "p-limit";
 import type { Logger } from "../shared/log.ts";
 import { oneLine } from "../shared/errors.ts";
-import { statusOf, type ClusterApi } from "./cluster.ts";
+import { statusOf, type ClusterApi, type RefresherEvent } from "./cluster.ts";
 import { diffServiceAccount, type NamespacePlan, type Plan, type ServiceAccountEdit, type ServiceAccountInfo } from "./plan.ts";
-import type { DesiredSecret } from "./secret.ts";
+import { annotations, type DesiredSecret } from "./secret.ts";
 import { serviceAccountPatch } from "./service-account-patch.ts";
 import type { SecretOutcome } from "./state.ts";
 
@@ -16,10 +17,20 @@ export interface Failure {
   message: string;
 }
 
-/** A Secret of the refresher's name that someone else owns: reported and left alone. */
+/**
+ * Something only a person can resolve, reported (status, log, a Warning Event) and left alone:
+ * `exists` a Secret of the refresher's name that someone else created; `replaced` the refresher's
+ * Secret was replaced by another under the same name (its uid changed); `unrecorded` a Secret named
+ * as the refresher's that it has no record of creating, so it will not delete it; `applied` a
+ * ServiceAccount whose `imagePullSecrets` another field manager applies, so the refresher does not
+ * edit it (`secret` then names the entries it lacks or should drop).
+ */
 export interface Conflict {
   namespace: string;
   secret: string;
+  kind: "exists" | "replaced" | "unrecorded" | "applied";
+  serviceAccount?: string;
+  managers?: string[];
   message: string;
 }
 
@@ -28,6 +39,8 @@ export interface ApplyResult {
   failures: Failure[];
   conflicts: Conflict[];
   counts: { secretsApplied: number; serviceAccountsPatched: number; secretsDeleted: number; namespacesFailed: number };
+  /** Namespaces named literally in `watch-namespace` that do not exist (nothing to do there; reported). */
+  missingNamespaces?: string[];
 }
 
 export interface ApplyContext {
@@ -45,17 +58,27 @@ export interface ApplyContext {
 
 const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
+const causeFields = (error: unknown): string[] => ((error as { details?: { causes?: Array<{ field?: string }> } }).details?.causes ?? []).map((cause) => cause.field ?? "");
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** The admission policy of job/deploy/base/secret-policy.yaml refused a write: the Secret is not the refresher's. */
+export const secretPolicyName = "acr-credential-refresher-own-secrets";
+const refusedByPolicy = (error: unknown): boolean => statusOf(error) === 403 && messageOf(error).includes(secretPolicyName);
+
 /**
  * An apply that a foreign object refuses: 409 is a field-manager conflict on a Secret someone else
- * wrote; 422 on `type` is a Secret of the same name with another type, which is immutable.
+ * wrote; 422 on `type` is a Secret of the same name with another type, which is immutable; 422 on
+ * `metadata.uid` is a Secret replaced since the refresher created it; 403 from the admission policy
+ * is any Secret that is not the refresher's own.
  */
 function isForeignSecret(error: unknown): boolean {
   const status = statusOf(error);
-  if (status === 409) return true;
-  if (status !== 422) return false;
-  const causes = (error as { details?: { causes?: Array<{ field?: string }> } }).details?.causes ?? [];
-  return causes.some((cause) => cause.field === "type");
+  if (status === 409 || refusedByPolicy(error)) return true;
+  return status === 422 && causeFields(error).some((field) => field === "type" || field === "metadata.uid");
 }
+
+/** An apply with a uid precondition whose Secret no longer exists (someone deleted it): write it anew. */
+const vanished = (error: unknown): boolean => statusOf(error) === 409 && messageOf(error).includes("no existing object was found");
 
 function errorCode(error: unknown): string {
   return typeof (error as { code?: unknown }).code === "string" ? (error as { code: string }).code : "Internal";
@@ -75,27 +98,44 @@ export async function apply(plan: Plan, context: ApplyContext): Promise<ApplyRes
     conflicts: [],
     counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
   };
+  const missing = plan.skipped.filter((skip) => skip.reason === "not-found").map((skip) => skip.namespace);
+  if (missing.length > 0) {
+    result.missingNamespaces = missing;
+    context.logger.warn({ namespaces: missing }, "namespaces named in watch-namespace do not exist");
+  }
   await Promise.all(plan.namespaces.map((ns) => limit(() => applyNamespace(ns, context, accounts, result))));
+  // Counted per namespace at the end: namespaces finish in any order, so no running total is right.
+  result.counts.namespacesFailed = new Set([...result.failures, ...result.conflicts].map((problem) => problem.namespace)).size;
+  await reportConflicts(result.conflicts, context, limit);
   return result;
 }
 
 async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts: Map<string, ServiceAccountInfo>, result: ApplyResult): Promise<void> {
   const { cluster, logger } = context;
-  const failuresBefore = result.failures.length + result.conflicts.length;
   const unavailable = new Set<string>();
 
   for (const item of ns.apply) {
     const desired = context.secrets.get(item.secret);
     if (desired === undefined) continue;
+    const recorded = ns.owned[item.secret];
+    const manifest = desired.manifestFor(ns.namespace);
     try {
-      await cluster.applySecret(desired.manifestFor(ns.namespace));
+      // A Secret the refresher created is re-applied only while it is still that Secret (its uid).
+      const written = await cluster.applySecret(manifest, recorded).catch((error: unknown) => {
+        if (recorded !== undefined && vanished(error)) return cluster.applySecret(manifest);
+        throw error;
+      });
       result.counts.secretsApplied += 1;
-      result.outcomes.push({ kind: "applied", secret: item.secret, namespace: ns.namespace, uid: ns.uid, fingerprint: desired.fingerprint, expiresAt: desired.expiresAt });
+      result.outcomes.push({ kind: "applied", secret: item.secret, namespace: ns.namespace, uid: ns.uid, fingerprint: desired.fingerprint, expiresAt: desired.expiresAt, secretUid: written.uid });
       logger.debug({ namespace: ns.namespace, secret: item.secret, reason: item.reason }, "secret applied");
     } catch (error) {
       unavailable.add(item.secret);
       if (isForeignSecret(error)) {
-        result.conflicts.push({ namespace: ns.namespace, secret: item.secret, message: `a Secret named ${item.secret} already exists and is not the refresher's; it was left alone (rename or delete it to let the refresher serve this namespace)` });
+        const message =
+          recorded === undefined
+            ? `a Secret named ${item.secret} already exists and is not the refresher's; it was left alone (rename or delete it to let the refresher serve this namespace)`
+            : `the refresher's Secret ${item.secret} was replaced by one it did not create; it was left alone (delete it to let the refresher write its own again)`;
+        result.conflicts.push({ namespace: ns.namespace, secret: item.secret, kind: recorded === undefined ? "exists" : "replaced", message });
         result.outcomes.push({ kind: "foreign", secret: item.secret, namespace: ns.namespace });
         logger.warn({ namespace: ns.namespace, secret: item.secret }, "secret owned by someone else, left alone");
       } else {
@@ -118,21 +158,91 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
     }
   }
 
+  for (const sa of ns.applied) {
+    const entries = [...sa.missing, ...sa.stale];
+    const change = [sa.missing.length > 0 ? `lacks ${sa.missing.join(", ")}` : "", sa.stale.length > 0 ? `still lists ${sa.stale.join(", ")}` : ""].filter((part) => part !== "").join(" and ");
+    result.conflicts.push({
+      namespace: ns.namespace,
+      secret: entries.join(","),
+      kind: "applied",
+      serviceAccount: sa.name,
+      managers: [...sa.managers],
+      message: `ServiceAccount ${sa.name} ${change}, but its imagePullSecrets are applied by ${sa.managers.join(", ")}, so the refresher leaves it alone; list the refresher's Secrets in that manifest, or annotate the ServiceAccount ${annotations.exclude}=true (docs/troubleshooting.md)`,
+    });
+    logger.warn({ namespace: ns.namespace, serviceAccount: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale }, "service account applied by another manager, left alone");
+  }
+
+  for (const secret of ns.unrecorded) {
+    result.conflicts.push({
+      namespace: ns.namespace,
+      secret,
+      kind: "unrecorded",
+      message: `${secret} is named as the refresher's, but the refresher has no record of creating it here, so it does not delete it; delete it yourself if it is a leftover, or remove it from the ${annotations.managedPullSecrets} annotation`,
+    });
+    // Remembered from before uids were recorded: reported once, then forgotten.
+    result.outcomes.push({ kind: "gone", secret, namespace: ns.namespace });
+    logger.warn({ namespace: ns.namespace, secret }, "secret without a recorded uid, left alone");
+  }
+
   // A Secret is only deleted when no ServiceAccount patch in this namespace failed: one may still list it.
   const saFailed = result.failures.some((failure) => failure.namespace === ns.namespace && failure.kind === "ServiceAccount");
   for (const secret of saFailed ? [] : ns.delete) {
+    const uid = ns.owned[secret];
+    if (uid === undefined) continue;
     try {
-      const outcome = await cluster.deleteSecret(ns.namespace, secret);
+      const outcome = await cluster.deleteSecret(ns.namespace, secret, uid);
       if (outcome === "deleted") result.counts.secretsDeleted += 1;
       result.outcomes.push({ kind: "deleted", secret, namespace: ns.namespace });
       logger.info({ namespace: ns.namespace, secret, outcome }, "stale secret removed");
     } catch (error) {
+      if (statusOf(error) === 409 || refusedByPolicy(error)) {
+        // The uid precondition failed (or the policy saw a foreign Secret): it is no longer the one the refresher created.
+        result.conflicts.push({ namespace: ns.namespace, secret, kind: "replaced", message: `the refresher's Secret ${secret} was replaced by one it did not create; it was left alone, not deleted` });
+        result.outcomes.push({ kind: "foreign", secret, namespace: ns.namespace });
+        logger.warn({ namespace: ns.namespace, secret }, "secret replaced by someone else, not deleted");
+        continue;
+      }
       result.failures.push({ namespace: ns.namespace, kind: "Secret", name: secret, code: errorCode(error), message: oneLine(error) });
       logger.error({ namespace: ns.namespace, secret, code: errorCode(error), err: oneLine(error) }, "secret delete failed");
     }
   }
+}
 
-  if (result.failures.length + result.conflicts.length > failuresBefore) result.counts.namespacesFailed += 1;
+/**
+ * One Warning Event per conflict, in its namespace, about the object concerned: `kubectl get events`
+ * there says why the refresher left it alone and what to do. The Event's name is derived from what
+ * it says, so a conflict that persists is one Event (re-created after the API server's event TTL),
+ * not one every run. An Event that cannot be written is logged; it never fails the run.
+ */
+async function reportConflicts(conflicts: readonly Conflict[], context: ApplyContext, limit: ReturnType<typeof pLimit>): Promise<void> {
+  let refused = false;
+  // Every run re-sends them (an existing one costs a 409): bounded, so a cluster-wide conflict does not cost thousands of requests per run.
+  if (conflicts.length > eventsPerRun) context.logger.warn({ conflicts: conflicts.length, events: eventsPerRun }, "more conflicts than Events written per run; the status lists them all");
+  await Promise.all(
+    conflicts.slice(0, eventsPerRun).map((conflict) =>
+      limit(async () => {
+        const event = conflictEvent(conflict);
+        try {
+          await context.cluster.createEvent(event);
+        } catch (error) {
+          if (!refused) context.logger.warn({ namespace: conflict.namespace, code: errorCode(error), err: oneLine(error) }, "conflict event not written");
+          refused = true;
+        }
+      }),
+    ),
+  );
+}
+
+const eventsPerRun = 100;
+
+const eventReasons: Record<Conflict["kind"], string> = { exists: "SecretNameTaken", replaced: "SecretReplaced", unrecorded: "SecretNotRecorded", applied: "ServiceAccountApplied" };
+
+export function conflictEvent(conflict: Conflict): RefresherEvent {
+  const regarding = conflict.kind === "applied" ? { kind: "ServiceAccount", name: conflict.serviceAccount ?? "" } : { kind: "Secret", name: conflict.secret };
+  const reason = eventReasons[conflict.kind];
+  const digest = createHash("sha256").update(JSON.stringify([regarding, reason, conflict.message])).digest("hex").slice(0, 16);
+  // events.k8s.io limits `note` to 1 kB.
+  return { namespace: conflict.namespace, name: `acr-credential-broker.${digest}`, reason, action: "LeftAlone", note: conflict.message.slice(0, 1000), regarding };
 }
 
 /**
@@ -147,7 +257,7 @@ async function patchServiceAccount(context: ApplyContext, namespace: string, edi
   let current = listed ?? (await context.cluster.getServiceAccount(namespace, edit.name));
   for (let attempt = 1; ; attempt += 1) {
     if (current === undefined) return false;
-    const { add, remove } = diffServiceAccount(current, want, edit.keep);
+    const { add, remove } = diffServiceAccount(current, want, edit.keep, edit.removable);
     if (add.length === 0 && remove.length === 0) return false;
     try {
       await context.cluster.patchServiceAccount(namespace, edit.name, serviceAccountPatch(current, add, remove));

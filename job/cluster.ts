@@ -1,4 +1,4 @@
-import { ApiException, CoreV1Api, Observable, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, EventsV1Api, Observable, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { Agent } from "node:https";
 import { AcrCredentialError } from "../shared/errors.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
@@ -13,16 +13,35 @@ import type { JsonPatchOperation } from "./service-account-patch.ts";
 export interface ClusterApi {
   /** A ConfigMap's data, or `undefined` when it does not exist. */
   readConfigMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** A ConfigMap's data and annotations (the resync annotation lives there), or `undefined` when it does not exist. */
+  readConfigMapWithAnnotations(namespace: string, name: string): Promise<{ data: Record<string, string>; annotations: Record<string, string> } | undefined>;
   listNamespaces(): Promise<NamespaceInfo[]>;
   /** All ServiceAccounts of one namespace, or of the whole cluster when `namespace` is undefined. */
   listServiceAccounts(namespace?: string): Promise<ServiceAccountInfo[]>;
   getServiceAccount(namespace: string, name: string): Promise<ServiceAccountInfo | undefined>;
-  /** Server-side apply with the refresher's field manager and without force. */
-  applySecret(secret: SecretManifest): Promise<void>;
+  /**
+   * Server-side apply with the refresher's field manager and without force. With `uid`, the apply
+   * only lands on that very Secret (a replaced one fails with 422, a deleted one with 409). Returns
+   * the uid of the Secret written, the only thing read from the response.
+   */
+  applySecret(secret: SecretManifest, uid?: string): Promise<{ uid: string }>;
   patchServiceAccount(namespace: string, name: string, patch: JsonPatchOperation[]): Promise<void>;
-  deleteSecret(namespace: string, name: string): Promise<"deleted" | "not-found">;
+  /** Deletes the Secret only if it still has `uid` (`DeleteOptions.preconditions`): a replaced Secret fails with 409. */
+  deleteSecret(namespace: string, name: string, uid: string): Promise<"deleted" | "not-found">;
+  /** Creates a Warning Event; `exists` when an Event of that name is already there (it says the same). */
+  createEvent(event: RefresherEvent): Promise<"created" | "exists">;
   /** Server-side apply of the refresher's own status ConfigMap (forced: nobody else owns its keys). */
   applyConfigMap(namespace: string, name: string, data: Record<string, string>, labels: Record<string, string>): Promise<void>;
+}
+
+/** An `events.k8s.io/v1` Warning Event about one object, in that object's namespace. */
+export interface RefresherEvent {
+  namespace: string;
+  name: string;
+  reason: string;
+  action: string;
+  note: string;
+  regarding: { kind: string; name: string };
 }
 
 /** A failed Kubernetes request as one error: HTTP status, the `Status` reason and its field causes. */
@@ -64,14 +83,30 @@ export function namespaceInfo(ns: V1Namespace): NamespaceInfo {
   };
 }
 
+/**
+ * The field managers other than the refresher that own `imagePullSecrets` through server-side apply
+ * (Helm 4, Argo CD with ServerSideApply=true, kubectl apply --server-side): the list is atomic, so
+ * each of them owns all of it, and any edit of ours would conflict with their next apply.
+ */
+export function imagePullSecretsAppliers(sa: V1ServiceAccount): string[] {
+  const managers = (sa.metadata?.managedFields ?? [])
+    .filter((entry) => entry.operation === "Apply" && entry.manager !== undefined && entry.manager !== fieldManager)
+    .filter((entry) => typeof entry.fieldsV1 === "object" && entry.fieldsV1 !== null && "f:imagePullSecrets" in (entry.fieldsV1 as Record<string, unknown>))
+    .map((entry) => entry.manager as string);
+  return [...new Set(managers)].sort();
+}
+
 export function serviceAccountInfo(sa: V1ServiceAccount): ServiceAccountInfo {
-  return {
+  const info: ServiceAccountInfo = {
     namespace: sa.metadata?.namespace ?? "",
     name: sa.metadata?.name ?? "",
     resourceVersion: sa.metadata?.resourceVersion ?? "",
     imagePullSecrets: (sa.imagePullSecrets ?? []).map((entry) => (entry.name === undefined ? {} : { name: entry.name })),
     annotations: sa.metadata?.annotations ?? {},
   };
+  const appliers = imagePullSecretsAppliers(sa);
+  if (appliers.length > 0) info.imagePullSecretsAppliers = appliers;
+  return info;
 }
 
 /** Lists are paginated so 2,000 namespaces never arrive as one huge response. */
@@ -126,9 +161,22 @@ function sharedConnections(maxSockets: number): Middleware {
   };
 }
 
-export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number } = {}): ClusterApi {
+/** Tells `observe` about every request as it is sent: method and URL, never a header or a body. */
+function observing(observe: (request: { method: string; url: string }) => void): Middleware {
+  return {
+    pre: (context: RequestContext) => {
+      observe({ method: context.getHttpMethod(), url: context.getUrl() });
+      return new Observable(Promise.resolve(context));
+    },
+    post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+  };
+}
+
+export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number; observe?: (request: { method: string; url: string }) => void } = {}): ClusterApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
-  const requestOptions: RequestOptions = { middleware: [deadline(options.requestTimeoutMs ?? 30_000), sharedConnections(32)], middlewareMergeStrategy: "append" };
+  const events = kubeConfig.makeApiClient(EventsV1Api);
+  const middleware = [deadline(options.requestTimeoutMs ?? 30_000), sharedConnections(32), ...(options.observe === undefined ? [] : [observing(options.observe)])];
+  const requestOptions: RequestOptions = { middleware, middlewareMergeStrategy: "append" };
   const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply, requestOptions);
   const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch, requestOptions);
   const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
@@ -139,16 +187,21 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
     }
   };
 
+  const readConfigMapWithAnnotations = async (namespace: string, name: string) => {
+    try {
+      const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
+      return { data: configMap.data ?? {}, annotations: configMap.metadata?.annotations ?? {} };
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
+    }
+  };
+
   return {
     async readConfigMap(namespace, name) {
-      try {
-        const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
-        return configMap.data ?? {};
-      } catch (error) {
-        if (error instanceof ApiException && error.code === 404) return undefined;
-        throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
-      }
+      return (await readConfigMapWithAnnotations(namespace, name))?.data;
     },
+    readConfigMapWithAnnotations,
     async listNamespaces() {
       const items = await call("listing namespaces", () => allPages((_continue) => core.listNamespace({ limit: pageSize, _continue }, requestOptions)));
       return items.map(namespaceInfo);
@@ -171,21 +224,46 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         throw kubernetesError(error, `reading ServiceAccount ${namespace}/${name}`);
       }
     },
-    async applySecret(secret) {
+    async applySecret(secret, uid) {
       const { name, namespace } = secret.metadata;
-      // The response echoes the Secret, password included: it is dropped unread.
-      await call(`applying Secret ${namespace}/${name}`, () => core.patchNamespacedSecret({ name, namespace, body: secret, fieldManager, force: false }, applyOptions));
+      // `metadata.uid` in an apply is a precondition: it must match the stored Secret (or the apply fails).
+      const body = uid === undefined ? secret : { ...secret, metadata: { ...secret.metadata, uid } };
+      // The response echoes the Secret, password included: only its uid is kept.
+      const written = await call(`applying Secret ${namespace}/${name}`, () => core.patchNamespacedSecret({ name, namespace, body, fieldManager, force: false }, applyOptions));
+      return { uid: written.metadata?.uid ?? "" };
     },
     async patchServiceAccount(namespace, name, patch) {
       await call(`patching ServiceAccount ${namespace}/${name}`, () => core.patchNamespacedServiceAccount({ name, namespace, body: patch, fieldManager }, jsonPatchOptions));
     },
-    async deleteSecret(namespace, name) {
+    async deleteSecret(namespace, name, uid) {
       try {
-        await core.deleteNamespacedSecret({ name, namespace }, requestOptions);
+        // The response is the deleted Secret: it is dropped unread.
+        await core.deleteNamespacedSecret({ name, namespace, body: { preconditions: { uid } } }, requestOptions);
         return "deleted";
       } catch (error) {
         if (error instanceof ApiException && error.code === 404) return "not-found";
         throw kubernetesError(error, `deleting Secret ${namespace}/${name}`);
+      }
+    },
+    async createEvent(event) {
+      const body = {
+        metadata: { name: event.name, namespace: event.namespace, labels: { "app.kubernetes.io/managed-by": fieldManager } },
+        // A MicroTime: the API server wants exactly six fractional digits, which Date's JSON does not give.
+        eventTime: new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date,
+        type: "Warning",
+        reason: event.reason,
+        action: event.action,
+        note: event.note,
+        regarding: { apiVersion: "v1", kind: event.regarding.kind, namespace: event.namespace, name: event.regarding.name },
+        reportingController: "acr-credential-broker.io/refresher",
+        reportingInstance: "acr-credential-refresher",
+      };
+      try {
+        await events.createNamespacedEvent({ namespace: event.namespace, body }, requestOptions);
+        return "created";
+      } catch (error) {
+        if (error instanceof ApiException && error.code === 409) return "exists";
+        throw kubernetesError(error, `creating Event ${event.namespace}/${event.name}`);
       }
     },
     async applyConfigMap(namespace, name, data, labels) {

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { AcrCredentialError } from "../shared/errors.ts";
 import { parseGoDuration } from "./duration.ts";
 import { normaliseDomains, registryEntrySchema, registryLabel, secretNameFor, type RegistryEntry } from "./registry.ts";
+import { defaultSpreadWindowSeconds } from "./spread.ts";
 
 /**
  * The refresher's configuration, read from the `data` of ConfigMap `kube-system/acr-configuration`
@@ -25,6 +26,8 @@ export const refresherConfigSchema = z.object({
   excludeNamespaces: z.array(z.string()),
   serviceAccount: selectorSchema,
   expiringThresholdSeconds: z.number().int().nonnegative(),
+  /** Window of the per-cluster delay before asking the broker (fleet spread); 0 turns it off. */
+  spreadWindowSeconds: z.number().int().nonnegative(),
   notifyEmail: z.string().optional(),
   rrsa: z.boolean(),
   registries: z.array(registryEntrySchema).min(1),
@@ -51,6 +54,7 @@ const settings = {
   brokerUrl: ["broker-url", "brokerUrl"],
   excludeNamespace: ["exclude-namespace", "excludeNamespace"],
   defaultRegionId: ["default-region-id", "defaultRegionId"],
+  spreadWindow: ["spread-window", "spreadWindow"],
 } as const;
 type Setting = keyof typeof settings;
 
@@ -411,6 +415,15 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
     else expiringThresholdSeconds = Math.round(milliseconds / 1000);
   }
 
+  let spreadWindowSeconds = defaultSpreadWindowSeconds;
+  const spreadSetting = read(given, "spreadWindow", problems);
+  if (spreadSetting !== undefined && spreadSetting.value.trim() !== "") {
+    const milliseconds = parseGoDuration(spreadSetting.value);
+    if (milliseconds === undefined || milliseconds < 0) problems.add(spreadSetting.key, `'${spreadSetting.value}' is not a duration such as 2m or 90s`);
+    else if (milliseconds > 3_600_000) problems.add(spreadSetting.key, `'${spreadSetting.value}' is longer than 1h; keep it within the CronJob's activeDeadlineSeconds`);
+    else spreadWindowSeconds = Math.round(milliseconds / 1000);
+  }
+
   const emailSetting = read(given, "notifyEmail", problems);
   const notifyEmail = optionalText(emailSetting?.value);
   if (notifyEmail !== undefined && (notifyEmail.length > 254 || /\s/.test(notifyEmail))) problems.add(emailSetting?.key ?? "notify-email", "must be one e-mail address");
@@ -428,7 +441,7 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
   if (problems.messages.length > 0) {
     throw new AcrCredentialError("ConfigInvalid", `${source} is invalid: ${problems.messages.join("; ")}; fix it and run again`, { details: { problems: problems.messages } });
   }
-  const config: RefresherConfig = { brokerUrl, watchNamespace, excludeNamespaces, serviceAccount, expiringThresholdSeconds, rrsa, registries };
+  const config: RefresherConfig = { brokerUrl, watchNamespace, excludeNamespaces, serviceAccount, expiringThresholdSeconds, spreadWindowSeconds, rrsa, registries };
   if (notifyEmail !== undefined) config.notifyEmail = notifyEmail;
   return { config: refresherConfigSchema.parse(config), warnings };
 }

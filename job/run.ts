@@ -1,13 +1,16 @@
 import pLimit from "p-limit";
+import type { Credential, EntryError } from "../shared/broker-api.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult } from "./apply.ts";
 import type { BrokerClient } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
+import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
 import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
-import { matchCredentials, registryLabel, registryRequest } from "./registry.ts";
+import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
 import { desiredSecret, type DesiredSecret } from "./secret.ts";
+import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, parseState, type RefresherState } from "./state.ts";
 import { exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
 
@@ -24,7 +27,12 @@ export interface RunDependencies {
   broker: (url: string) => BrokerClient;
   logger: Logger;
   now?: () => Date;
+  /** Waits out the spread delay; the benchmark moves a simulated clock instead. */
+  sleep?: (milliseconds: number) => Promise<void>;
 }
+
+/** The CronJob's schedule, `*\/5 * * * *`: a credential must stay outside the threshold until the next run. */
+export const defaultIntervalSeconds = 300;
 
 export interface RunOptions {
   configMap?: ConfigMapRef;
@@ -32,9 +40,13 @@ export interface RunOptions {
   brokerUrl?: string;
   /** Compute and return the plan; write nothing (not even the status). */
   dryRun?: boolean;
-  /** Apply every Secret even when the refresher's memory says it is current. */
+  /** Ask the broker and apply every Secret even when the refresher's memory says it is current. */
   resync?: boolean;
   concurrency?: number;
+  /** The schedule's interval (`--schedule-interval`); default 300 s, the CronJob's `*\/5`. */
+  intervalSeconds?: number;
+  /** Overrides the ConfigMap's `spread-window` (`--spread-window`, `--no-spread`); 0 asks at once. */
+  spreadWindowSeconds?: number;
 }
 
 export interface RunReport {
@@ -45,11 +57,21 @@ export interface RunReport {
   registries: RegistryStatus[];
   /** The earliest credential expiry, for scheduling the next refresh. */
   earliestExpiry?: Date;
+  /** Whether this run asked the broker, and why. */
+  need: BrokerNeed;
+  /** This cluster's spread delay; waited only when the run asked the broker (and not with `--dry-run`). */
+  spreadDelayMs: number;
+  /** When a run must ask the broker next, from the credentials in hand after this run. */
+  nextCallDueAt: Date;
 }
 
 /** Reads and validates the configuration; a missing or invalid ConfigMap is a `ConfigInvalid` (exit 2). */
 export async function loadConfig(cluster: ClusterApi, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): Promise<RefresherConfig> {
-  const data = await cluster.readConfigMap(ref.namespace, ref.name);
+  return configFromData(await cluster.readConfigMap(ref.namespace, ref.name), ref, logger, brokerUrl);
+}
+
+/** Validates the configuration ConfigMap's data (`undefined`: it does not exist). */
+export function configFromData(data: Record<string, string> | undefined, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): RefresherConfig {
   const source = `ConfigMap ${ref.namespace}/${ref.name}`;
   if (data === undefined) throw new AcrCredentialError("ConfigInvalid", `${source} does not exist; create it (job/deploy/configmap.yaml is a sample) or pass --config-map`);
   const withOverride = brokerUrl === undefined ? data : { ...Object.fromEntries(Object.entries(data).filter(([key]) => key !== "brokerUrl")), "broker-url": brokerUrl };
@@ -67,41 +89,72 @@ export interface FetchedCredentials {
 
 const codeOf = (error: unknown): string => (error instanceof AcrCredentialError ? error.code : "Internal");
 
+export interface FetchOptions {
+  /** Credentials expiring within this many seconds are renewed with `force` (default: `expiring-threshold`). */
+  renewWithinSeconds?: number;
+  /** Registries (by Secret name) whose credential in hand is known to expire within that window: asked with `force` at once. */
+  renew?: ReadonlySet<string>;
+}
+
 /**
- * Asks the broker for every configured registry (one request, whatever the number of namespaces),
- * then once more with `force` for credentials that expire within the threshold. A credential that
- * has already expired is never written.
+ * Asks the broker for every configured registry (one request, whatever the number of namespaces):
+ * without `force` for those not known to be expiring, then with `force` for those known to be
+ * expiring and those whose answer expires within the renewal window. A credential that has already
+ * expired is never written.
  */
-export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date): Promise<FetchedCredentials> {
-  const requests = config.registries.map((registry) => registryRequest(registry, config.rrsa));
-  let response;
-  try {
-    response = await broker.fetchCredentials({ registries: requests });
-  } catch (error) {
+export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions = {}): Promise<FetchedCredentials> {
+  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}) });
+  const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
     logger.error({ code: brokerError.code, err: brokerError.message }, "broker request failed");
     return { secrets: new Map(), registries: config.registries.map((registry) => ({ registry, error: brokerError })), brokerError };
+  };
+  const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
+  const rest = config.registries.filter((registry) => !renewFirst.includes(registry));
+
+  let matched = new Map<string, { credential?: Credential; error?: EntryError }>();
+  if (rest.length > 0) {
+    try {
+      const response = await ask(rest, false);
+      matched = matchCredentials(rest, response.credentials, response.errors);
+    } catch (error) {
+      return failAll(error);
+    }
   }
-  const matched = matchCredentials(config.registries, response.credentials, response.errors);
-  const thresholdMs = config.expiringThresholdSeconds * 1000;
+  const thresholdMs = (options.renewWithinSeconds ?? config.expiringThresholdSeconds) * 1000;
   const expiresSoon = (expiresAt: string | undefined) => expiresAt === undefined || Number.isNaN(Date.parse(expiresAt)) || Date.parse(expiresAt) - now.getTime() <= thresholdMs;
 
-  const renew = config.registries.filter((registry) => {
-    const credential = matched.get(registry.secretName)?.credential;
-    return credential !== undefined && expiresSoon(credential.expiresAt);
-  });
+  const renew = [
+    ...renewFirst,
+    ...rest.filter((registry) => {
+      const credential = matched.get(registry.secretName)?.credential;
+      return credential !== undefined && expiresSoon(credential.expiresAt);
+    }),
+  ];
   if (renew.length > 0) {
     try {
-      const forced = await broker.fetchCredentials({ registries: renew.map((registry) => registryRequest(registry, config.rrsa)), force: true });
-      const rematched = matchCredentials(renew, forced.credentials, []);
+      const forced = await ask(renew, true);
+      const rematched = matchCredentials(renew, forced.credentials, forced.errors);
       for (const registry of renew) {
-        const fresh = rematched.get(registry.secretName)?.credential;
+        const fresh = rematched.get(registry.secretName);
         const old = matched.get(registry.secretName)?.credential;
-        if (fresh !== undefined && (old === undefined || Date.parse(fresh.expiresAt) > Date.parse(old.expiresAt))) matched.set(registry.secretName, { credential: fresh });
+        if (fresh?.credential !== undefined && (old === undefined || Date.parse(fresh.credential.expiresAt) > Date.parse(old.expiresAt))) matched.set(registry.secretName, { credential: fresh.credential });
+        else if (old === undefined && fresh !== undefined) matched.set(registry.secretName, fresh);
       }
     } catch (error) {
-      logger.warn({ code: codeOf(error), err: oneLine(error), registries: renew.map(registryLabel) }, "forced renewal failed; keeping the credentials in hand");
+      logger.warn({ code: codeOf(error), err: oneLine(error), registries: renew.map(registryLabel) }, "forced renewal failed; asking without force");
+      // A refused `force` (e.g. RateLimited) still leaves the broker's cached credentials to ask for.
+      if (renewFirst.length > 0) {
+        try {
+          const response = await ask(renewFirst, false);
+          for (const [secret, entry] of matchCredentials(renewFirst, response.credentials, response.errors)) matched.set(secret, entry);
+        } catch (retryError) {
+          if (rest.length === 0) return failAll(retryError);
+          const reported = { code: codeOf(retryError), message: oneLine(retryError) };
+          for (const registry of renewFirst) matched.set(registry.secretName, { error: { ...reported, regionId: registry.regionId ?? "" } });
+        }
+      }
     }
   }
 
@@ -135,6 +188,19 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
   return fetched;
 }
 
+/** A run that does not ask the broker: the credentials in hand, as remembered, and nothing to write. */
+export function credentialsInHand(config: RefresherConfig, memory: BrokerMemory | undefined): FetchedCredentials {
+  const registries: RegistryStatus[] = [];
+  let earliest: number | undefined;
+  for (const registry of config.registries) {
+    const expiresAt = memory?.expiries[registry.secretName];
+    registries.push(expiresAt === undefined ? { registry } : { registry, expiresAt });
+    const at = Date.parse(expiresAt ?? "");
+    if (!Number.isNaN(at)) earliest = earliest === undefined ? at : Math.min(earliest, at);
+  }
+  return { secrets: new Map(), registries, ...(earliest === undefined ? {} : { earliestExpiry: new Date(earliest) }) };
+}
+
 /** Lists the ServiceAccounts the plan needs: one cluster-wide paginated list, or one list per named namespace. */
 export async function listServiceAccounts(cluster: ClusterApi, config: RefresherConfig, namespaces: readonly NamespaceInfo[], state: RefresherState, concurrency = 8): Promise<ServiceAccountInfo[]> {
   const wanted = namespacesToRead(config, namespaces, state);
@@ -154,36 +220,77 @@ export async function readState(cluster: ClusterApi): Promise<RefresherState> {
 
 export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
 
-/** One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid` before anything is written. */
+const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
+
+/**
+ * One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid`
+ * before anything is written. The broker is asked only when `brokerNeed` says so, after this
+ * cluster's spread delay; otherwise the run plans with no credentials (so it writes no Secret, only
+ * clean-ups) and writes the status.
+ */
 export async function refreshOnce(deps: RunDependencies, options: RunOptions = {}): Promise<RunReport> {
   const now = deps.now ?? (() => new Date());
   const started = now();
   const { cluster, logger } = deps;
-  const config = await loadConfig(cluster, options.configMap ?? defaultConfigMap, logger, options.brokerUrl);
-  const state = await readState(cluster);
-  const fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, started);
+  const ref = options.configMap ?? defaultConfigMap;
+  const configMap = await cluster.readConfigMapWithAnnotations(ref.namespace, ref.name);
+  const config = configFromData(configMap?.data, ref, logger, options.brokerUrl);
+  const status = await cluster.readConfigMap(statusConfigMap.namespace, statusConfigMap.name);
+  const state = parseState(status?.["state.json"]);
+  const memory = parseBrokerMemory(status?.[brokerMemoryKey]);
 
-  const namespaces = await cluster.listNamespaces();
-  const serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
-  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: options.resync === true });
+  let namespaces = await cluster.listNamespaces();
+  let serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
+  const intervalSeconds = options.intervalSeconds ?? defaultIntervalSeconds;
+  const resyncValue = configMap?.annotations[resyncAnnotation];
+  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue });
+  const spreadWindowMs = (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
+  const delayMs = spreadDelayMs(clusterIdentity(namespaces), spreadWindowMs);
+
+  let fetched: FetchedCredentials;
+  if (need.call) {
+    logger.info({ reasons: need.reasons.map(describeReason), spreadDelayMs: delayMs }, "asking the broker");
+    if (delayMs > 0 && options.dryRun !== true) {
+      await (deps.sleep ?? defaultSleep)(delayMs);
+      // The lists are as old as the delay: read them again so that the plan sees what exists now.
+      namespaces = await cluster.listNamespaces();
+      serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
+    }
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew });
+  } else {
+    fetched = credentialsInHand(config, memory);
+    logger.info({ nextCallDueAt: need.nextCallDueAt.toISOString() }, "credentials in hand are current; not asking the broker");
+  }
+  const nextMemory: BrokerMemory = need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
+
+  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync });
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
   logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
 
-  const report = (applied: ApplyResult): RunReport => {
+  const report = (applied: ApplyResult, finished: Date): RunReport => {
     const result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
-    const out: RunReport = { exitCode: exitCodeOf(result), result, plan: thePlan, apply: applied, registries: fetched.registries };
+    const nextCallDueAt = nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
+    const out: RunReport = { exitCode: exitCodeOf(result), result, plan: thePlan, apply: applied, registries: fetched.registries, need, spreadDelayMs: delayMs, nextCallDueAt };
     if (fetched.earliestExpiry !== undefined) out.earliestExpiry = fetched.earliestExpiry;
     return out;
   };
   if (options.dryRun === true) {
     const nothing: ApplyResult = { outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 } };
-    const dry = report(nothing);
+    const dry = report(nothing, now());
     delete dry.apply;
     return dry;
   }
 
+  if (need.call && memory !== undefined && planSummary(thePlan).secretsToApply > 0) {
+    // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
+    // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
+    await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }, statusLabels).catch((error: unknown) => {
+      logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
+    });
+  }
   const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16 });
   const finished = now();
+  const out = report(applied, finished);
   const data = statusData({
     finishedAt: finished,
     durationMs: finished.getTime() - started.getTime(),
@@ -194,14 +301,16 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     result: applied,
     state: nextState(state, applied.outcomes),
   });
+  Object.assign(data, brokerStatusData({ need, memory: nextMemory, nextCallDueAt: out.nextCallDueAt, spreadDelayMs: need.call ? delayMs : 0, spreadWindowMs }));
   try {
     await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
   } catch (error) {
     applied.failures.push({ namespace: statusConfigMap.namespace, kind: "ConfigMap", name: statusConfigMap.name, code: codeOf(error), message: `status not written: ${oneLine(error)}` });
     logger.error({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written");
+    out.result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
+    out.exitCode = exitCodeOf(out.result);
   }
-  const out = report(applied);
-  logger.info({ result: out.result, ...applied.counts, failures: applied.failures.length, conflicts: applied.conflicts.length, durationMs: finished.getTime() - started.getTime() }, "run finished");
+  logger.info({ result: out.result, ...applied.counts, failures: applied.failures.length, conflicts: applied.conflicts.length, brokerAsked: need.call, nextCallDueAt: out.nextCallDueAt.toISOString(), durationMs: finished.getTime() - started.getTime() }, "run finished");
   return out;
 }
 
@@ -209,6 +318,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
 export function describePlan(report: RunReport): unknown {
   return {
     result: report.result,
+    broker: { asked: report.need.call, reasons: report.need.reasons.map(describeReason), spreadDelayMs: report.spreadDelayMs, nextCallDueAt: report.nextCallDueAt.toISOString() },
     summary: planSummary(report.plan),
     registries: report.registries.map((status) => ({
       registry: registryLabel(status.registry),
@@ -222,6 +332,8 @@ export function describePlan(report: RunReport): unknown {
       apply: ns.apply,
       serviceAccounts: ns.serviceAccounts.map((edit) => ({ name: edit.name, add: edit.add, remove: edit.remove })),
       delete: ns.delete,
+      ...(ns.unrecorded.length > 0 ? { leftAlone: ns.unrecorded } : {}),
+      ...(ns.applied.length > 0 ? { appliedByOthers: ns.applied.map((sa) => ({ name: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale })) } : {}),
     })),
     skipped: report.plan.skipped,
   };

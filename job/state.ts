@@ -13,6 +13,12 @@ export const secretRecordSchema = z.object({
   current: z.record(z.string(), z.string()),
   /** Namespaces holding an older version of the refresher's Secret (a failed update). */
   outdated: z.record(z.string(), z.string()),
+  /**
+   * The `metadata.uid` of the Secret the refresher's own apply created in each namespace, from the
+   * apply's response: the only Secrets it re-applies with a precondition and ever deletes
+   * (docs/decisions/005-secret-ownership-by-uid.md). Absent for Secrets written before it was kept.
+   */
+  uids: z.record(z.string(), z.string()).optional(),
 });
 export type SecretRecord = z.infer<typeof secretRecordSchema>;
 
@@ -52,9 +58,14 @@ export function isCurrent(state: RefresherState, secretName: string, fingerprint
   return record !== undefined && record.fingerprint === fingerprint && record.current[namespace] === shortUid(uid);
 }
 
+/** The uid of the Secret the refresher created in this namespace, if it recorded one (decision 005). */
+export function secretUid(state: RefresherState, secretName: string, namespace: string, uid: string): string | undefined {
+  return holds(state, secretName, namespace, uid) ? state.secrets[secretName]?.uids?.[namespace] : undefined;
+}
+
 /** One observed outcome for a Secret in a namespace, fed back into the state after an apply. */
 export type SecretOutcome =
-  | { kind: "applied"; secret: string; namespace: string; uid: string; fingerprint: string; expiresAt: string }
+  | { kind: "applied"; secret: string; namespace: string; uid: string; fingerprint: string; expiresAt: string; secretUid?: string }
   | { kind: "failed"; secret: string; namespace: string; uid: string }
   | { kind: "foreign" | "deleted" | "gone"; secret: string; namespace: string };
 
@@ -78,6 +89,7 @@ export function nextState(previous: RefresherState, outcomes: readonly SecretOut
         }
         delete record.outdated[outcome.namespace];
         record.current[outcome.namespace] = shortUid(outcome.uid);
+        if (outcome.secretUid !== undefined && outcome.secretUid !== "") record.uids = { ...record.uids, [outcome.namespace]: outcome.secretUid };
         break;
       case "failed":
         // The write may or may not have landed: remember the Secret as ours so it is cleaned up later.
@@ -89,9 +101,14 @@ export function nextState(previous: RefresherState, outcomes: readonly SecretOut
       case "gone":
         delete record.current[outcome.namespace];
         delete record.outdated[outcome.namespace];
+        if (record.uids !== undefined) {
+          const { [outcome.namespace]: _forgotten, ...rest } = record.uids;
+          record.uids = rest;
+        }
         break;
     }
   }
+  for (const record of Object.values(secrets)) if (record.uids !== undefined && Object.keys(record.uids).length === 0) delete record.uids;
   for (const [name, record] of Object.entries(secrets)) {
     if (Object.keys(record.current).length === 0 && Object.keys(record.outdated).length === 0) delete secrets[name];
   }

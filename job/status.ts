@@ -82,6 +82,8 @@ export function statusData(input: StatusInput): Record<string, string> {
     conflicts: stringify([...conflicts.items, ...(conflicts.more > 0 ? [{ more: conflicts.more }] : [])]),
     "state.json": JSON.stringify(input.state),
   };
+  // Named in watch-namespace but absent: not a failure (it may be created later), but never silent.
+  if (result.missingNamespaces !== undefined && result.missingNamespaces.length > 0) data["missing-namespaces"] = stringify(result.missingNamespaces);
   if (input.brokerError !== undefined) data["broker-error"] = `${input.brokerError.code}: ${input.brokerError.message}`;
   return data;
 }

@@ -1,10 +1,12 @@
 import { CoreV1Api, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { oneLine } from "../shared/errors.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
+import { formatDuration } from "./duration.ts";
 import { namespaceInfo, serviceAccountInfo } from "./cluster.ts";
 import type { RefresherConfig } from "./config.ts";
 import { chooseNamespace, plan, planSummary } from "./plan.ts";
 import { defaultConfigMap, fetchCredentials, loadConfig, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
+import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, type RefresherState } from "./state.ts";
 import { statusConfigMap, statusData } from "./status.ts";
 
@@ -30,6 +32,8 @@ export interface WatchOptions {
   debounceMs?: number;
   /** Minimum spacing of status ConfigMap writes. */
   statusIntervalMs?: number;
+  /** Overrides the ConfigMap's `spread-window`: renewals wait this cluster's delay within it. */
+  spreadWindowSeconds?: number;
 }
 
 export interface Watcher {
@@ -43,16 +47,19 @@ const minRefreshMs = 30_000;
 const maxRefreshMs = 3_600_000;
 
 /**
- * When to ask the broker again: the threshold before the earliest expiry; while some registry has no
- * credential, sooner, backing off from 30 s to 5 min; always between 30 s and an hour.
+ * When to ask the broker again: the threshold before the earliest expiry, then this cluster's spread
+ * delay (at most half the threshold, so the credential is always renewed well before it lapses);
+ * while some registry has no credential, sooner, backing off from 30 s to 5 min; always between 30 s
+ * and an hour. The delay comes after the threshold, not before it: by then the broker's cache renews
+ * the credential for an unforced request, which the whole fleet shares.
  */
-export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date | undefined; thresholdSeconds: number; failures: number; now: Date }): number {
+export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date | undefined; thresholdSeconds: number; failures: number; now: Date; spreadMs?: number }): number {
   let wait: number;
   if (!input.complete) {
     wait = Math.min(minRefreshMs * 2 ** Math.min(Math.max(input.failures - 1, 0), 4), 5 * 60_000);
   } else {
     const expiry = input.earliestExpiry?.getTime() ?? input.now.getTime() + maxRefreshMs;
-    wait = expiry - input.thresholdSeconds * 1000 - input.now.getTime();
+    wait = expiry - input.thresholdSeconds * 1000 + Math.min(input.spreadMs ?? 0, (input.thresholdSeconds * 1000) / 2) - input.now.getTime();
   }
   return Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
 }
@@ -93,6 +100,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const totals = { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 };
   const failures = new Map<string, Failure[]>();
   const conflicts = new Map<string, Conflict[]>();
+  let missingNamespaces: string[] = [];
   const dirty = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
   let queue: Promise<void> = Promise.resolve();
@@ -101,6 +109,9 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   let statusTimer: NodeJS.Timeout | undefined;
   let lastStatusAt = 0;
   let brokerFailures = 0;
+  let nextRefreshAt: Date | undefined;
+  const spreadWindowMs = () => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
+  const spreadMs = () => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs());
 
   const later = (ms: number, task: () => void): NodeJS.Timeout => {
     const timer = setTimeout(() => {
@@ -129,6 +140,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     if (scope === undefined) {
       failures.clear();
       conflicts.clear();
+      missingNamespaces = result.missingNamespaces ?? [];
     } else {
       for (const name of scope) {
         failures.delete(name);
@@ -161,10 +173,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       registries: fetched.registries,
       ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
       namespacesServed: served,
-      result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals } },
+      result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals }, missingNamespaces },
       state,
     });
     data.since = since.toISOString();
+    if (nextRefreshAt !== undefined) data["next-broker-call"] = nextRefreshAt.toISOString();
+    data["spread-delay"] = `${formatDuration(spreadMs())} (window ${formatDuration(spreadWindowMs())})`;
     try {
       await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
     } catch (error) {
@@ -174,8 +188,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
   function scheduleRefresh(): void {
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
-    const wait = refreshDelayMs({ complete: fetched.brokerError === undefined && fetched.secrets.size === config.registries.length, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now() });
-    logger.info({ nextRefreshAt: new Date(now().getTime() + wait).toISOString() }, "next credential refresh scheduled");
+    const spread = spreadMs();
+    const wait = refreshDelayMs({ complete: fetched.brokerError === undefined && fetched.secrets.size === config.registries.length, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now(), spreadMs: spread });
+    nextRefreshAt = new Date(now().getTime() + wait);
+    logger.info({ nextRefreshAt: nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
     refreshTimer = later(wait, () => void enqueue(refreshAll));
   }
 

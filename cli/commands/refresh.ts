@@ -9,6 +9,7 @@ import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "
 import { startWatch } from "../../job/watch.ts";
 import type { Command } from "../args.ts";
 import { parseFlags, untilSignal } from "../args.ts";
+import { formatDuration, parseGoDuration } from "../../job/duration.ts";
 
 export const defaultTokenFile = "/var/run/secrets/acr-credential-broker/token";
 export const defaultStsTokenFile = "/var/run/secrets/acr-credential-broker/sts-token";
@@ -30,7 +31,13 @@ Options:
   --token-file F          projected token with the broker's audience (default: ${defaultTokenFile})
   --sts-token-file F      projected token with audience sts.aliyuncs.com, for RRSA (default: ${defaultStsTokenFile})
   --dry-run               print the plan as JSON and write nothing
-  --resync                re-apply every Secret even where the refresher believes it is current
+  --resync                ask the broker and re-apply every Secret even where the refresher believes
+                          it is current
+  --schedule-interval D   the CronJob's interval (default 5m, for "*/5 * * * *"): credentials expiring
+                          within expiring-threshold plus this are renewed
+  --spread-window D       overrides the ConfigMap's spread-window (default 2m): this cluster waits a
+                          delay of its own within it before asking the broker
+  --no-spread             ask the broker without the delay (same as --spread-window 0)
 
 Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
 
@@ -54,6 +61,16 @@ function loadKubeConfig(file: string | undefined): KubeConfig {
   return kubeConfig;
 }
 
+/** A `--flag 5m` duration in whole seconds, within `[minSeconds, maxSeconds]`. */
+function durationFlag(flag: string, value: string | undefined, minSeconds: number, maxSeconds: number): number | undefined {
+  if (value === undefined) return undefined;
+  const milliseconds = parseGoDuration(value);
+  if (milliseconds === undefined || milliseconds < minSeconds * 1000 || milliseconds > maxSeconds * 1000) {
+    throw new AcrCredentialError("UsageError", `--${flag} must be a duration from ${formatDuration(minSeconds * 1000)} to ${formatDuration(maxSeconds * 1000)} such as 5m or 90s, got '${value}'; see 'acr-credential refresh --help'`);
+  }
+  return Math.round(milliseconds / 1000);
+}
+
 export const command: Command = {
   summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
   usage,
@@ -68,9 +85,15 @@ export const command: Command = {
       "sts-token-file": { type: "string" },
       "dry-run": { type: "boolean" },
       resync: { type: "boolean" },
+      "schedule-interval": { type: "string" },
+      "spread-window": { type: "string" },
+      "no-spread": { type: "boolean" },
     });
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
+    if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
+    const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
+    const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
     const configMap = parseConfigMapRef(values["config-map"]);
     const kubeConfig = loadKubeConfig(values.kubeconfig);
     // Logs go to stderr so that `--dry-run` output on stdout stays one JSON document.
@@ -80,7 +103,7 @@ export const command: Command = {
     const stsTokenFile = values["sts-token-file"] ?? defaultStsTokenFile;
     const broker = (url: string) => brokerClient({ url, tokenFile, stsTokenFile });
     const brokerUrl = values["broker-url"];
-    const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }) };
+    const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
 
     if (values.watch === true) {
       const watcher = startWatch({ kubeConfig, cluster, broker, logger }, common);
@@ -92,7 +115,7 @@ export const command: Command = {
       return 0;
     }
 
-    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true });
+    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) });
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

@@ -21,7 +21,7 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("the refresher benchmark, run
 
   beforeAll(async () => {
     release = await acquireRefresherLock("bench refresher.kube.test");
-    result = await measureRefresher({ plane: kubeEnv(), baselineNamespaces: 2, rounds: 1, largeNamespaces: 5, namespacePrefix: `bench-${randomBytes(3).toString("hex")}-` });
+    result = await measureRefresher({ plane: kubeEnv(), baselineNamespaces: 2, rounds: 1, largeNamespaces: 5, brokerCallHours: 2, namespacePrefix: `bench-${randomBytes(3).toString("hex")}-` });
   }, 170_000);
 
   afterAll(async () => {
@@ -39,6 +39,16 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("the refresher benchmark, run
   it("writes nothing on the warm run with unchanged credentials", () => {
     expect(result.large.changed).toEqual([]);
     expect(result.warmWrites).toBe(0);
+  });
+
+  it("counts the broker calls of simulated hours at the broker: the first run's, then one forced renewal per credential lifetime", () => {
+    const { brokerCalls } = result;
+    expect(brokerCalls.runs).toBe(24);
+    expect(brokerCalls.credentialLifetimeMinutes).toBe(60);
+    expect(brokerCalls.calls).toBeGreaterThanOrEqual(2);
+    expect(brokerCalls.calls).toBeLessThanOrEqual(3);
+    expect(brokerCalls.forced).toBe(brokerCalls.calls - 1);
+    expect(brokerCalls.callsPerHour).toBe(brokerCalls.calls / 2);
   });
 
   it("counts the warm run's API requests and the peak RSS of both runs", () => {

@@ -75,11 +75,12 @@ describe("the benchmark's sections, run small", () => {
   });
 
   it("turns the sections into results.json with every key a finite number", () => {
-    const refresher = { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb: 120, rounds: [], large: { namespaces: 5, coldMs: 1, warmMs: 1, coldPeakRssMb: 120, warmPeakRssMb: 110, warmRequests: 7, changed: [] } };
+    const refresher = { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb: 120, rounds: [], large: { namespaces: 5, coldMs: 1, warmMs: 1, coldPeakRssMb: 120, warmPeakRssMb: 110, warmRequests: 7, changed: [] }, brokerCalls: { hours: 6, runs: 72, calls: 8, forced: 7, callsPerHour: 8 / 6, credentialLifetimeMinutes: 60, spreadDelayMs: 1000 } };
     const results = toResults({ amplification, broker, bundle, refresher, configScale });
     expect(benchResultsSchema.parse(results)).toEqual(results);
     expect(results.amplification.upstreamCallsPer1000Clusters).toBe(amplification.upstreamCalls);
     expect(results.bundle.brokerBytes).toBe(bundle.brokerBytes);
+    expect(results.refresher.brokerCallsPerHour).toBe(1.33);
     expect(results.fleet.config10kRssMb).toBeCloseTo(configScale.peakRssMb, -1);
   });
 });

@@ -85,7 +85,7 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     const tokenFile = join(dir, "broker-token");
     await writeFile(tokenFile, await token(["acr-credential-broker"]));
     const logger = createLogger("refresher", { level: "warn", destination: { write: () => undefined } });
-    const report = await refreshOnce({ cluster: kubernetesCluster(asRefresher), logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 1 }) }, {});
+    const report = await refreshOnce({ cluster: kubernetesCluster(asRefresher), logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 1 }) }, { spreadWindowSeconds: 0 });
     expect(report.exitCode).toBe(0);
     const configMap = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
     const [registry] = parseRefresherConfig(configMap.data ?? {}).config.registries;

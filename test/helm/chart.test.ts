@@ -77,8 +77,11 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
   it("renders the example configuration as a CronJob with the ConfigMap the refresher reads, and no Deployment", async () => {
     const manifests = await rendered([join(chartDir, "ci/example-values.yaml")]);
     expect(manifests.map(keyOf).sort()).toEqual(
-      ["ClusterRole//acr-credential-refresher", "ClusterRoleBinding//acr-credential-refresher", "ConfigMap/kube-system/acr-configuration", "CronJob/kube-system/acr-credential-refresher", "Role/kube-system/acr-credential-refresher", "RoleBinding/kube-system/acr-credential-refresher", "ServiceAccount/kube-system/aliyun-acr-credential-helper"].sort(),
+      ["ClusterRole//acr-credential-refresher", "ClusterRoleBinding//acr-credential-refresher", "ConfigMap/kube-system/acr-configuration", "CronJob/kube-system/acr-credential-refresher", "Role/kube-system/acr-credential-refresher", "RoleBinding/kube-system/acr-credential-refresher", "ServiceAccount/kube-system/aliyun-acr-credential-helper", "ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets", "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets"].sort(),
     );
+    // Clusters older than 1.30 have no ValidatingAdmissionPolicy: secretPolicy=false leaves exactly it out.
+    const withoutPolicy = await rendered([join(chartDir, "ci/example-values.yaml")], ["--set", "secretPolicy=false"]);
+    expect(manifests.map(keyOf).filter((key) => !withoutPolicy.map(keyOf).includes(key)).sort()).toEqual(["ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets", "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets"]);
     const configMap = manifests.find((object) => object.kind === "ConfigMap") as unknown as { data: Record<string, string> };
     const example = objects(await read(join(deployDir, "examples/acr-configuration.yaml")))[0] as unknown as { data: Record<string, string> };
     const parsed = parseRefresherConfig(configMap.data);

@@ -323,3 +323,17 @@ describe("instance ids", () => {
     expect(() => parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: my-registry\n  regionId: cn-hangzhou" })).toThrow(/acr-registry-info\[0\]\.instanceId': 'my-registry' is not an instance id/);
   });
 });
+
+describe("spread-window", () => {
+  const base = { "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-abc\n  regionId: cn-hangzhou" };
+  it("defaults to 2m, fitting the CronJob's deadlines, and takes a Go duration in either spelling", () => {
+    expect(parseRefresherConfig(base).config.spreadWindowSeconds).toBe(120);
+    expect(parseRefresherConfig({ ...base, "spread-window": "90s" }).config.spreadWindowSeconds).toBe(90);
+    expect(parseRefresherConfig({ ...base, spreadWindow: "0" }).config.spreadWindowSeconds).toBe(0);
+  });
+
+  it("rejects what is not a duration, or longer than an hour, naming the key", () => {
+    expect(() => parseRefresherConfig({ ...base, "spread-window": "soon" })).toThrow(/key 'spread-window': 'soon' is not a duration/);
+    expect(() => parseRefresherConfig({ ...base, "spread-window": "2h" })).toThrow(/key 'spread-window': '2h' is longer than 1h/);
+  });
+});

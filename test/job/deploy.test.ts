@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { parseRefresherConfig } from "../../job/config.ts";
+import { defaultIntervalSeconds } from "../../job/run.ts";
 
 const deploy = new URL("../../job/deploy/", import.meta.url);
 type Manifest = { kind: string; metadata: { name: string; namespace?: string }; [key: string]: unknown };
@@ -38,6 +39,21 @@ describe("job/deploy", () => {
     expect(secretVerbs).toEqual(["create", "delete", "patch"]);
   });
 
+  it("ships the Secret admission policy in the base, bound with Deny, for the refresher's own ServiceAccount", async () => {
+    const kustomization = parseYaml(await readFile(new URL("base/kustomization.yaml", deploy), "utf8")) as { resources: string[] };
+    expect(kustomization.resources).toContain("secret-policy.yaml");
+    const [policy, binding] = (await documents("base/secret-policy.yaml")) as unknown as [
+      { kind: string; metadata: { name: string }; spec: { failurePolicy: string; matchConditions: Array<{ expression: string }> } },
+      { kind: string; spec: { policyName: string; validationActions: string[] } },
+    ];
+    expect(policy.kind).toBe("ValidatingAdmissionPolicy");
+    expect(policy.spec.failurePolicy).toBe("Fail");
+    expect(policy.spec.matchConditions.map((condition) => condition.expression).join(" ")).toContain('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"');
+    expect(binding).toMatchObject({ kind: "ValidatingAdmissionPolicyBinding", spec: { policyName: policy.metadata.name, validationActions: ["Deny"] } });
+    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
+    expect(rules).toContainEqual({ apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] });
+  });
+
   it("binds the roles to the add-on's ServiceAccount in kube-system, so RRSA trust policies keep working", async () => {
     const sa = await one<Manifest>("base/serviceaccount.yaml");
     expect(sa.metadata).toMatchObject({ name: "aliyun-acr-credential-helper", namespace: "kube-system" });
@@ -52,6 +68,19 @@ describe("job/deploy", () => {
     expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
     const pod = cronJob.spec.jobTemplate.spec.template.spec;
     expectHardened(pod, "--once");
+  });
+
+  it("fits the spread window and the run within the CronJob's deadlines, and tells the refresher its schedule", async () => {
+    const cronJob = await one<{ spec: { schedule: string; startingDeadlineSeconds: number; jobTemplate: { spec: { activeDeadlineSeconds: number; template: { spec: PodSpec } } } } }>("base/cronjob.yaml");
+    const minutes = Number(/^\*\/(\d+) \* \* \* \*$/.exec(cronJob.spec.schedule)?.[1]);
+    // The refresher's default --schedule-interval is the shipped schedule's.
+    expect(minutes * 60).toBe(defaultIntervalSeconds);
+    const window = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- regionId: cn-hangzhou" }).config.spreadWindowSeconds;
+    const active = cronJob.spec.jobTemplate.spec.activeDeadlineSeconds;
+    // The delay leaves at least two minutes for the run itself ...
+    expect(window + 120).toBeLessThanOrEqual(active);
+    // ... and a run that starts as late as allowed still ends before the next one is due.
+    expect(cronJob.spec.startingDeadlineSeconds + active).toBeLessThanOrEqual(minutes * 60);
   });
 
   it("runs the --watch Deployment the same way, in place of the CronJob", async () => {

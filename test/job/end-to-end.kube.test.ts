@@ -115,7 +115,7 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     const kubeconfig = join(work, "kubeconfig");
     await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
     refresherRun = await new Promise((resolve) =>
-      execFile(process.execPath, [bundle, "--once", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work } }, (error, stdout, stderr) =>
+      execFile(process.execPath, [bundle, "--once", "--no-spread", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work } }, (error, stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr }),
       ),
     );

@@ -71,4 +71,39 @@ describe("fetchCredentials", () => {
     expect(fetched.brokerError?.code).toBe("BrokerUnreachable");
     expect(fetched.registries.map((r) => r.error?.code)).toEqual(["BrokerUnreachable", "BrokerUnreachable", "BrokerUnreachable"]);
   });
+
+  it("asks with force at once, in one request, for the credentials known to be expiring, and without force for the others", async () => {
+    const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [18, 60], "cri-dead": [60, 60] });
+    const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]) });
+    expect(server.requests.map((r) => [r.body.force === true, (r.body.registries as RegistryRequest[]).map((x) => x.instanceId)])).toEqual([
+      [false, ["cri-fresh", "cri-dead"]],
+      [true, ["cri-soon"]],
+    ]);
+    expect(fetched.secrets.get(soon)?.expiresAt).toBe(at(60));
+  });
+
+  it("makes a single forced request when every credential is expiring", async () => {
+    const server = await broker({});
+    const all = new Set(config.registries.map((r) => r.secretName));
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, { renewWithinSeconds: 20 * 60, renew: all });
+    expect(server.requests).toHaveLength(1);
+    expect(server.requests[0]?.body.force).toBe(true);
+    expect(fetched.secrets.size).toBe(3);
+  });
+
+  it("falls back to asking without force when the broker refuses force (RateLimited), keeping the cached credentials", async () => {
+    const server = await startScriptedBroker((request) => {
+      if (request.body.force === true) return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(19) }));
+      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+    });
+    servers.push(server);
+    const all = new Set(config.registries.map((r) => r.secretName));
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: all });
+    expect(server.requests.map((r) => r.body.force === true)).toEqual([true, false]);
+    expect(fetched.brokerError).toBeUndefined();
+    expect([...fetched.secrets.values()].map((secret) => secret.expiresAt)).toEqual([at(19), at(19), at(19)]);
+  });
 });
+

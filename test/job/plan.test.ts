@@ -41,7 +41,7 @@ function stateAfter(p: ReturnType<typeof plan>, secrets: Map<string, DesiredSecr
     p.namespaces.flatMap((n) =>
       n.apply.map((item) => {
         const desired = secrets.get(item.secret) as DesiredSecret;
-        return { kind: "applied" as const, secret: item.secret, namespace: n.namespace, uid: uids.get(n.namespace) ?? "", fingerprint: desired.fingerprint, expiresAt: desired.expiresAt };
+        return { kind: "applied" as const, secret: item.secret, namespace: n.namespace, uid: uids.get(n.namespace) ?? "", fingerprint: desired.fingerprint, expiresAt: desired.expiresAt, secretUid: `uid-of-${item.secret}-in-${n.namespace}` };
       }),
     ),
   );

@@ -6,7 +6,7 @@ import { parseAllDocuments } from "yaml";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
-import { refreshOnce, type RunOptions, type RunReport } from "../../job/run.ts";
+import { refreshOnce, type RunDependencies, type RunOptions, type RunReport } from "../../job/run.ts";
 import { adminConfig, apply, kubeConfigForToken, serviceAccountToken } from "../kube/cluster.ts";
 
 /**
@@ -28,14 +28,16 @@ export interface RefresherFixture {
   /** Every log line the refresher wrote in this fixture, to check that none carries a secret. */
   logs: string[];
   logger: Logger;
-  run(brokerUrl: string, options?: RunOptions, cluster?: ClusterApi): Promise<RunReport>;
+  /** One run without the fleet spread's delay (unless `options` sets a window), at `clock` when given. */
+  run(brokerUrl: string, options?: RunOptions, cluster?: ClusterApi, clock?: Pick<RunDependencies, "now" | "sleep">): Promise<RunReport>;
   close(): Promise<void>;
 }
 
 export async function installRefresher(): Promise<RefresherFixture> {
-  await apply([...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml"))]);
+  await apply([...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml")), ...(await manifests("secret-policy.yaml"))]);
   const token = await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, [], 3600);
   const kubeConfig = kubeConfigForToken(token);
+  await untilSecretPolicyEnforced(kubeConfig);
   const dir = await mkdtemp(join(tmpdir(), "refresher-"));
   const tokenFile = join(dir, "token");
   await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["acr-credential-broker"], 3600));
@@ -48,10 +50,28 @@ export async function installRefresher(): Promise<RefresherFixture> {
     tokenFile,
     logs,
     logger,
-    run: (brokerUrl, options = {}, override) =>
-      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }) }, { brokerUrl, ...options }),
+    run: (brokerUrl, options = {}, override, clock = {}) =>
+      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }), ...clock }, { brokerUrl, spreadWindowSeconds: 0, ...options }),
     close: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * The API server picks up a new admission policy within moments, not at once: wait until it refuses
+ * the refresher a Secret that is not its own (a dry-run create, so nothing is stored either way).
+ */
+export async function untilSecretPolicyEnforced(kubeConfig: KubeConfig, timeoutMs = 30_000): Promise<void> {
+  const api = kubeConfig.makeApiClient(CoreV1Api);
+  const started = Date.now();
+  for (;;) {
+    const refused = await api.createNamespacedSecret({ namespace: refresherAccount.namespace, dryRun: "All", body: { metadata: { name: "policy-probe" }, stringData: { probe: "x" } } }).then(
+      () => false,
+      (error: unknown) => error instanceof ApiException && error.code === 403 && String(error.body).includes("acr-credential-refresher-own-secrets"),
+    );
+    if (refused) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`the Secret admission policy was not enforced within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 export const core = () => adminConfig().makeApiClient(CoreV1Api);

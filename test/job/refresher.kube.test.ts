@@ -27,6 +27,8 @@ const [registryOne, registryTwo] = parseRefresherConfig({ "broker-url": "https:/
 ];
 const one = registryOne.secretName;
 const two = registryTwo.secretName;
+/** Ten minutes before the stub's credentials expire: a run then asks the broker to renew them. */
+const nearStubExpiry = { now: () => new Date(Date.parse(stubExpiry) - 10 * 60_000) };
 
 async function withServiceAccount(namespace: string, name: string, imagePullSecrets: string[] = []): Promise<void> {
   await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name }, ...(imagePullSecrets.length > 0 ? { imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) } : {}) } });
@@ -163,7 +165,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("updates the Secrets in place when the credentials rotate, without touching the ServiceAccounts", async () => {
       const before = await resourceVersions([nsA]);
       broker.rotate();
-      await fixture.run(broker.url);
+      await fixture.run(broker.url, {}, undefined, nearStubExpiry);
       const secret = await secretOrUndefined(nsA, one);
       const password = broker.credentialFor({ instanceId: registryOne.instanceId, regionId: registryOne.regionId }).password;
       expect(Object.values(dockerConfigOf(secret as V1Secret).auths)[0]?.password).toBe(password);
@@ -175,7 +177,7 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("keeps serving a registry the broker fails for, and reports the failure", async () => {
       broker.failFor([registryTwo.instanceId]);
       try {
-        const report = await fixture.run(broker.url);
+        const report = await fixture.run(broker.url, {}, undefined, nearStubExpiry);
         expect(report.exitCode).toBe(1);
         expect(await secretOrUndefined(nsA, two)).toBeDefined();
         expect(pullSecretNames(await serviceAccount(nsA, "default"))).toEqual([one, two]);

@@ -21,7 +21,7 @@ describe("status ConfigMap", () => {
   });
 
   it("says PartiallyFailed and exit 1 for a conflict, a failed namespace or a registry without credentials", () => {
-    const conflict = { ...clean(), conflicts: [{ namespace: "a", secret: "s", message: "m" }] };
+    const conflict = { ...clean(), conflicts: [{ namespace: "a", secret: "s", kind: "exists" as const, message: "m" }] };
     expect(runResult({ registries: [], result: conflict })).toBe("PartiallyFailed");
     const failure = { ...clean(), failures: [{ namespace: "a", kind: "Secret" as const, name: "s", code: "KubernetesError", message: "m" }] };
     expect(runResult({ registries: [], result: failure })).toBe("PartiallyFailed");

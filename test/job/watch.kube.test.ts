@@ -80,5 +80,8 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     await within(5000, async () => (await readStatus())?.mode === "watch" && ((await readStatus())?.registries ?? "").includes(two));
     const status = await readStatus();
     expect(parseYaml(status?.summary ?? "")).toMatchObject({ failures: 0, conflicts: 0 });
+    // The renewal timer, spread by this cluster's delay within the default 2m window.
+    expect(status?.["spread-delay"]).toMatch(/^\d+(m\d+s|m|s) \(window 2m\)$/);
+    expect(Date.parse(status?.["next-broker-call"] ?? "")).toBeGreaterThan(Date.now());
   });
 });

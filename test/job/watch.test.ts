@@ -21,4 +21,10 @@ describe("refreshDelayMs", () => {
     const delays = [1, 2, 3, 4, 5, 9].map((failures) => refreshDelayMs({ complete: false, earliestExpiry: undefined, thresholdSeconds: 900, failures, now }));
     expect(delays).toEqual([30_000, 60_000, 120_000, 240_000, 300_000, 300_000]);
   });
+
+  it("renews this cluster's spread delay after the threshold, at most half the threshold, so it never lapses", () => {
+    const base = { complete: true, earliestExpiry: new Date(now.getTime() + minutes(60)), thresholdSeconds: 15 * 60, failures: 0, now };
+    expect(refreshDelayMs({ ...base, spreadMs: 37_000 })).toBe(minutes(45) + 37_000);
+    expect(refreshDelayMs({ ...base, thresholdSeconds: 60, spreadMs: 100_000 })).toBe(minutes(59) + 30_000);
+  });
 });

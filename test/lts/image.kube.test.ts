@@ -63,7 +63,8 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
   it("runs its CMD (--once) with the in-cluster configuration a pod gets, writes the Secret and attaches it", async () => {
     const namespace = await createNamespace("image-lts");
     await createServiceAccount(namespace, "default");
-    const data = { "broker-url": broker.url, "watch-namespace": namespace, "service-account": "default", "acr-registry-info": "- instanceId: cri-imagelts\n  regionId: cn-hangzhou\n" };
+    // No fleet spread: the run asks the broker at once instead of after this cluster's delay.
+    const data = { "broker-url": broker.url, "watch-namespace": namespace, "service-account": "default", "spread-window": "0", "acr-registry-info": "- instanceId: cri-imagelts\n  regionId: cn-hangzhou\n" };
     const [registry] = parseRefresherConfig(data).config.registries;
     await setConfig(data);
     await resetStatus();

@@ -153,9 +153,9 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   }
 
   /** Runs the bundle; with `killAfterMs`, SIGKILLs it then. Resolves with its exit code, or the signal. */
-  function runRefresher(target: Seeded, options: { killAfterMs?: number } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
+  function runRefresher(target: Seeded, options: { killAfterMs?: number; args?: string[] } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
     const started = performance.now();
-    const child = spawn(process.execPath, [bundle, "--once", "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [bundle, "--once", "--no-spread", ...(options.args ?? []), "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.on("data", (chunk: Buffer) => (refresherLogs += chunk.toString()));
     const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), options.killAfterMs);
     return new Promise((resolve) =>
@@ -283,7 +283,8 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     const passwords = currentPasswords(target, set);
     const total = namespaceCount * passwords.size;
     const updated = async () => (await managedSecrets(target)).filter((secret) => Object.values(dockerConfigOf(secret).auths).every((auth) => auth.password === passwords.get(secret.metadata!.name!))).length;
-    const running = runRefresher(target);
+    // Valid credentials in hand: only --resync makes the run ask for (and write) the new ones.
+    const running = runRefresher(target, { args: ["--resync"] });
     let exited = false;
     void running.then(() => (exited = true));
     let written = 0;
