@@ -1,22 +1,23 @@
 import { execFile } from "node:child_process";
-import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { createFleet, fleetBrokerConfig } from "./fleet.ts";
 import { repoPath, repoRoot, runTimed } from "./processes.ts";
 import { median } from "./results.ts";
 
 /**
- * The deployable broker: `npm run build` (node build.mjs), the size of dist/broker/index.js, and its
- * cold start — a fresh node loading the bundle from a directory without node_modules, parsing a
- * configuration of `clusters` clusters and answering one FC event — against `node -e 0`, alternated.
+ * The deployable broker: `npm run build` (node build.mjs), the size of dist/broker (index.js, and
+ * upstream.js with the SDKs that index.js requires on its first upstream call), and its cold start —
+ * a fresh node loading the bundle from a directory without node_modules, parsing a configuration of
+ * `clusters` clusters and answering one FC event — against `node -e 0`, alternated.
  */
 
 export interface BundleOptions {
   runs: number;
   clusters: number;
-  /** An already built bundle to measure; by default `node build.mjs broker` builds dist/broker/index.js. */
+  /** An already built bundle to measure (with the .js files beside it); by default `node build.mjs broker` builds dist/broker. */
   bundleFile?: string;
   log?: (line: string) => void;
 }
@@ -34,11 +35,14 @@ export async function measureBundle(options: BundleOptions): Promise<BundleResul
   const log = options.log ?? (() => {});
   const bundleFile = options.bundleFile ?? repoPath("dist/broker/index.js");
   if (options.bundleFile === undefined) await promisify(execFile)(process.execPath, [repoPath("build.mjs"), "broker"], { cwd: repoRoot });
-  const brokerBytes = (await stat(bundleFile)).size;
+  const others = options.bundleFile === undefined ? (await readdir(dirname(bundleFile))).filter((name) => name.endsWith(".js") && name !== basename(bundleFile)) : [];
+  let brokerBytes = (await stat(bundleFile)).size;
+  for (const name of others) brokerBytes += (await stat(join(dirname(bundleFile), name))).size;
 
   const dir = await mkdtemp(join(tmpdir(), "acr-bench-bundle-"));
   try {
     await copyFile(bundleFile, join(dir, "index.js"));
+    for (const name of others) await copyFile(join(dirname(bundleFile), name), join(dir, name));
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "cold" });
     const env = { PATH: process.env.PATH, NODE_PATH: "", LOG_LEVEL: "error", BROKER_CONFIG: JSON.stringify(fleetBrokerConfig(fleet, { sts: "sts.aliyuncs.com", cr: "cr.{regionId}.aliyuncs.com" })) };
     const probe = [repoPath("bench/servers/cold-init-probe.mjs"), join(dir, "index.js")];

@@ -30,10 +30,13 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts a server and waits until it prints a line matching `ready` (first group: its URL) on stdout or stderr. */
-export function startServer(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number }): Promise<RunningServer> {
+/**
+ * Starts a server and waits until it prints a line matching `ready` (first group: its URL) on stdout
+ * or stderr. With `stdoutFd` (an open file), stdout goes there instead, unread by this process.
+ */
+export function startServer(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number; stdoutFd?: number }): Promise<RunningServer> {
   // stdout is dropped unread: the broker writes its request log there, as it would to a log collector.
-  const child = spawn(command, args, { cwd: repoRoot, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, args, { cwd: repoRoot, env: options.env ?? process.env, stdio: ["ignore", options.stdoutFd ?? "pipe", "pipe"] });
   let seen = "";
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`${args.join(" ")} did not start within ${options.timeoutMs ?? 60_000} ms; it wrote: ${seen.slice(-2000)}`)), options.timeoutMs ?? 60_000);

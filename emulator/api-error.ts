@@ -43,5 +43,6 @@ export const fcErrors = {
   accessDenied: (detail: string) => new ApiError(403, "AccessDenied", detail),
   serviceNotFound: (service: string) => new ApiError(404, "ServiceNotFound", `service '${service}' does not exist`),
   functionNotFound: (service: string, fn: string) => new ApiError(404, "FunctionNotFound", `function '${fn}' does not exist in service '${service}'`),
+  fc3FunctionNotFound: (fn: string) => new ApiError(404, "FunctionNotFound", `function not found: ${fn}`),
   pathNotSupported: (method: string, path: string) => new ApiError(400, "PathNotSupported", `'${method}' against '${path}' is not supported`),
 };

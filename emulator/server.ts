@@ -8,7 +8,7 @@ import type { Authenticator } from "./authenticate.ts";
 import type { Clock } from "./clock.ts";
 import type { Cr } from "./cr.ts";
 import type { FaultInjector } from "./faults.ts";
-import { parseInvocationPath, type createFunctions } from "./fc.ts";
+import { parseFc3InvocationPath, parseInvocationPath, type createFunctions } from "./fc.ts";
 import { principalArn, type Principal } from "./ram/principal.ts";
 import type { RequestLog } from "./request-log.ts";
 import { parseQuery, type ReceivedRequest } from "./signature/acs3.ts";
@@ -16,7 +16,7 @@ import type { Params, Sts } from "./sts.ts";
 
 /**
  * One HTTP handler for every emulated API, dispatching on path, action and version:
- * `/healthz`, the registry realm `/auth`, FC `/2016-08-15/...`, CR Personal `GET /tokens`, and the
+ * `/healthz`, the registry realm `/auth`, FC `/2023-03-30/...` and `/2016-08-15/...`, CR Personal `GET /tokens`, and the
  * OpenAPI RPC endpoint `/` (STS 2015-04-01, CR 2018-12-01) keyed by `x-acs-action`/`Action`,
  * ACK `GET /clusters/{id}` (CS 2015-12-15) and the ACK clusters' issuers `/oidc-ack-…`.
  */
@@ -202,6 +202,33 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     }
   }
 
+  /**
+   * FC 3.0 InvokeFunction, signed ACS3-HMAC-SHA256 like every 2023-03-30 API. The endpoint's host
+   * names the account on the real service; the emulator has one endpoint, so a function is looked
+   * up in the caller's own account. Errors have the OpenAPI shape `{Code, Message, RequestId}`.
+   */
+  async function handleFc3(req: IncomingMessage, res: ServerResponse, path: string, rawQuery: string, body: Buffer): Promise<void> {
+    const requestId = randomUUID();
+    const headers = headerValues(req);
+    const query = parseQuery(rawQuery);
+    const target = parseFc3InvocationPath(path);
+    let principal: Principal | undefined;
+    try {
+      principal = deps.authenticator.acs3({ method: req.method ?? "GET", path, query, headers, body });
+      if (target === undefined || req.method !== "POST") throw fcErrors.pathNotSupported(req.method ?? "", path);
+      const qualifier = query.find(([name]) => name === "qualifier")?.[1] ?? "LATEST";
+      const async = headers["x-fc-invocation-type"]?.[0]?.toLowerCase() === "async";
+      const result = await deps.functions.invoke(principal, { account: principal.account, functionName: target.functionName, qualifier, async, event: body, requestId });
+      send(res, result.status, result.headers, result.body);
+      record({ api: "fc:InvokeFunction", principal: principalArn(principal), outcome: result.headers["x-fc-error-type"] ?? "ok", status: result.status, requestId, resource: `functions/${target.functionName}` });
+    } catch (thrown) {
+      const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
+      if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
+      send(res, error.status, { "content-type": "application/json", "x-fc-request-id": requestId, ...error.headers }, JSON.stringify({ Code: error.code, Message: error.message, RequestId: requestId }));
+      record({ api: "fc:InvokeFunction", principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: error.code, status: error.status, requestId, resource: target === undefined ? undefined : `functions/${target.functionName}` });
+    }
+  }
+
   return (req, res) => {
     const url = req.url ?? "/";
     const mark = url.indexOf("?");
@@ -217,6 +244,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       const body = await readBody(req);
       if (body === undefined) return send(res, 413, { "content-type": "application/json" }, JSON.stringify({ Code: "EntityTooLarge", Message: `request bodies are limited to ${maxBodyBytes} bytes` }));
       if (path.startsWith("/2016-08-15/")) return handleFc(req, res, path, rawQuery, body);
+      if (path.startsWith("/2023-03-30/")) return handleFc3(req, res, path, rawQuery, body);
       return handleOpenApi(req, res, path, rawQuery, body);
     })().catch((error: unknown) => {
       deps.logger.error({ err: error }, "emulator bug");

@@ -1,8 +1,7 @@
 import * as credentials from "@alicloud/credentials";
 import { loadConfig, loadConfigFile, type LoadedConfig } from "../../functions/broker/config.ts";
-import { createHandler } from "../../functions/broker/handler.ts";
-import { serveBroker } from "../../functions/broker/node-http.ts";
 import { createRuntime } from "../../functions/broker/runtime.ts";
+import { serveHttp } from "../../functions/broker/server.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { cjsDefault } from "../../shared/alibaba/sdk.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
@@ -12,8 +11,9 @@ import { parseFlags, parsePort, untilSignal } from "../args.ts";
 
 const usage = `Usage: acr-credential broker [--config FILE] [--port 9000] [--host 127.0.0.1]
 
-Serves the broker's HTTP API (POST /v1/credentials, GET /healthz) over plain HTTP, through the same
-handler as on Function Compute, against real Alibaba Cloud. Put TLS in front of it.
+Serves the broker's HTTP API (POST /v1/credentials, GET /healthz) over plain HTTP with the same
+business code as on Function Compute (the custom-runtime artefact's server), against real Alibaba
+Cloud. Put TLS in front of it.
 
   --config FILE   the broker configuration (YAML or JSON); default: BROKER_CONFIG or BROKER_CONFIG_FILE
   --port N        port to listen on (0 = any free port); default 9000
@@ -38,16 +38,16 @@ export async function defaultChainIdentity(): Promise<Identity> {
 }
 
 export const command: Command = {
-  summary: "serve the broker over HTTP with the default credential chain (also an FC custom-runtime server)",
+  summary: "serve the broker over HTTP with the default credential chain (the custom-runtime deployment's server)",
   usage,
   async run(argv) {
     const { values } = parseFlags("broker", argv, { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } });
     const port = parsePort("broker", values.port ?? process.env.FC_SERVER_PORT, 9000);
     const loaded: LoadedConfig = values.config ? loadConfigFile(values.config) : loadConfig(process.env);
-    const stdout = asyncStdout();
+    const stdout = asyncStdout({ batchBytes: 8 * 1024 });
     const log = createLogger("broker", { destination: stdout });
     const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
-    const server = await serveBroker(createHandler(() => runtime), { port, host: values.host ?? "127.0.0.1" });
+    const server = await serveHttp(runtime, { port, host: values.host ?? "127.0.0.1" });
     console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`);
     await untilSignal();
     await server.close();

@@ -7,7 +7,7 @@ import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { skopeoIn } from "../../emulator/registry/skopeo.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
 import { createHandler } from "../../functions/broker/handler.ts";
-import { serveBroker } from "../../functions/broker/node-http.ts";
+import { serveHttp } from "../../functions/broker/server.ts";
 import { createRuntime } from "../../functions/broker/runtime.ts";
 import { getAuthorizationToken } from "../../shared/alibaba/cr.ts";
 import type { AccessKey } from "../../shared/alibaba/identity.ts";
@@ -37,7 +37,8 @@ const demoInstance = { instanceId: "cri-demo", regionId: "cn-hangzhou" };
 const demoRepository = "demo/hello";
 /** Added to the demo world so `acr-credential renew` works in the sandbox; a fake key like all the others. */
 const operatorKey = { accessKeyId: "TESTAKDEMOOPERATOR1", accessKeySecret: "test-secret-demo-operator-do-not-use" };
-export const sandboxFunction = { service: "acr-credential-broker", functionName: "broker" };
+/** The broker as s.yaml names it on Function Compute 3.0 (no service). */
+export const sandboxFunction = { functionName: "acr-credential-broker" };
 
 function userKey(world: World, name: string): AccessKey {
   const key = world.accounts.find((a) => a.id === platformAccount)?.users.find((u) => u.name === name)?.accessKeys[0];
@@ -54,7 +55,7 @@ function sandboxWorld(world: World, publicJwk: object): World {
   platform.users.push({
     name: "operator",
     accessKeys: [{ id: operatorKey.accessKeyId, secret: operatorKey.accessKeySecret }],
-    policies: [{ Statement: [{ Effect: "Allow", Action: ["fc:InvokeFunction"], Resource: [`acs:fc:*:${platformAccount}:services/${sandboxFunction.service}/functions/*`] }] }] as never,
+    policies: [{ Statement: [{ Effect: "Allow", Action: ["fc:InvokeFunction"], Resource: [`acs:fc:*:${platformAccount}:functions/${sandboxFunction.functionName}`] }] }] as never,
   });
   return patched;
 }
@@ -131,9 +132,10 @@ export const command: Command = {
       stops.push(() => new Promise((done) => logStream.end(() => done())));
       const runtime = createRuntime({ loaded: { config, baseDir: stateDir, source: "sandbox" }, log: createLogger("broker", { destination: logStream }), clock: emulator.clock, baseIdentity: { kind: "keys", keys: userKey(demoWorld, "broker") } });
       const handler = createHandler(() => runtime);
-      const unregister = emulator.functions.register(sandboxFunction.service, sandboxFunction.functionName, handler);
+      const unregister = emulator.functions.registerFunction(platformAccount, sandboxFunction.functionName, handler);
       stops.push(async () => unregister());
-      const server = await serveBroker(handler, { port });
+      // The HTTP API and the renew invocation share one runtime, as one instance's caches.
+      const server = await serveHttp(runtime, { port });
       stops.push(() => server.close());
 
       const cli = `node ${relative(process.cwd(), join(repositoryRoot, "bin/acr-credential.mjs")) || "bin/acr-credential.mjs"}`;
@@ -157,7 +159,7 @@ export const command: Command = {
             : []),
           "",
           "Renew through Function Compute's InvokeFunction:",
-          `  ALIBABA_CLOUD_ACCESS_KEY_ID=${operatorKey.accessKeyId} ALIBABA_CLOUD_ACCESS_KEY_SECRET=${operatorKey.accessKeySecret} ${cli} renew --function ${sandboxFunction.service}/${sandboxFunction.functionName} --account-id ${platformAccount} --endpoint ${emulator.endpoints.fc}`,
+          `  ALIBABA_CLOUD_ACCESS_KEY_ID=${operatorKey.accessKeyId} ALIBABA_CLOUD_ACCESS_KEY_SECRET=${operatorKey.accessKeySecret} ${cli} renew --function ${sandboxFunction.functionName} --account-id ${platformAccount} --endpoint ${emulator.endpoints.fc}`,
           "",
         ].join("\n"),
       );

@@ -5,27 +5,33 @@ import type { Command } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";
 
-const usage = `Usage: acr-credential renew --function SERVICE/FUNCTION [--cluster NAME] [--region R] [--account-id ID] [--endpoint URL]
+const usage = `Usage: acr-credential renew --function NAME [--qualifier Q] [--cluster NAME] [--region R] [--account-id ID] [--endpoint URL]
 
-Asks the deployed broker to refresh its cached registry credentials now, through Function Compute's
-InvokeFunction API with your own Alibaba Cloud credentials (the default credential chain). Prints what
-was renewed and until when; passwords are never printed.
+Asks the deployed broker to refresh its cached registry credentials now, through Function Compute 3.0's
+InvokeFunction API (2023-03-30) with your own Alibaba Cloud credentials (the default credential chain).
+Prints what was renewed and until when; passwords are never printed. The caller needs fc:InvokeFunction
+on acs:fc:<region>:<account-id>:functions/<NAME> (docs/deploy.md).
 
-  --function SERVICE/FUNCTION   the broker function, e.g. acr-credential-broker/acr-credential-broker
-  --cluster NAME                one cluster of the broker's configuration; default every cluster
-  --region R                    default ALIBABA_CLOUD_REGION_ID or cn-hangzhou
-  --account-id ID               the function's account; default ALIBABA_CLOUD_ACCOUNT_ID
-  --endpoint URL                Function Compute endpoint; default https://<account-id>.<region>.fc.aliyuncs.com
+  --function NAME    the broker function as s.yaml deploys it, e.g. acr-credential-broker
+  --qualifier Q      a version or alias of the function; default LATEST
+  --cluster NAME     one cluster of the broker's configuration; default every cluster
+  --region R         default ALIBABA_CLOUD_REGION_ID or cn-hangzhou
+  --account-id ID    the function's account; default ALIBABA_CLOUD_ACCOUNT_ID
+  --endpoint URL     Function Compute endpoint; default https://<account-id>.<region>.fc.aliyuncs.com
 
+The renew event refreshes the caches of the one instance that answers it; see docs/deploy.md.
 Exit code 0 when every registry was renewed, 1 when some failed.`;
 
 export const command: Command = {
-  summary: "refresh the broker's cached credentials now through FC InvokeFunction",
+  summary: "refresh the broker's cached credentials now through FC 3.0 InvokeFunction",
   usage,
   async run(argv) {
-    const { values } = parseFlags("renew", argv, { function: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } });
-    const [service, functionName, ...rest] = (values.function ?? "").split("/");
-    if (!service || !functionName || rest.length > 0) throw new AcrCredentialError("UsageError", "--function SERVICE/FUNCTION is required, e.g. --function acr-credential-broker/acr-credential-broker");
+    const { values } = parseFlags("renew", argv, { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } });
+    const functionName = values.function ?? "";
+    if (functionName.includes("/")) {
+      throw new AcrCredentialError("UsageError", `--function takes the function's name only ('${functionName.split("/").pop()}'): Function Compute 3.0 functions, which s.yaml deploys, have no service`);
+    }
+    if (!/^[A-Za-z_][\w-]{0,127}$/.test(functionName)) throw new AcrCredentialError("UsageError", "--function NAME is required, e.g. --function acr-credential-broker (the functionName in s.yaml)");
     const accountId = values["account-id"] ?? process.env.ALIBABA_CLOUD_ACCOUNT_ID;
     if (!accountId || !/^\d{6,20}$/.test(accountId)) throw new AcrCredentialError("UsageError", "--account-id (or ALIBABA_CLOUD_ACCOUNT_ID) must be the function's numeric account id");
     const region = values.region ?? process.env.ALIBABA_CLOUD_REGION_ID ?? "cn-hangzhou";
@@ -36,7 +42,7 @@ export const command: Command = {
     const keys = { accessKeyId: model.accessKeyId ?? "", accessKeySecret: model.accessKeySecret ?? "", ...(model.securityToken ? { securityToken: model.securityToken } : {}) };
 
     const event = { action: "renew", ...(values.cluster ? { cluster: values.cluster } : {}) };
-    const result = await invokeFunction({ accountId, region, service, functionName, ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
+    const result = await invokeFunction({ accountId, region, functionName, ...(values.qualifier ? { qualifier: values.qualifier } : {}), ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
     const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
     if (failure) throw new AcrCredentialError("UpstreamError", `the broker refused: ${String(failure.message)} [${String(failure.code)}]`);
     const parsed = renewResponseSchema.safeParse(result);

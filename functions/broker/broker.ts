@@ -28,7 +28,11 @@ export interface CallerContext {
   annotate: (fields: RequestAnnotations) => void;
 }
 
+/** `Bearer <token>` with nothing else: what every refresher sends, read without the pattern. */
+const plainBearer = /^Bearer [^\s]+$/;
+
 export function bearerToken(authorization: string | undefined): string {
+  if (authorization !== undefined && plainBearer.test(authorization)) return authorization.slice(7);
   const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? "");
   if (!match) throw new AcrCredentialError("InvalidToken", "missing 'Authorization: Bearer <ServiceAccount token>' header");
   return match[1]!;
@@ -100,14 +104,25 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
 /** `POST /v1/credentials` (SPEC §3.1). */
 export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
   const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline } });
-  caller.annotate({ cluster: verified.cluster.name, subject: verified.subject });
+  const generation = runtime.answers.generation;
+  const recalled = runtime.answers.recall(verified, input.body, runtime.clock.now());
+  if (recalled) {
+    caller.annotate(recalled.annotations);
+    return recalled.response;
+  }
+  const annotations: RequestAnnotations = { cluster: verified.cluster.name, subject: verified.subject };
+  const annotate = (fields: RequestAnnotations) => caller.annotate(Object.assign(annotations, fields));
+  annotate({});
   assertSubjectAllowed(verified);
 
   const request = parseCredentialsRequest(input.body);
   const entries = authorize(verified.cluster, request, verified.subject);
-  caller.annotate({ instances: entries.map(label) });
+  annotate({ instances: entries.map(label) });
   if (usesRrsa(entries)) await verifyRrsaToken(runtime.verifyToken, request.oidcToken!, verified);
-  if (request.force) runtime.forceLimiter.take(verified.cluster.name);
+  if (request.force) {
+    runtime.forceLimiter.take(verified.cluster.name);
+    runtime.answers.forget();
+  }
 
   const outcomes = await obtainAll(runtime, entries, {
     base: caller.base,
@@ -116,11 +131,15 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
     deadline: caller.deadline,
     force: request.force ?? false,
   });
+  if (request.force) runtime.answers.forget();
   const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
   const failures = outcomes.filter((o): o is Extract<Outcome, { ok: false }> => !o.ok);
-  caller.annotate({ stale: credentials.filter((c) => c.stale).length, failed: failures.length });
+  annotate({ stale: credentials.filter((c) => c.stale).length, failed: failures.length });
   if (entries.length > 0 && credentials.length === 0) throw overallFailure(failures);
-  return { cluster: verified.cluster.name, subject: verified.subject, credentials, errors: failures.map((f) => f.error) };
+  const response = { cluster: verified.cluster.name, subject: verified.subject, credentials, errors: failures.map((f) => f.error) };
+  // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced.
+  if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs: runtime.config.refreshBeforeExpirySeconds * 1000, now: runtime.clock.now() });
+  return response;
 }
 
 /** The `{"action":"renew"}` event: refreshes a cluster's configured registries (all clusters without a name). */
@@ -128,7 +147,8 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
   const clusters = clusterName === undefined ? runtime.config.clusters : runtime.config.clusters.filter((c) => c.name === clusterName);
   if (clusters.length === 0) throw new AcrCredentialError("NotFound", `no cluster named '${clusterName}' in the broker configuration`);
   caller.annotate({ cluster: clusterName ?? "*" });
-  return Promise.all(
+  runtime.answers.forget();
+  const summaries = await Promise.all(
     clusters.map(async (cluster): Promise<RenewSummary> => {
       const entries = authorize(cluster, {}, "");
       const outcomes = await obtainAll(runtime, entries, { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, force: true });
@@ -146,4 +166,6 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
       return { cluster: cluster.name, renewed, errors };
     }),
   );
+  runtime.answers.forget();
+  return summaries;
 }

@@ -1,4 +1,3 @@
-import { request as httpsRequest } from "node:https";
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from "jose";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import type { Cluster } from "./config.ts";
@@ -37,8 +36,10 @@ export function createKeyFetch(ca: string | undefined): FetchImplementation {
       return response;
     };
   }
-  return (url, options) =>
-    new Promise<Response>((resolve, reject) => {
+  return async (url, options) => {
+    // node:https (and TLS) loads when a cluster with a private CA is first asked for keys, not at cold start.
+    const { request: httpsRequest } = await import("node:https");
+    return new Promise<Response>((resolve, reject) => {
       const headers: Record<string, string> = {};
       options.headers.forEach((value, name) => {
         headers[name] = value;
@@ -60,6 +61,7 @@ export function createKeyFetch(ca: string | undefined): FetchImplementation {
       req.on("error", reject);
       req.end();
     });
+  };
 }
 
 /** Wraps a fetch so every failure to obtain a 200 becomes a clear, typed "keys unavailable" error. */

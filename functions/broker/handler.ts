@@ -1,14 +1,13 @@
 import middy from "@middy/core";
 import { identityFromKeys, type Identity } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
-import { monotonicNow } from "../../shared/retry.ts";
-import { issueCredentials, renew, type CallerContext } from "./broker.ts";
+import { renew, type CallerContext } from "./broker.ts";
 import type { FcContext } from "./fc-event.ts";
-import { accessLog, bodyLimit, errorResponse, fcEvent, httpResponse, type BrokerEvent, type HttpResult } from "./middlewares.ts";
+import { answerHttp, maxBodyBytes, requestDeadline, type HttpResult } from "./http-api.ts";
+import { accessLog, bodyLimit, errorResponse, fcEvent, httpResponse, type BrokerEvent } from "./middlewares.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 
-/** The largest `POST /v1/credentials` body (SPEC §3.1). */
-export const maxBodyBytes = 64 * 1024;
+export { maxBodyBytes };
 
 /** The broker's identity: the one it was given (CLI, sandbox), else FC's execution role credentials. */
 function baseIdentity(runtime: BrokerRuntime, context: FcContext): Identity {
@@ -21,15 +20,12 @@ function baseIdentity(runtime: BrokerRuntime, context: FcContext): Identity {
 }
 
 function callerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext): CallerContext {
-  const functionTimeoutMs = context.function?.timeout ? context.function.timeout * 1000 - 1000 : Number.POSITIVE_INFINITY;
   return {
     base: baseIdentity(runtime, context),
-    deadline: monotonicNow() + Math.max(1000, Math.min(runtime.config.requestTimeoutSeconds * 1000, functionTimeoutMs)),
+    deadline: requestDeadline(runtime, context.function?.timeout),
     annotate: (fields) => Object.assign(event.annotations, fields),
   };
 }
-
-const methodNotAllowed = (allow: string) => new AcrCredentialError("MethodNotAllowed", `use ${allow} for this path`, { details: { allow } });
 
 /** Routes an invocation to the business functions; the result is turned into a response by the middlewares. */
 async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext): Promise<HttpResult> {
@@ -37,16 +33,7 @@ async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcCont
   if (invocation.kind === "renew") {
     return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, callerContext(runtime, event, context)) } };
   }
-  switch (invocation.path) {
-    case "/healthz":
-      if (invocation.method !== "GET" && invocation.method !== "HEAD") throw methodNotAllowed("GET");
-      return { status: 200, body: { status: "ok", version: runtime.version } };
-    case "/v1/credentials":
-      if (invocation.method !== "POST") throw methodNotAllowed("POST");
-      return { status: 200, body: await issueCredentials(runtime, { authorization: invocation.headers.authorization, body: invocation.body }, callerContext(runtime, event, context)) };
-    default:
-      throw new AcrCredentialError("NotFound", `no such path '${invocation.path}'; the API is POST /v1/credentials and GET /healthz`);
-  }
+  return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () => callerContext(runtime, event, context));
 }
 
 /**
@@ -59,5 +46,5 @@ export function createHandler(runtime: () => BrokerRuntime, log: () => BrokerRun
     .use(accessLog(log))
     .use(errorResponse(log))
     .use(fcEvent())
-    .use(bodyLimit(maxBodyBytes));
+    .use(bodyLimit());
 }

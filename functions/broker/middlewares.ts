@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { MiddlewareObj, Request } from "@middy/core";
-import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
-import { redactedPaths, type Logger } from "../../shared/log.ts";
+import { isAcrCredentialError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
 import type { RequestAnnotations } from "./broker.ts";
 import { parseInvocation, type FcContext, type FcHttpResponse, type Invocation } from "./fc-event.ts";
+import { errorResult, logRequest, maxBodyBytes, payloadTooLarge, responseHeaders, type HttpResult } from "./http-api.ts";
 
 /**
  * The cross-cutting parts of the FC handler as middy middlewares: event parsing, request id,
@@ -18,12 +19,7 @@ export interface BrokerEvent {
   annotations: RequestAnnotations;
 }
 
-/** What routes return; `httpResponse` turns it into FC's response shape. */
-export interface HttpResult {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
+export type { HttpResult };
 
 interface State {
   requestId: string;
@@ -57,15 +53,13 @@ export function fcEvent(): MiddlewareObj {
   };
 }
 
-/** Refuses HTTP bodies over `maxBytes` before anything reads them. */
-export function bodyLimit(maxBytes: number): MiddlewareObj {
+/** Refuses HTTP bodies over the API's limit before anything reads them. */
+export function bodyLimit(): MiddlewareObj {
   return {
     name: "bodyLimit",
     before: (request: BrokerRequest) => {
       const invocation = stateOf(request).invocation;
-      if (invocation?.kind === "http" && invocation.body.length > maxBytes) {
-        throw new AcrCredentialError("PayloadTooLarge", `the body is ${invocation.body.length} bytes; the limit is ${maxBytes}`);
-      }
+      if (invocation?.kind === "http" && invocation.body.length > maxBodyBytes) throw payloadTooLarge(invocation.body.length);
     },
   };
 }
@@ -75,17 +69,7 @@ export function errorResponse(log: () => Logger): MiddlewareObj {
   return {
     name: "errorResponse",
     onError: (request: BrokerRequest) => {
-      const error = request.error;
-      if (isAcrCredentialError(error)) {
-        const headers: Record<string, string> = {};
-        if (error.code === "InvalidToken") headers["www-authenticate"] = 'Bearer error="invalid_token"';
-        if (error.code === "RateLimited") headers["retry-after"] = String(error.details.retryAfterSeconds ?? 60);
-        if (error.code === "MethodNotAllowed" && typeof error.details.allow === "string") headers.allow = error.details.allow;
-        request.response = { status: error.httpStatus, body: { error: { code: error.code, message: oneLine(error) } }, headers } satisfies HttpResult;
-        return;
-      }
-      log().error({ requestId: stateOf(request).requestId, err: { name: error instanceof Error ? error.name : typeof error, message: oneLine(error) } }, "unexpected error");
-      request.response = { status: 500, body: { error: { code: "Internal", message: `internal error; see the broker's log for request ${stateOf(request).requestId}` } } } satisfies HttpResult;
+      request.response = errorResult(request.error, stateOf(request).requestId, log());
     },
   };
 }
@@ -93,7 +77,7 @@ export function errorResponse(log: () => Logger): MiddlewareObj {
 function toFcResponse(result: HttpResult, requestId: string): FcHttpResponse {
   return {
     statusCode: result.status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", "x-request-id": requestId, ...result.headers },
+    headers: responseHeaders(requestId, result.headers),
     body: JSON.stringify(result.body),
     isBase64Encoded: false,
   };
@@ -116,39 +100,18 @@ export function httpResponse(): MiddlewareObj {
   return { name: "httpResponse", after: finish, onError: finish };
 }
 
-/**
- * The request line's logger. The line has fixed, flat fields, so top-level redaction is enough; the
- * project logger's wildcard paths cost more per line than the rest of a cached request.
- */
-const flatLoggers = new WeakMap<Logger, Logger>();
-function flatLogger(log: Logger): Logger {
-  let flat = flatLoggers.get(log);
-  if (!flat) {
-    flat = log.child({}, { redact: { paths: redactedPaths.filter((path) => !path.includes("*")), censor: "[redacted]" } });
-    flatLoggers.set(log, flat);
-  }
-  return flat;
-}
-
 /** One JSON line per request: id, cluster, subject, instances, outcome, latency. Never a secret. */
 export function accessLog(log: () => Logger): MiddlewareObj {
   const write = (request: BrokerRequest) => {
     const state = stateOf(request);
-    const result = request.response as HttpResult | undefined;
-    const status = result?.status ?? 500;
-    const errorCode = (result?.body as { error?: { code?: string } } | undefined)?.error?.code;
     const invocation = state.invocation;
-    flatLogger(log())[status >= 500 ? "error" : status >= 400 ? "warn" : "info"](
-      {
-        requestId: state.requestId,
-        ...(invocation?.kind === "http" ? { method: invocation.method, path: invocation.path } : invocation ? { action: invocation.kind } : {}),
-        ...state.annotations,
-        status,
-        outcome: errorCode ?? (state.annotations.failed ? "partial" : "ok"),
-        latencyMs: Math.round((monotonicNow() - state.startedAt) * 10) / 10,
-      },
-      "request",
-    );
+    logRequest(log(), {
+      requestId: state.requestId,
+      what: invocation?.kind === "http" ? { method: invocation.method, path: invocation.path } : invocation ? { action: invocation.kind } : {},
+      annotations: state.annotations,
+      result: request.response as HttpResult | undefined,
+      startedAt: state.startedAt,
+    });
   };
   return { name: "accessLog", before: (request: BrokerRequest) => void stateOf(request), after: write, onError: write };
 }

@@ -9,13 +9,20 @@ import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
  * FC 3.0 HTTP-trigger event, and the handler's FC response becomes the HTTP response. The event is
  * handed over as the object FC's Buffer would parse into, which the handler accepts as well, so the
  * event is not serialised only to be parsed back in the same process.
- * Used by `acr-credential broker` and `local`, and usable as an FC custom-runtime server.
+ * For running the built-in-runtime handler over HTTP (benchmarks, tests); the broker's own server,
+ * which answers without the event shape, is `server.ts`. Both share the limits and `listen` here.
  */
 
 export type FcHandler = (event: Buffer | FcHttpEvent, context: FcContext) => Promise<unknown>;
 
 /** Bodies beyond this are refused here; the handler applies the API's own, smaller limit. */
-const transportLimitBytes = 1024 * 1024;
+export const transportLimitBytes = 1024 * 1024;
+
+/**
+ * Slow clients: headers within 10 s and the whole request within 30 s, checked every second.
+ * node's defaults (60 s and 5 min, checked every 30 s) let a few dribbling sockets hold the broker for minutes.
+ */
+export const serverLimits = { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 };
 
 function joinHeaders(req: IncomingMessage): Record<string, string> {
   const headers: Record<string, string> = {};
@@ -36,11 +43,11 @@ function joinHeaders(req: IncomingMessage): Record<string, string> {
 }
 
 /** Paths that `new URL` would return unchanged: no dot segments, escapes, empty segments or query. */
-const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
+export const plainPath = /^(?:\/[A-Za-z0-9_-]+)+$/;
 
 // A malformed escape (`%C0%AE`) must not throw in the request callback, which would end the process:
 // the path is then passed on as sent, and no route matches it.
-function decodedPath(pathname: string): string {
+export function decodedPath(pathname: string): string {
   try {
     return decodeURIComponent(pathname);
   } catch {
@@ -101,9 +108,7 @@ export interface BrokerServer {
 }
 
 export function createBrokerServer(handler: FcHandler, options: Pick<BrokerServerOptions, "functionTimeoutSeconds"> = {}): Server {
-  // Slow clients: headers within 10 s and the whole request within 30 s, checked every second.
-  // node's defaults (60 s and 5 min, checked every 30 s) let a few dribbling sockets hold the broker for minutes.
-  return createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
+  return createServer(serverLimits, (req, res) => {
     const requestId = randomUUID();
     const chunks: Buffer[] = [];
     let size = 0;
@@ -131,19 +136,23 @@ export function createBrokerServer(handler: FcHandler, options: Pick<BrokerServe
 }
 
 /** Starts the server; resolves once it listens. Port 0 picks a free port. */
-export async function serveBroker(handler: FcHandler, options: BrokerServerOptions): Promise<BrokerServer> {
-  const server = createBrokerServer(handler, options);
-  const host = options.host ?? "127.0.0.1";
+export function serveBroker(handler: FcHandler, options: BrokerServerOptions): Promise<BrokerServer> {
+  return listen(createBrokerServer(handler, options), options.port, options.host ?? "127.0.0.1");
+}
+
+/** Listens on host:port; a port in use is a one-line UsageError. */
+export async function listen(server: Server, port: number, host: string): Promise<BrokerServer> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(new AcrCredentialError("UsageError", `cannot listen on ${host}:${options.port} (${error.code ?? oneLine(error)}); choose another --port, or 0 for any free port`)),
+      reject(new AcrCredentialError("UsageError", `cannot listen on ${host}:${port} (${error.code ?? oneLine(error)}); choose another --port, or 0 for any free port`)),
     );
-    server.listen(options.port, host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
+  const address = server.address() as AddressInfo;
+  const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   return {
     server,
-    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    url: `http://${shown.includes(":") ? `[${shown}]` : shown}:${address.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,10 +1,10 @@
 import type { JWTVerifyGetKey } from "jose";
 import packageJson from "../../package.json" with { type: "json" };
-import { describeClusterDetail } from "../../shared/alibaba/ack.ts";
 import { createAlibabaCloud, type AlibabaCloud } from "../../shared/alibaba/cloud.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { BackoffPolicy } from "../../shared/retry.ts";
+import { AnswerMemo } from "./answer-memo.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { createGroupTrust, type GroupTrustDeps, type GroupTrustLimits } from "./cluster-groups.ts";
 import { createClusterIndex } from "./cluster-index.ts";
@@ -24,6 +24,8 @@ export interface BrokerRuntime {
   verifyToken: TokenVerifier;
   issue: IssueDeps;
   forceLimiter: ForceLimiter;
+  /** Complete answers remembered per verified token and body (answer-memo.ts). */
+  answers: AnswerMemo;
   log: Logger;
   clock: Clock;
   version: string;
@@ -83,6 +85,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     verifyToken: createTokenVerifier({ config, keysFor, index, clock }),
     issue,
     forceLimiter: new ForceLimiter(config.forceIntervalSeconds * 1000, clock),
+    answers: new AnswerMemo(),
     log,
     clock,
     version: brokerVersion,
@@ -96,7 +99,8 @@ function groupTrustDeps(config: BrokerConfig, issue: IssueDeps, clock: Clock, lo
   return {
     groups: config.clusterGroups,
     ackIssuer: config.alibabaCloud.ackIssuer,
-    describe: (identity, target, timeoutMs) => describeClusterDetail(config.alibabaCloud, identity, target, { timeoutMs }),
+    // The ACK client comes with the other SDKs, on the first upstream call (build.mjs splits them off).
+    describe: async (identity, target, timeoutMs) => (await import("../../shared/alibaba/upstream.ts")).describeClusterDetail(config.alibabaCloud, identity, target, { timeoutMs }),
     identityFor: async (account, upstream) => {
       if (!account.roleArn) return upstream.base;
       const roleArn = account.roleArn;

@@ -1,6 +1,7 @@
-import { getAuthorizationToken, getPersonalAuthorizationToken, listInstanceDomains, type RegistryPassword } from "./cr.ts";
+import type { RegistryPassword } from "./cr.ts";
 import type { CallOptions, Endpoints, Identity, StsSession } from "./identity.ts";
-import { assumeRole, assumeRoleWithOidc, type AssumeRoleInput, type AssumeRoleWithOidcInput } from "./sts.ts";
+import type { AssumeRoleInput, AssumeRoleWithOidcInput } from "./sts.ts";
+import type * as Upstream from "./upstream.ts";
 
 /**
  * The Alibaba Cloud calls the broker makes, bound to one set of endpoints. This is the seam the
@@ -14,13 +15,18 @@ export interface AlibabaCloud {
   getPersonalAuthorizationToken(identity: Identity, target: { regionId: string }, call: CallOptions): Promise<RegistryPassword>;
 }
 
+// The SDKs are loaded on the first upstream call, not when the broker starts: a Function Compute
+// instance whose requests are all answered from its caches (or refused) never pays for them.
+let upstream: Promise<typeof Upstream> | undefined;
+const load = () => (upstream ??= import("./upstream.ts"));
+
 export function createAlibabaCloud(endpoints: Endpoints): AlibabaCloud {
   return {
-    assumeRole: (identity, input, call) => assumeRole(endpoints, identity, input, call),
-    assumeRoleWithOidc: (input, call) => assumeRoleWithOidc(endpoints, input, call),
-    getAuthorizationToken: (identity, target, call) => getAuthorizationToken(endpoints, identity, target, call),
-    listInstanceDomains: (identity, target, call) => listInstanceDomains(endpoints, identity, target, call),
-    getPersonalAuthorizationToken: (identity, target, call) => getPersonalAuthorizationToken(endpoints, identity, target, call),
+    assumeRole: async (identity, input, call) => (await load()).assumeRole(endpoints, identity, input, call),
+    assumeRoleWithOidc: async (input, call) => (await load()).assumeRoleWithOidc(endpoints, input, call),
+    getAuthorizationToken: async (identity, target, call) => (await load()).getAuthorizationToken(endpoints, identity, target, call),
+    listInstanceDomains: async (identity, target, call) => (await load()).listInstanceDomains(endpoints, identity, target, call),
+    getPersonalAuthorizationToken: async (identity, target, call) => (await load()).getPersonalAuthorizationToken(endpoints, identity, target, call),
   };
 }
 

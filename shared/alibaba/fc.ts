@@ -1,53 +1,76 @@
-import FCPackage from "@alicloud/fc2";
+/**
+ * Function Compute 3.0 InvokeFunction (API 2023-03-30) through `@alicloud/fc20230330`. FC 3.0
+ * functions have no service: the 2.0 API (`/2016-08-15/services/<service>/functions/<fn>`) cannot
+ * address them, so this is the only way to invoke what s.yaml deploys.
+ */
+import { Readable } from "node:stream";
+import * as Fc3Package from "@alicloud/fc20230330";
 import { AcrCredentialError, oneLine } from "../errors.ts";
 import type { AccessKey } from "./identity.ts";
-import { cjsDefault } from "./sdk.ts";
+import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 
-/** Function Compute InvokeFunction through `@alicloud/fc2` (FC 2.0 API, which also reaches FC 3.0 functions). */
+const Fc3 = cjsDefault<typeof Fc3Package.default.default>(Fc3Package.default);
 
 export interface FunctionTarget {
   accountId: string;
   region: string;
-  service: string;
   functionName: string;
   qualifier?: string;
   /** Full URL; default `https://<account>.<region>.fc.aliyuncs.com`. */
   endpoint?: string;
 }
 
-type FcClient = { invokeFunction(service: string, fn: string, event: string, headers?: Record<string, string>, qualifier?: string): Promise<{ headers: Record<string, string>; data: unknown }> };
+/** `endpoint` (host[:port]) and protocol for the SDK's Config, from a full URL or the account's default. */
+export function fcEndpoint(target: Pick<FunctionTarget, "accountId" | "region" | "endpoint">): { endpoint: string; protocol: "https" | "http" } {
+  if (target.endpoint === undefined) return { endpoint: `${target.accountId}.${target.region}.fc.aliyuncs.com`, protocol: "https" };
+  let url: URL;
+  try {
+    url = new URL(target.endpoint);
+  } catch {
+    throw new AcrCredentialError("UsageError", `--endpoint '${target.endpoint}' is not a URL; give one like https://${target.accountId}.${target.region}.fc.aliyuncs.com`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new AcrCredentialError("UsageError", `--endpoint '${target.endpoint}' must be an http or https URL`);
+  return { endpoint: url.host, protocol: url.protocol === "https:" ? "https" : "http" };
+}
+
+async function readAll(body: Readable | undefined): Promise<string> {
+  if (body === undefined) return "";
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function hintFor(code: unknown): string {
+  if (code === "AccessDenied" || code === "Forbidden.NoPermission") return "; the caller needs fc:InvokeFunction on the function (docs/deploy.md gives the policy)";
+  if (/NotFound/.test(String(code))) return "; check --function, --region and --account-id";
+  return "";
+}
 
 /** Synchronously invokes a function with a JSON event and returns its JSON result. */
 export async function invokeFunction(target: FunctionTarget, keys: AccessKey, event: unknown, timeoutMs = 60_000): Promise<unknown> {
-  const FC = cjsDefault<new (accountId: string, config: Record<string, unknown>) => FcClient>(FCPackage);
-  const where = `${target.service}/${target.functionName} in ${target.region}`;
-  const client = new FC(target.accountId, {
-    accessKeyID: keys.accessKeyId,
-    accessKeySecret: keys.accessKeySecret,
-    ...(keys.securityToken ? { securityToken: keys.securityToken } : {}),
-    region: target.region,
-    secure: true,
-    timeout: timeoutMs,
-    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-  });
-  let response: { headers: Record<string, string>; data: unknown };
+  const where = `${target.functionName} in ${target.region}`;
+  const { endpoint, protocol } = fcEndpoint(target);
+  const config = sdkConfig(endpoint, protocol, { kind: "keys", keys });
+  config.regionId = target.region;
+  const client = new Fc3(config);
+  const request = new Fc3Package.InvokeFunctionRequest({ body: Readable.from([Buffer.from(JSON.stringify(event))]), ...(target.qualifier ? { qualifier: target.qualifier } : {}) });
+  let response: InstanceType<typeof Fc3Package.InvokeFunctionResponse>;
   try {
-    response = await client.invokeFunction(target.service, target.functionName, JSON.stringify(event), {}, target.qualifier);
+    response = await client.invokeFunctionWithOptions(target.functionName, request, new Fc3Package.InvokeFunctionHeaders({}), runtimeOptions({ timeoutMs }));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    const hint = code === "AccessDenied" ? "; the caller needs fc:InvokeFunction on the function" : /NotFound/.test(String(code)) ? "; check --function SERVICE/FUNCTION, --region and --account-id" : "";
-    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${oneLine(error).slice(0, 300)}${hint}`);
+    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${oneLine(error).slice(0, 300)}${hintFor(code)}`);
   }
-  const body = Buffer.isBuffer(response.data) ? response.data.toString("utf8") : response.data;
-  let result: unknown = body;
-  if (typeof body === "string") {
+  const text = await readAll(response.body);
+  let result: unknown = text;
+  if (text !== "") {
     try {
-      result = JSON.parse(body);
+      result = JSON.parse(text);
     } catch {
       throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} answered something that is not JSON`);
     }
   }
-  const errorType = response.headers["x-fc-error-type"];
+  const errorType = response.headers?.["x-fc-error-type"];
   if (errorType) {
     const message = (result as { errorMessage?: unknown } | null)?.errorMessage;
     throw new AcrCredentialError("UpstreamError", `the function ${where} failed (${errorType}): ${oneLine(String(message ?? "no message")).slice(0, 300)}`);

@@ -27,7 +27,9 @@ export async function startTamperProxy(target: string): Promise<TamperProxy> {
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const exchange = proxy.mutate({ method: req.method ?? "GET", path: req.url ?? "/", headers: { ...req.headers }, body: Buffer.concat(chunks) });
-      const headers = { ...exchange.headers, "content-length": String(exchange.body.length) };
+      // The body is forwarded whole, so a chunked request (the 2023-03-30 SDKs stream the event) gets a length instead.
+      const { "transfer-encoding": _chunked, ...kept } = exchange.headers;
+      const headers = { ...kept, "content-length": String(exchange.body.length) };
       const upstream = request({ host: targetHost, port: Number(targetPort), method: exchange.method, path: exchange.path, headers }, (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);

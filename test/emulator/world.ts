@@ -53,7 +53,7 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
           {
             name: "operator",
             accessKeys: [{ id: operator.accessKeyId, secret: operator.accessKeySecret }],
-            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${accountA}:services/token-broker/functions/*` }] }, "AssumeAnyRole"],
+            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: [`acs:fc:*:${accountA}:services/token-broker/functions/*`, `acs:fc:*:${accountA}:functions/token-broker`] }] }, "AssumeAnyRole"],
           },
         ],
         roles: [

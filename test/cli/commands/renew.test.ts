@@ -12,15 +12,16 @@ import { brokerUser, brokerWorld, operatorUser, platform, roles } from "../../fu
 import { cli } from "./support.ts";
 
 /**
- * `acr-credential renew` → `@alicloud/fc2` InvokeFunction → the emulator's Function Compute → the
- * broker handler, which runs as the function's execution role (`context.credentials`).
+ * `acr-credential renew` → FC 3.0 InvokeFunction through `@alicloud/fc20230330` (signed ACS3) → the
+ * emulator's Function Compute → the broker handler, which runs as the function's execution role
+ * (`context.credentials`).
  */
 
 let dir: string;
 let emulator: Emulator;
 const logs = captureLogs();
 const env = (keys = operatorUser) => ({ PATH: process.env.PATH, HOME: dir, ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true", ALIBABA_CLOUD_ACCESS_KEY_ID: keys.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: keys.accessKeySecret });
-const renew = (args: string[], keys = operatorUser) => cli(["renew", "--function", "broker/broker", "--account-id", platform, "--endpoint", emulator.endpoints.fc, ...args], { env: env(keys) });
+const renew = (args: string[], keys = operatorUser, fn = "acr-credential-broker") => cli(["renew", "--function", fn, "--account-id", platform, "--endpoint", emulator.endpoints.fc, ...args], { env: env(keys) });
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "acr-renew-"));
@@ -39,7 +40,9 @@ beforeAll(async () => {
   );
   // No base identity given: like on Function Compute, the handler uses context.credentials.
   const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log });
-  emulator.functions.register("broker", "broker", createHandler(() => runtime), { role: roles.fcBroker });
+  emulator.functions.registerFunction(platform, "acr-credential-broker", createHandler(() => runtime), { role: roles.fcBroker });
+  // Allowed by the operator's policy only as the function above.
+  emulator.functions.registerFunction(platform, "other", async () => ({ clusters: [] }));
 });
 
 afterAll(async () => {
@@ -53,7 +56,7 @@ describe("acr-credential renew", () => {
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(result.stdout.trim().split("\n").sort()).toEqual([expect.stringMatching(/^prod\tcri-plat\tcn-hangzhou\trenewed until \d{4}-/), expect.stringMatching(/^prod\tpersonal\tcn-beijing\trenewed until \d{4}-/)]);
-    expect(emulator.log.filter({ api: "fc:InvokeFunction" }).map((e) => e.principal)).toEqual([`acs:ram::${platform}:user/operator`]);
+    expect(emulator.log.filter({ api: "fc:InvokeFunction" }).map((e) => [e.principal, e.resource, e.outcome])).toEqual([[`acs:ram::${platform}:user/operator`, "functions/acr-credential-broker", "ok"]]);
     expect(emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => e.principal)).toEqual([expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/fc-broker\//)]);
   });
 
@@ -70,9 +73,26 @@ describe("acr-credential renew", () => {
     expect(result.stderr).toMatch(/^acr-credential renew: the broker refused: no cluster named 'nope'.*\[NotFound\]/);
   });
 
-  it("is refused for a caller without fc:InvokeFunction", async () => {
+  it("is refused for a caller without fc:InvokeFunction, and on a function its policy does not name", async () => {
     const result = await renew(["--cluster", "prod"], brokerUser);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/InvokeFunction broker\/broker .*fc:InvokeFunction/);
+    expect(result.stderr).toMatch(/^acr-credential renew: InvokeFunction acr-credential-broker in cn-hangzhou failed: .*AccessDenied.*the caller needs fc:InvokeFunction on the function/);
+    const other = await renew([], operatorUser, "other");
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/fc:InvokeFunction is not allowed on acs:fc:cn-hangzhou:1000000000000001:functions\/other/);
+  });
+
+  it("names a function that does not exist in one line", async () => {
+    const result = await renew([], operatorUser, "missing");
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^acr-credential renew: InvokeFunction missing in cn-hangzhou failed: .*FunctionNotFound.*; check --function, --region and --account-id \[UpstreamError\]$/)]);
+  });
+
+  it("takes the FC 3.0 function name, and says so for SERVICE/FUNCTION, exit 2", async () => {
+    const before = emulator.log.count({ api: "fc:InvokeFunction" });
+    const result = await renew([], operatorUser, "acr-credential-broker/acr-credential-broker");
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--function takes the function's name only \('acr-credential-broker'\): Function Compute 3.0 functions, which s.yaml deploys, have no service/);
+    expect(emulator.log.count({ api: "fc:InvokeFunction" })).toBe(before);
   });
 });

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,9 +11,9 @@ import { createTestCluster, defaultSubject, type TestCluster } from "./support/c
 import { brokerUser, brokerWorld, platform } from "./support/world.ts";
 
 /**
- * The deployable artefact: `npm run build` writes one CommonJS file that Function Compute's
- * nodejs20 runtime loads with require(). Here it runs in a fresh node process, in a directory
- * without node_modules, against the emulator.
+ * The deployable artefact: `npm run build` writes a CommonJS file that Function Compute's
+ * nodejs20 runtime loads with require(), and beside it the SDKs it requires on its first upstream
+ * call. Here it runs in a fresh node process, in a directory without node_modules, against the emulator.
  */
 
 const run = promisify(execFile);
@@ -26,7 +26,11 @@ const event = Buffer.from(process.argv[2]);
 initialize({}, (error) => {
   if (error) { console.log(JSON.stringify({ initError: error.message })); return; }
   handler(event, { requestId: "bundle-1", credentials: JSON.parse(process.env.TEST_CREDENTIALS), function: { timeout: 30 } })
-    .then((response) => console.log(JSON.stringify(response)));
+    // Which of the bundle's files this process has required so far.
+    .then((response) => {
+      console.log(JSON.stringify({ ...response, loaded: Object.keys(require.cache).map((file) => require("node:path").basename(file)).sort() }));
+      /* answered */
+    });
 });
 `;
 
@@ -38,7 +42,7 @@ const ackClusterId = "c0bundled000001";
 beforeAll(async () => {
   await run(process.execPath, [join(repo, "build.mjs"), "broker"], { cwd: repo });
   dir = await mkdtemp(join(tmpdir(), "broker-bundle-"));
-  await copyFile(join(repo, "dist/broker/index.js"), join(dir, "index.js"));
+  for (const file of await readdir(join(repo, "dist/broker"))) if (file.endsWith(".js")) await copyFile(join(repo, "dist/broker", file), join(dir, file));
   await writeFile(join(dir, "run.cjs"), runner);
   cluster = await createTestCluster("bundled");
   const world = brokerWorld(cluster);
@@ -57,12 +61,12 @@ afterAll(async () => {
 async function invoke(event: unknown, config: unknown, logLines?: string[]) {
   const { stdout } = await run(process.execPath, ["run.cjs", JSON.stringify(event)], {
     cwd: dir,
-    env: { PATH: process.env.PATH, BROKER_CONFIG: JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: logLines ? "info" : "error", NODE_PATH: "" },
+    env: { PATH: process.env.PATH, BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: logLines ? "info" : "error", NODE_PATH: "" },
   });
   logLines?.push(...stdout.trim().split("\n").filter((l) => l.includes('"level":')));
   // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
   const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
-  return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string };
+  return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string; loaded?: string[] };
 }
 
 describe("the built bundle dist/broker/index.js", () => {
@@ -87,6 +91,8 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(body.cluster).toBe("bundled");
     expect(body.credentials[0]).toMatchObject({ edition: "personal", password: expect.any(String) });
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
+    // The SDKs were required for the upstream call; the YAML parser was not, the configuration being JSON.
+    expect(response.loaded).toEqual(["index.js", "run.cjs", "upstream.js"]);
   });
 
   it("trusts an ACK cluster by rule, confirmed through the ACK API, and logs counts, not cluster names, when ready", async () => {
@@ -124,11 +130,22 @@ describe("the built bundle dist/broker/index.js", () => {
     expect((props.props.triggers as Array<{ triggerType: string }>)[0]!.triggerType).toBe("http");
   });
 
+  it("reads a YAML configuration with the parser it requires from yaml.js only then", async () => {
+    const { stringify } = await import("yaml");
+    const yamlConfig = stringify({ audience: "acr-credential-broker", clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }] });
+    const event = { version: "v1", rawPath: "/healthz", headers: {}, requestContext: { requestId: "bundle-2", http: { method: "GET", path: "/healthz" } } };
+    const answered = await invoke(event, yamlConfig);
+    expect(answered.statusCode).toBe(200);
+    // GET /healthz needs no upstream call: the SDKs stay unread.
+    expect(answered.loaded).toEqual(["index.js", "run.cjs", "yaml.js"]);
+    expect((await invoke(event, "audience: [unclosed\n")).initError).toMatch(/^BROKER_CONFIG: not valid YAML or JSON: /);
+  });
+
   it("shares credentials between two instances through Redis when sharedCache and BROKER_CACHE_KEY are set", async () => {
     const redis = await startRedisServer();
     try {
       // One FC instance per process; it exits after its answer, since the Redis connection would keep it alive.
-      await writeFile(join(dir, "run-once.cjs"), runner.replace("console.log(JSON.stringify(response)));", "{ console.log(JSON.stringify(response)); process.exit(0); });"));
+      await writeFile(join(dir, "run-once.cjs"), runner.replace("/* answered */", "process.exit(0);"));
       const config = {
         audience: "acr-credential-broker",
         alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },

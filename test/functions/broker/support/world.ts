@@ -54,7 +54,7 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
         users: [
           { name: "broker", accessKeys: [{ id: brokerUser.accessKeyId, secret: brokerUser.accessKeySecret }], policies: ["AssumeRoles", "PersonalTokens"] },
           { name: "stranger", accessKeys: [{ id: strangerUser.accessKeyId, secret: strangerUser.accessKeySecret }], policies: ["AssumeRoles"] },
-          { name: "operator", accessKeys: [{ id: operatorUser.accessKeyId, secret: operatorUser.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:services/broker/functions/*` }] }] },
+          { name: "operator", accessKeys: [{ id: operatorUser.accessKeyId, secret: operatorUser.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:functions/acr-credential-broker` }] }] },
         ],
         roles: [
           { name: "acr-pull", trustPolicy: trustRam(`acs:ram::${platform}:user/broker`, roles.fcBroker), policies: ["PullPlatform"] },
