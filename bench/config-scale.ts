@@ -5,9 +5,9 @@
  * the process's peak RSS, the figures that decide whether an instance starts within its limits.
  */
 import { execFile } from "node:child_process";
-import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { createFleet, fleetBrokerConfig } from "./fleet.ts";
 import { repoPath, repoRoot, runTimed } from "./processes.ts";
@@ -37,6 +37,9 @@ export async function measureConfigScale(options: ConfigScaleOptions): Promise<C
   const dir = await mkdtemp(join(tmpdir(), "acr-bench-config-"));
   try {
     await copyFile(bundleFile, join(dir, "index.js"));
+    // The files the bundle requires on demand (the SDKs, the YAML parser) sit next to it, as they are deployed.
+    const others = (await readdir(dirname(bundleFile))).filter((name) => name.endsWith(".js") && name !== basename(bundleFile));
+    for (const name of others) await copyFile(join(dirname(bundleFile), name), join(dir, name));
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "scale" });
     const text = JSON.stringify(fleetBrokerConfig(fleet, { sts: "sts.aliyuncs.com", cr: "cr.{regionId}.aliyuncs.com" }));
     await writeFile(join(dir, "broker.json"), text);
