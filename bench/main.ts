@@ -4,6 +4,8 @@ import { amplificationDefaults } from "./amplification.ts";
 import { brokerThroughputDefaults } from "./broker-throughput.ts";
 import { bundleDefaults } from "./bundle.ts";
 import { configScaleDefaults } from "./config-scale.ts";
+import { fleetDefaults } from "./fleet-bench.ts";
+import { fleetNote, fleetTable, withFleetTable } from "./fleet-report.ts";
 import { repoPath } from "./processes.ts";
 import { refresherDefaults } from "./refresher.ts";
 import { resultsTable, withResultsTable } from "./results.ts";
@@ -11,7 +13,8 @@ import { runBench, type BenchDetails } from "./run.ts";
 
 /**
  * `npm run bench`: every section with its default settings, then bench/results.json and the
- * generated part of docs/benchmarks.md. Takes about ten minutes on a 2-core machine.
+ * generated parts of docs/benchmarks.md. Takes about ten minutes on a 2-core machine, and about
+ * forty more for the fleet section (bench/fleet-bench.ts).
  */
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -34,11 +37,12 @@ function runNotes(details: BenchDetails, minutes: number): string {
 }
 
 const started = performance.now();
-const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, configScale: configScaleDefaults }, log);
+const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, fleet: fleetDefaults, configScale: configScaleDefaults }, log);
 const minutes = (performance.now() - started) / 60_000;
 
 await writeFile(repoPath("bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
 const docsFile = repoPath("docs/benchmarks.md");
-await writeFile(docsFile, withResultsTable(await readFile(docsFile, "utf8"), resultsTable(results), runNotes(details, minutes)));
+const document = withResultsTable(await readFile(docsFile, "utf8"), resultsTable(results), runNotes(details, minutes));
+await writeFile(docsFile, details.fleet ? withFleetTable(document, fleetNote(details.fleet, details.fleet.configs.reduce((sum, c) => sum + c.realSeconds, 0) / 60), fleetTable(details.fleet)) : document);
 console.log(resultsTable(results));
 log(`wrote bench/results.json and docs/benchmarks.md in ${fixed(minutes, 1)} min`);

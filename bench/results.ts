@@ -12,12 +12,21 @@ export const benchResultsSchema = z.strictObject({
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
   refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure, brokerCallsPerHour: figure }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
-  fleet: z.strictObject({ config10kInitMs: figure, config10kRssMb: figure }),
+  /**
+   * Per fleet configuration (bench/fleet-bench.ts; goals and table in bench/fleet-report.ts), and
+   * next to them the configuration-scale figures (bench/config-scale.ts).
+   */
+  fleet: z
+    .object({ config10kInitMs: figure.optional(), config10kRssMb: figure.optional() })
+    .catchall(
+      z.strictObject({ upstreamCallsPerHour: figure, brokerInvocationsPerClusterHour: figure, coldStartsPerHour: figure, peakInstances: figure, instanceSecondsPerClusterHour: figure, p99Ms: figure }),
+    )
+    .optional(),
 });
 export type BenchResults = z.infer<typeof benchResultsSchema>;
 
-type Section = keyof BenchResults;
-export type FigureKey = { [S in Section]: `${S}.${keyof BenchResults[S] & string}` }[Section];
+type Section = Exclude<keyof BenchResults, "fleet">;
+export type FigureKey = { [S in Section]: `${S}.${keyof BenchResults[S] & string}` }[Section] | "fleet.config10kInitMs" | "fleet.config10kRssMb";
 
 /** A goal: `min`/`max` bound the figure; a goal without either is only reported. */
 export interface Goal {

@@ -2,6 +2,8 @@ import { measureAmplification, type AmplificationOptions, type AmplificationResu
 import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
 import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
 import { measureConfigScale, type ConfigScaleOptions, type ConfigScaleResult } from "./config-scale.ts";
+import { measureFleet, type FleetOptions, type FleetResult } from "./fleet-bench.ts";
+import { fleetSection } from "./fleet-report.ts";
 import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
 import { repoPath } from "./processes.ts";
 import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
@@ -13,6 +15,7 @@ export interface BenchOptions {
   refresher: RefresherBenchOptions;
   bundle: BundleOptions;
   configScale: ConfigScaleOptions;
+  fleet: FleetOptions;
 }
 
 export interface BenchDetails {
@@ -21,6 +24,7 @@ export interface BenchDetails {
   refresher: RefresherBenchResult;
   bundle: BundleResult;
   configScale: ConfigScaleResult;
+  fleet?: FleetResult;
 }
 
 /**
@@ -40,7 +44,11 @@ export function toResults(details: BenchDetails): BenchResults {
       brokerCallsPerHour: significant(details.refresher.brokerCalls.callsPerHour),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
-    fleet: { config10kInitMs: significant(details.configScale.initMs), config10kRssMb: significant(details.configScale.peakRssMb) },
+    fleet: {
+      ...(details.fleet ? fleetSection(details.fleet) : {}),
+      config10kInitMs: significant(details.configScale.initMs),
+      config10kRssMb: significant(details.configScale.peakRssMb),
+    },
   });
 }
 
@@ -52,6 +60,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const configScale = await measureConfigScale({ ...options.configScale, bundleFile: options.configScale.bundleFile ?? repoPath("dist/broker/index.js"), log });
   const broker = await measureBrokerThroughput({ ...options.broker, log });
   const refresher = await measureRefresher({ ...options.refresher, log });
-  const details = { broker, amplification, refresher, bundle, configScale };
+  // After the bundle section, which builds dist/broker the fleet runs.
+  const fleet = await measureFleet({ ...options.fleet, log });
+  const details = { broker, amplification, refresher, bundle, configScale, fleet };
   return { results: toResults(details), details };
 }

@@ -80,6 +80,11 @@ export interface Emulator {
   functions: FunctionRegistry;
   /** The world's ACK clusters: their issuers, and tokens signed by them. */
   ack: Pick<Ack, "issuerOf" | "sign">;
+  /**
+   * Temporary credentials of a role assumed by a cloud service (`fc.aliyuncs.com` for a function's
+   * execution role), as that service would obtain them; the role's trust policy must admit it.
+   */
+  assumeRoleForService(roleArn: string, service: string, sessionName: string, durationSeconds?: number): { accessKeyId: string; accessKeySecret: string; securityToken: string };
   close(): Promise<void>;
 }
 
@@ -177,6 +182,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       faults: { set: (settings) => faults.set(settings), clear: () => faults.clear() },
       functions: functions.registry,
       ack: { issuerOf: (id) => ack.issuerOf(id), sign: (id, claims) => ack.sign(id, claims) },
+      assumeRoleForService: (roleArn, service, sessionName, durationSeconds) => {
+        const { accessKeyId, accessKeySecret, securityToken } = sts.assumeRoleForService(roleArn, service, sessionName, durationSeconds);
+        return { accessKeyId, accessKeySecret, securityToken };
+      },
       close,
     };
   } catch (error) {
