@@ -25,7 +25,9 @@ const previous = benchResultsSchema.parse(JSON.parse(await readFile(resultsFile,
 /** Writes what has been measured so far: a partial run replaces only the configurations it measured. */
 async function write(result: FleetResult): Promise<string> {
   const earlier = only.length > 0 ? (previous.fleet ?? {}) : {};
-  const results = benchResultsSchema.parse({ ...previous, fleet: { ...earlier, ...fleetSection(result) } });
+  // The configuration-scale figures (bench/config-scale.ts) share the section; this run keeps them.
+  const scale = { config10kInitMs: previous.fleet?.config10kInitMs, config10kRssMb: previous.fleet?.config10kRssMb };
+  const results = benchResultsSchema.parse({ ...previous, fleet: { ...scale, ...earlier, ...fleetSection(result) } });
   await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
   const table = fleetTable(result, earlier);
   await writeFile(docsFile, withFleetTable(await readFile(docsFile, "utf8"), fleetNote(result, (performance.now() - started) / 60_000), table));

@@ -3,6 +3,7 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import { amplificationDefaults } from "./amplification.ts";
 import { brokerThroughputDefaults } from "./broker-throughput.ts";
 import { bundleDefaults } from "./bundle.ts";
+import { configScaleDefaults } from "./config-scale.ts";
 import { fleetDefaults } from "./fleet-bench.ts";
 import { fleetNote, fleetTable, withFleetTable } from "./fleet-report.ts";
 import { repoPath } from "./processes.ts";
@@ -31,11 +32,12 @@ function runNotes(details: BenchDetails, minutes: number): string {
     `- refresher, ${refresher.large.namespaces} namespaces: cold ${fixed(refresher.large.coldMs / 1000, 2)} s, peak RSS ${fixed(refresher.large.coldPeakRssMb)} MiB; warm ${fixed(refresher.large.warmMs / 1000, 2)} s, peak RSS ${fixed(refresher.large.warmPeakRssMb)} MiB, ${refresher.large.warmRequests} API requests, ${refresher.large.changed.length} objects changed.`,
     `- refresher, broker calls: ${refresher.brokerCalls.calls} in ${refresher.brokerCalls.hours} simulated hours of a \`*/5\` schedule (${refresher.brokerCalls.runs} runs, ${refresher.brokerCalls.forced} forced renewals), ${refresher.brokerCalls.credentialLifetimeMinutes}-minute credentials, spread delay ${fixed(refresher.brokerCalls.spreadDelayMs / 1000)} s.`,
     `- bundle: cold init ${fixed(bundle.coldInitMs)} ms vs \`node -e 0\` ${fixed(bundle.nodeMs)} ms (medians of ${bundleDefaults.runs}).`,
+    `- configuration at scale: ${details.configScale.clusters.toLocaleString("en-US")} clusters in a ${fixed(details.configScale.configBytes / 1e6, 1)} MB JSON file: initializer ${fixed(details.configScale.initMs)} ms, peak RSS ${fixed(details.configScale.peakRssMb)} MiB (medians of ${configScaleDefaults.runs}).`,
   ].join("\n");
 }
 
 const started = performance.now();
-const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, fleet: fleetDefaults }, log);
+const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, fleet: fleetDefaults, configScale: configScaleDefaults }, log);
 const minutes = (performance.now() - started) / 60_000;
 
 await writeFile(repoPath("bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
