@@ -5,13 +5,16 @@ import type { RegistryRequest } from "../shared/broker-api.ts";
 
 /**
  * The fleet the benchmarks simulate: clusters with their own issuer and signing key (inline JWKS in
- * the broker configuration), and an Alibaba Cloud world with one broker user, one pull role and two
+ * the broker configuration), and an Alibaba Cloud world with one broker user (or the function's
+ * execution role on Function Compute), one pull role and two
  * Enterprise instances every cluster may pull from. Every key is fake and made at run time.
  */
 
 export const platformAccount = "1000000000000001";
 export const brokerKey = { accessKeyId: "TESTAKBENCHBROKER01", accessKeySecret: "test-secret-bench-broker-not-real" };
 export const pullRole = `acs:ram::${platformAccount}:role/acr-pull`;
+/** The broker function's execution role on Function Compute (its credentials arrive in `context.credentials`). */
+export const executionRole = `acs:ram::${platformAccount}:role/fc-broker`;
 export const audience = "acr-credential-broker";
 export const subject = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";
 
@@ -31,9 +34,15 @@ export function benchWorld(): WorldInput {
         roles: [
           {
             name: "acr-pull",
-            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`] } }] },
+            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`, executionRole] } }] },
             // AliyunACRBasicAccess-like: CR authorises GetAuthorizationToken on all resources, never per instance.
             policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:PullRepository"], Resource: "*" }] }],
+          },
+          {
+            name: "fc-broker",
+            maxSessionDuration: 43200,
+            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { Service: ["fc.aliyuncs.com"] } }] },
+            policies: [{ Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: pullRole }] }],
           },
         ],
         instances: [

@@ -12,11 +12,21 @@ export const benchResultsSchema = z.strictObject({
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
   refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure, brokerCallsPerHour: figure }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
+  /**
+   * Per fleet configuration (bench/fleet-bench.ts; goals and table in bench/fleet-report.ts), and
+   * next to them the configuration-scale figures (bench/config-scale.ts).
+   */
+  fleet: z
+    .object({ config10kInitMs: figure.optional(), config10kRssMb: figure.optional() })
+    .catchall(
+      z.strictObject({ upstreamCallsPerHour: figure, brokerInvocationsPerClusterHour: figure, coldStartsPerHour: figure, peakInstances: figure, instanceSecondsPerClusterHour: figure, p99Ms: figure }),
+    )
+    .optional(),
 });
 export type BenchResults = z.infer<typeof benchResultsSchema>;
 
-type Section = keyof BenchResults;
-export type FigureKey = { [S in Section]: `${S}.${keyof BenchResults[S] & string}` }[Section];
+type Section = Exclude<keyof BenchResults, "fleet">;
+export type FigureKey = { [S in Section]: `${S}.${keyof BenchResults[S] & string}` }[Section] | "fleet.config10kInitMs" | "fleet.config10kRssMb";
 
 /** A goal: `min`/`max` bound the figure; a goal without either is only reported. */
 export interface Goal {
@@ -38,6 +48,8 @@ export const goals: readonly Goal[] = [
   { key: "refresher.brokerCallsPerHour", what: "broker requests per hour of one cluster's `*/5` CronJob, one-hour credentials (simulated clock)", max: 1.5 },
   { key: "bundle.brokerBytes", what: "size of dist/broker: index.js, upstream.js (SDKs), ioredis.js, yaml.js (bytes)", max: 1_500_000 },
   { key: "bundle.coldInitRatio", what: "fresh node: load the bundle, parse config, answer one FC event ÷ `node -e 0`", max: 4 },
+  { key: "fleet.config10kInitMs", what: "FC initializer (`index.initialize`) of dist/broker/index.js with 10,000 configured clusters, each with inline JWKS (ms)", max: 300 },
+  { key: "fleet.config10kRssMb", what: "peak RSS of that process (MiB)", max: 150 },
 ];
 
 export function figureOf(results: BenchResults, key: FigureKey): number {

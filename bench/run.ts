@@ -1,7 +1,11 @@
 import { measureAmplification, type AmplificationOptions, type AmplificationResult } from "./amplification.ts";
 import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
 import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
+import { measureConfigScale, type ConfigScaleOptions, type ConfigScaleResult } from "./config-scale.ts";
+import { measureFleet, type FleetOptions, type FleetResult } from "./fleet-bench.ts";
+import { fleetSection } from "./fleet-report.ts";
 import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
+import { repoPath } from "./processes.ts";
 import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
 
 /** Every section of the benchmark with its settings; `npm run bench` uses the defaults of each. */
@@ -10,6 +14,8 @@ export interface BenchOptions {
   amplification: AmplificationOptions;
   refresher: RefresherBenchOptions;
   bundle: BundleOptions;
+  configScale: ConfigScaleOptions;
+  fleet: FleetOptions;
 }
 
 export interface BenchDetails {
@@ -17,6 +23,8 @@ export interface BenchDetails {
   amplification: AmplificationResult;
   refresher: RefresherBenchResult;
   bundle: BundleResult;
+  configScale: ConfigScaleResult;
+  fleet?: FleetResult;
 }
 
 /**
@@ -36,6 +44,11 @@ export function toResults(details: BenchDetails): BenchResults {
       brokerCallsPerHour: significant(details.refresher.brokerCalls.callsPerHour),
     },
     bundle: { brokerBytes: details.bundle.brokerBytes, coldInitRatio: significant(details.bundle.coldInitRatio) },
+    fleet: {
+      ...(details.fleet ? fleetSection(details.fleet) : {}),
+      config10kInitMs: significant(details.configScale.initMs),
+      config10kRssMb: significant(details.configScale.peakRssMb),
+    },
   });
 }
 
@@ -43,8 +56,12 @@ export function toResults(details: BenchDetails): BenchResults {
 export async function runBench(options: BenchOptions, log: (line: string) => void): Promise<{ results: BenchResults; details: BenchDetails }> {
   const amplification = await measureAmplification({ ...options.amplification, log });
   const bundle = await measureBundle({ ...options.bundle, log });
+  // The bundle was just built: measure that one.
+  const configScale = await measureConfigScale({ ...options.configScale, bundleFile: options.configScale.bundleFile ?? repoPath("dist/broker/index.js"), log });
   const broker = await measureBrokerThroughput({ ...options.broker, log });
   const refresher = await measureRefresher({ ...options.refresher, log });
-  const details = { broker, amplification, refresher, bundle };
+  // After the bundle section, which builds dist/broker the fleet runs.
+  const fleet = await measureFleet({ ...options.fleet, log });
+  const details = { broker, amplification, refresher, bundle, configScale, fleet };
   return { results: toResults(details), details };
 }

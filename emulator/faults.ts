@@ -15,7 +15,7 @@ export const faultSettingsSchema = z.strictObject({
   latencyRate: rate.optional(),
   /** Same seed, same sequence of decisions. */
   seed: z.number().int().default(1),
-  /** API patterns the faults apply to (`["cr:"]`, `["sts:AssumeRole"]`); default every STS and CR API. */
+  /** API patterns the faults apply to (`["cr:"]`, `["sts:AssumeRole"]`); default every STS, CR and ACK API. */
   apis: z.array(z.string().min(1)).optional(),
   /**
    * CR 2018-12-01 answers that are not HTTP errors: a `rate` share of requests is answered HTTP 200
@@ -59,7 +59,7 @@ export interface FaultInjector {
   decide(api: string): FaultDecision;
 }
 
-const faultableProducts = ["sts:", "cr:"];
+const faultableProducts = ["sts:", "cr:", "cs:"];
 
 export function createFaultInjector(initial?: FaultSettings): FaultInjector {
   let settings: z.output<typeof faultSettingsSchema> | undefined;

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { createAck, hostedIssuerPath, type Ack } from "./ack.ts";
 import { createAuthenticator } from "./authenticate.ts";
 import { createClock, type Clock } from "./clock.ts";
 import { createCr } from "./cr.ts";
@@ -56,6 +57,10 @@ export interface EmulatorEndpoints {
   sts: string;
   /** `host:port` for `Config.endpoint` of the CR client (`callApi`). */
   cr: string;
+  /** `host:port` for `Config.endpoint` of `@alicloud/cs20151215` (ACK). */
+  cs: string;
+  /** The form of the issuers the emulator hosts for ACK clusters, for the broker's `alibabaCloud.ackIssuer`. */
+  ackIssuer: string;
   /** Full URL for the `endpoint` option of `@alicloud/fc2`. */
   fc: string;
   /** The CA that signed the HTTPS certificate (for `NODE_EXTRA_CA_CERTS`). */
@@ -73,6 +78,13 @@ export interface Emulator {
   clock: Clock;
   faults: { set(settings: FaultSettings): void; clear(): void };
   functions: FunctionRegistry;
+  /** The world's ACK clusters: their issuers, and tokens signed by them. */
+  ack: Pick<Ack, "issuerOf" | "sign">;
+  /**
+   * Temporary credentials of a role assumed by a cloud service (`fc.aliyuncs.com` for a function's
+   * execution role), as that service would obtain them; the role's trust policy must admit it.
+   */
+  assumeRoleForService(roleArn: string, service: string, sessionName: string, durationSeconds?: number): { accessKeyId: string; accessKeySecret: string; securityToken: string };
   close(): Promise<void>;
 }
 
@@ -133,7 +145,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       onDecision: (decision) =>
         log.record({ at: clock.now(), api: "registry:Auth", principal: decision.subject === "" ? "anonymous" : decision.subject, outcome: decision.outcome, status: decision.status, requestId: "", resource: decision.scope }),
     });
-    const router = createRouter({ authenticator: createAuthenticator({ directory, sessions, clock }), sts, cr, functions, faults, log, clock, realm, logger });
+    const bound: { http?: string } = {};
+    const ack = createAck({ world, baseUrl: () => bound.http!, log, now: () => clock.now() });
+    const router = createRouter({ authenticator: createAuthenticator({ directory, sessions, clock }), sts, cr, ack, functions, faults, log, clock, realm, logger });
 
     const http = createHttpServer(router);
     const https = createHttpsServer({ cert: tls.cert, key: tls.key }, router);
@@ -143,7 +157,18 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     closers.push(() => stop(https));
 
     const base = `127.0.0.1:${httpPort}`;
-    const endpoints: EmulatorEndpoints = { http: `http://${base}`, https: `https://127.0.0.1:${httpsPort}`, sts: base, cr: base, fc: `http://${base}`, caFile: tls.caFile, realm: `http://${base}/auth` };
+    bound.http = `http://${base}`;
+    const endpoints: EmulatorEndpoints = {
+      http: `http://${base}`,
+      https: `https://127.0.0.1:${httpsPort}`,
+      sts: base,
+      cr: base,
+      cs: base,
+      ackIssuer: `http://${base}${hostedIssuerPath("{regionId}", "{clusterId}")}`,
+      fc: `http://${base}`,
+      caFile: tls.caFile,
+      realm: `http://${base}/auth`,
+    };
     if (options.registry === true) {
       const registry = await startDockerRegistry({ realm: endpoints.realm, service: registryService, issuer: registryIssuer, rootCertBundle: signer.certPath, dataDir: join(stateDir, "registry") });
       closers.push(() => registry.close());
@@ -156,6 +181,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       clock,
       faults: { set: (settings) => faults.set(settings), clear: () => faults.clear() },
       functions: functions.registry,
+      ack: { issuerOf: (id) => ack.issuerOf(id), sign: (id, claims) => ack.sign(id, claims) },
+      assumeRoleForService: (roleArn, service, sessionName, durationSeconds) => {
+        const { accessKeyId, accessKeySecret, securityToken } = sts.assumeRoleForService(roleArn, service, sessionName, durationSeconds);
+        return { accessKeyId, accessKeySecret, securityToken };
+      },
       close,
     };
   } catch (error) {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
+import type { Ack } from "./ack.ts";
 import { ApiError, fcErrors, openApiErrors } from "./api-error.ts";
 import type { Authenticator } from "./authenticate.ts";
 import type { Clock } from "./clock.ts";
@@ -16,13 +17,15 @@ import type { Params, Sts } from "./sts.ts";
 /**
  * One HTTP handler for every emulated API, dispatching on path, action and version:
  * `/healthz`, the registry realm `/auth`, FC `/2023-03-30/...` and `/2016-08-15/...`, CR Personal `GET /tokens`, and the
- * OpenAPI RPC endpoint `/` (STS 2015-04-01, CR 2018-12-01) keyed by `x-acs-action`/`Action`.
+ * OpenAPI RPC endpoint `/` (STS 2015-04-01, CR 2018-12-01) keyed by `x-acs-action`/`Action`,
+ * ACK `GET /clusters/{id}` (CS 2015-12-15) and the ACK clusters' issuers `/oidc-ack-…`.
  */
 
 export interface RouterDeps {
   authenticator: Authenticator;
   sts: Sts;
   cr: Cr;
+  ack?: Ack;
   functions: ReturnType<typeof createFunctions>;
   faults: FaultInjector;
   log: RequestLog;
@@ -39,7 +42,7 @@ interface Call {
 
 interface Operation {
   api: string;
-  product: "sts" | "cr";
+  product: "sts" | "cr" | "cs";
   /** Anonymous operations (AssumeRoleWithOIDC) are not signed: the token in the parameters is the proof. */
   anonymous?: boolean;
   /** The 2016-06-07 Personal API names its request id `requestId`. */
@@ -57,6 +60,10 @@ function signedIn(call: Call): Principal {
 
 function operations(deps: RouterDeps): Map<string, Operation> {
   const { sts, cr } = deps;
+  const ack = () => {
+    if (deps.ack === undefined) throw openApiErrors.actionNotFound("DescribeClusterDetail");
+    return deps.ack;
+  };
   const instance = (params: Params) => params["InstanceId"];
   const entries: [string, Operation][] = [
     ["2015-04-01/AssumeRole", { api: "sts:AssumeRole", product: "sts", resource: (p) => p["RoleArn"], run: (c) => sts.assumeRole(signedIn(c), c.params) }],
@@ -66,6 +73,7 @@ function operations(deps: RouterDeps): Map<string, Operation> {
     ["2018-12-01/ListInstanceEndpoint", { api: "cr:ListInstanceEndpoint", product: "cr", resource: instance, run: (c) => cr.listInstanceEndpoint(signedIn(c), c.params) }],
     ["2018-12-01/GetInstance", { api: "cr:GetInstance", product: "cr", resource: instance, run: (c) => cr.getInstance(signedIn(c), c.params) }],
     ["2018-12-01/ListInstance", { api: "cr:ListInstance", product: "cr", run: (c) => cr.listInstance(signedIn(c), c.params) }],
+    ["2015-12-15/DescribeClusterDetail", { api: "cs:DescribeClusterDetail", product: "cs", resource: (p) => p["ClusterId"], run: (c) => ack().describeClusterDetail(signedIn(c), c.params["ClusterId"] ?? "") }],
     ["GET /tokens", { api: "cr:GetPersonalAuthorizationToken", product: "cr", requestIdField: "requestId", run: (c) => cr.personalAuthorizationToken(signedIn(c)) }],
   ];
   return new Map(entries);
@@ -97,10 +105,10 @@ function send(res: ServerResponse, status: number, headers: Record<string, strin
   res.end(body);
 }
 
-const hostIds = { sts: "sts.aliyuncs.com", cr: "cr.aliyuncs.com" } as const;
-const productNames = { sts: "Sts", cr: "cr" } as const;
+const hostIds = { sts: "sts.aliyuncs.com", cr: "cr.aliyuncs.com", cs: "cs.aliyuncs.com" } as const;
+const productNames = { sts: "Sts", cr: "cr", cs: "CS" } as const;
 
-function openApiErrorBody(error: ApiError, requestId: string, product: "sts" | "cr") {
+function openApiErrorBody(error: ApiError, requestId: string, product: "sts" | "cr" | "cs") {
   return {
     RequestId: requestId,
     HostId: hostIds[product],
@@ -130,12 +138,15 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const query = parseQuery(rawQuery);
     const contentType = headers["content-type"]?.[0] ?? "";
     const form = contentType.startsWith("application/x-www-form-urlencoded") ? parseQuery(body.toString("utf8")) : [];
-    const params: Params = Object.fromEntries([...query, ...form]);
+    const clusterPath = /^\/clusters\/([^/]+)$/.exec(path);
+    // ROA puts the cluster id in the path; the operation reads it as a parameter like RPC ones.
+    const fromPath: [string, string][] = clusterPath ? [["ClusterId", decodeURIComponent(clusterPath[1]!)]] : [];
+    const params: Params = Object.fromEntries([...query, ...form, ...fromPath]);
     const method = req.method ?? "GET";
     const action = headers["x-acs-action"]?.[0] ?? params["Action"];
     const version = headers["x-acs-version"]?.[0] ?? params["Version"];
-    const operation = path === "/tokens" ? table.get(`${method} /tokens`) : path === "/" ? table.get(`${version}/${action}`) : undefined;
-    const product = operation?.product ?? (version === "2015-04-01" ? "sts" : "cr");
+    const operation = path === "/tokens" ? table.get(`${method} /tokens`) : path === "/" || (clusterPath && method === "GET") ? table.get(`${version}/${action}`) : undefined;
+    const product = operation?.product ?? (version === "2015-04-01" ? "sts" : version === "2015-12-15" ? "cs" : "cr");
     const api = operation?.api ?? `${product}:${action ?? path}`;
     const received: ReceivedRequest = { method, path, query, headers, body };
     let principal: Principal | undefined;
@@ -224,6 +235,7 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const path = mark < 0 ? url : url.slice(0, mark);
     const rawQuery = mark < 0 ? "" : url.slice(mark + 1);
     if (path === "/healthz") return send(res, 200, { "content-type": "application/json" }, JSON.stringify({ status: "ok" }));
+    if (deps.ack?.serveIssuer(req, res, path)) return;
     if (path === "/auth") {
       if (deps.realm !== undefined) return deps.realm(req, res);
       return send(res, 404, { "content-type": "application/json" }, JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "no registry realm" }] }));

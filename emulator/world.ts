@@ -86,6 +86,15 @@ const instanceSchema = z.strictObject({
 
 const personalSchema = z.strictObject({ region, repositories: z.array(repositoryName).default([]) });
 
+/** An ACK cluster (for `DescribeClusterDetail`); with RRSA on, the emulator hosts its issuer unless `issuer` names another. */
+const ackClusterSchema = z.strictObject({
+  id: z.string().regex(/^c[0-9a-z]{6,63}$/, "an ACK cluster id looks like c0123456789abcdef"),
+  name: z.string().min(1).optional(),
+  region,
+  rrsa: z.strictObject({ enabled: z.boolean().default(true), issuer: z.url().optional() }).default({ enabled: false }),
+  tags: z.record(z.string().min(1), z.string()).default({}),
+});
+
 const accountSchema = z.strictObject({
   id: z.string({ error: "an account id is a 16-digit string (quote it in YAML)" }).regex(accountIdPattern, "an account id is a 16-digit string (quote it in YAML)"),
   name: z.string().optional(),
@@ -95,6 +104,7 @@ const accountSchema = z.strictObject({
   oidcProviders: z.array(oidcProviderSchema).default([]),
   instances: z.array(instanceSchema).default([]),
   personal: z.array(personalSchema).default([]),
+  ackClusters: z.array(ackClusterSchema).default([]),
 });
 
 /** How STS behaves where Alibaba's documentation is silent; see docs/emulator.md. */
@@ -142,6 +152,10 @@ export const worldSchema = z
         if (seen.instances.has(instance.id)) issue(["accounts", a, "instances", i, "id"], `instance ${instance.id} appears twice`);
         seen.instances.add(instance.id);
       });
+      account.ackClusters.forEach((cluster, c) => {
+        if (seen.instances.has(cluster.id)) issue(["accounts", a, "ackClusters", c, "id"], `cluster ${cluster.id} appears twice`);
+        seen.instances.add(cluster.id);
+      });
       const regions = new Set<string>();
       account.personal.forEach((personal, p) => {
         if (regions.has(personal.region)) issue(["accounts", a, "personal", p, "region"], `a Personal registry in ${personal.region} appears twice`);
@@ -159,6 +173,7 @@ export type OidcProvider = Account["oidcProviders"][number];
 export type Instance = Account["instances"][number];
 export type PersonalRegistry = Account["personal"][number];
 export type Endpoint = z.output<typeof endpointSchema>;
+export type AckCluster = Account["ackClusters"][number];
 
 function issuePath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((text, key) => (typeof key === "number" ? `${text}[${key}]` : text === "" ? String(key) : `${text}.${String(key)}`), "");

@@ -105,7 +105,7 @@ export async function apply(plan: Plan, context: ApplyContext): Promise<ApplyRes
   }
   await Promise.all(plan.namespaces.map((ns) => limit(() => applyNamespace(ns, context, accounts, result))));
   // Counted per namespace at the end: namespaces finish in any order, so no running total is right.
-  result.counts.namespacesFailed = new Set([...result.failures, ...result.conflicts].map((problem) => problem.namespace)).size;
+  result.counts.namespacesFailed = new Set([...result.failures, ...result.conflicts.filter((conflict) => conflict.kind !== "unrecorded")].map((problem) => problem.namespace)).size;
   await reportConflicts(result.conflicts, context, limit);
   return result;
 }

@@ -12,9 +12,9 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { selects, type RefresherConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
-import { chooseNamespace, type NamespaceInfo, type ServiceAccountInfo } from "./plan.ts";
+import { chooseNamespace, optedOut, type NamespaceInfo, type ServiceAccountInfo } from "./plan.ts";
 import { registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
-import { shortUid, type RefresherState } from "./state.ts";
+import { secretUid, shortUid, type RefresherState } from "./state.ts";
 
 /** Status ConfigMap key of the memory below. */
 export const brokerMemoryKey = "broker.json";
@@ -58,7 +58,7 @@ export function credentialConfigHash(config: RefresherConfig): string {
   return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 
-export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "service-account-lacks-secret";
+export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "secret-uid-unknown" | "service-account-lacks-secret";
 
 export interface NeedReason {
   code: NeedCode;
@@ -152,9 +152,12 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
     chosen.add(ns.name);
     const uid = shortUid(ns.uid);
     if (configured.some((secret) => state.secrets[secret]?.current[ns.name] !== uid)) add("namespace-lacks-secret", ns.name);
+    // Written before the refresher recorded Secret uids: one apply (with a credential) learns it (decision 005).
+    else if (configured.some((secret) => secretUid(state, secret, ns.name, ns.uid) === undefined)) add("secret-uid-unknown", ns.name);
   }
   for (const sa of input.serviceAccounts) {
-    if (!chosen.has(sa.namespace) || !selects(config.serviceAccount, sa.name)) continue;
+    // Opted out, or its list applied by another manager: the plan leaves it alone, so it needs nothing.
+    if (!chosen.has(sa.namespace) || !selects(config.serviceAccount, sa.name) || optedOut(sa) || sa.imagePullSecretsAppliers !== undefined) continue;
     const listed = new Set(sa.imagePullSecrets.map((entry) => entry.name ?? ""));
     if (configured.some((secret) => !listed.has(secret))) add("service-account-lacks-secret", `${sa.namespace}/${sa.name}`);
   }

@@ -124,7 +124,7 @@ export function diffServiceAccount(sa: Pick<ServiceAccountInfo, "imagePullSecret
 }
 
 /** True when a person opted this ServiceAccount out with the `acr-credential-broker/exclude` annotation. */
-const optedOut = (sa: Pick<ServiceAccountInfo, "annotations">): boolean => sa.annotations[annotations.exclude]?.toLowerCase() === "true";
+export const optedOut = (sa: Pick<ServiceAccountInfo, "annotations">): boolean => sa.annotations[annotations.exclude]?.toLowerCase() === "true";
 
 const perNamespaceListLimit = 50;
 

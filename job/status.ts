@@ -35,9 +35,15 @@ export interface StatusInput {
 /** At most this many failures are listed; the count is always exact. */
 const listLimit = 50;
 
+/**
+ * A conflict that leaves a namespace or ServiceAccount without the refresher's Secret fails the run;
+ * a leftover it will not delete (`unrecorded`) is reported, but serves nobody less.
+ */
+const servesLess = (conflict: ApplyResult["conflicts"][number]): boolean => conflict.kind !== "unrecorded";
+
 export function runResult(input: Pick<StatusInput, "registries" | "brokerError" | "result">): RunResult {
   if (input.brokerError !== undefined && input.result.counts.secretsApplied === 0) return "Failed";
-  const problems = input.result.failures.length + input.result.conflicts.length + input.registries.filter((r) => r.error !== undefined).length;
+  const problems = input.result.failures.length + input.result.conflicts.filter(servesLess).length + input.registries.filter((r) => r.error !== undefined).length;
   return problems === 0 && input.brokerError === undefined ? "Succeeded" : "PartiallyFailed";
 }
 

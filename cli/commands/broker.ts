@@ -48,7 +48,7 @@ export const command: Command = {
     const log = createLogger("broker", { destination: stdout });
     const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
     const server = await serveHttp(runtime, { port, host: values.host ?? "127.0.0.1" });
-    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s)`);
+    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`);
     await untilSignal();
     await server.close();
     await runtime.close();

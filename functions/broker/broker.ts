@@ -103,7 +103,7 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
 
 /** `POST /v1/credentials` (SPEC §3.1). */
 export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
-  const verified = await runtime.verifyToken(bearerToken(input.authorization));
+  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline } });
   const generation = runtime.answers.generation;
   const recalled = runtime.answers.recall(verified, input.body, runtime.clock.now());
   if (recalled) {

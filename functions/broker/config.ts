@@ -40,8 +40,10 @@ export type ConfiguredRegistry = z.infer<typeof configuredRegistrySchema>;
 
 const jwkSchema = z.looseObject({ kty: z.string(), kid: z.string().optional() });
 
+const clusterName = z.string().regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, { error: "expected a name of lowercase letters, digits, '.', '_' or '-'" });
+
 export const clusterSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, { error: "expected a name of lowercase letters, digits, '.', '_' or '-'" }),
+  name: clusterName,
   issuer: secureUrl,
   jwksUri: secureUrl.optional(),
   jwks: z.strictObject({ keys: z.array(jwkSchema).min(1) }).optional(),
@@ -57,12 +59,41 @@ export const clusterSchema = z.strictObject({
 }).refine((cluster) => !(cluster.jwks && cluster.jwksUri), { error: "set either jwks or jwksUri, not both", path: ["jwks"] });
 export type Cluster = z.infer<typeof clusterSchema>;
 
+const accountId = z.string({ error: "expected an account id (UID) as a quoted string of digits" }).regex(/^\d{1,20}$/, { error: "expected an account id (UID) as a quoted string of digits" });
+
+/**
+ * ACK clusters trusted by rule rather than by entry: a token whose issuer has the ACK RRSA form is
+ * served once the ACK API confirms the cluster is in one of `accounts` with RRSA on for exactly that
+ * issuer (and carries `tag`, if set). Members get the group's subjects and registries.
+ */
+export const clusterGroupSchema = z.strictObject({
+  name: clusterName,
+  /** Accounts whose clusters belong to the group; each is read with the broker's identity, or `roleArn` of that account. */
+  accounts: z.array(z.strictObject({ id: accountId, roleArn: roleArn.optional() }).refine((a) => !a.roleArn || a.roleArn.startsWith(`acs:ram::${a.id}:`), { error: "roleArn must be a role of this account", path: ["roleArn"] })).min(1),
+  /** Only clusters in these regions; default any region. */
+  regions: z.array(regionId).min(1).optional(),
+  /** A cluster tag every member must carry, e.g. {key: acr-credential-broker, value: enabled}. */
+  tag: z.strictObject({ key: z.string().min(1).max(128), value: z.string().max(128) }).optional(),
+  subjects: z.array(z.string().min(1)).min(1),
+  registries: z.array(configuredRegistrySchema).default([]),
+  allowRrsa: z.boolean().default(false),
+});
+export type ClusterGroup = z.infer<typeof clusterGroupSchema>;
+
 export const alibabaCloudSchema = z.strictObject({
   /** host[:port] of STS; a VPC endpoint such as sts-vpc.cn-hangzhou.aliyuncs.com inside Alibaba Cloud. */
   stsEndpoint: z.string().min(1).default("sts.aliyuncs.com"),
   /** host[:port] of Container Registry; `{regionId}` is replaced by the registry's region. */
   crEndpoint: z.string().min(1).default("cr.{regionId}.aliyuncs.com"),
   protocol: z.enum(["https", "http"]).default("https"),
+  /** host[:port] of the ACK (Container Service) API; `{regionId}` is replaced by the cluster's region. */
+  csEndpoint: z.string().min(1).default("cs.{regionId}.aliyuncs.com"),
+  /** The ACK RRSA issuer form cluster groups match; `{regionId}` and `{clusterId}` are read from a token's issuer. */
+  ackIssuer: z
+    .string()
+    .refine((form) => form.includes("{regionId}") && form.includes("{clusterId}"), { error: "expected a URL form with {regionId} and {clusterId}" })
+    .refine((form) => secureUrl.safeParse(form.replaceAll("{regionId}", "cn-hangzhou").replaceAll("{clusterId}", "c0123456")).success, { error: "expected an https URL form (http only for 127.0.0.1 or localhost)" })
+    .default("https://oidc-ack-{regionId}.oss-{regionId}.aliyuncs.com/{clusterId}"),
 });
 export type AlibabaCloudEndpoints = z.infer<typeof alibabaCloudSchema>;
 
@@ -104,11 +135,32 @@ export const brokerConfigSchema = z.strictObject({
   forceIntervalSeconds: z.number().int().min(0).default(60),
   /** Bound on cached credentials (and, separately, on cached STS sessions). */
   cacheMaxEntries: z.number().int().min(1).default(1000),
-  alibabaCloud: alibabaCloudSchema.default({ stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" }),
-  clusters: z.array(clusterSchema).min(1),
+  /** Clusters whose keys (imported JWKS, fetched key sets) are held at once; others are set up again on their next token. */
+  clusterKeysMaxEntries: z.number().int().min(1).default(2000),
+  alibabaCloud: alibabaCloudSchema.default(() => alibabaCloudSchema.parse({})),
+  clusters: z.array(clusterSchema).default([]),
+  clusterGroups: z.array(clusterGroupSchema).default([]),
   sharedCache: sharedCacheSchema.optional(),
   kubeletProvider: kubeletDefaultsSchema.default({ audience: defaultKubeletAudience, roleAnnotation: defaultRoleAnnotation }),
 }).superRefine((config, ctx) => {
+  if (config.clusters.length === 0 && config.clusterGroups.length === 0) ctx.addIssue({ code: "custom", path: ["clusters"], message: "no cluster is trusted; add clusters entries or clusterGroups" });
+  /** `annotated`: a kubelet grant's registries, whose role may also come from its annotationRoles. */
+  const checkRegistries = (registries: ConfiguredRegistry[], at: (string | number)[], annotated = false) =>
+    registries.forEach((registry, r) => {
+      const lifetime = registry.expireDuration ?? 3600;
+      if ((registry.assumeRoleArn || annotated) && lifetime <= config.refreshBeforeExpirySeconds) {
+        ctx.addIssue({ code: "custom", path: [...at, "registries", r, "expireDuration"], message: `must be longer than refreshBeforeExpirySeconds (${config.refreshBeforeExpirySeconds}), or no credential could ever be handed out` });
+      }
+      if (registry.expireDuration !== undefined && !registry.assumeRoleArn && !annotated) {
+        ctx.addIssue({ code: "custom", path: [...at, "registries", r, "expireDuration"], message: "only applies with assumeRoleArn (it is that role's session length)" });
+      }
+    });
+  const groupNames = new Set<string>();
+  config.clusterGroups.forEach((group, index) => {
+    if (groupNames.has(group.name)) ctx.addIssue({ code: "custom", path: ["clusterGroups", index, "name"], message: `duplicate cluster group name '${group.name}'` });
+    groupNames.add(group.name);
+    checkRegistries(group.registries, ["clusterGroups", index]);
+  });
   const names = new Set<string>();
   const issuers = new Set<string>();
   config.clusters.forEach((cluster, index) => {
@@ -120,20 +172,8 @@ export const brokerConfigSchema = z.strictObject({
     if (cluster.kubeletProvider && (cluster.kubeletProvider.audience ?? config.kubeletProvider.audience) === config.audience) {
       ctx.addIssue({ code: "custom", path: ["clusters", index, "kubeletProvider", "audience"], message: `must differ from the broker's audience '${config.audience}'` });
     }
-    /** `annotated`: a kubelet grant's registry, whose role may also come from annotationRoles. */
-    const checkLifetime = (registry: ConfiguredRegistry, path: Array<string | number>, annotated = false) => {
-      const lifetime = registry.expireDuration ?? 3600;
-      if ((registry.assumeRoleArn || annotated) && lifetime <= config.refreshBeforeExpirySeconds) {
-        ctx.addIssue({ code: "custom", path: [...path, "expireDuration"], message: `must be longer than refreshBeforeExpirySeconds (${config.refreshBeforeExpirySeconds}), or no credential could ever be handed out` });
-      }
-      if (registry.expireDuration !== undefined && !registry.assumeRoleArn && !annotated) {
-        ctx.addIssue({ code: "custom", path: [...path, "expireDuration"], message: "only applies with assumeRoleArn (it is that role's session length)" });
-      }
-    };
-    cluster.registries.forEach((registry, r) => checkLifetime(registry, ["clusters", index, "registries", r]));
-    cluster.kubeletProvider?.grants.forEach((grant, g) =>
-      grant.registries.forEach((registry, r) => checkLifetime(registry, ["clusters", index, "kubeletProvider", "grants", g, "registries", r], grant.annotationRoles.length > 0)),
-    );
+    checkRegistries(cluster.registries, ["clusters", index]);
+    cluster.kubeletProvider?.grants.forEach((grant, g) => checkRegistries(grant.registries, ["clusters", index, "kubeletProvider", "grants", g], grant.annotationRoles.length > 0));
   });
 });
 export type BrokerConfig = z.infer<typeof brokerConfigSchema>;

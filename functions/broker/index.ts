@@ -20,7 +20,8 @@ function runtime(): BrokerRuntime {
   try {
     // A relative BROKER_CONFIG_FILE is resolved against the deployed code directory.
     built = createRuntime({ loaded: loadConfig(process.env, process.env.FC_FUNC_CODE_PATH ?? process.cwd()), log });
-    log.info({ clusters: built.config.clusters.map((c) => c.name), version: built.version }, "broker ready");
+    // Counts, not names: this line must not grow with the fleet.
+    log.info({ clusters: built.config.clusters.length, clusterGroups: built.config.clusterGroups.length, version: built.version }, "broker ready");
     return built;
   } catch (error) {
     failure = error;

@@ -3,6 +3,8 @@ import { LRUCache } from "lru-cache";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
 import type { Clock } from "./clock.ts";
+import type { UpstreamContext } from "./cluster-groups.ts";
+import { createClusterIndex, type ClusterIndex } from "./cluster-index.ts";
 import type { BrokerConfig, Cluster } from "./config.ts";
 
 /**
@@ -27,6 +29,8 @@ export interface VerifiedToken {
 export interface TokenVerifierDeps {
   config: Pick<BrokerConfig, "audience" | "clockSkewSeconds" | "maxTokenLifetimeSeconds" | "clusters">;
   keysFor: (cluster: Cluster) => JWTVerifyGetKey;
+  /** Where clusters are found by issuer; by default an index of `config.clusters` with `keysFor`. */
+  index?: ClusterIndex;
   clock: Clock;
 }
 
@@ -60,7 +64,13 @@ function describeJoseError(error: unknown): string {
   return "the token is invalid";
 }
 
-export type TokenVerifier = (raw: string, options?: { audience?: string }) => Promise<VerifiedToken>;
+export interface VerifyOptions {
+  audience?: string;
+  /** Lets a cluster group confirm a cluster it has not seen yet through the ACK API. */
+  upstream?: UpstreamContext;
+}
+
+export type TokenVerifier = (raw: string, options?: VerifyOptions) => Promise<VerifiedToken>;
 
 /**
  * How long a successful verification is remembered: a token presented again within this time skips
@@ -77,8 +87,7 @@ interface Remembered {
 /** Builds the verifier once (cold start); each call is one signature check plus claim checks. */
 export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const { config, clock } = deps;
-  const byIssuer = new Map(config.clusters.map((cluster) => [cluster.issuer, cluster]));
-  const keys = new Map(config.clusters.map((cluster) => [cluster.name, deps.keysFor(cluster)]));
+  const index = deps.index ?? createClusterIndex({ clusters: config.clusters, keysFor: deps.keysFor });
   // Keyed by a digest, so the cache does not keep bearer tokens in memory.
   const remembered = new LRUCache<string, Remembered>({ max: 10_000 });
   // One signature check per token at a time: when a remembered token is forgotten under load, the
@@ -111,13 +120,14 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const verifyFully: TokenVerifier = async (raw, options = {}) => {
     const { alg, iss } = peek(raw);
     if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid(`the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
-    const cluster = typeof iss === "string" ? byIssuer.get(iss) : undefined;
-    if (!cluster) throw invalid("the token's issuer (iss) is not a configured cluster");
+    const found = typeof iss === "string" ? await index.lookup(iss, options.upstream) : undefined;
+    if (!found) throw invalid("the token's issuer (iss) is not a configured cluster");
+    const { cluster } = found;
 
     const now = clock.now();
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(raw, keys.get(cluster.name)!, {
+      ({ payload } = await jwtVerify(raw, found.keys, {
         issuer: cluster.issuer,
         audience: options.audience ?? config.audience,
         algorithms: allowedAlgorithms,

@@ -6,6 +6,8 @@ const sample: BenchResults = {
   amplification: { upstreamCallsPer1000Clusters: 5, naiveUpstreamCalls: 6000 },
   refresher: { coldSpeedupVsKubectl: 31, warmWrites: 0, warmRequestsPerNamespace: 0.0035, peakRssMb2000: 160, brokerCallsPerHour: 1.33 },
   bundle: { brokerBytes: 1_364_045, coldInitRatio: 10 },
+  // The configuration-scale figures; the per-configuration ones are optional.
+  fleet: benchResultsSchema.shape.fleet.parse({ config10kInitMs: 210, config10kRssMb: 126 }),
 };
 
 describe("bench/results.json", () => {

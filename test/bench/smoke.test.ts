@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { measureAmplification, type AmplificationResult } from "../../bench/amplification.ts";
 import { measureBrokerThroughput, type BrokerThroughputResult } from "../../bench/broker-throughput.ts";
 import { measureBundle, type BundleResult } from "../../bench/bundle.ts";
+import { measureConfigScale, type ConfigScaleResult } from "../../bench/config-scale.ts";
 import { registries } from "../../bench/fleet.ts";
 import { toResults } from "../../bench/run.ts";
 import { benchResultsSchema } from "../../bench/results.ts";
@@ -20,6 +21,7 @@ import { benchResultsSchema } from "../../bench/results.ts";
 let amplification: AmplificationResult;
 let broker: BrokerThroughputResult;
 let bundle: BundleResult;
+let configScale: ConfigScaleResult;
 let work: string;
 
 beforeAll(async () => {
@@ -29,6 +31,7 @@ beforeAll(async () => {
   await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: bundleFile, bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
   amplification = await measureAmplification({ clusters: 4, concurrency: 2 });
   bundle = await measureBundle({ runs: 1, clusters: 2, bundleFile });
+  configScale = await measureConfigScale({ runs: 1, clusters: 3, bundleFile });
   broker = await measureBrokerThroughput({ clusters: 2, connections: 2, durationSeconds: 1, rounds: 1, warmupSeconds: 0 });
 }, 120_000);
 
@@ -64,12 +67,20 @@ describe("the benchmark's sections, run small", () => {
     expect(bundle.coldInitRatio).toBeCloseTo(bundle.coldInitMs / bundle.nodeMs, 10);
   });
 
+  it("runs the FC initializer over a generated configuration file and reports its time and peak RSS", () => {
+    expect(configScale.clusters).toBe(3);
+    expect(configScale.configBytes).toBeGreaterThan(3 * 200);
+    expect(configScale.initMs).toBeGreaterThan(0);
+    expect(configScale.peakRssMb).toBeGreaterThan(10);
+  });
+
   it("turns the sections into results.json with every key a finite number", () => {
     const refresher = { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb: 120, rounds: [], large: { namespaces: 5, coldMs: 1, warmMs: 1, coldPeakRssMb: 120, warmPeakRssMb: 110, warmRequests: 7, changed: [] }, brokerCalls: { hours: 6, runs: 72, calls: 8, forced: 7, callsPerHour: 8 / 6, credentialLifetimeMinutes: 60, spreadDelayMs: 1000 } };
-    const results = toResults({ amplification, broker, bundle, refresher });
+    const results = toResults({ amplification, broker, bundle, refresher, configScale });
     expect(benchResultsSchema.parse(results)).toEqual(results);
     expect(results.amplification.upstreamCallsPer1000Clusters).toBe(amplification.upstreamCalls);
     expect(results.bundle.brokerBytes).toBe(bundle.brokerBytes);
     expect(results.refresher.brokerCallsPerHour).toBe(1.33);
+    expect(results.fleet?.config10kRssMb).toBeCloseTo(configScale.peakRssMb, -1);
   });
 });

@@ -6,7 +6,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1Deployment } from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1Deployment } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { brokerClient } from "../../job/broker-client.ts";
@@ -61,7 +61,7 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it("installs the CronJob, RBAC, ServiceAccount and ConfigMap, and the refresher runs under them as the chart's ServiceAccount", async () => {
+  it("installs the CronJob, RBAC, admission policy, ServiceAccount and ConfigMap; the refresher runs under them as the chart's ServiceAccount and cannot touch another Secret", async () => {
     const install = await chart("install", { brokerUrl: broker.url, watchNamespace: served });
     expect(install.stderr).toBe("");
     expect(install.code).toBe(0);
@@ -91,6 +91,16 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     const [registry] = parseRefresherConfig(configMap.data ?? {}).config.registries;
     const sa = await core().readNamespacedServiceAccount({ namespace: served, name: "default" });
     expect(sa.imagePullSecrets).toEqual([{ name: registry?.secretName }]);
+
+    // The chart's admission policy holds the same token off a Secret that is not the refresher's
+    // (the API server enforces a new policy within moments, so the dry-run delete is retried until refused).
+    await core().createNamespacedSecret({ namespace: served, body: { metadata: { name: "someone-elses" }, stringData: { password: "not-for-the-refresher" } } });
+    const deleteAsRefresher = () =>
+      asRefresher
+        .makeApiClient(CoreV1Api)
+        .deleteNamespacedSecret({ namespace: served, name: "someone-elses", dryRun: "All" })
+        .then(() => "deleted", (error: unknown) => (error instanceof ApiException ? `${error.code} ${String(error.body)}` : String(error)));
+    await expect.poll(deleteAsRefresher, { timeout: 30_000, interval: 200 }).toMatch(/^403 .*Secret helm-served\/someone-elses is not the refresher's own/);
   });
 
   it("upgrades to the --watch Deployment with RRSA: the CronJob goes, the Deployment carries the second token, the ConfigMap says enable", async () => {
@@ -121,6 +131,7 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     const uninstall = await helmOn(["uninstall", release, "--namespace", "kube-system"]);
     expect(uninstall.code).toBe(0);
     const rbac = admin().makeApiClient(RbacAuthorizationV1Api);
+    const admission = admin().makeApiClient(AdmissionregistrationV1Api);
     for (const read of [
       () => deployment(),
       () => core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" }),
@@ -129,6 +140,8 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
       () => rbac.readClusterRoleBinding({ name: "acr-credential-refresher" }),
       () => rbac.readNamespacedRole({ namespace: "kube-system", name: "acr-credential-refresher" }),
       () => rbac.readNamespacedRoleBinding({ namespace: "kube-system", name: "acr-credential-refresher" }),
+      () => admission.readValidatingAdmissionPolicy({ name: "acr-credential-refresher-own-secrets" }),
+      () => admission.readValidatingAdmissionPolicyBinding({ name: "acr-credential-refresher-own-secrets" }),
     ]) {
       expect(await absent(read)).toBe(true);
     }

@@ -112,11 +112,19 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
     const cronJob = manifests.find((object) => object.kind === "CronJob") as Manifest;
     expect((cronJob["spec"] as { schedule: string }).schedule).toBe("*/10 * * * *");
     const pod = podOf(cronJob);
-    expect(pod.containers[0]?.args).toEqual(["--once", "--broker-url=https://acr-broker.example.com"]);
+    expect(pod.containers[0]?.args).toEqual(["--once", "--schedule-interval", "10m", "--broker-url=https://acr-broker.example.com"]);
     expect(audiences(pod)).toEqual(["broker.example.com"]);
     expect(pod.containers[0]?.resources).toEqual({ requests: { cpu: "20m", memory: "64Mi" }, limits: { cpu: "200m", memory: "128Mi" } });
     expect(pod.nodeSelector).toEqual({ "kubernetes.io/os": "linux" });
     expect(pod.imagePullSecrets).toEqual([{ name: "refresher-image-pull" }]);
+  });
+
+  it("tells the refresher its schedule's interval when it is not the default 5 minutes", async () => {
+    const example = join(chartDir, "ci/example-values.yaml");
+    const argsFor = async (extra: string[]) => podOf((await rendered([example], extra)).find((object) => object.kind === "CronJob") as Manifest).containers[0]?.args;
+    expect(await argsFor([])).toEqual(["--once"]);
+    expect(await argsFor(["--set", "schedule=*/15 * * * *"])).toEqual(["--once", "--schedule-interval", "15m"]);
+    expect(await argsFor(["--set", "schedule=0 * * * *", "--set", "scheduleInterval=1h"])).toEqual(["--once", "--schedule-interval", "1h"]);
   });
 
   it("refuses values it cannot install, with one line naming the value and the fix, and renders nothing", async () => {
@@ -128,6 +136,8 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
       ["an unknown mode", [example], ["--set", "mode=daemonset"], /mode/],
       ["a misspelt value", [example], ["--set", "watchNamespaces=all"], /watchNamespaces/],
       ["a digest that is not one", [example], ["--set", "image.digest=latest"], /digest/],
+      ["a cluster without ValidatingAdmissionPolicy", [example], ["--kube-version", "1.29.0"], /Kubernetes v1\.29\.0 has no .*ValidatingAdmissionPolicy.*secretPolicy=false/],
+      ["a schedule whose interval it cannot tell", [example], ["--set", "schedule=0 * * * *"], /schedule "0 \* \* \* \*" is not of the form.*set scheduleInterval/],
     ];
     for (const [what, values, extra, message] of refusals) {
       const args = extra[0] === "--namespace" ? ["template", "acr-credential-refresher", chartDir, ...values.flatMap((file) => ["--values", file]), ...extra] : undefined;

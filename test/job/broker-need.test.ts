@@ -22,7 +22,7 @@ const account = (ns: string, name: string, pullSecrets: string[]): ServiceAccoun
 function held(...names: string[]): RefresherState {
   return nextState(
     emptyState(),
-    names.flatMap((name) => [one, two].map((secret) => ({ kind: "applied" as const, secret, namespace: name, uid: `${name}-uid-0000`, fingerprint: `f-${secret}`, expiresAt: at(60) }))),
+    names.flatMap((name) => [one, two].map((secret) => ({ kind: "applied" as const, secret, namespace: name, uid: `${name}-uid-0000`, fingerprint: `f-${secret}`, expiresAt: at(60), secretUid: `${name}-${secret}-uid` }))),
   );
 }
 const memory = (expiries: Record<string, string>, of: RefresherConfig = config): BrokerMemory => ({ version: 1, configHash: credentialConfigHash(of), expiries });
@@ -84,9 +84,16 @@ describe("brokerNeed", () => {
     expect(brokerNeed(steady({ state: outdated, namespaces: [namespace("team-a"), namespace("team-b")] })).reasons).toEqual([{ code: "namespace-lacks-secret", subject: "team-b" }]);
   });
 
-  it("asks when a chosen ServiceAccount lacks an entry, not when an unchosen one does", () => {
+  it("asks when a chosen ServiceAccount lacks an entry, not when an unchosen, opted-out or otherwise applied one does", () => {
     expect(brokerNeed(steady({ serviceAccounts: [account("team-a", "default", [one])] })).reasons).toEqual([{ code: "service-account-lacks-secret", subject: "team-a/default" }]);
     expect(brokerNeed(steady({ serviceAccounts: [account("team-a", "default", [one, two]), account("team-a", "builder", [])] })).call).toBe(false);
+    expect(brokerNeed(steady({ serviceAccounts: [{ ...account("team-a", "default", []), annotations: { "acr-credential-broker/exclude": "true" } }] })).call).toBe(false);
+    expect(brokerNeed(steady({ serviceAccounts: [{ ...account("team-a", "default", []), imagePullSecretsAppliers: ["helm"] }] })).call).toBe(false);
+  });
+
+  it("asks once to learn the uids of Secrets written before they were recorded (an upgrade)", () => {
+    const withoutUids: RefresherState = { version: 1, secrets: Object.fromEntries(Object.entries(held("team-a").secrets).map(([name, record]) => [name, { ...record, uids: {} }])) };
+    expect(brokerNeed(steady({ state: withoutUids })).reasons).toEqual([{ code: "secret-uid-unknown", subject: "team-a" }]);
   });
 
   it("asks when the registries, their domains, RRSA, the broker or the notify e-mail change, not when only the namespaces do", () => {

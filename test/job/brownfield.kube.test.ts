@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { kubernetesCluster } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { annotations } from "../../job/secret.ts";
-import { adminConfig, apply, createNamespace, kubeAvailable } from "../kube/cluster.ts";
+import { adminConfig, apply, createNamespace as createTestNamespace, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { core, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
@@ -55,6 +55,12 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
   let fixture: RefresherFixture;
   let broker: StubBroker;
   let release: () => Promise<void>;
+  const created: string[] = [];
+  const createNamespace = async (prefix: string): Promise<string> => {
+    const name = await createTestNamespace(prefix);
+    created.push(name);
+    return name;
+  };
 
   beforeAll(async () => {
     release = await acquireRefresherLock("brownfield.kube.test");
@@ -63,6 +69,8 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
   });
 
   afterAll(async () => {
+    // Their conflicts are left on purpose; terminating, the namespaces are skipped by later runs of other files.
+    await Promise.all(created.map((name) => core().deleteNamespace({ name }).catch(() => undefined)));
     await broker?.close();
     await fixture?.close();
     await release?.();
@@ -87,7 +95,8 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       await withServiceAccount(copiedAnnotation, "default", [copied], { [annotations.managedPullSecrets]: copied });
       await resetStatus();
       await setConfig({ "broker-url": broker.url, "watch-namespace": [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched].join(","), "acr-registry-info": registryInfo });
-      expect((await fixture.run(broker.url)).exitCode).toBe(1);
+      // The copied name is reported but fails nothing: every namespace is served.
+      expect((await fixture.run(broker.url)).exitCode).toBe(0);
 
       // Repro A: a person replaces the refresher's Secret with their own of the same name; a resync reports it.
       userSecrets.set(replacedThenResynced, await userSecret(replacedThenResynced, two));
@@ -184,7 +193,8 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       await forgetUids([two]);
       await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": onlyOne });
       const removed = await fixture.run(broker.url);
-      expect(removed.exitCode).toBe(1);
+      // A leftover it will not delete serves nobody less: reported, but the run succeeds.
+      expect(removed.exitCode).toBe(0);
       expect(await secretOrUndefined(namespace, two)).toBeDefined();
       expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual([one]);
       expect(await conflictsInStatus(namespace)).toEqual([expect.objectContaining({ secret: two, kind: "unrecorded" })]);

@@ -136,7 +136,8 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
 
   it("got the credential from the broker, which used its role through the emulator", async () => {
     expect(emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" }).map((entry) => entry.principal)).toContainEqual(expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/acr-pull\//));
-    expect(broker.stdout()).toMatch(/kube-e2e/);
+    // The broker writes its request lines in batches, at least once a second.
+    await expect.poll(() => broker.stdout(), { timeout: 10_000 }).toMatch(/kube-e2e/);
   });
 
   it("wrote the Secret for the registry and attached it to the ServiceAccount", async () => {

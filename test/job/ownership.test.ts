@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { Credential } from "../../shared/broker-api.ts";
 import { conflictEvent } from "../../job/apply.ts";
+import { brokerNeed, credentialConfigHash } from "../../job/broker-need.ts";
 import { imagePullSecretsAppliers, serviceAccountInfo } from "../../job/cluster.ts";
 import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts";
 import { namespacesToRead, plan, type NamespaceInfo, type PlanInput, type ServiceAccountInfo } from "../../job/plan.ts";
@@ -157,5 +158,22 @@ describe("the status", () => {
     expect(parseYaml(data["missing-namespaces"] ?? "")).toEqual(["team-typo"]);
     expect(parseYaml(data.conflicts ?? "")).toEqual(conflicts);
     expect(parseYaml(data.summary ?? "")).toMatchObject({ namespacesFailed: 1, conflicts: 2 });
+  });
+});
+
+describe("asking the broker", () => {
+  const need = (state: RefresherState, accounts: ServiceAccountInfo[]) =>
+    brokerNeed({ config: oneOnly, memory: { version: 1, configHash: credentialConfigHash(oneOnly), expiries: { [one]: "2030-01-01T00:00:00Z" } }, state, namespaces: [ns("team-a")], serviceAccounts: accounts, now: new Date("2029-12-31T20:00:00Z"), intervalSeconds: 300, resync: false });
+
+  it("once after an upgrade, to learn the uids of Secrets written by a version that kept none", () => {
+    expect(need(nextState(emptyState(), [applied(one, "team-a")]), [attached([one])]).reasons).toEqual([{ code: "secret-uid-unknown", subject: "team-a" }]);
+    expect(need(nextState(emptyState(), [applied(one, "team-a", "uid-1")]), [attached([one])]).call).toBe(false);
+  });
+
+  it("not for a ServiceAccount it leaves alone (applied by another manager, or opted out), which will keep lacking the Secret", () => {
+    const state = nextState(emptyState(), [applied(one, "team-a", "uid-1")]);
+    expect(need(state, [sa("team-a", "default", ["corp-pull"], { imagePullSecretsAppliers: ["helm"] })]).call).toBe(false);
+    expect(need(state, [sa("team-a", "default", [], { annotations: { [annotations.exclude]: "true" } })]).call).toBe(false);
+    expect(need(state, [sa("team-a", "default", [])]).reasons).toEqual([{ code: "service-account-lacks-secret", subject: "team-a/default" }]);
   });
 });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { startRedisServer } from "../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
-import { brokerUser, brokerWorld } from "./support/world.ts";
+import { brokerUser, brokerWorld, platform } from "./support/world.ts";
 
 /**
  * The deployable artefact: `npm run build` writes a CommonJS file that Function Compute's
@@ -37,6 +37,7 @@ initialize({}, (error) => {
 let dir: string;
 let emulator: Emulator;
 let cluster: TestCluster;
+const ackClusterId = "c0bundled000001";
 
 beforeAll(async () => {
   await run(process.execPath, [join(repo, "build.mjs"), "broker"], { cwd: repo });
@@ -44,7 +45,12 @@ beforeAll(async () => {
   for (const file of await readdir(join(repo, "dist/broker"))) if (file.endsWith(".js")) await copyFile(join(repo, "dist/broker", file), join(dir, file));
   await writeFile(join(dir, "run.cjs"), runner);
   cluster = await createTestCluster("bundled");
-  emulator = await startEmulator({ world: brokerWorld(cluster) });
+  const world = brokerWorld(cluster);
+  // An ACK cluster for the cluster-group path, which the bundle reaches through the SDK's response model.
+  const own = world.accounts[0]!;
+  own.users!.find((user) => user.name === "broker")!.policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
+  own.ackClusters = [{ id: ackClusterId, region: "cn-hangzhou", rrsa: { enabled: true } }];
+  emulator = await startEmulator({ world });
 }, 120_000);
 
 afterAll(async () => {
@@ -52,11 +58,12 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function invoke(event: unknown, config: unknown) {
+async function invoke(event: unknown, config: unknown, logLines?: string[]) {
   const { stdout } = await run(process.execPath, ["run.cjs", JSON.stringify(event)], {
     cwd: dir,
-    env: { PATH: process.env.PATH, BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "" },
+    env: { PATH: process.env.PATH, BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: logLines ? "info" : "error", NODE_PATH: "" },
   });
+  logLines?.push(...stdout.trim().split("\n").filter((l) => l.includes('"level":')));
   // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
   const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
   return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string; loaded?: string[] };
@@ -86,6 +93,32 @@ describe("the built bundle dist/broker/index.js", () => {
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(1);
     // The SDKs were required for the upstream call; the YAML parser was not, the configuration being JSON.
     expect(response.loaded).toEqual(["index.js", "run.cjs", "upstream.js"]);
+  });
+
+  it("trusts an ACK cluster by rule, confirmed through the ACK API, and logs counts, not cluster names, when ready", async () => {
+    const config = {
+      audience: "acr-credential-broker",
+      alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, csEndpoint: emulator.endpoints.cs, ackIssuer: emulator.endpoints.ackIssuer, protocol: "http" },
+      clusters: Array.from({ length: 40 }, (_, i) => ({ name: `listed-${i}`, issuer: `https://oidc.example.test/listed-${i}`, jwks: cluster.jwks, subjects: [defaultSubject] })),
+      clusterGroups: [{ name: "ack", accounts: [{ id: platform }], subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
+    };
+    const token = await emulator.ack.sign(ackClusterId, { sub: defaultSubject, aud: "acr-credential-broker" });
+    const event = {
+      version: "v1",
+      rawPath: "/v1/credentials",
+      body: "{}",
+      isBase64Encoded: false,
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      requestContext: { requestId: "bundle-2", http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } },
+    };
+    const lines: string[] = [];
+    const response = await invoke(event, config, lines);
+    expect(response.statusCode).toBe(200);
+    expect((JSON.parse(response.body) as { cluster: string }).cluster).toBe(`ack/${ackClusterId}`);
+    expect(emulator.log.count({ api: "cs:DescribeClusterDetail", resource: ackClusterId, outcome: "ok" })).toBe(1);
+    const ready = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === "broker ready");
+    expect(ready).toMatchObject({ clusters: 40, clusterGroups: 1 });
+    expect(JSON.stringify(ready)).not.toContain("listed-");
   });
 
   it("is what s.yaml deploys: nodejs20, index.handler, index.initialize, code in dist/broker", async () => {

@@ -25,9 +25,27 @@ RRSA trust policies name system:serviceaccount:kube-system:aliyun-acr-credential
 {{- if not (regexMatch "^https?://[^\\s/]+" .Values.brokerUrl) }}
 {{- fail "brokerUrl is not set to the broker's https:// URL; set it with --set brokerUrl=https://..." }}
 {{- end }}
+{{- if and .Values.secretPolicy (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) }}
+{{- fail (printf "Kubernetes %s has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (1.30+): upgrade the cluster, or set secretPolicy=false, knowing that the refresher's token can then change any Secret" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- if and .Values.configMap.create (empty .Values.AcrInstanceInfo) }}
 {{- fail "AcrInstanceInfo is empty: list at least one registry (instanceId, regionId), or set configMap.create=false to keep the cluster's own acr-configuration" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The CronJob's interval, which the refresher adds to expiringThreshold when it decides what to renew
+(--schedule-interval, its default 5m being the manifests' schedule): scheduleInterval, else N minutes
+from an every-N-minutes schedule; any other schedule must say it.
+*/}}
+{{- define "refresher.scheduleInterval" -}}
+{{- if .Values.scheduleInterval -}}
+{{ .Values.scheduleInterval }}
+{{- else if regexMatch "^\\*/[0-9]+ \\* \\* \\* \\*$" .Values.schedule -}}
+{{ regexReplaceAll "^\\*/([0-9]+) .*$" .Values.schedule "${1}" }}m
+{{- else -}}
+{{ fail (printf "schedule %q is not of the form \"*/N * * * *\": set scheduleInterval to the time between two runs (a Go duration, e.g. 1h)" .Values.schedule) }}
+{{- end -}}
 {{- end }}
 
 {{- define "refresher.image" -}}
@@ -74,7 +92,16 @@ containers:
     image: {{ include "refresher.image" . }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
     args:
-      - {{ eq .Values.mode "watch" | ternary "--watch" "--once" }}
+      {{- if eq .Values.mode "watch" }}
+      - --watch
+      {{- else }}
+      - --once
+      {{- $interval := include "refresher.scheduleInterval" . }}
+      {{- if ne $interval "5m" }}
+      - --schedule-interval
+      - {{ $interval }}
+      {{- end }}
+      {{- end }}
       {{- if not .Values.configMap.create }}
       - --broker-url={{ .Values.brokerUrl }}
       {{- end }}

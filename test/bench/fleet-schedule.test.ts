@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import { carriesState, fleetConfigs, fleetDefaults, type FleetResult } from "../../bench/fleet-bench.ts";
+import { fleetGoals, fleetTable } from "../../bench/fleet-report.ts";
+import { cycleArrivals, economyWantsCall, percentile, seededRandom } from "../../bench/fleet-schedule.ts";
+
+/** The fleet benchmark's pure parts: the aligned schedule, the refresher's call economy, the goals. */
+
+describe("the aligned schedule", () => {
+  it("brings every cluster once per cycle, within the burst after the minute, in time order", () => {
+    const arrivals = cycleArrivals(500, 1_000_000, 10_000, seededRandom(1));
+    expect(new Set(arrivals.map((a) => a.cluster)).size).toBe(500);
+    expect(arrivals.every((a) => a.at >= 1_000_000 && a.at < 1_010_000)).toBe(true);
+    expect(arrivals.map((a) => a.at)).toEqual([...arrivals.map((a) => a.at)].sort((x, y) => x - y));
+  });
+
+  it("replays the same arrivals for the same seed", () => {
+    expect(cycleArrivals(20, 0, 5000, seededRandom(7))).toEqual(cycleArrivals(20, 0, 5000, seededRandom(7)));
+    expect(cycleArrivals(20, 0, 5000, seededRandom(7))).not.toEqual(cycleArrivals(20, 0, 5000, seededRandom(8)));
+  });
+});
+
+describe("the refresher's call economy", () => {
+  const rule = { thresholdMs: 15 * 60_000, intervalMs: 5 * 60_000 };
+  const minute = 60_000;
+
+  it("calls the first time, and once the credential expires within threshold + one interval", () => {
+    expect(economyWantsCall(undefined, 0, rule)).toBe(true);
+    expect(economyWantsCall(60 * minute, 0, rule)).toBe(false);
+    expect(economyWantsCall(60 * minute, 39 * minute, rule)).toBe(false);
+    expect(economyWantsCall(60 * minute, 40 * minute, rule)).toBe(true);
+  });
+});
+
+describe("percentile", () => {
+  it("takes the nearest rank", () => {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(values, 0.99)).toBe(99);
+    expect(percentile(values, 0.5)).toBe(50);
+    expect(percentile([], 0.99)).toBe(0);
+  });
+});
+
+describe("warm-up", () => {
+  it("is needed where a cycle depends on the ones before it", () => {
+    const byKey = (key: string) => fleetConfigs.find((c) => c.key === key)!;
+    expect(carriesState(byKey("builtIn"), fleetDefaults)).toBe(false);
+    expect(carriesState(byKey("builtInEconomy"), fleetDefaults)).toBe(true);
+    expect(carriesState(byKey("customSharedCache"), fleetDefaults)).toBe(true);
+    expect(carriesState(byKey("builtIn"), { ...fleetDefaults, idleSeconds: 300 })).toBe(true);
+  });
+});
+
+describe("the fleet goals", () => {
+  const figures = { upstreamCallsPerHour: 3, brokerInvocationsPerClusterHour: 1.2, coldStartsPerHour: 12, peakInstances: 6, instanceSecondsPerClusterHour: 0.01, p99Ms: 400 };
+  const config = (key: string) => ({ ...fleetConfigs.find((c) => c.key === key)! });
+  const result = (...rows: [string, typeof figures][]): FleetResult => ({
+    options: fleetDefaults,
+    customArtefact: "dist/broker-server",
+    configs: rows.map(([key, f]) => ({ config: config(key), ...f, throttledPerHour: 0, failedPerHour: 0, byApi: {}, coldRequestMedianMs: 0, warmRequestMedianMs: 0, realSeconds: 0 })),
+    pending: [{ key: "builtInSharedCache", reason: "not yet" }],
+  });
+
+  it("judges the issue's four bounds", () => {
+    expect(fleetGoals.map((goal) => goal.met(figures))).toEqual([true, true, true, true]);
+    expect(fleetGoals.map((goal) => goal.met({ ...figures, upstreamCallsPerHour: 5, brokerInvocationsPerClusterHour: 12, p99Ms: 1001, coldStartsPerHour: 13 }))).toEqual([false, false, false, false]);
+  });
+
+  it("names the configurations meeting every goal, and lists pending ones", () => {
+    const table = fleetTable(result(["customEconomy", figures], ["builtIn", { ...figures, brokerInvocationsPerClusterHour: 12 }]));
+    expect(table).toMatch(/\| all four \| \| `customEconomy` \|/);
+    expect(table).toMatch(/`builtInSharedCache` \| pending: not yet/);
+  });
+});

@@ -1,0 +1,82 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { build } from "esbuild";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fleetDefaults, measureFleet, type FleetResult } from "../../bench/fleet-bench.ts";
+import { fleetSection, fleetTable } from "../../bench/fleet-report.ts";
+import { benchResultsSchema } from "../../bench/results.ts";
+
+/**
+ * A tiny run of the fleet benchmark (bench/fleet-bench.ts) so `npm run bench` cannot rot: four
+ * clusters, twenty simulated minutes, through the FC model with real instance processes (and a real
+ * redis-server for the shared cache). It checks the counts the schedule and the FC rules fix, never
+ * how fast anything was.
+ */
+
+let work: string;
+let result: FleetResult;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "bench-fleet-smoke-"));
+  // The broker's built-in bundle built here, so this file never races `npm run build` for dist/.
+  await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: join(work, "broker/index.js"), bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
+  result = await measureFleet({ ...fleetDefaults, clusters: 4, warmupMinutes: 0, measuredMinutes: 20, economyMeasuredMinutes: 20, burstSeconds: 2, parallel: 2, bundleDir: join(work, "broker"), only: ["builtIn", "builtInEconomy", "custom", "customEconomy", "builtInSharedCache", "customSharedCache"] });
+}, 240_000);
+
+afterAll(async () => {
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+const config = (key: string) => {
+  const found = result.configs.find((c) => c.config.key === key);
+  if (found === undefined) throw new Error(`no ${key} in the run`);
+  return found;
+};
+
+describe("the fleet section, run small", () => {
+  it("calls the broker once per cluster and cycle without the economy, every call answered", () => {
+    expect(config("builtIn").brokerInvocationsPerClusterHour).toBe(12);
+    expect(config("custom").brokerInvocationsPerClusterHour).toBe(12);
+    expect(config("builtIn").throttledPerHour).toBe(0);
+    expect(config("builtIn").failedPerHour).toBe(0);
+  });
+
+  it("calls only the first time with the economy, within one credential lifetime", () => {
+    // 20 minutes: every cluster's first credential is far from expiry after its first call.
+    expect(config("builtInEconomy").brokerInvocationsPerClusterHour).toBe(3);
+    expect(config("customEconomy").brokerInvocationsPerClusterHour).toBe(3);
+  });
+
+  it("starts new built-in instances every cycle (idle reclaim before the next */5 run), one custom instance for all", () => {
+    const builtIn = config("builtIn");
+    // Four cycles of 20 minutes, 3 per quarter hour: at least one cold start per cycle.
+    expect(builtIn.coldStartsPerHour).toBeGreaterThanOrEqual(12);
+    expect(builtIn.peakInstances).toBeGreaterThanOrEqual(1);
+    expect(config("custom").peakInstances).toBe(1);
+    expect(config("custom").coldStartsPerHour).toBe(12);
+    expect(builtIn.upstreamCallsPerHour).toBeGreaterThan(0);
+    expect(builtIn.instanceSecondsPerClusterHour).toBeGreaterThan(0);
+    expect(builtIn.p99Ms).toBeGreaterThan(0);
+  });
+
+  it("measures the shared cache on a real redis-server: new instances read what the fleet fetched", () => {
+    expect(result.pending).toEqual([]);
+    expect(config("builtInSharedCache").failedPerHour).toBe(0);
+    expect(config("builtInSharedCache").coldStartsPerHour).toBeGreaterThanOrEqual(12);
+    // One fill for the whole run instead of one per instance started.
+    expect(config("builtInSharedCache").upstreamCallsPerHour).toBeLessThan(config("builtIn").upstreamCallsPerHour);
+    expect(config("customSharedCache").upstreamCallsPerHour).toBeLessThan(config("custom").upstreamCallsPerHour);
+  });
+
+  it("turns the run into the results.json fleet section and the documentation table", () => {
+    const section = fleetSection(result);
+    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "builtInSharedCache", "custom", "customEconomy", "customSharedCache"]);
+    // The other sections as the committed results.json has them.
+    const committed = benchResultsSchema.parse(JSON.parse(readFileSync(new URL("../../bench/results.json", import.meta.url), "utf8")));
+    expect(benchResultsSchema.parse({ ...committed, fleet: section }).fleet).toEqual(section);
+    const table = fleetTable(result);
+    for (const key of Object.keys(section)) expect(table).toContain(`\`${key}\``);
+  });
+});
