@@ -5,17 +5,8 @@
  * within the renewal threshold plus one interval of expiry. No I/O here.
  */
 
-/** A small seeded generator (mulberry32), so every configuration replays the same arrivals. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The emulator's seeded generator (mulberry32), so every configuration replays the same arrivals. */
+export { seededRandom } from "../emulator/faults.ts";
 
 export interface Arrival {
   cluster: number;

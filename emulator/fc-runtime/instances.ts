@@ -107,7 +107,7 @@ export async function startBuiltinInstance(options: InstanceEnv & { codeDir: str
 }
 
 /** A port free right now on 127.0.0.1 (FC gives each instance its own network namespace instead). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

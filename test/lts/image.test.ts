@@ -67,8 +67,9 @@ describe.skipIf(unavailable !== undefined)("the refresher image, assembled from 
   it("runs as 65532:65532 with nothing writable but the /tmp emptyDir, and the Dockerfile's heap limits", async () => {
     const probe = `
       const fs = require("node:fs");
+      const os = require("node:os");
       const writable = (path) => { try { fs.writeFileSync(path, "x"); return "ok"; } catch (error) { return error.code; } };
-      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), root: writable("/probe"), app: writable("/app/probe"), tmp: writable("/tmp/probe"), options: process.env.NODE_OPTIONS }));`;
+      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), root: writable("/probe"), app: writable("/app/probe"), tmp: writable(os.tmpdir() + "/probe"), options: process.env.NODE_OPTIONS }));`;
     const result = await runImage(rootfs, facts, ["-e", probe], { entrypoint: [facts.entrypoint[0] as string] });
     expect(result.stderr).toBe("");
     expect(JSON.parse(result.stdout)).toEqual({ uid: 65532, gid: 65532, groups: [65532], root: "EROFS", app: "EROFS", tmp: "ok", options: facts.env["NODE_OPTIONS"] });

@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { freePort } from "../../emulator/fc-runtime/instances.ts";
 import { createCertificateAuthority } from "../../emulator/tls.ts";
 
 export interface RedisServer {
@@ -28,17 +28,6 @@ export interface RedisServer {
   restart(): Promise<void>;
   alive(): boolean;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startRedisServer(options: { maxmemory?: string; tls?: boolean; password?: string } = {}): Promise<RedisServer> {
