@@ -1,5 +1,3 @@
-import { existsSync } from "node:fs";
-import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
@@ -8,6 +6,7 @@ import { kubernetesCluster } from "../../job/cluster.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
 import { startWatch } from "../../job/watch.ts";
 import type { Command } from "../args.ts";
+import { loadKubeConfig } from "../kubeconfig.ts";
 import { parseFlags, untilSignal } from "../args.ts";
 import { formatDuration, parseGoDuration } from "../../job/duration.ts";
 
@@ -46,19 +45,6 @@ function parseConfigMapRef(value: string | undefined): ConfigMapRef {
   const match = /^([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(value);
   if (match === null) throw new AcrCredentialError("UsageError", `--config-map must be NAMESPACE/NAME, got '${value}'; see 'acr-credential refresh --help'`);
   return { namespace: match[1] as string, name: match[2] as string };
-}
-
-function loadKubeConfig(file: string | undefined): KubeConfig {
-  const kubeConfig = new KubeConfig();
-  try {
-    if (file !== undefined) kubeConfig.loadFromFile(file);
-    else if (process.env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token")) kubeConfig.loadFromCluster();
-    else kubeConfig.loadFromDefault();
-  } catch (error) {
-    throw new AcrCredentialError("FileUnreadable", `cannot load the kubeconfig${file === undefined ? "" : ` ${file}`}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}; pass --kubeconfig`);
-  }
-  if (kubeConfig.getCurrentCluster() === null) throw new AcrCredentialError("FileUnreadable", "no Kubernetes cluster configured; run in a cluster or pass --kubeconfig");
-  return kubeConfig;
 }
 
 /** A `--flag 5m` duration in whole seconds, within `[minSeconds, maxSeconds]`. */
