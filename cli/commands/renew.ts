@@ -1,6 +1,6 @@
 import { renewResponseSchema } from "../../shared/broker-api.ts";
-import { invokeFunction } from "../../shared/alibaba/fc.ts";
-import { AcrCredentialError } from "../../shared/errors.ts";
+import { clipMessage, invokeFunction } from "../../shared/alibaba/fc.ts";
+import { AcrCredentialError, errorCodes, type ErrorCode } from "../../shared/errors.ts";
 import type { Command } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";
@@ -44,7 +44,12 @@ export const command: Command = {
     const event = { action: "renew", ...(values.cluster ? { cluster: values.cluster } : {}) };
     const result = await invokeFunction({ accountId, region, functionName, ...(values.qualifier ? { qualifier: values.qualifier } : {}), ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
     const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    if (failure) throw new AcrCredentialError("UpstreamError", `the broker refused: ${String(failure.message)} [${String(failure.code)}]`);
+    if (failure) {
+      // The broker's own code is the one printed (once); a code this version does not know is an upstream error.
+      const code = typeof failure.code === "string" && Object.hasOwn(errorCodes, failure.code) ? (failure.code as ErrorCode) : "UpstreamError";
+      const hint = code === "NotFound" && values.cluster !== undefined ? "; check --cluster, or leave it out to renew every cluster" : "";
+      throw new AcrCredentialError(code, `the broker refused: ${clipMessage(String(failure.message ?? "no message"))}${hint}`);
+    }
     const parsed = renewResponseSchema.safeParse(result);
     if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `the function's answer is not a renew summary; is ${values.function} the broker?`);
 

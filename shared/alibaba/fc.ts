@@ -46,6 +46,30 @@ function hintFor(code: unknown): string {
   return "";
 }
 
+/** At most `max` characters, ending at a sentence or word boundary with an ellipsis rather than mid-word. */
+export function clipMessage(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  if (line.length <= max) return line;
+  const head = line.slice(0, max);
+  const sentence = head.lastIndexOf(". ");
+  const word = head.lastIndexOf(" ");
+  const end = sentence > max / 2 ? sentence + 1 : word > max / 2 ? word : max;
+  return `${head.slice(0, end)} …`;
+}
+
+/**
+ * The SDK's own message glues the service's message to "request id: …" with no separator and a
+ * resource ARN or URL at its end reads as one word with it; built from its fields instead.
+ */
+function describeSdkError(error: unknown): string {
+  const e = (error ?? {}) as { code?: unknown; statusCode?: unknown; requestId?: unknown; data?: { Message?: unknown; message?: unknown } | null };
+  const message = e.data?.Message ?? e.data?.message;
+  if (typeof message !== "string") return clipMessage(oneLine(error));
+  const status = typeof e.statusCode === "number" ? ` (HTTP ${e.statusCode})` : "";
+  const requestId = typeof e.requestId === "string" && e.requestId !== "undefined" ? `; request id ${e.requestId}` : "";
+  return `${String(e.code ?? "error")}${status}: ${clipMessage(message)}${requestId}`;
+}
+
 /** Synchronously invokes a function with a JSON event and returns its JSON result. */
 export async function invokeFunction(target: FunctionTarget, keys: AccessKey, event: unknown, timeoutMs = 60_000): Promise<unknown> {
   const where = `${target.functionName} in ${target.region}`;
@@ -59,7 +83,7 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
     response = await client.invokeFunctionWithOptions(target.functionName, request, new Fc3Package.InvokeFunctionHeaders({}), runtimeOptions({ timeoutMs }));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${oneLine(error).slice(0, 300)}${hintFor(code)}`);
+    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${describeSdkError(error)}${hintFor(code)}`);
   }
   const text = await readAll(response.body);
   let result: unknown = text;
@@ -73,7 +97,7 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
   const errorType = response.headers?.["x-fc-error-type"];
   if (errorType) {
     const message = (result as { errorMessage?: unknown } | null)?.errorMessage;
-    throw new AcrCredentialError("UpstreamError", `the function ${where} failed (${errorType}): ${oneLine(String(message ?? "no message")).slice(0, 300)}`);
+    throw new AcrCredentialError("UpstreamError", `the function ${where} failed (${errorType}): ${clipMessage(String(message ?? "no message"))}`);
   }
   return result;
 }
