@@ -28,8 +28,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "acr-renew-"));
   const cluster = await createTestCluster("prod");
   const world = brokerWorld(cluster);
-  const operator = world.accounts.find((account) => account.id === platform)?.users.find((user) => user.name === "operator");
-  operator?.policies.push({ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: [`acs:fc:*:${platform}:functions/long-refusal`, `acs:fc:*:${platform}:functions/crashing`] }] } as never);
+  const operator = world.accounts.find((account) => account.id === platform)?.users?.find((user) => user.name === "operator");
+  operator?.policies?.push({ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: [`acs:fc:*:${platform}:functions/long-refusal`, `acs:fc:*:${platform}:functions/crashing`] }] } as never);
   emulator = await startEmulator({ world });
   const config = parseConfig(
     {
