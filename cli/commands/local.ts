@@ -146,7 +146,7 @@ export const command: Command = {
           "",
           `  broker     ${server.url}`,
           `  emulator   ${emulator.endpoints.http}`,
-          `  registry   ${registryHost ? `${registryHost}${seeded ? `  (${demoRepository}:latest)` : ""}` : "not started (install the Debian package docker-registry)"}`,
+          `  registry   ${registryHost ? `${registryHost}${seeded ? `  (${demoRepository}:latest)` : ""}` : values["without-registry"] === true ? "not started (--without-registry)" : "not started (install the Debian package docker-registry)"}`,
           `  logs       ${logFile}`,
           "",
           "Mint a demo ServiceAccount token:",
