@@ -9,6 +9,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   refresh: { summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)", load: async () => (await import("./commands/refresh.ts")).command },
   broker: { summary: "serve the broker over HTTP with the default credential chain", load: async () => (await import("./commands/broker.ts")).command },
   token: { summary: "print a demo-cluster JWT (sandbox only)", load: async () => (await import("./commands/token.ts")).command },
+  doctor: { summary: "check a cluster's refresher setup end to end and print what to fix", load: async () => (await import("./commands/doctor.ts")).command },
   renew: { summary: "refresh the broker's cached credentials now through FC InvokeFunction", load: async () => (await import("./commands/renew.ts")).command },
 };
 

@@ -40,10 +40,11 @@ Options:
 
 Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
 
-function parseConfigMapRef(value: string | undefined): ConfigMapRef {
+/** A `NAMESPACE/NAME` flag (`--config-map` by default). */
+export function parseConfigMapRef(value: string | undefined, command = "refresh", flag = "--config-map"): ConfigMapRef {
   if (value === undefined) return defaultConfigMap;
   const match = /^([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(value);
-  if (match === null) throw new AcrCredentialError("UsageError", `--config-map must be NAMESPACE/NAME, got '${value}'; see 'acr-credential refresh --help'`);
+  if (match === null) throw new AcrCredentialError("UsageError", `${flag} must be NAMESPACE/NAME, got '${value}'; see 'acr-credential ${command} --help'`);
   return { namespace: match[1] as string, name: match[2] as string };
 }
 

@@ -1,0 +1,46 @@
+/**
+ * The projected token as the doctor sees it: its claims read without verifying the signature (the
+ * broker verifies it), compared with the cluster's issuer, and what a broker refusal says about it.
+ */
+import { decodeJwt } from "jose";
+
+export interface TokenClaims {
+  iss?: string;
+  aud: string[];
+  sub?: string;
+  /** Seconds since the epoch. */
+  exp?: number;
+}
+
+/** The claims, or `undefined` when the text is not a JWT. */
+export function readClaims(raw: string): TokenClaims | undefined {
+  try {
+    const payload = decodeJwt(raw.trim());
+    const aud = payload.aud === undefined ? [] : Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    return {
+      aud,
+      ...(typeof payload.iss === "string" ? { iss: payload.iss } : {}),
+      ...(typeof payload.sub === "string" ? { sub: payload.sub } : {}),
+      ...(typeof payload.exp === "number" ? { exp: payload.exp } : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Issuers compare without a trailing slash, as the apiserver's discovery document and the broker's config may differ there. */
+export const sameIssuer = (a: string, b: string): boolean => a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+
+export type TokenProblem = "audience" | "issuer" | "expired" | "subject" | "signature" | undefined;
+
+/** Which part of the token a broker refusal (its code and message) blames, if any. */
+export function refusalBlames(code: string, message: string): TokenProblem {
+  if (code === "InvalidToken") {
+    if (/\baudience\b|\(aud\)/.test(message)) return "audience";
+    if (/\bissuer\b|\(iss\)/.test(message)) return "issuer";
+    if (/expired/.test(message)) return "expired";
+    if (/signature|signing key|kid/.test(message)) return "signature";
+  }
+  if (code === "Forbidden" && /subject '/.test(message)) return "subject";
+  return undefined;
+}

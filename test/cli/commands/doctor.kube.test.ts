@@ -1,0 +1,186 @@
+/**
+ * `acr-credential doctor` through an admin kubeconfig against the real API server, with the
+ * refresher's ServiceAccount and RBAC from job/deploy/base and a broker (the real server and
+ * business code) that gets passwords from the emulator: healthy, then broken one part at a time.
+ */
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AuthorizationV1Api, type KubernetesObject } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { startEmulator, type Emulator } from "../../../emulator/index.ts";
+import { parseConfig } from "../../../functions/broker/config.ts";
+import { createRuntime } from "../../../functions/broker/runtime.ts";
+import { serveHttp } from "../../../functions/broker/server.ts";
+import { brokerClient } from "../../../job/broker-client.ts";
+import { createLogger } from "../../../shared/log.ts";
+import { apply, createNamespace, kubeAvailable, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
+import { acquireRefresherLock } from "../../job/kube-lock.ts";
+import { core, installRefresher, manifests, refresherAccount, setConfig, type RefresherFixture } from "../../job/refresher-fixture.ts";
+import { cli, repositoryRoot } from "./support.ts";
+
+const worldFile = new URL("../../../emulator/worlds/demo.yaml", import.meta.url).pathname;
+const acrPullRole = "acs:ram::1000000000000001:role/acr-pull";
+const refresherSubject = `system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`;
+const registryDomain = "doctor-registry.cn-hangzhou.cr.aliyuncs.com";
+
+interface Checked {
+  code: number;
+  stdout: string;
+  stderr: string;
+  checks: Array<{ id: string; status: "ok" | "fail" | "skip"; detail: string; fix?: string }>;
+}
+
+describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
+  let release: () => Promise<void>;
+  let fixture: RefresherFixture;
+  let emulator: Emulator;
+  let work: string;
+  let namespace: string;
+  const brokers: Array<{ url: string; close(): Promise<void> }> = [];
+  let healthyBroker: string;
+  let configData: Record<string, string>;
+
+  async function startBroker(overrides: { audience?: string; subjects?: string[] } = {}): Promise<string> {
+    const world = parseYaml(await readFile(worldFile, "utf8")) as { accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }> };
+    const key = world.accounts.flatMap((account) => account.users ?? []).find((user) => user.name === "broker")!.accessKeys[0]!;
+    const { issuer, caFile } = kubeEnv();
+    const config = parseConfig(
+      {
+        audience: overrides.audience ?? "acr-credential-broker",
+        alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
+        clusters: [{ name: "doctor", issuer, caFile, regionId: "cn-hangzhou", subjects: overrides.subjects ?? [refresherSubject], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registryDomain] }] }],
+      },
+      "doctor test",
+    );
+    const runtime = createRuntime({ loaded: { config, baseDir: work, source: "doctor test" }, log: createLogger("broker", { level: "silent" }), baseIdentity: { kind: "keys", keys: { accessKeyId: key.id, accessKeySecret: key.secret } } });
+    const server = await serveHttp(runtime, { port: 0 });
+    brokers.push(server);
+    return server.url;
+  }
+
+  async function doctor(...args: string[]): Promise<Checked> {
+    const result = await cli(["doctor", "--kubeconfig", kubeEnv().kubeconfigFile, "--json", ...args], { env: { PATH: process.env.PATH, HOME: work } });
+    const parsed = JSON.parse(result.stdout) as { ok: boolean; checks: Checked["checks"] };
+    expect(parsed.ok).toBe(result.code === 0);
+    return { ...result, checks: parsed.checks };
+  }
+  const check = (result: Checked, id: string) => result.checks.find((entry) => entry.id === id)!;
+
+  beforeAll(async () => {
+    release = await acquireRefresherLock("doctor.kube.test");
+    work = await mkdtemp(join(tmpdir(), "doctor-"));
+    fixture = await installRefresher();
+    emulator = await startEmulator({ world: await readFile(worldFile, "utf8") });
+    healthyBroker = await startBroker();
+    namespace = await createNamespace("doctor");
+    configData = {
+      "broker-url": healthyBroker,
+      "watch-namespace": namespace,
+      "acr-registry-info": `- instanceId: cri-demo\n  regionId: cn-hangzhou\n  domains: ${registryDomain}\n  assumeRoleARN: ${acrPullRole}\n  expireDuration: 3600\n`,
+    };
+    await setConfig(configData);
+  }, 180_000);
+
+  afterAll(async () => {
+    await Promise.all(brokers.map((broker) => broker.close()));
+    await emulator?.close();
+    await fixture?.close();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await release?.();
+  });
+
+  it("passes every check on a healthy setup, exit 0, and prints no password or token", async () => {
+    const text = await cli(["doctor", "--kubeconfig", kubeEnv().kubeconfigFile], { env: { PATH: process.env.PATH, HOME: work } });
+    expect(text.stderr).toBe("");
+    expect(text.code).toBe(0);
+    const lines = text.stdout.trim().split("\n");
+    for (const title of ["kubernetes", "identity", "configmap", "rbac", "token issuer", "audience", "broker", "credentials"]) expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^✓ ${title} `)));
+    expect(lines.at(-1)).toBe("All checks passed.");
+    expect(text.stdout).toMatch(/✓ identity +system:serviceaccount:kube-system:aliyun-acr-credential-helper/);
+    expect(text.stdout).toMatch(/✓ credentials +1 received: cri-demo@cn-hangzhou until \d{4}-/);
+
+    // The broker hands the same cached credential to the refresher's own token: its password must not appear.
+    const tokenFile = join(work, "token");
+    await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["acr-credential-broker"]));
+    const { credentials } = await brokerClient({ url: healthyBroker, tokenFile }).fetchCredentials({ registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registryDomain], assumeRoleArn: acrPullRole, expireDuration: 3600 }] });
+    expect(credentials[0]?.password).toBeTruthy();
+    expect(text.stdout).not.toContain(credentials[0]!.password);
+    expect(text.stdout).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
+
+    const json = await doctor();
+    expect(json.code).toBe(0);
+    expect(json.checks.map((entry) => [entry.id, entry.status])).toEqual(["kubernetes", "identity", "configmap", "rbac", "issuer", "audience", "broker", "credentials"].map((id) => [id, "ok"]));
+    expect(check(json, "issuer").detail).toMatch(new RegExp(`^${kubeEnv().issuer} \\(this cluster's\\), sub ${refresherSubject}, expires in \\d+ min$`));
+  });
+
+  it("names a missing ConfigMap and the sample to create it from, exit 1", async () => {
+    await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
+    try {
+      const result = await doctor();
+      expect(result.code).toBe(1);
+      expect(check(result, "configmap")).toMatchObject({ status: "fail", detail: expect.stringMatching(/ConfigMap kube-system\/acr-configuration does not exist/) });
+      const sample = /kubectl apply -f (\S+)/.exec(check(result, "configmap").fix ?? "")?.[1];
+      expect(existsSync(join(repositoryRoot, sample ?? "absent"))).toBe(true);
+      expect(check(result, "kubernetes").status).toBe("ok");
+      expect(check(result, "credentials").status).toBe("skip");
+    } finally {
+      await setConfig(configData);
+    }
+  });
+
+  it("names the verb the refresher's RBAC lacks, exit 1", async () => {
+    const rbac = await manifests("rbac.yaml");
+    const role = structuredClone(rbac.find((object) => object.kind === "Role")) as KubernetesObject & { rules: Array<{ resourceNames?: string[]; verbs: string[] }> };
+    role.rules = role.rules.filter((rule) => !(rule.verbs.includes("patch") && rule.resourceNames?.includes("acr-credential-status")));
+    await apply([role]);
+    try {
+      // The authorizer's view follows the Role within moments.
+      const authorization = fixture.kubeConfig.makeApiClient(AuthorizationV1Api);
+      await expect
+        .poll(async () => JSON.stringify((await authorization.createSelfSubjectRulesReview({ body: { spec: { namespace: "kube-system" } } })).status?.resourceRules), { timeout: 10_000 })
+        .not.toMatch(/"verbs":\["patch"\],"apiGroups":\[""\],"resources":\["configmaps"\],"resourceNames":\["acr-credential-status"\]/);
+      const result = await doctor();
+      expect(result.code).toBe(1);
+      expect(check(result, "rbac")).toMatchObject({ status: "fail", detail: "missing: patch configmaps/acr-credential-status in kube-system", fix: expect.stringMatching(/kubectl apply -k job\/deploy\/base/) });
+      expect(check(result, "credentials").status).toBe("ok");
+    } finally {
+      await apply(rbac);
+    }
+  });
+
+  it("says the broker refuses the token's audience, exit 1", async () => {
+    const other = await startBroker({ audience: "another-audience" });
+    const result = await doctor("--broker-url", other);
+    expect(result.code).toBe(1);
+    expect(check(result, "issuer").status).toBe("ok");
+    expect(check(result, "broker").status).toBe("ok");
+    expect(check(result, "audience")).toMatchObject({ status: "fail", detail: "the broker refused the token's audience acr-credential-broker", fix: expect.stringMatching(/the broker's `audience` setting/) });
+    expect(check(result, "credentials")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^\[InvalidToken\]/) });
+  });
+
+  it("says the broker cannot be reached, exit 1", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const result = await doctor("--broker-url", `http://127.0.0.1:${closed}`);
+    expect(result.code).toBe(1);
+    expect(check(result, "broker")).toMatchObject({ status: "fail", detail: `cannot reach http://127.0.0.1:${closed}/healthz (ECONNREFUSED)`, fix: expect.stringMatching(/broker-url/) });
+    expect(check(result, "credentials").status).toBe("skip");
+    expect(check(result, "configmap").status).toBe("ok");
+  });
+
+  it("reports the broker's refusal and what to add to its configuration, exit 1", async () => {
+    const refusing = await startBroker({ subjects: ["system:serviceaccount:kube-system:someone-else"] });
+    const result = await doctor("--broker-url", refusing);
+    expect(result.code).toBe(1);
+    expect(check(result, "audience").status).toBe("ok");
+    expect(check(result, "credentials")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^\[Forbidden\] .*subject 'system:serviceaccount:kube-system:aliyun-acr-credential-helper' may not request credentials/), fix: `add ${refresherSubject} to the cluster's subjects in the broker configuration` });
+  });
+});
