@@ -89,7 +89,7 @@ function withToken(kubeConfig: KubeConfig, token: string): KubeConfig {
 function kubeFailure(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   const body = (error as { body?: unknown }).body;
-  let reason = "";
+  let reason: string;
   try {
     reason = typeof body === "string" ? ((JSON.parse(body) as { message?: string }).message ?? "") : "";
   } catch {
