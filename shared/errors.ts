@@ -25,6 +25,8 @@ export const errorCodes = {
   Internal: { exit: 1, status: 500 },
   // The local docker-registry of the emulator and sandbox could not be started.
   RegistryUnavailable: { exit: 1, status: 503 },
+  // The sandbox's local Kubernetes control plane (`local --with-cluster`) is not built or did not start.
+  ControlPlaneUnavailable: { exit: 1, status: 503 },
   // The broker answered, but not with a response of its API (wrong URL, a proxy's error page).
   BrokerResponseInvalid: { exit: 1, status: 502 },
 } as const satisfies Record<string, { exit: number; status: number }>;
