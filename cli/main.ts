@@ -3,7 +3,7 @@ import { productVersion } from "../shared/version.ts";
 import type { Command } from "./args.ts";
 
 // Each command is loaded on demand so that, say, `acr-credential token` does not load the Kubernetes client.
-const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   local: { summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)", load: async () => (await import("./commands/local.ts")).command },
   emulator: { summary: "run the local Alibaba Cloud emulator alone", load: async () => (await import("./commands/emulator.ts")).command },
   refresh: { summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)", load: async () => (await import("./commands/refresh.ts")).command },

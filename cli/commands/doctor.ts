@@ -13,7 +13,7 @@ import { registryLabel, registryRequest } from "../../job/registry.ts";
 import { configFromData, defaultConfigMap } from "../../job/run.ts";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { checklistJson, exitCodeOf, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
 import { missingPermissions, requiredPermissions, type ResourceRule } from "../doctor/rbac.ts";
@@ -115,20 +115,24 @@ interface Identity {
   mint?: (audience: string) => Promise<string>;
 }
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = {
+  kubeconfig: { type: "string" },
+  "config-map": { type: "string" },
+  "broker-url": { type: "string" },
+  "service-account": { type: "string" },
+  audience: { type: "string" },
+  "token-file": { type: "string" },
+  "sts-token-file": { type: "string" },
+  json: { type: "boolean" },
+} satisfies Options;
+
 export const command: Command = {
   summary: "check a cluster's refresher setup end to end and print what to fix",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("doctor", argv, {
-      kubeconfig: { type: "string" },
-      "config-map": { type: "string" },
-      "broker-url": { type: "string" },
-      "service-account": { type: "string" },
-      audience: { type: "string" },
-      "token-file": { type: "string" },
-      "sts-token-file": { type: "string" },
-      json: { type: "boolean" },
-    });
+    const { values } = parseFlags("doctor", argv, options);
     const configMapRef = parseConfigMapRef(values["config-map"], "doctor");
     const serviceAccount = values["service-account"] === undefined ? defaultServiceAccount : parseConfigMapRef(values["service-account"], "doctor", "--service-account");
     const audience = values.audience ?? defaultAudience;

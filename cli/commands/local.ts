@@ -13,7 +13,7 @@ import { getAuthorizationToken } from "../../shared/alibaba/cr.ts";
 import type { AccessKey } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
 import type { ControlPlane } from "../sandbox/control-plane.ts";
 import { builtBinaryDir, isExecutableFile, pinnedVersions, type BinaryLookup, type KubeBinaries } from "../sandbox/kube-binaries.ts";
@@ -107,11 +107,15 @@ function kubectlCommand(): string {
   return isExecutableFile(built) ? shown(built) : "kubectl";
 }
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { port: { type: "string" }, "state-dir": { type: "string" }, "without-registry": { type: "boolean" }, "with-cluster": { type: "boolean" } } satisfies Options;
+
 export const command: Command = {
   summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("local", argv, { port: { type: "string" }, "state-dir": { type: "string" }, "without-registry": { type: "boolean" }, "with-cluster": { type: "boolean" } });
+    const { values } = parseFlags("local", argv, options);
     const port = parsePort("local", values.port, 9000);
     // Before anything starts, so a missing build leaves nothing half-started.
     const kubeBinaries = values["with-cluster"] === true ? await controlPlaneBinaries() : undefined;

@@ -5,7 +5,7 @@ import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
 import { startWatch } from "../../job/watch.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { loadKubeConfig } from "../kubeconfig.ts";
 import { parseFlags, untilSignal } from "../args.ts";
 import { formatDuration, parseGoDuration } from "../../job/duration.ts";
@@ -58,24 +58,28 @@ function durationFlag(flag: string, value: string | undefined, minSeconds: numbe
   return Math.round(milliseconds / 1000);
 }
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = {
+  once: { type: "boolean" },
+  watch: { type: "boolean" },
+  kubeconfig: { type: "string" },
+  "config-map": { type: "string" },
+  "broker-url": { type: "string" },
+  "token-file": { type: "string" },
+  "sts-token-file": { type: "string" },
+  "dry-run": { type: "boolean" },
+  resync: { type: "boolean" },
+  "schedule-interval": { type: "string" },
+  "spread-window": { type: "string" },
+  "no-spread": { type: "boolean" },
+} satisfies Options;
+
 export const command: Command = {
   summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("refresh", argv, {
-      once: { type: "boolean" },
-      watch: { type: "boolean" },
-      kubeconfig: { type: "string" },
-      "config-map": { type: "string" },
-      "broker-url": { type: "string" },
-      "token-file": { type: "string" },
-      "sts-token-file": { type: "string" },
-      "dry-run": { type: "boolean" },
-      resync: { type: "boolean" },
-      "schedule-interval": { type: "string" },
-      "spread-window": { type: "string" },
-      "no-spread": { type: "boolean" },
-    });
+    const { values } = parseFlags("refresh", argv, options);
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
     if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");

@@ -1,7 +1,7 @@
 import { renewResponseSchema } from "../../shared/broker-api.ts";
 import { clipMessage, invokeFunction } from "../../shared/alibaba/fc.ts";
 import { AcrCredentialError, errorCodes, type ErrorCode } from "../../shared/errors.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";
 
@@ -22,11 +22,15 @@ on acs:fc:<region>:<account-id>:functions/<NAME> (docs/deploy.md).
 The renew event refreshes the caches of the one instance that answers it; see docs/deploy.md.
 Exit code 0 when every registry was renewed, 1 when some failed.`;
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } } satisfies Options;
+
 export const command: Command = {
   summary: "refresh the broker's cached credentials now through FC 3.0 InvokeFunction",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("renew", argv, { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } });
+    const { values } = parseFlags("renew", argv, options);
     const functionName = values.function ?? "";
     if (functionName.includes("/")) {
       throw new AcrCredentialError("UsageError", `--function takes the function's name only ('${functionName.split("/").pop()}'): Function Compute 3.0 functions, which s.yaml deploys, have no service`);
