@@ -17,7 +17,7 @@ import { createRuntime } from "../../../functions/broker/runtime.ts";
 import { serveHttp } from "../../../functions/broker/server.ts";
 import { brokerClient } from "../../../job/broker-client.ts";
 import { createLogger } from "../../../shared/log.ts";
-import { apply, createNamespace, kubeAvailable, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
+import { apply, createNamespace, createServiceAccount, kubeAvailable, kubeConfigForToken, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
 import { acquireRefresherLock } from "../../job/kube-lock.ts";
 import { core, installRefresher, manifests, refresherAccount, setConfig, type RefresherFixture } from "../../job/refresher-fixture.ts";
 import { cli, repositoryRoot } from "./support.ts";
@@ -160,6 +160,30 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     expect(check(result, "broker").status).toBe("ok");
     expect(check(result, "audience")).toMatchObject({ status: "fail", detail: "the broker refused the token's audience acr-credential-broker", fix: expect.stringMatching(/the broker's `audience` setting/) });
     expect(check(result, "credentials")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^\[InvalidToken\]/) });
+  });
+
+  it("blames the audience of a token given with --token-file that the broker does not accept", async () => {
+    const tokenFile = join(work, "wrong-audience-token");
+    await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["not-the-broker"]));
+    const result = await doctor("--token-file", tokenFile);
+    expect(result.code).toBe(1);
+    expect(check(result, "issuer").status).toBe("ok");
+    expect(check(result, "audience")).toMatchObject({ status: "fail", detail: "the broker refused the token's audience not-the-broker" });
+  });
+
+  it("says it cannot act as the refresher through a kubeconfig that may not create its tokens", async () => {
+    await createServiceAccount(namespace, "powerless");
+    const kubeconfig = join(work, "powerless.kubeconfig");
+    await writeFile(kubeconfig, kubeConfigForToken(await serviceAccountToken(namespace, "powerless")).exportConfig());
+    const result = await cli(["doctor", "--kubeconfig", kubeconfig, "--json"], { env: { PATH: process.env.PATH, HOME: work } });
+    const { checks } = JSON.parse(result.stdout) as Checked;
+    expect(result.code).toBe(1);
+    expect(checks.find((entry) => entry.id === "identity")).toMatchObject({
+      status: "fail",
+      detail: expect.stringMatching(/^cannot create a token for ServiceAccount kube-system\/aliyun-acr-credential-helper: HTTP 403/),
+      fix: expect.stringMatching(/a cluster admin\), or in the refresher's pod$/),
+    });
+    expect(checks.find((entry) => entry.id === "rbac")?.status).toBe("skip");
   });
 
   it("says the broker cannot be reached, exit 1", async () => {
