@@ -17,7 +17,7 @@ import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { checklistJson, exitCodeOf, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
 import { missingPermissions, requiredPermissions, type ResourceRule } from "../doctor/rbac.ts";
-import { readClaims, refusalBlames, sameIssuer, type TokenClaims } from "../doctor/token.ts";
+import { assessIssuer, readClaims, refusalBlames } from "../doctor/token.ts";
 import { inCluster, loadKubeConfig } from "../kubeconfig.ts";
 import { defaultStsTokenFile, defaultTokenFile, parseConfigMapRef } from "./refresh.ts";
 
@@ -277,7 +277,7 @@ export const command: Command = {
     } catch {
       clusterIssuer = undefined;
     }
-    const issuerCheck = assessIssuer(claims, clusterIssuer, tokenSource);
+    const issuerCheck = assessIssuer(claims, clusterIssuer, tokenSource, Date.now());
     checks.set("issuer", issuerCheck);
     if (issuerCheck.status === "fail" || claims === undefined) return finish();
 
@@ -344,20 +344,6 @@ export const command: Command = {
     return finish();
   },
 };
-
-function assessIssuer(claims: TokenClaims | undefined, clusterIssuer: string | undefined, source: string): Check {
-  if (claims === undefined) return failed("issuer", `the token from ${source} is not a JWT`, "mount the projected ServiceAccount token from job/deploy");
-  const now = Date.now() / 1000;
-  if (claims.exp !== undefined && claims.exp <= now) {
-    return failed("issuer", `the token from ${source} expired at ${new Date(claims.exp * 1000).toISOString()}`, "use the projected token the kubelet keeps fresh, not a copy");
-  }
-  if (claims.iss === undefined) return failed("issuer", `the token from ${source} has no issuer (iss)`, "use a projected ServiceAccount token");
-  if (clusterIssuer !== undefined && !sameIssuer(claims.iss, clusterIssuer)) {
-    return failed("issuer", `the token's issuer ${claims.iss} is not this cluster's (${clusterIssuer})`, "use this cluster's projected token; the broker's cluster entry must name this cluster's issuer");
-  }
-  const minutes = claims.exp === undefined ? "" : `, expires in ${Math.max(0, Math.round((claims.exp - now) / 60))} min`;
-  return passed("issuer", `${claims.iss}${clusterIssuer === undefined ? "" : " (this cluster's)"}, sub ${claims.sub ?? "(none)"}${minutes}`);
-}
 
 async function brokerHealth(brokerUrl: string): Promise<Check> {
   const url = `${brokerUrl}/healthz`;

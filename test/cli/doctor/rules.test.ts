@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { exitCodeOf, fail, formatChecklist, ok, skip } from "../../../cli/doctor/checklist.ts";
 import { allowed, missingPermissions, requiredPermissions, type ResourceRule } from "../../../cli/doctor/rbac.ts";
-import { readClaims, refusalBlames } from "../../../cli/doctor/token.ts";
+import { assessIssuer, readClaims, refusalBlames } from "../../../cli/doctor/token.ts";
 
 const shipped = () => readFile(new URL("../../../job/deploy/base/rbac.yaml", import.meta.url), "utf8");
 
@@ -80,5 +80,20 @@ describe("the checklist", () => {
     expect(formatChecklist(checks).split("\n")).toEqual(["✓ first   fine", "✗ second  broken", "          fix: mend it", "- third   skipped: an earlier check failed", "", "2 of 3 checks did not pass."]);
     expect(exitCodeOf(checks)).toBe(1);
     expect(exitCodeOf([checks[0]!])).toBe(0);
+  });
+});
+
+describe("assessIssuer", () => {
+  const now = Date.parse("2030-01-01T00:00:00Z");
+  const claims = { iss: "https://oidc.example.com/clusters/a", aud: ["acr-credential-broker"], sub: "system:serviceaccount:kube-system:x", exp: now / 1000 + 600 };
+
+  it("passes a fresh token of this cluster's issuer, a trailing slash aside", () => {
+    expect(assessIssuer(claims, "https://oidc.example.com/clusters/a/", "the file", now)).toMatchObject({ status: "ok", detail: "https://oidc.example.com/clusters/a (this cluster's), sub system:serviceaccount:kube-system:x, expires in 10 min" });
+  });
+
+  it("fails a token of another issuer, an expired one and one that is not a JWT", () => {
+    expect(assessIssuer(claims, "https://oidc.example.com/clusters/b", "the file", now)).toMatchObject({ status: "fail", detail: "the token's issuer https://oidc.example.com/clusters/a is not this cluster's (https://oidc.example.com/clusters/b)" });
+    expect(assessIssuer({ ...claims, exp: now / 1000 - 1 }, undefined, "the file", now)).toMatchObject({ status: "fail", detail: "the token from the file expired at 2029-12-31T23:59:59.000Z" });
+    expect(assessIssuer(undefined, undefined, "the file", now)).toMatchObject({ status: "fail", detail: "the token from the file is not a JWT" });
   });
 });
