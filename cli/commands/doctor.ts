@@ -24,7 +24,9 @@ import { defaultStsTokenFile, defaultTokenFile, parseConfigMapRef } from "./refr
 const defaultServiceAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
 const defaultAudience = "acr-credential-broker";
 const rrsaAudience = "sts.aliyuncs.com";
-const rbacManifest = new URL("../../job/deploy/base/rbac.yaml", import.meta.url);
+/** job/build.mjs inlines job/deploy/base/rbac.yaml into the image's bundle; elsewhere it is read from the repository. */
+declare const ACR_REFRESHER_RBAC_YAML: string | undefined;
+const shippedRbac = async (): Promise<string> => (typeof ACR_REFRESHER_RBAC_YAML === "string" ? ACR_REFRESHER_RBAC_YAML : readFile(new URL("../../job/deploy/base/rbac.yaml", import.meta.url), "utf8"));
 /** Namespaces reviewed besides the ConfigMap's: enough to catch a per-namespace RoleBinding setup, few enough to stay quick. */
 const maxReviewedNamespaces = 5;
 
@@ -216,7 +218,7 @@ export const command: Command = {
 
     // The RBAC, by what the API server says the acting identity may do.
     if (identity.asRefresher) {
-      const required = requiredPermissions(await readFile(rbacManifest, "utf8"));
+      const required = requiredPermissions(await shippedRbac());
       const served = config === undefined ? [] : (literalNames(config.watchNamespace) ?? []).filter((namespace) => !config.excludeNamespaces.includes(namespace));
       const namespaces = [...new Set([configMapRef.namespace, ...served])].slice(0, maxReviewedNamespaces + 1);
       const authorization = identity.kubeConfig.makeApiClient(AuthorizationV1Api);

@@ -8,16 +8,18 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AuthorizationV1Api, type KubernetesObject } from "@kubernetes/client-node";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { AuthorizationV1Api, KubernetesObjectApi, type KubernetesObject } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse as parseYaml } from "yaml";
+import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { parseConfig } from "../../../functions/broker/config.ts";
 import { createRuntime } from "../../../functions/broker/runtime.ts";
 import { serveHttp } from "../../../functions/broker/server.ts";
 import { brokerClient } from "../../../job/broker-client.ts";
 import { createLogger } from "../../../shared/log.ts";
-import { apply, createNamespace, createServiceAccount, kubeAvailable, kubeConfigForToken, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
+import { adminConfig, apply, createNamespace, createServiceAccount, kubeAvailable, kubeConfigForToken, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
 import { acquireRefresherLock } from "../../job/kube-lock.ts";
 import { core, installRefresher, manifests, refresherAccount, setConfig, type RefresherFixture } from "../../job/refresher-fixture.ts";
 import { cli, repositoryRoot } from "./support.ts";
@@ -26,6 +28,19 @@ const worldFile = new URL("../../../emulator/worlds/demo.yaml", import.meta.url)
 const acrPullRole = "acs:ram::1000000000000001:role/acr-pull";
 const refresherSubject = `system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`;
 const registryDomain = "doctor-registry.cn-hangzhou.cr.aliyuncs.com";
+
+const run = promisify(execFile);
+
+interface PodSpec {
+  serviceAccountName: string;
+  containers: Array<{ args: string[]; volumeMounts: Array<{ name: string }> }>;
+  volumes: Array<{ name: string }>;
+}
+
+async function deployObjects(file: string): Promise<KubernetesObject[]> {
+  const text = await readFile(new URL(`../../../job/deploy/${file}`, import.meta.url), "utf8");
+  return parseAllDocuments(text).map((document) => document.toJS() as KubernetesObject);
+}
 
 interface Checked {
   code: number;
@@ -115,6 +130,32 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     expect(json.code).toBe(0);
     expect(json.checks.map((entry) => [entry.id, entry.status])).toEqual(["kubernetes", "identity", "configmap", "rbac", "issuer", "audience", "broker", "credentials"].map((id) => [id, "ok"]));
     expect(check(json, "issuer").detail).toMatch(new RegExp(`^${kubeEnv().issuer} \\(this cluster's\\), sub ${refresherSubject}, expires in \\d+ min$`));
+  });
+
+  it("runs the same checks from the image's bundle (`<image> doctor`), which carries the RBAC manifest inside", async () => {
+    const bundle = join(work, "refresher.mjs");
+    await run(process.execPath, [new URL("../../../job/build.mjs", import.meta.url).pathname, bundle]);
+    // Outside the repository, so the manifest cannot be read from beside the code.
+    const result = await run(process.execPath, [bundle, "doctor", "--kubeconfig", kubeEnv().kubeconfigFile, "--json"], { cwd: work, env: { PATH: process.env.PATH, HOME: work } }).then(
+      (out) => ({ code: 0, ...out }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const { checks } = JSON.parse(result.stdout) as Checked;
+    expect(checks.find((entry) => entry.id === "rbac")?.detail).toMatch(/^all \d+ permissions of job\/deploy\/base\/rbac\.yaml in kube-system, /);
+  });
+
+  it("ships an example Job that runs the image's doctor as the refresher, with the CronJob's token, which the API server accepts", async () => {
+    const [job] = await deployObjects("examples/doctor.yaml");
+    const [cronJob] = await deployObjects("base/cronjob.yaml");
+    const pod = (job as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+    const refresherPod = (cronJob as unknown as { spec: { jobTemplate: { spec: { template: { spec: PodSpec } } } } }).spec.jobTemplate.spec.template.spec;
+    expect(pod.serviceAccountName).toBe(refresherPod.serviceAccountName);
+    expect(pod.containers[0]?.args).toEqual(["doctor"]);
+    expect(pod.volumes.find((volume) => volume.name === "broker-token")).toEqual(refresherPod.volumes.find((volume) => volume.name === "broker-token"));
+    expect(pod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token")).toEqual(refresherPod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token"));
+    await KubernetesObjectApi.makeApiClient(adminConfig()).create(job!, undefined, "All");
   });
 
   it("names a missing ConfigMap and the sample to create it from, exit 1", async () => {
