@@ -16,7 +16,7 @@ import { createLogger } from "../../shared/log.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
 import type { ControlPlane } from "../sandbox/control-plane.ts";
-import { builtBinaryDir, isExecutableFile, pinnedVersions, type BinaryLookup, type KubeBinaries } from "../sandbox/kube-binaries.ts";
+import { builtBinaryDir, findPinnedKubeBinaries, isExecutableFile, pinnedVersions, type BinaryLookup, type KubeBinaries } from "../sandbox/kube-binaries.ts";
 import { defaultStateDir, demoIssuer, demoSubject, ensureDemoCluster } from "./token.ts";
 
 const usage = `Usage: acr-credential local [--port 9000] [--state-dir .local] [--without-registry] [--with-cluster]
@@ -81,7 +81,7 @@ async function seedDemoImage(cr: string, registryHost: string, publisher: Access
 
 /** The control plane's programs, or a one-line error naming the build command. */
 export async function controlPlaneBinaries(lookup?: BinaryLookup): Promise<KubeBinaries> {
-  const found = lookup ?? (await import("../sandbox/kube-binaries.ts")).findPinnedKubeBinaries();
+  const found = lookup ?? findPinnedKubeBinaries();
   if (!found.found) throw new AcrCredentialError("ControlPlaneUnavailable", `--with-cluster needs the Kubernetes test binaries: ${found.reason}`);
   return found.binaries;
 }
@@ -197,7 +197,9 @@ export const command: Command = {
         await writeFile(kubeconfigFile, plane.kubeconfig, { mode: 0o600 });
         const kubectl = `${kubectlCommand()} --kubeconfig ${shown(kubeconfigFile)}`;
         clusterLines = [
-          "The pull Secret the refresher wrote in namespace demo, and the ServiceAccount it is attached to:",
+          refresher.written
+            ? "The pull Secret the refresher wrote in namespace demo, and the ServiceAccount it is attached to:"
+            : `The refresher has not written its pull Secret yet (${refresherLog} says why); once it has, these show it:`,
           `  ${kubectl} -n ${demoNamespace} get secret ${refresher.secretName}`,
           `  ${kubectl} -n ${demoNamespace} get serviceaccount default -o jsonpath='{.imagePullSecrets}'`,
           "",

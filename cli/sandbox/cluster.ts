@@ -37,6 +37,8 @@ export interface SandboxRegistry {
 export interface SandboxRefresher {
   /** The pull Secret's name in the demo namespace. */
   secretName: string;
+  /** Whether the first reconcile wrote it (it fails, for one, when the broker refuses). */
+  written: boolean;
   stop(): Promise<void>;
 }
 
@@ -95,5 +97,9 @@ export async function startSandboxRefresher(plane: ControlPlane, brokerUrl: stri
   const cluster = kubernetesCluster(kubeConfig);
   const watcher = startWatch({ kubeConfig, cluster, logger, broker: (url) => brokerClient({ url, tokenFile: "projected token", readFile: readToken }) }, { configMap: defaultConfigMap, spreadWindowSeconds: 0 });
   await watcher.ready;
-  return { secretName, stop: () => watcher.stop() };
+  const written = await core.readNamespacedSecret({ namespace: demoNamespace, name: secretName }).then(
+    () => true,
+    () => false,
+  );
+  return { secretName, written, stop: () => watcher.stop() };
 }
