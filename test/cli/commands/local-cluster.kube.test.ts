@@ -37,6 +37,7 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("acr-credential local --with-
 
   it("prints a kubectl line that shows the pull Secret the refresher wrote", async () => {
     const line = printedLine(/kubectl .* get secret /);
+    expect(printed).toContain("The pull Secret the refresher wrote in namespace demo");
     const shown = await shell(line);
     expect(shown.stderr).toBe("");
     expect(shown.code).toBe(0);
