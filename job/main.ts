@@ -1,5 +1,6 @@
 // Entry point of the bundled refresher (dist/job/refresher.mjs, the container's command): the same
-// code as `acr-credential refresh`, without the other commands and their dependencies.
+// code as `acr-credential refresh` (and, as `<image> doctor`, `acr-credential doctor`), without the
+// other commands and their dependencies.
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { productVersion } from "../shared/version.ts";
 import { command } from "../cli/commands/refresh.ts";
