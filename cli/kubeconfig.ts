@@ -18,8 +18,18 @@ export function inCluster(env: NodeJS.ProcessEnv = process.env): boolean {
 /** The kubeconfig files `loadFromDefault` would read, those that exist. */
 export function defaultKubeConfigFiles(env: NodeJS.ProcessEnv = process.env): string[] {
   const listed = (env.KUBECONFIG ?? "").split(delimiter).filter((file) => file !== "");
-  const candidates = listed.length > 0 ? listed : [join(env.HOME ?? homedir(), ".kube", "config")];
+  const home = env.HOME ?? userHome();
+  const candidates = listed.length > 0 ? listed : home === undefined ? [] : [join(home, ".kube", "config")];
   return candidates.filter((file) => existsSync(file));
+}
+
+/** The user's home, or `undefined` for a uid without one (the image runs as 65532, with no passwd entry and no HOME). */
+function userHome(): string | undefined {
+  try {
+    return homedir();
+  } catch {
+    return undefined;
+  }
 }
 
 export function loadKubeConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
