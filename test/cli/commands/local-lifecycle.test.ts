@@ -2,7 +2,8 @@
  * How `npm start` ends when something other than a terminal stops it (an IDE's stop button,
  * `timeout`): a SIGTERM to npm alone must take the sandbox's node and docker-registry with it.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,13 +21,21 @@ afterAll(async () => {
   await rm(stateDir, { recursive: true, force: true });
 });
 
-/** Every process below `pid`, from the process table. */
+/** Every process below `pid`, from /proc (no procps needed): its pid and command line. */
 function descendants(pid: number): Array<{ pid: number; command: string }> {
-  const table = execFileSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" })
-    .split("\n")
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line))
-    .filter((match) => match !== null)
-    .map((match) => ({ pid: Number(match[1]), ppid: Number(match[2]), command: match[3] as string }));
+  const table = readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
+      try {
+        // The command name in field 2 may hold spaces and parentheses; the fields after its last ')' do not.
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const command = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim();
+        return [{ pid: Number(entry), ppid, command }];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
   const found: Array<{ pid: number; command: string }> = [];
   const visit = (parent: number) => {
     for (const child of table.filter((entry) => entry.ppid === parent)) {
