@@ -61,10 +61,12 @@ export function clipMessage(text: string, max = 300): string {
  * The SDK's own message glues the service's message to "request id: …" with no separator and a
  * resource ARN or URL at its end reads as one word with it; built from its fields instead.
  */
-function describeSdkError(error: unknown): string {
-  const e = (error ?? {}) as { code?: unknown; statusCode?: unknown; requestId?: unknown; data?: { Message?: unknown; message?: unknown } | null };
+function describeSdkError(error: unknown, url: string): string {
+  const e = (error ?? {}) as { code?: unknown; syscall?: unknown; statusCode?: unknown; requestId?: unknown; data?: { Message?: unknown; message?: unknown } | null };
+  // A network failure: the SDK appends "POST <url> failed." to Node's message without a space.
+  if (typeof e.syscall === "string" || (typeof e.code === "string" && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code))) return `cannot reach ${url} (${String(e.code)}); check --endpoint (or --region and --account-id) and the network`;
   const message = e.data?.Message ?? e.data?.message;
-  if (typeof message !== "string") return clipMessage(oneLine(error));
+  if (typeof message !== "string") return clipMessage(oneLine(error).replace(/(\S)((?:GET|POST|PUT|DELETE) https?:\/\/)/, "$1; $2"));
   const status = typeof e.statusCode === "number" ? ` (HTTP ${e.statusCode})` : "";
   const requestId = typeof e.requestId === "string" && e.requestId !== "undefined" ? `; request id ${e.requestId}` : "";
   return `${String(e.code ?? "error")}${status}: ${clipMessage(message)}${requestId}`;
@@ -83,7 +85,7 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
     response = await client.invokeFunctionWithOptions(target.functionName, request, new Fc3Package.InvokeFunctionHeaders({}), runtimeOptions({ timeoutMs }));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${describeSdkError(error)}${hintFor(code)}`);
+    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${describeSdkError(error, `${protocol}://${endpoint}`)}${hintFor(code)}`);
   }
   const text = await readAll(response.body);
   let result: unknown = text;

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
@@ -111,6 +112,18 @@ describe("acr-credential renew", () => {
     const result = await renew([], operatorUser, "missing");
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^acr-credential renew: InvokeFunction missing in cn-hangzhou failed: .*FunctionNotFound.*; check --function, --region and --account-id \[UpstreamError\]$/)]);
+  });
+
+  it("names an endpoint nobody answers on in one line, the URL apart from the reason", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const result = await cli(["renew", "--function", "acr-credential-broker", "--account-id", platform, "--endpoint", `http://127.0.0.1:${closed}`], { env: env() });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([`acr-credential renew: InvokeFunction acr-credential-broker in cn-hangzhou failed: cannot reach http://127.0.0.1:${closed} (ECONNREFUSED); check --endpoint (or --region and --account-id) and the network [UpstreamError]`]);
   });
 
   it("takes the FC 3.0 function name, and says so for SERVICE/FUNCTION, exit 2", async () => {
