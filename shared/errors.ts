@@ -63,3 +63,14 @@ export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.replace(/\s*\n\s*/g, " ").trim();
 }
+
+/** At most `max` characters, ending at a sentence or word boundary with an ellipsis rather than mid-word. */
+export function clipMessage(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  if (line.length <= max) return line;
+  const head = line.slice(0, max);
+  const sentence = head.lastIndexOf(". ");
+  const word = head.lastIndexOf(" ");
+  const end = sentence > max / 2 ? sentence + 1 : word > max / 2 ? word : max;
+  return `${head.slice(0, end)} …`;
+}

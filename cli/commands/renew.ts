@@ -1,6 +1,6 @@
 import { renewResponseSchema } from "../../shared/broker-api.ts";
-import { clipMessage, invokeFunction } from "../../shared/alibaba/fc.ts";
-import { AcrCredentialError, errorCodes, type ErrorCode } from "../../shared/errors.ts";
+import { invokeFunction } from "../../shared/alibaba/fc.ts";
+import { AcrCredentialError, clipMessage, errorCodes, type ErrorCode } from "../../shared/errors.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";

@@ -5,7 +5,7 @@
  */
 import { Readable } from "node:stream";
 import * as Fc3Package from "@alicloud/fc20230330";
-import { AcrCredentialError, oneLine } from "../errors.ts";
+import { AcrCredentialError, clipMessage, oneLine } from "../errors.ts";
 import type { AccessKey } from "./identity.ts";
 import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 
@@ -44,17 +44,6 @@ function hintFor(code: unknown): string {
   if (code === "AccessDenied" || code === "Forbidden.NoPermission") return "; the caller needs fc:InvokeFunction on the function (docs/deploy.md gives the policy)";
   if (/NotFound/.test(String(code))) return "; check --function, --region and --account-id";
   return "";
-}
-
-/** At most `max` characters, ending at a sentence or word boundary with an ellipsis rather than mid-word. */
-export function clipMessage(text: string, max = 300): string {
-  const line = text.replace(/\s+/g, " ").trim();
-  if (line.length <= max) return line;
-  const head = line.slice(0, max);
-  const sentence = head.lastIndexOf(". ");
-  const word = head.lastIndexOf(" ");
-  const end = sentence > max / 2 ? sentence + 1 : word > max / 2 ? word : max;
-  return `${head.slice(0, end)} …`;
 }
 
 /**
