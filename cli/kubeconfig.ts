@@ -32,13 +32,14 @@ function userHome(): string | undefined {
   }
 }
 
-export function loadKubeConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+/** `--kubeconfig FILE`, else in-cluster config, else what `$KUBECONFIG` or `~/.kube/config` hold; never the library's localhost fallback. */
+export function loadKubeConfig(file: string | undefined): KubeConfig {
   const notConfigured = () => new AcrCredentialError("FileUnreadable", "no Kubernetes cluster configured; run in a cluster or pass --kubeconfig");
   const kubeConfig = new KubeConfig();
   try {
     if (file !== undefined) kubeConfig.loadFromFile(file);
-    else if (inCluster(env)) kubeConfig.loadFromCluster();
-    else if (defaultKubeConfigFiles(env).length === 0) throw notConfigured();
+    else if (inCluster()) kubeConfig.loadFromCluster();
+    else if (defaultKubeConfigFiles().length === 0) throw notConfigured();
     else kubeConfig.loadFromDefault();
   } catch (error) {
     if (error instanceof AcrCredentialError) throw error;
