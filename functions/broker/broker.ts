@@ -130,6 +130,7 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
     ...(request.oidcToken ? { oidcToken: request.oidcToken } : {}),
     deadline: caller.deadline,
     force: request.force ?? false,
+    ...(request.minValiditySeconds === undefined ? {} : { minValidityMs: request.minValiditySeconds * 1000 }),
   });
   if (request.force) runtime.answers.forget();
   const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
@@ -137,8 +138,10 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
   annotate({ stale: credentials.filter((c) => c.stale).length, failed: failures.length });
   if (entries.length > 0 && credentials.length === 0) throw overallFailure(failures);
   const response = { cluster: verified.cluster.name, subject: verified.subject, credentials, errors: failures.map((f) => f.error) };
-  // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced.
-  if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs: runtime.config.refreshBeforeExpirySeconds * 1000, now: runtime.clock.now() });
+  // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced. An
+  // answer to `minValiditySeconds` is repeated only while it still has that much left.
+  const refreshBeforeMs = Math.max(runtime.config.refreshBeforeExpirySeconds, request.minValiditySeconds ?? 0) * 1000;
+  if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
   return response;
 }
 
