@@ -63,15 +63,16 @@ function entryError(entry: AuthorizedEntry, error: unknown): EntryError {
   return { ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId, code, message };
 }
 
-type Outcome = { ok: true; credential: Credential } | { ok: false; error: EntryError; cause: unknown };
+type Outcome = { ok: true; credential: Credential; renewed: boolean } | { ok: false; error: EntryError; cause: unknown };
 
 async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], context: IssueContext): Promise<Outcome[]> {
   return Promise.all(
     entries.map(async (entry): Promise<Outcome> => {
       try {
-        const { credential, domains, stale } = await issue(runtime.issue, entry.chain, entry.target, context);
+        const { credential, domains, stale, renewed } = await issue(runtime.issue, entry.chain, entry.target, context);
         return {
           ok: true,
+          renewed,
           credential: {
             ...(entry.instanceId ? { instanceId: entry.instanceId } : {}),
             regionId: entry.regionId,
@@ -141,7 +142,10 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
   // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced. An
   // answer to `minValiditySeconds` is repeated only while it still has that much left.
   const refreshBeforeMs = Math.max(runtime.config.refreshBeforeExpirySeconds, request.minValiditySeconds ?? 0) * 1000;
-  if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
+  // A credential renewed for minValiditySeconds replaces one that remembered answers still hold:
+  // they must not be given again (the full path now gives the new one).
+  if (request.minValiditySeconds !== undefined && outcomes.some((o) => o.ok && o.renewed)) runtime.answers.forget();
+  else if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
   return response;
 }
 

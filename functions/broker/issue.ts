@@ -58,6 +58,8 @@ export interface IssueResult {
   domains: string[];
   /** The upstream failed and a cached, still-valid credential was served. */
   stale: boolean;
+  /** This instance's cached credential was replaced (loaded upstream or from the shared cache). */
+  renewed: boolean;
 }
 
 const sessionName = "acr-credential-broker";
@@ -146,5 +148,5 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
   // A new password bounded by an STS session that could not be renewed is as close to expiry as
   // that session: it is a fallback too, so it is flagged like a cached one.
   const stale = source === "stale" || deps.credentials.freshnessOf(credential) !== "fresh";
-  return { credential, domains, stale };
+  return { credential, domains, stale, renewed: source === "upstream" };
 }

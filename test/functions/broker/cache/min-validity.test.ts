@@ -51,8 +51,8 @@ function instance(shared = true) {
   const runtime = createRuntime({ loaded: { config: brokerConfig(shared), baseDir: ".", source: "test" }, log: logs.log, clock, env: { BROKER_CACHE_KEY: cacheKey }, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
   runtimes.push(runtime);
   const handler = createHandler(() => runtime);
-  return async (cluster: TestCluster, body: Record<string, unknown> = {}) => {
-    const answer = await invokeHttp(handler, { headers: bearer(await cluster.mint({ now: clock.now() })), body }, testContext(brokerUser));
+  return async (cluster: TestCluster, body: Record<string, unknown> = {}, token?: string) => {
+    const answer = await invokeHttp(handler, { headers: bearer(token ?? (await cluster.mint({ now: clock.now() }))), body }, testContext(brokerUser));
     return { status: answer.status, body: answer.json as unknown as CredentialsResponse & { error?: { code: string; message: string } } };
   };
 }
@@ -159,6 +159,20 @@ describe("minValiditySeconds across a fleet", () => {
     expect(answer.status).toBe(200);
     expect(upstream()).toBe(calls);
     expect(remainingMinutes(answer)).toBeCloseTo(20, 0);
+  });
+
+  it("a renewal for minValiditySeconds ends the instance's remembered answers: the same token and body then get the new credential", async () => {
+    const ask = instance(false);
+    expect((await ask(fleet[0]!)).status).toBe(200);
+    clock.advance(40 * minute);
+    const token = await fleet[1]!.mint({ now: clock.now() });
+    const before = await ask(fleet[1]!, { registries }, token);
+    // Remembered: asked again, the same answer (the old credential, 20 minutes left and still fresh for the broker).
+    expect((await ask(fleet[1]!, { registries }, token)).body.credentials).toEqual(before.body.credentials);
+    const renewed = await ask(fleet[2]!, { registries, minValiditySeconds: 25 * 60 });
+    expect(remainingMinutes(renewed)).toBeGreaterThan(55);
+    const after = await ask(fleet[1]!, { registries }, token);
+    expect(after.body.credentials.map((c) => c.password)).toEqual(renewed.body.credentials.map((c) => c.password));
   });
 
   it.each([
