@@ -128,12 +128,14 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
       matched = matchCredentials(config.registries, response.credentials, response.errors);
     } catch (error) {
       if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
-      const refused = error instanceof AcrCredentialError && error.code === "InvalidRequest" && query.minValiditySeconds !== undefined;
-      if (!refused && query.force !== true) return failAll(error);
-      // A broker older than minValiditySeconds refuses it as an unknown field; a refused force (e.g.
-      // RateLimited) still leaves the broker's cached credentials to ask for.
-      logger.warn({ code: codeOf(error), err: oneLine(error) }, refused ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal failed; asking without force");
-      matched = await askInTwoSteps(config, broker, logger, now, refused ? options : {}, failAll);
+      // A broker older than minValiditySeconds refuses it as an unknown field; a refused force
+      // (RateLimited) still leaves the broker's cached credentials to ask for. Anything else (the
+      // broker unreachable, failing) would fail the same way again.
+      const code = codeOf(error);
+      const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
+      if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
+      logger.warn({ code, err: oneLine(error) }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
+      matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll);
     }
   } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll);
   if (!(matched instanceof Map)) return matched;

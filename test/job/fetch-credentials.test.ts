@@ -146,5 +146,17 @@ describe("fetchCredentials", () => {
     ]);
     expect(fetched.secrets.size).toBe(3);
   });
+
+  it("a renewal the broker fails (not a refusal of the field or of force) is reported at once, not asked again the old way", async () => {
+    const server = await startScriptedBroker(() => ({ status: 503, body: { error: { code: "UpstreamUnavailable", message: "STS is down" } } }));
+    servers.push(server);
+    for (const options of [{ minValiditySeconds: 25 * 60 }, { minValiditySeconds: 25 * 60, force: true }]) {
+      const before = server.requests.length;
+      const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set(), ...options });
+      expect(server.requests.length - before).toBe(1);
+      expect(fetched.brokerError?.code).toBe("UpstreamUnavailable");
+      expect(fetched.secrets.size).toBe(0);
+    }
+  });
 });
 
