@@ -33,11 +33,12 @@ let fleet: TestCluster[];
 const logs = captureLogs();
 const runtimes: BrokerRuntime[] = [];
 
-function brokerConfig(shared: boolean): BrokerConfig {
+function brokerConfig(shared: boolean, extra: Record<string, unknown> = {}): BrokerConfig {
   return parseConfig(
     {
       audience: "acr-credential-broker",
       requestTimeoutSeconds: 10,
+      ...extra,
       alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
       clusters: fleet.map((cluster) => ({ name: cluster.name, issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries })),
       ...(shared ? { sharedCache: { url: redis.url, operationTimeoutMs: 300, leaseSeconds: 3 } } : {}),
@@ -47,8 +48,8 @@ function brokerConfig(shared: boolean): BrokerConfig {
 }
 
 /** A new broker instance: empty memory cache, with or without the shared cache. */
-function instance(shared = true) {
-  const runtime = createRuntime({ loaded: { config: brokerConfig(shared), baseDir: ".", source: "test" }, log: logs.log, clock, env: { BROKER_CACHE_KEY: cacheKey }, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
+function instance(shared = true, extra: Record<string, unknown> = {}) {
+  const runtime = createRuntime({ loaded: { config: brokerConfig(shared, extra), baseDir: ".", source: "test" }, log: logs.log, clock, env: { BROKER_CACHE_KEY: cacheKey }, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
   runtimes.push(runtime);
   const handler = createHandler(() => runtime);
   return async (cluster: TestCluster, body: Record<string, unknown> = {}, token?: string) => {
@@ -173,6 +174,24 @@ describe("minValiditySeconds across a fleet", () => {
     expect(remainingMinutes(renewed)).toBeGreaterThan(55);
     const after = await ask(fleet[1]!, { registries }, token);
     expect(after.body.credentials.map((c) => c.password)).toEqual(renewed.body.credentials.map((c) => c.password));
+  });
+
+  it("a credential shorter than twice the asked validity is refreshed at half its life, not on every request", async () => {
+    // 15-minute sessions (so 15-minute passwords), asked for 25 minutes: more than a new one ever has.
+    const ask = instance(false, { refreshBeforeExpirySeconds: 120 });
+    const body = { registries: [{ ...platform, expireDuration: 900 }], minValiditySeconds: 25 * 60 };
+    expect((await ask(fleet[0]!, body)).status).toBe(200);
+    emulator.log.clear();
+    for (let i = 0; i < 6; i++) {
+      expect((await ask(fleet[i]!, body)).status).toBe(200);
+      clock.advance(minute);
+    }
+    // Six requests over six minutes, with more than half of the 15 minutes left: no refresh.
+    expect(emulator.log.count({ api: "cr:GetAuthorizationToken" })).toBe(0);
+    clock.advance(2 * minute);
+    for (let i = 0; i < 3; i++) expect((await ask(fleet[i]!, body)).status).toBe(200);
+    // Past half its life: refreshed once, then served.
+    expect(emulator.log.count({ api: "cr:GetAuthorizationToken" })).toBe(1);
   });
 
   it.each([
