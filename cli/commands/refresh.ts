@@ -6,6 +6,7 @@ import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
+import { defaultMetricsAddress, parseMetricsAddress, startMetricsServer } from "../../job/metrics.ts";
 import { startWatch } from "../../job/watch.ts";
 import type { Command } from "../args.ts";
 import { parseFlags, untilSignal } from "../args.ts";
@@ -38,6 +39,8 @@ Options:
   --spread-window D       overrides the ConfigMap's spread-window (default 2m): this cluster waits a
                           delay of its own within it before asking the broker
   --no-spread             ask the broker without the delay (same as --spread-window 0)
+  --metrics-addr A        with --watch: serve /metrics, /healthz and /readyz on [HOST]:PORT
+                          (default ${defaultMetricsAddress}; 0 switches it off)
 
 Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
 
@@ -88,10 +91,13 @@ export const command: Command = {
       "schedule-interval": { type: "string" },
       "spread-window": { type: "string" },
       "no-spread": { type: "boolean" },
+      "metrics-addr": { type: "string" },
     });
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
     if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
+    if (values.watch !== true && values["metrics-addr"] !== undefined) throw new AcrCredentialError("UsageError", "--metrics-addr works with --watch only (a CronJob run ends before anyone scrapes it); see 'acr-credential refresh --help'");
+    const metricsAddress = parseMetricsAddress(values["metrics-addr"] ?? defaultMetricsAddress);
     const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
     const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
     const configMap = parseConfigMapRef(values["config-map"]);
@@ -106,12 +112,19 @@ export const command: Command = {
     const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
 
     if (values.watch === true) {
-      const watcher = startWatch({ kubeConfig, cluster, broker, logger }, common);
+      const metrics = metricsAddress === undefined ? undefined : await startMetricsServer(metricsAddress, logger);
+      const measured = metrics === undefined ? broker : (url: string) => metrics.measure(broker(url));
+      const watcher = startWatch({ kubeConfig, cluster, broker: measured, logger, ...(metrics === undefined ? {} : { observeStatus: metrics.observeStatus }) }, common);
+      void watcher.ready.then(() => metrics?.setReady(), () => undefined);
       const stop = untilSignal();
-      await Promise.race([watcher.ready, stop]);
-      const signal = await stop;
-      logger.info({ signal }, "stopping");
-      await watcher.stop();
+      try {
+        await Promise.race([watcher.ready, stop]);
+        const signal = await stop;
+        logger.info({ signal }, "stopping");
+        await watcher.stop();
+      } finally {
+        await metrics?.close();
+      }
       return 0;
     }
 
