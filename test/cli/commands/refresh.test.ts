@@ -8,6 +8,8 @@ describe("acr-credential refresh flags", () => {
     [["--spread-window", "2h"], /--spread-window must be a duration from 0s to 1h/],
     [["--schedule-interval", "10s"], /--schedule-interval must be a duration from 1m to 24h/],
     [["--no-spread", "--spread-window", "1m"], /--no-spread and --spread-window exclude each other/],
+    [["--watch", "--metrics-addr", "9102"], /--metrics-addr must be \[HOST\]:PORT such as :9102 or 127\.0\.0\.1:9102, or 0 to switch metrics off, got '9102'/],
+    [["--once", "--metrics-addr", ":9102"], /--metrics-addr works with --watch only/],
   ])("rejects %j with one line and exit 2", async (args, message) => {
     const result = await cli(["refresh", ...args], { env: { PATH: process.env.PATH, HOME: "/nonexistent", KUBECONFIG: "/nonexistent" } });
     expect(result.code).toBe(2);
@@ -19,6 +21,6 @@ describe("acr-credential refresh flags", () => {
   it("documents them in --help", async () => {
     const result = await cli(["refresh", "--help"]);
     expect(result.code).toBe(0);
-    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread"]) expect(result.stdout).toContain(flag);
+    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr"]) expect(result.stdout).toContain(flag);
   });
 });
