@@ -27,6 +27,7 @@ export const eventReasons = {
   registryRefused: "RegistryRefused",
   refreshFailed: "RefreshFailed",
   writesFailed: "WritesFailed",
+  configInvalid: "ConfigInvalid",
 } as const;
 
 /** client-go's heartbeat (`refreshTime`) and series end (`finishTime`). */
@@ -97,6 +98,17 @@ export async function recordRunEvents(recorder: EventRecorder, cluster: ClusterA
   if (runEvents(input, configMap).length === 0) return;
   const uid = configMap.uid ?? (await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name).catch(() => undefined))?.uid;
   await recorder.record(runEvents(input, { ...configMap, ...(uid === undefined ? {} : { uid }) }));
+}
+
+/**
+ * A configuration the refresher refuses (exit 2, nothing written), told on that ConfigMap, where
+ * `kubectl describe` shows it next to the data at fault. Nothing when the ConfigMap does not exist.
+ */
+export async function reportInvalidConfig(cluster: ClusterApi, logger: Logger, configMap: { namespace: string; name: string }, problem: string, recorder = eventRecorder(cluster, logger)): Promise<void> {
+  const uid = (await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name).catch(() => undefined))?.uid;
+  if (uid === undefined) return;
+  const event = namedEvent({ namespace: configMap.namespace, reason: eventReasons.configInvalid, action: "LoadConfiguration", note: problem, regarding: { kind: "ConfigMap", name: configMap.name, uid } });
+  await recorder.record([event]);
 }
 
 export interface EventRecorder {

@@ -1,5 +1,5 @@
 import { CoreV1Api, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
-import { oneLine } from "../shared/errors.ts";
+import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
 import { formatDuration } from "./duration.ts";
 import { namespaceInfo, serviceAccountInfo } from "./cluster.ts";
@@ -8,7 +8,7 @@ import { chooseNamespace, plan, planSummary } from "./plan.ts";
 import { defaultConfigMap, fetchCredentials, loadConfig, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, type RefresherState } from "./state.ts";
-import { eventRecorder, recordRunEvents } from "./events.ts";
+import { eventRecorder, recordRunEvents, reportInvalidConfig } from "./events.ts";
 import { statusConfigMap, statusData, type StatusInput } from "./status.ts";
 
 /**
@@ -223,6 +223,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       }
     } catch (error) {
       logger.error({ err: oneLine(error) }, "configuration not reloaded; keeping the previous one");
+      if (error instanceof AcrCredentialError && error.code === "ConfigInvalid") await reportInvalidConfig(cluster, logger, configMap, error.message, events);
     }
     later(options.configPollMs ?? 60_000, () => void enqueue(pollConfig));
   }

@@ -5,6 +5,7 @@ import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
+import { reportInvalidConfig } from "../../job/events.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
 import { defaultMetricsAddress, parseMetricsAddress, startMetricsServer } from "../../job/metrics.ts";
 import { startWatch } from "../../job/watch.ts";
@@ -110,6 +111,12 @@ export const command: Command = {
     const broker = (url: string) => brokerClient({ url, tokenFile, stsTokenFile });
     const brokerUrl = values["broker-url"];
     const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
+    /** A refused configuration also becomes an Event on its ConfigMap (not with --dry-run, which writes nothing). */
+    const toldOnConfigMap = <T>(task: Promise<T>): Promise<T> =>
+      task.catch(async (error: unknown) => {
+        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid" && values["dry-run"] !== true) await reportInvalidConfig(cluster, logger, configMap, error.message);
+        throw error;
+      });
 
     if (values.watch === true) {
       const metrics = metricsAddress === undefined ? undefined : await startMetricsServer(metricsAddress, logger);
@@ -118,7 +125,7 @@ export const command: Command = {
       void watcher.ready.then(() => metrics?.setReady(), () => undefined);
       const stop = untilSignal();
       try {
-        await Promise.race([watcher.ready, stop]);
+        await toldOnConfigMap(Promise.race([watcher.ready, stop]));
         const signal = await stop;
         logger.info({ signal }, "stopping");
         await watcher.stop();
@@ -128,7 +135,7 @@ export const command: Command = {
       return 0;
     }
 
-    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) });
+    const report = await toldOnConfigMap(refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) }));
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

@@ -17,6 +17,7 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { startWatch } from "../../job/watch.ts";
 import { builtBinaryDir, isExecutableFile, pinnedVersions } from "../kube/binaries.ts";
 import { adminConfig, createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
+import { cli } from "../cli/commands/support.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { core, installRefresher, resetStatus, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
@@ -124,6 +125,42 @@ describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
     expect((await fixture.run(broker.url, {}, terminating)).exitCode).toBe(1);
     const events = (await eventsIn("kube-system", "WritesFailed")).filter((event) => event.regarding?.uid === configMapUid);
     expect(events).toEqual([expect.objectContaining({ note: expect.stringContaining(`writes failed in ${doomed} (first: Secret ${doomed}/${one}: KubernetesError)`) })]);
+  });
+
+  it("says ConfigInvalid on the ConfigMap a CronJob run refuses (exit 2, one line), and counts the runs that refused it", async () => {
+    await configure({ "watch-namespace": "default", "expiring-threshold": "soon" });
+    const dir = await mkdtemp(join(tmpdir(), "events-cli-"));
+    try {
+      await writeFile(join(dir, "kubeconfig"), fixture.kubeConfig.exportConfig());
+      const args = ["refresh", "--once", "--kubeconfig", join(dir, "kubeconfig"), "--token-file", fixture.tokenFile, "--broker-url", broker.url];
+      for (let run = 1; run <= 2; run += 1) {
+        const result = await cli(args);
+        expect(result.code).toBe(2);
+        expect(result.stderr.trim().split("\n")).toHaveLength(1);
+        expect(result.stderr).toMatch(/expiring-threshold.*\[ConfigInvalid\]$/m);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const events = (await eventsIn("kube-system", "ConfigInvalid")).filter((event) => event.regarding?.uid === configMapUid);
+    expect(events).toEqual([expect.objectContaining({ type: "Warning", series: expect.objectContaining({ count: 2 }), note: expect.stringMatching(/^ConfigMap kube-system\/acr-configuration is invalid: .*expiring-threshold/) })]);
+  });
+
+  it("in --watch mode, says ConfigInvalid once for a configuration edited into a mistake, however often it re-reads it", async () => {
+    const namespace = await createNamespace("rfr-ev-edit");
+    await configure({ "watch-namespace": namespace });
+    const watcher = startWatch({ kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2, sleep: async () => {} }) }, { configPollMs: 100, debounceMs: 50, statusIntervalMs: 100 });
+    try {
+      await watcher.ready;
+      await configure({ "watch-namespace": namespace, "acr-registry-info": "- instanceId: [not, a, string]" });
+      const refused = () => fixture.logs.filter((line) => line.includes("configuration not reloaded")).length;
+      for (let waited = 0; refused() < 4 && waited < 10_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(refused()).toBeGreaterThanOrEqual(4);
+    } finally {
+      await watcher.stop();
+    }
+    const events = (await eventsIn("kube-system", "ConfigInvalid")).filter((event) => event.regarding?.uid === configMapUid);
+    expect(events).toEqual([expect.objectContaining({ note: expect.stringMatching(/acr-registry-info/), series: expect.objectContaining({ count: 2 }) })]);
   });
 
   it("in --watch mode, folds a conflict seen by every reconcile into one Event, written twice, not once per reconcile", async () => {
