@@ -155,6 +155,8 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
           try {
             await task();
           } catch (error) {
+            // Forgotten, so that the next observation starts over: created anew, or continued if it exists.
+            series.delete(what.name);
             if (!failed) logger.warn({ namespace: what.namespace, reason: what.reason, err: oneLine(error) }, "event not written");
             failed = true;
           }

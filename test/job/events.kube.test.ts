@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
+import { eventRecorder, namedEvent } from "../../job/events.ts";
 import { startWatch } from "../../job/watch.ts";
 import { builtBinaryDir, isExecutableFile, pinnedVersions } from "../kube/binaries.ts";
 import { adminConfig, createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
@@ -161,6 +162,25 @@ describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
     }
     const events = (await eventsIn("kube-system", "ConfigInvalid")).filter((event) => event.regarding?.uid === configMapUid);
     expect(events).toEqual([expect.objectContaining({ note: expect.stringMatching(/acr-registry-info/), series: expect.objectContaining({ count: 2 }) })]);
+  });
+
+  it("writes an Event again when it vanished (the API server's TTL) while its series was running", async () => {
+    const namespace = await createNamespace("rfr-ev-ttl");
+    let time = Date.parse("2030-01-01T00:00:00Z");
+    const recorder = eventRecorder(fixture.cluster, fixture.logger, { now: () => new Date(time) });
+    const event = namedEvent({ namespace, reason: "SecretNameTaken", action: "LeftAlone", note: "a lasting problem", regarding: { kind: "Secret", name: one } });
+    await recorder.record([event]);
+    expect(await eventsIn(namespace, "SecretNameTaken")).toHaveLength(1);
+    await adminConfig().makeApiClient(EventsV1Api).deleteNamespacedEvent({ namespace, name: event.name });
+    time += 60_000;
+    // The series write finds no Event: logged, and the recorder forgets it ...
+    await recorder.record([event]);
+    expect(await eventsIn(namespace, "SecretNameTaken")).toHaveLength(0);
+    expect(fixture.logs.some((line) => line.includes('"msg":"event not written"') && line.includes(namespace))).toBe(true);
+    // ... so the next observation writes it anew.
+    time += 60_000;
+    await recorder.record([event]);
+    expect(await eventsIn(namespace, "SecretNameTaken")).toEqual([expect.objectContaining({ metadata: expect.objectContaining({ name: event.name }), note: "a lasting problem" })]);
   });
 
   it("in --watch mode, folds a conflict seen by every reconcile into one Event, written twice, not once per reconcile", async () => {
