@@ -13,22 +13,13 @@ import { adminConfig, createNamespace, createServiceAccount, kubeAvailable } fro
 import { start, type Running } from "../cli/commands/support.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { installRefresher, resetStatus, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import { sample } from "./metrics-text.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 const registries = "- instanceId: cri-metone\n  regionId: cn-hangzhou\n- instanceId: cri-mettwo\n  regionId: cn-hangzhou";
 const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registries }).config.registries.map((r) => r.secretName) as [string, string];
 const metric = "acr_credential_refresher_";
 
-/** The value of one sample of the Prometheus text format, or undefined when it is absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null || match[1] !== name) continue;
-    const found = Object.fromEntries([...(match[2] ?? "").matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((label) => [label[1], label[2]]));
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
-  }
-  return undefined;
-}
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;

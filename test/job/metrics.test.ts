@@ -1,9 +1,17 @@
-import { describe, expect, it } from "vitest";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApplyResult } from "../../job/apply.ts";
+import { brokerClient } from "../../job/broker-client.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
-import { brokerOutcome, parseMetricsAddress, statusFigures } from "../../job/metrics.ts";
+import { brokerOutcome, parseMetricsAddress, startMetricsServer, statusFigures, type MetricsServer } from "../../job/metrics.ts";
+import type { StatusInput } from "../../job/status.ts";
 import { emptyState } from "../../job/state.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import { sample } from "./metrics-text.ts";
+import { startScriptedBroker, type ScriptedBroker, type ScriptedReply } from "./scripted-broker.ts";
 
 const [cri, personal] = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-m\n  regionId: cn-hangzhou\n- regionId: cn-shanghai" }).config.registries;
 const clean = (): ApplyResult => ({ outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 } });
@@ -49,5 +57,74 @@ describe("the figures of a status", () => {
   it("give each registry with a credential its expiry in seconds, under its label and Secret name", () => {
     const figures = statusFigures({ finishedAt: new Date(0), durationMs: 1, mode: "watch", registries: [{ registry: cri!, expiresAt: "2030-01-01T01:00:00Z" }, { registry: personal!, error: { code: "Forbidden", message: "m" } }], namespacesServed: 0, result: clean(), state: emptyState() });
     expect(figures.expiries).toEqual([{ registry: "cri-m@cn-hangzhou", secret: cri!.secretName, seconds: Date.parse("2030-01-01T01:00:00Z") / 1000 }]);
+  });
+});
+
+
+describe("the metrics server, scraped over HTTP", () => {
+  let server: MetricsServer;
+  let broker: ScriptedBroker;
+  let dir: string;
+  let tokenFile: string;
+  // What the scripted broker answers next: a refusal, a failure or credentials, as the test says.
+  let next: ScriptedReply = { status: 200, body: {} };
+  const scrape = async () => (await fetch(`http://${server.address}/metrics`)).text();
+  const status = (overrides: Partial<StatusInput>): StatusInput => ({ finishedAt: new Date("2030-01-01T00:00:00Z"), durationMs: 1, mode: "watch", registries: [], namespacesServed: 1, result: clean(), state: emptyState(), ...overrides });
+
+  beforeAll(async () => {
+    server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, createLogger("test", { level: "silent" }));
+    broker = await startScriptedBroker(() => next);
+    dir = await mkdtemp(join(tmpdir(), "metrics-"));
+    tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "a-token");
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await broker?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is not ready until told so, and live all along", async () => {
+    expect((await fetch(`http://${server.address}/readyz`)).status).toBe(503);
+    expect((await fetch(`http://${server.address}/healthz`)).status).toBe(200);
+    server.setReady();
+    expect((await fetch(`http://${server.address}/readyz`)).status).toBe(200);
+  });
+
+  it("counts a refused broker call under the broker's code, and a broker that fails every attempt as one error", async () => {
+    const client = server.measure(brokerClient({ url: broker.url, tokenFile, attempts: 2, sleep: async () => {} }));
+    next = { status: 403, body: { error: { code: "Forbidden", message: "this cluster may not use cri-x" } } };
+    await expect(client.fetchCredentials({ registries: [] })).rejects.toMatchObject({ code: "Forbidden" });
+    next = { status: 503, body: { error: { code: "UpstreamUnavailable", message: "down" } } };
+    await expect(client.fetchCredentials({ registries: [] })).rejects.toMatchObject({ code: "UpstreamUnavailable" });
+    next = { status: 200, body: { cluster: "c", subject: "s", credentials: [], errors: [{ instanceId: "cri-x", regionId: "cn-hangzhou", code: "Forbidden", message: "m" }] } };
+    await client.fetchCredentials({ registries: [{ instanceId: "cri-x", regionId: "cn-hangzhou" }] });
+    const text = await scrape();
+    expect(broker.requests).toHaveLength(4);
+    expect(sample(text, "acr_credential_refresher_broker_requests_total", { outcome: "refused", code: "Forbidden" })).toBe(1);
+    // Two attempts, one call.
+    expect(sample(text, "acr_credential_refresher_broker_requests_total", { outcome: "error", code: "UpstreamUnavailable" })).toBe(1);
+    expect(sample(text, "acr_credential_refresher_broker_requests_total", { outcome: "success", code: "OK" })).toBe(1);
+    expect(sample(text, "acr_credential_refresher_broker_refusals_total", { registry: "cri-x@cn-hangzhou", code: "Forbidden" })).toBe(1);
+    expect(sample(text, "acr_credential_refresher_broker_request_duration_seconds_count", { outcome: "refused" })).toBe(1);
+  });
+
+  it("keeps the last expiry of a registry the broker stops serving, and drops a registry no longer configured", async () => {
+    server.observeStatus(status({ registries: [{ registry: cri!, expiresAt: "2030-01-01T01:00:00Z" }, { registry: personal!, expiresAt: "2030-01-01T02:00:00Z" }] }));
+    server.observeStatus(status({ registries: [{ registry: cri!, error: { code: "Forbidden", message: "m" } }] }));
+    const text = await scrape();
+    expect(sample(text, "acr_credential_refresher_credential_expiry_timestamp_seconds", { secret: cri!.secretName })).toBe(Date.parse("2030-01-01T01:00:00Z") / 1000);
+    expect(sample(text, "acr_credential_refresher_credential_expiry_timestamp_seconds", { secret: personal!.secretName })).toBeUndefined();
+  });
+
+  it("moves the last success only with a status that says Succeeded", async () => {
+    server.observeStatus(status({ finishedAt: new Date("2030-01-01T00:10:00Z"), registries: [{ registry: cri!, expiresAt: "2030-01-01T01:00:00Z" }] }));
+    server.observeStatus(status({ finishedAt: new Date("2030-01-01T00:20:00Z"), registries: [{ registry: cri!, error: { code: "Forbidden", message: "m" } }] }));
+    const text = await scrape();
+    expect(sample(text, "acr_credential_refresher_last_success_timestamp_seconds")).toBe(Date.parse("2030-01-01T00:10:00Z") / 1000);
+    expect(sample(text, "acr_credential_refresher_last_run_timestamp_seconds")).toBe(Date.parse("2030-01-01T00:20:00Z") / 1000);
+    expect(sample(text, "acr_credential_refresher_run_result", { result: "PartiallyFailed" })).toBe(1);
+    expect(sample(text, "acr_credential_refresher_run_result", { result: "Succeeded" })).toBe(0);
   });
 });
