@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { AcrCredentialError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
+import { productVersion } from "../shared/version.ts";
 import type { BrokerClient } from "./broker-client.ts";
 import { registryLabel } from "./registry.ts";
 import { runResult, type RunResult, type StatusInput } from "./status.ts";
@@ -89,6 +90,7 @@ export async function startMetricsServer(address: MetricsAddress, logger: Logger
   const registry = new prom.Registry();
   prom.collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  new prom.Gauge({ name: `${prefix}build_info`, help: "Always 1; the refresher's version as a label.", labelNames: ["version"], registers }).set({ version: productVersion }, 1);
   const lastSuccess = new prom.Gauge({ name: `${prefix}last_success_timestamp_seconds`, help: "When a run or reconcile last ended with everything succeeded (Unix time).", registers });
   const lastRun = new prom.Gauge({ name: `${prefix}last_run_timestamp_seconds`, help: "When the refresher last reported its status (Unix time).", registers });
   const runResultGauge = new prom.Gauge({ name: `${prefix}run_result`, help: "1 for the result of the latest status (Succeeded, PartiallyFailed, Failed), 0 for the others.", labelNames: ["result"], registers });

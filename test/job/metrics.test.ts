@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -83,6 +83,11 @@ describe("the metrics server, scraped over HTTP", () => {
     await server?.close();
     await broker?.close();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it("says which version it is, as package.json does", async () => {
+    const { version } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    expect(sample(await scrape(), "acr_credential_refresher_build_info", { version })).toBe(1);
   });
 
   it("is not ready until told so, and live all along", async () => {
