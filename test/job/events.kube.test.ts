@@ -100,12 +100,22 @@ describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
     expect((await eventsIn("kube-system", "RegistryRefused")).filter((event) => event.regarding?.uid === configMapUid)).toEqual([expect.objectContaining({ note: expect.stringMatching(/cri-evone@cn-hangzhou .*: UpstreamThrottled: throttled by the stub/) })]);
   });
 
-  it.skipIf(!isExecutableFile(kubectl))("are what `kubectl describe configmap acr-configuration` shows under Events", async () => {
+  it.skipIf(!isExecutableFile(kubectl))("are what `kubectl describe configmap acr-configuration` shows under Events, and what the refresher's listing of Events shows", async () => {
+    await configure({ "watch-namespace": await createNamespace("rfr-ev-describe") });
+    broker.failFor(["cri-evone"]);
+    try {
+      await fixture.run(broker.url);
+    } finally {
+      broker.failFor([]);
+    }
     const dir = await mkdtemp(join(tmpdir(), "events-describe-"));
     try {
       await writeFile(join(dir, "kubeconfig"), kubeEnv().kubeconfig);
       const { stdout } = await promisify(execFile)(kubectl, ["--kubeconfig", join(dir, "kubeconfig"), "describe", "configmap", "-n", "kube-system", "acr-configuration"]);
       expect(stdout).toMatch(/Events:[\s\S]*Warning\s+RegistryRefused\s[\s\S]*cri-evone@cn-hangzhou/);
+      // The listing docs/refresher.md gives.
+      const listed = await promisify(execFile)(kubectl, ["--kubeconfig", join(dir, "kubeconfig"), "get", "events", "-A", "--field-selector", "reportingComponent=acr-credential-broker.io/refresher"]);
+      expect(listed.stdout).toMatch(/RegistryRefused\s+configmap\/acr-configuration/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
