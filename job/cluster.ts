@@ -28,8 +28,8 @@ export interface ClusterApi {
   patchServiceAccount(namespace: string, name: string, patch: JsonPatchOperation[]): Promise<void>;
   /** Deletes the Secret only if it still has `uid` (`DeleteOptions.preconditions`): a replaced Secret fails with 409. */
   deleteSecret(namespace: string, name: string, uid: string): Promise<"deleted" | "not-found">;
-  /** Creates a Warning Event; `exists` when an Event of that name is already there (it says the same). */
-  createEvent(event: RefresherEvent): Promise<"created" | "exists">;
+  /** Creates a Warning Event observed `at` (default now); `exists` when an Event of that name is already there (it says the same). */
+  createEvent(event: RefresherEvent, at?: Date): Promise<"created" | "exists">;
   /** How many times an existing Event was observed (`series.count`, else 1). */
   readEventCount(namespace: string, name: string): Promise<number>;
   /** Sets an Event's `series`: it happened `count` times, the last at `lastObservedTime`. */
@@ -254,10 +254,10 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         throw kubernetesError(error, `deleting Secret ${namespace}/${name}`);
       }
     },
-    async createEvent(event) {
+    async createEvent(event, at = new Date()) {
       const body = {
         metadata: { name: event.name, namespace: event.namespace, labels: { "app.kubernetes.io/managed-by": fieldManager } },
-        eventTime: microTime(new Date()),
+        eventTime: microTime(at),
         type: "Warning",
         reason: event.reason,
         action: event.action,

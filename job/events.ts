@@ -137,7 +137,7 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
     series.set(event.name, { event, entry });
     if (step.write === "none") return;
     if (step.write === "series") return writeSeries(event, entry, at);
-    if ((await cluster.createEvent(event)) === "created") {
+    if ((await cluster.createEvent(event, at)) === "created") {
       entry.written = 1;
       return;
     }
