@@ -37,9 +37,10 @@ export const seriesFinishMs = 6 * 60_000;
 /** At most this many Events are written per call; the status ConfigMap lists everything. */
 export const eventsPerCall = 100;
 
-/** An Event named after what it says: the same problem gives the same name in every process. */
+/** An Event named after what it says and about which object: the same problem gives the same name in every process. */
 export function namedEvent(event: Omit<RefresherEvent, "name">): RefresherEvent {
-  const digest = createHash("sha256").update(JSON.stringify([{ kind: event.regarding.kind, name: event.regarding.name }, event.reason, event.note])).digest("hex").slice(0, 16);
+  // The uid is part of it: an object deleted and created again under its name gets Events of its own.
+  const digest = createHash("sha256").update(JSON.stringify([{ kind: event.regarding.kind, name: event.regarding.name, uid: event.regarding.uid ?? "" }, event.reason, event.note])).digest("hex").slice(0, 16);
   // events.k8s.io limits `note` to 1 kB.
   return { ...event, name: `acr-credential-broker.${digest}`, note: event.note.slice(0, 1000) };
 }

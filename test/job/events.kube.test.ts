@@ -101,6 +101,7 @@ describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
   });
 
   it.skipIf(!isExecutableFile(kubectl))("are what `kubectl describe configmap acr-configuration` shows under Events, and what the refresher's listing of Events shows", async () => {
+    // configure() creates the ConfigMap again (a new uid): the Events earlier tests wrote are about its predecessor.
     await configure({ "watch-namespace": await createNamespace("rfr-ev-describe") });
     broker.failFor(["cri-evone"]);
     try {

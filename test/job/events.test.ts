@@ -70,9 +70,10 @@ describe("the Events of a run, on the configuration ConfigMap", () => {
     expect(runEvents({ registries: [{ registry: cri!, expiresAt: "2030-01-01T00:00:00Z" }], result: clean() }, configMap)).toEqual([]);
   });
 
-  it("gives the same problem the same name whatever the uid, and cuts a long note to the API's 1 kB", () => {
-    const event = { namespace: "ns", reason: "R", action: "A", note: "x".repeat(1500), regarding: { kind: "ConfigMap", name: "c" } };
-    expect(namedEvent(event).name).toBe(namedEvent({ ...event, regarding: { ...event.regarding, uid: "u" } }).name);
+  it("gives the same problem on the same object the same name, another to an object created again under its name, and cuts a long note to the API's 1 kB", () => {
+    const event = { namespace: "ns", reason: "R", action: "A", note: "x".repeat(1500), regarding: { kind: "ConfigMap", name: "c", uid: "u1" } };
+    expect(namedEvent(event).name).toBe(namedEvent({ ...event }).name);
+    expect(namedEvent(event).name).not.toBe(namedEvent({ ...event, regarding: { ...event.regarding, uid: "u2" } }).name);
     expect(namedEvent(event).name).not.toBe(namedEvent({ ...event, reason: "Other" }).name);
     expect(namedEvent(event).note).toHaveLength(1000);
   });
