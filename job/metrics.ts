@@ -124,9 +124,15 @@ export async function startMetricsServer(address: MetricsAddress, logger: Logger
   const server = createServer(handle);
   const shown = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) => reject(new AcrCredentialError("UsageError", `cannot serve metrics on ${shown} (${error.code ?? error.message}); pass another --metrics-addr, or 0 to switch metrics off`)));
-    server.listen({ port: address.port, ...(address.host === "" ? {} : { host: address.host }) }, resolve);
+    const refused = (error: NodeJS.ErrnoException) => reject(new AcrCredentialError("UsageError", `cannot serve metrics on ${shown} (${error.code ?? error.message}); pass another --metrics-addr, or 0 to switch metrics off`));
+    server.once("error", refused);
+    server.listen({ port: address.port, ...(address.host === "" ? {} : { host: address.host }) }, () => {
+      server.off("error", refused);
+      resolve();
+    });
   });
+  // Once listening, a failing connection must not end the refresher: it is logged.
+  server.on("error", (error) => logger.warn({ err: error.message }, "metrics server error"));
   const bound = server.address() as AddressInfo;
   const listening = `${address.host === "" ? "" : bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
   logger.info({ address: listening }, "serving /metrics, /healthz and /readyz");
