@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
 import pLimit from "p-limit";
 import type { Logger } from "../shared/log.ts";
 import { oneLine } from "../shared/errors.ts";
 import { statusOf, type ClusterApi, type RefresherEvent } from "./cluster.ts";
+import { eventReasons, eventRecorder, namedEvent, type EventRecorder } from "./events.ts";
 import { diffServiceAccount, type NamespacePlan, type Plan, type ServiceAccountEdit, type ServiceAccountInfo } from "./plan.ts";
 import { annotations, type DesiredSecret } from "./secret.ts";
 import { serviceAccountPatch } from "./service-account-patch.ts";
@@ -54,6 +54,8 @@ export interface ApplyContext {
   patchAttempts?: number;
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
+  /** Where conflict Events go; a `--watch` refresher keeps one, so repeats fold into a series. */
+  events?: EventRecorder;
 }
 
 const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
@@ -106,7 +108,7 @@ export async function apply(plan: Plan, context: ApplyContext): Promise<ApplyRes
   await Promise.all(plan.namespaces.map((ns) => limit(() => applyNamespace(ns, context, accounts, result))));
   // Counted per namespace at the end: namespaces finish in any order, so no running total is right.
   result.counts.namespacesFailed = new Set([...result.failures, ...result.conflicts.filter((conflict) => conflict.kind !== "unrecorded")].map((problem) => problem.namespace)).size;
-  await reportConflicts(result.conflicts, context, limit);
+  await reportConflicts(result.conflicts, context, accounts);
   return result;
 }
 
@@ -210,39 +212,22 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
 
 /**
  * One Warning Event per conflict, in its namespace, about the object concerned: `kubectl get events`
- * there says why the refresher left it alone and what to do. The Event's name is derived from what
- * it says, so a conflict that persists is one Event (re-created after the API server's event TTL),
- * not one every run. An Event that cannot be written is logged; it never fails the run.
+ * there says why the refresher left it alone and what to do. A conflict that persists is one Event
+ * whose series counts the runs that saw it (events.ts). An Event that cannot be written is logged;
+ * it never fails the run.
  */
-async function reportConflicts(conflicts: readonly Conflict[], context: ApplyContext, limit: ReturnType<typeof pLimit>): Promise<void> {
-  let refused = false;
-  // Every run re-sends them (an existing one costs a 409): bounded, so a cluster-wide conflict does not cost thousands of requests per run.
-  if (conflicts.length > eventsPerRun) context.logger.warn({ conflicts: conflicts.length, events: eventsPerRun }, "more conflicts than Events written per run; the status lists them all");
-  await Promise.all(
-    conflicts.slice(0, eventsPerRun).map((conflict) =>
-      limit(async () => {
-        const event = conflictEvent(conflict);
-        try {
-          await context.cluster.createEvent(event);
-        } catch (error) {
-          if (!refused) context.logger.warn({ namespace: conflict.namespace, code: errorCode(error), err: oneLine(error) }, "conflict event not written");
-          refused = true;
-        }
-      }),
-    ),
-  );
+async function reportConflicts(conflicts: readonly Conflict[], context: ApplyContext, accounts: Map<string, ServiceAccountInfo>): Promise<void> {
+  if (conflicts.length === 0) return;
+  const recorder = context.events ?? eventRecorder(context.cluster, context.logger);
+  await recorder.record(conflicts.map((conflict) => conflictEvent(conflict, conflict.serviceAccount === undefined ? undefined : accounts.get(`${conflict.namespace}/${conflict.serviceAccount}`)?.uid)));
 }
 
-const eventsPerRun = 100;
+const conflictReasons: Record<Conflict["kind"], string> = { exists: eventReasons.secretNameTaken, replaced: eventReasons.secretReplaced, unrecorded: eventReasons.secretNotRecorded, applied: eventReasons.serviceAccountApplied };
 
-const eventReasons: Record<Conflict["kind"], string> = { exists: "SecretNameTaken", replaced: "SecretReplaced", unrecorded: "SecretNotRecorded", applied: "ServiceAccountApplied" };
-
-export function conflictEvent(conflict: Conflict): RefresherEvent {
-  const regarding = conflict.kind === "applied" ? { kind: "ServiceAccount", name: conflict.serviceAccount ?? "" } : { kind: "Secret", name: conflict.secret };
-  const reason = eventReasons[conflict.kind];
-  const digest = createHash("sha256").update(JSON.stringify([regarding, reason, conflict.message])).digest("hex").slice(0, 16);
-  // events.k8s.io limits `note` to 1 kB.
-  return { namespace: conflict.namespace, name: `acr-credential-broker.${digest}`, reason, action: "LeftAlone", note: conflict.message.slice(0, 1000), regarding };
+/** The Event of a conflict; `uid` is the ServiceAccount's, so that `kubectl describe` shows it (a foreign Secret cannot be read). */
+export function conflictEvent(conflict: Conflict, uid?: string): RefresherEvent {
+  const regarding = conflict.kind === "applied" ? { kind: "ServiceAccount", name: conflict.serviceAccount ?? "", ...(uid === undefined ? {} : { uid }) } : { kind: "Secret", name: conflict.secret };
+  return namedEvent({ namespace: conflict.namespace, reason: conflictReasons[conflict.kind], action: "LeftAlone", note: conflict.message, regarding });
 }
 
 /**

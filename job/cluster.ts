@@ -14,7 +14,7 @@ export interface ClusterApi {
   /** A ConfigMap's data, or `undefined` when it does not exist. */
   readConfigMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
   /** A ConfigMap's data and annotations (the resync annotation lives there), or `undefined` when it does not exist. */
-  readConfigMapWithAnnotations(namespace: string, name: string): Promise<{ data: Record<string, string>; annotations: Record<string, string> } | undefined>;
+  readConfigMapWithAnnotations(namespace: string, name: string): Promise<{ data: Record<string, string>; annotations: Record<string, string>; uid?: string } | undefined>;
   listNamespaces(): Promise<NamespaceInfo[]>;
   /** All ServiceAccounts of one namespace, or of the whole cluster when `namespace` is undefined. */
   listServiceAccounts(namespace?: string): Promise<ServiceAccountInfo[]>;
@@ -28,8 +28,12 @@ export interface ClusterApi {
   patchServiceAccount(namespace: string, name: string, patch: JsonPatchOperation[]): Promise<void>;
   /** Deletes the Secret only if it still has `uid` (`DeleteOptions.preconditions`): a replaced Secret fails with 409. */
   deleteSecret(namespace: string, name: string, uid: string): Promise<"deleted" | "not-found">;
-  /** Creates a Warning Event; `exists` when an Event of that name is already there (it says the same). */
-  createEvent(event: RefresherEvent): Promise<"created" | "exists">;
+  /** Creates a Warning Event observed `at` (default now); `exists` when an Event of that name is already there (it says the same). */
+  createEvent(event: RefresherEvent, at?: Date): Promise<"created" | "exists">;
+  /** How many times an existing Event was observed (`series.count`, else 1). */
+  readEventCount(namespace: string, name: string): Promise<number>;
+  /** Sets an Event's `series`: it happened `count` times, the last at `lastObservedTime`. */
+  patchEventSeries(namespace: string, name: string, series: { count: number; lastObservedTime: Date }): Promise<void>;
   /** Server-side apply of the refresher's own status ConfigMap (forced: nobody else owns its keys). */
   applyConfigMap(namespace: string, name: string, data: Record<string, string>, labels: Record<string, string>): Promise<void>;
 }
@@ -41,8 +45,12 @@ export interface RefresherEvent {
   reason: string;
   action: string;
   note: string;
-  regarding: { kind: string; name: string };
+  /** With its uid, `kubectl describe` of the object lists the Event. */
+  regarding: { kind: string; name: string; uid?: string };
 }
+
+/** A MicroTime: the API server wants exactly six fractional digits, which Date's JSON does not give. */
+const microTime = (date: Date) => date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date;
 
 /** A failed Kubernetes request as one error: HTTP status, the `Status` reason and its field causes. */
 export function kubernetesError(error: unknown, what: string): AcrCredentialError {
@@ -100,6 +108,7 @@ export function serviceAccountInfo(sa: V1ServiceAccount): ServiceAccountInfo {
   const info: ServiceAccountInfo = {
     namespace: sa.metadata?.namespace ?? "",
     name: sa.metadata?.name ?? "",
+    ...(sa.metadata?.uid === undefined ? {} : { uid: sa.metadata.uid }),
     resourceVersion: sa.metadata?.resourceVersion ?? "",
     imagePullSecrets: (sa.imagePullSecrets ?? []).map((entry) => (entry.name === undefined ? {} : { name: entry.name })),
     annotations: sa.metadata?.annotations ?? {},
@@ -190,7 +199,7 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
   const readConfigMapWithAnnotations = async (namespace: string, name: string) => {
     try {
       const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
-      return { data: configMap.data ?? {}, annotations: configMap.metadata?.annotations ?? {} };
+      return { data: configMap.data ?? {}, annotations: configMap.metadata?.annotations ?? {}, ...(configMap.metadata?.uid === undefined ? {} : { uid: configMap.metadata.uid }) };
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return undefined;
       throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
@@ -245,16 +254,15 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         throw kubernetesError(error, `deleting Secret ${namespace}/${name}`);
       }
     },
-    async createEvent(event) {
+    async createEvent(event, at = new Date()) {
       const body = {
         metadata: { name: event.name, namespace: event.namespace, labels: { "app.kubernetes.io/managed-by": fieldManager } },
-        // A MicroTime: the API server wants exactly six fractional digits, which Date's JSON does not give.
-        eventTime: new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date,
+        eventTime: microTime(at),
         type: "Warning",
         reason: event.reason,
         action: event.action,
         note: event.note,
-        regarding: { apiVersion: "v1", kind: event.regarding.kind, namespace: event.namespace, name: event.regarding.name },
+        regarding: { apiVersion: "v1", kind: event.regarding.kind, namespace: event.namespace, name: event.regarding.name, ...(event.regarding.uid === undefined ? {} : { uid: event.regarding.uid }) },
         reportingController: "acr-credential-broker.io/refresher",
         reportingInstance: "acr-credential-refresher",
       };
@@ -265,6 +273,14 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         if (error instanceof ApiException && error.code === 409) return "exists";
         throw kubernetesError(error, `creating Event ${event.namespace}/${event.name}`);
       }
+    },
+    async readEventCount(namespace, name) {
+      const event = await call(`reading Event ${namespace}/${name}`, () => events.readNamespacedEvent({ namespace, name }, requestOptions));
+      return event.series?.count ?? 1;
+    },
+    async patchEventSeries(namespace, name, series) {
+      const body = { series: { count: series.count, lastObservedTime: microTime(series.lastObservedTime) } };
+      await call(`updating Event ${namespace}/${name}`, () => events.patchNamespacedEvent({ namespace, name, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch, requestOptions)));
     },
     async applyConfigMap(namespace, name, data, labels) {
       const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace, labels }, data };

@@ -21,6 +21,8 @@ export interface NamespaceInfo {
 export interface ServiceAccountInfo {
   namespace: string;
   name: string;
+  /** For Events about it (apply.ts), so `kubectl describe` lists them. */
+  uid?: string;
   resourceVersion: string;
   imagePullSecrets: ReadonlyArray<{ name?: string }>;
   annotations: Readonly<Record<string, string>>;

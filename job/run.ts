@@ -7,6 +7,7 @@ import type { BrokerClient } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
+import { eventRecorder, recordRunEvents } from "./events.ts";
 import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
 import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
 import { desiredSecret, type DesiredSecret } from "./secret.ts";
@@ -330,7 +331,8 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
     });
   }
-  const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16 });
+  const events = eventRecorder(cluster, logger, { now });
+  const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16, events });
   const finished = now();
   const out = report(applied, finished);
   const data = statusData({
@@ -352,6 +354,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     out.result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
     out.exitCode = exitCodeOf(out.result);
   }
+  await recordRunEvents(events, cluster, { registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) }, { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) });
   logger.info({ result: out.result, ...applied.counts, failures: applied.failures.length, conflicts: applied.conflicts.length, brokerAsked: need.call, nextCallDueAt: out.nextCallDueAt.toISOString(), durationMs: finished.getTime() - started.getTime() }, "run finished");
   return out;
 }

@@ -1,5 +1,5 @@
 import { CoreV1Api, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
-import { oneLine } from "../shared/errors.ts";
+import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
 import { formatDuration } from "./duration.ts";
 import { namespaceInfo, serviceAccountInfo } from "./cluster.ts";
@@ -8,7 +8,8 @@ import { chooseNamespace, plan, planSummary } from "./plan.ts";
 import { defaultConfigMap, fetchCredentials, loadConfig, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, type RefresherState } from "./state.ts";
-import { statusConfigMap, statusData } from "./status.ts";
+import { eventRecorder, recordRunEvents, reportInvalidConfig } from "./events.ts";
+import { statusConfigMap, statusData, type StatusInput } from "./status.ts";
 
 /**
  * `--watch`: a long-running refresher. Informers on namespaces and ServiceAccounts serve a new
@@ -20,6 +21,8 @@ import { statusConfigMap, statusData } from "./status.ts";
 /** What a run needs, plus the kubeconfig the informers watch with. */
 export interface WatchDependencies extends RunDependencies {
   kubeConfig: KubeConfig;
+  /** Told every status the watcher reports (the metrics read it). */
+  observeStatus?: (input: StatusInput) => void;
 }
 
 export interface WatchOptions {
@@ -110,6 +113,8 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   let lastStatusAt = 0;
   let brokerFailures = 0;
   let nextRefreshAt: Date | undefined;
+  // One for the watcher's life: an Event observed again is counted in its series, not re-sent.
+  const events = eventRecorder(cluster, logger, { now });
   const spreadWindowMs = () => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const spreadMs = () => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs());
 
@@ -133,7 +138,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     const saList = accounts.list().map(serviceAccountInfo);
     const thePlan = plan({ config, secrets: fetched.secrets, namespaces: nsList, serviceAccounts: saList, state, ...(scope === undefined ? {} : { scope }) });
     if (thePlan.namespaces.length === 0 && thePlan.forget.length === 0 && scope !== undefined) return;
-    const result: ApplyResult = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts: saList, logger, concurrency: options.concurrency ?? 16 });
+    const result: ApplyResult = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts: saList, logger, concurrency: options.concurrency ?? 16, events });
     state = nextState(state, result.outcomes);
     for (const key of Object.keys(totals) as Array<keyof typeof totals>) totals[key] += result.counts[key];
     // Failures describe the latest attempt per namespace: a reconcile replaces those of its scope.
@@ -166,7 +171,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     lastStatusAt = Date.now();
     const finished = now();
     const served = namespaces.list().map(namespaceInfo).filter((ns) => chooseNamespace(config, ns).chosen).length;
-    const data = statusData({
+    const input: StatusInput = {
       finishedAt: finished,
       durationMs: finished.getTime() - since.getTime(),
       mode: "watch",
@@ -175,7 +180,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       namespacesServed: served,
       result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals }, missingNamespaces },
       state,
-    });
+    };
+    const data = statusData(input);
+    deps.observeStatus?.(input);
+    await recordRunEvents(events, cluster, input, configMap);
     data.since = since.toISOString();
     if (nextRefreshAt !== undefined) data["next-broker-call"] = nextRefreshAt.toISOString();
     data["spread-delay"] = `${formatDuration(spreadMs())} (window ${formatDuration(spreadWindowMs())})`;
@@ -215,6 +223,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       }
     } catch (error) {
       logger.error({ err: oneLine(error) }, "configuration not reloaded; keeping the previous one");
+      if (error instanceof AcrCredentialError && error.code === "ConfigInvalid") await reportInvalidConfig(cluster, logger, configMap, error.message, events);
     }
     later(options.configPollMs ?? 60_000, () => void enqueue(pollConfig));
   }

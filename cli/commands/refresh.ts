@@ -3,7 +3,9 @@ import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
+import { reportInvalidConfig } from "../../job/events.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
+import { defaultMetricsAddress, parseMetricsAddress, startMetricsServer } from "../../job/metrics.ts";
 import { startWatch } from "../../job/watch.ts";
 import type { Command, Options } from "../args.ts";
 import { loadKubeConfig } from "../kubeconfig.ts";
@@ -37,6 +39,8 @@ Options:
   --spread-window D       overrides the ConfigMap's spread-window (default 2m): this cluster waits a
                           delay of its own within it before asking the broker
   --no-spread             ask the broker without the delay (same as --spread-window 0)
+  --metrics-addr A        with --watch: serve /metrics, /healthz and /readyz on [HOST]:PORT
+                          (default ${defaultMetricsAddress}; 0 switches it off)
 
 Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
 
@@ -72,6 +76,7 @@ const options = {
   "schedule-interval": { type: "string" },
   "spread-window": { type: "string" },
   "no-spread": { type: "boolean" },
+  "metrics-addr": { type: "string" },
 } satisfies Options;
 
 export const command: Command = {
@@ -83,6 +88,8 @@ export const command: Command = {
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
     if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
+    if (values.watch !== true && values["metrics-addr"] !== undefined) throw new AcrCredentialError("UsageError", "--metrics-addr works with --watch only (a CronJob run ends before anyone scrapes it); see 'acr-credential refresh --help'");
+    const metricsAddress = parseMetricsAddress(values["metrics-addr"] ?? defaultMetricsAddress);
     const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
     const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
     const configMap = parseConfigMapRef(values["config-map"]);
@@ -95,18 +102,31 @@ export const command: Command = {
     const broker = (url: string) => brokerClient({ url, tokenFile, stsTokenFile });
     const brokerUrl = values["broker-url"];
     const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
+    /** A refused configuration also becomes an Event on its ConfigMap (not with --dry-run, which writes nothing). */
+    const toldOnConfigMap = <T>(task: Promise<T>): Promise<T> =>
+      task.catch(async (error: unknown) => {
+        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid" && values["dry-run"] !== true) await reportInvalidConfig(cluster, logger, configMap, error.message);
+        throw error;
+      });
 
     if (values.watch === true) {
-      const watcher = startWatch({ kubeConfig, cluster, broker, logger }, common);
+      const metrics = metricsAddress === undefined ? undefined : await startMetricsServer(metricsAddress, logger);
+      const measured = metrics === undefined ? broker : (url: string) => metrics.measure(broker(url));
+      const watcher = startWatch({ kubeConfig, cluster, broker: measured, logger, ...(metrics === undefined ? {} : { observeStatus: metrics.observeStatus }) }, common);
+      void watcher.ready.then(() => metrics?.setReady(), () => undefined);
       const stop = untilSignal();
-      await Promise.race([watcher.ready, stop]);
-      const signal = await stop;
-      logger.info({ signal }, "stopping");
-      await watcher.stop();
+      try {
+        await toldOnConfigMap(Promise.race([watcher.ready, stop]));
+        const signal = await stop;
+        logger.info({ signal }, "stopping");
+        await watcher.stop();
+      } finally {
+        await metrics?.close();
+      }
       return 0;
     }
 
-    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) });
+    const report = await toldOnConfigMap(refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) }));
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { parseRefresherConfig } from "../../job/config.ts";
+import { defaultMetricsAddress, parseMetricsAddress } from "../../job/metrics.ts";
 import { cases, chartOnlyLabels, chartValues, exampleValuesFile, overlay } from "./equivalence.ts";
 import { chartDir, deployDir, findTools, helm, keyOf, kustomize, objects, pinnedHelmVersion, type Manifest, type Result } from "./tools.ts";
 
@@ -95,6 +96,13 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
     const deployment = manifests.find((object) => object.kind === "Deployment") as Manifest;
     const pod = podOf(deployment);
     expect(pod.containers[0]?.args).toEqual(["--watch"]);
+    // The probes hit the port `refresh --watch` serves by default.
+    expect(pod.containers[0]).toMatchObject({
+      ports: [{ name: "metrics", containerPort: parseMetricsAddress(defaultMetricsAddress)?.port }],
+      livenessProbe: { httpGet: { path: "/healthz", port: "metrics" } },
+      readinessProbe: { httpGet: { path: "/readyz", port: "metrics" } },
+    });
+    expect((deployment["spec"] as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels).toMatchObject({ "app.kubernetes.io/part-of": "acr-credential-broker" });
     expect(pod.containers[0]?.image).toBe(`registry-vpc.cn-hangzhou.aliyuncs.com/platform/acr-credential-refresher:0.1.0@sha256:${"0".repeat(64)}`);
     expect(audiences(pod)).toEqual(["acr-credential-broker", "sts.aliyuncs.com"]);
     const { config, warnings } = parseRefresherConfig((manifests.find((object) => object.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data);

@@ -1,9 +1,14 @@
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { parseRefresherConfig } from "../../job/config.ts";
+import { defaultMetricsAddress, parseMetricsAddress } from "../../job/metrics.ts";
 import { defaultIntervalSeconds } from "../../job/run.ts";
+import { builtBinaryDir, isExecutableFile, pinnedVersions } from "../kube/binaries.ts";
 
 const deploy = new URL("../../job/deploy/", import.meta.url);
 type Manifest = { kind: string; metadata: { name: string; namespace?: string }; [key: string]: unknown };
@@ -51,7 +56,7 @@ describe("job/deploy", () => {
     expect(policy.spec.matchConditions.map((condition) => condition.expression).join(" ")).toContain('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"');
     expect(binding).toMatchObject({ kind: "ValidatingAdmissionPolicyBinding", spec: { policyName: policy.metadata.name, validationActions: ["Deny"] } });
     const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
-    expect(rules).toContainEqual({ apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"] });
+    expect(rules).toContainEqual({ apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "get", "patch"] });
   });
 
   it("binds the roles to the add-on's ServiceAccount in kube-system, so RRSA trust policies keep working", async () => {
@@ -90,6 +95,11 @@ describe("job/deploy", () => {
     expect(overlay).toMatch(/\$patch: delete[\s\S]*kind: CronJob/);
   });
 
+  it("probes the --watch Deployment on the port the refresher serves by default: /healthz for liveness, /readyz for readiness", async () => {
+    const deployment = await one<{ spec: { template: { spec: { containers: Container[] } } } }>("watch/deployment.yaml");
+    expectProbed(deployment.spec.template.spec.containers[0] as Container);
+  });
+
   it("adds the sts.aliyuncs.com token only through the RRSA component", async () => {
     const component = await readFile(new URL("components/rrsa/kustomization.yaml", deploy), "utf8");
     expect(component).toMatch(/audience: sts\.aliyuncs\.com/);
@@ -104,6 +114,36 @@ describe("job/deploy", () => {
     expect(config.registries).toHaveLength(1);
   });
 });
+
+const kubectl = join(builtBinaryDir(pinnedVersions().kubernetes), "kubectl");
+
+// kubectl is built by `bash test/kube/build.sh --with-kubectl` (as .ci/run does).
+describe.skipIf(!isExecutableFile(kubectl))("job/deploy/watch as kubectl kustomize renders it", () => {
+  it("labels every object and the refresher's pod app.kubernetes.io/part-of=acr-credential-broker, and keeps the probes", async () => {
+    const { stdout } = await promisify(execFile)(kubectl, ["kustomize", new URL("watch", deploy).pathname]);
+    const objects = parseAllDocuments(stdout).map((document) => document.toJS() as Manifest & { metadata: { labels?: Record<string, string> } });
+    expect(objects.map((object) => object.kind)).toContain("Deployment");
+    for (const object of objects) expect(object.metadata.labels?.["app.kubernetes.io/part-of"], `${object.kind}/${object.metadata.name}`).toBe("acr-credential-broker");
+    const deployment = objects.find((object) => object.kind === "Deployment") as unknown as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Container[] } } } };
+    expect(deployment.spec.template.metadata.labels).toMatchObject({ "app.kubernetes.io/name": "acr-credential-refresher", "app.kubernetes.io/part-of": "acr-credential-broker" });
+    expectProbed(deployment.spec.template.spec.containers[0] as Container);
+  });
+});
+
+interface Container {
+  args: string[];
+  ports?: Array<{ name: string; containerPort: number }>;
+  livenessProbe?: { httpGet: { path: string; port: string | number } };
+  readinessProbe?: { httpGet: { path: string; port: string | number } };
+}
+
+/** The probes and the port are those `refresh --watch` serves without a --metrics-addr. */
+function expectProbed(container: Container): void {
+  expect(container.args).not.toContainEqual(expect.stringMatching(/^--metrics-addr/));
+  expect(container.ports).toEqual([expect.objectContaining({ name: "metrics", containerPort: parseMetricsAddress(defaultMetricsAddress)?.port })]);
+  expect(container.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+  expect(container.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+}
 
 function expectHardened(pod: PodSpec, mode: string): void {
   expect(pod.serviceAccountName).toBe("aliyun-acr-credential-helper");

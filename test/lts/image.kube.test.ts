@@ -6,6 +6,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../emulator/fc-runtime/instances.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv, serviceAccountToken } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "../job/kube-lock.ts";
@@ -78,15 +79,21 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
     expect(await readStatus()).toMatchObject({ result: "Succeeded" });
   });
 
-  it("runs --watch (the Deployment's args): serves a namespace created after it started, and stops on SIGTERM with exit 0", async () => {
+  it("runs --watch (the Deployment's args): answers its probes, serves a namespace created after it started, and stops on SIGTERM with exit 0", async () => {
     const data = { "broker-url": broker.url, "watch-namespace": "image-watch-*", "service-account": "default", "acr-registry-info": "- instanceId: cri-imagewatch\n  regionId: cn-beijing\n" };
     const [registry] = parseRefresherConfig(data).config.registries;
     await setConfig(data);
     await resetStatus();
-    const running = startImage(rootfs, facts, ["--watch"], { ...(await podEnvironment()), timeoutMs: 120_000 });
+    // The Deployment's port is 9102; a free one here, so that nothing else listening on 9102 gets in the way.
+    const port = await freePort();
+    const running = startImage(rootfs, facts, ["--watch", "--metrics-addr", `127.0.0.1:${port}`], { ...(await podEnvironment()), timeoutMs: 120_000 });
     try {
       // Started once its first pass has written the status.
       await expect.poll(readStatus, { timeout: 30_000, interval: 250 }).toMatchObject({ result: "Succeeded" });
+      // What the kubelet's probes and Prometheus ask, from the process as the image runs it.
+      await expect.poll(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status, { timeout: 30_000, interval: 250 }).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toMatch(/^acr_credential_refresher_credential_expiry_timestamp_seconds\{registry="cri-imagewatch@cn-beijing",secret="acr-credential-[0-9a-f]{32}"\} \d+/m);
       const namespace = await createNamespace("image-watch");
       await createServiceAccount(namespace, "default");
       await expect.poll(async () => pullSecretNames(await serviceAccount(namespace, "default")), { timeout: 30_000, interval: 250 }).toEqual([registry?.secretName]);

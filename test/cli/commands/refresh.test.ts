@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -15,6 +16,8 @@ describe("acr-credential refresh flags", () => {
     [["--spread-window", "2h"], /--spread-window must be a duration from 0s to 1h/],
     [["--schedule-interval", "10s"], /--schedule-interval must be a duration from 1m to 24h/],
     [["--no-spread", "--spread-window", "1m"], /--no-spread and --spread-window exclude each other/],
+    [["--watch", "--metrics-addr", "9102"], /--metrics-addr must be \[HOST\]:PORT such as :9102 or 127\.0\.0\.1:9102, or 0 to switch metrics off, got '9102'/],
+    [["--once", "--metrics-addr", ":9102"], /--metrics-addr works with --watch only/],
   ])("rejects %j with one line and exit 2", async (args, message) => {
     const result = await cli(["refresh", ...args], { env: { PATH: process.env.PATH, HOME: "/nonexistent", KUBECONFIG: "/nonexistent" } });
     expect(result.code).toBe(2);
@@ -26,7 +29,26 @@ describe("acr-credential refresh flags", () => {
   it("documents them in --help", async () => {
     const result = await cli(["refresh", "--help"]);
     expect(result.code).toBe(0);
-    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread"]) expect(result.stdout).toContain(flag);
+    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr"]) expect(result.stdout).toContain(flag);
+  });
+
+  it("says which address is taken when --watch cannot serve its metrics there, with one line and exit 2, before it reaches the cluster", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as { port: number };
+    const dir = await mkdtemp(join(tmpdir(), "refresh-metrics-"));
+    try {
+      // A kubeconfig nothing answers for: the refresher must stop before it tries the cluster.
+      const kubeconfig = join(dir, "kubeconfig");
+      await writeFile(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n");
+      const result = await cli(["refresh", "--watch", "--kubeconfig", kubeconfig, "--metrics-addr", `127.0.0.1:${port}`]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pass another --metrics-addr, or 0 to switch metrics off \\[UsageError\\]`));
+      expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    } finally {
+      taken.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

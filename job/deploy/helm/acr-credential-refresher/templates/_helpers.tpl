@@ -105,6 +105,27 @@ containers:
       {{- if not .Values.configMap.create }}
       - --broker-url={{ .Values.brokerUrl }}
       {{- end }}
+    {{- if eq .Values.mode "watch" }}
+    # --metrics-addr (default :9102): /metrics for Prometheus, /healthz and /readyz for the probes.
+    ports:
+      - name: metrics
+        containerPort: 9102
+        protocol: TCP
+    # Live while its event loop answers; ready once its first full reconcile has completed.
+    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: metrics
+      periodSeconds: 20
+      timeoutSeconds: 5
+      failureThreshold: 3
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: metrics
+      periodSeconds: 10
+      timeoutSeconds: 5
+    {{- end }}
     env:
       - name: LOG_LEVEL
         value: {{ .Values.logLevel }}
