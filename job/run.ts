@@ -3,16 +3,17 @@ import type { Credential, EntryError } from "../shared/broker-api.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult } from "./apply.ts";
-import type { BrokerClient } from "./broker-client.ts";
+import type { BrokerClient, BrokerRetry } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
 import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
+import { missingPullSecrets, type PullSecretEvent } from "./pull-secret-events.ts";
 import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
 import { desiredSecret, type DesiredSecret } from "./secret.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, parseState, type RefresherState } from "./state.ts";
-import { exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
+import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
 
 /** Where the configuration lives; `--config-map` may point elsewhere. */
 export interface ConfigMapRef {
@@ -47,7 +48,14 @@ export interface RunOptions {
   intervalSeconds?: number;
   /** Overrides the ConfigMap's `spread-window` (`--spread-window`, `--no-spread`); 0 asks at once. */
   spreadWindowSeconds?: number;
+  /** The run's time budget (`--deadline`, the Job's `activeDeadlineSeconds`); default 240 s as shipped. */
+  deadlineSeconds?: number;
 }
+
+/** The CronJob's `activeDeadlineSeconds`. */
+export const defaultDeadlineSeconds = 240;
+/** Kept back from the deadline for applying what the broker answered and writing the status. */
+const applyReserveMs = 30_000;
 
 export interface RunReport {
   exitCode: 0 | 1;
@@ -94,6 +102,12 @@ export interface FetchOptions {
   renewWithinSeconds?: number;
   /** Registries (by Secret name) whose credential in hand is known to expire within that window: asked with `force` at once. */
   renew?: ReadonlySet<string>;
+  /** No broker retry starts after this time (ms since the epoch). */
+  deadlineAt?: number;
+  /** Told before each wait while the broker is retried. */
+  onRetry?: (retry: BrokerRetry) => void | Promise<void>;
+  /** Ends the broker calls early (the watcher stops, or its configuration changed). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -103,7 +117,8 @@ export interface FetchOptions {
  * expired is never written.
  */
 export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions = {}): Promise<FetchedCredentials> {
-  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}) });
+  const retrying = { ...(options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }), ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }), ...(options.signal === undefined ? {} : { signal: options.signal }) };
+  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}), ...retrying });
   const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
@@ -213,6 +228,24 @@ export async function listServiceAccounts(cluster: ClusterApi, config: Refresher
   return lists.flat();
 }
 
+/**
+ * The kubelet's recent Events about the refresher's Secrets it could not find, by namespace. A
+ * hint, not a requirement: without the permission to list Events (an older RBAC) it is logged once
+ * and the run goes on without it.
+ */
+export async function missingSecrets(cluster: ClusterApi, config: RefresherConfig, logger: Logger, after: Date | undefined): Promise<Map<string, Set<string>>> {
+  let events: PullSecretEvent[];
+  try {
+    events = await cluster.listPullSecretEvents();
+  } catch (error) {
+    logger.warn({ code: codeOf(error), err: oneLine(error) }, "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)");
+    return new Map();
+  }
+  const missing = missingPullSecrets(events, config.registries.map((registry) => registry.secretName), after);
+  if (missing.size > 0) logger.warn({ namespaces: [...missing.keys()].slice(0, 20), count: missing.size }, "the kubelet could not find the refresher's Secrets; writing them again");
+  return missing;
+}
+
 export async function readState(cluster: ClusterApi): Promise<RefresherState> {
   const data = await cluster.readConfigMap(statusConfigMap.namespace, statusConfigMap.name);
   return parseState(data?.["state.json"]);
@@ -231,6 +264,7 @@ const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => se
 export async function refreshOnce(deps: RunDependencies, options: RunOptions = {}): Promise<RunReport> {
   const now = deps.now ?? (() => new Date());
   const started = now();
+  const deadlineAt = Date.now() + (options.deadlineSeconds ?? defaultDeadlineSeconds) * 1000 - applyReserveMs;
   const { cluster, logger } = deps;
   const ref = options.configMap ?? defaultConfigMap;
   const configMap = await cluster.readConfigMapWithAnnotations(ref.namespace, ref.name);
@@ -241,9 +275,12 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
 
   let namespaces = await cluster.listNamespaces();
   let serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
+  // Events older than the last broker call were answered by that run's applies (or are stale).
+  const lastCallAt = memory?.lastCallAt === undefined ? undefined : new Date(memory.lastCallAt);
+  const missing = await missingSecrets(cluster, config, logger, lastCallAt);
   const intervalSeconds = options.intervalSeconds ?? defaultIntervalSeconds;
   const resyncValue = configMap?.annotations[resyncAnnotation];
-  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue });
+  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue, missingSecrets: missing });
   const spreadWindowMs = (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const delayMs = spreadDelayMs(clusterIdentity(namespaces), spreadWindowMs);
 
@@ -256,14 +293,27 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       namespaces = await cluster.listNamespaces();
       serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
     }
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew });
+    // While the broker is throttled or unreachable, the status says so (written at most every 10 s).
+    let retryingSince: Date | undefined;
+    let lastRetryWrite = Number.NEGATIVE_INFINITY;
+    const onRetry = async (retry: BrokerRetry) => {
+      retryingSince ??= now();
+      logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
+      if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
+      lastRetryWrite = Date.now();
+      const retrying = brokerRetryingStatus({ since: retryingSince, retry, now: now(), until: new Date(deadlineAt) });
+      await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels).catch((error: unknown) => {
+        logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written while retrying the broker");
+      });
+    };
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, deadlineAt, onRetry });
   } else {
     fetched = credentialsInHand(config, memory);
     logger.info({ nextCallDueAt: need.nextCallDueAt.toISOString() }, "credentials in hand are current; not asking the broker");
   }
   const nextMemory: BrokerMemory = need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
 
-  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync });
+  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing });
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
   logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
 

@@ -38,8 +38,13 @@ Options:
   --spread-window D       overrides the ConfigMap's spread-window (default 2m): this cluster waits a
                           delay of its own within it before asking the broker
   --no-spread             ask the broker without the delay (same as --spread-window 0)
+  --deadline D            the run's time budget, the Job's activeDeadlineSeconds (default 4m): a
+                          throttled or unavailable broker is retried until 30 s before it
+  --heal-interval D       with --watch: how often every Secret is applied again, so that one deleted
+                          by hand comes back (default 5m; 0 turns it off)
 
-Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
+Exit codes: 0 everything succeeded (--watch: stopped by SIGTERM or SIGINT), 1 something failed (see
+the status ConfigMap; --watch: it could not start), 2 configuration error.`;
 
 function parseConfigMapRef(value: string | undefined): ConfigMapRef {
   if (value === undefined) return defaultConfigMap;
@@ -88,12 +93,19 @@ export const command: Command = {
       "schedule-interval": { type: "string" },
       "spread-window": { type: "string" },
       "no-spread": { type: "boolean" },
+      deadline: { type: "string" },
+      "heal-interval": { type: "string" },
     });
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
     if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
     const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
     const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
+    if (values.deadline !== undefined && values.watch === true) throw new AcrCredentialError("UsageError", "--deadline works with --once only (--watch retries the broker for as long as it runs); see 'acr-credential refresh --help'");
+    if (values["heal-interval"] !== undefined && values.watch !== true) throw new AcrCredentialError("UsageError", "--heal-interval works with --watch only; see 'acr-credential refresh --help'");
+    const deadlineSeconds = durationFlag("deadline", values.deadline, 60, 24 * 3600);
+    const healIntervalSeconds = durationFlag("heal-interval", values["heal-interval"], 0, 24 * 3600);
+    if (healIntervalSeconds !== undefined && healIntervalSeconds > 0 && healIntervalSeconds < 10) throw new AcrCredentialError("UsageError", `--heal-interval must be 0 or at least 10s, got '${values["heal-interval"]}'; see 'acr-credential refresh --help'`);
     const configMap = parseConfigMapRef(values["config-map"]);
     const kubeConfig = loadKubeConfig(values.kubeconfig);
     // Logs go to stderr so that `--dry-run` output on stdout stays one JSON document.
@@ -106,16 +118,22 @@ export const command: Command = {
     const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
 
     if (values.watch === true) {
-      const watcher = startWatch({ kubeConfig, cluster, broker, logger }, common);
       const stop = untilSignal();
-      await Promise.race([watcher.ready, stop]);
+      const watcher = startWatch({ kubeConfig, cluster, broker, logger }, { ...common, ...(healIntervalSeconds === undefined ? {} : { healIntervalMs: healIntervalSeconds * 1000 }) });
+      try {
+        await Promise.race([watcher.ready, stop]);
+      } catch (error) {
+        // It could not start (configuration, API server): release what keeps the process alive, then report.
+        await watcher.stop().catch(() => undefined);
+        throw error;
+      }
       const signal = await stop;
       logger.info({ signal }, "stopping");
       await watcher.stop();
       return 0;
     }
 
-    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) });
+    const report = await refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }), ...(deadlineSeconds === undefined ? {} : { deadlineSeconds }) });
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

@@ -154,7 +154,7 @@ describe("retry timing", () => {
   });
 
   it("grows the backoff window exponentially up to a cap", () => {
-    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffMs(attempt, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 8000]);
+    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffMs(attempt, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15000]);
     expect(backoffMs(3, () => 0)).toBe(0);
   });
 });

@@ -39,12 +39,13 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     await setConfig({ "broker-url": broker.url, "watch-namespace": "rfr-watch-*", "service-account": "default,late", "acr-registry-info": oneRegistry });
     watcher = startWatch(
       { kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2, sleep: async () => {} }) },
-      { configPollMs: 500, debounceMs: 100, statusIntervalMs: 200 },
+      { debounceMs: 100, statusIntervalMs: 200 },
     );
     await watcher.ready;
   });
 
   afterAll(async () => {
+    if (process.env.DEBUG_WATCH) console.log(fixture.logs.filter((l) => !l.includes('"debug"')).join(""));
     await watcher?.stop();
     await broker?.close();
     await fixture?.close();
