@@ -30,13 +30,15 @@ export function namesInEvent(message: string): string[] {
 
 /**
  * The refresher's Secrets (of `configured`) that the kubelet could not find, by namespace, from
- * Events seen after `after` (older ones were answered by an apply since, or are stale).
+ * Events seen after `after` (older ones were answered by an apply since, or are stale). Event times
+ * have whole seconds: one of the same second as `after` is taken as answered, which loses nothing,
+ * as the kubelet says it again on its next attempt to pull while the Secret is still missing.
  */
 export function missingPullSecrets(events: readonly PullSecretEvent[], configured: readonly string[], after?: Date): Map<string, Set<string>> {
   const ours = new Set(configured);
   const missing = new Map<string, Set<string>>();
   for (const event of events) {
-    if (after !== undefined && (event.lastSeen === undefined || event.lastSeen.getTime() <= after.getTime())) continue;
+    if (after !== undefined && (event.lastSeen === undefined || event.lastSeen.getTime() < (Math.floor(after.getTime() / 1000) + 1) * 1000)) continue;
     for (const name of namesInEvent(event.message)) {
       if (!ours.has(name)) continue;
       const names = missing.get(event.namespace) ?? new Set<string>();

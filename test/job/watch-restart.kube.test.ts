@@ -1,0 +1,152 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ApiException, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseRefresherConfig } from "../../job/config.ts";
+import { findPinnedKubeBinaries } from "../kube/binaries.ts";
+import { kubeAvailable } from "../kube/cluster.ts";
+import { startControlPlane, type ControlPlane } from "../kube/control-plane.ts";
+import { startStubBroker, type StubBroker } from "./stub-broker.ts";
+
+/**
+ * `--watch` as it runs in its pod, a process of its own (the CLI, and the image's bundled entry),
+ * while its kube-apiserver is killed and started again: it must reconnect by itself and serve a
+ * namespace created afterwards, without exiting. A control plane of its own, so that the shared
+ * one never loses its apiserver under other test files.
+ */
+
+const registryInfo = "- instanceId: cri-restart\n  regionId: cn-hangzhou";
+const [secretName] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];
+const repo = new URL("../../", import.meta.url).pathname;
+
+interface Running {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function launch(args: string[]): Running {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info" };
+  delete env.KUBERNETES_SERVICE_HOST;
+  const child = spawn(process.execPath, args, { cwd: repo, env, stdio: ["ignore", "ignore", "pipe"] });
+  const lines: Array<Record<string, unknown>> = [];
+  let pending = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (chunk: string) => {
+    pending += chunk;
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    for (const line of parts) {
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line });
+      }
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  return { child, lines, exited };
+}
+
+async function until<T>(what: string, milliseconds: number, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await Promise.resolve(check()).catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() - started > milliseconds) throw new Error(`${what}: not within ${milliseconds} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed and started again", () => {
+  let plane: ControlPlane;
+  let broker: StubBroker;
+  let dir: string;
+  let bundle: string;
+  let tokenFile: string;
+  const core = () => {
+    const config = new KubeConfig();
+    config.loadFromString(plane.kubeconfig);
+    return config.makeApiClient(CoreV1Api);
+  };
+  const served = async (namespace: string): Promise<true | undefined> => {
+    const secret = await core().readNamespacedSecret({ namespace, name: secretName }).catch((error: unknown) => {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    });
+    const account = await core().readNamespacedServiceAccount({ namespace, name: "default" });
+    return secret !== undefined && (account.imagePullSecrets ?? []).some((entry) => entry.name === secretName) ? true : undefined;
+  };
+  const namespaceWithAccount = async (name: string) => {
+    await core().createNamespace({ body: { metadata: { name } } });
+    await core().createNamespacedServiceAccount({ namespace: name, body: { metadata: { name: "default" } } });
+  };
+
+  beforeAll(async () => {
+    const lookup = findPinnedKubeBinaries();
+    if (!lookup.found) throw new Error(lookup.reason);
+    plane = await startControlPlane({ binaries: lookup.binaries });
+    broker = await startStubBroker();
+    dir = await mkdtemp(join(tmpdir(), "watch-restart-"));
+    tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "a-projected-token");
+    bundle = join(dir, "refresher.mjs");
+    await promisify(execFile)(process.execPath, [join(repo, "job/build.mjs"), bundle]);
+    await core().createNamespacedConfigMap({
+      namespace: "kube-system",
+      body: { metadata: { name: "acr-configuration" }, data: { "broker-url": broker.url, "watch-namespace": "rst-*", "acr-registry-info": registryInfo, "spread-window": "0" } },
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await plane?.stop();
+    await broker?.close();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const variants: Array<[string, () => string[]]> = [
+    ["the CLI (acr-credential refresh --watch)", () => ["bin/acr-credential.mjs", "refresh", "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]],
+    ["the image's bundled entry (dist/job/refresher.mjs --watch)", () => [bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]],
+  ];
+
+  for (const [index, [name, args]] of variants.entries()) {
+    it(`${name} reconnects by itself and serves a namespace created afterwards, in the same process`, async () => {
+      const running = launch(args());
+      try {
+        await until("the watcher starts", 60_000, () => running.lines.find((line) => String(line.msg).startsWith("watching namespaces")));
+        await namespaceWithAccount(`rst-before-${index}`);
+        await until("a namespace is served before the restart", 10_000, () => served(`rst-before-${index}`));
+
+        await plane.apiserver.stop();
+        // Long enough for every watch to fail and back off more than once (the old code exited here, code 13).
+        await new Promise((resolve) => setTimeout(resolve, 4_000));
+        await plane.apiserver.start();
+        const backAt = Date.now();
+
+        await namespaceWithAccount(`rst-after-${index}`);
+        await until("the namespace created after the restart is served", 60_000, () => {
+          if (running.child.exitCode !== null) throw new Error(`the refresher exited with code ${running.child.exitCode}`);
+          return served(`rst-after-${index}`);
+        });
+        const servedInMs = Date.now() - backAt;
+        const reconnects = await until("every watch reconnects", 60_000, () => {
+          const seen = running.lines.filter((line) => line.msg === "watch reconnected");
+          return new Set(seen.map((line) => line.watch)).size >= 4 ? seen : undefined;
+        });
+        const reconnectedInMs = Math.max(...reconnects.map((line) => Date.parse(String(line.time)) - backAt));
+        console.log(`${name}: every watch reconnected ${reconnectedInMs} ms after the API server was ready; the new namespace was served after ${servedInMs} ms`);
+
+        expect(running.child.exitCode).toBeNull();
+        expect(running.child.signalCode).toBeNull();
+        expect(running.lines.filter((line) => line.msg === "watch interrupted; reconnecting").length).toBeGreaterThanOrEqual(2);
+      } finally {
+        running.child.kill("SIGTERM");
+      }
+      // Stopped by its signal, it ends as documented: exit code 0.
+      expect(await running.exited).toEqual({ code: 0, signal: null });
+    }, 180_000);
+  }
+});
