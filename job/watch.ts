@@ -436,6 +436,8 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     configText = JSON.stringify(initial?.data ?? {});
     resyncSeen = initial?.annotations[resyncAnnotation];
     state = await readState(cluster);
+    // Until the broker first answers (it may be retried meanwhile, and the status says so): no credential.
+    fetched = { secrets: new Map(), registries: config.registries.map((registry) => ({ registry })) };
     fetched = await askBroker(config, Math.min(options.brokerCallBudgetMs ?? 120_000, 30_000), shutdown.signal);
     brokerFailures = fetched.secrets.size === config.registries.length ? 0 : 1;
 
