@@ -118,7 +118,10 @@ export interface FetchOptions {
  */
 export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions = {}): Promise<FetchedCredentials> {
   const retrying = { ...(options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }), ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }), ...(options.signal === undefined ? {} : { signal: options.signal }) };
-  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}), ...retrying });
+  // A forced renewal keeps the client's own short budget: refused (429 for `force` asked too often),
+  // it falls back to the broker's cache below rather than waiting out the run's deadline.
+  const ask = (registries: readonly RegistryEntry[], force: boolean) =>
+    broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true, ...(options.signal === undefined ? {} : { signal: options.signal }) } : retrying) });
   const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
