@@ -440,6 +440,8 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     fetched = { secrets: new Map(), registries: config.registries.map((registry) => ({ registry })) };
     fetched = await askBroker(config, Math.min(options.brokerCallBudgetMs ?? 120_000, 30_000), shutdown.signal);
     brokerFailures = fetched.secrets.size === config.registries.length ? 0 : 1;
+    // Stopped while it started (SIGTERM during the first broker call): start no watch.
+    if (stopped) return;
 
     await startNamespaces();
     await startAccounts();

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
-import { AcrCredentialError } from "../../shared/errors.ts";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
@@ -118,6 +118,13 @@ export const command: Command = {
     const common = { configMap, ...(brokerUrl === undefined ? {} : { brokerUrl }), ...(spreadWindowSeconds === undefined ? {} : { spreadWindowSeconds }) };
 
     if (values.watch === true) {
+      // Nothing the watcher starts may fail unnoticed: a rejection nobody handles ends it with one line
+      // and exit code 1 (the Deployment restarts it), never with a stack trace.
+      process.on("unhandledRejection", (reason) => {
+        logger.fatal({ err: oneLine(reason) }, "internal error; exiting");
+        console.error(`acr-credential refresh: internal error: ${oneLine(reason)}`);
+        process.exit(1);
+      });
       const stop = untilSignal();
       const watcher = startWatch({ kubeConfig, cluster, broker, logger }, { ...common, ...(healIntervalSeconds === undefined ? {} : { healIntervalMs: healIntervalSeconds * 1000 }) });
       try {
