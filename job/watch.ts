@@ -37,6 +37,8 @@ export interface WatchOptions {
   healIntervalMs?: number;
   /** Backoff of a watch that lost its API server: full jitter from 0.5 s up to 30 s, for as long as the watcher runs. */
   reconnect?: BackoffPolicy;
+  /** How long a watch request may go unanswered before it is retried (default 30 s; lists twice that). */
+  requestTimeoutMs?: number;
   /** How long one broker call is retried before the renewal timer takes over (default 2 min). */
   brokerCallBudgetMs?: number;
   /** Told after every reconcile with its result: what metrics read. */
@@ -101,9 +103,63 @@ export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date 
 
 type ListFunction<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
 
-/** An informer with an optional field selector (client-node's makeInformer takes none). */
-function informer<T extends KubernetesObject>(kubeConfig: KubeConfig, path: string, list: ListFunction<T>, fieldSelector?: string): ListWatch<T> {
-  return new ListWatch<T>(path, new Watch(kubeConfig), list, false, undefined, fieldSelector);
+/** How long a watch or list request may go unanswered before it counts as failed (and is retried). */
+const defaultRequestTimeoutMs = 30_000;
+
+/**
+ * client-node's Watch waits for the response to a watch request without a time limit: an API
+ * server that accepts the connection but never answers (starting up, a half-open connection) would
+ * hang that watch for good. This one fails the request after `timeoutMs` without an answer; a late
+ * answer is closed at once and reported to no one.
+ */
+class AnsweringWatch extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly timeoutMs: number,
+  ) {
+    super(config);
+  }
+
+  override async watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
+    let timedOut = false;
+    let answered = false;
+    const timer = setTimeout(() => {
+      if (answered) return;
+      timedOut = true;
+      done(new Error(`the API server did not answer the watch of ${path} within ${this.timeoutMs / 1000} s`));
+    }, this.timeoutMs);
+    const controller = await super.watch(path, query, callback, (error: unknown) => {
+      clearTimeout(timer);
+      if (!timedOut) done(error);
+    });
+    answered = true;
+    clearTimeout(timer);
+    if (timedOut) controller.abort();
+    return controller;
+  }
+}
+
+/** A list that fails after `timeoutMs` instead of hanging its informer's start; a late answer is dropped. */
+function bounded<T extends KubernetesObject>(list: ListFunction<T>, what: string, timeoutMs: number): ListFunction<T> {
+  return () =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the API server did not answer the list of ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
+      list().then(
+        (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
+}
+
+/** An informer with an optional field selector (client-node's makeInformer takes none) and bounded requests. */
+function informer<T extends KubernetesObject>(kubeConfig: KubeConfig, timeoutMs: number, path: string, list: ListFunction<T>, fieldSelector?: string): ListWatch<T> {
+  return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), bounded(list, path, 2 * timeoutMs), false, undefined, fieldSelector);
 }
 
 const httpStatusOf = (error: unknown): number | undefined => {
@@ -134,12 +190,13 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const random = options.random ?? Math.random;
   const configMap = options.configMap ?? defaultConfigMap;
   const core = deps.kubeConfig.makeApiClient(CoreV1Api);
-  const namespaces = informer<V1Namespace>(deps.kubeConfig, "/api/v1/namespaces", paginated((_continue) => core.listNamespace({ limit: 500, _continue })));
-  const accounts = informer<V1ServiceAccount>(deps.kubeConfig, "/api/v1/serviceaccounts", paginated((_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })));
+  const timeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
+  const namespaces = informer<V1Namespace>(deps.kubeConfig, timeoutMs, "/api/v1/namespaces", paginated((_continue) => core.listNamespace({ limit: 500, _continue })));
+  const accounts = informer<V1ServiceAccount>(deps.kubeConfig, timeoutMs, "/api/v1/serviceaccounts", paginated((_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })));
   // The configuration alone, by name: RBAC grants list and watch on that one ConfigMap only.
   const configSelector = `metadata.name=${configMap.name}`;
-  const configMaps = informer<V1ConfigMap>(deps.kubeConfig, `/api/v1/namespaces/${configMap.namespace}/configmaps`, () => core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), configSelector);
-  const events = informer<CoreV1Event>(deps.kubeConfig, "/api/v1/events", paginated((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })), missingPullSecretSelector);
+  const configMaps = informer<V1ConfigMap>(deps.kubeConfig, timeoutMs, `/api/v1/namespaces/${configMap.namespace}/configmaps`, () => core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), configSelector);
+  const events = informer<CoreV1Event>(deps.kubeConfig, timeoutMs, "/api/v1/events", paginated((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })), missingPullSecretSelector);
 
   let stopped = false;
   let config: RefresherConfig;

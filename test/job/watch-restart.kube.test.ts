@@ -115,8 +115,9 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
   for (const [index, [name, args]] of variants.entries()) {
     it(`${name} reconnects by itself and serves a namespace created afterwards, in the same process`, async () => {
       const running = launch(args());
+      const lastLines = () => running.lines.slice(-8).map((line) => `${String(line.msg)}${line.watch === undefined ? "" : ` (${String(line.watch)})`}`).join("; ");
       try {
-        await until("the watcher starts", 60_000, () => running.lines.find((line) => String(line.msg).startsWith("watching namespaces")));
+        await until("the watcher starts", 120_000, () => running.lines.find((line) => String(line.msg).startsWith("watching namespaces")));
         await namespaceWithAccount(`rst-before-${index}`);
         await until("a namespace is served before the restart", 10_000, () => served(`rst-before-${index}`));
 
@@ -132,7 +133,7 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
           return served(`rst-after-${index}`);
         });
         const servedInMs = Date.now() - backAt;
-        const reconnects = await until("every watch reconnects", 60_000, () => {
+        const reconnects = await until("every watch reconnects", 90_000, () => {
           const seen = running.lines.filter((line) => line.msg === "watch reconnected");
           return new Set(seen.map((line) => line.watch)).size >= 4 ? seen : undefined;
         });
@@ -142,11 +143,13 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
         expect(running.child.exitCode).toBeNull();
         expect(running.child.signalCode).toBeNull();
         expect(running.lines.filter((line) => line.msg === "watch interrupted; reconnecting").length).toBeGreaterThanOrEqual(2);
+      } catch (error) {
+        throw new Error(`${error instanceof Error ? error.message : String(error)}; the refresher last logged: ${lastLines()}`, { cause: error });
       } finally {
         running.child.kill("SIGTERM");
       }
       // Stopped by its signal, it ends as documented: exit code 0.
       expect(await running.exited).toEqual({ code: 0, signal: null });
-    }, 180_000);
+    }, 400_000);
   }
 });
