@@ -304,7 +304,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
       lastRetryWrite = Date.now();
-      const retrying = brokerRetryingStatus({ since: retryingSince, retry, now: now(), until: new Date(deadlineAt) });
+      const retrying = brokerRetryingStatus({ since: retryingSince, retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs), until: new Date(deadlineAt) });
       await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels).catch((error: unknown) => {
         logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written while retrying the broker");
       });

@@ -36,12 +36,12 @@ export interface StatusInput {
 export const brokerRetryingKey = "broker-retrying";
 
 /** The `broker-retrying` value: since when, how often, the last error, when the next attempt is, and until when it goes on. */
-export function brokerRetryingStatus(input: { since: Date; retry: { code: string; message: string; attempts: number; delayMs: number }; now: Date; until?: Date }): string {
+export function brokerRetryingStatus(input: { since: Date; retry: { code: string; message: string; attempts: number }; nextAttemptAt: Date; until?: Date }): string {
   return stringify({
     since: input.since.toISOString(),
     attempts: input.retry.attempts,
     lastError: `${input.retry.code}: ${input.retry.message}`,
-    nextAttemptAt: new Date(input.now.getTime() + input.retry.delayMs).toISOString(),
+    nextAttemptAt: input.nextAttemptAt.toISOString(),
     ...(input.until === undefined ? {} : { until: input.until.toISOString() }),
   });
 }

@@ -220,7 +220,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   let lastStatusAt = 0;
   let brokerFailures = 0;
   let nextRefreshAt: Date | undefined;
-  let brokerRetrying: { since: Date; retry: BrokerRetry } | undefined;
+  let brokerRetrying: { since: Date; retry: BrokerRetry; nextAttemptAt: Date } | undefined;
   let lastReconcileAt: Date | undefined;
   const connected: Record<string, boolean> = {};
   const shutdown = new AbortController();
@@ -309,7 +309,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     data.since = since.toISOString();
     if (nextRefreshAt !== undefined) data["next-broker-call"] = nextRefreshAt.toISOString();
     data["spread-delay"] = `${formatDuration(spreadMs())} (window ${formatDuration(spreadWindowMs())})`;
-    if (brokerRetrying !== undefined) data[brokerRetryingKey] = brokerRetryingStatus({ since: brokerRetrying.since, retry: brokerRetrying.retry, now: finished });
+    if (brokerRetrying !== undefined) data[brokerRetryingKey] = brokerRetryingStatus(brokerRetrying);
     try {
       await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
     } catch (error) {
@@ -320,8 +320,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   function scheduleRefresh(): void {
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
     const spread = spreadMs();
-    const wait = refreshDelayMs({ complete: fetched.brokerError === undefined && fetched.secrets.size === config.registries.length, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now(), spreadMs: spread });
+    const complete = fetched.brokerError === undefined && fetched.secrets.size === config.registries.length;
+    const delay = refreshDelayMs({ complete, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now(), spreadMs: spread });
+    // Retries after a failure are jittered (half to all of the delay), so a fleet that failed together does not retry together.
+    const wait = complete ? delay : Math.max(minRefreshMs, Math.round(delay / 2 + (random() * delay) / 2));
     nextRefreshAt = new Date(now().getTime() + wait);
+    if (brokerRetrying !== undefined) brokerRetrying = { ...brokerRetrying, nextAttemptAt: nextRefreshAt };
     logger.info({ nextRefreshAt: nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
     refreshTimer = later(wait, () => requestRefresh());
   }
@@ -333,7 +337,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
    */
   async function askBroker(forConfig: RefresherConfig, budgetMs: number, signal: AbortSignal): Promise<FetchedCredentials> {
     const onRetry = (retry: BrokerRetry) => {
-      brokerRetrying = { since: brokerRetrying?.since ?? now(), retry };
+      brokerRetrying = { since: brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
       logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       scheduleStatus();
     };
