@@ -112,6 +112,14 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
     ["the image's bundled entry (dist/job/refresher.mjs --watch)", () => [bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]],
   ];
 
+  it("the bundled entry with --watch and no configuration ends with exit code 2 and one line saying why, not a hang", async () => {
+    const running = launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile, "--config-map", "kube-system/absent"]);
+    const exited = await Promise.race([running.exited, new Promise<"hang">((resolve) => setTimeout(() => resolve("hang"), 30_000))]);
+    if (exited === "hang") running.child.kill("SIGKILL");
+    expect(exited).toEqual({ code: 2, signal: null });
+    expect(String(running.lines.at(-1)?.msg)).toMatch(/^acr-credential refresh: ConfigMap kube-system\/absent does not exist; .* \[ConfigInvalid\]$/);
+  }, 60_000);
+
   for (const [index, [name, args]] of variants.entries()) {
     it(`${name} reconnects by itself and serves a namespace created afterwards, in the same process`, async () => {
       const running = launch(args());
@@ -124,6 +132,7 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
         await plane.apiserver.stop();
         // Long enough for every watch to fail and back off more than once (the old code exited here, code 13).
         await new Promise((resolve) => setTimeout(resolve, 4_000));
+        const restartedAt = Date.now();
         await plane.apiserver.start();
         const backAt = Date.now();
 
@@ -137,8 +146,8 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
           const seen = running.lines.filter((line) => line.msg === "watch reconnected");
           return new Set(seen.map((line) => line.watch)).size >= 4 ? seen : undefined;
         });
-        const reconnectedInMs = Math.max(...reconnects.map((line) => Date.parse(String(line.time)) - backAt));
-        console.log(`${name}: every watch reconnected ${reconnectedInMs} ms after the API server was ready; the new namespace was served after ${servedInMs} ms`);
+        const reconnectedInMs = Math.max(...reconnects.map((line) => Date.parse(String(line.time)) - restartedAt));
+        console.log(`${name}: the API server was ready ${backAt - restartedAt} ms after its restart, every watch had reconnected after ${reconnectedInMs} ms; a namespace created once it was ready was served ${servedInMs} ms later`);
 
         expect(running.child.exitCode).toBeNull();
         expect(running.child.signalCode).toBeNull();
