@@ -37,7 +37,7 @@ export interface WatchOptions {
   healIntervalMs?: number;
   /** Backoff of a watch that lost its API server: full jitter from 0.5 s up to 30 s, for as long as the watcher runs. */
   reconnect?: BackoffPolicy;
-  /** How long a watch request may go unanswered before it is retried (default 30 s; lists twice that). */
+  /** How long a watch request or a list page may go unanswered before it is retried (default 30 s). */
   requestTimeoutMs?: number;
   /** How long one broker call is retried before the renewal timer takes over (default 2 min). */
   brokerCallBudgetMs?: number;
@@ -139,27 +139,26 @@ class AnsweringWatch extends Watch {
   }
 }
 
-/** A list that fails after `timeoutMs` instead of hanging its informer's start; a late answer is dropped. */
-function bounded<T extends KubernetesObject>(list: ListFunction<T>, what: string, timeoutMs: number): ListFunction<T> {
-  return () =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the API server did not answer the list of ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
-      list().then(
-        (result) => {
-          clearTimeout(timer);
-          resolve(result);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error instanceof Error ? error : new Error(String(error)));
-        },
-      );
-    });
+/** One list request that fails after `timeoutMs` instead of hanging its informer's start; a late answer is dropped. */
+function answered<T>(request: Promise<T>, what: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the API server did not answer the list of ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
+    request.then(
+      (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
 }
 
-/** An informer with an optional field selector (client-node's makeInformer takes none) and bounded requests. */
+/** An informer with an optional field selector (client-node's makeInformer takes none) whose watch requests are answered or fail. */
 function informer<T extends KubernetesObject>(kubeConfig: KubeConfig, timeoutMs: number, path: string, list: ListFunction<T>, fieldSelector?: string): ListWatch<T> {
-  return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), bounded(list, path, 2 * timeoutMs), false, undefined, fieldSelector);
+  return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), list, false, undefined, fieldSelector);
 }
 
 const httpStatusOf = (error: unknown): number | undefined => {
@@ -167,8 +166,12 @@ const httpStatusOf = (error: unknown): number | undefined => {
   return typeof statusCode === "number" ? statusCode : typeof code === "number" ? code : undefined;
 };
 
-/** Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response. */
-function paginated<T extends KubernetesObject>(page: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>): ListFunction<T> {
+/**
+ * Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response; each
+ * page must be answered within `timeoutMs`.
+ */
+function paginated<T extends KubernetesObject>(what: string, timeoutMs: number, fetchPage: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>): ListFunction<T> {
+  const page = (token: string | undefined) => answered(fetchPage(token), what, timeoutMs);
   return async () => {
     const items: T[] = [];
     let token: string | undefined;
@@ -191,12 +194,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const configMap = options.configMap ?? defaultConfigMap;
   const core = deps.kubeConfig.makeApiClient(CoreV1Api);
   const timeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
-  const namespaces = informer<V1Namespace>(deps.kubeConfig, timeoutMs, "/api/v1/namespaces", paginated((_continue) => core.listNamespace({ limit: 500, _continue })));
-  const accounts = informer<V1ServiceAccount>(deps.kubeConfig, timeoutMs, "/api/v1/serviceaccounts", paginated((_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })));
+  const namespaces = informer<V1Namespace>(deps.kubeConfig, timeoutMs, "/api/v1/namespaces", paginated("namespaces", timeoutMs, (_continue) => core.listNamespace({ limit: 500, _continue })));
+  const accounts = informer<V1ServiceAccount>(deps.kubeConfig, timeoutMs, "/api/v1/serviceaccounts", paginated("ServiceAccounts", timeoutMs, (_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })));
   // The configuration alone, by name: RBAC grants list and watch on that one ConfigMap only.
   const configSelector = `metadata.name=${configMap.name}`;
-  const configMaps = informer<V1ConfigMap>(deps.kubeConfig, timeoutMs, `/api/v1/namespaces/${configMap.namespace}/configmaps`, () => core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), configSelector);
-  const events = informer<CoreV1Event>(deps.kubeConfig, timeoutMs, "/api/v1/events", paginated((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })), missingPullSecretSelector);
+  const configMaps = informer<V1ConfigMap>(deps.kubeConfig, timeoutMs, `/api/v1/namespaces/${configMap.namespace}/configmaps`, () => answered(core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), "the configuration", timeoutMs), configSelector);
+  const events = informer<CoreV1Event>(deps.kubeConfig, timeoutMs, "/api/v1/events", paginated("kubelet Events", timeoutMs, (_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })), missingPullSecretSelector);
 
   let stopped = false;
   let config: RefresherConfig;
