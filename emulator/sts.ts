@@ -1,3 +1,4 @@
+import { sessionSeconds } from "../shared/alibaba/names.ts";
 import { ApiError, openApiErrors } from "./api-error.ts";
 import type { Clock } from "./clock.ts";
 import type { OidcVerifier } from "./oidc.ts";
@@ -91,7 +92,7 @@ export function createSts(deps: StsDeps) {
 
   const durationFor = (role: Role, requested: number | undefined) => {
     const duration = requested ?? 3600;
-    if (duration < 900 || duration > role.maxSessionDuration) throw stsErrors.duration(role.maxSessionDuration);
+    if (duration < sessionSeconds.min || duration > role.maxSessionDuration) throw stsErrors.duration(role.maxSessionDuration);
     return duration;
   };
 

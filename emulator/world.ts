@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { instanceIdSchema, maxSessionSeconds, regionIdSchema, sessionSecondsSchema } from "../shared/alibaba/names.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { faultSettingsSchema } from "./faults.ts";
 import { accountIdPattern } from "./ram/arn.ts";
@@ -33,7 +34,7 @@ const userSchema = z.strictObject({
 const roleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9.-]{1,64}$/, "a role name is 1-64 letters, digits, '.' or '-'"),
   description: z.string().optional(),
-  maxSessionDuration: z.number().int().min(3600).max(43200).default(3600),
+  maxSessionDuration: z.number().int().min(maxSessionSeconds.min).max(maxSessionSeconds.max).default(maxSessionSeconds.min),
   trustPolicy: trustPolicySchema,
   policies: z.array(policyRefSchema).default([]),
   registryPasswordSet,
@@ -57,7 +58,7 @@ const oidcProviderSchema = z
   .refine((provider) => provider.jwks === undefined || provider.jwksUri === undefined, { message: "give either jwks or jwksUri, not both" });
 
 const repositoryName = z.string().regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*\/[a-z0-9]+(?:[._-][a-z0-9]+)*$/, "a repository is 'namespace/name' in lower case");
-const region = z.string().regex(/^[a-z]{2}-[a-z0-9-]+$/, "a region id looks like cn-hangzhou");
+const region = regionIdSchema;
 
 const domainSchema = z.union([
   z.string().min(1).transform((domain) => ({ domain, type: "SYSTEM" as const })),
@@ -71,7 +72,7 @@ const endpointSchema = z.strictObject({
 });
 
 const instanceSchema = z.strictObject({
-  id: z.string().regex(/^cri-[a-z0-9]+$/, "an Enterprise instance id looks like cri-xxxx"),
+  id: instanceIdSchema,
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{1,28}[a-z0-9]$/, "an instance name is 3-30 lower-case letters, digits or '-'"),
   region,
   specification: z.enum(["Enterprise_Basic", "Enterprise_Standard", "Enterprise_Advanced"]).default("Enterprise_Basic"),
@@ -110,7 +111,7 @@ const accountSchema = z.strictObject({
 /** How STS behaves where Alibaba's documentation is silent; see docs/emulator.md. */
 const stsSchema = z.strictObject({
   /** Cap (seconds) on a session a role session obtains by assuming another role (role chaining); default none. */
-  roleChainingMaxDuration: z.number().int().min(900).max(43200).optional(),
+  roleChainingMaxDuration: sessionSecondsSchema.optional(),
 });
 
 export const worldSchema = z

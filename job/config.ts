@@ -1,5 +1,6 @@
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { anyRamArnPattern, instanceIdPattern, regionIdPattern, sessionSeconds } from "../shared/alibaba/names.ts";
 import { AcrCredentialError } from "../shared/errors.ts";
 import { parseGoDuration } from "./duration.ts";
 import { normaliseDomains, registryEntrySchema, registryLabel, secretNameFor, type RegistryEntry } from "./registry.ts";
@@ -77,10 +78,7 @@ const defaultExpiringThresholdSeconds = 15 * 60;
 const dns1123Label = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const dns1123Subdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const globOf = (valid: RegExp) => (pattern: string) => valid.test(pattern.replace(/[*?]/g, "a"));
-const regionPattern = /^[a-z0-9]+(-[a-z0-9]+)+$/;
-const instancePattern = /^cri-[A-Za-z0-9]{1,60}$/;
 const domainPattern = /^(?=.{1,253}(:|$))[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?$/;
-const ramArnPattern = /^acs:ram::[^:\s]*:\S+$/;
 
 class Problems {
   readonly messages: string[] = [];
@@ -276,9 +274,9 @@ function parseRegistryItem(key: string, index: number, item: unknown, defaultReg
   for (const name of unknown) warnings.push(`key '${at}.${name}' is not a known registry field and is ignored`);
   const before = problems.messages.length;
   const instanceIds = [...new Set(splitList(optionalText(raw.instanceId) ?? ""))];
-  for (const instanceId of instanceIds) if (!instancePattern.test(instanceId)) problems.add(`${at}.instanceId`, `'${instanceId}' is not an instance id such as cri-xxxxxxxx (leave it empty for the Personal Edition)`);
+  for (const instanceId of instanceIds) if (!instanceIdPattern.test(instanceId)) problems.add(`${at}.instanceId`, `'${instanceId}' is not an instance id such as cri-xxxxxxxx (leave it empty for the Personal Edition)`);
   const regionId = optionalText(raw.regionId) ?? defaultRegionId;
-  if (regionId !== undefined && !regionPattern.test(regionId)) problems.add(`${at}.regionId`, `'${regionId}' is not a region id such as cn-hangzhou (leave it empty for the cluster's region)`);
+  if (regionId !== undefined && !regionIdPattern.test(regionId)) problems.add(`${at}.regionId`, `'${regionId}' is not a region id such as cn-hangzhou (leave it empty for the cluster's region)`);
 
   let domains: string[] = [];
   if (Array.isArray(raw.domains)) domains = raw.domains.map((domain) => String(domain));
@@ -292,21 +290,21 @@ function parseRegistryItem(key: string, index: number, item: unknown, defaultReg
   }
 
   const assumeRoleArn = optionalText(raw.assumeRoleArn);
-  if (assumeRoleArn !== undefined && !ramArnPattern.test(assumeRoleArn)) problems.add(`${at}.assumeRoleARN`, `'${assumeRoleArn}' is not a RAM role ARN (acs:ram::<account>:role/<name>)`);
+  if (assumeRoleArn !== undefined && !anyRamArnPattern.test(assumeRoleArn)) problems.add(`${at}.assumeRoleARN`, `'${assumeRoleArn}' is not a RAM role ARN (acs:ram::<account>:role/<name>)`);
 
   let expireDuration: number | undefined;
   const expireText = optionalText(raw.expireDuration);
   if (expireText !== undefined) {
     expireDuration = Number(expireText);
-    if (!Number.isInteger(expireDuration) || expireDuration < 900 || expireDuration > 43200) {
-      problems.add(`${at}.expireDuration`, `'${expireText}' must be a whole number of seconds from 900 to 43200 (at most the role's maximum session duration)`);
+    if (!Number.isInteger(expireDuration) || expireDuration < sessionSeconds.min || expireDuration > sessionSeconds.max) {
+      problems.add(`${at}.expireDuration`, `'${expireText}' must be a whole number of seconds from ${sessionSeconds.min} to ${sessionSeconds.max} (at most the role's maximum session duration)`);
     }
   }
 
   let rrsaRoleArn = optionalText(raw.rrsaRoleArn);
   let rrsaOidcProviderArn = optionalText(raw.rrsaOidcProviderArn);
-  if (rrsaRoleArn !== undefined && !ramArnPattern.test(rrsaRoleArn)) problems.add(`${at}.rrsaRoleARN`, `'${rrsaRoleArn}' is not a RAM role ARN`);
-  if (rrsaOidcProviderArn !== undefined && !ramArnPattern.test(rrsaOidcProviderArn)) problems.add(`${at}.rrsaOIDCProviderRoleARN`, `'${rrsaOidcProviderArn}' is not a RAM OIDC provider ARN`);
+  if (rrsaRoleArn !== undefined && !anyRamArnPattern.test(rrsaRoleArn)) problems.add(`${at}.rrsaRoleARN`, `'${rrsaRoleArn}' is not a RAM role ARN`);
+  if (rrsaOidcProviderArn !== undefined && !anyRamArnPattern.test(rrsaOidcProviderArn)) problems.add(`${at}.rrsaOIDCProviderRoleARN`, `'${rrsaOidcProviderArn}' is not a RAM OIDC provider ARN`);
   if (rrsa && (rrsaRoleArn === undefined) !== (rrsaOidcProviderArn === undefined)) {
     problems.add(`${at}.${rrsaRoleArn === undefined ? "rrsaRoleARN" : "rrsaOIDCProviderRoleARN"}`, "is required together with the other RRSA field; set both or neither");
   }
@@ -433,7 +431,7 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
 
   const regionSetting = read(given, "defaultRegionId", problems);
   const defaultRegionId = optionalText(regionSetting?.value);
-  if (defaultRegionId !== undefined && !regionPattern.test(defaultRegionId)) problems.add(regionSetting?.key ?? "default-region-id", `'${defaultRegionId}' is not a region id such as cn-hangzhou`);
+  if (defaultRegionId !== undefined && !regionIdPattern.test(defaultRegionId)) problems.add(regionSetting?.key ?? "default-region-id", `'${defaultRegionId}' is not a region id such as cn-hangzhou`);
 
   const registrySetting = read(given, "registryInfo", problems);
   const registries = parseRegistries(registrySetting?.key ?? "acr-registry-info", registrySetting?.value, defaultRegionId, rrsa, problems, warnings);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { instanceIdSchema, regionIdSchema, sessionSecondsSchema } from "../shared/alibaba/names.ts";
 import type { Credential, EntryError, RegistryRequest } from "../shared/broker-api.ts";
 
 /** Prefix of every Secret the refresher writes; the add-on uses the same shape of name. */
@@ -13,13 +14,13 @@ export function isRefresherSecretName(name: string): boolean {
 /** One registry the refresher serves, from one item of `acr-registry-info`. */
 export const registryEntrySchema = z.object({
   /** Absent for a Personal Edition registry of `regionId`. */
-  instanceId: z.string().optional(),
+  instanceId: instanceIdSchema.optional(),
   /** Absent: the cluster's own region, which the broker fills in (the add-on's default). */
-  regionId: z.string().optional(),
+  regionId: regionIdSchema.optional(),
   /** Normalised (lower case, sorted, unique); empty = every domain the broker knows for the instance. */
   domains: z.array(z.string()),
   assumeRoleArn: z.string().optional(),
-  expireDuration: z.number().int().optional(),
+  expireDuration: sessionSecondsSchema.optional(),
   rrsaRoleArn: z.string().optional(),
   rrsaOidcProviderArn: z.string().optional(),
   /** `acr-credential-<32 hex>`, stable for as long as instance, region and domains stay the same. */

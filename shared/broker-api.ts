@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { sessionSecondsSchema } from "./alibaba/names.ts";
 
 /**
  * The broker's HTTP API (SPEC §3.1), shared by the broker that serves it and the refresher that
@@ -11,7 +12,7 @@ export const registryRequestSchema = z.strictObject({
   regionId: z.string().min(1).max(64).optional(),
   domains: z.array(z.string().min(1).max(253)).max(32).optional(),
   assumeRoleArn: z.string().min(1).max(256).optional(),
-  expireDuration: z.number().int().min(900).max(43200).optional(),
+  expireDuration: sessionSecondsSchema.optional(),
   rrsaRoleArn: z.string().min(1).max(256).optional(),
   rrsaOidcProviderArn: z.string().min(1).max(256).optional(),
 });

@@ -1,4 +1,5 @@
 /** RAM ARN shapes. Role and provider names compare case-insensitively, as RAM stores them lower-cased in ARNs. */
+import { oidcProviderArnPattern, roleArnPattern } from "../../shared/alibaba/names.ts";
 
 export const accountIdPattern = /^\d{16}$/;
 
@@ -7,8 +8,6 @@ export interface RoleArn {
   role: string;
 }
 
-const roleArnPattern = /^acs:ram::(\d+):role\/([A-Za-z0-9.-]{1,64})$/;
-const oidcProviderArnPattern = /^acs:ram::(\d+):oidc-provider\/([A-Za-z0-9._-]{1,128})$/;
 
 export function parseRoleArn(arn: string): RoleArn | undefined {
   const match = roleArnPattern.exec(arn);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { instanceIdSchema, regionIdSchema, roleArnSchema, sessionSecondsSchema } from "../../shared/alibaba/names.ts";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { defaultKubeletAudience, defaultRoleAnnotation, kubeletDefaultsSchema, kubeletProviderSchema } from "./kubelet-grants.ts";
 
@@ -22,19 +23,15 @@ const secureUrl = z.string().refine((value) => {
   }
 }, { error: "expected an https URL (http only for 127.0.0.1 or localhost)" });
 
-const roleArn = z.string().regex(/^acs:ram::\d+:role\/[\w.@-]{1,64}$/, { error: "expected a RAM role ARN like acs:ram::123456789012:role/acr-pull" });
-const regionId = z.string().regex(/^[a-z]{2,}(-[a-z0-9]+)+$/, { error: "expected a region id like cn-hangzhou" });
-const instanceId = z.string().regex(/^cri-[A-Za-z0-9]{1,60}$/, { error: "expected an Enterprise Edition instance id like cri-abc123" });
 const domain = z.string().regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:\d{1,5})?$/, { error: "expected a registry host name" });
-const expireDuration = z.number().int().min(900).max(43200);
 
 export const configuredRegistrySchema = z.strictObject({
-  instanceId: instanceId.optional(),
-  regionId,
+  instanceId: instanceIdSchema.optional(),
+  regionId: regionIdSchema,
   domains: z.array(domain).min(1).max(32).optional(),
-  assumeRoleArn: roleArn.optional(),
+  assumeRoleArn: roleArnSchema.optional(),
   /** STS session length of `assumeRoleArn`, and the longest a request may ask for. */
-  expireDuration: expireDuration.optional(),
+  expireDuration: sessionSecondsSchema.optional(),
 });
 export type ConfiguredRegistry = z.infer<typeof configuredRegistrySchema>;
 
@@ -53,7 +50,7 @@ export const clusterSchema = z.strictObject({
   registries: z.array(configuredRegistrySchema).default([]),
   allowRrsa: z.boolean().default(false),
   /** The cluster's own region: fills request entries that name none, as the add-on defaults to the cluster's region. */
-  regionId: regionId.optional(),
+  regionId: regionIdSchema.optional(),
   /** Which pod ServiceAccounts may pull which registries through the kubelet credential provider (docs/kubelet-provider.md). */
   kubeletProvider: kubeletProviderSchema(configuredRegistrySchema).optional(),
 }).refine((cluster) => !(cluster.jwks && cluster.jwksUri), { error: "set either jwks or jwksUri, not both", path: ["jwks"] });
@@ -69,9 +66,9 @@ const accountId = z.string({ error: "expected an account id (UID) as a quoted st
 export const clusterGroupSchema = z.strictObject({
   name: clusterName,
   /** Accounts whose clusters belong to the group; each is read with the broker's identity, or `roleArn` of that account. */
-  accounts: z.array(z.strictObject({ id: accountId, roleArn: roleArn.optional() }).refine((a) => !a.roleArn || a.roleArn.startsWith(`acs:ram::${a.id}:`), { error: "roleArn must be a role of this account", path: ["roleArn"] })).min(1),
+  accounts: z.array(z.strictObject({ id: accountId, roleArn: roleArnSchema.optional() }).refine((a) => !a.roleArn || a.roleArn.startsWith(`acs:ram::${a.id}:`), { error: "roleArn must be a role of this account", path: ["roleArn"] })).min(1),
   /** Only clusters in these regions; default any region. */
-  regions: z.array(regionId).min(1).optional(),
+  regions: z.array(regionIdSchema).min(1).optional(),
   /** A cluster tag every member must carry, e.g. {key: acr-credential-broker, value: enabled}. */
   tag: z.strictObject({ key: z.string().min(1).max(128), value: z.string().max(128) }).optional(),
   subjects: z.array(z.string().min(1)).min(1),

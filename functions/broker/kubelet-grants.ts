@@ -5,6 +5,7 @@
  * annotation may pick a role only from that grant's `annotationRoles`, so a workload can never make
  * the broker lend a role the configuration did not give it (no confused deputy).
  */
+import { roleArnSchema } from "../../shared/alibaba/names.ts";
 import { z } from "zod";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import type { AuthorizedEntry } from "./authorize.ts";
@@ -18,7 +19,6 @@ export const defaultRoleAnnotation = "acr-credential-broker/role-arn";
 const serviceAccountPattern = z.string().regex(/^system:serviceaccount:[a-z0-9*]([a-z0-9.*-]{0,251}[a-z0-9*])?:[a-z0-9*]([a-z0-9.*-]{0,251}[a-z0-9*])?$/, {
   error: "expected system:serviceaccount:<namespace>:<name>, where * stands for any characters within the namespace or name",
 });
-const roleArn = z.string().regex(/^acs:ram::\d+:role\/[\w.@-]{1,64}$/, { error: "expected a RAM role ARN like acs:ram::123456789012:role/acr-pull" });
 const annotationKey = z.string().regex(/^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/, { error: "expected an annotation key like example.com/role-arn" });
 
 /** Broker-wide defaults (`kubeletProvider` at the top level of the configuration). */
@@ -39,7 +39,7 @@ export function kubeletProviderSchema<R extends z.ZodType<ConfiguredRegistry>>(r
           serviceAccounts: z.array(serviceAccountPattern).min(1),
           registries: z.array(registrySchema).min(1).max(32),
           /** Roles a matching ServiceAccount may name in the role annotation, instead of each registry's own. */
-          annotationRoles: z.array(roleArn).default([]),
+          annotationRoles: z.array(roleArnSchema).default([]),
         }),
       )
       .min(1),

