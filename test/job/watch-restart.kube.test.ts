@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,10 +29,10 @@ interface Running {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function launch(args: string[]): Running {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info" };
+function launch(args: string[], node = process.execPath, extraEnv: NodeJS.ProcessEnv = {}): Running {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info", ...extraEnv };
   delete env.KUBERNETES_SERVICE_HOST;
-  const child = spawn(process.execPath, args, { cwd: repo, env, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(node, args, { cwd: repo, env, stdio: ["ignore", "ignore", "pipe"] });
   const lines: Array<Record<string, unknown>> = [];
   let pending = "";
   child.stderr?.setEncoding("utf8");
@@ -67,6 +68,8 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
   let dir: string;
   let bundle: string;
   let tokenFile: string;
+  /** The Node.js LTS the image ships (test/lts/node.sh), falling back to this one when it cannot be fetched. */
+  let imageNode = process.execPath;
   const core = () => {
     const config = new KubeConfig();
     config.loadFromString(plane.kubeconfig);
@@ -95,6 +98,13 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
     await writeFile(tokenFile, "a-projected-token");
     bundle = join(dir, "refresher.mjs");
     await promisify(execFile)(process.execPath, [join(repo, "job/build.mjs"), bundle]);
+    imageNode = await promisify(execFile)("bash", [join(repo, "test/lts/node.sh")]).then(
+      (out) => out.stdout.trim(),
+      (error: unknown) => {
+        console.warn(`the image's Node.js LTS is not available (${String(error).split("\n")[0]}); the bundle runs on ${process.version}`);
+        return process.execPath;
+      },
+    );
     await core().createNamespacedConfigMap({
       namespace: "kube-system",
       body: { metadata: { name: "acr-configuration" }, data: { "broker-url": broker.url, "watch-namespace": "rst-*", "acr-registry-info": registryInfo, "spread-window": "0" } },
@@ -107,22 +117,24 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  const variants: Array<[string, () => string[]]> = [
-    ["the CLI (acr-credential refresh --watch)", () => ["bin/acr-credential.mjs", "refresh", "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]],
-    ["the image's bundled entry (dist/job/refresher.mjs --watch)", () => [bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]],
+  // The image's command: its bundle, on its Node.js, with its NODE_OPTIONS (job/Dockerfile).
+  const imageEnv = { NODE_OPTIONS: /^ENV NODE_OPTIONS="(.*)"$/m.exec(readFileSync(join(repo, "job/Dockerfile"), "utf8"))?.[1] ?? "" };
+  const variants: Array<[string, () => Running]> = [
+    ["the CLI (acr-credential refresh --watch)", () => launch(["bin/acr-credential.mjs", "refresh", "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile])],
+    ["the image's bundled entry (dist/job/refresher.mjs --watch)", () => launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile], imageNode, imageEnv)],
   ];
 
   it("the bundled entry with --watch and no configuration ends with exit code 2 and one line saying why, not a hang", async () => {
-    const running = launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile, "--config-map", "kube-system/absent"]);
+    const running = launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile, "--config-map", "kube-system/absent"], imageNode, imageEnv);
     const exited = await Promise.race([running.exited, new Promise<"hang">((resolve) => setTimeout(() => resolve("hang"), 30_000))]);
     if (exited === "hang") running.child.kill("SIGKILL");
     expect(exited).toEqual({ code: 2, signal: null });
     expect(String(running.lines.at(-1)?.msg)).toMatch(/^acr-credential refresh: ConfigMap kube-system\/absent does not exist; .* \[ConfigInvalid\]$/);
   }, 60_000);
 
-  for (const [index, [name, args]] of variants.entries()) {
+  for (const [index, [name, start]] of variants.entries()) {
     it(`${name} reconnects by itself and serves a namespace created afterwards, in the same process`, async () => {
-      const running = launch(args());
+      const running = start();
       const lastLines = () => running.lines.slice(-8).map((line) => `${String(line.msg)}${line.watch === undefined ? "" : ` (${String(line.watch)})`}`).join("; ");
       try {
         await until("the watcher starts", 120_000, () => running.lines.find((line) => String(line.msg).startsWith("watching namespaces")));
