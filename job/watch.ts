@@ -320,10 +320,11 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     }
   }
 
-  function scheduleRefresh(): void {
+  /** Sets the renewal timer; `failed`: the last attempt could not even be made, so it is retried as a failure. */
+  function scheduleRefresh(failed = false): void {
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
     const spread = spreadMs();
-    const complete = fetched.brokerError === undefined && fetched.secrets.size === config.registries.length;
+    const complete = !failed && fetched.brokerError === undefined && fetched.secrets.size === config.registries.length;
     const delay = refreshDelayMs({ complete, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now(), spreadMs: spread });
     // Retries after a failure are jittered (half to all of the delay), so a fleet that failed together does not retry together.
     const wait = complete ? delay : Math.max(minRefreshMs, Math.round(delay / 2 + (random() * delay) / 2));
@@ -378,7 +379,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
         scheduleRefresh();
       });
     })()
-      .catch((error: unknown) => logger.error({ err: oneLine(error) }, "credential refresh failed"))
+      .catch((error: unknown) => {
+        // E.g. the projected token unreadable for a moment: try again later, never stop renewing.
+        logger.error({ err: oneLine(error) }, "credential refresh failed; retrying later");
+        brokerFailures += 1;
+        if (!stopped) scheduleRefresh(true);
+      })
       .finally(() => {
         refreshing = undefined;
         const again = refreshAgain;
