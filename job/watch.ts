@@ -375,8 +375,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       await enqueue(async () => {
         fetched = answer;
         brokerFailures = fetched.secrets.size === config.registries.length ? 0 : brokerFailures + 1;
-        await reconcile(undefined, { resync: how.resync === true });
-        scheduleRefresh();
+        try {
+          await reconcile(undefined, { resync: how.resync === true });
+        } finally {
+          // Whatever the reconcile met, renewals go on.
+          scheduleRefresh();
+        }
       });
     })()
       .catch((error: unknown) => {
@@ -530,8 +534,11 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
     // The first reconcile applies every Secret: whatever was deleted while no refresher ran comes back.
     await enqueue(async () => {
-      await reconcile(undefined, { resync: true });
-      scheduleRefresh();
+      try {
+        await reconcile(undefined, { resync: true });
+      } finally {
+        scheduleRefresh();
+      }
     });
     scheduleHeal();
     logger.info({ namespaces: namespaces.list().length, serviceAccounts: accounts.list().length }, "watching namespaces, ServiceAccounts, the configuration and kubelet Events");
