@@ -17,8 +17,9 @@ import { createFcFunction, type FcFunction, type FunctionSpec } from "../emulato
 import { startEmulator, type Emulator } from "../emulator/index.ts";
 import { brokerConfigSchema } from "../functions/broker/config.ts";
 import { customServer } from "./fleet-configs.ts";
+import { spreadDelayMs } from "../job/spread.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom, type Arrival } from "./fleet-schedule.ts";
-import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerConfig, type FleetCluster } from "./fleet.ts";
+import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerConfig, registries, type FleetCluster } from "./fleet.ts";
 import { repoPath, repoRoot } from "./processes.ts";
 import { startRedisServer } from "../test/support/redis-server.ts";
 
@@ -45,10 +46,19 @@ export interface FleetOptions {
   maxInstances: number;
   /** instanceConcurrency of the custom runtime. */
   customConcurrency: number;
+  /**
+   * The refresher's spread window (job/spread.ts, `spread-window`, default 120 s): with the call
+   * economy each cluster asks after a delay of its own within it, as the shipped refresher does.
+   */
+  spreadWindowSeconds: number;
+  /** What the shipped refresher asks for on a scheduled renewal: threshold + two intervals (job/run.ts). */
+  minValiditySeconds: number;
   /** Requests really running at once on this machine (model time is unaffected). */
   parallel: number;
   /** The built-in runtime's code package; default dist/broker. */
   bundleDir?: string;
+  /** The custom runtime's code (index.mjs); default dist/broker-server. */
+  serverDir?: string;
   /** Only these configurations (keys of `fleetConfigs`); default all. */
   only?: string[];
   seed?: number;
@@ -59,18 +69,36 @@ export interface FleetOptions {
 
 // maxInstances 50, not the account's default regional quota of 100: every instance is a real
 // process of about 130 MB here (the 1,000-cluster configuration), and the machine is shared.
-export const fleetDefaults: FleetOptions = { clusters: 1000, warmupMinutes: 60, measuredMinutes: 60, economyMeasuredMinutes: 180, intervalMinutes: 5, burstSeconds: 10, idleSeconds: 180, maxInstances: 50, customConcurrency: 50, parallel: 2 };
+// instanceConcurrency 100 as s.yaml deploys it. With the economy a cluster renews every 40 minutes
+// (a one-hour credential, renewed 20 minutes before expiry), so its window is a multiple of 40.
+export const fleetDefaults: FleetOptions = {
+  clusters: 1000,
+  warmupMinutes: 60,
+  measuredMinutes: 60,
+  economyMeasuredMinutes: 240,
+  intervalMinutes: 5,
+  burstSeconds: 10,
+  idleSeconds: 180,
+  maxInstances: 50,
+  customConcurrency: 100,
+  spreadWindowSeconds: 120,
+  minValiditySeconds: 25 * 60,
+  parallel: 2,
+};
 
 /** Whether a configuration's cycles depend on earlier ones (so it needs the warm-up). */
 export function carriesState(config: FleetConfig, options: Pick<FleetOptions, "idleSeconds" | "intervalMinutes">): boolean {
-  return config.economy || config.sharedCache || options.idleSeconds >= options.intervalMinutes * 60;
+  return config.economy || config.sharedCache || (config.provisioned ?? 0) > 0 || options.idleSeconds >= options.intervalMinutes * 60;
 }
 
 export interface FleetConfig {
   key: string;
   runtime: "builtin" | "custom";
   sharedCache: boolean;
+  /** The refresher as shipped: calls only when a credential is due, after its spread delay, with `minValiditySeconds`. */
   economy: boolean;
+  /** Instances FC keeps started (s.yaml `provisionConfig.defaultTarget`); default 0. */
+  provisioned?: number;
   what: string;
 }
 
@@ -79,6 +107,7 @@ export const fleetConfigs: readonly FleetConfig[] = [
   { key: "builtInSharedCache", runtime: "builtin", sharedCache: true, economy: false, what: "(b) built-in runtime + shared cache" },
   { key: "custom", runtime: "custom", sharedCache: false, economy: false, what: "custom runtime with instance concurrency, no shared cache" },
   { key: "customSharedCache", runtime: "custom", sharedCache: true, economy: false, what: "(c) custom runtime with concurrency + shared cache" },
+  { key: "customProvisionedSharedCache", runtime: "custom", sharedCache: true, economy: false, provisioned: 1, what: "(c) + one provisioned instance" },
 ].flatMap((config) => [config as FleetConfig, { ...config, key: `${config.key}Economy`, economy: true, what: `${config.what}, refresher call economy` } as FleetConfig]);
 
 export interface FleetFigures {
@@ -159,9 +188,13 @@ async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet
   const measured = { invocations: 0, throttled: 0, failed: 0, latencies: [] as number[], cold: [] as number[], warm: [] as number[], peak: 0 };
   let baseline: { log: number; coldStarts: number; instanceSeconds: number } | undefined;
 
+  // The shipped refresher (economy) asks for credentials that outlast its next run's window; each
+  // cluster after its own spread delay, derived as job/spread.ts derives it (from a stable identity).
+  const body = Buffer.from(config.economy ? JSON.stringify({ registries, minValiditySeconds: options.minValiditySeconds }) : credentialsBody);
+  const delays = config.economy ? fleet.map((cluster) => spreadDelayMs(cluster.name, options.spreadWindowSeconds * 1000)) : undefined;
   const dispatch = (arrival: Arrival) => {
     const cluster = fleet[arrival.cluster]!;
-    const request = { method: "POST", url: "/v1/credentials", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json", "user-agent": "acr-credential-refresher" }, body: Buffer.from(credentialsBody), sourceIp: "10.0.0.1" };
+    const request = { method: "POST", url: "/v1/credentials", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json", "user-agent": "acr-credential-refresher" }, body, sourceIp: "10.0.0.1" };
     const tracked: Tracked = { at: arrival.at, done: false, settled: Promise.resolve() };
     tracked.settled = limit(async () => {
       tracked.startedReal = performance.now();
@@ -204,7 +237,7 @@ async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet
   try {
     for (let cycle = 0; cycle < cycles; cycle += 1) {
       const cycleStart = start + cycle * intervalMs;
-      const all = cycleArrivals(fleet.length, cycleStart, options.burstSeconds * 1000, random);
+      const all = cycleArrivals(fleet.length, cycleStart, options.burstSeconds * 1000, random, delays);
       // Without the economy, and with instances reclaimed between cycles, only the shared cache
       // carries over: a few clusters keep it moving through the warm-up as the whole fleet would.
       const arrivals = cycleStart < measureFrom && lightWarmup ? all.filter((a) => a.cluster < warmupClusters) : all;
@@ -260,7 +293,7 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
   const configs = options.only === undefined ? fleetConfigs : options.only.flatMap((key) => fleetConfigs.filter((c) => c.key === key));
   const pending = shared ? [] : configs.filter((c) => c.sharedCache).map((c) => ({ key: c.key, reason: "the broker has no sharedCache configuration yet (issue 14)" }));
   const runnable = configs.filter((c) => shared || !c.sharedCache);
-  const server = customServer(repoRoot);
+  const server = runnable.some((c) => c.runtime === "custom") ? customServer(repoRoot, options.serverDir) : undefined;
   const emulator = await startEmulator({ world: benchWorld() });
   const work = await mkdtemp(join(tmpdir(), "acr-bench-fleet-"));
   const redis = shared && runnable.some((c) => c.sharedCache) ? await startRedisServer() : undefined;
@@ -279,15 +312,15 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
       const spec: FunctionSpec =
         config.runtime === "builtin"
           ? { functionName: "acr-credential-broker", runtime: "nodejs20", codeDir: bundleDir, ...common }
-          : { functionName: "acr-credential-broker-server", runtime: "custom.debian11", codeDir: server.codeDir, customRuntimeConfig: server.customRuntimeConfig, instanceConcurrency: options.customConcurrency, ...common };
+          : { functionName: "acr-credential-broker-server", runtime: "custom.debian12", codeDir: server!.codeDir, customRuntimeConfig: server!.customRuntimeConfig, instanceConcurrency: options.customConcurrency, minInstances: config.provisioned ?? 0, ...common };
       const result = await runConfig(config, { emulator, fleet, spec, options });
       log(
         `fleet ${config.key}: ${result.upstreamCallsPerHour} upstream calls/h ${JSON.stringify(result.byApi)}, ${result.brokerInvocationsPerClusterHour.toFixed(2)} invocations/cluster-h, ${result.coldStartsPerHour} cold starts/h, peak ${result.peakInstances} instances, ${result.instanceSecondsPerClusterHour.toFixed(3)} instance-s/cluster-h, p99 ${result.p99Ms.toFixed(0)} ms, ${result.throttledPerHour} throttled/h; cold request median ${result.coldRequestMedianMs.toFixed(0)} ms, warm ${result.warmRequestMedianMs.toFixed(0)} ms (${result.realSeconds.toFixed(0)} s)`,
       );
       results.push(result);
-      await options.onProgress?.({ options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server.artefact, configs: [...results], pending });
+      await options.onProgress?.({ options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server?.artefact ?? "none", configs: [...results], pending });
     }
-    return { options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server.artefact, configs: results, pending };
+    return { options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server?.artefact ?? "none", configs: results, pending };
   } finally {
     await redis?.close();
     await emulator.close();

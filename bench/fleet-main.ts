@@ -7,7 +7,7 @@ import { benchResultsSchema } from "./results.ts";
 /**
  * `npm run bench:fleet [-- KEY...]`: only the fleet section (bench/fleet-bench.ts), merged into
  * bench/results.json and the fleet block of docs/benchmarks.md; the other sections stay as they are.
- * Needs `npm run build` first. About 20 minutes on a 2-core machine for every configuration.
+ * Needs `npm run build` first. About 10 minutes on a 2-core machine for every configuration.
  */
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);

@@ -91,7 +91,7 @@ export function fleetNote(result: FleetResult, realMinutes: number): string {
   const o = result.options;
   const details = result.configs.map((c) => `\`${c.config.key}\` ${JSON.stringify(c.byApi)}, cold-start request median ${c.coldRequestMedianMs.toFixed(0)} ms, warm ${c.warmRequestMedianMs.toFixed(0)} ms`);
   return [
-    `${o.clusters.toLocaleString("en-US")} clusters, refreshers every ${o.intervalMinutes} min arriving within ${o.burstSeconds} s of the minute; ${o.warmupMinutes} simulated min of warm-up where needed, then ${o.measuredMinutes} measured (${o.economyMeasuredMinutes} with the call economy); idle reclaim ${o.idleSeconds} s, maxInstances ${o.maxInstances}, custom-runtime instanceConcurrency ${o.customConcurrency} (served by \`${result.customArtefact}\`); ${realMinutes.toFixed(1)} min of real time.`,
+    `${o.clusters.toLocaleString("en-US")} clusters, refreshers every ${o.intervalMinutes} min arriving within ${o.burstSeconds} s of the minute; ${o.warmupMinutes} simulated min of warm-up where needed, then ${o.measuredMinutes} measured (${o.economyMeasuredMinutes} with the call economy); idle reclaim ${o.idleSeconds} s, maxInstances ${o.maxInstances}, custom-runtime instanceConcurrency ${o.customConcurrency} (served by \`${result.customArtefact}\`); with the call economy each cluster asks after its spread delay (window ${o.spreadWindowSeconds} s) with minValiditySeconds ${o.minValiditySeconds}; ${realMinutes.toFixed(1)} min of real time.`,
     "",
     ...details.map((line) => `- ${line}`),
   ].join("\n");

@@ -2,7 +2,8 @@
  * The fleet's traffic, pure: every cluster's refresher fires on the same `*\/5` schedule and reaches
  * the broker a little after the minute (pod start-up spreads the fleet over `burstMs`); with the
  * refresher's call economy (issue 15) a cluster calls only the first time and once its credential is
- * within the renewal threshold plus one interval of expiry. No I/O here.
+ * within the renewal threshold plus one interval of expiry, after its spread delay, asking for
+ * credentials valid one more interval (`minValiditySeconds`). No I/O here.
  */
 
 /** The emulator's seeded generator (mulberry32), so every configuration replays the same arrivals. */
@@ -14,9 +15,12 @@ export interface Arrival {
   at: number;
 }
 
-/** One cycle's arrivals: each cluster once, spread uniformly over `burstMs` after `cycleStart`, in time order. */
-export function cycleArrivals(clusters: number, cycleStart: number, burstMs: number, random: () => number): Arrival[] {
-  const arrivals = Array.from({ length: clusters }, (_, cluster) => ({ cluster, at: cycleStart + Math.floor(random() * burstMs) }));
+/**
+ * One cycle's arrivals: each cluster once, spread uniformly over `burstMs` after `cycleStart`, plus
+ * the cluster's own spread delay when given (the refresher's, job/spread.ts), in time order.
+ */
+export function cycleArrivals(clusters: number, cycleStart: number, burstMs: number, random: () => number, delaysMs?: readonly number[]): Arrival[] {
+  const arrivals = Array.from({ length: clusters }, (_, cluster) => ({ cluster, at: cycleStart + (delaysMs?.[cluster] ?? 0) + Math.floor(random() * burstMs) }));
   return arrivals.sort((a, b) => a.at - b.at || a.cluster - b.cluster);
 }
 

@@ -14,7 +14,7 @@ import { runBench, type BenchDetails } from "./run.ts";
 /**
  * `npm run bench`: every section with its default settings, then bench/results.json and the
  * generated parts of docs/benchmarks.md. Takes about ten minutes on a 2-core machine, and about
- * forty more for the fleet section (bench/fleet-bench.ts).
+ * about ten more for the fleet section (bench/fleet-bench.ts).
  */
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);

@@ -74,7 +74,7 @@ export interface BrokerCallsOptions {
 export interface BrokerCallsResult {
   hours: number;
   runs: number;
-  /** Requests that reached the broker's HTTP endpoint, and how many of them asked with `force`. */
+  /** Requests that reached the broker's HTTP endpoint, and how many of them asked with `force` (none: renewals ask with `minValiditySeconds`). */
   calls: number;
   forced: number;
   callsPerHour: number;

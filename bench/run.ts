@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { measureAmplification, type AmplificationOptions, type AmplificationResult } from "./amplification.ts";
 import { measureBrokerThroughput, type BrokerThroughputOptions, type BrokerThroughputResult } from "./broker-throughput.ts";
 import { measureBundle, type BundleOptions, type BundleResult } from "./bundle.ts";
@@ -5,7 +7,7 @@ import { measureConfigScale, type ConfigScaleOptions, type ConfigScaleResult } f
 import { measureFleet, type FleetOptions, type FleetResult } from "./fleet-bench.ts";
 import { fleetSection } from "./fleet-report.ts";
 import { measureRefresher, type RefresherBenchOptions, type RefresherBenchResult } from "./refresher.ts";
-import { repoPath } from "./processes.ts";
+import { repoPath, repoRoot } from "./processes.ts";
 import { benchResultsSchema, significant, type BenchResults } from "./results.ts";
 
 /** Every section of the benchmark with its settings; `npm run bench` uses the defaults of each. */
@@ -60,7 +62,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const configScale = await measureConfigScale({ ...options.configScale, bundleFile: options.configScale.bundleFile ?? repoPath("dist/broker/index.js"), log });
   const broker = await measureBrokerThroughput({ ...options.broker, log });
   const refresher = await measureRefresher({ ...options.refresher, log });
-  // After the bundle section, which builds dist/broker the fleet runs.
+  // After the bundle section, which builds dist/broker the fleet runs; the custom rows run dist/broker-server.
+  if (options.fleet.serverDir === undefined) await promisify(execFile)(process.execPath, [repoPath("build.mjs"), "broker-server"], { cwd: repoRoot });
   const fleet = await measureFleet({ ...options.fleet, log });
   const details = { broker, amplification, refresher, bundle, configScale, fleet };
   return { results: toResults(details), details };

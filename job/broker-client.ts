@@ -37,6 +37,8 @@ export interface BrokerClientOptions {
 export interface CredentialsQuery {
   registries: RegistryRequest[];
   force?: boolean;
+  /** Credentials valid at least this long; the broker refreshes its shared entry once for the fleet when needed. */
+  minValiditySeconds?: number;
   /** Time (ms since the epoch, the client's `now`) after which no retry starts; the run's deadline. */
   deadlineAt?: number;
   /** Told before each wait between attempts, e.g. to say so in the status. */
@@ -134,6 +136,7 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
     const token = await readToken(readFile, options.tokenFile, "ServiceAccount token");
     const body: CredentialsRequest = { registries: query.registries };
     if (query.force === true) body.force = true;
+    if (query.minValiditySeconds !== undefined) body.minValiditySeconds = query.minValiditySeconds;
     if (needsOidcToken) {
       if (options.stsTokenFile === undefined) throw new AcrCredentialError("ConfigInvalid", "RRSA is enabled but no token with audience sts.aliyuncs.com is mounted; add the second projected token from job/deploy (or pass --sts-token-file)");
       body.oidcToken = await readToken(readFile, options.stsTokenFile, "RRSA token (audience sts.aliyuncs.com)");

@@ -1,9 +1,9 @@
 import pLimit from "p-limit";
-import type { Credential, EntryError } from "../shared/broker-api.ts";
+import { maxMinValiditySeconds, type Credential, type EntryError } from "../shared/broker-api.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult } from "./apply.ts";
-import type { BrokerClient, BrokerRetry } from "./broker-client.ts";
+import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
@@ -108,30 +108,74 @@ export interface FetchOptions {
   onRetry?: (retry: BrokerRetry) => void | Promise<void>;
   /** Ends the broker calls early (the watcher stops, or its configuration changed). */
   signal?: AbortSignal;
+  /**
+   * A scheduled run: ask for every registry in one request, for credentials valid at least this long
+   * (the broker refreshes its entry once for every cluster asking, decision 007). `force` is used
+   * instead only against a broker too old to know the field.
+   */
+  minValiditySeconds?: number;
+  /** `--resync` or the resync annotation: every registry with `force`, for this cluster alone. */
+  force?: boolean;
 }
 
 /**
- * Asks the broker for every configured registry (one request, whatever the number of namespaces):
- * without `force` for those not known to be expiring, then with `force` for those known to be
- * expiring and those whose answer expires within the renewal window. A credential that has already
- * expired is never written.
+ * How long a request may be retried: an unforced one until the run's deadline (a throttled broker is
+ * waited out); a forced one keeps the client's own short budget, as a refused `force` falls back to
+ * the broker's cache rather than waiting.
+ */
+function retryOptions(options: FetchOptions, force: boolean): Pick<CredentialsQuery, "deadlineAt" | "onRetry" | "signal"> {
+  return {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(force || options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }),
+    ...(force || options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
+  };
+}
+
+type Matched = Map<string, { credential?: Credential; error?: EntryError }>;
+
+/**
+ * Asks the broker for every configured registry (one request, whatever the number of namespaces).
+ * With `minValiditySeconds` (a scheduled run) or `force` (a resync) that one request is all; else,
+ * and when the broker refuses `minValiditySeconds` as unknown, without `force` for those not known
+ * to be expiring, then with `force` for those known to be expiring and those whose answer expires
+ * within the renewal window. A credential that has already expired is never written.
  */
 export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions = {}): Promise<FetchedCredentials> {
-  const retrying = { ...(options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }), ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }), ...(options.signal === undefined ? {} : { signal: options.signal }) };
-  // A forced renewal keeps the client's own short budget: refused (429 for `force` asked too often),
-  // it falls back to the broker's cache below rather than waiting out the run's deadline.
-  const ask = (registries: readonly RegistryEntry[], force: boolean) =>
-    broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true, ...(options.signal === undefined ? {} : { signal: options.signal }) } : retrying) });
   const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
     logger.error({ code: brokerError.code, err: brokerError.message }, "broker request failed");
     return { secrets: new Map(), registries: config.registries.map((registry) => ({ registry, error: brokerError })), brokerError };
   };
+  let matched: Matched | FetchedCredentials;
+  if (options.force === true || options.minValiditySeconds !== undefined) {
+    const query = options.force === true ? { force: true } : { minValiditySeconds: options.minValiditySeconds! };
+    try {
+      const response = await broker.fetchCredentials({ registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)), ...query, ...retryOptions(options, query.force === true) });
+      matched = matchCredentials(config.registries, response.credentials, response.errors);
+    } catch (error) {
+      if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
+      // A broker older than minValiditySeconds refuses it as an unknown field; a refused force
+      // (RateLimited) still leaves the broker's cached credentials to ask for. Anything else (the
+      // broker unreachable, failing) would fail the same way again.
+      const code = codeOf(error);
+      const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
+      if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
+      logger.warn({ code, err: oneLine(error) }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
+      matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll, options);
+    }
+  } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll, options);
+  if (!(matched instanceof Map)) return matched;
+  return fetchedFrom(config, matched, logger, now);
+}
+
+/** Without `minValiditySeconds`: unforced for the registries not known to be expiring, then forced for the expiring ones. */
+async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions, failAll: (error: unknown) => FetchedCredentials, retrying: FetchOptions): Promise<Matched | FetchedCredentials> {
+  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}), ...retryOptions(retrying, force) });
   const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
   const rest = config.registries.filter((registry) => !renewFirst.includes(registry));
 
-  let matched = new Map<string, { credential?: Credential; error?: EntryError }>();
+  let matched: Matched = new Map();
   if (rest.length > 0) {
     try {
       const response = await ask(rest, false);
@@ -175,7 +219,11 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
       }
     }
   }
+  return matched;
+}
 
+/** The Secrets to write and the status per registry from the broker's answers; an expired credential is refused. */
+function fetchedFrom(config: RefresherConfig, matched: Matched, logger: Logger, now: Date): FetchedCredentials {
   const secrets = new Map<string, DesiredSecret>();
   const registries: RegistryStatus[] = [];
   let earliest: number | undefined;
@@ -309,7 +357,10 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
         logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written while retrying the broker");
       });
     };
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, deadlineAt, onRetry });
+    // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
+    // shares the broker's one refresh (decision 007); a resync forces.
+    const minValiditySeconds = Math.min(maxMinValiditySeconds, need.renewWithinSeconds + intervalSeconds);
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, minValiditySeconds, force: need.resync, deadlineAt, onRetry });
   } else {
     fetched = credentialsInHand(config, memory);
     logger.info({ nextCallDueAt: need.nextCallDueAt.toISOString() }, "credentials in hand are current; not asking the broker");

@@ -18,10 +18,27 @@ export const registryRequestSchema = z.strictObject({
 });
 export type RegistryRequest = z.infer<typeof registryRequestSchema>;
 
+/**
+ * The most `minValiditySeconds` may ask: half of the usual one-hour credential, so that a credential
+ * refreshed for it serves it for half its life rather than being refreshed again and again.
+ */
+export const maxMinValiditySeconds = 1800;
+
 export const credentialsRequestSchema = z.strictObject({
   registries: z.array(registryRequestSchema).max(64).optional(),
   oidcToken: z.string().min(1).max(20_000).optional(),
   force: z.boolean().optional(),
+  /**
+   * "Give me credentials valid for at least this long": the broker answers from its cache when the
+   * cached credential has that much left, else refreshes it once for every cluster asking (a
+   * refresher's scheduled renewal; `force` refreshes for this cluster alone).
+   */
+  minValiditySeconds: z
+    .number({ error: "must be a whole number of seconds" })
+    .int({ error: "must be a whole number of seconds" })
+    .min(0, { error: "must not be negative" })
+    .max(maxMinValiditySeconds, { error: `is at most ${maxMinValiditySeconds} seconds (credentials live about an hour); ask for less, or send force to renew now` })
+    .optional(),
 });
 export type CredentialsRequest = z.infer<typeof credentialsRequestSchema>;
 

@@ -34,6 +34,12 @@ export interface FunctionSpec {
   maxInstances?: number;
   /** Idle time after which an instance is reclaimed; default 300 (FC: "usually 3 to 5 minutes"). */
   idleSeconds?: number;
+  /**
+   * Instances kept once started, never reclaimed: FC 3.0's provisioned instances (`provisionConfig`
+   * `defaultTarget` in s.yaml) or scaling `minInstances`. Billed while idle too (at FC's idle rate
+   * when CPU is not always allocated); the counters bill only their busy time. Default 0.
+   */
+  minInstances?: number;
   environmentVariables?: Record<string, string>;
   /** Execution role ARN: its credentials go to `context.credentials` and the ALIBABA_CLOUD_* variables. */
   role?: string;
@@ -82,7 +88,7 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
   validateSpec(spec);
   const region = spec.region ?? "cn-hangzhou";
   const accountId = spec.accountId ?? "1000000000000001";
-  const pool = new InstancePool({ concurrency: spec.instanceConcurrency ?? 1, maxInstances: spec.maxInstances ?? 100, idleMs: (spec.idleSeconds ?? 300) * 1000 });
+  const pool = new InstancePool({ concurrency: spec.instanceConcurrency ?? 1, maxInstances: spec.maxInstances ?? 100, idleMs: (spec.idleSeconds ?? 300) * 1000, minInstances: spec.minInstances ?? 0 });
   const processes = new Map<PoolInstance, Promise<Instance>>();
   const credentials = new Map<PoolInstance, RoleCredentials | undefined>();
   /** Model time each instance finished its cold start. */

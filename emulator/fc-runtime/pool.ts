@@ -2,7 +2,8 @@
  * Function Compute 3.0's scheduling rules for one function, as pure bookkeeping on model time (epoch
  * ms): a request takes an instance with spare capacity (a built-in runtime has a capacity of one,
  * a custom runtime `instanceConcurrency`), else a new instance (a cold start) while fewer than
- * `maxInstances` live, else it is throttled. An instance idle for `idleMs` is reclaimed. Billing is
+ * `maxInstances` live, else it is throttled. An instance idle for `idleMs` is reclaimed, except that
+ * `minInstances` stay (FC 3.0's provisioned instances / scaling `minInstances`). Billing is
  * per instance: the union of the intervals in which it served at least one request, cold start
  * included (on-demand instances are not billed while idle).
  *
@@ -15,6 +16,8 @@ export interface PoolLimits {
   concurrency: number;
   maxInstances: number;
   idleMs: number;
+  /** Instances never reclaimed once started (provisioned); default 0. */
+  minInstances?: number;
 }
 
 export interface Span {
@@ -87,13 +90,19 @@ export class InstancePool {
 
   constructor(limits: PoolLimits) {
     if (limits.concurrency < 1 || limits.maxInstances < 1) throw new Error("concurrency and maxInstances must be at least 1");
+    if ((limits.minInstances ?? 0) < 0 || (limits.minInstances ?? 0) > limits.maxInstances) throw new Error("minInstances must be between 0 and maxInstances");
     this.#limits = limits;
   }
 
   /** Instances idle for at least `idleMs` at `at`: removed from the pool and returned, for their processes to be stopped. */
   reclaim(at: number): PoolInstance[] {
     for (const instance of this.#live) settle(instance, at);
-    const idle = this.#live.filter((instance) => instance.active.length === 0 && lastEnd(instance) + this.#limits.idleMs <= at);
+    // The instances kept are the most recently used, as the others would be reclaimed first anyway.
+    const keep = Math.max(0, this.#limits.minInstances ?? 0);
+    const idle = this.#live
+      .filter((instance) => instance.active.length === 0 && lastEnd(instance) + this.#limits.idleMs <= at)
+      .sort((a, b) => lastEnd(a) - lastEnd(b))
+      .slice(0, Math.max(0, this.#live.length - keep));
     for (const instance of idle) {
       this.#live.splice(this.#live.indexOf(instance), 1);
       this.#reclaimedSeconds += busySeconds(spans(instance), Number.POSITIVE_INFINITY);

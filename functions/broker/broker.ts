@@ -63,15 +63,16 @@ function entryError(entry: AuthorizedEntry, error: unknown): EntryError {
   return { ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId, code, message };
 }
 
-type Outcome = { ok: true; credential: Credential } | { ok: false; error: EntryError; cause: unknown };
+type Outcome = { ok: true; credential: Credential; renewed: boolean } | { ok: false; error: EntryError; cause: unknown };
 
 async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], context: IssueContext): Promise<Outcome[]> {
   return Promise.all(
     entries.map(async (entry): Promise<Outcome> => {
       try {
-        const { credential, domains, stale } = await issue(runtime.issue, entry.chain, entry.target, context);
+        const { credential, domains, stale, renewed } = await issue(runtime.issue, entry.chain, entry.target, context);
         return {
           ok: true,
+          renewed,
           credential: {
             ...(entry.instanceId ? { instanceId: entry.instanceId } : {}),
             regionId: entry.regionId,
@@ -130,6 +131,7 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
     ...(request.oidcToken ? { oidcToken: request.oidcToken } : {}),
     deadline: caller.deadline,
     force: request.force ?? false,
+    ...(request.minValiditySeconds === undefined ? {} : { minValidityMs: request.minValiditySeconds * 1000 }),
   });
   if (request.force) runtime.answers.forget();
   const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
@@ -137,8 +139,13 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
   annotate({ stale: credentials.filter((c) => c.stale).length, failed: failures.length });
   if (entries.length > 0 && credentials.length === 0) throw overallFailure(failures);
   const response = { cluster: verified.cluster.name, subject: verified.subject, credentials, errors: failures.map((f) => f.error) };
-  // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced.
-  if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs: runtime.config.refreshBeforeExpirySeconds * 1000, now: runtime.clock.now() });
+  // An RRSA token has a validity of its own, and a forced answer must not be repeated unforced. An
+  // answer to `minValiditySeconds` is repeated only while it still has that much left.
+  const refreshBeforeMs = Math.max(runtime.config.refreshBeforeExpirySeconds, request.minValiditySeconds ?? 0) * 1000;
+  // A credential renewed for minValiditySeconds replaces one that remembered answers still hold:
+  // they must not be given again (the full path now gives the new one).
+  if (request.minValiditySeconds !== undefined && outcomes.some((o) => o.ok && o.renewed)) runtime.answers.forget();
+  else if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
   return response;
 }
 

@@ -3,7 +3,7 @@ import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { retry, type BackoffPolicy } from "../../shared/retry.ts";
-import type { Cache } from "./cache/policy.ts";
+import type { Cache, GetOptions } from "./cache/policy.ts";
 import { personalDomains, plan, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
 
 /**
@@ -16,6 +16,8 @@ export interface IssuedCredential {
   password: string;
   /** Earliest of the registry password's and the identity chain's expiry (epoch ms). */
   expiresAt: number;
+  /** When the call that made it began (epoch ms). */
+  issuedAt?: number;
 }
 
 export interface DomainList {
@@ -47,6 +49,8 @@ export interface IssueContext {
   /** Monotonic ms after which no new upstream attempt starts. */
   deadline: number;
   force?: boolean;
+  /** Every credential and session handed out must be valid this much longer (ms), else it is refreshed once for every caller. */
+  minValidityMs?: number;
 }
 
 export interface IssueResult {
@@ -54,6 +58,8 @@ export interface IssueResult {
   domains: string[];
   /** The upstream failed and a cached, still-valid credential was served. */
   stale: boolean;
+  /** This instance's cached credential was replaced (loaded upstream or from the shared cache). */
+  renewed: boolean;
 }
 
 const sessionName = "acr-credential-broker";
@@ -74,23 +80,31 @@ async function withRetry<T>(deps: IssueDeps, context: IssueContext, call: (timeo
   });
 }
 
+const cacheOptions = (context: IssueContext): GetOptions => ({
+  force: context.force ?? false,
+  deadline: context.deadline,
+  ...(context.minValidityMs === undefined ? {} : { minValidityMs: context.minValidityMs }),
+});
+
 /** The identity at the end of the chain and when it expires. */
 async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Promise<{ identity: Identity; expiresAt: number }> {
   let identity = context.base;
   let expiresAt = context.baseExpiresAt ?? Number.POSITIVE_INFINITY;
   for (const step of p.sessions) {
     const caller = identity;
+    const issuedAt = deps.clock.now();
+    const stamped = (session: StsSession): StsSession => Object.assign(session, { issuedAt });
     const load =
       step.api === "sts:AssumeRoleWithOIDC"
         ? () => {
             if (!context.oidcToken) throw new AcrCredentialError("InvalidRequest", "an RRSA entry needs oidcToken");
             const oidcToken = context.oidcToken;
-            return withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRoleWithOidc({ roleArn: step.roleArn, oidcProviderArn: step.oidcProviderArn, oidcToken, sessionName }, { timeoutMs }));
+            return withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRoleWithOidc({ roleArn: step.roleArn, oidcProviderArn: step.oidcProviderArn, oidcToken, sessionName }, { timeoutMs })).then(stamped);
           }
-        : () => withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs }));
+        : () => withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs })).then(stamped);
     // A session that could not be renewed but has not expired is still usable to ask for a
     // password; the password's expiry is then bounded by it.
-    const { value } = await deps.sessions.get(step.key, load, { force: context.force ?? false, deadline: context.deadline });
+    const { value } = await deps.sessions.get(step.key, load, cacheOptions(context));
     identity = { kind: "keys", keys: value };
     expiresAt = Math.min(expiresAt, value.expiresAt);
   }
@@ -106,6 +120,7 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
   const { value: credential, source } = await deps.credentials.get(
     p.cacheKey,
     async () => {
+      const issuedAt = deps.clock.now();
       const { identity, expiresAt } = await chained();
       const step = p.registry;
       const password = await withRetry(deps, context, (timeoutMs) =>
@@ -113,9 +128,9 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
           ? deps.cloud.getAuthorizationToken(identity, { instanceId: step.instanceId, regionId: step.regionId }, { timeoutMs })
           : deps.cloud.getPersonalAuthorizationToken(identity, { regionId: step.regionId }, { timeoutMs }),
       );
-      return { username: password.username, password: password.password, expiresAt: Math.min(password.expiresAt, expiresAt) };
+      return { username: password.username, password: password.password, expiresAt: Math.min(password.expiresAt, expiresAt), issuedAt };
     },
-    { force: context.force ?? false, deadline: context.deadline },
+    cacheOptions(context),
   );
 
   let domains = target.domains;
@@ -133,5 +148,5 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
   // A new password bounded by an STS session that could not be renewed is as close to expiry as
   // that session: it is a fallback too, so it is flagged like a cached one.
   const stale = source === "stale" || deps.credentials.freshnessOf(credential) !== "fresh";
-  return { credential, domains, stale };
+  return { credential, domains, stale, renewed: source === "upstream" };
 }

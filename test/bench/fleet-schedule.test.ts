@@ -71,3 +71,17 @@ describe("the fleet goals", () => {
     expect(table).toMatch(/`builtInSharedCache` \| pending: not yet/);
   });
 });
+
+describe("the configuration that keeps the fleet promise", () => {
+  it("is what s.yaml's broker-server deploys: the bench's instance concurrency and provisioned instances", async () => {
+    const { parse } = await import("yaml");
+    const { readFile } = await import("node:fs/promises");
+    const text = await readFile(new URL("../../s.yaml", import.meta.url), "utf8");
+    const props = (parse(text) as { resources: Record<string, { props: Record<string, unknown> }> }).resources["broker-server"]!.props;
+    const measured = fleetConfigs.find((c) => c.key === "customProvisionedSharedCacheEconomy")!;
+    expect(props.instanceConcurrency).toBe(fleetDefaults.customConcurrency);
+    const provision = props.provisionConfig as { defaultTarget: number; alwaysAllocateCPU: boolean };
+    expect(provision.defaultTarget).toBe(measured.provisioned);
+    expect(provision.alwaysAllocateCPU).toBe(false);
+  });
+});

@@ -20,9 +20,23 @@ let result: FleetResult;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "bench-fleet-smoke-"));
-  // The broker's built-in bundle built here, so this file never races `npm run build` for dist/.
+  // The broker's built-in bundle and custom-runtime server built here, so this file never races `npm run build` for dist/.
   await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: join(work, "broker/index.js"), bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
-  result = await measureFleet({ ...fleetDefaults, clusters: 4, warmupMinutes: 0, measuredMinutes: 20, economyMeasuredMinutes: 20, burstSeconds: 2, parallel: 2, bundleDir: join(work, "broker"), only: ["builtIn", "builtInEconomy", "custom", "customEconomy", "builtInSharedCache", "customSharedCache"] });
+  const banner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
+  await build({ entryPoints: [new URL("../../functions/broker/server-main.ts", import.meta.url).pathname], outfile: join(work, "broker-server/index.mjs"), bundle: true, platform: "node", target: "node20", format: "esm", banner: { js: banner }, logLevel: "warning" });
+  result = await measureFleet({
+    ...fleetDefaults,
+    clusters: 4,
+    warmupMinutes: 0,
+    measuredMinutes: 20,
+    economyMeasuredMinutes: 20,
+    burstSeconds: 2,
+    spreadWindowSeconds: 20,
+    parallel: 2,
+    bundleDir: join(work, "broker"),
+    serverDir: join(work, "broker-server"),
+    only: ["builtIn", "builtInEconomy", "custom", "customEconomy", "builtInSharedCache", "customSharedCache", "customProvisionedSharedCacheEconomy"],
+  });
 }, 240_000);
 
 afterAll(async () => {
@@ -70,9 +84,18 @@ describe("the fleet section, run small", () => {
     expect(config("customSharedCache").upstreamCallsPerHour).toBeLessThan(config("custom").upstreamCallsPerHour);
   });
 
+  it("serves the custom runtime with the custom-runtime artefact, and keeps the provisioned instance between cycles", () => {
+    expect(result.customArtefact).toBe("dist/broker-server");
+    const provisioned = config("customProvisionedSharedCacheEconomy");
+    expect(provisioned.failedPerHour).toBe(0);
+    // Started once, at the first call, and kept: one cold start in 20 minutes, however idle.
+    expect(provisioned.coldStartsPerHour).toBe(3);
+    expect(provisioned.peakInstances).toBe(1);
+  });
+
   it("turns the run into the results.json fleet section and the documentation table", () => {
     const section = fleetSection(result);
-    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "builtInSharedCache", "custom", "customEconomy", "customSharedCache"]);
+    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "builtInSharedCache", "custom", "customEconomy", "customProvisionedSharedCacheEconomy", "customSharedCache"]);
     // The other sections as the committed results.json has them.
     const committed = benchResultsSchema.parse(JSON.parse(readFileSync(new URL("../../bench/results.json", import.meta.url), "utf8")));
     expect(benchResultsSchema.parse({ ...committed, fleet: section }).fleet).toEqual(section);

@@ -56,6 +56,20 @@ describe("InstancePool", () => {
     expect(pool.counters(181_000)).toMatchObject({ coldStarts: 2, liveInstances: 1, peakInstances: 1 });
   });
 
+  it("keeps minInstances (provisioned) instances, the most recently used, however long they idle", () => {
+    const pool = new InstancePool({ concurrency: 1, maxInstances: 10, idleMs: 180_000, minInstances: 1 });
+    const first = placed(pool.acquire(0));
+    const second = placed(pool.acquire(0));
+    pool.finish(first.request, 1000);
+    pool.finish(second.request, 2000);
+    expect(pool.reclaim(3_600_000).map((i) => i.id)).toEqual([first.instance.id]);
+    expect(pool.reclaim(7_200_000)).toEqual([]);
+    const later = placed(pool.acquire(7_200_000));
+    expect(later).toMatchObject({ cold: false, instance: { id: second.instance.id } });
+    expect(pool.counters(7_200_000)).toMatchObject({ coldStarts: 2, liveInstances: 1 });
+    expect(() => new InstancePool({ concurrency: 1, maxInstances: 2, idleMs: 1, minInstances: 3 })).toThrow(/minInstances/);
+  });
+
   it("bills each instance for the union of its busy intervals, not for idle time", () => {
     const pool = new InstancePool({ concurrency: 2, maxInstances: 10, idleMs: 300_000 });
     const a = placed(pool.acquire(0));

@@ -105,5 +105,58 @@ describe("fetchCredentials", () => {
     expect(fetched.brokerError).toBeUndefined();
     expect([...fetched.secrets.values()].map((secret) => secret.expiresAt)).toEqual([at(19), at(19), at(19)]);
   });
+
+  it("a scheduled renewal asks for every registry in one request with minValiditySeconds and without force", async () => {
+    const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [58, 58], "cri-dead": [59, 59] });
+    const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]), minValiditySeconds: 25 * 60 });
+    expect(server.requests.map((r) => r.body)).toEqual([{ registries: config.registries.map((r) => ({ instanceId: r.instanceId, regionId: r.regionId })), minValiditySeconds: 1500 }]);
+    expect(fetched.secrets.size).toBe(3);
+  });
+
+  it("against a broker that refuses minValiditySeconds as unknown, renews as before: unforced, then forced for the expiring one", async () => {
+    const server = await startScriptedBroker((request) => {
+      if ("minValiditySeconds" in request.body) return { status: 400, body: { error: { code: "InvalidRequest", message: "body (top level): Unrecognized key: \"minValiditySeconds\"" } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(request.body.force === true ? 60 : 50) }));
+      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+    });
+    servers.push(server);
+    const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]), minValiditySeconds: 25 * 60 });
+    expect(server.requests.map((r) => [r.body.force === true, "minValiditySeconds" in r.body, (r.body.registries as RegistryRequest[]).map((x) => x.instanceId)])).toEqual([
+      [false, true, ["cri-fresh", "cri-soon", "cri-dead"]],
+      [false, false, ["cri-fresh", "cri-dead"]],
+      [true, false, ["cri-soon"]],
+    ]);
+    expect(fetched.secrets.get(soon)?.expiresAt).toBe(at(60));
+    expect(fetched.brokerError).toBeUndefined();
+  });
+
+  it("a resync asks for every registry with force in one request, and falls back to asking without force when force is refused", async () => {
+    const server = await startScriptedBroker((request) => {
+      if (request.body.force === true) return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(40) }));
+      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+    });
+    servers.push(server);
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set(), minValiditySeconds: 25 * 60, force: true });
+    expect(server.requests.map((r) => [r.body.force === true, "minValiditySeconds" in r.body, (r.body.registries as RegistryRequest[]).length])).toEqual([
+      [true, false, 3],
+      [false, false, 3],
+    ]);
+    expect(fetched.secrets.size).toBe(3);
+  });
+
+  it("a renewal the broker fails (not a refusal of the field or of force) is reported at once, not asked again the old way", async () => {
+    const server = await startScriptedBroker(() => ({ status: 503, body: { error: { code: "UpstreamUnavailable", message: "STS is down" } } }));
+    servers.push(server);
+    for (const options of [{ minValiditySeconds: 25 * 60 }, { minValiditySeconds: 25 * 60, force: true }]) {
+      const before = server.requests.length;
+      const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set(), ...options });
+      expect(server.requests.length - before).toBe(1);
+      expect(fetched.brokerError?.code).toBe("UpstreamUnavailable");
+      expect(fetched.secrets.size).toBe(0);
+    }
+  });
 });
 

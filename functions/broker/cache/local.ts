@@ -6,7 +6,7 @@
  */
 import { LRUCache } from "lru-cache";
 import type { Clock } from "../clock.ts";
-import { freshness, type Cache, type CacheResult, type Expiring, type Freshness, type GetOptions } from "./policy.ts";
+import { freshness, serves, type Cache, type CacheResult, type Expiring, type Freshness, type GetOptions } from "./policy.ts";
 
 export interface ExpiringCacheOptions {
   max: number;
@@ -26,10 +26,13 @@ export class ExpiringCache<V extends Expiring> implements Cache<V> {
     this.#refreshBeforeMs = options.refreshBeforeMs;
   }
 
-  /** Returns a fresh entry, or loads one (once per key at a time); `force` skips the fresh entry. */
+  /**
+   * Returns a fresh entry (with `minValidityMs` left, when asked), or loads one once per key at a
+   * time: callers that arrive while it loads share it. `force` skips the fresh entry.
+   */
   async get(key: string, load: () => Promise<V>, options: GetOptions = {}): Promise<CacheResult<V>> {
     const cached = this.#entries.get(key);
-    if (!options.force && cached && freshness(cached.expiresAt, this.#clock.now(), this.#refreshBeforeMs) === "fresh") {
+    if (!options.force && cached && serves(cached, this.#clock.now(), this.#refreshBeforeMs, options.minValidityMs)) {
       return { value: cached, source: "cache" };
     }
     try {

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Clock } from "../clock.ts";
-import { freshness, type Expiring, type GetOptions } from "./policy.ts";
+import { freshness, serves, type Expiring, type GetOptions } from "./policy.ts";
 import { open, seal, type CacheKeyRing } from "./sealed.ts";
 import { SharedStoreError, type SharedStore } from "./store.ts";
 import type { Warn } from "./warnings.ts";
@@ -63,12 +63,16 @@ export class SharedLayer<V extends Expiring> {
     return value && this.#freshness(value, 0) !== "expired" ? value : undefined;
   }
 
-  /** A fresh shared value, or the value of the fleet's one refresh, or (store unusable) `load()` itself. */
+  /**
+   * A fresh shared value (with `minValidityMs` left, when asked), or the value of the fleet's one
+   * refresh, or (store unusable) `load()` itself. A value that lands while waiting is taken as it
+   * is: it is the newest there is, so waiting callers never start a second refresh.
+   */
   async load(key: string, load: () => Promise<V>, options: GetOptions = {}): Promise<V> {
     const name = this.nameOf(key);
     const lease = this.leaseOf(key);
     const seen = await this.#read(name);
-    if (!options.force && seen.value && this.#freshness(seen.value) === "fresh") return seen.value;
+    if (!options.force && seen.value && serves(seen.value, this.#o.clock.now(), this.#o.refreshBeforeMs, options.minValidityMs)) return seen.value;
     if (seen.failed) return this.#refresh(name, undefined, load, seen.value);
     const deadline = options.deadline ?? this.#o.monotonicNow() + this.#o.leaseMs;
     for (;;) {
