@@ -45,4 +45,13 @@ describe("the bundled refresher (the container's command)", () => {
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
     expect(result.stderr).toMatch(/\[UsageError\]/);
   });
+
+  it("says no Kubernetes cluster is configured outside a cluster without a kubeconfig, exit 2", async () => {
+    const result = await run(process.execPath, [bundle, "--once"], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir } }).then(
+      (out) => ({ code: 0, ...out }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(result.stderr.trim()).toBe("acr-credential refresh: no Kubernetes cluster configured; run in a cluster or pass --kubeconfig [FileUnreadable]");
+    expect(result.code).toBe(2);
+  });
 });
