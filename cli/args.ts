@@ -8,6 +8,8 @@ export interface Command {
   summary: string;
   /** Full usage text for `acr-credential <command> --help`. */
   usage: string;
+  /** Its flags (`--help` is added to every command). */
+  options: Options;
   run(argv: string[]): Promise<number>;
 }
 

@@ -3,12 +3,13 @@ import { productVersion } from "../shared/version.ts";
 import type { Command } from "./args.ts";
 
 // Each command is loaded on demand so that, say, `acr-credential token` does not load the Kubernetes client.
-const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   local: { summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)", load: async () => (await import("./commands/local.ts")).command },
   emulator: { summary: "run the local Alibaba Cloud emulator alone", load: async () => (await import("./commands/emulator.ts")).command },
   refresh: { summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)", load: async () => (await import("./commands/refresh.ts")).command },
   broker: { summary: "serve the broker over HTTP with the default credential chain", load: async () => (await import("./commands/broker.ts")).command },
   token: { summary: "print a demo-cluster JWT (sandbox only)", load: async () => (await import("./commands/token.ts")).command },
+  doctor: { summary: "check a cluster's refresher setup end to end and print what to fix", load: async () => (await import("./commands/doctor.ts")).command },
   renew: { summary: "refresh the broker's cached credentials now through FC InvokeFunction", load: async () => (await import("./commands/renew.ts")).command },
 };
 

@@ -43,13 +43,13 @@ export interface BrokerClient {
 const retryableStatus = new Set([429, 500, 502, 503, 504]);
 const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
-async function readToken(readFile: (path: string) => Promise<string>, path: string, what: string): Promise<string> {
+async function readToken(readFile: (path: string) => Promise<string>, path: string, what: string, flag: string): Promise<string> {
   let token: string;
   try {
     token = (await readFile(path)).trim();
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new AcrCredentialError("FileUnreadable", `cannot read the ${what} at ${path} (${reason}); mount the projected token volume from job/deploy or pass --token-file`);
+    throw new AcrCredentialError("FileUnreadable", `cannot read the ${what} at ${path} (${reason}); mount the projected token volume from job/deploy or pass ${flag}`);
   }
   if (token === "") throw new AcrCredentialError("FileUnreadable", `the ${what} at ${path} is empty; check the projected token volume`);
   return token;
@@ -74,6 +74,10 @@ function brokerError(status: number, body: unknown, url: string): AcrCredentialE
   const code = parsed.success ? parsed.data.error.code : undefined;
   const message = parsed.success ? parsed.data.error.message.replace(/\s+/g, " ") : `HTTP ${status}`;
   const known = code !== undefined && Object.hasOwn(errorCodes, code) ? (code as ErrorCode) : undefined;
+  // A refusal without the broker's error body did not come from the broker (a proxy, another service at that URL).
+  if (!parsed.success && status < 500 && status !== 429) {
+    return new AcrCredentialError("BrokerResponseInvalid", `${url} answered ${status} with a body that is not the broker's API; check broker-url (a proxy or another service answers there)`, { details: { status } });
+  }
   const fix: Record<number, string> = {
     401: "the broker rejected the ServiceAccount token; check the token audience and the cluster's issuer in the broker config",
     403: "the broker does not allow this cluster, subject or registry; check the cluster's entry in the broker config",
@@ -99,13 +103,13 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
   type Attempt = { response: CredentialsResponse } | { retry: AcrCredentialError; waitMs?: number };
 
   async function attemptOnce(query: CredentialsQuery, needsOidcToken: boolean): Promise<Attempt> {
-    const token = await readToken(readFile, options.tokenFile, "ServiceAccount token");
+    const token = await readToken(readFile, options.tokenFile, "ServiceAccount token", "--token-file");
     const body: CredentialsRequest = { registries: query.registries };
     if (query.force === true) body.force = true;
     if (query.minValiditySeconds !== undefined) body.minValiditySeconds = query.minValiditySeconds;
     if (needsOidcToken) {
       if (options.stsTokenFile === undefined) throw new AcrCredentialError("ConfigInvalid", "RRSA is enabled but no token with audience sts.aliyuncs.com is mounted; add the second projected token from job/deploy (or pass --sts-token-file)");
-      body.oidcToken = await readToken(readFile, options.stsTokenFile, "RRSA token (audience sts.aliyuncs.com)");
+      body.oidcToken = await readToken(readFile, options.stsTokenFile, "RRSA token (audience sts.aliyuncs.com)", "--sts-token-file");
     }
     let response: Response;
     let text: string;

@@ -1,4 +1,5 @@
 // Bundles the refresher into one ESM file for its container image: `node job/build.mjs [OUTFILE]`.
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { build } from "esbuild";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -22,6 +23,8 @@ export async function buildRefresher(outfile = defaultOutfile) {
     alias: { punycode: createRequire(import.meta.url).resolve("punycode/punycode.js") },
     // Some dependencies are CommonJS and call require() for Node built-ins.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    // `doctor` in the image compares the refresher's RBAC with the manifest it ships with.
+    define: { ACR_REFRESHER_RBAC_YAML: JSON.stringify(readFileSync(fileURLToPath(new URL("deploy/base/rbac.yaml", import.meta.url)), "utf8")) },
     logLevel: "warning",
   });
   process.stdout.write(`build: wrote ${outfile}\n`);

@@ -1,5 +1,6 @@
 // Entry point of the bundled refresher (dist/job/refresher.mjs, the container's command): the same
-// code as `acr-credential refresh`, without the other commands and their dependencies.
+// code as `acr-credential refresh` (and, as `<image> doctor`, `acr-credential doctor`), without the
+// other commands and their dependencies.
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { productVersion } from "../shared/version.ts";
 import { command } from "../cli/commands/refresh.ts";
@@ -9,18 +10,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${productVersion}\n`);
     return 0;
   }
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(`${command.usage}\n`);
+  // `doctor` first: the same checks as `acr-credential doctor`, in the refresher's pod (its identity and token).
+  const [name, selected, args] = argv[0] === "doctor" ? ["doctor", (await import("../cli/commands/doctor.ts")).command, argv.slice(1)] : ["refresh", command, argv];
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${selected.usage}\n`);
     return 0;
   }
   try {
-    return await command.run(argv);
+    return await selected.run(args);
   } catch (error) {
     if (error instanceof AcrCredentialError) {
-      console.error(`acr-credential refresh: ${oneLine(error)} [${error.code}]`);
+      console.error(`acr-credential ${name}: ${oneLine(error)} [${error.code}]`);
       return error.exitCode;
     }
-    console.error(`acr-credential refresh: internal error: ${oneLine(error)}`);
+    console.error(`acr-credential ${name}: internal error: ${oneLine(error)}`);
     return 1;
   }
 }

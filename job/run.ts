@@ -74,7 +74,7 @@ export async function loadConfig(cluster: ClusterApi, ref: ConfigMapRef, logger:
 /** Validates the configuration ConfigMap's data (`undefined`: it does not exist). */
 export function configFromData(data: Record<string, string> | undefined, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): RefresherConfig {
   const source = `ConfigMap ${ref.namespace}/${ref.name}`;
-  if (data === undefined) throw new AcrCredentialError("ConfigInvalid", `${source} does not exist; create it (job/deploy/configmap.yaml is a sample) or pass --config-map`);
+  if (data === undefined) throw new AcrCredentialError("ConfigInvalid", `${source} does not exist; create it (job/deploy/examples/acr-configuration.yaml is a sample) or pass --config-map`);
   const withOverride = brokerUrl === undefined ? data : { ...Object.fromEntries(Object.entries(data).filter(([key]) => key !== "brokerUrl")), "broker-url": brokerUrl };
   const { config, warnings } = parseRefresherConfig(withOverride, source);
   for (const warning of warnings) logger.warn({ configMap: source }, warning);

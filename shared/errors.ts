@@ -25,6 +25,8 @@ export const errorCodes = {
   Internal: { exit: 1, status: 500 },
   // The local docker-registry of the emulator and sandbox could not be started.
   RegistryUnavailable: { exit: 1, status: 503 },
+  // The sandbox's local Kubernetes control plane (`local --with-cluster`) is not built or did not start.
+  ControlPlaneUnavailable: { exit: 1, status: 503 },
   // The broker answered, but not with a response of its API (wrong URL, a proxy's error page).
   BrokerResponseInvalid: { exit: 1, status: 502 },
 } as const satisfies Record<string, { exit: number; status: number }>;
@@ -60,4 +62,15 @@ export function isAcrCredentialError(error: unknown): error is AcrCredentialErro
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.replace(/\s*\n\s*/g, " ").trim();
+}
+
+/** At most `max` characters, ending at a sentence or word boundary with an ellipsis rather than mid-word. */
+export function clipMessage(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  if (line.length <= max) return line;
+  const head = line.slice(0, max);
+  const sentence = head.lastIndexOf(". ");
+  const word = head.lastIndexOf(" ");
+  const end = sentence > max / 2 ? sentence + 1 : word > max / 2 ? word : max;
+  return `${head.slice(0, end)} …`;
 }

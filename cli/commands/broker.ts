@@ -6,7 +6,7 @@ import type { Identity } from "../../shared/alibaba/identity.ts";
 import { cjsDefault } from "../../shared/alibaba/sdk.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { asyncStdout, createLogger } from "../../shared/log.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
 
 const usage = `Usage: acr-credential broker [--config FILE] [--port 9000] [--host 127.0.0.1]
@@ -37,11 +37,15 @@ export async function defaultChainIdentity(): Promise<Identity> {
   return { kind: "provider", provider };
 }
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } } satisfies Options;
+
 export const command: Command = {
   summary: "serve the broker over HTTP with the default credential chain (the custom-runtime deployment's server)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("broker", argv, { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } });
+    const { values } = parseFlags("broker", argv, options);
     const port = parsePort("broker", values.port ?? process.env.FC_SERVER_PORT, 9000);
     const loaded: LoadedConfig = values.config ? loadConfigFile(values.config) : loadConfig(process.env);
     const stdout = asyncStdout({ batchBytes: 8 * 1024 });

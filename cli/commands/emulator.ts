@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
@@ -17,17 +17,21 @@ Ctrl-C or SIGTERM stops it.
   --registry          also start a docker-registry that accepts the emulator's credentials
   --state-dir DIR     keep certificates and registry data in DIR instead of a temporary directory`;
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = {
+  world: { type: "string" },
+  port: { type: "string" },
+  "https-port": { type: "string" },
+  registry: { type: "boolean" },
+  "state-dir": { type: "string" },
+} satisfies Options;
+
 export const command: Command = {
   summary: "run the local Alibaba Cloud emulator alone",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("emulator", argv, {
-      world: { type: "string" },
-      port: { type: "string" },
-      "https-port": { type: "string" },
-      registry: { type: "boolean" },
-      "state-dir": { type: "string" },
-    });
+    const { values } = parseFlags("emulator", argv, options);
     if (values.world === undefined) throw new AcrCredentialError("UsageError", "--world FILE is required, e.g. --world emulator/worlds/demo.yaml; see 'acr-credential emulator --help'");
     const port = parsePort("emulator", values.port, 0);
     const httpsPort = parsePort("emulator", values["https-port"], 0);

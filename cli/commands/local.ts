@@ -1,5 +1,5 @@
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import type { World } from "../../emulator/index.ts";
@@ -13,11 +13,13 @@ import { getAuthorizationToken } from "../../shared/alibaba/cr.ts";
 import type { AccessKey } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags, parsePort, untilSignal } from "../args.ts";
+import type { ControlPlane } from "../sandbox/control-plane.ts";
+import { builtBinaryDir, findPinnedKubeBinaries, isExecutableFile, pinnedVersions, type BinaryLookup, type KubeBinaries } from "../sandbox/kube-binaries.ts";
 import { defaultStateDir, demoIssuer, demoSubject, ensureDemoCluster } from "./token.ts";
 
-const usage = `Usage: acr-credential local [--port 9000] [--state-dir .local] [--without-registry]
+const usage = `Usage: acr-credential local [--port 9000] [--state-dir .local] [--without-registry] [--with-cluster]
 
 Starts the local sandbox (npm start): the Alibaba Cloud emulator with the demo world
 (emulator/worlds/demo.yaml), a real docker-registry behind it when docker-registry is installed
@@ -27,7 +29,10 @@ command that mints a demo token and a curl that fetches credentials. Ctrl-C stop
 
   --port N             broker port; 0 picks a free one (default 9000)
   --state-dir DIR      where the demo cluster's key and the logs live (default .local in the repository)
-  --without-registry   do not start docker-registry even if it is installed`;
+  --without-registry   do not start docker-registry even if it is installed
+  --with-cluster       also start a local Kubernetes control plane (kube-apiserver + etcd, built by
+                       bash test/kube/build.sh), run the refresher against it and print the kubectl
+                       line that shows the pull Secret it wrote`;
 
 const worldFile = new URL("../../emulator/worlds/demo.yaml", import.meta.url).pathname;
 const repositoryRoot = new URL("../../", import.meta.url).pathname;
@@ -74,12 +79,46 @@ async function seedDemoImage(cr: string, registryHost: string, publisher: Access
   }
 }
 
+/** The control plane's programs, or a one-line error naming the build command. */
+export async function controlPlaneBinaries(lookup?: BinaryLookup): Promise<KubeBinaries> {
+  const found = lookup ?? findPinnedKubeBinaries();
+  if (!found.found) throw new AcrCredentialError("ControlPlaneUnavailable", `--with-cluster needs the Kubernetes test binaries: ${found.reason}`);
+  return found.binaries;
+}
+
+async function startSandboxControlPlane(binaries: KubeBinaries): Promise<ControlPlane> {
+  const { startControlPlane } = await import("../sandbox/control-plane.ts");
+  try {
+    return await startControlPlane({ binaries });
+  } catch (error) {
+    throw new AcrCredentialError("ControlPlaneUnavailable", `the local control plane did not start: ${oneLine(error).slice(0, 300)}`);
+  }
+}
+
+/** A path as the user should type it: relative when it is below the current folder. */
+function shown(path: string): string {
+  const short = relative(process.cwd(), path);
+  return short === "" || short.startsWith("..") ? path : short;
+}
+
+/** kubectl as test/kube/build.sh --with-kubectl builds it, else the one on PATH. */
+function kubectlCommand(): string {
+  const built = join(builtBinaryDir(pinnedVersions().kubernetes), "kubectl");
+  return isExecutableFile(built) ? shown(built) : "kubectl";
+}
+
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { port: { type: "string" }, "state-dir": { type: "string" }, "without-registry": { type: "boolean" }, "with-cluster": { type: "boolean" } } satisfies Options;
+
 export const command: Command = {
   summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("local", argv, { port: { type: "string" }, "state-dir": { type: "string" }, "without-registry": { type: "boolean" } });
+    const { values } = parseFlags("local", argv, options);
     const port = parsePort("local", values.port, 9000);
+    // Before anything starts, so a missing build leaves nothing half-started.
+    const kubeBinaries = values["with-cluster"] === true ? await controlPlaneBinaries() : undefined;
     const stateDir = resolve(values["state-dir"] ?? defaultStateDir);
     await mkdir(stateDir, { recursive: true });
 
@@ -92,10 +131,15 @@ export const command: Command = {
     const withRegistry = values["without-registry"] !== true && dockerRegistryAvailable();
     const emulator = await startEmulator({ world, registry: withRegistry });
     const stops: Array<() => Promise<void>> = [() => emulator.close()];
+    let printedCluster: string | undefined;
     const stopAll = async () => {
       for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
     };
     try {
+      const plane = kubeBinaries === undefined ? undefined : await startSandboxControlPlane(kubeBinaries);
+      if (plane !== undefined) stops.push(() => plane.stop());
+      // Loaded only with a cluster: it brings the Kubernetes client and the refresher.
+      const sandboxCluster = plane === undefined ? undefined : await import("../sandbox/cluster.ts");
       const registryHost = emulator.endpoints.registry;
       let seeded = false;
       if (registryHost && findExecutable("skopeo") !== undefined) {
@@ -112,6 +156,9 @@ export const command: Command = {
           audience: "acr-credential-broker",
           alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
           clusters: [
+            ...(plane === undefined || sandboxCluster === undefined
+              ? []
+              : [{ name: "sandbox-cluster", issuer: plane.issuer, caFile: plane.caFile, regionId: demoInstance.regionId, subjects: [sandboxCluster.refresherSubject], registries: [{ ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) }] }]),
             {
               name: "demo",
               issuer: demo.issuer,
@@ -138,6 +185,28 @@ export const command: Command = {
       const server = await serveHttp(runtime, { port });
       stops.push(() => server.close());
 
+      let clusterLines: string[] = [];
+      if (plane !== undefined && sandboxCluster !== undefined) {
+        const { demoNamespace, startSandboxRefresher } = sandboxCluster;
+        const refresherLog = join(stateDir, "refresher.log");
+        const refresherStream = createWriteStream(refresherLog, { flags: "a" });
+        stops.push(() => new Promise((done) => refresherStream.end(() => done())));
+        const refresher = await startSandboxRefresher(plane, server.url, { ...demoInstance, assumeRoleArn: pullRole, ...(registryHost ? { domain: registryHost } : {}) }, createLogger("refresher", { destination: refresherStream }));
+        stops.push(() => refresher.stop());
+        const kubeconfigFile = join(stateDir, "kubeconfig");
+        await writeFile(kubeconfigFile, plane.kubeconfig, { mode: 0o600 });
+        const kubectl = `${kubectlCommand()} --kubeconfig ${shown(kubeconfigFile)}`;
+        clusterLines = [
+          refresher.written
+            ? "The pull Secret the refresher wrote in namespace demo, and the ServiceAccount it is attached to:"
+            : `The refresher has not written its pull Secret yet (${refresherLog} says why); once it has, these show it:`,
+          `  ${kubectl} -n ${demoNamespace} get secret ${refresher.secretName}`,
+          `  ${kubectl} -n ${demoNamespace} get serviceaccount default -o jsonpath='{.imagePullSecrets}'`,
+          "",
+        ];
+        printedCluster = `${plane.apiserverUrl}  (the refresher runs --watch against it; logs in ${refresherLog})`;
+      }
+
       const cli = `node ${relative(process.cwd(), join(repositoryRoot, "bin/acr-credential.mjs")) || "bin/acr-credential.mjs"}`;
       const stateFlag = values["state-dir"] ? ` --state-dir ${stateDir}` : "";
       console.log(
@@ -146,8 +215,9 @@ export const command: Command = {
           "",
           `  broker     ${server.url}`,
           `  emulator   ${emulator.endpoints.http}`,
-          `  registry   ${registryHost ? `${registryHost}${seeded ? `  (${demoRepository}:latest)` : ""}` : "not started (install the Debian package docker-registry)"}`,
+          `  registry   ${registryHost ? `${registryHost}${seeded ? `  (${demoRepository}:latest)` : ""}` : values["without-registry"] === true ? "not started (--without-registry)" : "not started (install the Debian package docker-registry)"}`,
           `  logs       ${logFile}`,
+          ...(printedCluster === undefined ? [] : [`  cluster    ${printedCluster}`]),
           "",
           "Mint a demo ServiceAccount token:",
           `  TOKEN=$(${cli} token --cluster demo${stateFlag})`,
@@ -161,6 +231,7 @@ export const command: Command = {
           "Renew through Function Compute's InvokeFunction:",
           `  ALIBABA_CLOUD_ACCESS_KEY_ID=${operatorKey.accessKeyId} ALIBABA_CLOUD_ACCESS_KEY_SECRET=${operatorKey.accessKeySecret} ${cli} renew --function ${sandboxFunction.functionName} --account-id ${platformAccount} --endpoint ${emulator.endpoints.fc}`,
           "",
+          ...clusterLines,
         ].join("\n"),
       );
       await untilSignal();

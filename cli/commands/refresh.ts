@@ -1,5 +1,3 @@
-import { existsSync } from "node:fs";
-import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
@@ -9,7 +7,8 @@ import { reportInvalidConfig } from "../../job/events.ts";
 import { defaultConfigMap, describePlan, refreshOnce, type ConfigMapRef } from "../../job/run.ts";
 import { defaultMetricsAddress, parseMetricsAddress, startMetricsServer } from "../../job/metrics.ts";
 import { startWatch } from "../../job/watch.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
+import { loadKubeConfig } from "../kubeconfig.ts";
 import { parseFlags, untilSignal } from "../args.ts";
 import { formatDuration, parseGoDuration } from "../../job/duration.ts";
 
@@ -45,24 +44,12 @@ Options:
 
 Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
 
-function parseConfigMapRef(value: string | undefined): ConfigMapRef {
+/** A `NAMESPACE/NAME` flag (`--config-map` by default). */
+export function parseConfigMapRef(value: string | undefined, command = "refresh", flag = "--config-map"): ConfigMapRef {
   if (value === undefined) return defaultConfigMap;
   const match = /^([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(value);
-  if (match === null) throw new AcrCredentialError("UsageError", `--config-map must be NAMESPACE/NAME, got '${value}'; see 'acr-credential refresh --help'`);
+  if (match === null) throw new AcrCredentialError("UsageError", `${flag} must be NAMESPACE/NAME, got '${value}'; see 'acr-credential ${command} --help'`);
   return { namespace: match[1] as string, name: match[2] as string };
-}
-
-function loadKubeConfig(file: string | undefined): KubeConfig {
-  const kubeConfig = new KubeConfig();
-  try {
-    if (file !== undefined) kubeConfig.loadFromFile(file);
-    else if (process.env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token")) kubeConfig.loadFromCluster();
-    else kubeConfig.loadFromDefault();
-  } catch (error) {
-    throw new AcrCredentialError("FileUnreadable", `cannot load the kubeconfig${file === undefined ? "" : ` ${file}`}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}; pass --kubeconfig`);
-  }
-  if (kubeConfig.getCurrentCluster() === null) throw new AcrCredentialError("FileUnreadable", "no Kubernetes cluster configured; run in a cluster or pass --kubeconfig");
-  return kubeConfig;
 }
 
 /** A `--flag 5m` duration in whole seconds, within `[minSeconds, maxSeconds]`. */
@@ -75,25 +62,29 @@ function durationFlag(flag: string, value: string | undefined, minSeconds: numbe
   return Math.round(milliseconds / 1000);
 }
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = {
+  once: { type: "boolean" },
+  watch: { type: "boolean" },
+  kubeconfig: { type: "string" },
+  "config-map": { type: "string" },
+  "broker-url": { type: "string" },
+  "token-file": { type: "string" },
+  "sts-token-file": { type: "string" },
+  "dry-run": { type: "boolean" },
+  resync: { type: "boolean" },
+  "schedule-interval": { type: "string" },
+  "spread-window": { type: "string" },
+  "no-spread": { type: "boolean" },
+  "metrics-addr": { type: "string" },
+} satisfies Options;
+
 export const command: Command = {
   summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("refresh", argv, {
-      once: { type: "boolean" },
-      watch: { type: "boolean" },
-      kubeconfig: { type: "string" },
-      "config-map": { type: "string" },
-      "broker-url": { type: "string" },
-      "token-file": { type: "string" },
-      "sts-token-file": { type: "string" },
-      "dry-run": { type: "boolean" },
-      resync: { type: "boolean" },
-      "schedule-interval": { type: "string" },
-      "spread-window": { type: "string" },
-      "no-spread": { type: "boolean" },
-      "metrics-addr": { type: "string" },
-    });
+    const { values } = parseFlags("refresh", argv, options);
     if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
     if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
     if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");

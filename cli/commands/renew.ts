@@ -1,7 +1,7 @@
 import { renewResponseSchema } from "../../shared/broker-api.ts";
 import { invokeFunction } from "../../shared/alibaba/fc.ts";
-import { AcrCredentialError } from "../../shared/errors.ts";
-import type { Command } from "../args.ts";
+import { AcrCredentialError, clipMessage, errorCodes, type ErrorCode } from "../../shared/errors.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";
 
@@ -22,11 +22,15 @@ on acs:fc:<region>:<account-id>:functions/<NAME> (docs/deploy.md).
 The renew event refreshes the caches of the one instance that answers it; see docs/deploy.md.
 Exit code 0 when every registry was renewed, 1 when some failed.`;
 
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } } satisfies Options;
+
 export const command: Command = {
   summary: "refresh the broker's cached credentials now through FC 3.0 InvokeFunction",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("renew", argv, { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } });
+    const { values } = parseFlags("renew", argv, options);
     const functionName = values.function ?? "";
     if (functionName.includes("/")) {
       throw new AcrCredentialError("UsageError", `--function takes the function's name only ('${functionName.split("/").pop()}'): Function Compute 3.0 functions, which s.yaml deploys, have no service`);
@@ -44,7 +48,12 @@ export const command: Command = {
     const event = { action: "renew", ...(values.cluster ? { cluster: values.cluster } : {}) };
     const result = await invokeFunction({ accountId, region, functionName, ...(values.qualifier ? { qualifier: values.qualifier } : {}), ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
     const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    if (failure) throw new AcrCredentialError("UpstreamError", `the broker refused: ${String(failure.message)} [${String(failure.code)}]`);
+    if (failure) {
+      // The broker's own code is the one printed (once); a code this version does not know is an upstream error.
+      const code = typeof failure.code === "string" && Object.hasOwn(errorCodes, failure.code) ? (failure.code as ErrorCode) : "UpstreamError";
+      const hint = code === "NotFound" && values.cluster !== undefined ? "; check --cluster, or leave it out to renew every cluster" : "";
+      throw new AcrCredentialError(code, `the broker refused: ${clipMessage(String(failure.message ?? "no message"))}${hint}`);
+    }
     const parsed = renewResponseSchema.safeParse(result);
     if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `the function's answer is not a renew summary; is ${values.function} the broker?`);
 

@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from "jose";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
-import type { Command } from "../args.ts";
+import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 
 /**
@@ -86,13 +86,18 @@ trying the broker by hand. Sandbox only: real clusters' tokens come from Kuberne
   --cluster NAME   the sandbox cluster; default demo
   --sub SUBJECT    default ${demoSubject}
   --aud AUDIENCE   default ${brokerAudience} (use sts.aliyuncs.com for an RRSA oidcToken)
-  --ttl SECONDS    lifetime; default 600`;
+  --ttl SECONDS    lifetime; default 600
+  --state-dir DIR  where the sandbox keeps the cluster's key; default .local in the repository (as local's)`;
+
+/** The flags, as parsed and as the README's command table lists them. */
+const options = { cluster: { type: "string" }, sub: { type: "string" }, aud: { type: "string" }, ttl: { type: "string" }, "state-dir": { type: "string" } } satisfies Options;
 
 export const command: Command = {
   summary: "print a demo-cluster JWT (sandbox only)",
   usage,
+  options,
   async run(argv) {
-    const { values } = parseFlags("token", argv, { cluster: { type: "string" }, sub: { type: "string" }, aud: { type: "string" }, ttl: { type: "string" }, "state-dir": { type: "string" } });
+    const { values } = parseFlags("token", argv, options);
     const ttl = values.ttl === undefined ? 600 : Number(values.ttl);
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new AcrCredentialError("UsageError", `--ttl must be a whole number of seconds from 1 to 86400, got '${values.ttl}'`);
     const cluster = await readDemoCluster(resolve(values["state-dir"] ?? defaultStateDir), values.cluster ?? "demo");

@@ -5,7 +5,7 @@
  */
 import { Readable } from "node:stream";
 import * as Fc3Package from "@alicloud/fc20230330";
-import { AcrCredentialError, oneLine } from "../errors.ts";
+import { AcrCredentialError, clipMessage, oneLine } from "../errors.ts";
 import type { AccessKey } from "./identity.ts";
 import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 
@@ -46,6 +46,21 @@ function hintFor(code: unknown): string {
   return "";
 }
 
+/**
+ * The SDK's own message glues the service's message to "request id: …" with no separator and a
+ * resource ARN or URL at its end reads as one word with it; built from its fields instead.
+ */
+function describeSdkError(error: unknown, url: string): string {
+  const e = (error ?? {}) as { code?: unknown; syscall?: unknown; statusCode?: unknown; requestId?: unknown; data?: { Message?: unknown; message?: unknown } | null };
+  // A network failure: the SDK appends "POST <url> failed." to Node's message without a space.
+  if (typeof e.syscall === "string" || (typeof e.code === "string" && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code))) return `cannot reach ${url} (${String(e.code)}); check --endpoint (or --region and --account-id) and the network`;
+  const message = e.data?.Message ?? e.data?.message;
+  if (typeof message !== "string") return clipMessage(oneLine(error).replace(/(\S)((?:GET|POST|PUT|DELETE) https?:\/\/)/, "$1; $2"));
+  const status = typeof e.statusCode === "number" ? ` (HTTP ${e.statusCode})` : "";
+  const requestId = typeof e.requestId === "string" && e.requestId !== "undefined" ? `; request id ${e.requestId}` : "";
+  return `${String(e.code ?? "error")}${status}: ${clipMessage(message)}${requestId}`;
+}
+
 /** Synchronously invokes a function with a JSON event and returns its JSON result. */
 export async function invokeFunction(target: FunctionTarget, keys: AccessKey, event: unknown, timeoutMs = 60_000): Promise<unknown> {
   const where = `${target.functionName} in ${target.region}`;
@@ -59,7 +74,7 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
     response = await client.invokeFunctionWithOptions(target.functionName, request, new Fc3Package.InvokeFunctionHeaders({}), runtimeOptions({ timeoutMs }));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${oneLine(error).slice(0, 300)}${hintFor(code)}`);
+    throw new AcrCredentialError("UpstreamError", `InvokeFunction ${where} failed: ${describeSdkError(error, `${protocol}://${endpoint}`)}${hintFor(code)}`);
   }
   const text = await readAll(response.body);
   let result: unknown = text;
@@ -73,7 +88,7 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
   const errorType = response.headers?.["x-fc-error-type"];
   if (errorType) {
     const message = (result as { errorMessage?: unknown } | null)?.errorMessage;
-    throw new AcrCredentialError("UpstreamError", `the function ${where} failed (${errorType}): ${oneLine(String(message ?? "no message")).slice(0, 300)}`);
+    throw new AcrCredentialError("UpstreamError", `the function ${where} failed (${errorType}): ${clipMessage(String(message ?? "no message"))}`);
   }
   return result;
 }

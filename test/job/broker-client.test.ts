@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -142,6 +142,33 @@ describe("brokerClient", () => {
     expect(error.code).toBe("FileUnreadable");
     expect(error.message).toMatch(/projected token/);
     expect(broker.requests).toHaveLength(0);
+  });
+
+  it("names --sts-token-file, the flag that exists, when the RRSA token cannot be read", async () => {
+    const broker = await scripted([ok()]);
+    const client = brokerClient({ url: broker.url, tokenFile, stsTokenFile: join(dir, "absent-sts"), ...noWait });
+    const error = await rejection(client.fetchCredentials({ registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" }] }));
+    expect(error.code).toBe("FileUnreadable");
+    expect(error.message).toMatch(/RRSA token .* pass --sts-token-file$/);
+    expect(error.message).not.toMatch(/ --token-file/);
+    expect(broker.requests).toHaveLength(0);
+  });
+
+  it("reports a 400 that is not the broker's error body as BrokerResponseInvalid, as docs/troubleshooting.md says", async () => {
+    const broker = await scripted([{ status: 400, body: "<html><h1>400 Bad Request</h1>nginx</html>" }]);
+    const error = await rejection(brokerClient({ url: broker.url, tokenFile, ...noWait }).fetchCredentials({ registries: [] }));
+    expect(error.code).toBe("BrokerResponseInvalid");
+    expect(error.message).toMatch(/answered 400 with a body that is not the broker's API; check broker-url/);
+    expect(broker.requests).toHaveLength(1);
+    const docs = await readFile(new URL("../../docs/troubleshooting.md", import.meta.url), "utf8");
+    expect(docs).toMatch(/\| `BrokerResponseInvalid` \| the answer was not the broker's API/);
+  });
+
+  it("keeps the broker's own code for a 400 it answered itself", async () => {
+    const broker = await scripted([failure(400, "InvalidRequest")]);
+    const error = await rejection(brokerClient({ url: broker.url, tokenFile, ...noWait }).fetchCredentials({ registries: [] }));
+    expect(error.code).toBe("InvalidRequest");
+    expect(error.message).toMatch(/InvalidRequest from the scripted broker/);
   });
 });
 

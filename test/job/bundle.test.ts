@@ -54,4 +54,13 @@ describe("the bundled refresher (the container's command)", () => {
     expect(result.stderr).toMatch(/"address":"127\.0\.0\.1:\d+"[^\n]*"msg":"serving \/metrics, \/healthz and \/readyz"/);
     expect(result.code).not.toBe(0);
   });
+
+  it("says no Kubernetes cluster is configured outside a cluster without a kubeconfig, exit 2", async () => {
+    const result = await run(process.execPath, [bundle, "--once"], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir } }).then(
+      (out) => ({ code: 0, ...out }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(result.stderr.trim()).toBe("acr-credential refresh: no Kubernetes cluster configured; run in a cluster or pass --kubeconfig [FileUnreadable]");
+    expect(result.code).toBe(2);
+  });
 });

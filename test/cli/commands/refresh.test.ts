@@ -1,9 +1,13 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cli } from "./support.ts";
+import { configFromData } from "../../../job/run.ts";
+import { createLogger } from "../../../shared/log.ts";
+import { AcrCredentialError } from "../../../shared/errors.ts";
+import { cli, repositoryRoot } from "./support.ts";
 
 /** The refresh command's own flags, checked before it touches a cluster (no kubeconfig needed). */
 describe("acr-credential refresh flags", () => {
@@ -45,5 +49,41 @@ describe("acr-credential refresh flags", () => {
       taken.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("acr-credential refresh without a cluster", () => {
+  it("says no Kubernetes cluster is configured when there is no kubeconfig at all, exit 2", async () => {
+    // The client library would otherwise fall back to http://localhost:8080 and fail on the first request.
+    const home = await mkdtemp(join(tmpdir(), "refresh-home-"));
+    try {
+      const result = await cli(["refresh", "--once"], { env: { PATH: process.env.PATH, HOME: home } });
+      expect(result.stderr.trim().split("\n")).toEqual(["acr-credential refresh: no Kubernetes cluster configured; run in a cluster or pass --kubeconfig [FileUnreadable]"]);
+      expect(result.code).toBe(2);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+
+  it("says the same when KUBECONFIG names files that do not exist", async () => {
+    const result = await cli(["refresh", "--once"], { env: { PATH: process.env.PATH, HOME: "/nonexistent", KUBECONFIG: "/nonexistent/a:/nonexistent/b" } });
+    expect(result.stderr).toMatch(/no Kubernetes cluster configured; run in a cluster or pass --kubeconfig \[FileUnreadable\]/);
+    expect(result.code).toBe(2);
+  });
+});
+
+describe("a missing configuration ConfigMap", () => {
+  it("points at a sample that exists in the repository", () => {
+    let error: unknown;
+    try {
+      configFromData(undefined, { namespace: "kube-system", name: "acr-configuration" }, createLogger("test", { level: "silent" }));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(AcrCredentialError);
+    expect((error as AcrCredentialError).code).toBe("ConfigInvalid");
+    const sample = /create it \((\S+) is a sample\)/.exec((error as Error).message)?.[1];
+    expect(sample).toBeDefined();
+    expect(existsSync(join(repositoryRoot, sample!))).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
@@ -17,6 +18,7 @@ import { cli } from "./support.ts";
  * (`context.credentials`).
  */
 
+const longMessage = `${"The cluster's entry names registries the broker cannot reach from this region today. ".repeat(4)}Ask the platform team to add cri-second to the entry.`;
 let dir: string;
 let emulator: Emulator;
 const logs = captureLogs();
@@ -26,7 +28,10 @@ const renew = (args: string[], keys = operatorUser, fn = "acr-credential-broker"
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "acr-renew-"));
   const cluster = await createTestCluster("prod");
-  emulator = await startEmulator({ world: brokerWorld(cluster) });
+  const world = brokerWorld(cluster);
+  const operator = world.accounts.find((account) => account.id === platform)?.users?.find((user) => user.name === "operator");
+  operator?.policies?.push({ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: [`acs:fc:*:${platform}:functions/long-refusal`, `acs:fc:*:${platform}:functions/crashing`] }] } as never);
+  emulator = await startEmulator({ world });
   const config = parseConfig(
     {
       audience: "acr-credential-broker",
@@ -43,6 +48,11 @@ beforeAll(async () => {
   emulator.functions.registerFunction(platform, "acr-credential-broker", createHandler(() => runtime), { role: roles.fcBroker });
   // Allowed by the operator's policy only as the function above.
   emulator.functions.registerFunction(platform, "other", async () => ({ clusters: [] }));
+  // Stand-ins for the broker's answers renew must print well: a refusal and a crash with long messages.
+  emulator.functions.registerFunction(platform, "long-refusal", async () => ({ error: { code: "Forbidden", message: longMessage } }));
+  emulator.functions.registerFunction(platform, "crashing", async () => {
+    throw new Error(longMessage);
+  });
 });
 
 afterAll(async () => {
@@ -67,16 +77,32 @@ describe("acr-credential renew", () => {
     expect(result.stdout).toMatch(/^prod\tcri-plat\tcn-hangzhou\trenewed until /m);
   });
 
-  it("names an unknown cluster in one line, exit 1", async () => {
+  it("names an unknown cluster in one line with the broker's code once, exit 1", async () => {
     const result = await renew(["--cluster", "nope"]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^acr-credential renew: the broker refused: no cluster named 'nope'.*\[NotFound\]/);
+    expect(result.stderr.trim().split("\n")).toEqual(["acr-credential renew: the broker refused: no cluster named 'nope' in the broker configuration; check --cluster, or leave it out to renew every cluster [NotFound]"]);
+  });
+
+  it("shortens a long refusal at a sentence's end, not in the middle of one", async () => {
+    const result = await renew([], operatorUser, "long-refusal");
+    expect(result.code).toBe(1);
+    const [line, ...rest] = result.stderr.trim().split("\n");
+    expect(rest).toEqual([]);
+    expect(line).toMatch(/^acr-credential renew: the broker refused: (The cluster's entry names registries the broker cannot reach from this region today\. )+… \[Forbidden\]$/);
+  });
+
+  it("shortens the function's own long failure the same way", async () => {
+    const result = await renew([], operatorUser, "crashing");
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toMatch(/^acr-credential renew: the function crashing in cn-hangzhou failed \(UnhandledInvocationError\): (The cluster's entry names registries the broker cannot reach from this region today\. )+… \[UpstreamError\]$/);
   });
 
   it("is refused for a caller without fc:InvokeFunction, and on a function its policy does not name", async () => {
     const result = await renew(["--cluster", "prod"], brokerUser);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^acr-credential renew: InvokeFunction acr-credential-broker in cn-hangzhou failed: .*AccessDenied.*the caller needs fc:InvokeFunction on the function/);
+    // The resource ARN ends where the request id begins, with a separator between them.
+    expect(result.stderr).toMatch(/AccessDenied \(HTTP 403\): fc:InvokeFunction is not allowed on acs:fc:cn-hangzhou:1000000000000001:functions\/acr-credential-broker; request id [\w-]+; the caller needs/);
     const other = await renew([], operatorUser, "other");
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/fc:InvokeFunction is not allowed on acs:fc:cn-hangzhou:1000000000000001:functions\/other/);
@@ -86,6 +112,18 @@ describe("acr-credential renew", () => {
     const result = await renew([], operatorUser, "missing");
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^acr-credential renew: InvokeFunction missing in cn-hangzhou failed: .*FunctionNotFound.*; check --function, --region and --account-id \[UpstreamError\]$/)]);
+  });
+
+  it("names an endpoint nobody answers on in one line, the URL apart from the reason", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const result = await cli(["renew", "--function", "acr-credential-broker", "--account-id", platform, "--endpoint", `http://127.0.0.1:${closed}`], { env: env() });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([`acr-credential renew: InvokeFunction acr-credential-broker in cn-hangzhou failed: cannot reach http://127.0.0.1:${closed} (ECONNREFUSED); check --endpoint (or --region and --account-id) and the network [UpstreamError]`]);
   });
 
   it("takes the FC 3.0 function name, and says so for SERVICE/FUNCTION, exit 2", async () => {
