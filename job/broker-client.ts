@@ -1,12 +1,16 @@
 import { readFile as readFileFromDisk } from "node:fs/promises";
+import { setTimeout as waitFor } from "node:timers/promises";
 import { credentialsResponseSchema, errorResponseSchema, type CredentialsRequest, type CredentialsResponse, type RegistryRequest } from "../shared/broker-api.ts";
 import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
+import { backoffDelay, retry, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
 /**
  * The refresher's side of the broker API (SPEC §3.1): POST /v1/credentials with the projected
  * ServiceAccount token, read from its file on every attempt because the kubelet rotates it. Network
- * errors, 429 and 5xx are retried with exponential backoff and full jitter inside a deadline;
- * anything else fails at once with the broker's own code.
+ * errors, 429 and 5xx are retried with exponential backoff and full jitter (shared/retry.ts), at
+ * least as long as a `Retry-After` asks, until the caller's deadline: a broker throttled during a
+ * fleet's burst is waited out for as long as the run may last; anything else fails at once with
+ * the broker's own code.
  */
 
 export interface BrokerClientOptions {
@@ -20,8 +24,9 @@ export interface BrokerClientOptions {
   readFile?: (path: string) => Promise<string>;
   /** Per attempt. */
   timeoutMs?: number;
+  /** Attempts in total; default: as many as the deadline allows. */
   attempts?: number;
-  /** No retry is started after this much time has passed since the call began. */
+  /** No retry is started after this much time has passed since the call began, unless the query sets `deadlineAt`. */
   deadlineMs?: number;
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
@@ -34,6 +39,20 @@ export interface CredentialsQuery {
   force?: boolean;
   /** Credentials valid at least this long; the broker refreshes its shared entry once for the fleet when needed. */
   minValiditySeconds?: number;
+  /** Time (ms since the epoch, the client's `now`) after which no retry starts; the run's deadline. */
+  deadlineAt?: number;
+  /** Told before each wait between attempts, e.g. to say so in the status. */
+  onRetry?: (retry: BrokerRetry) => void | Promise<void>;
+  /** Ends the call (and its waits) early, e.g. when the refresher stops. */
+  signal?: AbortSignal;
+}
+
+/** A retry about to happen: the error that caused it (its code and one-line message), attempts so far, the wait. */
+export interface BrokerRetry {
+  code: ErrorCode;
+  message: string;
+  attempts: number;
+  delayMs: number;
 }
 
 export interface BrokerClient {
@@ -64,9 +83,22 @@ export function retryAfterMs(header: string | null, now: number): number | undef
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** Between broker attempts: full jitter from 0.5 s, the window doubling up to 15 s. */
+export const brokerBackoff: BackoffPolicy = { baseDelayMs: 500, maxDelayMs: 15_000, maxAttempts: Number.POSITIVE_INFINITY };
+
 /** Full-jitter exponential backoff: a random wait up to min(cap, base·2^attempt). */
-export function backoffMs(attempt: number, random: () => number, baseMs = 500, capMs = 8000): number {
-  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
+export function backoffMs(attempt: number, random: () => number, baseMs = brokerBackoff.baseDelayMs, capMs = brokerBackoff.maxDelayMs): number {
+  return backoffDelay(attempt, { baseDelayMs: baseMs, maxDelayMs: capMs, maxAttempts: 1 }, random);
+}
+
+/** Thrown inside the retry loop for an answer worth another attempt; unwrapped before the caller sees it. */
+class Retryable extends Error {
+  constructor(
+    readonly error: AcrCredentialError,
+    readonly waitMs: number | undefined,
+  ) {
+    super(error.message);
+  }
 }
 
 function brokerError(status: number, body: unknown, url: string): AcrCredentialError {
@@ -93,9 +125,11 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
   const doFetch = options.fetch ?? fetch;
   const readFile = options.readFile ?? ((path: string) => readFileFromDisk(path, "utf8"));
   const sleep = options.sleep ?? defaultSleep;
+  // A wait that ends when the signal aborts; the default one clears its timer too, so a stopped refresher exits at once.
+  const sleepUnless = (signal: AbortSignal) => (milliseconds: number) => (options.sleep === undefined ? waitFor(milliseconds, undefined, { signal }) : abortable(sleep(milliseconds), signal));
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
-  const attempts = options.attempts ?? 4;
+  const policy: BackoffPolicy = { ...brokerBackoff, maxAttempts: options.attempts ?? brokerBackoff.maxAttempts };
   const timeoutMs = options.timeoutMs ?? 10_000;
   const deadlineMs = options.deadlineMs ?? 60_000;
   const endpoint = `${options.url.replace(/\/+$/, "")}/v1/credentials`;
@@ -118,7 +152,7 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json", "user-agent": options.userAgent ?? "acr-credential-refresher" },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: query.signal === undefined ? AbortSignal.timeout(timeoutMs) : AbortSignal.any([AbortSignal.timeout(timeoutMs), query.signal]),
       });
       text = await response.text();
     } catch (error) {
@@ -144,19 +178,52 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
 
   return {
     async fetchCredentials(query) {
-      const started = now();
       const needsOidcToken = query.registries.some((registry) => registry.rrsaRoleArn !== undefined);
-      let lastError: AcrCredentialError | undefined;
-      for (let attempt = 0; attempt < attempts; attempt += 1) {
-        const outcome = await attemptOnce(query, needsOidcToken);
-        if ("response" in outcome) return outcome.response;
-        lastError = outcome.retry;
-        if (attempt === attempts - 1) break;
-        const delay = Math.min(outcome.waitMs ?? backoffMs(attempt, random), 30_000);
-        if (now() - started + delay > deadlineMs) break;
-        await sleep(delay);
+      try {
+        return await retry(
+          async () => {
+            const outcome = await attemptOnce(query, needsOidcToken);
+            if ("response" in outcome) return outcome.response;
+            throw new Retryable(outcome.retry, outcome.waitMs);
+          },
+          {
+            policy,
+            deadline: query.deadlineAt ?? now() + deadlineMs,
+            now,
+            sleep: query.signal === undefined ? sleep : sleepUnless(query.signal),
+            random,
+            classify: (error) => (error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false }),
+            ...(query.onRetry === undefined ? {} : { onRetry: (notice: RetryNotice) => query.onRetry?.(retryNotice(notice)) }),
+          },
+        );
+      } catch (error) {
+        throw error instanceof Retryable ? error.error : error;
       }
-      throw lastError ?? new AcrCredentialError("BrokerUnreachable", `cannot reach the broker at ${endpoint}`);
     },
   };
+}
+
+/** Settles with `promise`, or rejects as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function retryNotice(notice: RetryNotice): BrokerRetry {
+  const error = notice.error instanceof Retryable ? notice.error.error : notice.error;
+  const code: ErrorCode = error instanceof AcrCredentialError ? error.code : "Internal";
+  return { code, message: error instanceof Error ? error.message : String(error), attempts: notice.attempts, delayMs: notice.delayMs };
 }

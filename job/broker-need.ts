@@ -58,7 +58,7 @@ export function credentialConfigHash(config: RefresherConfig): string {
   return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 
-export type NeedCode = "resync" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "secret-uid-unknown" | "service-account-lacks-secret";
+export type NeedCode = "resync" | "secret-missing" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "secret-uid-unknown" | "service-account-lacks-secret";
 
 export interface NeedReason {
   code: NeedCode;
@@ -80,6 +80,8 @@ export interface NeedInput {
   resync: boolean;
   /** The resync annotation's current value on the configuration ConfigMap. */
   resyncAnnotation?: string | undefined;
+  /** The refresher's Secrets the kubelet recently could not find, by namespace (pull-secret-events.ts). */
+  missingSecrets?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export interface BrokerNeed {
@@ -151,7 +153,9 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
     if (!chooseNamespace(config, ns).chosen) continue;
     chosen.add(ns.name);
     const uid = shortUid(ns.uid);
-    if (configured.some((secret) => state.secrets[secret]?.current[ns.name] !== uid)) add("namespace-lacks-secret", ns.name);
+    // Deleted by hand: the state still says it is there, the kubelet says it is not.
+    if (configured.some((secret) => input.missingSecrets?.get(ns.name)?.has(secret) === true)) add("secret-missing", ns.name);
+    else if (configured.some((secret) => state.secrets[secret]?.current[ns.name] !== uid)) add("namespace-lacks-secret", ns.name);
     // Written before the refresher recorded Secret uids: one apply (with a credential) learns it (decision 005).
     else if (configured.some((secret) => secretUid(state, secret, ns.name, ns.uid) === undefined)) add("secret-uid-unknown", ns.name);
   }

@@ -1,7 +1,8 @@
-import { ApiException, CoreV1Api, EventsV1Api, Observable, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, EventsV1Api, Observable, type CoreV1Event, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { Agent } from "node:https";
 import { AcrCredentialError } from "../shared/errors.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
+import { missingPullSecretSelector, type PullSecretEvent } from "./pull-secret-events.ts";
 import { fieldManager, type SecretManifest } from "./secret.ts";
 import type { JsonPatchOperation } from "./service-account-patch.ts";
 
@@ -28,6 +29,8 @@ export interface ClusterApi {
   patchServiceAccount(namespace: string, name: string, patch: JsonPatchOperation[]): Promise<void>;
   /** Deletes the Secret only if it still has `uid` (`DeleteOptions.preconditions`): a replaced Secret fails with 409. */
   deleteSecret(namespace: string, name: string, uid: string): Promise<"deleted" | "not-found">;
+  /** The kubelet's Events about pull Secrets it could not find, cluster-wide (one field-selected list). */
+  listPullSecretEvents(): Promise<PullSecretEvent[]>;
   /** Creates a Warning Event observed `at` (default now); `exists` when an Event of that name is already there (it says the same). */
   createEvent(event: RefresherEvent, at?: Date): Promise<"created" | "exists">;
   /** How many times an existing Event was observed (`series.count`, else 1). */
@@ -89,6 +92,17 @@ export function namespaceInfo(ns: V1Namespace): NamespaceInfo {
     terminating: ns.metadata?.deletionTimestamp !== undefined && ns.metadata?.deletionTimestamp !== null,
     annotations: ns.metadata?.annotations ?? {},
   };
+}
+
+const dateOf = (value: Date | string | undefined | null): Date | undefined => {
+  if (value === undefined || value === null) return undefined;
+  const date = value instanceof Date ? value : new Date(value);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+};
+
+export function pullSecretEvent(event: CoreV1Event): PullSecretEvent {
+  const seen = [event.series?.lastObservedTime, event.lastTimestamp, event.eventTime, event.firstTimestamp, event.metadata?.creationTimestamp].map(dateOf).find((date) => date !== undefined);
+  return { namespace: event.metadata?.namespace ?? event.involvedObject?.namespace ?? "", message: event.message ?? "", lastSeen: seen };
 }
 
 /**
@@ -253,6 +267,10 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         if (error instanceof ApiException && error.code === 404) return "not-found";
         throw kubernetesError(error, `deleting Secret ${namespace}/${name}`);
       }
+    },
+    async listPullSecretEvents() {
+      const items = await call("listing Events about missing pull Secrets", () => allPages((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: pageSize, _continue }, requestOptions)));
+      return items.map(pullSecretEvent);
     },
     async createEvent(event, at = new Date()) {
       const body = {

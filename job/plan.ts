@@ -36,9 +36,10 @@ export interface SecretApply {
   secret: string;
   /**
    * `new`: not known to exist here; `changed`: new credentials; `repair`: a ServiceAccount lacks it;
-   * `resync`: asked for; `adopt`: written before the refresher recorded uids, applied once to learn it.
+   * `resync`: asked for; `adopt`: written before the refresher recorded uids, applied once to learn it;
+   * `missing`: the kubelet could not find it (deleted by hand).
    */
-  reason: "new" | "changed" | "repair" | "resync" | "adopt";
+  reason: "new" | "changed" | "repair" | "resync" | "adopt" | "missing";
 }
 
 export interface ServiceAccountEdit {
@@ -104,6 +105,8 @@ export interface PlanInput {
   scope?: ReadonlySet<string>;
   /** Apply every Secret even when the state says it is current. */
   resync?: boolean;
+  /** Apply these Secrets (by namespace) even when the state says they are current: they were deleted. */
+  reapply?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /** The refresher's entries recorded on a ServiceAccount by its annotation. */
@@ -210,6 +213,7 @@ export function plan(input: PlanInput): Plan {
         // A ServiceAccount another manager applies is not ours to repair: it is reported instead.
         const missingOnAccount = chosenAccounts.some((sa) => sa.imagePullSecretsAppliers === undefined && !sa.imagePullSecrets.some((entry) => entry.name === secret));
         if (input.resync === true) apply.push({ secret, reason: "resync" });
+        else if (input.reapply?.get(ns.name)?.has(secret) === true) apply.push({ secret, reason: "missing" });
         else if (!held) apply.push({ secret, reason: "new" });
         else if (!isCurrent(state, secret, desired.fingerprint, ns.name, ns.uid)) apply.push({ secret, reason: "changed" });
         else if (missingOnAccount) apply.push({ secret, reason: "repair" });

@@ -3,17 +3,18 @@ import { maxMinValiditySeconds, type Credential, type EntryError } from "../shar
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult } from "./apply.ts";
-import type { BrokerClient } from "./broker-client.ts";
+import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
 import { eventRecorder, recordRunEvents } from "./events.ts";
 import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
+import { missingPullSecrets, type PullSecretEvent } from "./pull-secret-events.ts";
 import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
 import { desiredSecret, type DesiredSecret } from "./secret.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, parseState, type RefresherState } from "./state.ts";
-import { exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
+import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
 
 /** Where the configuration lives; `--config-map` may point elsewhere. */
 export interface ConfigMapRef {
@@ -48,7 +49,14 @@ export interface RunOptions {
   intervalSeconds?: number;
   /** Overrides the ConfigMap's `spread-window` (`--spread-window`, `--no-spread`); 0 asks at once. */
   spreadWindowSeconds?: number;
+  /** The run's time budget (`--deadline`, the Job's `activeDeadlineSeconds`); default 240 s as shipped. */
+  deadlineSeconds?: number;
 }
+
+/** The CronJob's `activeDeadlineSeconds`. */
+export const defaultDeadlineSeconds = 240;
+/** Kept back from the deadline for applying what the broker answered and writing the status. */
+const applyReserveMs = 30_000;
 
 export interface RunReport {
   exitCode: 0 | 1;
@@ -95,6 +103,12 @@ export interface FetchOptions {
   renewWithinSeconds?: number;
   /** Registries (by Secret name) whose credential in hand is known to expire within that window: asked with `force` at once. */
   renew?: ReadonlySet<string>;
+  /** No broker retry starts after this time (ms since the epoch). */
+  deadlineAt?: number;
+  /** Told before each wait while the broker is retried. */
+  onRetry?: (retry: BrokerRetry) => void | Promise<void>;
+  /** Ends the broker calls early (the watcher stops, or its configuration changed). */
+  signal?: AbortSignal;
   /**
    * A scheduled run: ask for every registry in one request, for credentials valid at least this long
    * (the broker refreshes its entry once for every cluster asking, decision 007). `force` is used
@@ -103,6 +117,19 @@ export interface FetchOptions {
   minValiditySeconds?: number;
   /** `--resync` or the resync annotation: every registry with `force`, for this cluster alone. */
   force?: boolean;
+}
+
+/**
+ * How long a request may be retried: an unforced one until the run's deadline (a throttled broker is
+ * waited out); a forced one keeps the client's own short budget, as a refused `force` falls back to
+ * the broker's cache rather than waiting.
+ */
+function retryOptions(options: FetchOptions, force: boolean): Pick<CredentialsQuery, "deadlineAt" | "onRetry" | "signal"> {
+  return {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(force || options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }),
+    ...(force || options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
+  };
 }
 
 type Matched = Map<string, { credential?: Credential; error?: EntryError }>;
@@ -125,7 +152,7 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
   if (options.force === true || options.minValiditySeconds !== undefined) {
     const query = options.force === true ? { force: true } : { minValiditySeconds: options.minValiditySeconds! };
     try {
-      const response = await broker.fetchCredentials({ registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)), ...query });
+      const response = await broker.fetchCredentials({ registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)), ...query, ...retryOptions(options, query.force === true) });
       matched = matchCredentials(config.registries, response.credentials, response.errors);
     } catch (error) {
       if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
@@ -136,16 +163,16 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
       const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
       if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
       logger.warn({ code, err: oneLine(error) }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
-      matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll);
+      matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll, options);
     }
-  } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll);
+  } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll, options);
   if (!(matched instanceof Map)) return matched;
   return fetchedFrom(config, matched, logger, now);
 }
 
 /** Without `minValiditySeconds`: unforced for the registries not known to be expiring, then forced for the expiring ones. */
-async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions, failAll: (error: unknown) => FetchedCredentials): Promise<Matched | FetchedCredentials> {
-  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}) });
+async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions, failAll: (error: unknown) => FetchedCredentials, retrying: FetchOptions): Promise<Matched | FetchedCredentials> {
+  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}), ...retryOptions(retrying, force) });
   const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
   const rest = config.registries.filter((registry) => !renewFirst.includes(registry));
 
@@ -253,6 +280,24 @@ export async function listServiceAccounts(cluster: ClusterApi, config: Refresher
   return lists.flat();
 }
 
+/**
+ * The kubelet's recent Events about the refresher's Secrets it could not find, by namespace. A
+ * hint, not a requirement: without the permission to list Events (an older RBAC) it is logged once
+ * and the run goes on without it.
+ */
+export async function missingSecrets(cluster: ClusterApi, config: RefresherConfig, logger: Logger, after: Date | undefined): Promise<Map<string, Set<string>>> {
+  let events: PullSecretEvent[];
+  try {
+    events = await cluster.listPullSecretEvents();
+  } catch (error) {
+    logger.warn({ code: codeOf(error), err: oneLine(error) }, "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)");
+    return new Map();
+  }
+  const missing = missingPullSecrets(events, config.registries.map((registry) => registry.secretName), after);
+  if (missing.size > 0) logger.warn({ namespaces: [...missing.keys()].slice(0, 20), count: missing.size }, "the kubelet could not find the refresher's Secrets; writing them again");
+  return missing;
+}
+
 export async function readState(cluster: ClusterApi): Promise<RefresherState> {
   const data = await cluster.readConfigMap(statusConfigMap.namespace, statusConfigMap.name);
   return parseState(data?.["state.json"]);
@@ -271,6 +316,7 @@ const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => se
 export async function refreshOnce(deps: RunDependencies, options: RunOptions = {}): Promise<RunReport> {
   const now = deps.now ?? (() => new Date());
   const started = now();
+  const deadlineAt = Date.now() + (options.deadlineSeconds ?? defaultDeadlineSeconds) * 1000 - applyReserveMs;
   const { cluster, logger } = deps;
   const ref = options.configMap ?? defaultConfigMap;
   const configMap = await cluster.readConfigMapWithAnnotations(ref.namespace, ref.name);
@@ -281,9 +327,12 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
 
   let namespaces = await cluster.listNamespaces();
   let serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
+  // Events older than the last broker call were answered by that run's applies (or are stale).
+  const lastCallAt = memory?.lastCallAt === undefined ? undefined : new Date(memory.lastCallAt);
+  const missing = await missingSecrets(cluster, config, logger, lastCallAt);
   const intervalSeconds = options.intervalSeconds ?? defaultIntervalSeconds;
   const resyncValue = configMap?.annotations[resyncAnnotation];
-  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue });
+  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue, missingSecrets: missing });
   const spreadWindowMs = (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const delayMs = spreadDelayMs(clusterIdentity(namespaces), spreadWindowMs);
 
@@ -296,17 +345,30 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       namespaces = await cluster.listNamespaces();
       serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);
     }
+    // While the broker is throttled or unreachable, the status says so (written at most every 10 s).
+    let retryingSince: Date | undefined;
+    let lastRetryWrite = Number.NEGATIVE_INFINITY;
+    const onRetry = async (retry: BrokerRetry) => {
+      retryingSince ??= now();
+      logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
+      if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
+      lastRetryWrite = Date.now();
+      const retrying = brokerRetryingStatus({ since: retryingSince, retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs), until: new Date(deadlineAt) });
+      await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels).catch((error: unknown) => {
+        logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written while retrying the broker");
+      });
+    };
     // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
     // shares the broker's one refresh (decision 007); a resync forces.
     const minValiditySeconds = Math.min(maxMinValiditySeconds, need.renewWithinSeconds + intervalSeconds);
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, minValiditySeconds, force: need.resync });
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, minValiditySeconds, force: need.resync, deadlineAt, onRetry });
   } else {
     fetched = credentialsInHand(config, memory);
     logger.info({ nextCallDueAt: need.nextCallDueAt.toISOString() }, "credentials in hand are current; not asking the broker");
   }
   const nextMemory: BrokerMemory = need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
 
-  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync });
+  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing });
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
   logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
 

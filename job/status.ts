@@ -32,6 +32,20 @@ export interface StatusInput {
   state: RefresherState;
 }
 
+/** Status key present only while the broker is being retried (throttled, unavailable). */
+export const brokerRetryingKey = "broker-retrying";
+
+/** The `broker-retrying` value: since when, how often, the last error, when the next attempt is, and until when it goes on. */
+export function brokerRetryingStatus(input: { since: Date; retry: { code: string; message: string; attempts: number }; nextAttemptAt: Date; until?: Date }): string {
+  return stringify({
+    since: input.since.toISOString(),
+    attempts: input.retry.attempts,
+    lastError: `${input.retry.code}: ${input.retry.message}`,
+    nextAttemptAt: input.nextAttemptAt.toISOString(),
+    ...(input.until === undefined ? {} : { until: input.until.toISOString() }),
+  });
+}
+
 /** At most this many failures are listed; the count is always exact. */
 const listLimit = 50;
 

@@ -8,7 +8,7 @@ export interface BackoffPolicy {
   baseDelayMs: number;
   /** No delay is ever longer than this (ms). */
   maxDelayMs: number;
-  /** Attempts in total, the first one included. */
+  /** Attempts in total, the first one included; `Infinity`: as many as the deadline allows. */
   maxAttempts: number;
 }
 
@@ -35,6 +35,16 @@ export interface RetryOptions {
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** Told before each wait (a status to write, a log line); awaited, so it may write before the next attempt. */
+  onRetry?: (retry: RetryNotice) => void | Promise<void>;
+}
+
+/** What a retry is about to do: the error it retries, the attempts so far, how long it waits. */
+export interface RetryNotice {
+  error: unknown;
+  /** Attempts made so far (1 after the first failure). */
+  attempts: number;
+  delayMs: number;
 }
 
 export const monotonicNow = (): number => performance.now();
@@ -58,6 +68,7 @@ export async function retry<T>(attempt: (remainingMs: number, index: number) => 
       if (!decision.retry || index + 1 >= policy.maxAttempts) throw error;
       const delay = Math.max(backoffDelay(index, policy, random), decision.retryAfterMs ?? 0);
       if (now() + delay >= options.deadline) throw error;
+      await options.onRetry?.({ error, attempts: index + 1, delayMs: delay });
       await sleep(delay);
     }
   }

@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { AcrCredentialError } from "../../shared/errors.ts";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
@@ -39,10 +39,15 @@ Options:
   --spread-window D       overrides the ConfigMap's spread-window (default 2m): this cluster waits a
                           delay of its own within it before asking the broker
   --no-spread             ask the broker without the delay (same as --spread-window 0)
+  --deadline D            the run's time budget, the Job's activeDeadlineSeconds (default 4m): a
+                          throttled or unavailable broker is retried until 30 s before it
+  --heal-interval D       with --watch: how often every Secret is applied again, so that one deleted
+                          by hand comes back (default 5m; 0 turns it off)
   --metrics-addr A        with --watch: serve /metrics, /healthz and /readyz on [HOST]:PORT
                           (default ${defaultMetricsAddress}; 0 switches it off)
 
-Exit codes: 0 everything succeeded, 1 something failed (see the status ConfigMap), 2 configuration error.`;
+Exit codes: 0 everything succeeded (--watch: stopped by SIGTERM or SIGINT), 1 something failed (see
+the status ConfigMap; --watch: it could not start), 2 configuration error.`;
 
 /** A `NAMESPACE/NAME` flag (`--config-map` by default). */
 export function parseConfigMapRef(value: string | undefined, command = "refresh", flag = "--config-map"): ConfigMapRef {
@@ -76,6 +81,8 @@ const options = {
   "schedule-interval": { type: "string" },
   "spread-window": { type: "string" },
   "no-spread": { type: "boolean" },
+  deadline: { type: "string" },
+  "heal-interval": { type: "string" },
   "metrics-addr": { type: "string" },
 } satisfies Options;
 
@@ -92,6 +99,11 @@ export const command: Command = {
     const metricsAddress = parseMetricsAddress(values["metrics-addr"] ?? defaultMetricsAddress);
     const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
     const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
+    if (values.deadline !== undefined && values.watch === true) throw new AcrCredentialError("UsageError", "--deadline works with --once only (--watch retries the broker for as long as it runs); see 'acr-credential refresh --help'");
+    if (values["heal-interval"] !== undefined && values.watch !== true) throw new AcrCredentialError("UsageError", "--heal-interval works with --watch only; see 'acr-credential refresh --help'");
+    const deadlineSeconds = durationFlag("deadline", values.deadline, 60, 24 * 3600);
+    const healIntervalSeconds = durationFlag("heal-interval", values["heal-interval"], 0, 24 * 3600);
+    if (healIntervalSeconds !== undefined && healIntervalSeconds > 0 && healIntervalSeconds < 10) throw new AcrCredentialError("UsageError", `--heal-interval must be 0 or at least 10s, got '${values["heal-interval"]}'; see 'acr-credential refresh --help'`);
     const configMap = parseConfigMapRef(values["config-map"]);
     const kubeConfig = loadKubeConfig(values.kubeconfig);
     // Logs go to stderr so that `--dry-run` output on stdout stays one JSON document.
@@ -110,13 +122,29 @@ export const command: Command = {
       });
 
     if (values.watch === true) {
+      // Nothing the watcher starts may fail unnoticed: a rejection nobody handles ends it with one line
+      // and exit code 1 (the Deployment restarts it), never with a stack trace.
+      process.on("unhandledRejection", (reason) => {
+        logger.fatal({ err: oneLine(reason) }, "internal error; exiting");
+        console.error(`acr-credential refresh: internal error: ${oneLine(reason)}`);
+        process.exit(1);
+      });
       const metrics = metricsAddress === undefined ? undefined : await startMetricsServer(metricsAddress, logger);
       const measured = metrics === undefined ? broker : (url: string) => metrics.measure(broker(url));
-      const watcher = startWatch({ kubeConfig, cluster, broker: measured, logger, ...(metrics === undefined ? {} : { observeStatus: metrics.observeStatus }) }, common);
-      void watcher.ready.then(() => metrics?.setReady(), () => undefined);
       const stop = untilSignal();
+      const watcher = startWatch(
+        { kubeConfig, cluster, broker: measured, logger, ...(metrics === undefined ? {} : { observeStatus: metrics.observeStatus }) },
+        { ...common, ...(healIntervalSeconds === undefined ? {} : { healIntervalMs: healIntervalSeconds * 1000 }) },
+      );
+      void watcher.ready.then(() => metrics?.setReady(), () => undefined);
       try {
-        await toldOnConfigMap(Promise.race([watcher.ready, stop]));
+        try {
+          await toldOnConfigMap(Promise.race([watcher.ready, stop]));
+        } catch (error) {
+          // It could not start (configuration, API server): release what keeps the process alive, then report.
+          await watcher.stop().catch(() => undefined);
+          throw error;
+        }
         const signal = await stop;
         logger.info({ signal }, "stopping");
         await watcher.stop();
@@ -126,7 +154,7 @@ export const command: Command = {
       return 0;
     }
 
-    const report = await toldOnConfigMap(refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) }));
+    const report = await toldOnConfigMap(refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }), ...(deadlineSeconds === undefined ? {} : { deadlineSeconds }) }));
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

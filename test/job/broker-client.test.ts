@@ -103,6 +103,30 @@ describe("brokerClient", () => {
     expect(broker.requests).toHaveLength(3);
   });
 
+  it("retries a throttled broker until the caller's deadline, not a fixed number of times, waiting at least what Retry-After asks", async () => {
+    const broker = await scripted([failure(429, "RateLimited", { "retry-after": "2" })]);
+    let clock = 0;
+    const waits: number[] = [];
+    const notices: number[] = [];
+    const client = brokerClient({ url: broker.url, tokenFile, now: () => clock, random: () => 0.5, sleep: async (ms) => void (waits.push(ms), (clock += ms)) });
+    const error = await rejection(client.fetchCredentials({ registries: [], deadlineAt: 60_000, onRetry: (retry) => void notices.push(retry.attempts) }));
+    expect(error.code).toBe("RateLimited");
+    expect(waits.every((ms) => ms >= 2000)).toBe(true);
+    expect(clock).toBeLessThanOrEqual(60_000);
+    expect(clock).toBeGreaterThan(45_000);
+    expect(broker.requests.length).toBe(waits.length + 1);
+    expect(notices).toEqual(waits.map((_, index) => index + 1));
+  });
+
+  it("stops waiting when the caller aborts (the watcher stops)", async () => {
+    const broker = await scripted([failure(503, "UpstreamUnavailable")]);
+    const abort = new AbortController();
+    const client = brokerClient({ url: broker.url, tokenFile, random: () => 1 });
+    const call = client.fetchCredentials({ registries: [], deadlineAt: Date.now() + 600_000, signal: abort.signal, onRetry: () => abort.abort() });
+    await expect(call).rejects.toThrow();
+    expect(broker.requests).toHaveLength(1);
+  });
+
   it("does not retry a 401 and says what to check", async () => {
     const broker = await scripted([failure(401, "InvalidToken")]);
     const client = brokerClient({ url: broker.url, tokenFile, ...noWait });
@@ -181,7 +205,7 @@ describe("retry timing", () => {
   });
 
   it("grows the backoff window exponentially up to a cap", () => {
-    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffMs(attempt, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 8000]);
+    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffMs(attempt, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15000]);
     expect(backoffMs(3, () => 0)).toBe(0);
   });
 });

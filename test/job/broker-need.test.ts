@@ -44,6 +44,13 @@ function steady(overrides: Partial<NeedInput> = {}): NeedInput {
 const codes = (input: NeedInput) => brokerNeed(input).reasons.map((reason) => reason.code);
 
 describe("brokerNeed", () => {
+  it("asks when the kubelet could not find a Secret the state says is in place (deleted by hand), for chosen namespaces only", () => {
+    const need = brokerNeed(steady({ missingSecrets: new Map([["team-a", new Set([one])], ["other", new Set([one])]]) }));
+    expect(need).toMatchObject({ call: true, reasons: [{ code: "secret-missing", subject: "team-a" }] });
+    // Not a renewal: nothing is forced.
+    expect(need.renew.size).toBe(0);
+  });
+
   it("does not ask while every credential in hand is valid beyond threshold plus interval and every Secret is in place", () => {
     const need = brokerNeed(steady());
     expect(need).toMatchObject({ call: false, reasons: [] });

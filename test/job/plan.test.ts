@@ -48,6 +48,17 @@ function stateAfter(p: ReturnType<typeof plan>, secrets: Map<string, DesiredSecr
 }
 
 describe("plan", () => {
+  it("applies again a Secret it believes current when the kubelet could not find it, there only", () => {
+    const config = configOf();
+    const [one] = config.registries.map((r) => r.secretName) as [string, string];
+    const first = input(config);
+    const names = config.registries.map((r) => r.secretName);
+    const accounts = first.serviceAccounts.map((account) => ({ ...account, imagePullSecrets: names.map((name) => ({ name })), annotations: { [annotations.managedPullSecrets]: names.join(",") } }));
+    const state = stateAfter(plan(first), first.secrets as Map<string, DesiredSecret>, first.namespaces as NamespaceInfo[]);
+    const p = plan({ ...first, serviceAccounts: accounts, state, reapply: new Map([["team-a", new Set([one])]]) });
+    expect(p.namespaces.map((n) => [n.namespace, n.apply])).toEqual([["team-a", [{ secret: one, reason: "missing" }]]]);
+  });
+
   it("on a fresh cluster applies one Secret per registry in every chosen namespace and adds both to the ServiceAccount", () => {
     const config = configOf();
     const [one, two] = config.registries.map((r) => r.secretName) as [string, string];

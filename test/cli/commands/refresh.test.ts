@@ -18,6 +18,10 @@ describe("acr-credential refresh flags", () => {
     [["--no-spread", "--spread-window", "1m"], /--no-spread and --spread-window exclude each other/],
     [["--watch", "--metrics-addr", "9102"], /--metrics-addr must be \[HOST\]:PORT such as :9102 or 127\.0\.0\.1:9102, or 0 to switch metrics off, got '9102'/],
     [["--once", "--metrics-addr", ":9102"], /--metrics-addr works with --watch only/],
+    [["--deadline", "10s"], /--deadline must be a duration from 1m to 24h/],
+    [["--watch", "--deadline", "5m"], /--deadline works with --once only/],
+    [["--heal-interval", "5m"], /--heal-interval works with --watch only/],
+    [["--watch", "--heal-interval", "2s"], /--heal-interval must be 0 or at least 10s/],
   ])("rejects %j with one line and exit 2", async (args, message) => {
     const result = await cli(["refresh", ...args], { env: { PATH: process.env.PATH, HOME: "/nonexistent", KUBECONFIG: "/nonexistent" } });
     expect(result.code).toBe(2);
@@ -29,7 +33,7 @@ describe("acr-credential refresh flags", () => {
   it("documents them in --help", async () => {
     const result = await cli(["refresh", "--help"]);
     expect(result.code).toBe(0);
-    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr"]) expect(result.stdout).toContain(flag);
+    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr", "--deadline", "--heal-interval"]) expect(result.stdout).toContain(flag);
   });
 
   it("says which address is taken when --watch cannot serve its metrics there, with one line and exit 2, before it reaches the cluster", async () => {
