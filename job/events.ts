@@ -124,7 +124,9 @@ export interface EventRecorder {
 export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { now?: () => Date } = {}): EventRecorder {
   const now = options.now ?? (() => new Date());
   const limit = pLimit(8);
+  // Keyed by namespace and name: the same problem in two namespaces is two Events of the same name.
   const series = new Map<string, { event: RefresherEvent; entry: SeriesEntry }>();
+  const keyOf = (event: RefresherEvent) => `${event.namespace}/${event.name}`;
 
   async function writeSeries(event: RefresherEvent, entry: SeriesEntry, at: Date): Promise<void> {
     await cluster.patchEventSeries(event.namespace, event.name, { count: entry.count, lastObservedTime: new Date(entry.lastObservedMs) });
@@ -133,9 +135,9 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
   }
 
   async function observe(event: RefresherEvent, at: Date): Promise<void> {
-    const known = series.get(event.name);
+    const known = series.get(keyOf(event));
     const { entry, step } = observeSeries(known?.entry, at.getTime());
-    series.set(event.name, { event, entry });
+    series.set(keyOf(event), { event, entry });
     if (step.write === "none") return;
     if (step.write === "series") return writeSeries(event, entry, at);
     if ((await cluster.createEvent(event, at)) === "created") {
@@ -157,7 +159,7 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
             await task();
           } catch (error) {
             // Forgotten, so that the next observation starts over: created anew, or continued if it exists.
-            series.delete(what.name);
+            series.delete(keyOf(what));
             if (!failed) logger.warn({ namespace: what.namespace, reason: what.reason, err: oneLine(error) }, "event not written");
             failed = true;
           }
@@ -170,7 +172,7 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
       }
       await Promise.all(due.map(({ event, entry }) => attempt(event, () => writeSeries(event, entry, at))));
       if (events.length > eventsPerCall) logger.warn({ events: events.length, written: eventsPerCall }, "more Events than written at once; the status ConfigMap lists every problem");
-      const unique = [...new Map(events.map((event) => [event.name, event])).values()].slice(0, eventsPerCall);
+      const unique = [...new Map(events.map((event) => [keyOf(event), event])).values()].slice(0, eventsPerCall);
       await Promise.all(unique.map((event) => attempt(event, () => observe(event, at))));
     },
   };

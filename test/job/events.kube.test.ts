@@ -181,6 +181,14 @@ describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
     expect(events).toEqual([expect.objectContaining({ note: expect.stringMatching(/acr-registry-info/) })]);
   });
 
+  it("writes the same problem in two namespaces as an Event in each", async () => {
+    const [first, second] = [await createNamespace("rfr-ev-twin"), await createNamespace("rfr-ev-twin")];
+    const recorder = eventRecorder(fixture.cluster, fixture.logger);
+    const about = (namespace: string) => namedEvent({ namespace, reason: "SecretReplaced", action: "LeftAlone", note: "the same sentence", regarding: { kind: "Secret", name: one } });
+    await recorder.record([about(first), about(second)]);
+    for (const namespace of [first, second]) expect(await eventsIn(namespace, "SecretReplaced"), namespace).toHaveLength(1);
+  });
+
   it("writes an Event again when it vanished (the API server's TTL) while its series was running", async () => {
     const namespace = await createNamespace("rfr-ev-ttl");
     let time = Date.parse("2030-01-01T00:00:00Z");
