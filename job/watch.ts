@@ -9,6 +9,7 @@
  * the watcher keeps the process alive until it is stopped.
  */
 import { CoreV1Api, ListWatch, Watch, type CoreV1Event, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1ConfigMap, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import { maxMinValiditySeconds } from "../shared/broker-api.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import { backoffDelay, type BackoffPolicy } from "../shared/retry.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
@@ -19,7 +20,7 @@ import { namespaceInfo, pullSecretEvent, serviceAccountInfo } from "./cluster.ts
 import type { RefresherConfig } from "./config.ts";
 import { chooseNamespace, plan, planSummary, type Plan } from "./plan.ts";
 import { missingPullSecrets, missingPullSecretSelector } from "./pull-secret-events.ts";
-import { configFromData, defaultConfigMap, fetchCredentials, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
+import { configFromData, defaultConfigMap, defaultIntervalSeconds, fetchCredentials, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
 import { eventRecorder, recordRunEvents, reportInvalidConfig } from "./events.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, type RefresherState } from "./state.ts";
@@ -347,13 +348,17 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
    * with jittered backoff (the status says so meanwhile); outside the reconcile queue, so new
    * namespaces are served from the credentials in hand while it waits.
    */
-  async function askBroker(forConfig: RefresherConfig, budgetMs: number, signal: AbortSignal): Promise<FetchedCredentials> {
+  async function askBroker(forConfig: RefresherConfig, budgetMs: number, signal: AbortSignal, how: { force?: boolean } = {}): Promise<FetchedCredentials> {
     const onRetry = (retry: BrokerRetry) => {
       brokerRetrying = { since: brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
       logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       scheduleStatus();
     };
-    const answer = await fetchCredentials(forConfig, deps.broker(forConfig.brokerUrl), logger, now(), { deadlineAt: Date.now() + budgetMs, onRetry, signal });
+    // As a CronJob run does: a renewal asks for credentials that outlast the threshold by one default
+    // schedule interval, so it shares the broker's one refresh with the rest of the fleet (decision 007);
+    // the resync annotation forces.
+    const minValiditySeconds = Math.min(maxMinValiditySeconds, forConfig.expiringThresholdSeconds + defaultIntervalSeconds);
+    const answer = await fetchCredentials(forConfig, deps.broker(forConfig.brokerUrl), logger, now(), { deadlineAt: Date.now() + budgetMs, onRetry, signal, minValiditySeconds, force: how.force === true });
     // Still failing after the budget: the renewal timer retries, and the status keeps saying so.
     if (answer.brokerError === undefined) brokerRetrying = undefined;
     return answer;
@@ -378,7 +383,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     const signal = AbortSignal.any([abort.signal, shutdown.signal]);
     const done = (async () => {
       const forConfig = config;
-      const answer = await askBroker(forConfig, options.brokerCallBudgetMs ?? 120_000, signal);
+      const answer = await askBroker(forConfig, options.brokerCallBudgetMs ?? 120_000, signal, { force: how.resync === true });
       if (signal.aborted) return;
       await enqueue(async () => {
         fetched = answer;

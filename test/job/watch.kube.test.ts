@@ -5,7 +5,7 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { startWatch, type Watcher } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
-import { installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import { core, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 const oneRegistry = "- instanceId: cri-watchone\n  regionId: cn-hangzhou";
@@ -76,6 +76,23 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     const tookMs = await within(5000, async () => pullSecretNames(await serviceAccount(existing, "default")).includes(two));
     console.log(`watch: configuration change applied in ${tookMs} ms`);
     expect(await secretOrUndefined(existing, two)).toBeDefined();
+  });
+
+  it("asks the broker for credentials that outlast the threshold by one schedule interval, without force, so that it shares the fleet's refresh", async () => {
+    // Every request so far: the start and the configuration change. 15 min threshold + 5 min = 1200 s.
+    expect(broker.requests.length).toBeGreaterThan(0);
+    for (const request of broker.requests) expect(request.body).toMatchObject({ minValiditySeconds: 1200 });
+    expect(broker.requests.some((request) => request.body["force"] === true)).toBe(false);
+  });
+
+  it("asks with force when a person sets the resync annotation", async () => {
+    const before = broker.requests.length;
+    const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
+    // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
+    await core().replaceNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration", body: { ...current, metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } } } });
+    await within(5000, async () => broker.requests.length > before);
+    expect(broker.requests.slice(before)[0]?.body).toMatchObject({ force: true });
+    expect(broker.requests.slice(before)[0]?.body).not.toHaveProperty("minValiditySeconds");
   });
 
   it("keeps its status ConfigMap current", async () => {
