@@ -1,3 +1,9 @@
+/**
+ * Upstream amplification: how many STS and CR calls the emulator records while a fleet of clusters,
+ * each with its own issuer and key, fetches the same registries within one token lifetime. Once with
+ * the broker as built, once with its caches disabled — every request then goes upstream by itself,
+ * which is what a per-cluster or per-namespace helper holding its own keys costs.
+ */
 import pLimit from "p-limit";
 import { pino } from "pino";
 import { startEmulator, type Emulator } from "../emulator/index.ts";
@@ -9,13 +15,6 @@ import { serveBroker } from "../functions/broker/node-http.ts";
 import { createRuntime, type BrokerRuntime } from "../functions/broker/runtime.ts";
 import { identityFromKeys } from "../shared/alibaba/identity.ts";
 import { benchWorld, brokerKey, createFleet, credentialsBody, fleetBrokerConfig, registries, type FleetCluster } from "./fleet.ts";
-
-/**
- * Upstream amplification: how many STS and CR calls the emulator records while a fleet of clusters,
- * each with its own issuer and key, fetches the same registries within one token lifetime. Once with
- * the broker as built, once with its caches disabled — every request then goes upstream by itself,
- * which is what a per-cluster or per-namespace helper holding its own keys costs.
- */
 
 export interface AmplificationOptions {
   clusters: number;

@@ -1,3 +1,9 @@
+/**
+ * The broker's warm path against a bare node:http server. Each server runs alone in a child
+ * process (`acr-credential broker` itself, and `bench/servers/bare-http.ts`); autocannon runs here.
+ * Rounds alternate broker and bare with the same connections and duration; the figure is the median
+ * of the per-round ratios, so a noisy neighbour hurts both sides of one ratio alike.
+ */
 import { mkdtemp, open, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,13 +12,6 @@ import { startEmulator } from "../emulator/index.ts";
 import { benchWorld, brokerKey, createFleet, credentialsBody, fleetBrokerConfig } from "./fleet.ts";
 import { repoPath, startServer, type RunningServer } from "./processes.ts";
 import { median } from "./results.ts";
-
-/**
- * The broker's warm path against a bare node:http server. Each server runs alone in a child
- * process (`acr-credential broker` itself, and `bench/servers/bare-http.ts`); autocannon runs here.
- * Rounds alternate broker and bare with the same connections and duration; the figure is the median
- * of the per-round ratios, so a noisy neighbour hurts both sides of one ratio alike.
- */
 
 export interface BrokerThroughputOptions {
   clusters: number;

@@ -1,3 +1,9 @@
+/**
+ * The deployable broker: `npm run build` (node build.mjs), the size of dist/broker (index.js, and
+ * upstream.js with the SDKs that index.js requires on its first upstream call), and its cold start —
+ * a fresh node loading the bundle from a directory without node_modules, parsing a configuration of
+ * `clusters` clusters and answering one FC event — against `node -e 0`, alternated.
+ */
 import { execFile } from "node:child_process";
 import { copyFile, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,13 +12,6 @@ import { promisify } from "node:util";
 import { createFleet, fleetBrokerConfig } from "./fleet.ts";
 import { repoPath, repoRoot, runTimed } from "./processes.ts";
 import { median } from "./results.ts";
-
-/**
- * The deployable broker: `npm run build` (node build.mjs), the size of dist/broker (index.js, and
- * upstream.js with the SDKs that index.js requires on its first upstream call), and its cold start —
- * a fresh node loading the bundle from a directory without node_modules, parsing a configuration of
- * `clusters` clusters and answering one FC event — against `node -e 0`, alternated.
- */
 
 export interface BundleOptions {
   runs: number;

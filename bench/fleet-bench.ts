@@ -22,6 +22,7 @@ import { cycleArrivals, economyWantsCall, percentile, seededRandom, type Arrival
 import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerConfig, registries, type FleetCluster } from "./fleet.ts";
 import { repoPath, repoRoot } from "./processes.ts";
 import { startRedisServer } from "../test/support/redis-server.ts";
+import { sleep } from "../shared/retry.ts";
 
 export interface FleetOptions {
   clusters: number;
@@ -142,7 +143,6 @@ export interface FleetResult {
 /** Clusters that call during a light warm-up (see `runConfig`). */
 const warmupClusters = 10;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whether the broker's configuration has `sharedCache` (issue 14) yet. */
 export function sharedCacheSupported(): boolean {

@@ -1,12 +1,11 @@
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-
 /**
  * How the broker is deployed on Function Compute 3.0 in the fleet benchmark: the built-in runtime
  * handler (`dist/broker`, one request per instance) and the custom-runtime HTTP server with
  * instance concurrency, `dist/broker-server/index.mjs` as s.yaml deploys it (`node index.mjs`,
  * listening on `FC_CUSTOM_LISTEN_PORT`).
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 export interface CustomServer {
   codeDir: string;

@@ -1,14 +1,13 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { fleetDefaults, fleetConfigs, measureFleet, type FleetResult } from "./fleet-bench.ts";
-import { fleetNote, fleetSection, fleetTable, withFleetTable } from "./fleet-report.ts";
-import { repoPath } from "./processes.ts";
-import { benchResultsSchema } from "./results.ts";
-
 /**
  * `npm run bench:fleet [-- KEY...]`: only the fleet section (bench/fleet-bench.ts), merged into
  * bench/results.json and the fleet block of docs/benchmarks.md; the other sections stay as they are.
  * Needs `npm run build` first. About 10 minutes on a 2-core machine for every configuration.
  */
+import { readFile, writeFile } from "node:fs/promises";
+import { fleetDefaults, fleetConfigs, measureFleet, type FleetResult } from "./fleet-bench.ts";
+import { fleetNote, fleetSection, fleetTable, withFleetTable } from "./fleet-report.ts";
+import { repoPath } from "./processes.ts";
+import { benchResultsSchema } from "./results.ts";
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const only = process.argv.slice(2);

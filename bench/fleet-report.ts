@@ -1,11 +1,10 @@
-import type { BenchResults } from "./results.ts";
-import { significant } from "./results.ts";
-import { fleetConfigs, type FleetFigures, type FleetResult } from "./fleet-bench.ts";
-
 /**
  * The fleet section of results.json and docs/benchmarks.md: the figures per configuration, the
  * issue's goals for the best configuration and which configuration meets them. Pure.
  */
+import type { BenchResults } from "./results.ts";
+import { significant } from "./results.ts";
+import { fleetConfigs, type FleetFigures, type FleetResult } from "./fleet-bench.ts";
 
 export type FleetSection = NonNullable<BenchResults["fleet"]>;
 

@@ -1,14 +1,13 @@
-import { randomUUID } from "node:crypto";
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
-import type { WorldInput } from "../emulator/index.ts";
-import type { RegistryRequest } from "../shared/broker-api.ts";
-
 /**
  * The fleet the benchmarks simulate: clusters with their own issuer and signing key (inline JWKS in
  * the broker configuration), and an Alibaba Cloud world with one broker user (or the function's
  * execution role on Function Compute), one pull role and two
  * Enterprise instances every cluster may pull from. Every key is fake and made at run time.
  */
+import { randomUUID } from "node:crypto";
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import type { WorldInput } from "../emulator/index.ts";
+import type { RegistryRequest } from "../shared/broker-api.ts";
 
 export const platformAccount = "1000000000000001";
 export const brokerKey = { accessKeyId: "TESTAKBENCHBROKER01", accessKeySecret: "test-secret-bench-broker-not-real" };
@@ -87,7 +86,7 @@ export async function createFleet(count: number, options: { alg: "RS256" | "ES25
   );
 }
 
-/** A broker configuration (SPEC §3.2) trusting the fleet, against the emulator's endpoints. */
+/** A broker configuration (docs/broker.md, "Configuration") trusting the fleet, against the emulator's endpoints. */
 export function fleetBrokerConfig(fleet: readonly FleetCluster[], endpoints: { sts: string; cr: string }, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     audience,

@@ -1,3 +1,8 @@
+/**
+ * The Kubernetes side of the refresher benchmark: the test control plane's binaries and kubectl
+ * (built from the same Go module when missing), admin helpers, and the API server's own request
+ * counter, which counts what any client did without instrumenting it.
+ */
 import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,12 +13,6 @@ import { parseAllDocuments } from "yaml";
 import { builtBinaryDir, findPinnedKubeBinaries, isExecutableFile, pinnedVersions, type KubeBinaries } from "../test/kube/binaries.ts";
 import type { ControlPlaneEndpoints } from "../test/kube/control-plane.ts";
 import { repoPath, repoRoot } from "./processes.ts";
-
-/**
- * The Kubernetes side of the refresher benchmark: the test control plane's binaries and kubectl
- * (built from the same Go module when missing), admin helpers, and the API server's own request
- * counter, which counts what any client did without instrumenting it.
- */
 
 export interface KubeTools {
   binaries: KubeBinaries;

@@ -1,3 +1,8 @@
+/**
+ * `npm run bench`: every section with its default settings, then bench/results.json and the
+ * generated parts of docs/benchmarks.md. Takes about ten minutes on a 2-core machine, and about
+ * about ten more for the fleet section (bench/fleet-bench.ts).
+ */
 import { readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { amplificationDefaults } from "./amplification.ts";
@@ -10,12 +15,6 @@ import { repoPath } from "./processes.ts";
 import { refresherDefaults } from "./refresher.ts";
 import { resultsTable, withResultsTable } from "./results.ts";
 import { runBench, type BenchDetails } from "./run.ts";
-
-/**
- * `npm run bench`: every section with its default settings, then bench/results.json and the
- * generated parts of docs/benchmarks.md. Takes about ten minutes on a 2-core machine, and about
- * about ten more for the fleet section (bench/fleet-bench.ts).
- */
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const fixed = (value: number, digits = 0) => value.toFixed(digits);

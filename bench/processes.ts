@@ -1,13 +1,12 @@
+/**
+ * Child processes for the benchmarks: servers that run alone in their own process (so the load
+ * generator does not share their event loop), and timed one-shot programs with their peak RSS.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-
-/**
- * Child processes for the benchmarks: servers that run alone in their own process (so the load
- * generator does not share their event loop), and timed one-shot programs with their peak RSS.
- */
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 export const repoPath = (path: string): string => fileURLToPath(new URL(`../${path}`, import.meta.url));

@@ -1,3 +1,10 @@
+/**
+ * The refresher on a real API server: one cold and one warm run over a large set of namespaces
+ * (peak RSS, writes and API requests), then its cold run against a kubectl loop on the same server
+ * (alternating, fresh namespaces each round). The refresher is the bundled job exactly as
+ * the image runs it (`node refresher.mjs --once` with the ENV lines of job/Dockerfile), as its
+ * own ServiceAccount under the shipped RBAC, asking the real broker (served here) for credentials.
+ */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -21,14 +28,6 @@ import { audience, benchWorld, brokerKey, registries } from "./fleet.ts";
 import { changedVersions, createNamespaces, installRefresherRbac, kubeTools, resourceRequestCount, resourceVersions, serviceAccountToken, setConfigMap, tokenKubeconfig } from "./kube.ts";
 import { repoPath, runTimed, type TimedRun } from "./processes.ts";
 import { median } from "./results.ts";
-
-/**
- * The refresher on a real API server: one cold and one warm run over a large set of namespaces
- * (peak RSS, writes and API requests), then its cold run against a kubectl loop on the same server
- * (alternating, fresh namespaces each round). The refresher is the bundled job exactly as
- * the image runs it (`node refresher.mjs --once` with the ENV lines of job/Dockerfile), as its
- * own ServiceAccount under the shipped RBAC, asking the real broker (served here) for credentials.
- */
 
 export interface RefresherBenchOptions {
   /** Namespaces per side and round of the kubectl comparison. */

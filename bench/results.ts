@@ -1,9 +1,8 @@
-import { z } from "zod";
-
 /**
  * The shape of `bench/results.json` (numbers only, one key per figure of the benchmark issue), the
  * goals they are judged against, and the table `docs/benchmarks.md` shows. Pure: no I/O here.
  */
+import { z } from "zod";
 
 const figure = z.number().finite();
 

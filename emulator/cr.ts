@@ -1,3 +1,7 @@
+/**
+ * Container Registry: the 2018-12-01 RPC API for Enterprise instances and the 2016-06-07 `GET /tokens`
+ * of the Personal Edition. Region-agnostic: instances are found by id wherever the client thinks it is.
+ */
 import { ApiError, openApiErrors } from "./api-error.ts";
 import type { Clock } from "./clock.ts";
 import type { Directory } from "./ram/directory.ts";
@@ -5,11 +9,6 @@ import { isAllowed, type Principal } from "./ram/principal.ts";
 import type { CredentialStore } from "./registry-credentials.ts";
 import type { Params } from "./sts.ts";
 import { instanceEndpoints, type Account, type Instance } from "./world.ts";
-
-/**
- * Container Registry: the 2018-12-01 RPC API for Enterprise instances and the 2016-06-07 `GET /tokens`
- * of the Personal Edition. Region-agnostic: instances are found by id wherever the client thinks it is.
- */
 
 const temporaryCredentialLifetimeMs = 3600_000;
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { AcrCredentialError } from "../shared/errors.ts";
 import { matchesApi } from "./api-pattern.ts";
+import { describeIssues } from "../shared/schema-problems.ts";
 
 const rate = z.number().min(0).max(1);
 
@@ -71,8 +72,7 @@ export function createFaultInjector(initial?: FaultSettings): FaultInjector {
     set(next) {
       const parsed = faultSettingsSchema.safeParse(next);
       if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new AcrCredentialError("ConfigInvalid", `fault settings: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+        throw new AcrCredentialError("ConfigInvalid", `fault settings: ${describeIssues(parsed.error)}`);
       }
       settings = parsed.data;
       random = seededRandom(settings.seed);

@@ -1,7 +1,3 @@
-import { fcErrors } from "./api-error.ts";
-import { isAllowed, type Principal } from "./ram/principal.ts";
-import type { Sts } from "./sts.ts";
-
 /**
  * Function Compute InvokeFunction, dispatched to handlers that tests (or the sandbox) register, called
  * like the Node.js runtime calls an event function:
@@ -10,6 +6,9 @@ import type { Sts } from "./sts.ts";
  * - FC 2.0 (API 2016-08-15, `@alicloud/fc2`): `POST /2016-08-15/services/<service>[.<qualifier>]/functions/<fn>/invocations`,
  *   signed `FC <key>:<signature>`; resource `acs:fc:<region>:<account>:services/<service>/functions/<fn>`.
  */
+import { fcErrors } from "./api-error.ts";
+import { isAllowed, type Principal } from "./ram/principal.ts";
+import type { Sts } from "./sts.ts";
 
 export interface FcContext {
   requestId: string;

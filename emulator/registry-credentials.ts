@@ -1,13 +1,12 @@
-import { randomBytes } from "node:crypto";
-import type { Clock } from "./clock.ts";
-import { isAllowed, principalArn, type Principal } from "./ram/principal.ts";
-import type { RegistryGrant } from "./registry/index.ts";
-
 /**
  * Temporary registry passwords handed out by CR GetAuthorizationToken (Enterprise) and `GET /tokens`
  * (Personal). The registry token realm looks them up; what a password may do is decided from the
  * caller's `cr:PullRepository` / `cr:PushRepository` permissions at the time of each pull or push.
  */
+import { randomBytes } from "node:crypto";
+import type { Clock } from "./clock.ts";
+import { isAllowed, principalArn, type Principal } from "./ram/principal.ts";
+import type { RegistryGrant } from "./registry/index.ts";
 
 export const temporaryUsername = "cr_temp_user";
 

@@ -1,3 +1,9 @@
+/**
+ * One HTTP handler for every emulated API, dispatching on path, action and version:
+ * `/healthz`, the registry realm `/auth`, FC `/2023-03-30/...` and `/2016-08-15/...`, CR Personal `GET /tokens`, and the
+ * OpenAPI RPC endpoint `/` (STS 2015-04-01, CR 2018-12-01) keyed by `x-acs-action`/`Action`,
+ * ACK `GET /clusters/{id}` (CS 2015-12-15) and the ACK clusters' issuers `/oidc-ack-…`.
+ */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
@@ -13,13 +19,6 @@ import { principalArn, type Principal } from "./ram/principal.ts";
 import type { RequestLog } from "./request-log.ts";
 import { parseQuery, type ReceivedRequest } from "./signature/acs3.ts";
 import type { Params, Sts } from "./sts.ts";
-
-/**
- * One HTTP handler for every emulated API, dispatching on path, action and version:
- * `/healthz`, the registry realm `/auth`, FC `/2023-03-30/...` and `/2016-08-15/...`, CR Personal `GET /tokens`, and the
- * OpenAPI RPC endpoint `/` (STS 2015-04-01, CR 2018-12-01) keyed by `x-acs-action`/`Action`,
- * ACK `GET /clusters/{id}` (CS 2015-12-15) and the ACK clusters' issuers `/oidc-ack-…`.
- */
 
 export interface RouterDeps {
   authenticator: Authenticator;

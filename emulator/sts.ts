@@ -1,3 +1,4 @@
+/** STS 2015-04-01: AssumeRole, AssumeRoleWithOIDC and GetCallerIdentity over the world's RAM. */
 import { sessionSeconds } from "../shared/alibaba/names.ts";
 import { ApiError, openApiErrors } from "./api-error.ts";
 import type { Clock } from "./clock.ts";
@@ -9,8 +10,6 @@ import { isAllowed, trustIdentity, type Principal } from "./ram/principal.ts";
 import { roleId, type SessionStore, type StsSession } from "./ram/sessions.ts";
 import { trustAllows, type TrustCaller } from "./ram/trust.ts";
 import type { Account, Role } from "./world.ts";
-
-/** STS 2015-04-01: AssumeRole, AssumeRoleWithOIDC and GetCallerIdentity over the world's RAM. */
 
 export type Params = Readonly<Record<string, string | undefined>>;
 

@@ -1,14 +1,13 @@
-import "reflect-metadata";
-import { KeyObject, webcrypto } from "node:crypto";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import * as x509 from "@peculiar/x509";
-
 /**
  * A throw-away certificate authority for the emulator's HTTPS port and the test kube-apiserver,
  * generated at start so no key is ever committed. Clients trust it through a CA file
  * (e.g. `NODE_EXTRA_CA_CERTS`).
  */
+import "reflect-metadata";
+import { KeyObject, webcrypto } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 

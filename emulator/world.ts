@@ -1,17 +1,17 @@
+/**
+ * The RAM world the emulator serves: accounts with users, roles and OIDC providers, and the
+ * Container Registry instances they own. Shapes follow RAM's own documents where practical.
+ */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { instanceIdSchema, maxSessionSeconds, regionIdSchema, sessionSecondsSchema } from "../shared/alibaba/names.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { describeIssues } from "../shared/schema-problems.ts";
 import { faultSettingsSchema } from "./faults.ts";
 import { accountIdPattern } from "./ram/arn.ts";
 import { permissionPolicySchema, trustPolicySchema } from "./ram/policy.ts";
-
-/**
- * The RAM world the emulator serves: accounts with users, roles and OIDC providers, and the
- * Container Registry instances they own. Shapes follow RAM's own documents where practical.
- */
 
 const accessKeySchema = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9]{8,64}$/, "an access key id is 8-64 letters and digits"), secret: z.string().min(8) });
 
@@ -176,17 +176,11 @@ export type PersonalRegistry = Account["personal"][number];
 export type Endpoint = z.output<typeof endpointSchema>;
 export type AckCluster = Account["ackClusters"][number];
 
-function issuePath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((text, key) => (typeof key === "number" ? `${text}[${key}]` : text === "" ? String(key) : `${text}.${String(key)}`), "");
-}
-
 /** Validates a world; `source` names it in the one-line ConfigInvalid error, `baseDir` anchors relative `caFile`s. */
 export function parseWorld(input: unknown, options: { source: string; baseDir?: string }): World {
   const result = worldSchema.safeParse(input);
   if (!result.success) {
-    const first = result.error.issues[0];
-    const where = first === undefined || first.path.length === 0 ? "" : `${issuePath(first.path)}: `;
-    throw new AcrCredentialError("ConfigInvalid", `world ${options.source}: ${where}${first?.message ?? "invalid"}; see docs/emulator.md for the world format`);
+    throw new AcrCredentialError("ConfigInvalid", `world ${options.source}: ${describeIssues(result.error)}; see docs/emulator.md for the world format`);
   }
   const baseDir = options.baseDir;
   if (baseDir === undefined) return result.data;

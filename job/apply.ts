@@ -7,6 +7,7 @@ import { diffServiceAccount, type NamespacePlan, type Plan, type ServiceAccountE
 import { annotations, type DesiredSecret } from "./secret.ts";
 import { serviceAccountPatch } from "./service-account-patch.ts";
 import type { SecretOutcome } from "./state.ts";
+import { sleep } from "../shared/retry.ts";
 
 /** Something that could not be done in one namespace; the other namespaces carry on. */
 export interface Failure {
@@ -58,7 +59,6 @@ export interface ApplyContext {
   events?: EventRecorder;
 }
 
-const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
 const causeFields = (error: unknown): string[] => ((error as { details?: { causes?: Array<{ field?: string }> } }).details?.causes ?? []).map((cause) => cause.field ?? "");
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
@@ -237,7 +237,7 @@ export function conflictEvent(conflict: Conflict, uid?: string): RefresherEvent 
  */
 async function patchServiceAccount(context: ApplyContext, namespace: string, edit: ServiceAccountEdit, want: readonly string[], listed: ServiceAccountInfo | undefined): Promise<boolean> {
   const attempts = context.patchAttempts ?? 6;
-  const sleep = context.sleep ?? defaultSleep;
+  const pause = context.sleep ?? sleep;
   const random = context.random ?? Math.random;
   let current = listed ?? (await context.cluster.getServiceAccount(namespace, edit.name));
   for (let attempt = 1; ; attempt += 1) {
@@ -252,7 +252,7 @@ async function patchServiceAccount(context: ApplyContext, namespace: string, edi
       const status = statusOf(error);
       if ((status !== 409 && status !== 422) || attempt >= attempts) throw error;
       context.logger.debug({ namespace, serviceAccount: edit.name, attempt }, "service account changed meanwhile; re-reading");
-      await sleep(Math.floor(random() * 50 * attempt));
+      await pause(Math.floor(random() * 50 * attempt));
       current = await context.cluster.getServiceAccount(namespace, edit.name);
     }
   }

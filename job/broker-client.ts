@@ -1,17 +1,16 @@
-import { readFile as readFileFromDisk } from "node:fs/promises";
-import { setTimeout as waitFor } from "node:timers/promises";
-import { credentialsResponseSchema, errorResponseSchema, type CredentialsRequest, type CredentialsResponse, type RegistryRequest } from "../shared/broker-api.ts";
-import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
-import { backoffDelay, retry, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
-
 /**
- * The refresher's side of the broker API (SPEC §3.1): POST /v1/credentials with the projected
+ * The refresher's side of the broker API (docs/broker.md, "HTTP API"): POST /v1/credentials with the projected
  * ServiceAccount token, read from its file on every attempt because the kubelet rotates it. Network
  * errors, 429 and 5xx are retried with exponential backoff and full jitter (shared/retry.ts), at
  * least as long as a `Retry-After` asks, until the caller's deadline: a broker throttled during a
  * fleet's burst is waited out for as long as the run may last; anything else fails at once with
  * the broker's own code.
  */
+import { readFile as readFileFromDisk } from "node:fs/promises";
+import { setTimeout as waitFor } from "node:timers/promises";
+import { credentialsResponseSchema, errorResponseSchema, type CredentialsRequest, type CredentialsResponse, type RegistryRequest } from "../shared/broker-api.ts";
+import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
+import { backoffDelay, retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
 export interface BrokerClientOptions {
   /** Base URL of the broker, e.g. `https://broker.example.com`. */
@@ -60,7 +59,6 @@ export interface BrokerClient {
 }
 
 const retryableStatus = new Set([429, 500, 502, 503, 504]);
-const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
 async function readToken(readFile: (path: string) => Promise<string>, path: string, what: string, flag: string): Promise<string> {
   let token: string;
@@ -124,9 +122,9 @@ function brokerError(status: number, body: unknown, url: string): AcrCredentialE
 export function brokerClient(options: BrokerClientOptions): BrokerClient {
   const doFetch = options.fetch ?? fetch;
   const readFile = options.readFile ?? ((path: string) => readFileFromDisk(path, "utf8"));
-  const sleep = options.sleep ?? defaultSleep;
+  const pause = options.sleep ?? sleep;
   // A wait that ends when the signal aborts; the default one clears its timer too, so a stopped refresher exits at once.
-  const sleepUnless = (signal: AbortSignal) => (milliseconds: number) => (options.sleep === undefined ? waitFor(milliseconds, undefined, { signal }) : abortable(sleep(milliseconds), signal));
+  const sleepUnless = (signal: AbortSignal) => (milliseconds: number) => (options.sleep === undefined ? waitFor(milliseconds, undefined, { signal }) : abortable(pause(milliseconds), signal));
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
   const policy: BackoffPolicy = { ...brokerBackoff, maxAttempts: options.attempts ?? brokerBackoff.maxAttempts };
@@ -190,7 +188,7 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
             policy,
             deadline: query.deadlineAt ?? now() + deadlineMs,
             now,
-            sleep: query.signal === undefined ? sleep : sleepUnless(query.signal),
+            sleep: query.signal === undefined ? pause : sleepUnless(query.signal),
             random,
             classify: (error) => (error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false }),
             ...(query.onRetry === undefined ? {} : { onRetry: (notice: RetryNotice) => query.onRetry?.(retryNotice(notice)) }),

@@ -1,11 +1,3 @@
-import { parse as parseYaml } from "yaml";
-import { z } from "zod";
-import { anyRamArnPattern, instanceIdPattern, regionIdPattern, sessionSeconds } from "../shared/alibaba/names.ts";
-import { AcrCredentialError } from "../shared/errors.ts";
-import { parseGoDuration } from "./duration.ts";
-import { normaliseDomains, registryEntrySchema, registryLabel, secretNameFor, type RegistryEntry } from "./registry.ts";
-import { defaultSpreadWindowSeconds } from "./spread.ts";
-
 /**
  * The refresher's configuration, read from the `data` of ConfigMap `kube-system/acr-configuration`
  * exactly as the aliyun-acr-credential-helper add-on writes it (both its kebab-case and its
@@ -13,6 +5,13 @@ import { defaultSpreadWindowSeconds } from "./spread.ts";
  * `addon-parameters`, plus the refresher's own `broker-url` and `exclude-namespace`. Values mean
  * what they mean to the add-on, in every spelling its documentation uses.
  */
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { anyRamArnPattern, instanceIdPattern, regionIdPattern, sessionSeconds } from "../shared/alibaba/names.ts";
+import { AcrCredentialError } from "../shared/errors.ts";
+import { parseGoDuration } from "./duration.ts";
+import { normaliseDomains, registryEntrySchema, registryLabel, secretNameFor, type RegistryEntry } from "./registry.ts";
+import { defaultSpreadWindowSeconds } from "./spread.ts";
 
 /** `all` (or `*`), or a list of names and `*`/`?` globs. */
 export const selectorSchema = z.discriminatedUnion("kind", [

@@ -1,14 +1,13 @@
-import { literalNames, matchesPattern, selects, type RefresherConfig } from "./config.ts";
-import { isRefresherSecretName } from "./registry.ts";
-import { annotations, type DesiredSecret } from "./secret.ts";
-import { holds, isCurrent, secretUid, shortUid, type RefresherState } from "./state.ts";
-
 /**
  * The reconcile plan as pure data: from the configuration, this run's credentials, the namespaces and
  * ServiceAccounts as listed and what the refresher remembers of its own Secrets, decide which Secrets
  * to apply where, which ServiceAccount entries to add or remove and which Secrets to delete. Nothing
  * here performs I/O; `apply.ts` carries the plan out.
  */
+import { literalNames, matchesPattern, selects, type RefresherConfig } from "./config.ts";
+import { isRefresherSecretName } from "./registry.ts";
+import { annotations, type DesiredSecret } from "./secret.ts";
+import { holds, isCurrent, secretUid, shortUid, type RefresherState } from "./state.ts";
 
 export interface NamespaceInfo {
   name: string;

@@ -47,7 +47,7 @@ export function registryLabel(entry: { instanceId?: string | undefined; regionId
   return `${entry.instanceId ?? "personal"}@${entry.regionId ?? "cluster-region"}`;
 }
 
-/** The broker request item for an entry (SPEC §3.1); RRSA fields only when RRSA is switched on. */
+/** The broker request item for an entry (docs/broker.md, "HTTP API"); RRSA fields only when RRSA is switched on. */
 export function registryRequest(entry: RegistryEntry, rrsa: boolean): RegistryRequest {
   const request: RegistryRequest = {};
   if (entry.instanceId !== undefined) request.instanceId = entry.instanceId;

@@ -15,6 +15,7 @@ import { desiredSecret, type DesiredSecret } from "./secret.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, parseState, type RefresherState } from "./state.ts";
 import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
+import { sleep } from "../shared/retry.ts";
 
 /** Where the configuration lives; `--config-map` may point elsewhere. */
 export interface ConfigMapRef {
@@ -305,7 +306,6 @@ export async function readState(cluster: ClusterApi): Promise<RefresherState> {
 
 export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
 
-const defaultSleep = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
 
 /**
  * One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid`
@@ -340,7 +340,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   if (need.call) {
     logger.info({ reasons: need.reasons.map(describeReason), spreadDelayMs: delayMs }, "asking the broker");
     if (delayMs > 0 && options.dryRun !== true) {
-      await (deps.sleep ?? defaultSleep)(delayMs);
+      await (deps.sleep ?? sleep)(delayMs);
       // The lists are as old as the delay: read them again so that the plan sees what exists now.
       namespaces = await cluster.listNamespaces();
       serviceAccounts = await listServiceAccounts(cluster, config, namespaces, state);

@@ -1,10 +1,9 @@
-import { z } from "zod";
-import { sessionSecondsSchema } from "./alibaba/names.ts";
-
 /**
- * The broker's HTTP API (SPEC §3.1), shared by the broker that serves it and the refresher that
+ * The broker's HTTP API (docs/broker.md, "HTTP API"), shared by the broker that serves it and the refresher that
  * calls it. Field names are the wire names; other tools call this API, so change nothing lightly.
  */
+import { z } from "zod";
+import { sessionSecondsSchema } from "./alibaba/names.ts";
 
 export const registryRequestSchema = z.strictObject({
   instanceId: z.string().min(1).max(64).optional(),

@@ -7,7 +7,7 @@ export const errorCodes = {
   UsageError: { exit: 2, status: 400 },
   FileUnreadable: { exit: 2, status: 500 },
   ConfigInvalid: { exit: 2, status: 500 },
-  // Broker HTTP API (SPEC §3.1).
+  // Broker HTTP API (docs/broker.md, "HTTP API").
   InvalidRequest: { exit: 1, status: 400 },
   InvalidToken: { exit: 1, status: 401 },
   Forbidden: { exit: 1, status: 403 },

@@ -48,7 +48,8 @@ export interface RetryNotice {
 }
 
 export const monotonicNow = (): number => performance.now();
-const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms` milliseconds: the one real sleep, which code that waits takes as its default. */
+export const sleep = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `attempt` until it succeeds, fails with an error that is not retryable, runs out of
@@ -58,7 +59,7 @@ const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(reso
 export async function retry<T>(attempt: (remainingMs: number, index: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const policy = options.policy ?? defaultBackoff;
   const now = options.now ?? monotonicNow;
-  const sleep = options.sleep ?? realSleep;
+  const wait = options.sleep ?? sleep;
   const random = options.random ?? Math.random;
   for (let index = 0; ; index++) {
     try {
@@ -69,7 +70,7 @@ export async function retry<T>(attempt: (remainingMs: number, index: number) => 
       const delay = Math.max(backoffDelay(index, policy, random), decision.retryAfterMs ?? 0);
       if (now() + delay >= options.deadline) throw error;
       await options.onRetry?.({ error, attempts: index + 1, delayMs: delay });
-      await sleep(delay);
+      await wait(delay);
     }
   }
 }

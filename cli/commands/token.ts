@@ -1,3 +1,7 @@
+/**
+ * The sandbox's demo clusters: a signing key (generated once, kept under the state directory,
+ * never committed) and the issuer the broker and the emulator's OIDC provider trust.
+ */
 import { randomUUID } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -5,11 +9,6 @@ import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from "jose";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
-
-/**
- * The sandbox's demo clusters: a signing key (generated once, kept under the state directory,
- * never committed) and the issuer the broker and the emulator's OIDC provider trust.
- */
 
 export const defaultStateDir = new URL("../../.local/", import.meta.url).pathname;
 export const demoSubject = "system:serviceaccount:kube-system:aliyun-acr-credential-helper";

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { triggerResponse, type TriggerRequest, type TriggerResponse } from "./event.ts";
+import { sleep } from "../../shared/retry.ts";
 
 export interface RoleCredentials {
   accessKeyId: string;
@@ -118,7 +119,6 @@ export function freePort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function startCustomInstance(options: InstanceEnv & { command: string; args: readonly string[]; cwd: string; startTimeoutMs?: number }): Promise<Instance> {
   const port = await freePort();

@@ -1,13 +1,12 @@
-import { createHash } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { gzipSync } from "node:zlib";
-
 /**
  * A one-layer OCI image layout that skopeo can copy (`oci:DIR:TAG`), written with Node alone: the
  * layer is a real gzipped tar holding `/hello.txt`, and the config's `rootfs.diff_ids` is the
  * digest of that tar. The same tag and content always give the same manifest digest.
  */
+import { createHash } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 
 const mediaTypes = {
   index: "application/vnd.oci.image.index.v1+json",

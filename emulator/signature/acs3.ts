@@ -1,9 +1,8 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-
 /**
  * ACS3-HMAC-SHA256, the V3 signature of Alibaba Cloud OpenAPI, as `@alicloud/openapi-core` computes it.
  * Pure functions: the verifier rebuilds the canonical request from what arrived on the wire.
  */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 
 export const ACS3_ALGORITHM = "ACS3-HMAC-SHA256";
 

@@ -1,6 +1,5 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-
 /** The Function Compute 2.0 signature (`Authorization: FC <AccessKeyID>:<base64 HMAC-SHA256>`) as `@alicloud/fc2` computes it. */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 
 export interface FcRequest {
   method: string;

@@ -1,14 +1,13 @@
-import type { CredentialsRequest, RegistryRequest } from "../../shared/broker-api.ts";
-import { AcrCredentialError } from "../../shared/errors.ts";
-import type { Cluster, ConfiguredRegistry } from "./config.ts";
-import type { IdentityChain, RegistryTarget } from "./identity-chain.ts";
-
 /**
- * What a cluster may receive (SPEC §3.3). An entry must match one of the cluster's configured
+ * What a cluster may receive (docs/broker.md, "Rules"). An entry must match one of the cluster's configured
  * registries (instance, region, role, a duration no longer than configured), or be an RRSA entry of
  * a cluster with `allowRrsa`, where the cluster's own RAM role decides. Anything else is refused
  * as a whole: the broker must never lend its own roles to a cluster that was not given them.
  */
+import type { CredentialsRequest, RegistryRequest } from "../../shared/broker-api.ts";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import type { Cluster, ConfiguredRegistry } from "./config.ts";
+import type { IdentityChain, RegistryTarget } from "./identity-chain.ts";
 
 export interface AuthorizedEntry {
   target: RegistryTarget;

@@ -1,3 +1,7 @@
+/**
+ * The broker's business rules as plain functions: who is asking (token), what they may have
+ * (authorization), and getting it (identity chain + cache). HTTP and FC concerns live elsewhere.
+ */
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { credentialsRequestSchema, type Credential, type CredentialsRequest, type CredentialsResponse, type EntryError, type RenewSummary } from "../../shared/broker-api.ts";
 import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
@@ -5,11 +9,7 @@ import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
 import { issue, type IssueContext } from "./issue.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 import { assertSubjectAllowed, verifyRrsaToken } from "./token.ts";
-
-/**
- * The broker's business rules as plain functions: who is asking (token), what they may have
- * (authorization), and getting it (identity chain + cache). HTTP and FC concerns live elsewhere.
- */
+import { describeIssues } from "../../shared/schema-problems.ts";
 
 /** Fields the request log line carries; never a token or a password. */
 export interface RequestAnnotations {
@@ -48,8 +48,7 @@ export function parseCredentialsRequest(body: Buffer): CredentialsRequest {
   }
   const result = credentialsRequestSchema.safeParse(raw);
   if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new AcrCredentialError("InvalidRequest", `body ${issue.path.map(String).join(".") || "(top level)"}: ${issue.message}`);
+    throw new AcrCredentialError("InvalidRequest", `body ${describeIssues(result.error)}`);
   }
   return result.data;
 }
@@ -102,7 +101,7 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
   return new AcrCredentialError(status >= 500 ? code : "UpstreamError", `${worst.error.message}${more}`, { cause: worst.cause });
 }
 
-/** `POST /v1/credentials` (SPEC §3.1). */
+/** `POST /v1/credentials` (docs/broker.md, "HTTP API"). */
 export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
   const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline } });
   const generation = runtime.answers.generation;

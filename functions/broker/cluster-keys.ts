@@ -1,11 +1,10 @@
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from "jose";
-import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
-import type { Cluster } from "./config.ts";
-
 /**
  * Where a cluster's token-signing keys come from: inline `jwks`, a `jwksUri`, or OIDC discovery at
  * the configured issuer. Only ever the configured cluster's own locations: never a URL a token names.
  */
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from "jose";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import type { Cluster } from "./config.ts";
 
 const maxDocumentBytes = 1024 * 1024;
 

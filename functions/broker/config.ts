@@ -1,15 +1,15 @@
+/**
+ * The broker's configuration (docs/broker.md, "Configuration"): which clusters it trusts, how it checks their tokens and
+ * which registries each may receive. Parsed once at cold start; every field exists here only.
+ */
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { instanceIdSchema, regionIdSchema, roleArnSchema, sessionSecondsSchema } from "../../shared/alibaba/names.ts";
 import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { describeIssues } from "../../shared/schema-problems.ts";
 import { defaultKubeletAudience, defaultRoleAnnotation, kubeletDefaultsSchema, kubeletProviderSchema } from "./kubelet-grants.ts";
-
-/**
- * The broker's configuration (SPEC §3.2): which clusters it trusts, how it checks their tokens and
- * which registries each may receive. Parsed once at cold start; every field exists here only.
- */
 
 const loopbackHosts = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
@@ -175,19 +175,11 @@ export const brokerConfigSchema = z.strictObject({
 });
 export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
 
-function formatPath(path: readonly PropertyKey[]): string {
-  let text = "";
-  for (const part of path) text += typeof part === "number" ? `[${part}]` : `${text ? "." : ""}${String(part)}`;
-  return text || "(top level)";
-}
-
 /** Validates parsed YAML/JSON; errors name the source, the field path and what is expected. */
 export function parseConfig(raw: unknown, source: string): BrokerConfig {
   const result = brokerConfigSchema.safeParse(raw);
   if (result.success) return result.data;
-  const problems = result.error.issues.slice(0, 3).map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
-  const more = result.error.issues.length > 3 ? ` (and ${result.error.issues.length - 3} more)` : "";
-  throw new AcrCredentialError("ConfigInvalid", `${source}: ${problems.join("; ")}${more}; fix the configuration and restart`);
+  throw new AcrCredentialError("ConfigInvalid", `${source}: ${describeIssues(result.error, 3)}; fix the configuration and restart`);
 }
 
 function parseJsonOrYaml(text: string): unknown {

@@ -1,10 +1,9 @@
-import { AcrCredentialError } from "../../shared/errors.ts";
-
 /**
  * Function Compute 3.0 shapes for the built-in Node.js runtime: an HTTP-trigger event arrives as a
  * Buffer of JSON, the response is `{statusCode, headers, body, isBase64Encoded}`. A direct
  * invocation (InvokeFunction) carries whatever the caller sent: here `{"action":"renew"}`.
  */
+import { AcrCredentialError } from "../../shared/errors.ts";
 
 export interface FcHttpEvent {
   version?: string;

@@ -1,11 +1,10 @@
-import { LRUCache } from "lru-cache";
-import { AcrCredentialError } from "../../shared/errors.ts";
-import type { Clock } from "./clock.ts";
-
 /**
  * `force: true` skips the cache, so it costs upstream calls; each cluster may use it once per
  * interval. The limit is per broker instance (Function Compute may run several).
  */
+import { LRUCache } from "lru-cache";
+import { AcrCredentialError } from "../../shared/errors.ts";
+import type { Clock } from "./clock.ts";
 
 /** Pure rule: allowed, or how many whole seconds until it is. */
 export function forceDecision(lastAt: number | undefined, now: number, intervalMs: number): { allowed: true } | { allowed: false; retryAfterSeconds: number } {

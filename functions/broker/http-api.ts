@@ -11,7 +11,7 @@ import { issueCredentials, type CallerContext, type RequestAnnotations } from ".
 import { issueKubeletCredentials } from "./kubelet-credentials.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 
-/** The largest `POST /v1/credentials` body (SPEC §3.1). */
+/** The largest `POST /v1/credentials` body (docs/broker.md, "HTTP API"). */
 export const maxBodyBytes = 64 * 1024;
 
 /** What routes return; each transport turns it into its response shape. */
@@ -38,7 +38,7 @@ export function requestDeadline(runtime: BrokerRuntime, functionTimeoutSeconds: 
   return monotonicNow() + Math.max(1000, Math.min(runtime.config.requestTimeoutSeconds * 1000, functionTimeoutMs));
 }
 
-/** Routes one HTTP request of the API (SPEC §3.1) to the business functions. */
+/** Routes one HTTP request of the API (docs/broker.md, "HTTP API") to the business functions. */
 export async function answerHttp(runtime: BrokerRuntime, request: ApiRequest, caller: () => CallerContext): Promise<HttpResult> {
   switch (request.path) {
     case "/healthz":

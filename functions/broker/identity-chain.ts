@@ -1,6 +1,6 @@
 /**
  * Which Alibaba Cloud calls produce a registry credential, in which order, as which identity
- * (SPEC §3.3): [AssumeRoleWithOIDC] → [AssumeRole] → CR. Pure data; `issue.ts` runs it.
+ * (docs/broker.md, "Rules"): [AssumeRoleWithOIDC] → [AssumeRole] → CR. Pure data; `issue.ts` runs it.
  */
 
 /** Where a credential is for. No `instanceId` means the Personal Edition registry of the region. */

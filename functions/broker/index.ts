@@ -1,14 +1,13 @@
+/**
+ * Function Compute entry point (`index.handler`, initializer `index.initialize`). The
+ * configuration comes from `BROKER_CONFIG` or `BROKER_CONFIG_FILE` and is parsed once per instance.
+ */
 import { createLogger } from "../../shared/log.ts";
 import { oneLine } from "../../shared/errors.ts";
 import { loadConfig } from "./config.ts";
 import type { FcContext } from "./fc-event.ts";
 import { createHandler } from "./handler.ts";
 import { createRuntime, type BrokerRuntime } from "./runtime.ts";
-
-/**
- * Function Compute entry point (`index.handler`, initializer `index.initialize`). The
- * configuration comes from `BROKER_CONFIG` or `BROKER_CONFIG_FILE` and is parsed once per instance.
- */
 
 const log = createLogger("broker");
 let built: BrokerRuntime | undefined;

@@ -1,3 +1,7 @@
+/**
+ * Runs a plan: the STS sessions of the identity chain (each cached and shared), then the CR call,
+ * every upstream call retried on throttling/5xx within the request's deadline.
+ */
 import type { AlibabaCloud } from "../../shared/alibaba/cloud.ts";
 import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
@@ -5,11 +9,6 @@ import { AcrCredentialError } from "../../shared/errors.ts";
 import { retry, type BackoffPolicy } from "../../shared/retry.ts";
 import type { Cache, GetOptions } from "./cache/policy.ts";
 import { personalDomains, plan, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
-
-/**
- * Runs a plan: the STS sessions of the identity chain (each cached and shared), then the CR call,
- * every upstream call retried on throttling/5xx within the request's deadline.
- */
 
 export interface IssuedCredential {
   username: string;

@@ -13,6 +13,7 @@ import type { BrokerConfig } from "./config.ts";
 import { issue, type IssueResult } from "./issue.ts";
 import { cacheDurationSeconds, imageRegistry, kubeletEntries } from "./kubelet-grants.ts";
 import type { BrokerRuntime } from "./runtime.ts";
+import { describeIssues } from "../../shared/schema-problems.ts";
 
 export const kubeletRequestSchema = z.strictObject({
   image: z.string().min(1).max(4096),
@@ -39,8 +40,7 @@ function parseKubeletRequest(body: Buffer): KubeletRequest {
   }
   const result = kubeletRequestSchema.safeParse(raw);
   if (!result.success) {
-    const problem = result.error.issues[0]!;
-    throw new AcrCredentialError("InvalidRequest", `body ${problem.path.map(String).join(".") || "(top level)"}: ${problem.message}`);
+    throw new AcrCredentialError("InvalidRequest", `body ${describeIssues(result.error)}`);
   }
   return result.data;
 }

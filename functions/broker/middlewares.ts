@@ -1,3 +1,7 @@
+/**
+ * The cross-cutting parts of the FC handler as middy middlewares: event parsing, request id,
+ * body limit, error-to-status mapping, response headers and the one log line per request.
+ */
 import { randomUUID } from "node:crypto";
 import type { MiddlewareObj, Request } from "@middy/core";
 import { isAcrCredentialError } from "../../shared/errors.ts";
@@ -6,11 +10,6 @@ import { monotonicNow } from "../../shared/retry.ts";
 import type { RequestAnnotations } from "./broker.ts";
 import { parseInvocation, type FcContext, type FcHttpResponse, type Invocation } from "./fc-event.ts";
 import { errorResult, logRequest, maxBodyBytes, payloadTooLarge, responseHeaders, type HttpResult } from "./http-api.ts";
-
-/**
- * The cross-cutting parts of the FC handler as middy middlewares: event parsing, request id,
- * body limit, error-to-status mapping, response headers and the one log line per request.
- */
 
 /** What the handler sees after `fcEvent`: the parsed invocation and the request's bookkeeping. */
 export interface BrokerEvent {

@@ -1,9 +1,3 @@
-import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
-import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
-
 /**
  * Serves an FC handler over `node:http` through the very same code path: each request becomes an
  * FC 3.0 HTTP-trigger event, and the handler's FC response becomes the HTTP response. The event is
@@ -12,6 +6,11 @@ import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
  * For running the built-in-runtime handler over HTTP (benchmarks, tests); the broker's own server,
  * which answers without the event shape, is `server.ts`. Both share the limits and `listen` here.
  */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import type { FcContext, FcHttpEvent, FcHttpResponse } from "./fc-event.ts";
 
 export type FcHandler = (event: Buffer | FcHttpEvent, context: FcContext) => Promise<unknown>;
 

@@ -1,3 +1,8 @@
+/**
+ * ServiceAccount token checks (docs/broker.md, "Rules"): the cluster is found by `iss` before any key is
+ * fetched, the signature is checked against that cluster's keys only, and only asymmetric
+ * algorithms are accepted.
+ */
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
@@ -6,12 +11,6 @@ import type { Clock } from "./clock.ts";
 import type { UpstreamContext } from "./cluster-groups.ts";
 import { createClusterIndex, type ClusterIndex } from "./cluster-index.ts";
 import type { BrokerConfig, Cluster } from "./config.ts";
-
-/**
- * ServiceAccount token checks (SPEC §3.3): the cluster is found by `iss` before any key is
- * fetched, the signature is checked against that cluster's keys only, and only asymmetric
- * algorithms are accepted.
- */
 
 /** Asymmetric JWS algorithms; `none` and every HMAC are refused before any key is looked up. */
 export const allowedAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];

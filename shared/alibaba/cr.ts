@@ -1,12 +1,11 @@
-import { AcrCredentialError } from "../errors.ts";
-import type { CallOptions, Endpoints, Identity } from "./identity.ts";
-import { $OpenApiUtil, OpenApi, OpenApiUtil, runtimeOptions, sdkConfig } from "./sdk.ts";
-import { toUpstreamError, unsuccessfulAnswer, type RefusalHint } from "./upstream-error.ts";
-
 /**
  * Container Registry through `@alicloud/openapi-core`'s generic `callApi` with the same `Params`
  * the generated clients use (the CR SDK is not published where this project installs from).
  */
+import { AcrCredentialError } from "../errors.ts";
+import type { CallOptions, Endpoints, Identity } from "./identity.ts";
+import { $OpenApiUtil, OpenApi, OpenApiUtil, runtimeOptions, sdkConfig } from "./sdk.ts";
+import { toUpstreamError, unsuccessfulAnswer, type RefusalHint } from "./upstream-error.ts";
 
 /** A temporary registry login: `docker login -u username -p password`. */
 export interface RegistryPassword {

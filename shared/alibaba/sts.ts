@@ -1,10 +1,9 @@
+/** STS 2015-04-01 through `@alicloud/sts20150401`. */
 import * as StsPackage from "@alicloud/sts20150401";
 import { AcrCredentialError } from "../errors.ts";
 import type { CallOptions, Endpoints, Identity, StsSession } from "./identity.ts";
 import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
 import { toUpstreamError, type RefusalHint } from "./upstream-error.ts";
-
-/** STS 2015-04-01 through `@alicloud/sts20150401`. */
 
 const Sts = cjsDefault<typeof StsPackage.default.default>(StsPackage.default);
 

@@ -1,9 +1,8 @@
-import { AcrCredentialError, type ErrorCode } from "../errors.ts";
-
 /**
  * Turns what the Alibaba Cloud SDKs throw into an `AcrCredentialError` with a stable code and a
  * one-line message, and says whether another attempt may help (throttling, 5xx, network).
  */
+import { AcrCredentialError, type ErrorCode } from "../errors.ts";
 
 export interface UpstreamErrorDetails {
   retryable: boolean;

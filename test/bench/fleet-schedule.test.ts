@@ -1,9 +1,8 @@
+/** The fleet benchmark's pure parts: the aligned schedule, the refresher's call economy, the goals. */
 import { describe, expect, it } from "vitest";
 import { carriesState, fleetConfigs, fleetDefaults, type FleetResult } from "../../bench/fleet-bench.ts";
 import { fleetGoals, fleetTable } from "../../bench/fleet-report.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom } from "../../bench/fleet-schedule.ts";
-
-/** The fleet benchmark's pure parts: the aligned schedule, the refresher's call economy, the goals. */
 
 describe("the aligned schedule", () => {
   it("brings every cluster once per cycle, within the burst after the minute, in time order", () => {

@@ -1,3 +1,9 @@
+/**
+ * A tiny run of the fleet benchmark (bench/fleet-bench.ts) so `npm run bench` cannot rot: four
+ * clusters, twenty simulated minutes, through the FC model with real instance processes (and a real
+ * redis-server for the shared cache). It checks the counts the schedule and the FC rules fix, never
+ * how fast anything was.
+ */
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,13 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fleetDefaults, measureFleet, type FleetResult } from "../../bench/fleet-bench.ts";
 import { fleetSection, fleetTable } from "../../bench/fleet-report.ts";
 import { benchResultsSchema } from "../../bench/results.ts";
-
-/**
- * A tiny run of the fleet benchmark (bench/fleet-bench.ts) so `npm run bench` cannot rot: four
- * clusters, twenty simulated minutes, through the FC model with real instance processes (and a real
- * redis-server for the shared cache). It checks the counts the schedule and the FC rules fix, never
- * how fast anything was.
- */
 
 let work: string;
 let result: FleetResult;

@@ -1,3 +1,9 @@
+/**
+ * A tiny run of the benchmark's own code, so `npm run bench` cannot rot: the same functions with a
+ * handful of clusters, one short round and one cold start. It checks that the figures come out
+ * with the right keys and sane values, never how fast anything was. The refresher's section needs
+ * the Kubernetes control plane and has its own smoke test (refresher.kube.test.ts).
+ */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,13 +16,6 @@ import { measureConfigScale, type ConfigScaleResult } from "../../bench/config-s
 import { registries } from "../../bench/fleet.ts";
 import { toResults } from "../../bench/run.ts";
 import { benchResultsSchema } from "../../bench/results.ts";
-
-/**
- * A tiny run of the benchmark's own code, so `npm run bench` cannot rot: the same functions with a
- * handful of clusters, one short round and one cold start. It checks that the figures come out
- * with the right keys and sane values, never how fast anything was. The refresher's section needs
- * the Kubernetes control plane and has its own smoke test (refresher.kube.test.ts).
- */
 
 let amplification: AmplificationResult;
 let broker: BrokerThroughputResult;

@@ -1,3 +1,8 @@
+/**
+ * The `@alicloud/credentials` oidc_role_arn provider insists on https, and Node reads
+ * NODE_EXTRA_CA_CERTS only when a process starts: so the client runs in a child process started
+ * with the emulator's CA, exactly as a pod with RRSA would run it.
+ */
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,12 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
 import { createTestIssuer, type TestIssuer } from "./oidc-issuer.ts";
 import { accountA, instances, testWorld } from "./world.ts";
-
-/**
- * The `@alicloud/credentials` oidc_role_arn provider insists on https, and Node reads
- * NODE_EXTRA_CA_CERTS only when a process starts: so the client runs in a child process started
- * with the emulator's CA, exactly as a pod with RRSA would run it.
- */
 
 const run = promisify(execFile);
 const repo = new URL("../../", import.meta.url).pathname;

@@ -1,3 +1,8 @@
+/**
+ * The built broker answering real credential requests through the FC 3.0 model: the built-in
+ * handler bundle (`dist/broker/index.js`, built here when missing) with the execution role's
+ * `context.credentials`, and the custom-runtime server with the role's ALIBABA_CLOUD_* variables.
+ */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -9,12 +14,6 @@ import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerCon
 import { customServer } from "../../bench/fleet-configs.ts";
 import { startHttpTrigger, type FunctionSpec, type HttpTrigger } from "../../emulator/fc-runtime/trigger.ts";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
-
-/**
- * The built broker answering real credential requests through the FC 3.0 model: the built-in
- * handler bundle (`dist/broker/index.js`, built here when missing) with the execution role's
- * `context.credentials`, and the custom-runtime server with the role's ALIBABA_CLOUD_* variables.
- */
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 let emulator: Emulator;

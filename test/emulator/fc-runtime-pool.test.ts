@@ -1,7 +1,6 @@
+/** The FC instance model's placement, reclaim and billing rules on model time, without processes. */
 import { describe, expect, it } from "vitest";
 import { InstancePool } from "../../emulator/fc-runtime/pool.ts";
-
-/** The FC instance model's placement, reclaim and billing rules on model time, without processes. */
 
 const placed = (result: ReturnType<InstancePool["acquire"]>) => {
   if ("throttled" in result) throw new Error("unexpectedly throttled");

@@ -1,3 +1,7 @@
+/**
+ * The FC 3.0 instance model with real processes: small probe functions (a built-in handler module,
+ * a custom-runtime HTTP server) that report what they were given and which process served them.
+ */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,11 +9,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { executionRole, benchWorld } from "../../bench/fleet.ts";
 import { startHttpTrigger, type FunctionSpec, type HttpTrigger } from "../../emulator/fc-runtime/trigger.ts";
 import { startEmulator, type Emulator } from "../../emulator/index.ts";
-
-/**
- * The FC 3.0 instance model with real processes: small probe functions (a built-in handler module,
- * a custom-runtime HTTP server) that report what they were given and which process served them.
- */
 
 const probeHandler = `
 let initializedWith;

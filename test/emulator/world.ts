@@ -1,10 +1,9 @@
-import type { WorldInput } from "../../emulator/index.ts";
-
 /**
  * The world most emulator tests run against. Account A holds the broker user, a role it may
  * assume and an Enterprise instance; account B holds a cross-account role trusted by A's role.
  * Fake keys only.
  */
+import type { WorldInput } from "../../emulator/index.ts";
 
 export const accountA = "1000000000000001";
 export const accountB = "2000000000000002";

@@ -1,3 +1,9 @@
+/**
+ * A broker that throttles (429 with Retry-After, as Function Compute at its instance limit during
+ * a fleet's burst) or is unavailable (503) is retried with jittered backoff — within the run's
+ * deadline for a CronJob run, for as long as it runs with --watch — and the status ConfigMap says
+ * so while it lasts. The scripted broker produces the fault; the API server is the real one.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { RegistryRequest } from "../../shared/broker-api.ts";
@@ -9,13 +15,6 @@ import { acquireRefresherLock } from "./kube-lock.ts";
 import { installRefresher, readStatus, resetStatus, secretOrUndefined, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startScriptedBroker, type ScriptedBroker, type ScriptedReply } from "./scripted-broker.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
-
-/**
- * A broker that throttles (429 with Retry-After, as Function Compute at its instance limit during
- * a fleet's burst) or is unavailable (503) is retried with jittered backoff — within the run's
- * deadline for a CronJob run, for as long as it runs with --watch — and the status ConfigMap says
- * so while it lasts. The scripted broker produces the fault; the API server is the real one.
- */
 
 const registryInfo = "- instanceId: cri-throttled\n  regionId: cn-hangzhou";
 

@@ -1,3 +1,9 @@
+/**
+ * A Secret of the refresher's deleted by hand comes back, although the refresher may not read
+ * Secrets: from the kubelet's Event about it (once and watch), from the resync annotation and the
+ * heal interval (watch). No kubelet runs in the test cluster, so the Event is written as the
+ * kubelet writes it (k8s.io/kubernetes pkg/kubelet/kubelet_pods.go).
+ */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerClient } from "../../job/broker-client.ts";
@@ -8,13 +14,6 @@ import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cl
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { core, installRefresher, pullSecretNames, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
-
-/**
- * A Secret of the refresher's deleted by hand comes back, although the refresher may not read
- * Secrets: from the kubelet's Event about it (once and watch), from the resync annotation and the
- * heal interval (watch). No kubelet runs in the test cluster, so the Event is written as the
- * kubelet writes it (k8s.io/kubernetes pkg/kubelet/kubelet_pods.go).
- */
 
 const registryInfo = "- instanceId: cri-heal\n  regionId: cn-hangzhou";
 const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];

@@ -3,7 +3,7 @@ import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
 
 /**
  * A stand-in for the broker in the refresher's Kubernetes tests, where the broker is not the part
- * under test: it answers POST /v1/credentials with SPEC §3.1 responses whose passwords change when
+ * under test: it answers POST /v1/credentials with docs/broker.md, "HTTP API" responses whose passwords change when
  * `rotate()` is called. The end-to-end test uses the real broker instead.
  */
 export interface StubBroker extends ScriptedBroker {

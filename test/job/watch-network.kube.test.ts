@@ -1,3 +1,9 @@
+/**
+ * `--watch` through a network that fails: the refresher reaches the real API server through a TCP
+ * relay that can drop every connection and then accept new ones without ever answering (a
+ * middlebox or an API server that takes connections and hangs), which the API server itself cannot
+ * be made to do on demand. Once the network is back the watcher must serve again by itself.
+ */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,13 +15,6 @@ import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from ".
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { installRefresher, pullSecretNames, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
-
-/**
- * `--watch` through a network that fails: the refresher reaches the real API server through a TCP
- * relay that can drop every connection and then accept new ones without ever answering (a
- * middlebox or an API server that takes connections and hangs), which the API server itself cannot
- * be made to do on demand. Once the network is back the watcher must serve again by itself.
- */
 
 interface Relay {
   url: string;

@@ -1,3 +1,9 @@
+/**
+ * `--watch` as it runs in its pod, a process of its own (the CLI, and the image's bundled entry),
+ * while its kube-apiserver is killed and started again: it must reconnect by itself and serve a
+ * namespace created afterwards, without exiting. A control plane of its own, so that the shared
+ * one never loses its apiserver under other test files.
+ */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -11,13 +17,6 @@ import { findPinnedKubeBinaries } from "../kube/binaries.ts";
 import { kubeAvailable } from "../kube/cluster.ts";
 import { startControlPlane, type ControlPlane } from "../kube/control-plane.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
-
-/**
- * `--watch` as it runs in its pod, a process of its own (the CLI, and the image's bundled entry),
- * while its kube-apiserver is killed and started again: it must reconnect by itself and serve a
- * namespace created afterwards, without exiting. A control plane of its own, so that the shared
- * one never loses its apiserver under other test files.
- */
 
 const registryInfo = "- instanceId: cri-restart\n  regionId: cn-hangzhou";
 const [secretName] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];

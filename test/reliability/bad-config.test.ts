@@ -1,3 +1,10 @@
+/**
+ * Randomly broken configurations, for the broker and for the refresher: a valid base with one key
+ * set to a value of the wrong type, range or shape (and random valid choices elsewhere). Each must
+ * be refused as ConfigInvalid with one line that names the key. The CLI turns that into exit 2
+ * before it serves or writes anything (the refresher's "nothing written" against a real apiserver
+ * is in test/job/refresher.kube.test.ts).
+ */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,14 +14,6 @@ import { parseConfig } from "../../functions/broker/config.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { cli } from "../cli/commands/support.ts";
-
-/**
- * Randomly broken configurations, for the broker and for the refresher: a valid base with one key
- * set to a value of the wrong type, range or shape (and random valid choices elsewhere). Each must
- * be refused as ConfigInvalid with one line that names the key. The CLI turns that into exit 2
- * before it serves or writes anything (the refresher's "nothing written" against a real apiserver
- * is in test/job/refresher.kube.test.ts).
- */
 
 const seed = 772024;
 const numRuns = 500;

@@ -1,14 +1,13 @@
-import autocannon from "autocannon";
-import { Agent, request } from "undici";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
-import { randomBadToken } from "./support/hostile-tokens.ts";
-
 /**
  * The broker process under sustained traffic: 10,000 bad tokens (every one different) must not grow
  * its heap, and a fixed high rate of valid requests for 60 s must cost no error and little memory.
  * Memory is read in the broker process after a forced garbage collection (heap) and from /proc (RSS).
  */
+import autocannon from "autocannon";
+import { Agent, request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
+import { randomBadToken } from "./support/hostile-tokens.ts";
 
 let env: BrokerUnderTest;
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;

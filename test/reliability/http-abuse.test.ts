@@ -1,14 +1,13 @@
-import { request as httpRequest } from "node:http";
-import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
-import { rawRequest, type RawAnswer } from "./support/raw-http.ts";
-
 /**
  * Bodies, content types, methods, paths and framing a client should never send, then a thousand
  * connections at once, against `acr-credential broker` over HTTP. None may cost a 5xx, an upstream
  * call or the process.
  */
+import { request as httpRequest } from "node:http";
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
+import { rawRequest, type RawAnswer } from "./support/raw-http.ts";
 
 let env: BrokerUnderTest;
 let token: string;

@@ -1,3 +1,13 @@
+/**
+ * The bundled refresher (the container's program) killed with SIGKILL at random points of a
+ * 300-namespace run, then run again: the second run must converge — every chosen ServiceAccount
+ * holds exactly the configured Secrets once, after the entries someone else put there; every
+ * Secret holds the broker's current password; the Secrets users own are untouched (same bytes,
+ * same resourceVersion). Then, on a control plane of its own, the kube-apiserver is killed mid-run:
+ * non-zero exit, and once it is started again the rerun converges.
+ * The broker is the refresher tests' stub (it is not the part under test); passwords rotate before
+ * each trial so that every run has writes to be interrupted.
+ */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -15,17 +25,6 @@ import { acquireRefresherLock } from "../job/kube-lock.ts";
 import { dockerConfigOf, manifests, refresherAccount } from "../job/refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "../job/stub-broker.ts";
 import { createLogScan } from "./support/log-scan.ts";
-
-/**
- * The bundled refresher (the container's program) killed with SIGKILL at random points of a
- * 300-namespace run, then run again: the second run must converge — every chosen ServiceAccount
- * holds exactly the configured Secrets once, after the entries someone else put there; every
- * Secret holds the broker's current password; the Secrets users own are untouched (same bytes,
- * same resourceVersion). Then, on a control plane of its own, the kube-apiserver is killed mid-run:
- * non-zero exit, and once it is started again the rerun converges.
- * The broker is the refresher tests' stub (it is not the part under test); passwords rotate before
- * each trial so that every run has writes to be interrupted.
- */
 
 const namespaceCount = 300;
 const trials = 10;

@@ -1,12 +1,11 @@
-import { connect, type Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
-import { parseAnswer, rawRequest } from "./support/raw-http.ts";
-
 /**
  * Clients that send slowly or stop sending: the broker's HTTP server cuts them off (headers within
  * 10 s, the whole request within 30 s) and keeps answering everyone else meanwhile.
  */
+import { connect, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
+import { parseAnswer, rawRequest } from "./support/raw-http.ts";
 
 let env: BrokerUnderTest;
 

@@ -1,15 +1,14 @@
+/**
+ * Hostile tokens and Authorization headers against `acr-credential broker` over HTTP. The broker
+ * starts with an empty cache, so a token it wrongly accepted would make it call STS/CR: the
+ * emulator's request log must stay empty until the last test sends a valid token.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultSubject } from "../functions/broker/support/clusters.ts";
 import { startBrokerUnderTest, type BrokerUnderTest } from "./support/broker-under-test.ts";
 import { createHostileClusters, hostileCases, type HostileCase } from "./support/hostile-tokens.ts";
 import { rawRequest } from "./support/raw-http.ts";
 import { startTrapServer } from "./support/trap-server.ts";
-
-/**
- * Hostile tokens and Authorization headers against `acr-credential broker` over HTTP. The broker
- * starts with an empty cache, so a token it wrongly accepted would make it call STS/CR: the
- * emulator's request log must stay empty until the last test sends a valid token.
- */
 
 let env: BrokerUnderTest;
 let trap: Awaited<ReturnType<typeof startTrapServer>>;

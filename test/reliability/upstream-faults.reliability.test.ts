@@ -1,3 +1,10 @@
+/**
+ * A hostile upstream in real time: half of all STS and CR calls throttled, a tenth failing with
+ * 5xx, a tenth delayed by 2 s. The broker (real retry schedule, real deadline) is asked at random
+ * points between a credential's refresh point and its expiry, so each request tries to refresh.
+ * Every request must end within its deadline with, for every registry, either a new credential or
+ * the cached one (still valid, flagged stale).
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClock, startEmulator, type Emulator } from "../../emulator/index.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
@@ -10,14 +17,6 @@ import { captureLogs } from "../functions/broker/support/logs.ts";
 import { brokerUser, brokerWorld } from "../functions/broker/support/world.ts";
 import { personalEntry, platformEntry } from "./support/broker-under-test.ts";
 import { createLogScan } from "./support/log-scan.ts";
-
-/**
- * A hostile upstream in real time: half of all STS and CR calls throttled, a tenth failing with
- * 5xx, a tenth delayed by 2 s. The broker (real retry schedule, real deadline) is asked at random
- * points between a credential's refresh point and its expiry, so each request tries to refresh.
- * Every request must end within its deadline with, for every registry, either a new credential or
- * the cached one (still valid, flagged stale).
- */
 
 const rounds = 25;
 const requestTimeoutSeconds = 10;

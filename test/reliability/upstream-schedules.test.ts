@@ -1,3 +1,10 @@
+/**
+ * A property over random schedules, with a clock only the test moves: time jumps, the upstream
+ * going up, down, throttled or flaky, bursts of concurrent requests, forced refreshes. Against the
+ * real broker handler, SDK clients and the emulator, every answer is a credential that has not
+ * expired at the moment it is returned (per that clock) and, unless flagged stale, is not within
+ * refreshBeforeExpiry of its expiry; or an error. Never anything else.
+ */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClock, startEmulator, type Emulator, type FaultSettings } from "../../emulator/index.ts";
@@ -11,14 +18,6 @@ import { captureLogs } from "../functions/broker/support/logs.ts";
 import { brokerUser, brokerWorld } from "../functions/broker/support/world.ts";
 import { personalEntry, platformEntry } from "./support/broker-under-test.ts";
 import { createLogScan } from "./support/log-scan.ts";
-
-/**
- * A property over random schedules, with a clock only the test moves: time jumps, the upstream
- * going up, down, throttled or flaky, bursts of concurrent requests, forced refreshes. Against the
- * real broker handler, SDK clients and the emulator, every answer is a credential that has not
- * expired at the moment it is returned (per that clock) and, unless flagged stale, is not within
- * refreshBeforeExpiry of its expiry; or an error. Never anything else.
- */
 
 const seed = 20240611;
 // npm test runs a few hundred schedules; the reliability run (its vitest config) thousands.
@@ -80,7 +79,7 @@ function judge(answer: HttpAnswer, now: number, requested: string, force: boolea
       scan.secret(credential.password);
       const expiresAt = Date.parse(credential.expiresAt);
       if (!(expiresAt > now)) return `an expired credential (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()}, stale ${String(credential.stale)})`;
-      // SPEC §3.2: an unflagged credential is never closer than refreshBeforeExpiry to its expiry.
+      // docs/broker.md, "Configuration": an unflagged credential is never closer than refreshBeforeExpiry to its expiry.
       if (credential.stale !== true && expiresAt - now < refreshBeforeExpirySeconds * 1000) return `an unflagged credential within refreshBeforeExpiry (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()})`;
       if (!credential.username || !credential.password) return "a credential without username or password";
     }

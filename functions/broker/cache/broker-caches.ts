@@ -5,7 +5,7 @@
  */
 import type { StsSession } from "../../../shared/alibaba/identity.ts";
 import type { Logger } from "../../../shared/log.ts";
-import { monotonicNow } from "../../../shared/retry.ts";
+import { monotonicNow, sleep } from "../../../shared/retry.ts";
 import type { Clock } from "../clock.ts";
 import type { BrokerConfig } from "../config.ts";
 import type { DomainList, IssuedCredential } from "../issue.ts";
@@ -76,7 +76,7 @@ export function createBrokerCaches(options: BrokerCachesOptions): BrokerCaches {
         // Enough for one upstream call of a typical chain after waiting in vain.
         reserveMs: Math.min(3000, (config.requestTimeoutSeconds * 1000) / 3),
         monotonicNow,
-        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        sleep,
         warn,
       }),
     );

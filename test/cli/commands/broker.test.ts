@@ -1,3 +1,7 @@
+/**
+ * `acr-credential broker`: the FC handler served over node:http, the broker's identity from the
+ * Alibaba Cloud default credential chain (here: its environment variables), the emulator as cloud.
+ */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,11 +11,6 @@ import type { CredentialsResponse } from "../../../shared/broker-api.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "../../functions/broker/support/clusters.ts";
 import { brokerUser, brokerWorld } from "../../functions/broker/support/world.ts";
 import { cli, start, type Running } from "./support.ts";
-
-/**
- * `acr-credential broker`: the FC handler served over node:http, the broker's identity from the
- * Alibaba Cloud default credential chain (here: its environment variables), the emulator as cloud.
- */
 
 let dir: string;
 let emulator: Emulator;

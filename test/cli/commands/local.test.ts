@@ -1,14 +1,13 @@
+/**
+ * `acr-credential local` (npm start) as a user runs it: a subprocess whose printed commands are
+ * pasted into a shell as they are, and a real skopeo pull with the credentials it hands out.
+ */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CredentialsResponse } from "../../../shared/broker-api.ts";
 import { shell, start, type Running } from "./support.ts";
-
-/**
- * `acr-credential local` (npm start) as a user runs it: a subprocess whose printed commands are
- * pasted into a shell as they are, and a real skopeo pull with the credentials it hands out.
- */
 
 let stateDir: string;
 let sandbox: Running;

@@ -1,3 +1,8 @@
+/**
+ * `acr-credential renew` → FC 3.0 InvokeFunction through `@alicloud/fc20230330` (signed ACS3) → the
+ * emulator's Function Compute → the broker handler, which runs as the function's execution role
+ * (`context.credentials`).
+ */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { createServer, type AddressInfo } from "node:net";
@@ -11,12 +16,6 @@ import { createTestCluster, defaultSubject } from "../../functions/broker/suppor
 import { captureLogs } from "../../functions/broker/support/logs.ts";
 import { brokerUser, brokerWorld, operatorUser, platform, roles } from "../../functions/broker/support/world.ts";
 import { cli } from "./support.ts";
-
-/**
- * `acr-credential renew` → FC 3.0 InvokeFunction through `@alicloud/fc20230330` (signed ACS3) → the
- * emulator's Function Compute → the broker handler, which runs as the function's execution role
- * (`context.credentials`).
- */
 
 const longMessage = `${"The cluster's entry names registries the broker cannot reach from this region today. ".repeat(4)}Ask the platform team to add cri-second to the entry.`;
 let dir: string;

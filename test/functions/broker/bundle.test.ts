@@ -1,3 +1,8 @@
+/**
+ * The deployable artefact: `npm run build` writes a CommonJS file that Function Compute's
+ * nodejs20 runtime loads with require(), and beside it the SDKs it requires on its first upstream
+ * call. Here it runs in a fresh node process, in a directory without node_modules, against the emulator.
+ */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
@@ -9,12 +14,6 @@ import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { startRedisServer } from "../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { brokerUser, brokerWorld, platform } from "./support/world.ts";
-
-/**
- * The deployable artefact: `npm run build` writes a CommonJS file that Function Compute's
- * nodejs20 runtime loads with require(), and beside it the SDKs it requires on its first upstream
- * call. Here it runs in a fresh node process, in a directory without node_modules, against the emulator.
- */
 
 const run = promisify(execFile);
 const repo = new URL("../../../", import.meta.url).pathname;

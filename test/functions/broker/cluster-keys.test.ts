@@ -1,3 +1,7 @@
+/**
+ * Keys fetched from a cluster's issuer like a real Kubernetes API server publishes them: OIDC
+ * discovery and a JWKS over HTTPS signed by a private CA (the cluster's `caFile`).
+ */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -11,11 +15,6 @@ import { parseConfig, type Cluster } from "../../../functions/broker/config.ts";
 import { createTokenVerifier } from "../../../functions/broker/token.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { rejectionOf } from "../../support/errors.ts";
-
-/**
- * Keys fetched from a cluster's issuer like a real Kubernetes API server publishes them: OIDC
- * discovery and a JWKS over HTTPS signed by a private CA (the cluster's `caFile`).
- */
 
 let dir: string;
 let tls: ServerTls;

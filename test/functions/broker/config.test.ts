@@ -17,7 +17,7 @@ describe("broker configuration", () => {
     expect(config.clusters[0]!.allowRrsa).toBe(false);
   });
 
-  it("accepts the SPEC's YAML example", () => {
+  it("accepts a full configuration in the shape docs/broker.md documents", () => {
     const config = parseConfigText(
       `audience: acr-credential-broker
 clockSkewSeconds: 60

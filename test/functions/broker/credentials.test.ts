@@ -1,14 +1,13 @@
+/**
+ * Issuing credentials end to end: the FC handler, the real STS/CR SDK clients and the emulator.
+ * Upstream calls are counted on the emulator's request log.
+ */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Credential, CredentialsResponse } from "../../../shared/broker-api.ts";
 import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
 import { instances, roles, rrsaProvider } from "./support/world.ts";
-
-/**
- * Issuing credentials end to end: the FC handler, the real STS/CR SDK clients and the emulator.
- * Upstream calls are counted on the emulator's request log.
- */
 
 const platformEntry = { ...instances.platform, assumeRoleArn: roles.acrPull, expireDuration: 3600 };
 const personalEntry = { regionId: "cn-beijing" };

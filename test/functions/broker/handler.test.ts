@@ -1,3 +1,4 @@
+/** HTTP behaviour of the FC handler that needs no upstream: routing, limits, headers, errors. */
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../functions/broker/config.ts";
 import { createHandler, maxBodyBytes } from "../../../functions/broker/handler.ts";
@@ -6,8 +7,6 @@ import { createAlibabaCloud } from "../../../shared/alibaba/cloud.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp, testContext, type FcHandler } from "./support/invoke.ts";
 import { captureLogs } from "./support/logs.ts";
-
-/** HTTP behaviour of the FC handler that needs no upstream: routing, limits, headers, errors. */
 
 let cluster: TestCluster;
 let handler: FcHandler;

@@ -1,3 +1,7 @@
+/**
+ * Every kind of request the broker serves — issued, cached, stale, refused, failed, forced,
+ * renewed, RRSA — with its log captured, then searched for every secret that passed through it.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClock, startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { parseConfig } from "../../../functions/broker/config.ts";
@@ -9,11 +13,6 @@ import { createTestCluster, defaultSubject, type TestCluster } from "./support/c
 import { bearer, invokeHttp, testContext, type FcHandler } from "./support/invoke.ts";
 import { captureLogs } from "./support/logs.ts";
 import { brokerUser, brokerWorld, instances, roles, rrsaProvider } from "./support/world.ts";
-
-/**
- * Every kind of request the broker serves — issued, cached, stale, refused, failed, forced,
- * renewed, RRSA — with its log captured, then searched for every secret that passed through it.
- */
 
 let emulator: Emulator;
 let handler: FcHandler;

@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FcContext, FcHttpEvent } from "../../../functions/broker/fc-event.ts";
-import { parseInvocation } from "../../../functions/broker/fc-event.ts";
-import { serveBroker, type BrokerServer } from "../../../functions/broker/node-http.ts";
-
 /**
  * The node:http adapter hands the handler exactly what FC 3.0 would: the HTTP-trigger event, as the
  * object FC's Buffer parses into. A recording handler shows what arrives and echoes a response back.
  */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FcContext, FcHttpEvent } from "../../../functions/broker/fc-event.ts";
+import { parseInvocation } from "../../../functions/broker/fc-event.ts";
+import { serveBroker, type BrokerServer } from "../../../functions/broker/node-http.ts";
 
 const seen: Array<{ event: FcHttpEvent; context: FcContext }> = [];
 let server: BrokerServer;

@@ -1,3 +1,7 @@
+/**
+ * Every token a broker must refuse, through the FC handler, with the emulator as Alibaba Cloud:
+ * a refused token must never cause an upstream call (the emulator's request log stays empty).
+ */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SignJWT } from "jose";
@@ -5,11 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { b64, createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp, type FcHandler } from "./support/invoke.ts";
-
-/**
- * Every token a broker must refuse, through the FC handler, with the emulator as Alibaba Cloud:
- * a refused token must never cause an upstream call (the emulator's request log stays empty).
- */
 
 let rsa: TestCluster;
 let ec: TestCluster;

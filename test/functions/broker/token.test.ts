@@ -1,10 +1,9 @@
+/** The verifier remembers verified tokens briefly; what must still be checked on every use. */
 import { createLocalJWKSet, type JWTVerifyGetKey } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../../functions/broker/config.ts";
 import { createTokenVerifier, verifiedTokenTtlMs, type TokenVerifier } from "../../../functions/broker/token.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
-
-/** The verifier remembers verified tokens briefly; what must still be checked on every use. */
 
 let cluster: TestCluster;
 let now: number;

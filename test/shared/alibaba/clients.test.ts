@@ -1,3 +1,4 @@
+/** The SDK-backed STS and CR clients against the emulator: real request signing, real responses. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../emulator/index.ts";
 import { createAlibabaCloud, type AlibabaCloud } from "../../../shared/alibaba/cloud.ts";
@@ -6,8 +7,6 @@ import { upstreamDetails } from "../../../shared/alibaba/upstream-error.ts";
 import { createTestCluster, type TestCluster } from "../../functions/broker/support/clusters.ts";
 import { brokerUser, brokerWorld, instances, roles, rrsaProvider, strangerUser } from "../../functions/broker/support/world.ts";
 import { rejectionOf } from "../../support/errors.ts";
-
-/** The SDK-backed STS and CR clients against the emulator: real request signing, real responses. */
 
 let emulator: Emulator;
 let cloud: AlibabaCloud;

@@ -1,7 +1,6 @@
+/** Classification of what the SDKs throw, from the error shapes openapi-core produces. */
 import { describe, expect, it } from "vitest";
 import { toUpstreamError, unsuccessfulAnswer, upstreamDetails } from "../../../shared/alibaba/upstream-error.ts";
-
-/** Classification of what the SDKs throw, from the error shapes openapi-core produces. */
 
 const sdkError = (fields: Record<string, unknown>) => Object.assign(new Error(String(fields.message ?? "x")), fields);
 

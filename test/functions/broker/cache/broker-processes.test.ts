@@ -1,3 +1,8 @@
+/**
+ * `acr-credential broker` processes sharing one real redis-server, as a fleet of instances of one
+ * function: together they make one upstream refresh per chain, and one killed (SIGKILL) while it
+ * holds a refresh lease only delays the others until the lease expires.
+ */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEmulator, type Emulator } from "../../../../emulator/index.ts";
@@ -6,12 +11,6 @@ import { startBrokerProcess, type BrokerProcess } from "../../../reliability/sup
 import { startRedisServer, type RedisServer } from "../../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "../support/clusters.ts";
 import { brokerUser, brokerWorld, instances, roles } from "../support/world.ts";
-
-/**
- * `acr-credential broker` processes sharing one real redis-server, as a fleet of instances of one
- * function: together they make one upstream refresh per chain, and one killed (SIGKILL) while it
- * holds a refresh lease only delays the others until the lease expires.
- */
 
 const leaseSeconds = 2;
 const personalLease = "acr-credential-broker:credential:lease:broker#personal@cn-beijing";

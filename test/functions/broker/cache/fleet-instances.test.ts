@@ -1,3 +1,8 @@
+/**
+ * Several broker instances (each its own runtime: own memory cache, own Redis connection) in front
+ * of one real redis-server and the emulator, as Function Compute runs a fleet of instances of one
+ * function. The emulator's request log counts what the whole fleet asked upstream.
+ */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,12 +19,6 @@ import { createTestCluster, defaultSubject, type TestCluster } from "../support/
 import { bearer, invokeHttp, testContext } from "../support/invoke.ts";
 import { captureLogs } from "../support/logs.ts";
 import { brokerUser, brokerWorld, instances, roles } from "../support/world.ts";
-
-/**
- * Several broker instances (each its own runtime: own memory cache, own Redis connection) in front
- * of one real redis-server and the emulator, as Function Compute runs a fleet of instances of one
- * function. The emulator's request log counts what the whole fleet asked upstream.
- */
 
 const keyV1 = `v1-2026:${randomBytes(32).toString("base64")}`;
 const keyV2 = `v2-2026:${randomBytes(32).toString("base64")}`;

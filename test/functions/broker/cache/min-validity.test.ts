@@ -1,3 +1,9 @@
+/**
+ * `minValiditySeconds`: a fleet of clusters renewing on schedule shares one upstream refresh. Broker
+ * instances (each its own runtime and memory cache) in front of one real redis-server and the
+ * emulator, whose request log counts what the whole fleet asked upstream; the emulator's clock moves
+ * the credentials towards their expiry.
+ */
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createClock, startEmulator, type Clock, type Emulator } from "../../../../emulator/index.ts";
@@ -11,13 +17,6 @@ import { createTestCluster, defaultSubject, type TestCluster } from "../support/
 import { bearer, invokeHttp, testContext } from "../support/invoke.ts";
 import { captureLogs } from "../support/logs.ts";
 import { brokerUser, brokerWorld, instances, roles } from "../support/world.ts";
-
-/**
- * `minValiditySeconds`: a fleet of clusters renewing on schedule shares one upstream refresh. Broker
- * instances (each its own runtime and memory cache) in front of one real redis-server and the
- * emulator, whose request log counts what the whole fleet asked upstream; the emulator's clock moves
- * the credentials towards their expiry.
- */
 
 const cacheKey = `k1:${randomBytes(32).toString("base64")}`;
 const platform = { instanceId: instances.platform.instanceId, regionId: instances.platform.regionId, assumeRoleArn: roles.acrPull, expireDuration: 3600 };

@@ -1,3 +1,8 @@
+/**
+ * The shared layer's lease protocol on a real redis-server, one layer object per simulated instance:
+ * what a waiter does when the holder is slow, when a refresh is forced, and that a holder only
+ * ever releases its own lease.
+ */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createRedisStore } from "../../../../functions/broker/cache/redis-store.ts";
@@ -5,12 +10,6 @@ import { cacheKeyRingFromEnv, seal } from "../../../../functions/broker/cache/se
 import { SharedLayer, type SharedLayerOptions } from "../../../../functions/broker/cache/shared.ts";
 import type { SharedStore } from "../../../../functions/broker/cache/store.ts";
 import { startRedisServer, type RedisServer } from "../../../support/redis-server.ts";
-
-/**
- * The shared layer's lease protocol on a real redis-server, one layer object per simulated instance:
- * what a waiter does when the holder is slow, when a refresh is forced, and that a holder only
- * ever releases its own lease.
- */
 
 interface Entry {
   value: string;

@@ -1,11 +1,10 @@
-import type { WorldInput } from "../../../../emulator/index.ts";
-import type { TestCluster } from "./clusters.ts";
-
 /**
  * The Alibaba Cloud the broker tests run against. Platform account P runs the broker (a RAM user
  * outside FC, the `fc-broker` execution role inside) and owns an Enterprise instance and a
  * Personal registry; tenant account T owns an instance its role lends to P's identities. Fake keys only.
  */
+import type { WorldInput } from "../../../../emulator/index.ts";
+import type { TestCluster } from "./clusters.ts";
 
 export const platform = "1000000000000001";
 export const tenant = "2000000000000002";
