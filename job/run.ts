@@ -75,12 +75,7 @@ export interface RunReport {
   nextCallDueAt: Date;
 }
 
-/** Reads and validates the configuration; a missing or invalid ConfigMap is a `ConfigInvalid` (exit 2). */
-export async function loadConfig(cluster: ClusterApi, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): Promise<RefresherConfig> {
-  return configFromData(await cluster.readConfigMap(ref.namespace, ref.name), ref, logger, brokerUrl);
-}
-
-/** Validates the configuration ConfigMap's data (`undefined`: it does not exist). */
+/** Validates the configuration ConfigMap's data (`undefined`: it does not exist); a missing or invalid ConfigMap is a `ConfigInvalid` (exit 2). */
 export function configFromData(data: Record<string, string> | undefined, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): RefresherConfig {
   const source = `ConfigMap ${ref.namespace}/${ref.name}`;
   if (data === undefined) throw new AcrCredentialError("ConfigInvalid", `${source} does not exist; create it (job/deploy/examples/acr-configuration.yaml is a sample) or pass --config-map`);

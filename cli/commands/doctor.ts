@@ -15,7 +15,7 @@ import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
-import { checklistJson, exitCodeOf, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
+import { checklistJson, checklistExitCode, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
 import { missingPermissions, requiredPermissions, type ResourceRule } from "../doctor/rbac.ts";
 import { assessIssuer, readClaims, refusalBlames } from "../doctor/token.ts";
 import { inCluster, loadKubeConfig } from "../kubeconfig.ts";
@@ -146,7 +146,7 @@ export const command: Command = {
     const finish = () => {
       const ordered = (Object.keys(titles) as CheckId[]).map((id) => checks.get(id) ?? skipped(id, "an earlier check failed"));
       console.log(values.json === true ? checklistJson(ordered) : formatChecklist(ordered));
-      return exitCodeOf(ordered);
+      return checklistExitCode(ordered);
     };
 
     // The API server.

@@ -34,10 +34,10 @@ export function formatChecklist(checks: readonly Check[]): string {
 }
 
 /** 0 when every check passed, 1 otherwise (a skipped check means something before it failed). */
-export function exitCodeOf(checks: readonly Check[]): number {
+export function checklistExitCode(checks: readonly Check[]): number {
   return checks.every((check) => check.status === "ok") ? 0 : 1;
 }
 
 export function checklistJson(checks: readonly Check[]): string {
-  return JSON.stringify({ ok: exitCodeOf(checks) === 0, checks }, null, 2);
+  return JSON.stringify({ ok: checklistExitCode(checks) === 0, checks }, null, 2);
 }

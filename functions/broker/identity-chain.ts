@@ -59,7 +59,7 @@ export function chainKey(chain: IdentityChain): string {
   return keyOf(planSessions(chain));
 }
 
-export function plan(chain: IdentityChain, target: RegistryTarget): Plan {
+export function planCalls(chain: IdentityChain, target: RegistryTarget): Plan {
   const registry: RegistryStep = target.instanceId
     ? { api: "cr:GetAuthorizationToken", instanceId: target.instanceId, regionId: target.regionId }
     : { api: "cr:GetAuthorizationToken(personal)", regionId: target.regionId };

@@ -8,7 +8,7 @@ import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 import { retry, type BackoffPolicy } from "../../shared/retry.ts";
 import type { Cache, GetOptions } from "./cache/policy.ts";
-import { personalDomains, plan, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
+import { personalDomains, planCalls, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
 
 export interface IssuedCredential {
   username: string;
@@ -112,7 +112,7 @@ async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Pr
 
 /** Obtains (or reuses) the registry credential for one authorized entry. */
 export async function issue(deps: IssueDeps, chain: IdentityChain, target: RegistryTarget, context: IssueContext): Promise<IssueResult> {
-  const p = plan(chain, target);
+  const p = planCalls(chain, target);
   let last: { identity: Identity; expiresAt: number } | undefined;
   const chained = async () => (last ??= await resolveChain(deps, p, context));
 

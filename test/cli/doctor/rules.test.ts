@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { exitCodeOf, fail, formatChecklist, ok, skip } from "../../../cli/doctor/checklist.ts";
+import { checklistExitCode, fail, formatChecklist, ok, skip } from "../../../cli/doctor/checklist.ts";
 import { allowed, missingPermissions, requiredPermissions, type ResourceRule } from "../../../cli/doctor/rbac.ts";
 import { assessIssuer, readClaims, refusalBlames } from "../../../cli/doctor/token.ts";
 
@@ -78,8 +78,8 @@ describe("the checklist", () => {
   it("marks each check, gives the fix under a failure and exits 1 unless all passed", () => {
     const checks = [ok("a", "first", "fine"), fail("b", "second", "broken", "mend it"), skip("c", "third", "an earlier check failed")];
     expect(formatChecklist(checks).split("\n")).toEqual(["✓ first   fine", "✗ second  broken", "          fix: mend it", "- third   skipped: an earlier check failed", "", "2 of 3 checks did not pass."]);
-    expect(exitCodeOf(checks)).toBe(1);
-    expect(exitCodeOf([checks[0]!])).toBe(0);
+    expect(checklistExitCode(checks)).toBe(1);
+    expect(checklistExitCode([checks[0]!])).toBe(0);
   });
 });
 
