@@ -7,7 +7,7 @@ import { diffServiceAccount, type NamespacePlan, type Plan, type ServiceAccountE
 import { annotations, type DesiredSecret } from "./secret.ts";
 import { serviceAccountPatch } from "./service-account-patch.ts";
 import type { SecretOutcome } from "./state.ts";
-import { sleep } from "../shared/retry.ts";
+import { retry } from "../shared/retry.ts";
 
 /** Something that could not be done in one namespace; the other namespaces carry on. */
 export interface Failure {
@@ -236,24 +236,25 @@ export function conflictEvent(conflict: Conflict, uid?: string): RefresherEvent 
  * with the edit recomputed, so both writers' changes survive. Returns false when nothing was needed.
  */
 async function patchServiceAccount(context: ApplyContext, namespace: string, edit: ServiceAccountEdit, want: readonly string[], listed: ServiceAccountInfo | undefined): Promise<boolean> {
-  const attempts = context.patchAttempts ?? 6;
-  const pause = context.sleep ?? sleep;
-  const random = context.random ?? Math.random;
   let current = listed ?? (await context.cluster.getServiceAccount(namespace, edit.name));
-  for (let attempt = 1; ; attempt += 1) {
-    if (current === undefined) return false;
-    const { add, remove } = diffServiceAccount(current, want, edit.keep, edit.removable);
-    if (add.length === 0 && remove.length === 0) return false;
-    try {
+  return retry(
+    async (_remainingMs, attempt) => {
+      if (attempt > 0) current = await context.cluster.getServiceAccount(namespace, edit.name);
+      if (current === undefined) return false;
+      const { add, remove } = diffServiceAccount(current, want, edit.keep, edit.removable);
+      if (add.length === 0 && remove.length === 0) return false;
       await context.cluster.patchServiceAccount(namespace, edit.name, serviceAccountPatch(current, add, remove));
       context.logger.debug({ namespace, serviceAccount: edit.name, add, remove }, "service account patched");
       return true;
-    } catch (error) {
-      const status = statusOf(error);
-      if ((status !== 409 && status !== 422) || attempt >= attempts) throw error;
-      context.logger.debug({ namespace, serviceAccount: edit.name, attempt }, "service account changed meanwhile; re-reading");
-      await pause(Math.floor(random() * 50 * attempt));
-      current = await context.cluster.getServiceAccount(namespace, edit.name);
-    }
-  }
+    },
+    {
+      // Another writer's edit lands within milliseconds: short waits, a few attempts, no deadline of their own.
+      policy: { baseDelayMs: 50, maxDelayMs: 400, maxAttempts: context.patchAttempts ?? 6 },
+      deadline: Number.POSITIVE_INFINITY,
+      classify: (error) => ({ retry: statusOf(error) === 409 || statusOf(error) === 422 }),
+      onRetry: ({ attempts }) => context.logger.debug({ namespace, serviceAccount: edit.name, attempt: attempts }, "service account changed meanwhile; re-reading"),
+      ...(context.sleep === undefined ? {} : { sleep: context.sleep }),
+      ...(context.random === undefined ? {} : { random: context.random }),
+    },
+  );
 }
