@@ -1,6 +1,6 @@
 import pLimit from "p-limit";
 import type { Logger } from "../shared/log.ts";
-import { oneLine } from "../shared/errors.ts";
+import { isAcrCredentialError, oneLine } from "../shared/errors.ts";
 import { statusOf, type ClusterApi, type RefresherEvent } from "./cluster.ts";
 import { eventReasons, eventRecorder, namedEvent, type EventRecorder } from "./events.ts";
 import { diffServiceAccount, type NamespacePlan, type Plan, type ServiceAccountEdit, type ServiceAccountInfo } from "./plan.ts";
@@ -60,7 +60,7 @@ export interface ApplyContext {
 }
 
 
-const causeFields = (error: unknown): string[] => ((error as { details?: { causes?: Array<{ field?: string }> } }).details?.causes ?? []).map((cause) => cause.field ?? "");
+const causeFields = (error: unknown): string[] => (isAcrCredentialError(error) ? (error.details.causes ?? []) : []).map((cause) => cause.field ?? "");
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /** The admission policy of job/deploy/base/secret-policy.yaml refused a write: the Secret is not the refresher's. */

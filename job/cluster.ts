@@ -1,6 +1,6 @@
 import { ApiException, CoreV1Api, EventsV1Api, Observable, type CoreV1Event, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { Agent } from "node:https";
-import { AcrCredentialError } from "../shared/errors.ts";
+import { AcrCredentialError, type StatusCause } from "../shared/errors.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
 import { missingPullSecretSelector, type PullSecretEvent } from "./pull-secret-events.ts";
 import { fieldManager, type SecretManifest } from "./secret.ts";
@@ -60,7 +60,7 @@ export function kubernetesError(error: unknown, what: string): AcrCredentialErro
   if (error instanceof AcrCredentialError) return error;
   if (error instanceof ApiException) {
     const status = error.code;
-    let body: { reason?: string; message?: string; details?: { causes?: Array<{ reason?: string; field?: string; message?: string }> } } = {};
+    let body: { reason?: string; message?: string; details?: { causes?: StatusCause[] } } = {};
     try {
       body = typeof error.body === "string" ? JSON.parse(error.body) : ((error.body as typeof body | undefined) ?? {});
     } catch {
@@ -71,18 +71,18 @@ export function kubernetesError(error: unknown, what: string): AcrCredentialErro
     const hint = status === 401 ? "; the refresher's ServiceAccount token was rejected" : status === 403 ? "; check the refresher's RBAC from job/deploy" : "";
     return new AcrCredentialError("KubernetesError", `${what}: ${message} (HTTP ${status} ${reason})${hint}`, {
       cause: error,
-      details: { status, reason, causes: body.details?.causes ?? [] },
+      details: { status, statusReason: reason, causes: body.details?.causes ?? [] },
     });
   }
   if (error instanceof Error && error.name === "AbortError") {
-    return new AcrCredentialError("KubernetesError", `${what}: the API server did not answer in time; check its health and the network path to it`, { cause: error, details: { status: 0, reason: "Timeout" } });
+    return new AcrCredentialError("KubernetesError", `${what}: the API server did not answer in time; check its health and the network path to it`, { cause: error, details: { status: 0, statusReason: "Timeout" } });
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, { cause: error, details: { status: 0, reason: "Network" } });
+  return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, { cause: error, details: { status: 0, statusReason: "Network" } });
 }
 
 export function statusOf(error: unknown): number {
-  return error instanceof AcrCredentialError && typeof error.details.status === "number" ? error.details.status : 0;
+  return error instanceof AcrCredentialError ? (error.details.status ?? 0) : 0;
 }
 
 export function namespaceInfo(ns: V1Namespace): NamespaceInfo {

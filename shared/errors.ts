@@ -33,16 +33,97 @@ export const errorCodes = {
 
 export type ErrorCode = keyof typeof errorCodes;
 
+/**
+ * Why the broker refused a token or a request it authenticated (docs/broker.md, "Refusal reasons"): named
+ * after what was checked, stable for tests and log queries. Logged on the request line, never answered:
+ * the caller's message stays what it always was.
+ */
+export const refusalReasons = [
+  // 401 InvalidToken: who is asking could not be established.
+  "bearer-token-missing",
+  "token-too-large",
+  "token-not-compact-jws",
+  "token-undecodable",
+  "algorithm-not-allowed",
+  "issuer-unknown",
+  "issuer-refused-by-group",
+  "header-invalid",
+  "payload-invalid",
+  "key-not-found",
+  "key-ambiguous",
+  "key-unusable",
+  "signature-invalid",
+  "token-expired",
+  "not-yet-valid",
+  "audience-mismatch",
+  "issuer-mismatch",
+  "claim-invalid",
+  "subject-not-string",
+  "issued-in-future",
+  "lifetime-too-long",
+  "token-invalid",
+  // 403 Forbidden: a valid caller asked for something it may not have.
+  "subject-not-allowed",
+  "rrsa-token-invalid",
+  "rrsa-token-mismatch",
+  "rrsa-not-allowed",
+  "registry-not-configured",
+  "duration-too-long",
+  "kubelet-provider-absent",
+  "not-a-service-account",
+  "kubelet-grant-absent",
+  "role-not-granted",
+  "registry-not-granted",
+] as const;
+
+export type RefusalReason = (typeof refusalReasons)[number];
+
+/** A Kubernetes API `Status` cause (a field the API server refused, and why). */
+export interface StatusCause {
+  reason?: string;
+  field?: string;
+  message?: string;
+}
+
+/**
+ * What an error carries besides its code and message, each field for the code that sets it. Never a
+ * secret: these may be logged or (the headers) answered.
+ */
+export interface ErrorDetails {
+  /** InvalidToken, Forbidden: why, for the broker's log (never in the answer). */
+  reason?: RefusalReason;
+  /** RateLimited: the `Retry-After` the broker answers. */
+  retryAfterSeconds?: number;
+  /** MethodNotAllowed: the `Allow` the broker answers. */
+  allow?: string;
+  /** Upstream…: whether another attempt may help, after how long, and the Alibaba Cloud code and request id. */
+  retryable?: boolean;
+  retryAfterMs?: number;
+  upstreamCode?: string;
+  requestId?: string;
+  /** The HTTP status a peer (the broker, the Kubernetes API server) answered; 0 when it did not answer. */
+  status?: number;
+  /** KubernetesError: the `Status` reason (or `Timeout`/`Network`) and the causes the API server gave. */
+  statusReason?: string;
+  causes?: StatusCause[];
+  /** ConfigInvalid: one line per problem. */
+  problems?: string[];
+}
+
 export class AcrCredentialError extends Error {
   override readonly name = "AcrCredentialError";
   readonly code: ErrorCode;
-  /** Extra fields a caller may surface (e.g. `retryAfterSeconds` for RateLimited). Never secrets. */
-  readonly details: Readonly<Record<string, unknown>>;
+  readonly details: Readonly<ErrorDetails>;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: ErrorDetails } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};
+  }
+
+  /** Why a token or request was refused, when this is such a refusal. */
+  get reason(): RefusalReason | undefined {
+    return this.details.reason;
   }
 
   get exitCode(): number {
@@ -52,6 +133,11 @@ export class AcrCredentialError extends Error {
   get httpStatus(): number {
     return errorCodes[this.code].status;
   }
+}
+
+/** A refusal of a token (InvalidToken) or of what an authenticated caller asked for (Forbidden), with its reason. */
+export function refusal(code: "InvalidToken" | "Forbidden", reason: RefusalReason, message: string): AcrCredentialError {
+  return new AcrCredentialError(code, message, { details: { reason } });
 }
 
 export function isAcrCredentialError(error: unknown): error is AcrCredentialError {

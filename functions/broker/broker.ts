@@ -4,7 +4,7 @@
  */
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { credentialsRequestSchema, type Credential, type CredentialsRequest, type CredentialsResponse, type EntryError, type RenewSummary } from "../../shared/broker-api.ts";
-import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
 import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
 import { issue, type IssueContext } from "./issue.ts";
 import type { BrokerRuntime } from "./runtime.ts";
@@ -34,7 +34,7 @@ const plainBearer = /^Bearer [^\s]+$/;
 export function bearerToken(authorization: string | undefined): string {
   if (authorization !== undefined && plainBearer.test(authorization)) return authorization.slice(7);
   const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? "");
-  if (!match) throw new AcrCredentialError("InvalidToken", "missing 'Authorization: Bearer <ServiceAccount token>' header");
+  if (!match) throw refusal("InvalidToken", "bearer-token-missing", "missing 'Authorization: Bearer <ServiceAccount token>' header");
   return match[1]!;
 }
 

@@ -10,7 +10,7 @@ import { LRUCache } from "lru-cache";
 import type { AckClusterDetail } from "../../shared/alibaba/ack.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
-import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow, retry, type BackoffPolicy } from "../../shared/retry.ts";
 import type { Clock } from "./clock.ts";
@@ -107,12 +107,12 @@ export const defaultGroupTrustLimits: GroupTrustLimits = { trustedTtlMs: 10 * 60
 const notTrustedMessage = "the token's issuer (iss) is not a configured cluster";
 
 /** The refusal a caller sees: as vague as any unknown issuer; the reason goes to the broker's log. */
-const notTrusted = () => new AcrCredentialError("InvalidToken", notTrustedMessage);
+const notTrusted = () => refusal("InvalidToken", "issuer-refused-by-group", notTrustedMessage);
 
-/** A refusal decided by the groups' rules (not an upstream failure): remembered, and its reason logged. */
+/** A refusal decided by the groups' rules (not an upstream failure): remembered, and why logged. */
 class RefusedByRule extends AcrCredentialError {
-  constructor(readonly reason: string) {
-    super("InvalidToken", notTrustedMessage);
+  constructor(readonly why: string) {
+    super("InvalidToken", notTrustedMessage, { details: { reason: "issuer-refused-by-group" } });
   }
 }
 
@@ -209,7 +209,7 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
             if (error instanceof RefusedByRule) {
               refused.set(issuer, { until: deps.clock.now() + limits.refusedTtlMs });
               trusted.delete(issuer);
-              deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason: error.reason }, "cluster refused by rule");
+              deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason: error.reason, detail: error.why }, "cluster refused by rule");
               throw error;
             }
             if (isAcrCredentialError(error) && error.code === "RateLimited") throw error;

@@ -54,6 +54,16 @@ export interface RenewInvocation {
 
 export type Invocation = HttpInvocation | RenewInvocation;
 
+/**
+ * A direct invocation (`{"action":…}`) the broker cannot run: answered in the direct-invocation shape
+ * (the plain JSON result), not as an HTTP response, since no HTTP trigger is waiting for it.
+ */
+export class InvalidDirectInvocation extends AcrCredentialError {
+  constructor(message: string) {
+    super("InvalidRequest", message);
+  }
+}
+
 function lowerCaseKeys(headers: Record<string, unknown> | undefined): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) if (typeof value === "string") result[name.toLowerCase()] = value;
@@ -73,10 +83,8 @@ export function parseInvocation(raw: unknown): Invocation {
   if (typeof event !== "object" || event === null) throw new AcrCredentialError("InvalidRequest", "the event is not a JSON object");
   const object = event as Record<string, unknown>;
   if ("action" in object) {
-    // Marked so the answer takes the direct-invocation shape, not an HTTP response.
-    const direct = { details: { direct: true } };
-    if (object.action !== "renew") throw new AcrCredentialError("InvalidRequest", `unknown action '${String(object.action)}'; the only action is 'renew'`, direct);
-    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === "")) throw new AcrCredentialError("InvalidRequest", "cluster must be a non-empty string", direct);
+    if (object.action !== "renew") throw new InvalidDirectInvocation(`unknown action '${String(object.action)}'; the only action is 'renew'`);
+    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === "")) throw new InvalidDirectInvocation("cluster must be a non-empty string");
     return { kind: "renew", ...(typeof object.cluster === "string" ? { cluster: object.cluster } : {}) };
   }
   const http = event as FcHttpEvent;

@@ -3,7 +3,7 @@
  * deadline of a request, error → status mapping, the response headers and the one log line per
  * request. The FC handler (middy, FC's event) and the HTTP server (node:http) both answer through it.
  */
-import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError, isAcrCredentialError, oneLine, type RefusalReason } from "../../shared/errors.ts";
 import { pino } from "pino";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
@@ -19,6 +19,8 @@ export interface HttpResult {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** Why a refusal was refused: for the request line only, never part of the answer. */
+  reason?: RefusalReason;
 }
 
 /** An HTTP request as the API reads it. */
@@ -69,8 +71,8 @@ export function errorResult(error: unknown, requestId: string, log: Logger): Htt
     const headers: Record<string, string> = {};
     if (error.code === "InvalidToken") headers["www-authenticate"] = 'Bearer error="invalid_token"';
     if (error.code === "RateLimited") headers["retry-after"] = String(error.details.retryAfterSeconds ?? 60);
-    if (error.code === "MethodNotAllowed" && typeof error.details.allow === "string") headers.allow = error.details.allow;
-    return { status: error.httpStatus, body: { error: { code: error.code, message: oneLine(error) } }, headers };
+    if (error.code === "MethodNotAllowed" && error.details.allow !== undefined) headers.allow = error.details.allow;
+    return { status: error.httpStatus, body: { error: { code: error.code, message: oneLine(error) } }, headers, ...(error.reason ? { reason: error.reason } : {}) };
   }
   log.error({ requestId, err: { name: error instanceof Error ? error.name : typeof error, message: oneLine(error) } }, "unexpected error");
   return { status: 500, body: { error: { code: "Internal", message: `internal error; see the broker's log for request ${requestId}` } } };
@@ -95,7 +97,7 @@ const levels = { info: 30, warn: 40, error: 50 } as const;
 const { streamSym, chindingsSym } = pino.symbols as unknown as { streamSym: symbol; chindingsSym: symbol };
 
 /**
- * One JSON line per request: id, cluster, subject, instances, outcome, latency. Never a secret: the
+ * One JSON line per request: id, cluster, subject, instances, outcome (and a refusal's reason), latency. Never a secret: the
  * fields are these fixed, typed ones, none of which the logger's redaction paths name. The line is
  * the one pino would write for `log[level](fields, "request")`, serialised with one JSON.stringify
  * and written to the logger's destination directly: pino's per-field serialisation and redaction
@@ -112,6 +114,7 @@ export function logRequest(log: Logger, line: RequestLine): void {
     ...line.annotations,
     status,
     outcome: errorCode ?? (line.annotations.failed ? "partial" : "ok"),
+    ...(line.result?.reason ? { reason: line.result.reason } : {}),
     latencyMs: Math.round((monotonicNow() - line.startedAt) * 10) / 10,
   });
   const record = log as unknown as Record<symbol, unknown>;

@@ -7,7 +7,7 @@
  */
 import { decodeJwt } from "jose";
 import { z } from "zod";
-import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
+import { AcrCredentialError, isAcrCredentialError, refusal } from "../../shared/errors.ts";
 import { bearerToken, type CallerContext } from "./broker.ts";
 import type { BrokerConfig } from "./config.ts";
 import { issue, type IssueResult } from "./issue.ts";
@@ -103,5 +103,5 @@ export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { a
   }
   // An upstream failure may have hidden the registry serving the image: report it rather than a refusal.
   if (failure) throw failure;
-  throw new AcrCredentialError("Forbidden", `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`);
+  throw refusal("Forbidden", "registry-not-granted", `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`);
 }

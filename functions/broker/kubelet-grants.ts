@@ -7,7 +7,7 @@
  */
 import { roleArnSchema } from "../../shared/alibaba/names.ts";
 import { z } from "zod";
-import { AcrCredentialError } from "../../shared/errors.ts";
+import { refusal, type RefusalReason } from "../../shared/errors.ts";
 import type { AuthorizedEntry } from "./authorize.ts";
 import type { ConfiguredRegistry } from "./config.ts";
 
@@ -92,15 +92,15 @@ function entryOf(registry: ConfiguredRegistry, roleOverride: string | undefined)
  * grant applies only if it lists that role, and the registries are issued with it.
  */
 export function kubeletEntries(provider: KubeletProvider | undefined, roleAnnotation: string, facts: KubeletRequestFacts): AuthorizedEntry[] {
-  const refuse = (why: string) => new AcrCredentialError("Forbidden", `ServiceAccount '${facts.subject}' of cluster '${facts.clusterName}' ${why}`);
-  if (!provider) throw refuse("may not use the kubelet credential provider: the cluster has no kubeletProvider in the broker configuration");
-  if (!facts.subject.startsWith("system:serviceaccount:")) throw refuse("is not a ServiceAccount");
+  const refuse = (reason: RefusalReason, why: string) => refusal("Forbidden", reason, `ServiceAccount '${facts.subject}' of cluster '${facts.clusterName}' ${why}`);
+  if (!provider) throw refuse("kubelet-provider-absent", "may not use the kubelet credential provider: the cluster has no kubeletProvider in the broker configuration");
+  if (!facts.subject.startsWith("system:serviceaccount:")) throw refuse("not-a-service-account", "is not a ServiceAccount");
   const grants = provider.grants.filter((grant) => grant.serviceAccounts.some((pattern) => subjectMatches(pattern, facts.subject)));
-  if (grants.length === 0) throw refuse("matches no kubeletProvider grant; add it to a grant's serviceAccounts in the broker configuration");
+  if (grants.length === 0) throw refuse("kubelet-grant-absent", "matches no kubeletProvider grant; add it to a grant's serviceAccounts in the broker configuration");
   const role = facts.annotations[roleAnnotation];
   if (role === undefined) return grants.flatMap((grant) => grant.registries.map((registry) => entryOf(registry, undefined)));
   const allowing = grants.filter((grant) => grant.annotationRoles.includes(role));
-  if (allowing.length === 0) throw refuse(`may not pull as '${role}' (annotation ${roleAnnotation}): no grant for it lists that role in annotationRoles`);
+  if (allowing.length === 0) throw refuse("role-not-granted", `may not pull as '${role}' (annotation ${roleAnnotation}): no grant for it lists that role in annotationRoles`);
   return allowing.flatMap((grant) => grant.registries.map((registry) => entryOf(registry, role)));
 }
 

@@ -4,11 +4,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MiddlewareObj, Request } from "@middy/core";
-import { isAcrCredentialError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
 import type { RequestAnnotations } from "./broker.ts";
-import { parseInvocation, type FcContext, type FcHttpResponse, type Invocation } from "./fc-event.ts";
+import { InvalidDirectInvocation, parseInvocation, type FcContext, type FcHttpResponse, type Invocation } from "./fc-event.ts";
 import { errorResult, logRequest, maxBodyBytes, payloadTooLarge, responseHeaders, type HttpResult } from "./http-api.ts";
 
 /** What the handler sees after `fcEvent`: the parsed invocation and the request's bookkeeping. */
@@ -44,7 +43,7 @@ export function fcEvent(): MiddlewareObj {
       try {
         state.invocation = parseInvocation(request.event);
       } catch (error) {
-        if (isAcrCredentialError(error) && error.details.direct === true) state.direct = true;
+        if (error instanceof InvalidDirectInvocation) state.direct = true;
         throw error;
       }
       request.event = { invocation: state.invocation, requestId: state.requestId, annotations: state.annotations } satisfies BrokerEvent;

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
+import { isAcrCredentialError, refusal, type AcrCredentialError, type RefusalReason } from "../../shared/errors.ts";
 import type { Clock } from "./clock.ts";
 import type { UpstreamContext } from "./cluster-groups.ts";
 import { createClusterIndex, type ClusterIndex } from "./cluster-index.ts";
@@ -33,34 +33,42 @@ export interface TokenVerifierDeps {
   clock: Clock;
 }
 
-function invalid(message: string): AcrCredentialError {
-  return new AcrCredentialError("InvalidToken", message);
-}
+const invalid = (reason: RefusalReason, message: string) => refusal("InvalidToken", reason, message);
 
 /** Header and claims of a compact JWS, read without trusting them, to pick the cluster. */
 function peek(raw: string): { alg: unknown; iss: unknown } {
-  if (raw.length > maxTokenBytes) throw invalid(`the token is larger than ${maxTokenBytes} bytes`);
-  if (raw.split(".").length !== 3) throw invalid("the token is not a compact JWS (header.payload.signature)");
+  if (raw.length > maxTokenBytes) throw invalid("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
+  if (raw.split(".").length !== 3) throw invalid("token-not-compact-jws", "the token is not a compact JWS (header.payload.signature)");
   try {
     return { alg: decodeProtectedHeader(raw).alg, iss: decodeJwt(raw).iss };
   } catch {
-    throw invalid("the token cannot be decoded as a JWT");
+    throw invalid("token-undecodable", "the token cannot be decoded as a JWT");
   }
 }
 
-function describeJoseError(error: unknown): string {
-  if (error instanceof joseErrors.JWTExpired) return "the token has expired";
+/** What jose found wrong, as a refusal: the message is the one callers have always been answered. */
+function joseRefusal(error: unknown): AcrCredentialError {
+  if (error instanceof joseErrors.JWTExpired) return invalid("token-expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.claim === "nbf") return "the token is not valid yet (nbf is in the future)";
-    if (error.claim === "aud") return "the token's audience (aud) is not this broker's";
-    if (error.claim === "iss") return "the token's issuer (iss) does not match its cluster";
-    return `the token's '${error.claim}' claim is invalid: ${error.reason}`;
+    if (error.claim === "nbf") return invalid("not-yet-valid", "the token is not valid yet (nbf is in the future)");
+    if (error.claim === "aud") return invalid("audience-mismatch", "the token's audience (aud) is not this broker's");
+    if (error.claim === "iss") return invalid("issuer-mismatch", "the token's issuer (iss) does not match its cluster");
+    return invalid("claim-invalid", `the token's '${error.claim}' claim is invalid: ${error.reason}`);
   }
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return "no signing key of the cluster matches the token's kid";
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "the token's signature does not verify with the cluster's keys";
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "the token's algorithm is not allowed";
-  if (error instanceof joseErrors.JOSEError) return `the token is invalid (${error.code})`;
-  return "the token is invalid";
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return invalid("key-not-found", "no signing key of the cluster matches the token's kid");
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return invalid("signature-invalid", "the token's signature does not verify with the cluster's keys");
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return invalid("algorithm-not-allowed", "the token's algorithm is not allowed");
+  if (error instanceof joseErrors.JOSEError) return invalid(joseReason(error), `the token is invalid (${error.code})`);
+  // jose throws a plain TypeError for a key it will not use (an RSA key under 2048 bits).
+  if (error instanceof TypeError) return invalid("key-unusable", "the token is invalid");
+  return invalid("token-invalid", "the token is invalid");
+}
+
+function joseReason(error: InstanceType<typeof joseErrors.JOSEError>): RefusalReason {
+  if (error instanceof joseErrors.JWSInvalid) return "header-invalid";
+  if (error instanceof joseErrors.JWTInvalid) return "payload-invalid";
+  if (error instanceof joseErrors.JWKSMultipleMatchingKeys) return "key-ambiguous";
+  return "token-invalid";
 }
 
 export interface VerifyOptions {
@@ -95,7 +103,7 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const skewMs = config.clockSkewSeconds * 1000;
 
   const verify: TokenVerifier = async (raw, options = {}) => {
-    if (raw.length > maxTokenBytes) throw invalid(`the token is larger than ${maxTokenBytes} bytes`);
+    if (raw.length > maxTokenBytes) throw invalid("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
     const key = `${options.audience ?? ""} ${createHash("sha256").update(raw).digest("base64url")}`;
     const now = clock.now();
     const hit = remembered.get(key);
@@ -118,9 +126,9 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 
   const verifyFully: TokenVerifier = async (raw, options = {}) => {
     const { alg, iss } = peek(raw);
-    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid(`the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
+    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid("algorithm-not-allowed", `the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
     const found = typeof iss === "string" ? await index.lookup(iss, options.upstream) : undefined;
-    if (!found) throw invalid("the token's issuer (iss) is not a configured cluster");
+    if (!found) throw invalid("issuer-unknown", "the token's issuer (iss) is not a configured cluster");
     const { cluster } = found;
 
     const now = clock.now();
@@ -136,15 +144,15 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
       }));
     } catch (error) {
       if (isAcrCredentialError(error)) throw error;
-      throw invalid(describeJoseError(error));
+      throw joseRefusal(error);
     }
 
     const { exp, iat, sub } = payload as Required<Pick<JWTPayload, "exp" | "iat" | "sub">>;
     // jose checks that sub is present, not its type; an array would reach the subject check and the log as if it were a name.
-    if (typeof sub !== "string") throw invalid("the token's 'sub' claim must be a string");
-    if (iat > now / 1000 + config.clockSkewSeconds) throw invalid("the token was issued in the future (iat)");
+    if (typeof sub !== "string") throw invalid("subject-not-string", "the token's 'sub' claim must be a string");
+    if (iat > now / 1000 + config.clockSkewSeconds) throw invalid("issued-in-future", "the token was issued in the future (iat)");
     if (exp - iat > config.maxTokenLifetimeSeconds) {
-      throw invalid(`the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
+      throw invalid("lifetime-too-long", `the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
     }
     return { cluster, subject: sub, issuer: cluster.issuer, claims: payload };
   };
@@ -154,7 +162,7 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 /** Subject check: a valid token of the cluster that is not one of its allowed ServiceAccounts. */
 export function assertSubjectAllowed(token: VerifiedToken): void {
   if (!token.cluster.subjects.includes(token.subject)) {
-    throw new AcrCredentialError("Forbidden", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
+    throw refusal("Forbidden", "subject-not-allowed", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
   }
 }
 
@@ -168,11 +176,11 @@ export async function verifyRrsaToken(verify: TokenVerifier, raw: string, bearer
     second = await verify(raw, { audience: rrsaAudience });
   } catch (error) {
     if (isAcrCredentialError(error) && error.code === "InvalidToken") {
-      throw new AcrCredentialError("Forbidden", `oidcToken is not usable: ${error.message}; send the ServiceAccount's RRSA token (audience ${rrsaAudience})`);
+      throw refusal("Forbidden", "rrsa-token-invalid", `oidcToken is not usable: ${error.message}; send the ServiceAccount's RRSA token (audience ${rrsaAudience})`);
     }
     throw error;
   }
   if (second.issuer !== bearer.issuer || second.subject !== bearer.subject) {
-    throw new AcrCredentialError("Forbidden", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
+    throw refusal("Forbidden", "rrsa-token-mismatch", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
   }
 }

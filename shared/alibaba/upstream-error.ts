@@ -33,8 +33,10 @@ function scrub(text: string): string {
 }
 
 export function upstreamDetails(error: unknown): UpstreamErrorDetails | undefined {
-  if (error instanceof AcrCredentialError && typeof error.details.retryable === "boolean") return error.details as unknown as UpstreamErrorDetails;
-  return undefined;
+  if (!(error instanceof AcrCredentialError)) return undefined;
+  const { retryable, retryAfterMs, upstreamCode, requestId } = error.details;
+  if (retryable === undefined) return undefined;
+  return { retryable, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(upstreamCode !== undefined ? { upstreamCode } : {}), ...(requestId !== undefined ? { requestId } : {}) };
 }
 
 /**
