@@ -50,7 +50,8 @@ function peek(raw: string): { alg: unknown; iss: unknown } {
 function joseRefusal(error: unknown): AcrCredentialError {
   if (error instanceof joseErrors.JWTExpired) return invalid("token-expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.claim === "nbf") return invalid("not-yet-valid", "the token is not valid yet (nbf is in the future)");
+    // jose's reason tells a failed check ("check_failed") from a claim of the wrong type ("invalid").
+    if (error.claim === "nbf") return invalid(error.reason === "check_failed" ? "not-yet-valid" : "claim-invalid", "the token is not valid yet (nbf is in the future)");
     if (error.claim === "aud") return invalid("audience-mismatch", "the token's audience (aud) is not this broker's");
     if (error.claim === "iss") return invalid("issuer-mismatch", "the token's issuer (iss) does not match its cluster");
     return invalid("claim-invalid", `the token's '${error.claim}' claim is invalid: ${error.reason}`);
@@ -65,8 +66,10 @@ function joseRefusal(error: unknown): AcrCredentialError {
 }
 
 function joseReason(error: InstanceType<typeof joseErrors.JOSEError>): RefusalReason {
-  if (error instanceof joseErrors.JWSInvalid) return "header-invalid";
+  if (error instanceof joseErrors.JWSInvalid) return "jws-invalid";
   if (error instanceof joseErrors.JWTInvalid) return "payload-invalid";
+  // A `crit` extension the broker does not understand.
+  if (error instanceof joseErrors.JOSENotSupported) return "jws-not-supported";
   if (error instanceof joseErrors.JWKSMultipleMatchingKeys) return "key-ambiguous";
   return "token-invalid";
 }

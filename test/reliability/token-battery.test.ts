@@ -13,6 +13,8 @@ import { startTrapServer } from "./support/trap-server.ts";
 let env: BrokerUnderTest;
 let trap: Awaited<ReturnType<typeof startTrapServer>>;
 let cases: HostileCase[];
+/** The request id of each answered case, to find its line in the broker's log once it is flushed. */
+const answered: Array<{ hostile: HostileCase; requestId: string | undefined; body: string }> = [];
 
 beforeAll(async () => {
   trap = await startTrapServer();
@@ -47,6 +49,7 @@ describe("the token battery over HTTP", () => {
       const expected = hostile.beyondHeaderLimit ? 431 : hostile.status;
       if (answer.status !== expected) outcomes.push(`${hostile.name}: ${answer.status} ${answer.body.slice(0, 200)}`);
       if (answer.status === 401 && answer.headers["www-authenticate"] !== 'Bearer error="invalid_token"') outcomes.push(`${hostile.name}: 401 without WWW-Authenticate`);
+      if (!hostile.beyondHeaderLimit) answered.push({ hostile, requestId: answer.headers["x-request-id"], body: answer.body });
     }
     expect(outcomes).toEqual([]);
     expect(env.upstreamCalls()).toBe(0);
@@ -67,5 +70,23 @@ describe("the token battery over HTTP", () => {
     await env.broker.stop();
     expect(env.scan.lineCount()).toBeGreaterThan(cases.length);
     expect(env.scan.findings()).toEqual([]);
+  });
+
+  it("logged each refusal's documented reason on its request line, and answered none of them", async () => {
+    // Runs after the broker was stopped above, so every line is in its output.
+    const lines = env.broker
+      .output()
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === "request");
+    const mismatches: string[] = [];
+    for (const { hostile, requestId, body } of answered) {
+      const line = lines.find((l) => l.requestId === requestId);
+      if (line?.reason !== hostile.reason) mismatches.push(`${hostile.name}: logged ${String(line?.reason)}, documented ${hostile.reason}`);
+      if (hostile.reason && body.includes(hostile.reason)) mismatches.push(`${hostile.name}: the answer names the reason`);
+    }
+    expect(answered.length).toBeGreaterThanOrEqual(30);
+    expect(mismatches).toEqual([]);
   });
 });
