@@ -46,26 +46,24 @@ describe("authorize", () => {
 
   it("refuses an instance the cluster was not given", () => {
     const error = thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-other", regionId: "cn-hangzhou" }] }, subject));
-    expect(error.code).toBe("Forbidden");
-    expect(error.message).toMatch(/cluster 'prod' may not receive cri-other/);
+    expect(error).toMatchObject({ code: "Forbidden", reason: "registry-not-configured" });
   });
 
   it("refuses a configured instance in another region", () => {
-    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-own", regionId: "cn-shanghai" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-own", regionId: "cn-shanghai" }] }, subject))).toMatchObject({ code: "Forbidden", reason: "registry-not-configured" });
   });
 
   it("refuses a configured instance with another role (no confused deputy)", () => {
-    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/admin" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/admin" }] }, subject))).toMatchObject({ code: "Forbidden", reason: "registry-not-configured" });
   });
 
   it("refuses a configured instance without its role (that would use the broker's own identity)", () => {
-    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou" }] }, subject)).code).toBe("Forbidden");
+    expect(thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou" }] }, subject))).toMatchObject({ code: "Forbidden", reason: "registry-not-configured" });
   });
 
   it("refuses a longer duration than configured", () => {
     const error = thrownBy(() => authorize(cluster, { registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 7200 }] }, subject));
-    expect(error.code).toBe("Forbidden");
-    expect(error.message).toMatch(/7200 is longer than the configured 3600/);
+    expect(error).toMatchObject({ code: "Forbidden", reason: "duration-too-long" });
   });
 
   it("refuses the whole request when one entry is not allowed", () => {
@@ -74,8 +72,7 @@ describe("authorize", () => {
 
   it("refuses RRSA entries unless the cluster allows RRSA", () => {
     const error = thrownBy(() => authorize(cluster, { oidcToken: "t", registries: [{ instanceId: "cri-x", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/own", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" }] }, subject));
-    expect(error.code).toBe("Forbidden");
-    expect(error.message).toMatch(/allowRrsa/);
+    expect(error).toMatchObject({ code: "Forbidden", reason: "rrsa-not-allowed" });
   });
 
   it("plans an RRSA entry as OIDC role, then the cross-account role, bound to the caller's subject", () => {

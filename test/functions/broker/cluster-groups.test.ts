@@ -127,6 +127,7 @@ describe("ACK cluster groups", () => {
       const answer = await ask(await forged.mint());
       expect(answer.status).toBe(401);
       expect(answer.json).toEqual({ error: { code: "InvalidToken", message: "the token's issuer (iss) is not a configured cluster" } });
+      expect(logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "InvalidToken", reason: "issuer-refused-by-group" });
     }
     expect(ackCalls("c0doesnotexist1")).toBe(1);
     expect(keyFetches("c0doesnotexist1")).toBe(0);

@@ -103,6 +103,7 @@ describe("POST /v1/kubelet-credentials", () => {
     const answer = await ask(prod, sa("kube-system", "default"), { image: `${platformHost}/apps/web:1` });
     expect(answer.status).toBe(403);
     expect(answer.json.error).toEqual({ code: "Forbidden", message: expect.stringContaining("system:serviceaccount:kube-system:default") });
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "kubelet-grant-absent" });
     expect(env.emulator.log.entries).toHaveLength(0);
   });
 
@@ -110,6 +111,7 @@ describe("POST /v1/kubelet-credentials", () => {
     const answer = await ask(prod, sa("shop", "web"), { image: `${tenantHost}/tenant/app:1` });
     expect(answer.status).toBe(403);
     expect((answer.json.error as { message: string }).message).toContain(tenantHost);
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "registry-not-granted" });
   });
 
   it("uses the role the ServiceAccount's annotation names when its grant lists it", async () => {

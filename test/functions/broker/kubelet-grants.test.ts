@@ -16,11 +16,12 @@ const provider: KubeletProvider = {
   ],
 };
 
+/** `Forbidden <reason>: <message>` of what `run` threw. */
 function refusal(run: () => unknown): string {
   try {
     run();
   } catch (error) {
-    if (isAcrCredentialError(error)) return `${error.code}: ${error.message}`;
+    if (isAcrCredentialError(error)) return `${error.code} ${error.reason}: ${error.message}`;
     throw error;
   }
   throw new Error("expected a refusal");
@@ -56,17 +57,17 @@ describe("kubeletEntries", () => {
   });
 
   it("refuses a ServiceAccount no grant matches, a non-ServiceAccount subject, and a cluster without grants", () => {
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:other")))).toMatch(/^Forbidden: .*matches no kubeletProvider grant/);
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:node:n1")))).toMatch(/^Forbidden: .*is not a ServiceAccount/);
-    expect(refusal(() => kubeletEntries(undefined, annotation, facts("system:serviceaccount:shop:web")))).toMatch(/^Forbidden: .*no kubeletProvider/);
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:other")))).toMatch(/^Forbidden kubelet-grant-absent: /);
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:node:n1")))).toMatch(/^Forbidden not-a-service-account: /);
+    expect(refusal(() => kubeletEntries(undefined, annotation, facts("system:serviceaccount:shop:web")))).toMatch(/^Forbidden kubelet-provider-absent: /);
   });
 
   it("pulls with an annotated role only when the matching grant lists it", () => {
     const [entry] = kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: teamRole }));
     expect(entry!.chain.assumeRole!.roleArn).toBe(teamRole);
     // Listed by no grant of this ServiceAccount: refused, never silently ignored.
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: "acs:ram::999:role/admin" })))).toMatch(/^Forbidden: .*acs:ram::999:role\/admin/);
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder", { [annotation]: teamRole })))).toMatch(/^Forbidden/);
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: "acs:ram::999:role/admin" })))).toMatch(/^Forbidden role-not-granted: .*acs:ram::999:role\/admin/);
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder", { [annotation]: teamRole })))).toMatch(/^Forbidden role-not-granted: /);
   });
 
   it("ignores annotations other than the configured one", () => {

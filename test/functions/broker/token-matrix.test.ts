@@ -49,11 +49,6 @@ const upstreamCalls = () => env.emulator.log.count();
 /** Sends the token asking for no registries: a valid one gets 200 without any upstream call. */
 const ask = (token: string) => invokeHttp(handler, { headers: bearer(token), body: { registries: [] } });
 
-/** The request line the broker logged for the answer with this request id. */
-function requestLine(requestId: string | undefined): Record<string, unknown> | undefined {
-  return env.logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "request" && l.requestId === requestId);
-}
-
 /**
  * Asks a new broker instance (empty cache) for the cluster's registries: had the token been
  * accepted, the broker would have called STS/CR. The refusal's reason is on the request line and
@@ -63,7 +58,7 @@ async function expectRefused(token: string, status: 401 | 403, reason: RefusalRe
   const before = upstreamCalls();
   const answer = await invokeHttp(env.freshHandler(), { headers: bearer(token), body: {} }, env.context());
   expect(answer.status).toBe(status);
-  expect(requestLine(answer.headers["x-request-id"])).toMatchObject({ status, outcome: status === 401 ? "InvalidToken" : "Forbidden", reason });
+  expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ status, outcome: status === 401 ? "InvalidToken" : "Forbidden", reason });
   expect(Object.keys(answer.json.error as object)).toEqual(["code", "message"]);
   expect(answer.raw.body).not.toContain(reason);
   if (status === 401) expect(answer.headers["www-authenticate"]).toBe('Bearer error="invalid_token"');
@@ -165,7 +160,7 @@ describe("token checks through the handler", () => {
     const answer = await invokeHttp(handler, { body: {} });
     expect(answer.status).toBe(401);
     expect(answer.headers["www-authenticate"]).toBe('Bearer error="invalid_token"');
-    expect(requestLine(answer.headers["x-request-id"])).toMatchObject({ outcome: "InvalidToken", reason: "bearer-token-missing" });
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "InvalidToken", reason: "bearer-token-missing" });
     expect(answer.raw.body).not.toContain("bearer-token-missing");
   });
 
