@@ -4,6 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Credential, CredentialsResponse } from "../../../shared/broker-api.ts";
+import type { RefusalReason } from "../../../shared/errors.ts";
 import { startBrokerEnv, type BrokerEnv } from "./support/broker-env.ts";
 import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
@@ -87,6 +88,7 @@ describe("identity chains", () => {
     const oidcToken = await env.rrsa.mint({ now: env.clock.now(), claims: { aud: ["sts.aliyuncs.com"], sub: "system:serviceaccount:kube-system:other" } });
     const answer = await request(env, env.rrsa, { oidcToken, registries: [{ ...tenantEntry, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] });
     expect(answer.status).toBe(403);
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "rrsa-token-mismatch" });
     expect(env.emulator.log.count()).toBe(0);
   });
 
@@ -94,6 +96,16 @@ describe("identity chains", () => {
     const oidcToken = await prod.mint({ now: env.clock.now(), claims: { aud: ["sts.aliyuncs.com"] } });
     const answer = await request(env, env.rrsa, { oidcToken, registries: [{ ...tenantEntry, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] });
     expect(answer.status).toBe(403);
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "rrsa-token-mismatch" });
+    expect(env.emulator.log.count()).toBe(0);
+  });
+
+  it("refuses an RRSA token that is not for STS (the broker's own audience), with no upstream call", async () => {
+    const oidcToken = await env.rrsa.mint({ now: env.clock.now() });
+    const answer = await request(env, env.rrsa, { oidcToken, registries: [{ ...tenantEntry, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] });
+    expect(answer.status).toBe(403);
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "rrsa-token-invalid" });
+    expect(answer.raw.body).not.toContain("rrsa-token-invalid");
     expect(env.emulator.log.count()).toBe(0);
   });
 
@@ -101,21 +113,23 @@ describe("identity chains", () => {
     const oidcToken = await prod.mint({ now: env.clock.now(), claims: { aud: ["sts.aliyuncs.com"] } });
     const answer = await request(env, prod, { oidcToken, registries: [{ ...tenantEntry, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] });
     expect(answer.status).toBe(403);
+    expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason: "rrsa-not-allowed" });
     expect(env.emulator.log.count()).toBe(0);
   });
 
   describe("entries outside the cluster's registries are refused with 403 and no upstream call", () => {
-    const cases: Array<[string, Record<string, unknown>]> = [
-      ["another instance", { instanceId: "cri-other", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }],
-      ["another role", { ...tenantEntry, assumeRoleArn: roles.acrPull }],
-      ["a longer duration", { ...platformEntry, domains: undefined, expireDuration: 7200 }],
-      ["the broker's own identity instead of the role", { instanceId: "cri-plat", regionId: "cn-hangzhou" }],
+    const cases: Array<[string, Record<string, unknown>, RefusalReason]> = [
+      ["another instance", { instanceId: "cri-other", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }, "registry-not-configured"],
+      ["another role", { ...tenantEntry, assumeRoleArn: roles.acrPull }, "registry-not-configured"],
+      ["a longer duration", { ...platformEntry, domains: undefined, expireDuration: 7200 }, "duration-too-long"],
+      ["the broker's own identity instead of the role", { instanceId: "cri-plat", regionId: "cn-hangzhou" }, "registry-not-configured"],
     ];
-    for (const [what, entry] of cases) {
+    for (const [what, entry, reason] of cases) {
       it(`refuses ${what}`, async () => {
         const answer = await request(env, prod, { registries: [personalEntry, entry] });
         expect(answer.status).toBe(403);
         expect((answer.json.error as { code: string }).code).toBe("Forbidden");
+        expect(env.logs.request(answer.headers["x-request-id"])).toMatchObject({ outcome: "Forbidden", reason });
         expect(env.emulator.log.count()).toBe(0);
       });
     }
