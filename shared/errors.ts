@@ -38,46 +38,46 @@ export type ErrorCode = keyof typeof errorCodes;
  * after what was checked, stable for tests and log queries. Logged on the request line, never answered:
  * the caller's message stays what it always was.
  */
-export const refusalReasons = [
+export const refusalReasons = {
   // 401 InvalidToken: who is asking could not be established.
-  "bearer-token-missing",
-  "token-too-large",
-  "token-not-compact-jws",
-  "token-undecodable",
-  "algorithm-not-allowed",
-  "issuer-unknown",
-  "issuer-refused-by-group",
-  "jws-invalid",
-  "jws-not-supported",
-  "payload-invalid",
-  "key-not-found",
-  "key-ambiguous",
-  "key-unusable",
-  "signature-invalid",
-  "token-expired",
-  "not-yet-valid",
-  "audience-mismatch",
-  "issuer-mismatch",
-  "claim-invalid",
-  "subject-not-string",
-  "issued-in-future",
-  "lifetime-too-long",
-  "token-invalid",
+  "bearer-token-missing": "InvalidToken",
+  "token-too-large": "InvalidToken",
+  "token-not-compact-jws": "InvalidToken",
+  "token-undecodable": "InvalidToken",
+  "algorithm-not-allowed": "InvalidToken",
+  "issuer-unknown": "InvalidToken",
+  "issuer-refused-by-group": "InvalidToken",
+  "jws-invalid": "InvalidToken",
+  "jws-not-supported": "InvalidToken",
+  "payload-invalid": "InvalidToken",
+  "key-not-found": "InvalidToken",
+  "key-ambiguous": "InvalidToken",
+  "key-unusable": "InvalidToken",
+  "signature-invalid": "InvalidToken",
+  "token-expired": "InvalidToken",
+  "not-yet-valid": "InvalidToken",
+  "audience-mismatch": "InvalidToken",
+  "issuer-mismatch": "InvalidToken",
+  "claim-invalid": "InvalidToken",
+  "subject-not-string": "InvalidToken",
+  "issued-in-future": "InvalidToken",
+  "lifetime-too-long": "InvalidToken",
+  "token-invalid": "InvalidToken",
   // 403 Forbidden: a valid caller asked for something it may not have.
-  "subject-not-allowed",
-  "rrsa-token-invalid",
-  "rrsa-token-mismatch",
-  "rrsa-not-allowed",
-  "registry-not-configured",
-  "duration-too-long",
-  "kubelet-provider-absent",
-  "not-a-service-account",
-  "kubelet-grant-absent",
-  "role-not-granted",
-  "registry-not-granted",
-] as const;
+  "subject-not-allowed": "Forbidden",
+  "registry-not-configured": "Forbidden",
+  "duration-too-long": "Forbidden",
+  "rrsa-not-allowed": "Forbidden",
+  "rrsa-token-invalid": "Forbidden",
+  "rrsa-token-mismatch": "Forbidden",
+  "kubelet-provider-absent": "Forbidden",
+  "not-a-service-account": "Forbidden",
+  "kubelet-grant-absent": "Forbidden",
+  "role-not-granted": "Forbidden",
+  "registry-not-granted": "Forbidden",
+} as const satisfies Record<string, "InvalidToken" | "Forbidden">;
 
-export type RefusalReason = (typeof refusalReasons)[number];
+export type RefusalReason = keyof typeof refusalReasons;
 
 /** A Kubernetes API `Status` cause (a field the API server refused, and why). */
 export interface StatusCause {
@@ -136,9 +136,9 @@ export class AcrCredentialError extends Error {
   }
 }
 
-/** A refusal of a token (InvalidToken) or of what an authenticated caller asked for (Forbidden), with its reason. */
-export function refusal(code: "InvalidToken" | "Forbidden", reason: RefusalReason, message: string): AcrCredentialError {
-  return new AcrCredentialError(code, message, { details: { reason } });
+/** A refusal of a token (InvalidToken) or of what an authenticated caller asked for (Forbidden), by its reason. */
+export function refusal(reason: RefusalReason, message: string): AcrCredentialError {
+  return new AcrCredentialError(refusalReasons[reason], message, { details: { reason } });
 }
 
 export function isAcrCredentialError(error: unknown): error is AcrCredentialError {

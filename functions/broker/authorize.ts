@@ -44,7 +44,7 @@ function fromConfigured(registry: ConfiguredRegistry): AuthorizedEntry {
 
 function authorizeConfigured(cluster: Cluster, entry: RegionalRequest): AuthorizedEntry {
   const candidates = cluster.registries.filter((r) => r.instanceId === entry.instanceId && r.regionId === entry.regionId && r.assumeRoleArn === entry.assumeRoleArn);
-  const forbidden = (reason: RefusalReason, why: string) => refusal("Forbidden", reason, `cluster '${cluster.name}' may not receive ${describe(entry)}: ${why}`);
+  const forbidden = (reason: RefusalReason, why: string) => refusal(reason, `cluster '${cluster.name}' may not receive ${describe(entry)}: ${why}`);
   if (candidates.length === 0) throw forbidden("registry-not-configured", "it is not one of the cluster's registries in the broker configuration");
   // Without a role there is no session whose length could be asked for; the field is ignored.
   const registry = entry.assumeRoleArn && entry.expireDuration !== undefined ? candidates.find((r) => entry.expireDuration! <= (r.expireDuration ?? defaultDuration)) : candidates[0];
@@ -56,7 +56,7 @@ function authorizeConfigured(cluster: Cluster, entry: RegionalRequest): Authoriz
 }
 
 function authorizeRrsa(cluster: Cluster, entry: RegionalRequest, request: CredentialsRequest, subject: string): AuthorizedEntry {
-  if (!cluster.allowRrsa) throw refusal("Forbidden", "rrsa-not-allowed", `cluster '${cluster.name}' may not use RRSA entries (${describe(entry)}); set allowRrsa: true for it in the broker configuration`);
+  if (!cluster.allowRrsa) throw refusal("rrsa-not-allowed", `cluster '${cluster.name}' may not use RRSA entries (${describe(entry)}); set allowRrsa: true for it in the broker configuration`);
   if (!entry.rrsaOidcProviderArn) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} lacks rrsaOidcProviderArn`);
   if (!request.oidcToken) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} needs oidcToken (the ServiceAccount's token with audience sts.aliyuncs.com)`);
   const chain: IdentityChain = { rrsa: { roleArn: entry.rrsaRoleArn!, oidcProviderArn: entry.rrsaOidcProviderArn, subject } };

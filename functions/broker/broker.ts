@@ -34,7 +34,7 @@ const plainBearer = /^Bearer [^\s]+$/;
 export function bearerToken(authorization: string | undefined): string {
   if (authorization !== undefined && plainBearer.test(authorization)) return authorization.slice(7);
   const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? "");
-  if (!match) throw refusal("InvalidToken", "bearer-token-missing", "missing 'Authorization: Bearer <ServiceAccount token>' header");
+  if (!match) throw refusal("bearer-token-missing", "missing 'Authorization: Bearer <ServiceAccount token>' header");
   return match[1]!;
 }
 

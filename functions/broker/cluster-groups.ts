@@ -107,7 +107,7 @@ export const defaultGroupTrustLimits: GroupTrustLimits = { trustedTtlMs: 10 * 60
 const notTrustedMessage = "the token's issuer (iss) is not a configured cluster";
 
 /** The refusal a caller sees: as vague as any unknown issuer; the reason goes to the broker's log. */
-const notTrusted = () => refusal("InvalidToken", "issuer-refused-by-group", notTrustedMessage);
+const notTrusted = () => refusal("issuer-refused-by-group", notTrustedMessage);
 
 /** A refusal decided by the groups' rules (not an upstream failure): remembered, and why logged. */
 class RefusedByRule extends AcrCredentialError {

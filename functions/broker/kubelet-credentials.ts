@@ -103,5 +103,5 @@ export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { a
   }
   // An upstream failure may have hidden the registry serving the image: report it rather than a refusal.
   if (failure) throw failure;
-  throw refusal("Forbidden", "registry-not-granted", `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`);
+  throw refusal("registry-not-granted", `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`);
 }

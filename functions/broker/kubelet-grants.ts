@@ -92,7 +92,7 @@ function entryOf(registry: ConfiguredRegistry, roleOverride: string | undefined)
  * grant applies only if it lists that role, and the registries are issued with it.
  */
 export function kubeletEntries(provider: KubeletProvider | undefined, roleAnnotation: string, facts: KubeletRequestFacts): AuthorizedEntry[] {
-  const refuse = (reason: RefusalReason, why: string) => refusal("Forbidden", reason, `ServiceAccount '${facts.subject}' of cluster '${facts.clusterName}' ${why}`);
+  const refuse = (reason: RefusalReason, why: string) => refusal(reason, `ServiceAccount '${facts.subject}' of cluster '${facts.clusterName}' ${why}`);
   if (!provider) throw refuse("kubelet-provider-absent", "may not use the kubelet credential provider: the cluster has no kubeletProvider in the broker configuration");
   if (!facts.subject.startsWith("system:serviceaccount:")) throw refuse("not-a-service-account", "is not a ServiceAccount");
   const grants = provider.grants.filter((grant) => grant.serviceAccounts.some((pattern) => subjectMatches(pattern, facts.subject)));

@@ -33,36 +33,34 @@ export interface TokenVerifierDeps {
   clock: Clock;
 }
 
-const invalid = (reason: RefusalReason, message: string) => refusal("InvalidToken", reason, message);
-
 /** Header and claims of a compact JWS, read without trusting them, to pick the cluster. */
 function peek(raw: string): { alg: unknown; iss: unknown } {
-  if (raw.length > maxTokenBytes) throw invalid("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
-  if (raw.split(".").length !== 3) throw invalid("token-not-compact-jws", "the token is not a compact JWS (header.payload.signature)");
+  if (raw.length > maxTokenBytes) throw refusal("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
+  if (raw.split(".").length !== 3) throw refusal("token-not-compact-jws", "the token is not a compact JWS (header.payload.signature)");
   try {
     return { alg: decodeProtectedHeader(raw).alg, iss: decodeJwt(raw).iss };
   } catch {
-    throw invalid("token-undecodable", "the token cannot be decoded as a JWT");
+    throw refusal("token-undecodable", "the token cannot be decoded as a JWT");
   }
 }
 
 /** What jose found wrong, as a refusal: the message is the one callers have always been answered. */
 function joseRefusal(error: unknown): AcrCredentialError {
-  if (error instanceof joseErrors.JWTExpired) return invalid("token-expired", "the token has expired");
+  if (error instanceof joseErrors.JWTExpired) return refusal("token-expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     // jose's reason tells a failed check ("check_failed") from a claim of the wrong type ("invalid").
-    if (error.claim === "nbf") return invalid(error.reason === "check_failed" ? "not-yet-valid" : "claim-invalid", "the token is not valid yet (nbf is in the future)");
-    if (error.claim === "aud") return invalid("audience-mismatch", "the token's audience (aud) is not this broker's");
-    if (error.claim === "iss") return invalid("issuer-mismatch", "the token's issuer (iss) does not match its cluster");
-    return invalid("claim-invalid", `the token's '${error.claim}' claim is invalid: ${error.reason}`);
+    if (error.claim === "nbf") return refusal(error.reason === "check_failed" ? "not-yet-valid" : "claim-invalid", "the token is not valid yet (nbf is in the future)");
+    if (error.claim === "aud") return refusal("audience-mismatch", "the token's audience (aud) is not this broker's");
+    if (error.claim === "iss") return refusal("issuer-mismatch", "the token's issuer (iss) does not match its cluster");
+    return refusal("claim-invalid", `the token's '${error.claim}' claim is invalid: ${error.reason}`);
   }
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return invalid("key-not-found", "no signing key of the cluster matches the token's kid");
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return invalid("signature-invalid", "the token's signature does not verify with the cluster's keys");
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return invalid("algorithm-not-allowed", "the token's algorithm is not allowed");
-  if (error instanceof joseErrors.JOSEError) return invalid(joseReason(error), `the token is invalid (${error.code})`);
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return refusal("key-not-found", "no signing key of the cluster matches the token's kid");
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return refusal("signature-invalid", "the token's signature does not verify with the cluster's keys");
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return refusal("algorithm-not-allowed", "the token's algorithm is not allowed");
+  if (error instanceof joseErrors.JOSEError) return refusal(joseReason(error), `the token is invalid (${error.code})`);
   // jose throws a plain TypeError for a key it will not use (an RSA key under 2048 bits).
-  if (error instanceof TypeError) return invalid("key-unusable", "the token is invalid");
-  return invalid("token-invalid", "the token is invalid");
+  if (error instanceof TypeError) return refusal("key-unusable", "the token is invalid");
+  return refusal("token-invalid", "the token is invalid");
 }
 
 function joseReason(error: InstanceType<typeof joseErrors.JOSEError>): RefusalReason {
@@ -106,7 +104,7 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
   const skewMs = config.clockSkewSeconds * 1000;
 
   const verify: TokenVerifier = async (raw, options = {}) => {
-    if (raw.length > maxTokenBytes) throw invalid("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
+    if (raw.length > maxTokenBytes) throw refusal("token-too-large", `the token is larger than ${maxTokenBytes} bytes`);
     const key = `${options.audience ?? ""} ${createHash("sha256").update(raw).digest("base64url")}`;
     const now = clock.now();
     const hit = remembered.get(key);
@@ -129,9 +127,9 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 
   const verifyFully: TokenVerifier = async (raw, options = {}) => {
     const { alg, iss } = peek(raw);
-    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw invalid("algorithm-not-allowed", `the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
+    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw refusal("algorithm-not-allowed", `the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
     const found = typeof iss === "string" ? await index.lookup(iss, options.upstream) : undefined;
-    if (!found) throw invalid("issuer-unknown", "the token's issuer (iss) is not a configured cluster");
+    if (!found) throw refusal("issuer-unknown", "the token's issuer (iss) is not a configured cluster");
     const { cluster } = found;
 
     const now = clock.now();
@@ -152,10 +150,10 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 
     const { exp, iat, sub } = payload as Required<Pick<JWTPayload, "exp" | "iat" | "sub">>;
     // jose checks that sub is present, not its type; an array would reach the subject check and the log as if it were a name.
-    if (typeof sub !== "string") throw invalid("subject-not-string", "the token's 'sub' claim must be a string");
-    if (iat > now / 1000 + config.clockSkewSeconds) throw invalid("issued-in-future", "the token was issued in the future (iat)");
+    if (typeof sub !== "string") throw refusal("subject-not-string", "the token's 'sub' claim must be a string");
+    if (iat > now / 1000 + config.clockSkewSeconds) throw refusal("issued-in-future", "the token was issued in the future (iat)");
     if (exp - iat > config.maxTokenLifetimeSeconds) {
-      throw invalid("lifetime-too-long", `the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
+      throw refusal("lifetime-too-long", `the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
     }
     return { cluster, subject: sub, issuer: cluster.issuer, claims: payload };
   };
@@ -165,7 +163,7 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 /** Subject check: a valid token of the cluster that is not one of its allowed ServiceAccounts. */
 export function assertSubjectAllowed(token: VerifiedToken): void {
   if (!token.cluster.subjects.includes(token.subject)) {
-    throw refusal("Forbidden", "subject-not-allowed", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
+    throw refusal("subject-not-allowed", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
   }
 }
 
@@ -179,11 +177,11 @@ export async function verifyRrsaToken(verify: TokenVerifier, raw: string, bearer
     second = await verify(raw, { audience: rrsaAudience });
   } catch (error) {
     if (isAcrCredentialError(error) && error.code === "InvalidToken") {
-      throw refusal("Forbidden", "rrsa-token-invalid", `oidcToken is not usable: ${error.message}; send the ServiceAccount's RRSA token (audience ${rrsaAudience})`);
+      throw refusal("rrsa-token-invalid", `oidcToken is not usable: ${error.message}; send the ServiceAccount's RRSA token (audience ${rrsaAudience})`);
     }
     throw error;
   }
   if (second.issuer !== bearer.issuer || second.subject !== bearer.subject) {
-    throw refusal("Forbidden", "rrsa-token-mismatch", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
+    throw refusal("rrsa-token-mismatch", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
   }
 }
