@@ -103,6 +103,11 @@ describe("the FC HTTP handler", () => {
     const answer = await handler(Buffer.from(JSON.stringify({ action: "delete" })), testContext());
     expect(answer).toMatchObject({ error: { code: "InvalidRequest" } });
   });
+
+  it("answers a direct invocation it cannot run as a direct invocation, and an event that is no invocation at all as HTTP", async () => {
+    expect(await handler(Buffer.from('{"action":"renew","cluster":7}'), testContext())).toEqual({ error: { code: "InvalidRequest", message: "cluster must be a non-empty string" } });
+    expect(await handler(Buffer.from("not json"), testContext())).toMatchObject({ statusCode: 400, body: expect.stringContaining('"code":"InvalidRequest"') });
+  });
 });
 
 describe("a broker whose configuration is invalid", () => {
