@@ -10,6 +10,8 @@ import { createClock, startEmulator, type Emulator } from "../../../emulator/ind
 import { parseConfig } from "../../../functions/broker/config.ts";
 import { createHandler } from "../../../functions/broker/handler.ts";
 import { createRuntime, type BrokerRuntime } from "../../../functions/broker/runtime.ts";
+import { serveHttp } from "../../../functions/broker/server.ts";
+import { identityFromKeys } from "../../../shared/alibaba/identity.ts";
 import { startRedisServer, type RedisServer } from "../../support/redis-server.ts";
 import { createTestCluster, defaultSubject, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp, testContext } from "./support/invoke.ts";
@@ -46,10 +48,11 @@ function broker(options: { sharedCacheKey?: string } = {}) {
   });
   runtimes.push(runtime);
   const handler = createHandler(() => runtime);
-  return async () => {
+  const ask = async () => {
     const answer = await invokeHttp(handler, { headers: bearer(await prod.mint({ now: clock.now() })), body: {} }, testContext(brokerUser));
     return { status: answer.status, requestId: answer.headers["x-request-id"]! };
   };
+  return Object.assign(ask, { runtime });
 }
 
 beforeAll(async () => {
@@ -88,6 +91,21 @@ describe("a broker request's log lines", () => {
     }
     // Every line but the broker-wide ones belongs to a request.
     expect(parsed().filter((l) => l.requestId === undefined)).toEqual([]);
+  });
+
+  it("the broker's own HTTP server (custom runtime, local) binds the request id the same way", async () => {
+    const { runtime } = broker();
+    const server = await serveHttp(runtime, { port: 0, baseIdentity: identityFromKeys(brokerUser) });
+    try {
+      emulator.faults.set({ serverErrorRate: 1, apis: ["cr:GetPersonalAuthorizationToken"] });
+      const response = await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: bearer(await prod.mint({ now: clock.now() })), body: "{}" });
+      expect(response.status).toBeGreaterThanOrEqual(500);
+      const retries = parsed().filter((l) => l.msg === "upstream call failed; retrying");
+      expect(retries.length).toBe(2);
+      for (const line of retries) expect(line).toMatchObject({ requestId: response.headers.get("x-request-id"), cluster: "prod" });
+    } finally {
+      await server.close();
+    }
   });
 
   it("a shared-cache warning written while serving a request carries that request's id and cluster", async () => {
