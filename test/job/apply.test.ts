@@ -160,6 +160,27 @@ describe("apply against an in-memory cluster API", () => {
     expect(cluster.events()).toEqual([expect.objectContaining({ reason: eventReasons.secretNameTaken })]);
   });
 
+  it("continues the Event of a conflict the next run sees again (the create answers 409) instead of writing a second one", async () => {
+    const cluster = clusterWith(["default"]);
+    cluster.createForeignSecret("default", firstSecret);
+    const first = await reconcile(cluster);
+    await reconcile(cluster, { state: first.state });
+
+    expect(cluster.events()).toEqual([expect.objectContaining({ reason: eventReasons.secretNameTaken, series: expect.objectContaining({ count: 2 }) })]);
+  });
+
+  it("does not fail the run when a conflict's Event cannot be written (500 injected)", async () => {
+    const cluster = clusterWith(["default"]);
+    cluster.createForeignSecret("default", firstSecret);
+    cluster.failNext("createEvent", { status: 500 });
+    const run = await reconcile(cluster);
+
+    expect(run.result.failures).toEqual([]);
+    expect(run.result.conflicts).toEqual([expect.objectContaining({ kind: "exists" })]);
+    expect(cluster.events()).toEqual([]);
+    expect(pullSecrets(cluster, "default")).toEqual([secondSecret]);
+  });
+
   it("writes a Secret deleted by hand anew (409 'no existing object was found' on the uid precondition) and remembers its new uid", async () => {
     const cluster = clusterWith(["default"]);
     const first = await reconcile(cluster);

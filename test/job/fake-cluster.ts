@@ -77,6 +77,8 @@ export interface FakeCluster extends ClusterApi {
   addServiceAccount(namespace: string, name: string, extra?: Partial<Pick<StoredServiceAccount, "imagePullSecrets" | "annotations" | "imagePullSecretsAppliers">>): StoredServiceAccount;
   /** Another client's write (kubectl create, an Update-operation manager): it owns every field it set. */
   createForeignSecret(namespace: string, name: string, options?: { type?: string; data?: Record<string, string>; manager?: string }): StoredSecret;
+  /** The kubelet reports a pull Secret it could not find. */
+  addPullSecretEvent(event: PullSecretEvent): void;
   /** Another client deletes a Secret (`kubectl delete secret`). */
   removeSecret(namespace: string, name: string): void;
   /** Another client edits a ServiceAccount (an update: new resourceVersion). */
@@ -215,6 +217,9 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       secret.owners = Object.fromEntries(Object.keys(fieldsOf(secret)).map((path) => [path, manager]));
       secrets.set(key(namespace, name), secret);
       return secret;
+    },
+    addPullSecretEvent(event) {
+      pullSecretEvents.push(clone(event));
     },
     removeSecret(namespace, name) {
       secrets.delete(key(namespace, name));
