@@ -12,8 +12,9 @@ import { apply, type ApplyResult } from "../../job/apply.ts";
 import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts";
 import { eventReasons } from "../../job/events.ts";
 import { plan, type Plan } from "../../job/plan.ts";
-import { desiredSecret, type DesiredSecret } from "../../job/secret.ts";
+import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
 import { emptyState, nextState, type RefresherState } from "../../job/state.ts";
+import { runResult } from "../../job/status.ts";
 import { fakeCluster, type FakeCluster } from "./fake-cluster.ts";
 
 const logger = createLogger("refresher", { level: "silent" });
@@ -248,6 +249,31 @@ describe("apply against an in-memory cluster API", () => {
     expect(pullSecrets(cluster, "team-a")).toEqual([firstSecret, secondSecret]);
     expect(cluster.secret("default", secondSecret)).toBeUndefined();
     expect(second.result.counts).toMatchObject({ secretsDeleted: 1, namespacesFailed: 1 });
+  });
+
+  it("reports a Secret named on a ServiceAccount's annotation but never recorded as `unrecorded`, deletes nothing, and does not count or fail the namespace", async () => {
+    const cluster = fakeCluster();
+    cluster.addNamespace("default");
+    // A ServiceAccount manifest copied from another cluster: it names the refresher's Secret, which was never written here.
+    cluster.addServiceAccount("default", "default", { imagePullSecrets: [{ name: secondSecret }], annotations: { [annotations.managedPullSecrets]: secondSecret } });
+    cluster.createForeignSecret("default", secondSecret);
+
+    const run = await reconcile(cluster, { config: configOf(oneRegistry) });
+
+    expect(run.result.conflicts).toEqual([expect.objectContaining({ namespace: "default", secret: secondSecret, kind: "unrecorded" })]);
+    expect(cluster.secret("default", secondSecret)).toBeDefined();
+    expect(cluster.calls.filter((call) => call.operation === "deleteSecret")).toEqual([]);
+    expect(run.result.counts.namespacesFailed).toBe(0);
+    expect(runResult({ registries: [], result: run.result })).toBe("Succeeded");
+  });
+
+  it("makes a run with one namespace's failure PartiallyFailed, not Failed (503 injected)", async () => {
+    const cluster = clusterWith(["default", "team-a"]);
+    cluster.failNext("applySecret", { status: 503, reason: "ServiceUnavailable" }, { namespace: "team-a", times: 2 });
+    const run = await reconcile(cluster);
+
+    expect(run.result.counts).toEqual({ secretsApplied: 2, serviceAccountsPatched: 1, secretsDeleted: 0, namespacesFailed: 1 });
+    expect(runResult({ registries: [], result: run.result })).toBe("PartiallyFailed");
   });
 
   it.each([1, 3])("keeps at most %i namespaces in flight", async (concurrency) => {
