@@ -26,19 +26,40 @@ interface World {
   touchServiceAccount(): Promise<void>;
 }
 
-const [registry] = parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": "- instanceId: cri-contract\n  regionId: cn-hangzhou" }).config.registries;
+const [registry] = parseRefresherConfig({
+  "broker-url": "https://broker.example.com",
+  "acr-registry-info": "- instanceId: cri-contract\n  regionId: cn-hangzhou",
+}).config.registries;
 if (registry === undefined) throw new Error("no registry parsed");
-const desired = desiredSecret(registry, { instanceId: "cri-contract", regionId: "cn-hangzhou", edition: "enterprise", domains: ["cri-contract-registry.cn-hangzhou.cr.aliyuncs.com"], username: "cr_temp_user", password: "pw-1", expiresAt: "2030-01-01T00:00:00Z" }, undefined);
+const desired = desiredSecret(
+  registry,
+  {
+    instanceId: "cri-contract",
+    regionId: "cn-hangzhou",
+    edition: "enterprise",
+    domains: ["cri-contract-registry.cn-hangzhou.cr.aliyuncs.com"],
+    username: "cr_temp_user",
+    password: "pw-1",
+    expiresAt: "2030-01-01T00:00:00Z",
+  },
+  undefined,
+);
 
 /** A call's outcome without what differs between clusters by nature (uids, resourceVersions). */
 async function outcome(call: Promise<unknown>): Promise<unknown> {
   try {
     const value = await call;
-    if (typeof value === "object" && value !== null && "uid" in value) return { ok: typeof (value as { uid: unknown }).uid === "string" && (value as { uid: string }).uid !== "" ? "a uid" : "no uid" };
+    if (typeof value === "object" && value !== null && "uid" in value)
+      return { ok: typeof (value as { uid: unknown }).uid === "string" && (value as { uid: string }).uid !== "" ? "a uid" : "no uid" };
     return { ok: value ?? null };
   } catch (error) {
     const details = (error as { details?: { reason?: string; causes?: Array<{ field?: string }> } }).details ?? {};
-    return { status: statusOf(error), reason: details.reason, fields: [...new Set((details.causes ?? []).map((cause) => cause.field))].sort(), vanished: String(error).includes("no existing object was found") };
+    return {
+      status: statusOf(error),
+      reason: details.reason,
+      fields: [...new Set((details.causes ?? []).map((cause) => cause.field))].sort(),
+      vanished: String(error).includes("no existing object was found"),
+    };
   }
 }
 
@@ -49,7 +70,7 @@ async function scenario(world: World): Promise<Array<[string, unknown]>> {
   const step = async (label: string, call: () => Promise<unknown>) => steps.push([label, await outcome(call())]);
 
   let uid = "";
-  await step("first apply", async () => (uid = (await cluster.applySecret(manifest)).uid, { uid }));
+  await step("first apply", async () => ((uid = (await cluster.applySecret(manifest)).uid), { uid }));
   await step("re-apply with its uid", () => cluster.applySecret(manifest, uid));
   await step("re-apply with another uid", () => cluster.applySecret(manifest, randomUUID()));
   await step("delete with another uid", () => cluster.deleteSecret(namespace, manifest.metadata.name, randomUUID()));
@@ -57,7 +78,9 @@ async function scenario(world: World): Promise<Array<[string, unknown]>> {
   await step("delete again", () => cluster.deleteSecret(namespace, manifest.metadata.name, uid));
   await step("re-apply a Secret deleted meanwhile", () => cluster.applySecret(manifest, uid));
 
-  await world.createForeignSecret(manifest.metadata.name, "kubernetes.io/dockerconfigjson", { ".dockerconfigjson": Buffer.from('{"auths":{}}').toString("base64") });
+  await world.createForeignSecret(manifest.metadata.name, "kubernetes.io/dockerconfigjson", {
+    ".dockerconfigjson": Buffer.from('{"auths":{}}').toString("base64"),
+  });
   await step("apply over a foreign Secret of the same type", () => cluster.applySecret(manifest));
   await world.removeSecret(manifest.metadata.name);
   await world.createForeignSecret(manifest.metadata.name, "Opaque", { ".dockerconfigjson": manifest.data[".dockerconfigjson"] });
@@ -73,7 +96,13 @@ async function scenario(world: World): Promise<Array<[string, unknown]>> {
   await step("the patched entries", async () => (await cluster.getServiceAccount(namespace, "default"))?.imagePullSecrets);
   await step("patch a ServiceAccount that does not exist", () => cluster.patchServiceAccount(namespace, "nobody", serviceAccountPatch(fresh, ["one"], [])));
 
-  const event = namedEvent({ namespace, reason: "SecretNameTaken", action: "LeftAlone", note: "contract", regarding: { kind: "Secret", name: manifest.metadata.name } });
+  const event = namedEvent({
+    namespace,
+    reason: "SecretNameTaken",
+    action: "LeftAlone",
+    note: "contract",
+    regarding: { kind: "Secret", name: manifest.metadata.name },
+  });
   await step("create an Event", () => cluster.createEvent(event));
   await step("create it again", () => cluster.createEvent(event));
   await step("its count", () => cluster.readEventCount(namespace, event.name));
@@ -94,10 +123,14 @@ describe.skipIf(!kubeAvailable())("the in-memory cluster API of apply's tests", 
     const real = await scenario({
       cluster: kubernetesCluster(adminConfig()),
       namespace,
-      createForeignSecret: async (name, type, data) => void (await core.createNamespacedSecret({ namespace, body: { metadata: { name }, type, data }, fieldManager: "kubectl-create" })),
+      createForeignSecret: async (name, type, data) =>
+        void (await core.createNamespacedSecret({ namespace, body: { metadata: { name }, type, data }, fieldManager: "kubectl-create" })),
       removeSecret: async (name) => void (await core.deleteNamespacedSecret({ namespace, name })),
       touchServiceAccount: async () =>
-        void (await core.patchNamespacedServiceAccount({ namespace, name: "default", body: { metadata: { labels: { touched: "yes" } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch))),
+        void (await core.patchNamespacedServiceAccount(
+          { namespace, name: "default", body: { metadata: { labels: { touched: "yes" } } } },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        )),
     });
 
     const fake = fakeCluster();

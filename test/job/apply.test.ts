@@ -25,11 +25,24 @@ const configOf = (registryInfo = twoRegistries): RefresherConfig =>
   parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all" }).config;
 
 function credentialFor(instanceId: string, regionId: string, password: string): Credential {
-  return { instanceId, regionId, edition: "enterprise", domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`], username: "cr_temp_user", password, expiresAt: "2030-01-01T00:00:00Z" };
+  return {
+    instanceId,
+    regionId,
+    edition: "enterprise",
+    domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`],
+    username: "cr_temp_user",
+    password,
+    expiresAt: "2030-01-01T00:00:00Z",
+  };
 }
 
 function secretsOf(config: RefresherConfig, password: string): Map<string, DesiredSecret> {
-  return new Map(config.registries.map((registry) => [registry.secretName, desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "", password), undefined)]));
+  return new Map(
+    config.registries.map((registry) => [
+      registry.secretName,
+      desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "", password), undefined),
+    ]),
+  );
 }
 
 const [firstSecret, secondSecret] = configOf().registries.map((registry) => registry.secretName) as [string, string];
@@ -51,7 +64,10 @@ interface Run {
 }
 
 /** One reconcile as `run` does it: list, plan against the remembered state, apply, remember. */
-async function reconcile(cluster: FakeCluster, options: { state?: RefresherState; config?: RefresherConfig; password?: string; concurrency?: number; beforeApply?: () => void } = {}): Promise<Run> {
+async function reconcile(
+  cluster: FakeCluster,
+  options: { state?: RefresherState; config?: RefresherConfig; password?: string; concurrency?: number; beforeApply?: () => void } = {},
+): Promise<Run> {
   const config = options.config ?? configOf();
   const state = options.state ?? emptyState();
   const secrets = secretsOf(config, options.password ?? "pw-1");
@@ -59,12 +75,22 @@ async function reconcile(cluster: FakeCluster, options: { state?: RefresherState
   const serviceAccounts = await cluster.listServiceAccounts();
   const thePlan = plan({ config, secrets, namespaces, serviceAccounts, state });
   options.beforeApply?.();
-  const result = await apply(thePlan, { cluster, secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16, sleep: async () => {}, random: () => 0.5 });
+  const result = await apply(thePlan, {
+    cluster,
+    secrets,
+    serviceAccounts,
+    logger,
+    concurrency: options.concurrency ?? 16,
+    sleep: async () => {},
+    random: () => 0.5,
+  });
   return { plan: thePlan, result, state: nextState(state, result.outcomes) };
 }
 
-const pullSecrets = (cluster: FakeCluster, namespace: string, name = "default") => (cluster.serviceAccount(namespace, name)?.imagePullSecrets ?? []).map((entry) => entry.name);
-const patchCalls = (cluster: FakeCluster, namespace: string) => cluster.calls.filter((call) => call.operation === "patchServiceAccount" && call.namespace === namespace).length;
+const pullSecrets = (cluster: FakeCluster, namespace: string, name = "default") =>
+  (cluster.serviceAccount(namespace, name)?.imagePullSecrets ?? []).map((entry) => entry.name);
+const patchCalls = (cluster: FakeCluster, namespace: string) =>
+  cluster.calls.filter((call) => call.operation === "patchServiceAccount" && call.namespace === namespace).length;
 
 describe("apply against an in-memory cluster API", () => {
   it("writes each Secret once per namespace, lists it on the ServiceAccount and counts what it did; a second run changes nothing", async () => {
@@ -89,7 +115,9 @@ describe("apply against an in-memory cluster API", () => {
   it("retries a ServiceAccount patch that lost a race (failed resourceVersion test, 422) and keeps both writers' entries", async () => {
     const cluster = clusterWith(["default"]);
     // Planned from the listing; another writer adds its entry before the patch lands.
-    const run = await reconcile(cluster, { beforeApply: () => cluster.editServiceAccount("default", "default", (sa) => sa.imagePullSecrets.push({ name: "team-registry" })) });
+    const run = await reconcile(cluster, {
+      beforeApply: () => cluster.editServiceAccount("default", "default", (sa) => sa.imagePullSecrets.push({ name: "team-registry" })),
+    });
 
     expect(run.result.failures).toEqual([]);
     expect(run.result.counts.serviceAccountsPatched).toBe(1);
@@ -99,8 +127,15 @@ describe("apply against an in-memory cluster API", () => {
 
   it("retries a ServiceAccount patch refused with 409 (fault injected) against a fresh read, keeping the other writer's entry", async () => {
     const cluster = clusterWith(["default"]);
-    cluster.failNext("patchServiceAccount", { status: 409, reason: "Conflict", message: 'Operation cannot be fulfilled on serviceaccounts "default": the object has been modified; please apply your changes to the latest version and try again' });
-    const run = await reconcile(cluster, { beforeApply: () => cluster.editServiceAccount("default", "default", (sa) => sa.imagePullSecrets.push({ name: "team-registry" })) });
+    cluster.failNext("patchServiceAccount", {
+      status: 409,
+      reason: "Conflict",
+      message:
+        'Operation cannot be fulfilled on serviceaccounts "default": the object has been modified; please apply your changes to the latest version and try again',
+    });
+    const run = await reconcile(cluster, {
+      beforeApply: () => cluster.editServiceAccount("default", "default", (sa) => sa.imagePullSecrets.push({ name: "team-registry" })),
+    });
 
     expect(run.result.failures).toEqual([]);
     expect(pullSecrets(cluster, "default")).toEqual(["team-registry", firstSecret, secondSecret]);
@@ -114,7 +149,9 @@ describe("apply against an in-memory cluster API", () => {
     // The second registry leaves the configuration: its entry is detached, then its Secret deleted.
     const second = await reconcile(cluster, { state: first.state, config: configOf(oneRegistry) });
 
-    expect(second.result.failures).toEqual([expect.objectContaining({ namespace: "default", kind: "ServiceAccount", name: "default", code: "KubernetesError" })]);
+    expect(second.result.failures).toEqual([
+      expect.objectContaining({ namespace: "default", kind: "ServiceAccount", name: "default", code: "KubernetesError" }),
+    ]);
     expect(patchCalls(cluster, "default")).toBe(1 + 6);
     expect(cluster.secret("default", secondSecret)).toBeDefined();
     expect(cluster.secret("team-a", secondSecret)).toBeUndefined();
@@ -134,7 +171,9 @@ describe("apply against an in-memory cluster API", () => {
     expect(second.result.failures).toEqual([]);
     expect(cluster.secret("team-a", firstSecret)).toMatchObject({ uid: theirs.uid, data: { ".dockerconfigjson": "eyJhdXRocyI6e319" } });
     expect(second.result.counts).toEqual({ secretsApplied: 3, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 1 });
-    expect(cluster.events()).toEqual([expect.objectContaining({ namespace: "team-a", reason: eventReasons.secretReplaced, regarding: { kind: "Secret", name: firstSecret } })]);
+    expect(cluster.events()).toEqual([
+      expect.objectContaining({ namespace: "team-a", reason: eventReasons.secretReplaced, regarding: { kind: "Secret", name: firstSecret } }),
+    ]);
   });
 
   it("does not delete a Secret replaced under the same name (the uid precondition fails with 409) and reports it", async () => {
@@ -194,7 +233,9 @@ describe("apply against an in-memory cluster API", () => {
     expect(recreated?.uid).not.toBe(oldUid);
     expect(second.result.conflicts).toEqual([]);
     expect(second.result.counts.secretsApplied).toBe(2);
-    expect(second.result.outcomes).toContainEqual(expect.objectContaining({ kind: "applied", namespace: "default", secret: firstSecret, secretUid: recreated?.uid }));
+    expect(second.result.outcomes).toContainEqual(
+      expect.objectContaining({ kind: "applied", namespace: "default", secret: firstSecret, secretUid: recreated?.uid }),
+    );
   });
 
   it("takes the delete of a Secret already gone (404) as done: no failure, not counted as deleted, forgotten", async () => {
@@ -217,14 +258,30 @@ describe("apply against an in-memory cluster API", () => {
 
   it("counts a 503 in one namespace and a request that never answers in another as those namespaces' failures only (fault injected)", async () => {
     const cluster = clusterWith(["default", "team-a", "team-b"], { requestTimeoutMs: 20 });
-    cluster.failNext("applySecret", { status: 503, reason: "ServiceUnavailable", message: "the server is currently unable to handle the request" }, { namespace: "team-a" });
+    cluster.failNext(
+      "applySecret",
+      { status: 503, reason: "ServiceUnavailable", message: "the server is currently unable to handle the request" },
+      { namespace: "team-a" },
+    );
     cluster.failNext("applySecret", "hang", { namespace: "team-b" });
 
     const run = await reconcile(cluster);
 
     expect(run.result.failures).toEqual([
-      expect.objectContaining({ namespace: "team-a", kind: "Secret", name: firstSecret, code: "KubernetesError", message: expect.stringContaining("HTTP 503") }),
-      expect.objectContaining({ namespace: "team-b", kind: "Secret", name: firstSecret, code: "KubernetesError", message: expect.stringContaining("did not answer in time") }),
+      expect.objectContaining({
+        namespace: "team-a",
+        kind: "Secret",
+        name: firstSecret,
+        code: "KubernetesError",
+        message: expect.stringContaining("HTTP 503"),
+      }),
+      expect.objectContaining({
+        namespace: "team-b",
+        kind: "Secret",
+        name: firstSecret,
+        code: "KubernetesError",
+        message: expect.stringContaining("did not answer in time"),
+      }),
     ]);
     expect(run.result.counts).toEqual({ secretsApplied: 4, serviceAccountsPatched: 3, secretsDeleted: 0, namespacesFailed: 2 });
     expect(pullSecrets(cluster, "default")).toEqual([firstSecret, secondSecret]);
@@ -244,18 +301,23 @@ describe("apply against an in-memory cluster API", () => {
 
     const second = await reconcile(cluster, { state: first.state, config: configOf(oneRegistry) });
 
-    expect(second.result.failures).toEqual([expect.objectContaining({ namespace: "team-a", kind: "ServiceAccount", message: expect.stringContaining("did not answer in time") })]);
+    expect(second.result.failures).toEqual([
+      expect.objectContaining({ namespace: "team-a", kind: "ServiceAccount", message: expect.stringContaining("did not answer in time") }),
+    ]);
     expect(cluster.secret("team-a", secondSecret)).toBeDefined();
     expect(pullSecrets(cluster, "team-a")).toEqual([firstSecret, secondSecret]);
     expect(cluster.secret("default", secondSecret)).toBeUndefined();
     expect(second.result.counts).toMatchObject({ secretsDeleted: 1, namespacesFailed: 1 });
   });
 
-  it("reports a Secret named on a ServiceAccount's annotation but never recorded as `unrecorded`, deletes nothing, and does not count or fail the namespace", async () => {
+  it("reports a Secret named only on a ServiceAccount's annotation as `unrecorded`: not deleted, no failed namespace", async () => {
     const cluster = fakeCluster();
     cluster.addNamespace("default");
     // A ServiceAccount manifest copied from another cluster: it names the refresher's Secret, which was never written here.
-    cluster.addServiceAccount("default", "default", { imagePullSecrets: [{ name: secondSecret }], annotations: { [annotations.managedPullSecrets]: secondSecret } });
+    cluster.addServiceAccount("default", "default", {
+      imagePullSecrets: [{ name: secondSecret }],
+      annotations: { [annotations.managedPullSecrets]: secondSecret },
+    });
     cluster.createForeignSecret("default", secondSecret);
 
     const run = await reconcile(cluster, { config: configOf(oneRegistry) });
@@ -277,7 +339,10 @@ describe("apply against an in-memory cluster API", () => {
   });
 
   it.each([1, 3])("keeps at most %i namespaces in flight", async (concurrency) => {
-    const cluster = clusterWith(Array.from({ length: 10 }, (_, index) => `team-${index}`), { latencyMs: 5 });
+    const cluster = clusterWith(
+      Array.from({ length: 10 }, (_, index) => `team-${index}`),
+      { latencyMs: 5 },
+    );
     const run = await reconcile(cluster, { concurrency });
 
     expect(run.result.counts.secretsApplied).toBe(20);

@@ -74,7 +74,11 @@ export interface FakeClusterOptions {
 
 export interface FakeCluster extends ClusterApi {
   addNamespace(name: string, extra?: Partial<Omit<NamespaceInfo, "name">>): NamespaceInfo;
-  addServiceAccount(namespace: string, name: string, extra?: Partial<Pick<StoredServiceAccount, "imagePullSecrets" | "annotations" | "imagePullSecretsAppliers">>): StoredServiceAccount;
+  addServiceAccount(
+    namespace: string,
+    name: string,
+    extra?: Partial<Pick<StoredServiceAccount, "imagePullSecrets" | "annotations" | "imagePullSecretsAppliers">>,
+  ): StoredServiceAccount;
   /** Another client's write (kubectl create, an Update-operation manager): it owns every field it set. */
   createForeignSecret(namespace: string, name: string, options?: { type?: string; data?: Record<string, string>; manager?: string }): StoredSecret;
   /** The kubelet reports a pull Secret it could not find. */
@@ -86,7 +90,10 @@ export interface FakeCluster extends ClusterApi {
   secret(namespace: string, name: string): StoredSecret | undefined;
   serviceAccount(namespace: string, name: string): StoredServiceAccount | undefined;
   events(): StoredEvent[];
-  configMap(namespace: string, name: string): { data: Record<string, string>; labels: Record<string, string>; annotations: Record<string, string>; uid: string } | undefined;
+  configMap(
+    namespace: string,
+    name: string,
+  ): { data: Record<string, string>; labels: Record<string, string>; annotations: Record<string, string>; uid: string } | undefined;
   /** The next `times` calls of `operation` (in `namespace`, if given) fail with `fault`. */
   failNext(operation: Operation, fault: Fault, options?: { namespace?: string; times?: number }): void;
   /** Every call made, in order, by operation and namespace. */
@@ -96,8 +103,22 @@ export interface FakeCluster extends ClusterApi {
 }
 
 /** A failed request as `@kubernetes/client-node` throws it: the raw `Status` JSON as the body. */
-function apiError(status: number, reason: string, message: string, causes: Array<{ reason: string; field: string; message: string }> = []): ApiException<string> {
-  const body = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, ...(causes.length > 0 ? { details: { causes } } : {}), code: status };
+function apiError(
+  status: number,
+  reason: string,
+  message: string,
+  causes: Array<{ reason: string; field: string; message: string }> = [],
+): ApiException<string> {
+  const body = {
+    kind: "Status",
+    apiVersion: "v1",
+    metadata: {},
+    status: "Failure",
+    message,
+    reason,
+    ...(causes.length > 0 ? { details: { causes } } : {}),
+    code: status,
+  };
   return new ApiException(status, "Unknown API Status Code!", JSON.stringify(body), {});
 }
 
@@ -115,7 +136,10 @@ const clone = <T>(value: T): T => structuredClone(value);
 function jsonPatch(document: Record<string, unknown>, operations: readonly JsonPatchOperation[]): Record<string, unknown> | { failed: string } {
   const result = clone(document);
   for (const operation of operations) {
-    const segments = operation.path.split("/").slice(1).map((segment) => segment.replace(/~1/g, "/").replace(/~0/g, "~"));
+    const segments = operation.path
+      .split("/")
+      .slice(1)
+      .map((segment) => segment.replace(/~1/g, "/").replace(/~0/g, "~"));
     const last = segments.pop() as string;
     let parent: unknown = result;
     for (const segment of segments) parent = (parent as Record<string, unknown> | undefined)?.[segment];
@@ -189,7 +213,12 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
   });
 
   /** The fields of an applied Secret, by path, with their values: what server-side apply compares. */
-  const fieldsOf = (manifest: { type: string; data: Record<string, string>; labels: Record<string, string>; annotations: Record<string, string> }): Record<string, string> => ({
+  const fieldsOf = (manifest: {
+    type: string;
+    data: Record<string, string>;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+  }): Record<string, string> => ({
     type: manifest.type,
     ...Object.fromEntries(Object.entries(manifest.data).map(([k, v]) => [`data.${k}`, v])),
     ...Object.fromEntries(Object.entries(manifest.labels).map(([k, v]) => [`metadata.labels.${k}`, v])),
@@ -207,13 +236,31 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return info;
     },
     addServiceAccount(namespace, name, extra = {}) {
-      const sa: StoredServiceAccount = { namespace, name, uid: nextUid(), resourceVersion: nextVersion(), imagePullSecrets: [], annotations: {}, ...clone(extra) };
+      const sa: StoredServiceAccount = {
+        namespace,
+        name,
+        uid: nextUid(),
+        resourceVersion: nextVersion(),
+        imagePullSecrets: [],
+        annotations: {},
+        ...clone(extra),
+      };
       serviceAccounts.set(key(namespace, name), sa);
       return sa;
     },
     createForeignSecret(namespace, name, { type = "kubernetes.io/dockerconfigjson", data = { ".dockerconfigjson": "e30=" }, manager = "kubectl-create" } = {}) {
       if (secrets.has(key(namespace, name))) throw new Error(`fake cluster: Secret ${namespace}/${name} already exists`);
-      const secret: StoredSecret = { namespace, name, uid: nextUid(), resourceVersion: nextVersion(), type, data: { ...data }, labels: {}, annotations: {}, owners: {} };
+      const secret: StoredSecret = {
+        namespace,
+        name,
+        uid: nextUid(),
+        resourceVersion: nextVersion(),
+        type,
+        data: { ...data },
+        labels: {},
+        annotations: {},
+        owners: {},
+      };
       secret.owners = Object.fromEntries(Object.keys(fieldsOf(secret)).map((path) => [path, manager]));
       secrets.set(key(namespace, name), secret);
       return secret;
@@ -251,8 +298,11 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return request("listNamespaces", "listing namespaces", {}, () => [...namespaces.values()].map(clone));
     },
     listServiceAccounts(namespace) {
-      return request("listServiceAccounts", `listing ServiceAccounts${namespace === undefined ? "" : ` in ${namespace}`}`, namespace === undefined ? {} : { namespace }, () =>
-        [...serviceAccounts.values()].filter((sa) => namespace === undefined || sa.namespace === namespace).map(saInfo),
+      return request(
+        "listServiceAccounts",
+        `listing ServiceAccounts${namespace === undefined ? "" : ` in ${namespace}`}`,
+        namespace === undefined ? {} : { namespace },
+        () => [...serviceAccounts.values()].filter((sa) => namespace === undefined || sa.namespace === namespace).map(saInfo),
       );
     },
     getServiceAccount(namespace, name) {
@@ -268,7 +318,12 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
         const applied = { type: manifest.type, data: manifest.data, labels: manifest.metadata.labels, annotations: manifest.metadata.annotations };
         const existing = secrets.get(key(namespace, name));
         if (existing === undefined) {
-          if (uid !== undefined) throw apiError(409, "Conflict", `Operation cannot be fulfilled on secrets "${name}": uid mismatch: the provided object specified uid ${uid}, and no existing object was found`);
+          if (uid !== undefined)
+            throw apiError(
+              409,
+              "Conflict",
+              `Operation cannot be fulfilled on secrets "${name}": uid mismatch: the provided object specified uid ${uid}, and no existing object was found`,
+            );
           const created: StoredSecret = { namespace, name, uid: nextUid(), resourceVersion: nextVersion(), ...clone(applied), owners: {} };
           created.owners = Object.fromEntries(Object.keys(fieldsOf(created)).map((path) => [path, fieldManager]));
           secrets.set(key(namespace, name), created);
@@ -276,7 +331,9 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
         }
         if (uid !== undefined && uid !== existing.uid) {
           const message = `metadata.uid: Invalid value: "${uid}": field is immutable`;
-          throw apiError(422, "Invalid", `Secret "${name}" is invalid: ${message}`, [{ reason: "FieldValueInvalid", field: "metadata.uid", message: `Invalid value: "${uid}": field is immutable` }]);
+          throw apiError(422, "Invalid", `Secret "${name}" is invalid: ${message}`, [
+            { reason: "FieldValueInvalid", field: "metadata.uid", message: `Invalid value: "${uid}": field is immutable` },
+          ]);
         }
         // Server-side apply without force: a field another manager owns may only be applied with its current value.
         const wanted = fieldsOf(applied);
@@ -286,15 +343,18 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
         });
         if (conflicts.length > 0) {
           const fields = conflicts.map(([path]) => `.${path}`);
+          const ownerOf = (field: string) => existing.owners[field.slice(1)];
           throw apiError(
             409,
             "Conflict",
-            `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}: ${fields.map((field) => `conflict with "${existing.owners[field.slice(1)]}": ${field}`).join(", ")}`,
-            fields.map((field) => ({ reason: "FieldManagerConflict", field, message: `conflict with "${existing.owners[field.slice(1)]}"` })),
+            `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}: ${fields.map((field) => `conflict with "${ownerOf(field)}": ${field}`).join(", ")}`,
+            fields.map((field) => ({ reason: "FieldManagerConflict", field, message: `conflict with "${ownerOf(field)}"` })),
           );
         }
         if (existing.type !== applied.type) {
-          throw apiError(422, "Invalid", `Secret "${name}" is invalid: type: Invalid value: "${applied.type}": field is immutable`, [{ reason: "FieldValueInvalid", field: "type", message: `Invalid value: "${applied.type}": field is immutable` }]);
+          throw apiError(422, "Invalid", `Secret "${name}" is invalid: type: Invalid value: "${applied.type}": field is immutable`, [
+            { reason: "FieldValueInvalid", field: "type", message: `Invalid value: "${applied.type}": field is immutable` },
+          ]);
         }
         // Fields the refresher applied before and leaves out now are removed; the rest is merged.
         const before = JSON.stringify(fieldsOf(existing));
@@ -320,7 +380,10 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return request("patchServiceAccount", `patching ServiceAccount ${namespace}/${name}`, { namespace, name }, () => {
         const sa = serviceAccounts.get(key(namespace, name));
         if (sa === undefined) throw apiError(404, "NotFound", `serviceaccounts "${name}" not found`);
-        const document = { metadata: { name, namespace, uid: sa.uid, resourceVersion: sa.resourceVersion, annotations: clone(sa.annotations) }, imagePullSecrets: clone(sa.imagePullSecrets) };
+        const document = {
+          metadata: { name, namespace, uid: sa.uid, resourceVersion: sa.resourceVersion, annotations: clone(sa.annotations) },
+          imagePullSecrets: clone(sa.imagePullSecrets),
+        };
         const patched = jsonPatch(document, patch);
         if ("failed" in patched) throw apiError(422, "Invalid", `the server rejected our request due to an error in our request: ${patched.failed as string}`);
         const metadata = patched.metadata as { annotations?: Record<string, string> };
@@ -333,7 +396,12 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return request("deleteSecret", `deleting Secret ${namespace}/${name}`, { namespace, name }, (): "deleted" | "not-found" => {
         const existing = secrets.get(key(namespace, name));
         if (existing === undefined) return "not-found";
-        if (existing.uid !== uid) throw apiError(409, "Conflict", `Operation cannot be fulfilled on secrets "${name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${existing.uid}`);
+        if (existing.uid !== uid)
+          throw apiError(
+            409,
+            "Conflict",
+            `Operation cannot be fulfilled on secrets "${name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${existing.uid}`,
+          );
         secrets.delete(key(namespace, name));
         return "deleted";
       });
@@ -342,11 +410,16 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return request("listPullSecretEvents", "listing Events about missing pull Secrets", {}, () => clone(pullSecretEvents));
     },
     createEvent(event, at = new Date()) {
-      return request("createEvent", `creating Event ${event.namespace}/${event.name}`, { namespace: event.namespace, name: event.name }, (): "created" | "exists" => {
-        if (events.has(key(event.namespace, event.name))) return "exists";
-        events.set(key(event.namespace, event.name), { ...clone(event), at });
-        return "created";
-      });
+      return request(
+        "createEvent",
+        `creating Event ${event.namespace}/${event.name}`,
+        { namespace: event.namespace, name: event.name },
+        (): "created" | "exists" => {
+          if (events.has(key(event.namespace, event.name))) return "exists";
+          events.set(key(event.namespace, event.name), { ...clone(event), at });
+          return "created";
+        },
+      );
     },
     readEventCount(namespace, name) {
       return request("readEventCount", `reading Event ${namespace}/${name}`, { namespace, name }, () => {
@@ -366,7 +439,12 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
       return request("applyConfigMap", `writing ConfigMap ${namespace}/${name}`, { namespace, name }, () => {
         if (!namespaces.has(namespace)) throw apiError(404, "NotFound", `namespaces "${namespace}" not found`);
         const existing = configMaps.get(key(namespace, name));
-        configMaps.set(key(namespace, name), { data: clone(data), labels: clone(labels), annotations: existing?.annotations ?? {}, uid: existing?.uid ?? nextUid() });
+        configMaps.set(key(namespace, name), {
+          data: clone(data),
+          labels: clone(labels),
+          annotations: existing?.annotations ?? {},
+          uid: existing?.uid ?? nextUid(),
+        });
       });
     },
   };
