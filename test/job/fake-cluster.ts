@@ -16,6 +16,7 @@
  * passed through `kubernetesError`, so `apply` sees exactly the error shape of the real client.
  */
 import { ApiException } from "@kubernetes/client-node";
+import { sleep } from "../../shared/retry.ts";
 import { kubernetesError, type ClusterApi, type RefresherEvent } from "../../job/cluster.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "../../job/plan.ts";
 import type { PullSecretEvent } from "../../job/pull-secret-events.ts";
@@ -183,13 +184,13 @@ export function fakeCluster(options: FakeClusterOptions = {}): FakeCluster {
     inFlight += 1;
     maxInFlight = Math.max(maxInFlight, inFlight);
     try {
-      if (options.latencyMs !== undefined) await new Promise((resolve) => setTimeout(resolve, options.latencyMs));
+      if (options.latencyMs !== undefined) await sleep(options.latencyMs);
       const index = faults.findIndex((fault) => fault.operation === operation && (fault.namespace === undefined || fault.namespace === target.namespace));
       if (index >= 0) {
         const pending = faults[index] as PendingFault;
         pending.remaining -= 1;
         if (pending.remaining === 0) faults.splice(index, 1);
-        if (pending.fault === "hang") await new Promise((resolve) => setTimeout(resolve, requestTimeoutMs));
+        if (pending.fault === "hang") await sleep(requestTimeoutMs);
         if (pending.fault === "hang" || pending.fault === "timeout") throw abortError();
         const { status, reason, message } = pending.fault;
         throw apiError(status, reason ?? "InternalError", message ?? `injected failure of ${operation}`);
