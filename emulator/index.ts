@@ -4,8 +4,9 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { createLogger } from "../shared/log.ts";
 import { createAck, hostedIssuerPath, type Ack } from "./ack.ts";
 import { createAuthenticator } from "./authenticate.ts";
 import { createClock, type Clock } from "./clock.ts";
@@ -112,7 +113,7 @@ function stop(server: Server): Promise<void> {
 export async function startEmulator(options: EmulatorOptions): Promise<Emulator> {
   const world = typeof options.world === "string" ? parseWorldText(options.world, { source: "<inline world>" }) : parseWorld(options.world, { source: "<world object>" });
   const clock = options.clock ?? createClock();
-  const logger = options.logger ?? pino({ level: "silent" });
+  const logger = options.logger ?? createLogger("emulator", { level: "silent" });
   const ownsStateDir = options.stateDir === undefined;
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "acr-emulator-")));
   const closers: (() => Promise<void>)[] = [];

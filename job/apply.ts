@@ -143,7 +143,7 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
       } else {
         result.failures.push({ namespace: ns.namespace, kind: "Secret", name: item.secret, code: errorCode(error), message: oneLine(error) });
         result.outcomes.push({ kind: "failed", secret: item.secret, namespace: ns.namespace, uid: ns.uid });
-        logger.error({ namespace: ns.namespace, secret: item.secret, code: errorCode(error), err: oneLine(error) }, "secret apply failed");
+        logger.error({ namespace: ns.namespace, secret: item.secret, code: errorCode(error), err: error }, "secret apply failed");
       }
     }
   }
@@ -156,7 +156,7 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
       if (patched) result.counts.serviceAccountsPatched += 1;
     } catch (error) {
       result.failures.push({ namespace: ns.namespace, kind: "ServiceAccount", name: edit.name, code: errorCode(error), message: oneLine(error) });
-      logger.error({ namespace: ns.namespace, serviceAccount: edit.name, code: errorCode(error), err: oneLine(error) }, "service account patch failed");
+      logger.error({ namespace: ns.namespace, serviceAccount: edit.name, code: errorCode(error), err: error }, "service account patch failed");
     }
   }
 
@@ -205,7 +205,7 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
         continue;
       }
       result.failures.push({ namespace: ns.namespace, kind: "Secret", name: secret, code: errorCode(error), message: oneLine(error) });
-      logger.error({ namespace: ns.namespace, secret, code: errorCode(error), err: oneLine(error) }, "secret delete failed");
+      logger.error({ namespace: ns.namespace, secret, code: errorCode(error), err: error }, "secret delete failed");
     }
   }
 }

@@ -12,7 +12,6 @@
  */
 import { createHash } from "node:crypto";
 import pLimit from "p-limit";
-import { oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { ClusterApi, RefresherEvent } from "./cluster.ts";
 import { registryLabel } from "./registry.ts";
@@ -160,7 +159,7 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
           } catch (error) {
             // Forgotten, so that the next observation starts over: created anew, or continued if it exists.
             series.delete(keyOf(what));
-            if (!failed) logger.warn({ namespace: what.namespace, reason: what.reason, err: oneLine(error) }, "event not written");
+            if (!failed) logger.warn({ namespace: what.namespace, reason: what.reason, err: error }, "event not written");
             failed = true;
           }
         });

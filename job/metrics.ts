@@ -132,7 +132,7 @@ export async function startMetricsServer(address: MetricsAddress, logger: Logger
     });
   });
   // Once listening, a failing connection must not end the refresher: it is logged.
-  server.on("error", (error) => logger.warn({ err: error.message }, "metrics server error"));
+  server.on("error", (error) => logger.warn({ err: error }, "metrics server error"));
   const bound = server.address() as AddressInfo;
   const listening = `${address.host === "" ? "" : bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`;
   logger.info({ address: listening }, "serving /metrics, /healthz and /readyz");

@@ -141,7 +141,7 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
   const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
-    logger.error({ code: brokerError.code, err: brokerError.message }, "broker request failed");
+    logger.error({ code: brokerError.code, err: brokerError }, "broker request failed");
     return { secrets: new Map(), registries: config.registries.map((registry) => ({ registry, error: brokerError })), brokerError };
   };
   let matched: Matched | FetchedCredentials;
@@ -158,7 +158,7 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
       const code = codeOf(error);
       const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
       if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
-      logger.warn({ code, err: oneLine(error) }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
+      logger.warn({ code, err: error }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
       matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll, options);
     }
   } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll, options);
@@ -202,7 +202,7 @@ async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logg
         else if (old === undefined && fresh !== undefined) matched.set(registry.secretName, fresh);
       }
     } catch (error) {
-      logger.warn({ code: codeOf(error), err: oneLine(error), registries: renew.map(registryLabel) }, "forced renewal failed; asking without force");
+      logger.warn({ code: codeOf(error), err: error, registries: renew.map(registryLabel) }, "forced renewal failed; asking without force");
       // A refused `force` (e.g. RateLimited) still leaves the broker's cached credentials to ask for.
       if (renewFirst.length > 0) {
         try {
@@ -228,7 +228,7 @@ function fetchedFrom(config: RefresherConfig, matched: Matched, logger: Logger, 
     const { credential, error } = matched.get(registry.secretName) ?? {};
     if (credential === undefined) {
       const reported = error === undefined ? { code: "UpstreamError", message: "the broker returned no credential for this registry" } : { code: error.code, message: error.message };
-      logger.error({ registry: registryLabel(registry), code: reported.code, err: reported.message }, "no credential for registry");
+      logger.error({ registry: registryLabel(registry), code: reported.code, err: reported }, "no credential for registry");
       registries.push({ registry, error: reported });
       continue;
     }
@@ -286,7 +286,7 @@ export async function missingSecrets(cluster: ClusterApi, config: RefresherConfi
   try {
     events = await cluster.listPullSecretEvents();
   } catch (error) {
-    logger.warn({ code: codeOf(error), err: oneLine(error) }, "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)");
+    logger.warn({ code: codeOf(error), err: error }, "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)");
     return new Map();
   }
   const missing = missingPullSecrets(events, config.registries.map((registry) => registry.secretName), after);
@@ -345,12 +345,12 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     let lastRetryWrite = Number.NEGATIVE_INFINITY;
     const onRetry = async (retry: BrokerRetry) => {
       retryingSince ??= now();
-      logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
+      logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
       lastRetryWrite = Date.now();
       const retrying = brokerRetryingStatus({ since: retryingSince, retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs), until: new Date(deadlineAt) });
       await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels).catch((error: unknown) => {
-        logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written while retrying the broker");
+        logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
       });
     };
     // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
@@ -385,7 +385,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
     // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
     await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }, statusLabels).catch((error: unknown) => {
-      logger.warn({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
+      logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
     });
   }
   const events = eventRecorder(cluster, logger, { now });
@@ -407,7 +407,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
   } catch (error) {
     applied.failures.push({ namespace: statusConfigMap.namespace, kind: "ConfigMap", name: statusConfigMap.name, code: codeOf(error), message: `status not written: ${oneLine(error)}` });
-    logger.error({ code: codeOf(error), err: oneLine(error) }, "status ConfigMap not written");
+    logger.error({ code: codeOf(error), err: error }, "status ConfigMap not written");
     out.result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
     out.exitCode = exitCodeOf(out.result);
   }

@@ -10,7 +10,7 @@
  */
 import { CoreV1Api, ListWatch, Watch, type CoreV1Event, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1ConfigMap, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
 import { maxMinValiditySeconds } from "../shared/broker-api.ts";
-import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { AcrCredentialError } from "../shared/errors.ts";
 import { backoffDelay, type BackoffPolicy } from "../shared/retry.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
 import type { BrokerRetry } from "./broker-client.ts";
@@ -250,7 +250,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   /** Every reconcile runs alone, in order, so the plan always sees the state the previous one left. */
   const enqueue = <T>(task: () => Promise<T>): Promise<T | undefined> => {
     const next = queue.then(() => (stopped ? undefined : task())).catch((error: unknown) => {
-      logger.error({ err: oneLine(error) }, "reconcile failed");
+      logger.error({ err: error }, "reconcile failed");
       return undefined;
     });
     queue = next;
@@ -325,7 +325,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     try {
       await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
     } catch (error) {
-      logger.error({ err: oneLine(error) }, "status ConfigMap not written");
+      logger.error({ err: error }, "status ConfigMap not written");
     }
   }
 
@@ -351,7 +351,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   async function askBroker(forConfig: RefresherConfig, budgetMs: number, signal: AbortSignal, how: { force?: boolean } = {}): Promise<FetchedCredentials> {
     const onRetry = (retry: BrokerRetry) => {
       brokerRetrying = { since: brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
-      logger.warn({ code: retry.code, err: retry.message, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
+      logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       scheduleStatus();
     };
     // As a CronJob run does: a renewal asks for credentials that outlast the threshold by one default
@@ -398,7 +398,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     })()
       .catch((error: unknown) => {
         // E.g. the projected token unreadable for a moment: try again later, never stop renewing.
-        logger.error({ err: oneLine(error) }, "credential refresh failed; retrying later");
+        logger.error({ err: error }, "credential refresh failed; retrying later");
         brokerFailures += 1;
         if (!stopped) scheduleRefresh(true);
       })
@@ -424,7 +424,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       try {
         next = configFromData(data, configMap, logger, options.brokerUrl);
       } catch (error) {
-        logger.error({ err: oneLine(error) }, "configuration not applied; keeping the previous one until it is fixed");
+        logger.error({ err: error }, "configuration not applied; keeping the previous one until it is fixed");
         if (error instanceof AcrCredentialError && error.code === "ConfigInvalid") void reportInvalidConfig(cluster, logger, configMap, error.message, events);
         return;
       }
@@ -500,14 +500,14 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       if (stopped) return;
       if (optional !== undefined && httpStatusOf(error) === 403) {
         delete connected[name];
-        logger.warn({ watch: name, err: oneLine(error) }, optional);
+        logger.warn({ watch: name, err: error }, optional);
         return;
       }
       connected[name] = false;
       const delay = backoffDelay(failures, options.reconnect ?? reconnectBackoff, random);
       failures += 1;
-      logger.warn({ watch: name, err: oneLine(error), attempt: failures, retryInMs: delay }, "watch interrupted; reconnecting");
-      later(delay, () => void start().catch((e: unknown) => logger.error({ watch: name, err: oneLine(e) }, "watch restart failed")));
+      logger.warn({ watch: name, err: error, attempt: failures, retryInMs: delay }, "watch interrupted; reconnecting");
+      later(delay, () => void start().catch((e: unknown) => logger.error({ watch: name, err: e }, "watch restart failed")));
     });
     return start;
   }

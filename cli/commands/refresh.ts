@@ -125,7 +125,7 @@ export const command: Command = {
       // Nothing the watcher starts may fail unnoticed: a rejection nobody handles ends it with one line
       // and exit code 1 (the Deployment restarts it), never with a stack trace.
       process.on("unhandledRejection", (reason) => {
-        logger.fatal({ err: oneLine(reason) }, "internal error; exiting");
+        logger.fatal({ err: reason }, "internal error; exiting");
         console.error(`acr-credential refresh: internal error: ${oneLine(reason)}`);
         process.exit(1);
       });

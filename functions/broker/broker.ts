@@ -10,6 +10,7 @@ import { issue, type IssueContext } from "./issue.ts";
 import type { BrokerRuntime } from "./runtime.ts";
 import { assertSubjectAllowed, verifyRrsaToken } from "./token.ts";
 import { describeIssues } from "../../shared/schema-problems.ts";
+import type { Logger } from "../../shared/log.ts";
 
 /** Fields the request log line carries; never a token or a password. */
 export interface RequestAnnotations {
@@ -26,6 +27,8 @@ export interface CallerContext {
   /** Monotonic ms by which upstream work must be done. */
   deadline: number;
   annotate: (fields: RequestAnnotations) => void;
+  /** This request's logger (`requestId` bound); the business functions bind `cluster` once they know it. */
+  log: Logger;
 }
 
 /** `Bearer <token>` with nothing else: what every refresher sends, read without the pattern. */
@@ -64,7 +67,7 @@ function entryError(entry: AuthorizedEntry, error: unknown): EntryError {
 
 type Outcome = { ok: true; credential: Credential; renewed: boolean } | { ok: false; error: EntryError; cause: unknown };
 
-async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], context: IssueContext): Promise<Outcome[]> {
+async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], context: IssueContext & { log: Logger }): Promise<Outcome[]> {
   return Promise.all(
     entries.map(async (entry): Promise<Outcome> => {
       try {
@@ -84,7 +87,7 @@ async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], con
           },
         };
       } catch (error) {
-        if (!isAcrCredentialError(error)) runtime.log.error({ err: { message: oneLine(error) }, entry: label(entry) }, "unexpected error while issuing a credential");
+        if (!isAcrCredentialError(error)) context.log.error({ err: error, entry: label(entry) }, "unexpected error while issuing a credential");
         return { ok: false, error: entryError(entry, error), cause: error };
       }
     }),
@@ -103,7 +106,7 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
 
 /** `POST /v1/credentials` (docs/broker.md, "HTTP API"). */
 export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
-  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline } });
+  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline, log: caller.log } });
   const generation = runtime.answers.generation;
   const recalled = runtime.answers.recall(verified, input.body, runtime.clock.now());
   if (recalled) {
@@ -131,6 +134,7 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
     deadline: caller.deadline,
     force: request.force ?? false,
     ...(request.minValiditySeconds === undefined ? {} : { minValidityMs: request.minValiditySeconds * 1000 }),
+    log: caller.log.child({ cluster: verified.cluster.name }),
   });
   if (request.force) runtime.answers.forget();
   const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
@@ -157,7 +161,7 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
   const summaries = await Promise.all(
     clusters.map(async (cluster): Promise<RenewSummary> => {
       const entries = authorize(cluster, {}, "");
-      const outcomes = await obtainAll(runtime, entries, { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, force: true });
+      const outcomes = await obtainAll(runtime, entries, { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, force: true, log: caller.log.child({ cluster: cluster.name }) });
       const renewed: RenewSummary["renewed"] = [];
       const errors: EntryError[] = [];
       for (const o of outcomes) {

@@ -10,7 +10,7 @@ import { LRUCache } from "lru-cache";
 import type { AckClusterDetail } from "../../shared/alibaba/ack.ts";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
-import { AcrCredentialError, isAcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError, isAcrCredentialError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow, retry, type BackoffPolicy } from "../../shared/retry.ts";
 import type { Clock } from "./clock.ts";
@@ -75,6 +75,8 @@ export interface UpstreamContext {
   base: Identity;
   /** Monotonic ms. */
   deadline: number;
+  /** The request's logger; the request that starts a confirmation writes its outcome. */
+  log?: Logger;
 }
 
 export interface GroupTrustDeps {
@@ -198,22 +200,23 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
 
       let flight = confirming.get(issuer);
       if (!flight) {
+        const log = upstream.log ?? deps.log;
         flight = confirm(issuer, target, candidates, upstream, hit !== undefined)
           .then((cluster) => {
             trusted.set(issuer, { cluster, until: deps.clock.now() + limits.trustedTtlMs });
             refused.delete(issuer);
-            deps.log.info({ cluster: cluster.name }, "cluster confirmed by rule");
+            log.info({ cluster: cluster.name }, "cluster confirmed by rule");
             return cluster;
           })
           .catch((error: unknown) => {
             if (error instanceof RefusedByRule) {
               refused.set(issuer, { until: deps.clock.now() + limits.refusedTtlMs });
               trusted.delete(issuer);
-              deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason: error.reason }, "cluster refused by rule");
+              log.warn({ clusterId: target.clusterId, regionId: target.regionId, reason: error.reason }, "cluster refused by rule");
               throw error;
             }
             if (isAcrCredentialError(error) && error.code === "RateLimited") throw error;
-            deps.log.warn({ clusterId: target.clusterId, regionId: target.regionId, err: { message: oneLine(error) } }, "cluster could not be confirmed");
+            log.warn({ clusterId: target.clusterId, regionId: target.regionId, err: error }, "cluster could not be confirmed");
             // The caller learns only that the broker could not decide; the ACK API's answer stays in the log.
             throw new AcrCredentialError("UpstreamUnavailable", "the token's cluster cannot be confirmed right now; try again later", { cause: error });
           })

@@ -19,8 +19,9 @@ function baseIdentity(runtime: BrokerRuntime, context: FcContext): Identity {
   throw new AcrCredentialError("Internal", "the function has no credentials in its context; give it an execution role (see docs/deploy.md)");
 }
 
-function callerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext): CallerContext {
+function callerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext, log: BrokerRuntime["log"]): CallerContext {
   return {
+    log: log.child({ requestId: event.requestId }),
     base: baseIdentity(runtime, context),
     deadline: requestDeadline(runtime, context.function?.timeout),
     annotate: (fields) => Object.assign(event.annotations, fields),
@@ -28,12 +29,12 @@ function callerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcCo
 }
 
 /** Routes an invocation to the business functions; the result is turned into a response by the middlewares. */
-async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext): Promise<HttpResult> {
+async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext, log: BrokerRuntime["log"]): Promise<HttpResult> {
   const invocation = event.invocation;
   if (invocation.kind === "renew") {
-    return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, callerContext(runtime, event, context)) } };
+    return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, callerContext(runtime, event, context, log)) } };
   }
-  return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () => callerContext(runtime, event, context));
+  return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () => callerContext(runtime, event, context, log));
 }
 
 /**
@@ -41,7 +42,7 @@ async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcCont
  * builds once; if building fails (invalid configuration) every request answers with that error.
  */
 export function createHandler(runtime: () => BrokerRuntime, log: () => BrokerRuntime["log"] = () => runtime().log) {
-  return middy(async (event: BrokerEvent, context: FcContext) => route(runtime(), event, context))
+  return middy(async (event: BrokerEvent, context: FcContext) => route(runtime(), event, context, log()))
     .use(httpResponse())
     .use(accessLog(log))
     .use(errorResponse(log))

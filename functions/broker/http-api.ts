@@ -72,7 +72,7 @@ export function errorResult(error: unknown, requestId: string, log: Logger): Htt
     if (error.code === "MethodNotAllowed" && typeof error.details.allow === "string") headers.allow = error.details.allow;
     return { status: error.httpStatus, body: { error: { code: error.code, message: oneLine(error) } }, headers };
   }
-  log.error({ requestId, err: { name: error instanceof Error ? error.name : typeof error, message: oneLine(error) } }, "unexpected error");
+  log.error({ requestId, err: error }, "unexpected error");
   return { status: 500, body: { error: { code: "Internal", message: `internal error; see the broker's log for request ${requestId}` } } };
 }
 

@@ -24,7 +24,7 @@ function runtime(): BrokerRuntime {
     return built;
   } catch (error) {
     failure = error;
-    log.error({ err: { message: oneLine(error) } }, "broker cannot start");
+    log.error({ err: error }, "broker cannot start");
     throw error;
   }
 }

@@ -6,7 +6,8 @@ import type { AlibabaCloud } from "../../shared/alibaba/cloud.ts";
 import type { Identity, StsSession } from "../../shared/alibaba/identity.ts";
 import { upstreamDetails } from "../../shared/alibaba/upstream-error.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
-import { retry, type BackoffPolicy } from "../../shared/retry.ts";
+import { retry, type BackoffPolicy, type RetryNotice } from "../../shared/retry.ts";
+import type { Logger } from "../../shared/log.ts";
 import type { Cache, GetOptions } from "./cache/policy.ts";
 import { personalDomains, planCalls, type IdentityChain, type Plan, type RegistryTarget } from "./identity-chain.ts";
 
@@ -50,6 +51,8 @@ export interface IssueContext {
   force?: boolean;
   /** Every credential and session handed out must be valid this much longer (ms), else it is refreshed once for every caller. */
   minValidityMs?: number;
+  /** The request's logger: upstream retries and shared-cache warnings carry its request id and cluster. */
+  log?: Logger;
 }
 
 export interface IssueResult {
@@ -76,13 +79,17 @@ async function withRetry<T>(deps: IssueDeps, context: IssueContext, call: (timeo
     ...(deps.backoff ? { policy: deps.backoff } : {}),
     now,
     ...(deps.sleep ? { sleep: deps.sleep } : {}),
+    ...(context.log ? { onRetry: logRetry(context.log) } : {}),
   });
 }
+
+const logRetry = (log: Logger) => (notice: RetryNotice) => log.warn({ err: notice.error, attempts: notice.attempts, delayMs: notice.delayMs }, "upstream call failed; retrying");
 
 const cacheOptions = (context: IssueContext): GetOptions => ({
   force: context.force ?? false,
   deadline: context.deadline,
   ...(context.minValidityMs === undefined ? {} : { minValidityMs: context.minValidityMs }),
+  ...(context.log ? { log: context.log } : {}),
 });
 
 /** The identity at the end of the chain and when it expires. */

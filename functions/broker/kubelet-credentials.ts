@@ -79,7 +79,7 @@ export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { a
   const host = imageRegistry(request.image);
   const candidates = entries.filter((entry) => !entry.target.domains || entry.target.domains.includes(host));
   caller.annotate({ instances: candidates.map((entry) => `${entry.instanceId ?? "personal"}@${entry.regionId}`) });
-  const context = { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline };
+  const context = { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, log: caller.log.child({ cluster: verified.cluster.name }) };
   let failure: unknown;
   for (const entry of candidates) {
     let issued: IssueResult;

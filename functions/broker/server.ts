@@ -96,6 +96,7 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
     try {
       if (size > maxBodyBytes) throw payloadTooLarge(size);
       const caller = (): CallerContext => ({
+        log: log.child({ requestId }),
         base: baseFor(req),
         deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
         annotate: (fields) => Object.assign(annotations, fields),
@@ -111,7 +112,7 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
     try {
       const invocation = parseInvocation(body);
       if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", "an invocation must be {\"action\":\"renew\",\"cluster\":\"NAME\"}");
-      const caller = { base: baseFor(req), deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
+      const caller = { log: log.child({ requestId }), base: baseFor(req), deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
       return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, caller) } };
     } catch (error) {
       // FC hands the body back to the caller as the function's result; the error is in it.

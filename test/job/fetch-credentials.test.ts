@@ -72,6 +72,19 @@ describe("fetchCredentials", () => {
     expect(fetched.registries.map((r) => r.error?.code)).toEqual(["BrokerUnreachable", "BrokerUnreachable", "BrokerUnreachable"]);
   });
 
+  it("logs the failed broker request with err as the shared serializer writes it: code and message, no stack", async () => {
+    const server = await broker({});
+    const url = server.url;
+    await server.close();
+    servers.splice(servers.indexOf(server), 1);
+    const lines: string[] = [];
+    const logger = createLogger("refresher", { destination: { write: (line: string) => void lines.push(line) } });
+    await fetchCredentials(config, brokerClient({ url, tokenFile, attempts: 1 }), logger, now);
+    const failed = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === "broker request failed");
+    expect(failed?.err).toEqual({ code: "BrokerUnreachable", message: expect.stringContaining(url) });
+    expect(JSON.stringify(failed)).not.toContain("stack");
+  });
+
   it("asks with force at once, in one request, for the credentials known to be expiring, and without force for the others", async () => {
     const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [18, 60], "cri-dead": [60, 60] });
     const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;

@@ -59,7 +59,7 @@ export function createBrokerCaches(options: BrokerCachesOptions): BrokerCaches {
     operationTimeoutMs: shared.operationTimeoutMs,
     breaker: { failures: shared.breakerFailures, coolDownMs: shared.breakerCoolDownSeconds * 1000 },
     now: monotonicNow,
-    onBreakerOpen: (cause) => warn("breakerOpen", { error: cause, skippedForSeconds: shared.breakerCoolDownSeconds }),
+    onBreakerOpen: (cause) => warn("breakerOpen", { err: cause, skippedForSeconds: shared.breakerCoolDownSeconds }),
   });
   store.warmUp();
   const layered = <V extends Expiring>(kind: string, refreshBefore: number) =>

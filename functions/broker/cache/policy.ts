@@ -3,6 +3,7 @@
  * memory in front, the fleet's shared store behind) hands out an entry while it is fresh, refreshes
  * it once it is due, and never hands out an expired one.
  */
+import type { Logger } from "../../../shared/log.ts";
 
 export interface Expiring {
   /** Epoch ms. */
@@ -48,6 +49,8 @@ export interface GetOptions {
   minValidityMs?: number;
   /** Monotonic ms by which the caller needs an answer; a layer that waits for another instance stops waiting in time. */
   deadline?: number;
+  /** The request's logger, for warnings written while serving it. */
+  log?: Pick<Logger, "warn">;
 }
 
 /** What the broker's issuing code needs from a cache, whichever layers stand behind it. */

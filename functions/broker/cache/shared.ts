@@ -12,6 +12,9 @@ import { open, seal, type CacheKeyRing } from "./sealed.ts";
 import { SharedStoreError, type SharedStore } from "./store.ts";
 import type { Warn } from "./warnings.ts";
 
+/** The request's logger for warnings while serving it; the instance's when there is none. */
+type WarnVia = Parameters<Warn>[2];
+
 export interface SharedLayerOptions {
   store: SharedStore;
   keys: CacheKeyRing;
@@ -71,69 +74,70 @@ export class SharedLayer<V extends Expiring> {
   async load(key: string, load: () => Promise<V>, options: GetOptions = {}): Promise<V> {
     const name = this.nameOf(key);
     const lease = this.leaseOf(key);
-    const seen = await this.#read(name);
+    const log = options.log;
+    const seen = await this.#read(name, log);
     if (!options.force && seen.value && serves(seen.value, this.#o.clock.now(), this.#o.refreshBeforeMs, options.minValidityMs)) return seen.value;
-    if (seen.failed) return this.#refresh(name, undefined, load, seen.value);
+    if (seen.failed) return this.#refresh(name, undefined, load, seen.value, log);
     const deadline = options.deadline ?? this.#o.monotonicNow() + this.#o.leaseMs;
     for (;;) {
       const token = randomUUID();
-      const taken = await this.#attempt("lease", () => this.#o.store.setIfAbsent(lease, token, this.#o.leaseMs));
-      if (taken !== false) return this.#refresh(name, taken ? { lease, token } : undefined, load, seen.value);
-      const waited = await this.#wait(name, lease, seen.raw, deadline);
+      const taken = await this.#attempt("lease", () => this.#o.store.setIfAbsent(lease, token, this.#o.leaseMs), log);
+      if (taken !== false) return this.#refresh(name, taken ? { lease, token } : undefined, load, seen.value, log);
+      const waited = await this.#wait(name, lease, seen.raw, deadline, log);
       if (waited.kind === "landed") return waited.value;
-      if (waited.kind === "giveUp") return this.#refresh(name, undefined, load, seen.value);
+      if (waited.kind === "giveUp") return this.#refresh(name, undefined, load, seen.value, log);
     }
   }
 
-  async #refresh(name: string, held: { lease: string; token: string } | undefined, load: () => Promise<V>, previous: V | undefined): Promise<V> {
+  async #refresh(name: string, held: { lease: string; token: string } | undefined, load: () => Promise<V>, previous: V | undefined, log: WarnVia): Promise<V> {
     let value: V;
     try {
       value = await load();
     } catch (error) {
-      if (held) await this.#attempt("release", () => this.#o.store.deleteIfEquals(held.lease, held.token));
+      if (held) await this.#attempt("release", () => this.#o.store.deleteIfEquals(held.lease, held.token), log);
       if (previous && typeof error === "object" && error !== null) this.#fallbacks.set(error, previous);
       throw error;
     }
     const ttlMs = value.expiresAt - this.#o.clock.now();
-    if (ttlMs > 0) await this.#attempt("write", () => this.#o.store.set(name, seal(this.#o.keys, name, JSON.stringify(value)), ttlMs));
-    if (held) await this.#attempt("release", () => this.#o.store.deleteIfEquals(held.lease, held.token));
+    if (ttlMs > 0) await this.#attempt("write", () => this.#o.store.set(name, seal(this.#o.keys, name, JSON.stringify(value)), ttlMs), log);
+    if (held) await this.#attempt("release", () => this.#o.store.deleteIfEquals(held.lease, held.token), log);
     return value;
   }
 
   /** Polls for a value newer than `seenRaw` until it lands, the lease is let go, or it is time to stop waiting. */
-  async #wait(name: string, lease: string, seenRaw: string | undefined, deadline: number): Promise<Waited<V>> {
+  async #wait(name: string, lease: string, seenRaw: string | undefined, deadline: number, log: WarnVia): Promise<Waited<V>> {
     for (;;) {
       const left = deadline - this.#o.reserveMs - this.#o.monotonicNow();
       if (left <= 0) return { kind: "giveUp" };
       await this.#o.sleep(Math.min(this.#o.pollMs, left));
-      const landed = await this.#landed(name, seenRaw);
+      const landed = await this.#landed(name, seenRaw, log);
       if (landed) return landed;
-      const held = await this.#attempt("lease", () => this.#o.store.exists(lease));
+      const held = await this.#attempt("lease", () => this.#o.store.exists(lease), log);
       if (held === undefined) return { kind: "giveUp" };
       // The holder writes the value before it lets the lease go: look once more.
-      if (!held) return (await this.#landed(name, seenRaw)) ?? { kind: "released" };
+      if (!held) return (await this.#landed(name, seenRaw, log)) ?? { kind: "released" };
     }
   }
 
-  async #landed(name: string, seenRaw: string | undefined): Promise<Waited<V> | undefined> {
-    const current = await this.#read(name);
+  async #landed(name: string, seenRaw: string | undefined, log: WarnVia): Promise<Waited<V> | undefined> {
+    const current = await this.#read(name, log);
     if (current.failed) return { kind: "giveUp" };
     if (current.value && current.raw !== seenRaw && this.#freshness(current.value) === "fresh") return { kind: "landed", value: current.value };
     return undefined;
   }
 
-  async #read(name: string): Promise<Read<V>> {
-    const raw = await this.#attempt("read", () => this.#o.store.get(name));
+  async #read(name: string, log: WarnVia): Promise<Read<V>> {
+    const raw = await this.#attempt("read", () => this.#o.store.get(name), log);
     if (raw === undefined) return { failed: true };
     if (raw === null) return {};
     const opened = open(this.#o.keys, name, raw);
     if (!opened.ok) {
-      this.#o.warn("unreadable", { name, reason: opened.reason });
+      this.#o.warn("unreadable", { name, reason: opened.reason }, log);
       return { raw };
     }
     const value = parseValue<V>(opened.plaintext);
     if (!value) {
-      this.#o.warn("unreadable", { name, reason: "notAnEntry" });
+      this.#o.warn("unreadable", { name, reason: "notAnEntry" }, log);
       return { raw };
     }
     // Never hand out an expired value, whatever the store's own expiry did.
@@ -141,12 +145,12 @@ export class SharedLayer<V extends Expiring> {
   }
 
   /** Runs a store operation; a failure is logged (rate-limited) and answered with `undefined`. */
-  async #attempt<T>(operation: string, run: () => Promise<T>): Promise<T | undefined> {
+  async #attempt<T>(operation: string, run: () => Promise<T>, log: WarnVia): Promise<T | undefined> {
     try {
       return await run();
     } catch (error) {
       const reason = error instanceof SharedStoreError ? error.reason : "unavailable";
-      if (reason !== "skipped") this.#o.warn(reason, { operation, error: error instanceof Error ? error.message : String(error) });
+      if (reason !== "skipped") this.#o.warn(reason, { operation, err: error }, log);
       return undefined;
     }
   }

@@ -101,5 +101,8 @@ describe("the broker's logs", () => {
     expect(secrets.size).toBeGreaterThan(10);
     for (const secret of secrets) expect(text, "a secret reached the log").not.toContain(secret);
     expect(text).not.toMatch(/eyJ[\w-]{10,}\.[\w-]{10,}\./);
+    // The upstream retries (with the error that caused them) are among the lines searched, and no line has a stack.
+    expect(logs.lines.filter((line) => line.includes('"msg":"upstream call failed; retrying"')).length).toBeGreaterThan(0);
+    expect(text).not.toContain('"stack"');
   });
 });
