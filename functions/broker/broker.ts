@@ -2,6 +2,7 @@
  * The broker's business rules as plain functions: who is asking (token), what they may have
  * (authorization), and getting it (identity chain + cache). HTTP and FC concerns live elsewhere.
  */
+import type { z } from "zod";
 import type { Identity } from "../../shared/alibaba/identity.ts";
 import { credentialsRequestSchema, type Credential, type CredentialsRequest, type CredentialsResponse, type EntryError, type RenewSummary } from "../../shared/broker-api.ts";
 import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
@@ -41,19 +42,22 @@ export function bearerToken(authorization: string | undefined): string {
   return match[1]!;
 }
 
-export function parseCredentialsRequest(body: Buffer): CredentialsRequest {
-  if (body.length === 0) return {};
+/** A JSON request body checked against its schema; `shape` tells a sender what to send instead. */
+export function parseJsonBody<T>(body: Buffer, schema: z.ZodType<T>, shape: string): T {
   let raw: unknown;
   try {
     raw = JSON.parse(body.toString("utf8"));
   } catch {
-    throw new AcrCredentialError("InvalidRequest", "the body is not JSON; send {\"registries\": [...]} or an empty body");
+    throw new AcrCredentialError("InvalidRequest", `the body is not JSON; send ${shape}`);
   }
-  const result = credentialsRequestSchema.safeParse(raw);
-  if (!result.success) {
-    throw new AcrCredentialError("InvalidRequest", `body ${describeIssues(result.error)}`);
-  }
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new AcrCredentialError("InvalidRequest", `body ${describeIssues(result.error)}`);
   return result.data;
+}
+
+export function parseCredentialsRequest(body: Buffer): CredentialsRequest {
+  if (body.length === 0) return {};
+  return parseJsonBody(body, credentialsRequestSchema, '{"registries": [...]} or an empty body');
 }
 
 const rfc3339 = (ms: number) => `${new Date(ms).toISOString().slice(0, 19)}Z`;

@@ -7,13 +7,12 @@
  */
 import { decodeJwt } from "jose";
 import { z } from "zod";
-import { AcrCredentialError, isAcrCredentialError, refusal } from "../../shared/errors.ts";
-import { bearerToken, type CallerContext } from "./broker.ts";
+import { isAcrCredentialError, refusal } from "../../shared/errors.ts";
+import { bearerToken, parseJsonBody, type CallerContext } from "./broker.ts";
 import type { BrokerConfig } from "./config.ts";
 import { issue, type IssueResult } from "./issue.ts";
 import { cacheDurationSeconds, imageRegistry, kubeletEntries } from "./kubelet-grants.ts";
 import type { BrokerRuntime } from "./runtime.ts";
-import { describeIssues } from "../../shared/schema-problems.ts";
 
 export const kubeletRequestSchema = z.strictObject({
   image: z.string().min(1).max(4096),
@@ -31,19 +30,7 @@ export interface KubeletResponse {
   auth: Record<string, { username: string; password: string }>;
 }
 
-function parseKubeletRequest(body: Buffer): KubeletRequest {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new AcrCredentialError("InvalidRequest", "the body is not JSON; send {\"image\": \"...\", \"serviceAccountAnnotations\": {...}}");
-  }
-  const result = kubeletRequestSchema.safeParse(raw);
-  if (!result.success) {
-    throw new AcrCredentialError("InvalidRequest", `body ${describeIssues(result.error)}`);
-  }
-  return result.data;
-}
+const parseKubeletRequest = (body: Buffer): KubeletRequest => parseJsonBody(body, kubeletRequestSchema, '{"image": "...", "serviceAccountAnnotations": {...}}');
 
 /** Per configuration (built once per instance): the clusters with an audience of their own, by issuer. */
 const ownAudiences = new WeakMap<BrokerConfig, Map<string, string>>();
