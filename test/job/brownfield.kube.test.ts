@@ -10,9 +10,8 @@ import { kubernetesCluster } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { annotations } from "../../job/secret.ts";
 import { adminConfig, apply, createNamespace as createTestNamespace, kubeAvailable } from "../kube/cluster.ts";
-import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
-import { startStubBroker, type StubBroker } from "./stub-broker.ts";
+import { core, startRefresherSuite, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import type { StubBroker } from "./stub-broker.ts";
 
 const registryInfo = "- instanceId: cri-bfone\n  regionId: cn-hangzhou\n- instanceId: cri-bftwo\n  regionId: cn-beijing";
 const onlyOne = "- instanceId: cri-bfone\n  regionId: cn-hangzhou";
@@ -54,7 +53,7 @@ async function eventsIn(namespace: string): Promise<Array<{ reason: string; kind
 describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its own ServiceAccount under the shipped manifests", () => {
   let fixture: RefresherFixture;
   let broker: StubBroker;
-  let release: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
   const created: string[] = [];
   const createNamespace = async (prefix: string): Promise<string> => {
     const name = await createTestNamespace(prefix);
@@ -63,17 +62,13 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
   };
 
   beforeAll(async () => {
-    release = await acquireRefresherLock("brownfield.kube.test");
-    fixture = await installRefresher();
-    broker = await startStubBroker();
+    ({ fixture, broker, close } = await startRefresherSuite("brownfield.kube.test"));
   });
 
   afterAll(async () => {
     // Their conflicts are left on purpose; terminating, the namespaces are skipped by later runs of other files.
     await Promise.all(created.map((name) => core().deleteNamespace({ name }).catch(() => undefined)));
-    await broker?.close();
-    await fixture?.close();
-    await release?.();
+    await close?.();
   });
 
   describe("deletes only Secrets it created, proven by the uid its own apply returned", () => {

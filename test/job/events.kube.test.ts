@@ -19,9 +19,8 @@ import { startWatch } from "../../job/watch.ts";
 import { builtBinaryDir, isExecutableFile, pinnedVersions } from "../kube/binaries.ts";
 import { adminConfig, createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
 import { cli } from "../cli/commands/support.ts";
-import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, installRefresher, resetStatus, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
-import { startStubBroker, type StubBroker } from "./stub-broker.ts";
+import { core, startRefresherSuite, resetStatus, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import type { StubBroker } from "./stub-broker.ts";
 
 const registry = "- instanceId: cri-evone\n  regionId: cn-hangzhou";
 const [one] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registry }).config.registries.map((r) => r.secretName) as [string];
@@ -39,19 +38,15 @@ const takeName = (namespace: string) => core().createNamespacedSecret({ namespac
 describe.skipIf(!kubeAvailable())("the refresher's Events", () => {
   let fixture: RefresherFixture;
   let broker: StubBroker;
-  let release: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
   let configMapUid: string;
 
   beforeAll(async () => {
-    release = await acquireRefresherLock("events.kube.test");
-    fixture = await installRefresher();
-    broker = await startStubBroker();
+    ({ fixture, broker, close } = await startRefresherSuite("events.kube.test"));
   });
 
   afterAll(async () => {
-    await broker?.close();
-    await fixture?.close();
-    await release?.();
+    await close?.();
   });
 
   const configure = async (data: Record<string, string>) => {

@@ -8,6 +8,8 @@ import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
 import { refreshOnce, type RunDependencies, type RunOptions, type RunReport } from "../../job/run.ts";
 import { adminConfig, apply, kubeConfigForToken, serviceAccountToken } from "../kube/cluster.ts";
+import { acquireRefresherLock } from "./kube-lock.ts";
+import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 /**
  * The refresher as it runs in a cluster: its ServiceAccount and RBAC applied from job/deploy/base,
@@ -116,4 +118,35 @@ export function dockerConfigOf(secret: V1Secret): { auths: Record<string, { user
   const encoded = secret.data?.[".dockerconfigjson"];
   if (encoded === undefined) throw new Error(`Secret ${secret.metadata?.name} has no .dockerconfigjson`);
   return JSON.parse(Buffer.from(encoded, "base64").toString("utf8"));
+}
+
+export interface RefresherSuite {
+  fixture: RefresherFixture;
+  broker: StubBroker;
+  /** Stops the broker, removes the fixture and releases the lock, in that order. */
+  close(): Promise<void>;
+}
+
+/** What a refresher suite on the shared API server starts with: the suite lock, the refresher installed, a stub broker. */
+export async function startRefresherSuite(holder: string): Promise<RefresherSuite> {
+  const release = await acquireRefresherLock(holder);
+  let fixture: RefresherFixture | undefined;
+  try {
+    fixture = await installRefresher();
+    const broker = await startStubBroker();
+    const installed = fixture;
+    return {
+      fixture: installed,
+      broker,
+      async close() {
+        await broker.close();
+        await installed.close();
+        await release();
+      },
+    };
+  } catch (error) {
+    await fixture?.close();
+    await release();
+    throw error;
+  }
 }

@@ -10,9 +10,8 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import type { ClusterApi } from "../../job/cluster.ts";
 import { annotations } from "../../job/secret.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
-import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, dockerConfigOf, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
-import { startStubBroker, stubExpiry, type StubBroker } from "./stub-broker.ts";
+import { core, dockerConfigOf, startRefresherSuite, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import { stubExpiry, type StubBroker } from "./stub-broker.ts";
 
 const registryInfo = `
 - instanceId: cri-rfrone
@@ -47,18 +46,14 @@ async function resourceVersions(namespaces: string[]): Promise<Record<string, st
 describe.skipIf(!kubeAvailable())("the refresher against a real API server, as its own ServiceAccount under the shipped RBAC", () => {
   let fixture: RefresherFixture;
   let broker: StubBroker;
-  let release: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    release = await acquireRefresherLock("refresher.kube.test");
-    fixture = await installRefresher();
-    broker = await startStubBroker();
+    ({ fixture, broker, close } = await startRefresherSuite("refresher.kube.test"));
   });
 
   afterAll(async () => {
-    await broker?.close();
-    await fixture?.close();
-    await release?.();
+    await close?.();
   });
 
   describe("on a seeded cluster", () => {

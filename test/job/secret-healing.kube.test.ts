@@ -11,9 +11,8 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { missingPullSecretReason } from "../../job/pull-secret-events.ts";
 import { startWatch, type Watcher, type WatchOptions } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
-import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, installRefresher, pullSecretNames, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
-import { startStubBroker, type StubBroker } from "./stub-broker.ts";
+import { core, startRefresherSuite, pullSecretNames, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import type { StubBroker } from "./stub-broker.ts";
 
 const registryInfo = "- instanceId: cri-heal\n  regionId: cn-hangzhou";
 const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];
@@ -52,21 +51,17 @@ const exists = async (namespace: string) => (await secretOrUndefined(namespace, 
 describe.skipIf(!kubeAvailable())("a Secret deleted by hand comes back", () => {
   let fixture: RefresherFixture;
   let broker: StubBroker;
-  let release: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
   let watcher: Watcher | undefined;
   const config = () => ({ "broker-url": broker.url, "watch-namespace": "heal-*", "acr-registry-info": registryInfo });
 
   beforeAll(async () => {
-    release = await acquireRefresherLock("secret-healing.kube.test");
-    fixture = await installRefresher();
-    broker = await startStubBroker();
+    ({ fixture, broker, close } = await startRefresherSuite("secret-healing.kube.test"));
   });
 
   afterAll(async () => {
     await watcher?.stop();
-    await broker?.close();
-    await fixture?.close();
-    await release?.();
+    await close?.();
   });
 
   const watch = async (options: WatchOptions) => {
