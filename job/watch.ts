@@ -487,7 +487,9 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     const start = async (): Promise<void> => {
       failed = false;
       await watch.start();
-      if (stopped || failed) return;
+      // Stopped while this (re)start was listing: the watch it just opened must not outlive the watcher.
+      if (stopped) return void (await watch.stop());
+      if (failed) return;
       connected[name] = true;
       if (failures > 0) {
         logger.info({ watch: name, attempts: failures }, "watch reconnected");

@@ -151,6 +151,12 @@ export const command: Command = {
       } finally {
         await metrics?.close();
       }
+      // Everything is stopped; should a connection the client library reopened still hold the event loop,
+      // end within the pod's grace period anyway (unref'd: a clean stop exits at once without it).
+      setTimeout(() => {
+        logger.warn("connections still open after stopping; exiting");
+        process.exit(0);
+      }, 5_000).unref();
       return 0;
     }
 
