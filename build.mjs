@@ -70,7 +70,11 @@ function splitPlugin(splits) {
  */
 function lazyPackagePlugin(lazy) {
   const file = `./${basename(lazy.outfile)}`;
-  const contents = [`let loaded;`, `const load = () => (loaded ??= require(${JSON.stringify(file)}));`, ...lazy.exports.map((name) => `exports.${name} = (...args) => load().${name}(...args);`)].join("\n");
+  const contents = [
+    `let loaded;`,
+    `const load = () => (loaded ??= require(${JSON.stringify(file)}));`,
+    ...lazy.exports.map((name) => `exports.${name} = (...args) => load().${name}(...args);`),
+  ].join("\n");
   return {
     name: `lazy-${lazy.name}`,
     setup(b) {
@@ -88,8 +92,14 @@ function lazyPackagePlugin(lazy) {
 const englishZodOnly = {
   name: "english-zod-only",
   setup(b) {
-    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => (args.importer.includes("/node_modules/zod/") ? { path: args.path, namespace: "zod-locales", pluginData: args.resolveDir } : undefined));
-    b.onLoad({ filter: /.*/, namespace: "zod-locales" }, (args) => ({ contents: 'export { default as en } from "../locales/en.js";', resolveDir: args.pluginData, loader: "js" }));
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      args.importer.includes("/node_modules/zod/") ? { path: args.path, namespace: "zod-locales", pluginData: args.resolveDir } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "zod-locales" }, (args) => ({
+      contents: 'export { default as en } from "../locales/en.js";',
+      resolveDir: args.pluginData,
+      loader: "js",
+    }));
   },
 };
 
@@ -99,7 +109,12 @@ async function bundle(artefact) {
     await bundle({ name: `${artefact.name} (${split.module})`, ...from, outfile: split.outfile, format: artefact.format, maxBytes: split.maxBytes });
   }
   for (const lazy of artefact.lazyPackages ?? []) {
-    await bundle({ name: `${artefact.name} (${lazy.name})`, source: `export { ${lazy.exports.join(", ")} } from "${lazy.name}";`, outfile: lazy.outfile, format: artefact.format });
+    await bundle({
+      name: `${artefact.name} (${lazy.name})`,
+      source: `export { ${lazy.exports.join(", ")} } from "${lazy.name}";`,
+      outfile: lazy.outfile,
+      format: artefact.format,
+    });
   }
   await build({
     ...(artefact.source ? { stdin: { contents: artefact.source, resolveDir: at("."), loader: "js" } } : { entryPoints: [at(artefact.entry)] }),
@@ -119,7 +134,8 @@ async function bundle(artefact) {
   });
   const { size } = await stat(at(artefact.outfile));
   const kib = (size / 1024).toFixed(0);
-  if (artefact.maxBytes && size > artefact.maxBytes) throw new Error(`${artefact.outfile} is ${kib} KiB, over its budget of ${(artefact.maxBytes / 1024).toFixed(0)} KiB`);
+  if (artefact.maxBytes && size > artefact.maxBytes)
+    throw new Error(`${artefact.outfile} is ${kib} KiB, over its budget of ${(artefact.maxBytes / 1024).toFixed(0)} KiB`);
   console.log(`build: ${artefact.outfile} (${kib} KiB)`);
 }
 

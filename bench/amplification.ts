@@ -51,15 +51,23 @@ function callsByApi(emulator: Emulator): Record<string, number> {
 }
 
 async function fleetFetches(runtime: BrokerRuntime, fleet: readonly FleetCluster[], concurrency: number): Promise<void> {
-  const server = await serveBroker(createHandler(() => runtime), { port: 0 });
+  const server = await serveBroker(
+    createHandler(() => runtime),
+    { port: 0 },
+  );
   try {
     const limit = pLimit(concurrency);
     await Promise.all(
       fleet.map((cluster) =>
         limit(async () => {
-          const response = await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" }, body: credentialsBody });
+          const response = await fetch(`${server.url}/v1/credentials`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" },
+            body: credentialsBody,
+          });
           const body = (await response.json()) as { credentials?: unknown[] };
-          if (response.status !== 200 || body.credentials?.length !== registries.length) throw new Error(`cluster ${cluster.name}: ${response.status} ${JSON.stringify(body).slice(0, 300)}`);
+          if (response.status !== 200 || body.credentials?.length !== registries.length)
+            throw new Error(`cluster ${cluster.name}: ${response.status} ${JSON.stringify(body).slice(0, 300)}`);
         }),
       ),
     );
@@ -75,7 +83,8 @@ export async function measureAmplification(options: AmplificationOptions): Promi
     // ES256: a thousand RSA keys would take minutes to generate; distinct issuers and keys is what matters here.
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "amp" });
     const config = parseConfig(fleetBrokerConfig(fleet, emulator.endpoints), "bench");
-    const runtime = () => createRuntime({ loaded: { config, baseDir: ".", source: "bench" }, log: pino({ level: "silent" }), baseIdentity: identityFromKeys(brokerKey) });
+    const runtime = () =>
+      createRuntime({ loaded: { config, baseDir: ".", source: "bench" }, log: pino({ level: "silent" }), baseIdentity: identityFromKeys(brokerKey) });
 
     await fleetFetches(runtime(), fleet, options.concurrency);
     const cached = callsByApi(emulator);

@@ -42,7 +42,9 @@ export interface BrokerThroughputResult {
 
 function checked(result: Result, what: string): Result {
   if (result.errors > 0 || result.timeouts > 0 || result.non2xx > 0 || result["2xx"] === 0) {
-    throw new Error(`${what}: ${result["2xx"]} answers 2xx, ${result.non2xx} not, ${result.errors} errors, ${result.timeouts} timeouts; the benchmark only counts successful requests`);
+    throw new Error(
+      `${what}: ${result["2xx"]} answers 2xx, ${result.non2xx} not, ${result.errors} errors, ${result.timeouts} timeouts; the benchmark only counts successful requests`,
+    );
   }
   return result;
 }
@@ -64,7 +66,13 @@ export async function measureBrokerThroughput(options: BrokerThroughputOptions):
     const logFile = await open(join(work, "broker.log"), "w");
     files.push(logFile);
     const broker = await startServer(process.execPath, [repoPath("bin/acr-credential.mjs"), "broker", "--config", configFile, "--port", "0"], {
-      env: { PATH: process.env.PATH, HOME: work, ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true", ALIBABA_CLOUD_ACCESS_KEY_ID: brokerKey.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerKey.accessKeySecret },
+      env: {
+        PATH: process.env.PATH,
+        HOME: work,
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true",
+        ALIBABA_CLOUD_ACCESS_KEY_ID: brokerKey.accessKeyId,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerKey.accessKeySecret,
+      },
       ready: /listening on (http:\/\/\S+)/,
       stdoutFd: logFile.fd,
     });
@@ -73,7 +81,11 @@ export async function measureBrokerThroughput(options: BrokerThroughputOptions):
     // Every cluster once, so the load below is the warm path: credentials cached, each token verified once.
     let responseBytes = 0;
     for (const cluster of fleet) {
-      const response = await fetch(`${broker.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" }, body: credentialsBody });
+      const response = await fetch(`${broker.url}/v1/credentials`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" },
+        body: credentialsBody,
+      });
       const text = await response.text();
       if (response.status !== 200) throw new Error(`the broker refused cluster ${cluster.name} while warming up: ${response.status} ${text.slice(0, 300)}`);
       responseBytes = Math.max(responseBytes, Buffer.byteLength(text));
@@ -81,10 +93,17 @@ export async function measureBrokerThroughput(options: BrokerThroughputOptions):
     const upstreamCalls = emulator.log.count({ api: "sts:" }) + emulator.log.count({ api: "cr:" });
     log(`broker: warmed up with ${fleet.length} requests (${upstreamCalls} upstream calls), answers of ${responseBytes} bytes`);
 
-    const bare = await startServer(process.execPath, ["--import", "tsx", repoPath("bench/servers/bare-http.ts"), String(responseBytes)], { ready: /listening on (http:\/\/\S+)/ });
+    const bare = await startServer(process.execPath, ["--import", "tsx", repoPath("bench/servers/bare-http.ts"), String(responseBytes)], {
+      ready: /listening on (http:\/\/\S+)/,
+    });
     servers.push(bare);
 
-    const requests = fleet.map((cluster) => ({ method: "POST", path: "/v1/credentials", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" }, body: credentialsBody }));
+    const requests = fleet.map((cluster) => ({
+      method: "POST",
+      path: "/v1/credentials",
+      headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" },
+      body: credentialsBody,
+    }));
     const load = (url: string, seconds: number) => autocannon({ url, connections: options.connections, duration: seconds, requests });
 
     if (options.warmupSeconds > 0) {
@@ -99,9 +118,17 @@ export async function measureBrokerThroughput(options: BrokerThroughputOptions):
       const first = checked(await load(brokerFirst ? broker.url : bare.url, options.durationSeconds), brokerFirst ? "broker" : "bare");
       const second = checked(await load(brokerFirst ? bare.url : broker.url, options.durationSeconds), brokerFirst ? "bare" : "broker");
       const [b, n] = brokerFirst ? [first, second] : [second, first];
-      const result = { brokerRps: b.requests.mean, bareRps: n.requests.mean, ratio: b.requests.mean / n.requests.mean, brokerP99Ms: b.latency.p99, bareP99Ms: n.latency.p99 };
+      const result = {
+        brokerRps: b.requests.mean,
+        bareRps: n.requests.mean,
+        ratio: b.requests.mean / n.requests.mean,
+        brokerP99Ms: b.latency.p99,
+        bareP99Ms: n.latency.p99,
+      };
       rounds.push(result);
-      log(`broker: round ${round}: broker ${result.brokerRps.toFixed(0)} req/s (p99 ${result.brokerP99Ms} ms), bare ${result.bareRps.toFixed(0)} req/s (p99 ${result.bareP99Ms} ms), ratio ${result.ratio.toFixed(3)}`);
+      log(
+        `broker: round ${round}: broker ${result.brokerRps.toFixed(0)} req/s (p99 ${result.brokerP99Ms} ms), bare ${result.bareRps.toFixed(0)} req/s (p99 ${result.bareP99Ms} ms), ratio ${result.ratio.toFixed(3)}`,
+      );
     }
     const extraUpstream = emulator.log.count({ api: "sts:" }) + emulator.log.count({ api: "cr:" }) - upstreamCalls;
     if (extraUpstream !== 0) throw new Error(`the broker made ${extraUpstream} upstream calls under load; the warm path should make none`);

@@ -34,7 +34,8 @@ export async function measureBundle(options: BundleOptions): Promise<BundleResul
   const log = options.log ?? (() => {});
   const bundleFile = options.bundleFile ?? repoPath("dist/broker/index.js");
   if (options.bundleFile === undefined) await promisify(execFile)(process.execPath, [repoPath("build.mjs"), "broker"], { cwd: repoRoot });
-  const others = options.bundleFile === undefined ? (await readdir(dirname(bundleFile))).filter((name) => name.endsWith(".js") && name !== basename(bundleFile)) : [];
+  const others =
+    options.bundleFile === undefined ? (await readdir(dirname(bundleFile))).filter((name) => name.endsWith(".js") && name !== basename(bundleFile)) : [];
   let brokerBytes = (await stat(bundleFile)).size;
   for (const name of others) brokerBytes += (await stat(join(dirname(bundleFile), name))).size;
 
@@ -43,7 +44,12 @@ export async function measureBundle(options: BundleOptions): Promise<BundleResul
     await copyFile(bundleFile, join(dir, "index.js"));
     for (const name of others) await copyFile(join(dirname(bundleFile), name), join(dir, name));
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "cold" });
-    const env = { PATH: process.env.PATH, NODE_PATH: "", LOG_LEVEL: "error", BROKER_CONFIG: JSON.stringify(fleetBrokerConfig(fleet, { sts: "sts.aliyuncs.com", cr: "cr.{regionId}.aliyuncs.com" })) };
+    const env = {
+      PATH: process.env.PATH,
+      NODE_PATH: "",
+      LOG_LEVEL: "error",
+      BROKER_CONFIG: JSON.stringify(fleetBrokerConfig(fleet, { sts: "sts.aliyuncs.com", cr: "cr.{regionId}.aliyuncs.com" })),
+    };
     const probe = [repoPath("bench/servers/cold-init-probe.mjs"), join(dir, "index.js")];
     const bare = ["-e", "0"];
     const coldInit: number[] = [];

@@ -47,7 +47,11 @@ export async function measureConfigScale(options: ConfigScaleOptions): Promise<C
     const initMs: number[] = [];
     const rssKb: number[] = [];
     for (let run = 0; run < options.runs; run++) {
-      const result = await runTimed(process.execPath, [repoPath("bench/servers/initialize-probe.mjs"), join(dir, "index.js")], { env, cwd: dir, peakRss: true });
+      const result = await runTimed(process.execPath, [repoPath("bench/servers/initialize-probe.mjs"), join(dir, "index.js")], {
+        env,
+        cwd: dir,
+        peakRss: true,
+      });
       if (result.code !== 0) throw new Error(`the initializer exited with ${result.code}: ${result.stderr.slice(-1000)}`);
       const probe = result.stdout.split("\n").find((line) => line.startsWith('{"initMs"'));
       if (!probe) throw new Error(`the initializer printed no timing: ${result.stdout.slice(-500)}`);
@@ -58,7 +62,9 @@ export async function measureConfigScale(options: ConfigScaleOptions): Promise<C
       if (longest > 2000) throw new Error(`a log line of ${longest} characters at ${options.clusters} clusters: start-up logs must not grow with the fleet`);
     }
     const result = { clusters: options.clusters, configBytes: Buffer.byteLength(text), initMs: median(initMs), peakRssMb: median(rssKb) / 1024 };
-    log(`config scale: ${result.clusters} clusters, ${(result.configBytes / 1e6).toFixed(1)} MB: initializer ${result.initMs.toFixed(0)} ms, peak RSS ${result.peakRssMb.toFixed(0)} MiB (medians of ${options.runs})`);
+    log(
+      `config scale: ${result.clusters} clusters, ${(result.configBytes / 1e6).toFixed(1)} MB: initializer ${result.initMs.toFixed(0)} ms, peak RSS ${result.peakRssMb.toFixed(0)} MiB (medians of ${options.runs})`,
+    );
     return result;
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -109,7 +109,10 @@ export const fleetConfigs: readonly FleetConfig[] = [
   { key: "custom", runtime: "custom", sharedCache: false, economy: false, what: "custom runtime with instance concurrency, no shared cache" },
   { key: "customSharedCache", runtime: "custom", sharedCache: true, economy: false, what: "(c) custom runtime with concurrency + shared cache" },
   { key: "customProvisionedSharedCache", runtime: "custom", sharedCache: true, economy: false, provisioned: 1, what: "(c) + one provisioned instance" },
-].flatMap((config) => [config as FleetConfig, { ...config, key: `${config.key}Economy`, economy: true, what: `${config.what}, refresher call economy` } as FleetConfig]);
+].flatMap((config) => [
+  config as FleetConfig,
+  { ...config, key: `${config.key}Economy`, economy: true, what: `${config.what}, refresher call economy` } as FleetConfig,
+]);
 
 export interface FleetFigures {
   upstreamCallsPerHour: number;
@@ -143,16 +146,20 @@ export interface FleetResult {
 /** Clusters that call during a light warm-up (see `runConfig`). */
 const warmupClusters = 10;
 
-
 /** Whether the broker's configuration has `sharedCache` (issue 14) yet. */
 export function sharedCacheSupported(): boolean {
-  const probe = { audience: "a", clusters: [{ name: "c", issuer: "https://i.example", jwks: { keys: [{ kty: "EC" }] }, subjects: ["s"] }], sharedCache: { url: "redis://127.0.0.1:6379" } };
+  const probe = {
+    audience: "a",
+    clusters: [{ name: "c", issuer: "https://i.example", jwks: { keys: [{ kty: "EC" }] }, subjects: ["s"] }],
+    sharedCache: { url: "redis://127.0.0.1:6379" },
+  };
   return brokerConfigSchema.safeParse(probe).success;
 }
 
 const countUpstream = (emulator: Emulator, from: number) => {
   const counts: Record<string, number> = {};
-  for (const entry of emulator.log.entries.slice(from)) if (entry.api.startsWith("sts:") || entry.api.startsWith("cr:")) counts[entry.api] = (counts[entry.api] ?? 0) + 1;
+  for (const entry of emulator.log.entries.slice(from))
+    if (entry.api.startsWith("sts:") || entry.api.startsWith("cr:")) counts[entry.api] = (counts[entry.api] ?? 0) + 1;
   return counts;
 };
 
@@ -164,7 +171,10 @@ interface Tracked {
 }
 
 /** Replays one configuration's schedule through a fresh function; returns its figures over the measured window. */
-async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet: readonly FleetCluster[]; spec: FunctionSpec; options: FleetOptions }): Promise<FleetConfigResult> {
+async function runConfig(
+  config: FleetConfig,
+  setup: { emulator: Emulator; fleet: readonly FleetCluster[]; spec: FunctionSpec; options: FleetOptions },
+): Promise<FleetConfigResult> {
   const { emulator, fleet, options } = setup;
   const started = performance.now();
   const fn: FcFunction = createFcFunction(setup.spec, {
@@ -194,7 +204,13 @@ async function runConfig(config: FleetConfig, setup: { emulator: Emulator; fleet
   const delays = config.economy ? fleet.map((cluster) => spreadDelayMs(cluster.name, options.spreadWindowSeconds * 1000)) : undefined;
   const dispatch = (arrival: Arrival) => {
     const cluster = fleet[arrival.cluster]!;
-    const request = { method: "POST", url: "/v1/credentials", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json", "user-agent": "acr-credential-refresher" }, body, sourceIp: "10.0.0.1" };
+    const request = {
+      method: "POST",
+      url: "/v1/credentials",
+      headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json", "user-agent": "acr-credential-refresher" },
+      body,
+      sourceIp: "10.0.0.1",
+    };
     const tracked: Tracked = { at: arrival.at, done: false, settled: Promise.resolve() };
     tracked.settled = limit(async () => {
       tracked.startedReal = performance.now();
@@ -291,7 +307,9 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
   const shared = sharedCacheSupported();
   // In the order asked for, so a short run can measure what matters most first.
   const configs = options.only === undefined ? fleetConfigs : options.only.flatMap((key) => fleetConfigs.filter((c) => c.key === key));
-  const pending = shared ? [] : configs.filter((c) => c.sharedCache).map((c) => ({ key: c.key, reason: "the broker has no sharedCache configuration yet (issue 14)" }));
+  const pending = shared
+    ? []
+    : configs.filter((c) => c.sharedCache).map((c) => ({ key: c.key, reason: "the broker has no sharedCache configuration yet (issue 14)" }));
   const runnable = configs.filter((c) => shared || !c.sharedCache);
   const server = runnable.some((c) => c.runtime === "custom") ? customServer(repoRoot, options.serverDir) : undefined;
   const emulator = await startEmulator({ world: benchWorld() });
@@ -312,13 +330,26 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
       const spec: FunctionSpec =
         config.runtime === "builtin"
           ? { functionName: "acr-credential-broker", runtime: "nodejs20", codeDir: bundleDir, ...common }
-          : { functionName: "acr-credential-broker-server", runtime: "custom.debian12", codeDir: server!.codeDir, customRuntimeConfig: server!.customRuntimeConfig, instanceConcurrency: options.customConcurrency, minInstances: config.provisioned ?? 0, ...common };
+          : {
+              functionName: "acr-credential-broker-server",
+              runtime: "custom.debian12",
+              codeDir: server!.codeDir,
+              customRuntimeConfig: server!.customRuntimeConfig,
+              instanceConcurrency: options.customConcurrency,
+              minInstances: config.provisioned ?? 0,
+              ...common,
+            };
       const result = await runConfig(config, { emulator, fleet, spec, options });
       log(
         `fleet ${config.key}: ${result.upstreamCallsPerHour} upstream calls/h ${JSON.stringify(result.byApi)}, ${result.brokerInvocationsPerClusterHour.toFixed(2)} invocations/cluster-h, ${result.coldStartsPerHour} cold starts/h, peak ${result.peakInstances} instances, ${result.instanceSecondsPerClusterHour.toFixed(3)} instance-s/cluster-h, p99 ${result.p99Ms.toFixed(0)} ms, ${result.throttledPerHour} throttled/h; cold request median ${result.coldRequestMedianMs.toFixed(0)} ms, warm ${result.warmRequestMedianMs.toFixed(0)} ms (${result.realSeconds.toFixed(0)} s)`,
       );
       results.push(result);
-      await options.onProgress?.({ options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server?.artefact ?? "none", configs: [...results], pending });
+      await options.onProgress?.({
+        options: { ...options, log: undefined, onProgress: undefined },
+        customArtefact: server?.artefact ?? "none",
+        configs: [...results],
+        pending,
+      });
     }
     return { options: { ...options, log: undefined, onProgress: undefined }, customArtefact: server?.artefact ?? "none", configs: results, pending };
   } finally {

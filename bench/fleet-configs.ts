@@ -16,6 +16,7 @@ export interface CustomServer {
 
 /** The custom-runtime artefact in `serverDir` (default dist/broker-server); missing, it says how to build it. */
 export function customServer(repo: string, serverDir = join(repo, "dist/broker-server")): CustomServer {
-  if (!existsSync(join(serverDir, "index.mjs"))) throw new Error(`${serverDir}/index.mjs is missing; run \`npm run build\` (or \`node build.mjs broker-server\`) first`);
+  if (!existsSync(join(serverDir, "index.mjs")))
+    throw new Error(`${serverDir}/index.mjs is missing; run \`npm run build\` (or \`node build.mjs broker-server\`) first`);
   return { codeDir: serverDir, customRuntimeConfig: { command: process.execPath, args: ["index.mjs"] }, artefact: "dist/broker-server" };
 }

@@ -8,7 +8,14 @@ import { fleetConfigs, type FleetFigures, type FleetResult } from "./fleet-bench
 
 export type FleetSection = NonNullable<BenchResults["fleet"]>;
 
-export const fleetFigureKeys = ["upstreamCallsPerHour", "brokerInvocationsPerClusterHour", "coldStartsPerHour", "peakInstances", "instanceSecondsPerClusterHour", "p99Ms"] as const satisfies readonly (keyof FleetFigures)[];
+export const fleetFigureKeys = [
+  "upstreamCallsPerHour",
+  "brokerInvocationsPerClusterHour",
+  "coldStartsPerHour",
+  "peakInstances",
+  "instanceSecondsPerClusterHour",
+  "p99Ms",
+] as const satisfies readonly (keyof FleetFigures)[];
 
 /** Identity chains × registries of the bench fleet: one role chain (execution role → acr-pull) for two registries. */
 export const fleetChainsTimesRegistries = 1 * 2;
@@ -20,7 +27,11 @@ export interface FleetGoal {
 }
 
 export const fleetGoals: readonly FleetGoal[] = [
-  { what: "upstream STS + CR calls per hour", text: `≤ 2 × chains × registries = ${2 * fleetChainsTimesRegistries}`, met: (f) => f.upstreamCallsPerHour <= 2 * fleetChainsTimesRegistries },
+  {
+    what: "upstream STS + CR calls per hour",
+    text: `≤ 2 × chains × registries = ${2 * fleetChainsTimesRegistries}`,
+    met: (f) => f.upstreamCallsPerHour <= 2 * fleetChainsTimesRegistries,
+  },
   { what: "broker invocations per cluster-hour", text: "≤ 1.5", met: (f) => f.brokerInvocationsPerClusterHour <= 1.5 },
   { what: "p99 during the aligned burst", text: "≤ 1,000 ms", met: (f) => f.p99Ms <= 1000 },
   { what: "cold starts per hour", text: "≤ 2 × peak instances", met: (f) => f.coldStartsPerHour <= 2 * f.peakInstances },
@@ -51,7 +62,10 @@ export function fleetTable(result: FleetResult, earlier: FleetSection = {}): str
   const section = { ...earlier, ...fleetSection(result) };
   const measured = new Map(result.configs.map((c) => [c.config.key, c]));
   const keys = fleetConfigs.map((c) => c.key).filter((key) => section[key] !== undefined);
-  const header = ["| configuration | key | upstream calls / h | invocations / cluster-h | cold starts / h | peak instances | instance-s / cluster-h | p99 ms | throttled / h |", "|---|---|---|---|---|---|---|---|---|"];
+  const header = [
+    "| configuration | key | upstream calls / h | invocations / cluster-h | cold starts / h | peak instances | instance-s / cluster-h | p99 ms | throttled / h |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
   const rows = keys.map((key) => {
     const figures = section[key]!;
     const run = measured.get(key);
@@ -88,7 +102,10 @@ export function withFleetTable(document: string, note: string, table: string): s
 /** The run's settings and per-configuration details, for the line above the table. */
 export function fleetNote(result: FleetResult, realMinutes: number): string {
   const o = result.options;
-  const details = result.configs.map((c) => `\`${c.config.key}\` ${JSON.stringify(c.byApi)}, cold-start request median ${c.coldRequestMedianMs.toFixed(0)} ms, warm ${c.warmRequestMedianMs.toFixed(0)} ms`);
+  const details = result.configs.map(
+    (c) =>
+      `\`${c.config.key}\` ${JSON.stringify(c.byApi)}, cold-start request median ${c.coldRequestMedianMs.toFixed(0)} ms, warm ${c.warmRequestMedianMs.toFixed(0)} ms`,
+  );
   return [
     `${o.clusters.toLocaleString("en-US")} clusters, refreshers every ${o.intervalMinutes} min arriving within ${o.burstSeconds} s of the minute; ${o.warmupMinutes} simulated min of warm-up where needed, then ${o.measuredMinutes} measured (${o.economyMeasuredMinutes} with the call economy); idle reclaim ${o.idleSeconds} s, maxInstances ${o.maxInstances}, custom-runtime instanceConcurrency ${o.customConcurrency} (served by \`${result.customArtefact}\`); with the call economy each cluster asks after its spread delay (window ${o.spreadWindowSeconds} s) with minValiditySeconds ${o.minValiditySeconds}; ${realMinutes.toFixed(1)} min of real time.`,
     "",

@@ -20,7 +20,10 @@ export interface Arrival {
  * the cluster's own spread delay when given (the refresher's, job/spread.ts), in time order.
  */
 export function cycleArrivals(clusters: number, cycleStart: number, burstMs: number, random: () => number, delaysMs?: readonly number[]): Arrival[] {
-  const arrivals = Array.from({ length: clusters }, (_, cluster) => ({ cluster, at: cycleStart + (delaysMs?.[cluster] ?? 0) + Math.floor(random() * burstMs) }));
+  const arrivals = Array.from({ length: clusters }, (_, cluster) => ({
+    cluster,
+    at: cycleStart + (delaysMs?.[cluster] ?? 0) + Math.floor(random() * burstMs),
+  }));
   return arrivals.sort((a, b) => a.at - b.at || a.cluster - b.cluster);
 }
 

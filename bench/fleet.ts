@@ -29,13 +29,23 @@ export function benchWorld(): WorldInput {
       {
         id: platformAccount,
         name: "platform",
-        users: [{ name: "broker", accessKeys: [{ id: brokerKey.accessKeyId, secret: brokerKey.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: pullRole }] }] }],
+        users: [
+          {
+            name: "broker",
+            accessKeys: [{ id: brokerKey.accessKeyId, secret: brokerKey.accessKeySecret }],
+            policies: [{ Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: pullRole }] }],
+          },
+        ],
         roles: [
           {
             name: "acr-pull",
-            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`, executionRole] } }] },
+            trustPolicy: {
+              Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${platformAccount}:user/broker`, executionRole] } }],
+            },
             // AliyunACRBasicAccess-like: CR authorises GetAuthorizationToken on all resources, never per instance.
-            policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:PullRepository"], Resource: "*" }] }],
+            policies: [
+              { Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:PullRepository"], Resource: "*" }] },
+            ],
           },
           {
             name: "fc-broker",
@@ -72,7 +82,9 @@ export async function createFleet(count: number, options: { alg: "RS256" | "ES25
       const { privateKey, publicKey } = await generateKeyPair(options.alg, { extractable: true });
       const kid = randomUUID();
       const jwk = { ...(await exportJWK(publicKey)), kid, alg: options.alg, use: "sig" };
-      const token = await new SignJWT({ "kubernetes.io": { namespace: "kube-system", serviceaccount: { name: "aliyun-acr-credential-helper", uid: randomUUID() } } })
+      const token = await new SignJWT({
+        "kubernetes.io": { namespace: "kube-system", serviceaccount: { name: "aliyun-acr-credential-helper", uid: randomUUID() } },
+      })
         .setProtectedHeader({ alg: options.alg, kid, typ: "JWT" })
         .setIssuer(issuer)
         .setAudience([audience])
@@ -87,7 +99,11 @@ export async function createFleet(count: number, options: { alg: "RS256" | "ES25
 }
 
 /** A broker configuration (docs/broker.md, "Configuration") trusting the fleet, against the emulator's endpoints. */
-export function fleetBrokerConfig(fleet: readonly FleetCluster[], endpoints: { sts: string; cr: string }, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function fleetBrokerConfig(
+  fleet: readonly FleetCluster[],
+  endpoints: { sts: string; cr: string },
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     audience,
     alibabaCloud: { stsEndpoint: endpoints.sts, crEndpoint: endpoints.cr, protocol: "http" },

@@ -26,7 +26,10 @@ export function kubeTools(log: (line: string) => void): KubeTools {
   if (!lookup.found || !isExecutableFile(kubectl)) {
     log("refresher: building the test control plane and kubectl (bash test/kube/build.sh --with-kubectl)");
     const built = spawnSync("bash", [repoPath("test/kube/build.sh"), "--with-kubectl"], { cwd: repoRoot, stdio: "inherit" });
-    if (built.status !== 0) throw new Error("bench: kubectl and the test control plane could not be built; run `bash test/kube/build.sh --with-kubectl` (needs Go 1.26) and try again");
+    if (built.status !== 0)
+      throw new Error(
+        "bench: kubectl and the test control plane could not be built; run `bash test/kube/build.sh --with-kubectl` (needs Go 1.26) and try again",
+      );
     lookup = findPinnedKubeBinaries();
   }
   if (!lookup.found) throw new Error(`bench: ${lookup.reason}`);
@@ -62,8 +65,16 @@ export async function installRefresherRbac(plane: ControlPlaneEndpoints): Promis
   }
 }
 
-export async function serviceAccountToken(plane: ControlPlaneEndpoints, namespace: string, name: string, audiences: string[], expirationSeconds = 3600): Promise<string> {
-  const request = await adminConfig(plane).makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });
+export async function serviceAccountToken(
+  plane: ControlPlaneEndpoints,
+  namespace: string,
+  name: string,
+  audiences: string[],
+  expirationSeconds = 3600,
+): Promise<string> {
+  const request = await adminConfig(plane)
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });
   if (!request.status?.token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
   return request.status.token;
 }
@@ -94,7 +105,12 @@ export async function setConfigMap(plane: ControlPlaneEndpoints, namespace: stri
 export async function resourceVersions(plane: ControlPlaneEndpoints, selected: (namespace: string) => boolean): Promise<Map<string, string>> {
   const core = adminConfig(plane).makeApiClient(CoreV1Api);
   const versions = new Map<string, string>();
-  const collect = async (kind: string, list: (_continue?: string) => Promise<{ items: Array<{ metadata?: { namespace?: string; name?: string; resourceVersion?: string } }>; metadata?: { _continue?: string } }>) => {
+  const collect = async (
+    kind: string,
+    list: (
+      _continue?: string,
+    ) => Promise<{ items: Array<{ metadata?: { namespace?: string; name?: string; resourceVersion?: string } }>; metadata?: { _continue?: string } }>,
+  ) => {
     let token: string | undefined;
     do {
       const page = await list(token);

@@ -36,12 +36,27 @@ function runNotes(details: BenchDetails, minutes: number): string {
 }
 
 const started = performance.now();
-const { results, details } = await runBench({ broker: brokerThroughputDefaults, amplification: amplificationDefaults, refresher: refresherDefaults, bundle: bundleDefaults, fleet: fleetDefaults, configScale: configScaleDefaults }, log);
+const { results, details } = await runBench(
+  {
+    broker: brokerThroughputDefaults,
+    amplification: amplificationDefaults,
+    refresher: refresherDefaults,
+    bundle: bundleDefaults,
+    fleet: fleetDefaults,
+    configScale: configScaleDefaults,
+  },
+  log,
+);
 const minutes = (performance.now() - started) / 60_000;
 
 await writeFile(repoPath("bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
 const docsFile = repoPath("docs/benchmarks.md");
 const document = withResultsTable(await readFile(docsFile, "utf8"), resultsTable(results), runNotes(details, minutes));
-await writeFile(docsFile, details.fleet ? withFleetTable(document, fleetNote(details.fleet, details.fleet.configs.reduce((sum, c) => sum + c.realSeconds, 0) / 60), fleetTable(details.fleet)) : document);
+await writeFile(
+  docsFile,
+  details.fleet
+    ? withFleetTable(document, fleetNote(details.fleet, details.fleet.configs.reduce((sum, c) => sum + c.realSeconds, 0) / 60), fleetTable(details.fleet))
+    : document,
+);
 console.log(resultsTable(results));
 log(`wrote bench/results.json and docs/benchmarks.md in ${fixed(minutes, 1)} min`);

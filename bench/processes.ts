@@ -33,12 +33,19 @@ function stopChild(child: ChildProcess): Promise<void> {
  * Starts a server and waits until it prints a line matching `ready` (first group: its URL) on stdout
  * or stderr. With `stdoutFd` (an open file), stdout goes there instead, unread by this process.
  */
-export function startServer(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number; stdoutFd?: number }): Promise<RunningServer> {
+export function startServer(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; ready: RegExp; timeoutMs?: number; stdoutFd?: number },
+): Promise<RunningServer> {
   // stdout is dropped unread: the broker writes its request log there, as it would to a log collector.
   const child = spawn(command, args, { cwd: repoRoot, env: options.env ?? process.env, stdio: ["ignore", options.stdoutFd ?? "pipe", "pipe"] });
   let seen = "";
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`${args.join(" ")} did not start within ${options.timeoutMs ?? 60_000} ms; it wrote: ${seen.slice(-2000)}`)), options.timeoutMs ?? 60_000);
+    const timer = setTimeout(
+      () => fail(new Error(`${args.join(" ")} did not start within ${options.timeoutMs ?? 60_000} ms; it wrote: ${seen.slice(-2000)}`)),
+      options.timeoutMs ?? 60_000,
+    );
     const fail = (error: Error) => {
       clearTimeout(timer);
       void stopChild(child).then(() => reject(error));
@@ -76,7 +83,11 @@ const rssProbe = repoPath("bench/servers/peak-rss-probe.mjs");
  * Runs a program to its end and measures its wall time from spawn to exit. With `peakRss`, a node
  * program is started with a preload that records its VmHWM at exit (node only).
  */
-export async function runTimed(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; peakRss?: boolean; input?: string } = {}): Promise<TimedRun> {
+export async function runTimed(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; peakRss?: boolean; input?: string } = {},
+): Promise<TimedRun> {
   const probeFile = options.peakRss ? join(tmpdir(), `acr-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`) : undefined;
   const finalArgs = probeFile ? ["--import", pathToFileURL(rssProbe).href, ...args] : args;
   const env = { ...(options.env ?? process.env), ...(probeFile ? { ACR_BENCH_PEAK_RSS_FILE: probeFile } : {}) };

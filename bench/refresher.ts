@@ -25,7 +25,17 @@ import { createLogger } from "../shared/log.ts";
 import { identityFromKeys } from "../shared/alibaba/identity.ts";
 import { startControlPlane, type ControlPlaneEndpoints } from "../test/kube/control-plane.ts";
 import { audience, benchWorld, brokerKey, registries } from "./fleet.ts";
-import { changedVersions, createNamespaces, installRefresherRbac, kubeTools, resourceRequestCount, resourceVersions, serviceAccountToken, setConfigMap, tokenKubeconfig } from "./kube.ts";
+import {
+  changedVersions,
+  createNamespaces,
+  installRefresherRbac,
+  kubeTools,
+  resourceRequestCount,
+  resourceVersions,
+  serviceAccountToken,
+  setConfigMap,
+  tokenKubeconfig,
+} from "./kube.ts";
 import { repoPath, runTimed, type TimedRun } from "./processes.ts";
 import { median } from "./results.ts";
 
@@ -105,17 +115,33 @@ export async function measureBrokerCalls(options: BrokerCallsOptions): Promise<B
       {
         audience,
         alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
-        clusters: [{ name: "bench-cluster", issuer: plane.issuer, caFile: plane.caFile, subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"], registries: [registry] }],
+        clusters: [
+          {
+            name: "bench-cluster",
+            issuer: plane.issuer,
+            caFile: plane.caFile,
+            subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"],
+            registries: [registry],
+          },
+        ],
       },
       "bench",
     );
-    const runtime = createRuntime({ loaded: { config: brokerConfig, baseDir: work, source: "bench" }, log: pino({ level: "silent" }), baseIdentity: identityFromKeys(brokerKey), clock });
+    const runtime = createRuntime({
+      loaded: { config: brokerConfig, baseDir: work, source: "bench" },
+      log: pino({ level: "silent" }),
+      baseIdentity: identityFromKeys(brokerKey),
+      clock,
+    });
     const handler = createHandler(() => runtime);
     let calls = 0;
-    const broker = await serveBroker(async (event, context) => {
-      calls += 1;
-      return handler(event, context);
-    }, { port: 0 });
+    const broker = await serveBroker(
+      async (event, context) => {
+        calls += 1;
+        return handler(event, context);
+      },
+      { port: 0 },
+    );
     closers.push(() => broker.close());
 
     await installRefresherRbac(plane);
@@ -158,15 +184,28 @@ export async function measureBrokerCalls(options: BrokerCallsOptions): Promise<B
           };
         },
       });
-      if (report.exitCode !== 0) throw new Error(`broker calls: run ${run} ended with ${report.result}: ${JSON.stringify(report.registries.map((r) => r.error))}`);
+      if (report.exitCode !== 0)
+        throw new Error(`broker calls: run ${run} ended with ${report.result}: ${JSON.stringify(report.registries.map((r) => r.error))}`);
       if (calls > before) {
         spreadDelayMs = report.spreadDelayMs;
         lifetimeMs = Math.max(lifetimeMs, Date.parse(report.registries[0]?.expiresAt ?? "") - clock.now());
-        log(`refresher: broker calls: minute ${run * 5}: ${calls - before} call(s), ${report.need.reasons.map((r) => r.code).join(", ")}; credential until minute ${Math.round((Date.parse(report.registries[0]?.expiresAt ?? "") - start) / 60_000)}`);
+        log(
+          `refresher: broker calls: minute ${run * 5}: ${calls - before} call(s), ${report.need.reasons.map((r) => r.code).join(", ")}; credential until minute ${Math.round((Date.parse(report.registries[0]?.expiresAt ?? "") - start) / 60_000)}`,
+        );
       }
     }
-    const result: BrokerCallsResult = { hours: options.hours, runs, calls, forced, callsPerHour: calls / options.hours, credentialLifetimeMinutes: Math.round(lifetimeMs / 60_000), spreadDelayMs };
-    log(`refresher: broker calls: ${calls} in ${options.hours} simulated hours (${runs} runs, ${result.forced} forced) = ${result.callsPerHour.toFixed(2)}/h; one-hour credentials (${result.credentialLifetimeMinutes} min on receipt), spread delay ${(spreadDelayMs / 1000).toFixed(0)} s`);
+    const result: BrokerCallsResult = {
+      hours: options.hours,
+      runs,
+      calls,
+      forced,
+      callsPerHour: calls / options.hours,
+      credentialLifetimeMinutes: Math.round(lifetimeMs / 60_000),
+      spreadDelayMs,
+    };
+    log(
+      `refresher: broker calls: ${calls} in ${options.hours} simulated hours (${runs} runs, ${result.forced} forced) = ${result.callsPerHour.toFixed(2)}/h; one-hour credentials (${result.credentialLifetimeMinutes} min on receipt), spread delay ${(spreadDelayMs / 1000).toFixed(0)} s`,
+    );
     return result;
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined);
@@ -224,8 +263,15 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       },
       "bench",
     );
-    const runtime = createRuntime({ loaded: { config: brokerConfig, baseDir: work, source: "bench" }, log: pino({ level: "silent" }), baseIdentity: identityFromKeys(brokerKey) });
-    const broker = await serveBroker(createHandler(() => runtime), { port: 0 });
+    const runtime = createRuntime({
+      loaded: { config: brokerConfig, baseDir: work, source: "bench" },
+      log: pino({ level: "silent" }),
+      baseIdentity: identityFromKeys(brokerKey),
+    });
+    const broker = await serveBroker(
+      createHandler(() => runtime),
+      { port: 0 },
+    );
     closers.push(() => broker.close());
 
     await installRefresherRbac(plane);
@@ -240,15 +286,25 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
     await promisify(execFile)(process.execPath, [repoPath("job/build.mjs"), bundle]);
 
     const registryInfo = `- instanceId: ${registry.instanceId}\n  regionId: ${registry.regionId}\n  assumeRoleARN: "${registry.assumeRoleArn}"\n`;
-    const refresherConfig = (watch: string) => ({ "broker-url": broker.url, "watch-namespace": watch, "service-account": "default", "acr-registry-info": registryInfo });
+    const refresherConfig = (watch: string) => ({
+      "broker-url": broker.url,
+      "watch-namespace": watch,
+      "service-account": "default",
+      "acr-registry-info": registryInfo,
+    });
     const secretName = parseRefresherConfig(refresherConfig("x")).config.registries[0]!.secretName;
 
     // The kubectl loop writes the same credential the refresher gets, fetched once beforehand.
     const token = await readFile(tokenFile, "utf8");
-    const credentialResponse = await fetch(`${broker.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ registries: [registry] }) });
+    const credentialResponse = await fetch(`${broker.url}/v1/credentials`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ registries: [registry] }),
+    });
     const credentials = (await credentialResponse.json()) as { credentials?: Array<{ username: string; password: string; domains: string[] }> };
     const credential = credentials.credentials?.[0];
-    if (credentialResponse.status !== 200 || credential === undefined) throw new Error(`the broker refused the refresher's token: ${credentialResponse.status} ${JSON.stringify(credentials).slice(0, 300)}`);
+    if (credentialResponse.status !== 200 || credential === undefined)
+      throw new Error(`the broker refused the refresher's token: ${credentialResponse.status} ${JSON.stringify(credentials).slice(0, 300)}`);
 
     const loopScript = join(work, "kubectl-loop.sh");
     await writeFile(loopScript, kubectlLoop);
@@ -285,10 +341,13 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
     const warmRequests = (await resourceRequestCount(plane)) - requestsBefore;
     const after = await resourceVersions(plane, inLarge);
     const changed = changedVersions(before, after);
-    if ([...after.keys()].filter((key) => key.startsWith("Secret/")).length !== options.largeNamespaces) throw new Error(`the cold run over ${options.largeNamespaces} namespaces did not write a Secret in each`);
+    if ([...after.keys()].filter((key) => key.startsWith("Secret/")).length !== options.largeNamespaces)
+      throw new Error(`the cold run over ${options.largeNamespaces} namespaces did not write a Secret in each`);
     const coldPeak = mib(cold.peakRssKb!);
     const warmPeak = mib(warm.peakRssKb!);
-    log(`refresher: ${options.largeNamespaces} namespaces: cold ${(cold.wallMs / 1000).toFixed(2)} s (peak RSS ${coldPeak.toFixed(0)} MiB), warm ${(warm.wallMs / 1000).toFixed(2)} s (peak RSS ${warmPeak.toFixed(0)} MiB), ${warmRequests} API requests, ${changed.length} objects changed`);
+    log(
+      `refresher: ${options.largeNamespaces} namespaces: cold ${(cold.wallMs / 1000).toFixed(2)} s (peak RSS ${coldPeak.toFixed(0)} MiB), warm ${(warm.wallMs / 1000).toFixed(2)} s (peak RSS ${warmPeak.toFixed(0)} MiB), ${warmRequests} API requests, ${changed.length} objects changed`,
+    );
 
     // kubectl's first run fills its discovery cache; that is not part of any round.
     await createNamespaces(plane, [`${prefix}kubectl-warmup`]);
@@ -312,9 +371,12 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       }
       const written = await resourceVersions(plane, (ns) => ns.startsWith(`${prefix}r${round}-`) || ns.startsWith(`${prefix}k${round}-`));
       const secrets = [...written.keys()].filter((key) => key.startsWith("Secret/"));
-      if (secrets.length !== 2 * options.baselineNamespaces) throw new Error(`round ${round}: expected ${2 * options.baselineNamespaces} Secrets, found ${secrets.length}`);
+      if (secrets.length !== 2 * options.baselineNamespaces)
+        throw new Error(`round ${round}: expected ${2 * options.baselineNamespaces} Secrets, found ${secrets.length}`);
       rounds.push({ kubectlMs: kubectl.wallMs, refresherMs: refresher.wallMs, speedup: kubectl.wallMs / refresher.wallMs });
-      log(`refresher: round ${round}: kubectl loop ${(kubectl.wallMs / 1000).toFixed(1)} s, refresher ${(refresher.wallMs / 1000).toFixed(2)} s, ${(kubectl.wallMs / refresher.wallMs).toFixed(1)}×`);
+      log(
+        `refresher: round ${round}: kubectl loop ${(kubectl.wallMs / 1000).toFixed(1)} s, refresher ${(refresher.wallMs / 1000).toFixed(2)} s, ${(kubectl.wallMs / refresher.wallMs).toFixed(1)}×`,
+      );
     }
 
     const brokerCalls = await measureBrokerCalls({ plane, hours: options.brokerCallHours ?? 6, namespacePrefix: prefix, log });
@@ -326,7 +388,15 @@ export async function measureRefresher(options: RefresherBenchOptions): Promise<
       warmRequestsPerNamespace: warmRequests / options.largeNamespaces,
       peakRssMb: Math.max(coldPeak, warmPeak),
       rounds,
-      large: { namespaces: options.largeNamespaces, coldMs: cold.wallMs, warmMs: warm.wallMs, coldPeakRssMb: coldPeak, warmPeakRssMb: warmPeak, warmRequests, changed },
+      large: {
+        namespaces: options.largeNamespaces,
+        coldMs: cold.wallMs,
+        warmMs: warm.wallMs,
+        coldPeakRssMb: coldPeak,
+        warmPeakRssMb: warmPeak,
+        warmRequests,
+        changed,
+      },
     };
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined);

@@ -9,7 +9,13 @@ const figure = z.number().finite();
 export const benchResultsSchema = z.strictObject({
   broker: z.strictObject({ throughputRatioVsBareHttp: figure, p99Ms: figure }),
   amplification: z.strictObject({ upstreamCallsPer1000Clusters: figure, naiveUpstreamCalls: figure }),
-  refresher: z.strictObject({ coldSpeedupVsKubectl: figure, warmWrites: figure, warmRequestsPerNamespace: figure, peakRssMb2000: figure, brokerCallsPerHour: figure }),
+  refresher: z.strictObject({
+    coldSpeedupVsKubectl: figure,
+    warmWrites: figure,
+    warmRequestsPerNamespace: figure,
+    peakRssMb2000: figure,
+    brokerCallsPerHour: figure,
+  }),
   bundle: z.strictObject({ brokerBytes: figure, coldInitRatio: figure }),
   /**
    * Per fleet configuration (bench/fleet-bench.ts; goals and table in bench/fleet-report.ts), and
@@ -18,7 +24,14 @@ export const benchResultsSchema = z.strictObject({
   fleet: z
     .object({ config10kInitMs: figure.optional(), config10kRssMb: figure.optional() })
     .catchall(
-      z.strictObject({ upstreamCallsPerHour: figure, brokerInvocationsPerClusterHour: figure, coldStartsPerHour: figure, peakInstances: figure, instanceSecondsPerClusterHour: figure, p99Ms: figure }),
+      z.strictObject({
+        upstreamCallsPerHour: figure,
+        brokerInvocationsPerClusterHour: figure,
+        coldStartsPerHour: figure,
+        peakInstances: figure,
+        instanceSecondsPerClusterHour: figure,
+        p99Ms: figure,
+      }),
     )
     .optional(),
 });
@@ -36,7 +49,11 @@ export interface Goal {
 }
 
 export const goals: readonly Goal[] = [
-  { key: "broker.throughputRatioVsBareHttp", what: "requests/s of the broker (warm path, 100 clusters' RS256 tokens) ÷ a bare node:http server sending a JSON body of the same size", min: 0.5 },
+  {
+    key: "broker.throughputRatioVsBareHttp",
+    what: "requests/s of the broker (warm path, 100 clusters' RS256 tokens) ÷ a bare node:http server sending a JSON body of the same size",
+    min: 0.5,
+  },
   { key: "broker.p99Ms", what: "the broker's p99 latency in those runs (ms)" },
   { key: "amplification.upstreamCallsPer1000Clusters", what: "STS + CR calls while 1,000 clusters fetch the same 2 registries, 50 at a time", max: 8 },
   { key: "amplification.naiveUpstreamCalls", what: "the same with the broker's caches disabled (what per-cluster designs cost)" },
@@ -47,7 +64,11 @@ export const goals: readonly Goal[] = [
   { key: "refresher.brokerCallsPerHour", what: "broker requests per hour of one cluster's `*/5` CronJob, one-hour credentials (simulated clock)", max: 1.5 },
   { key: "bundle.brokerBytes", what: "size of dist/broker: index.js, upstream.js (SDKs), ioredis.js, yaml.js (bytes)", max: 1_500_000 },
   { key: "bundle.coldInitRatio", what: "fresh node: load the bundle, parse config, answer one FC event ÷ `node -e 0`", max: 4 },
-  { key: "fleet.config10kInitMs", what: "FC initializer (`index.initialize`) of dist/broker/index.js with 10,000 configured clusters, each with inline JWKS (ms)", max: 300 },
+  {
+    key: "fleet.config10kInitMs",
+    what: "FC initializer (`index.initialize`) of dist/broker/index.js with 10,000 configured clusters, each with inline JWKS (ms)",
+    max: 300,
+  },
   { key: "fleet.config10kRssMb", what: "peak RSS of that process (MiB)", max: 150 },
 ];
 

@@ -43,7 +43,10 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
     else kubeConfig.loadFromDefault();
   } catch (error) {
     if (error instanceof AcrCredentialError) throw error;
-    throw new AcrCredentialError("FileUnreadable", `cannot load the kubeconfig${file === undefined ? "" : ` ${file}`}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}; pass --kubeconfig`);
+    throw new AcrCredentialError(
+      "FileUnreadable",
+      `cannot load the kubeconfig${file === undefined ? "" : ` ${file}`}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}; pass --kubeconfig`,
+    );
   }
   if (kubeConfig.getCurrentCluster() === null) throw notConfigured();
   return kubeConfig;

@@ -4,9 +4,15 @@ import type { Command } from "./args.ts";
 
 // Each command is loaded on demand so that, say, `acr-credential token` does not load the Kubernetes client.
 export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  local: { summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)", load: async () => (await import("./commands/local.ts")).command },
+  local: {
+    summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
+    load: async () => (await import("./commands/local.ts")).command,
+  },
   emulator: { summary: "run the local Alibaba Cloud emulator alone", load: async () => (await import("./commands/emulator.ts")).command },
-  refresh: { summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)", load: async () => (await import("./commands/refresh.ts")).command },
+  refresh: {
+    summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
+    load: async () => (await import("./commands/refresh.ts")).command,
+  },
   broker: { summary: "serve the broker over HTTP with the default credential chain", load: async () => (await import("./commands/broker.ts")).command },
   token: { summary: "print a demo-cluster JWT (sandbox only)", load: async () => (await import("./commands/token.ts")).command },
   doctor: { summary: "check a cluster's refresher setup end to end and print what to fix", load: async () => (await import("./commands/doctor.ts")).command },
@@ -16,7 +22,14 @@ export const commands: Record<string, { summary: string; load: () => Promise<Com
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((name) => name.length));
   const lines = Object.entries(commands).map(([name, { summary }]) => `  ${name.padEnd(width)}  ${summary}`);
-  return ["Usage: acr-credential <command> [options]", "", "Commands:", ...lines, "", "Run 'acr-credential <command> --help' for a command's options, 'acr-credential --version' for the version."].join("\n");
+  return [
+    "Usage: acr-credential <command> [options]",
+    "",
+    "Commands:",
+    ...lines,
+    "",
+    "Run 'acr-credential <command> --help' for a command's options, 'acr-credential --version' for the version.",
+  ].join("\n");
 }
 
 /** Runs the CLI and returns the process exit code; user mistakes print one line, never a stack. */

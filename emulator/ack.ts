@@ -45,7 +45,10 @@ export function createAck(deps: { world: World; baseUrl: () => string; log: Requ
   const signerOf = (clusterId: string): Promise<Signer> => {
     let signer = signers.get(clusterId);
     if (!signer) {
-      signer = generateKeyPair("RS256").then(async ({ privateKey, publicKey }) => ({ privateKey, jwk: { ...(await exportJWK(publicKey)), kid: `${clusterId}-sa`, alg: "RS256", use: "sig" } }));
+      signer = generateKeyPair("RS256").then(async ({ privateKey, publicKey }) => ({
+        privateKey,
+        jwk: { ...(await exportJWK(publicKey)), kid: `${clusterId}-sa`, alg: "RS256", use: "sig" },
+      }));
       signers.set(clusterId, signer);
     }
     return signer;
@@ -65,7 +68,8 @@ export function createAck(deps: { world: World; baseUrl: () => string; log: Requ
       if (!found || found.account.id !== caller.account) throw notFound(clusterId);
       const { account, cluster } = found;
       const resource = clusterResource(cluster, account);
-      if (!isAllowed(caller, "cs:DescribeClusterDetail", resource)) throw new ApiError(403, "StatusForbidden", `Forbidden: cs:DescribeClusterDetail is not allowed on ${resource}.`);
+      if (!isAllowed(caller, "cs:DescribeClusterDetail", resource))
+        throw new ApiError(403, "StatusForbidden", `Forbidden: cs:DescribeClusterDetail is not allowed on ${resource}.`);
       const issuer = issuerOf(cluster.id);
       return {
         cluster_id: cluster.id,
@@ -75,7 +79,15 @@ export function createAck(deps: { world: World; baseUrl: () => string; log: Requ
         cluster_type: "ManagedKubernetes",
         tags: Object.entries(cluster.tags).map(([key, value]) => ({ key, value })),
         rrsa_config: cluster.rrsa.enabled
-          ? { enabled: true, issuer, audience: "sts.aliyuncs.com", oidc_name: `ack-rrsa-${cluster.id}`, oidc_arn: `acs:ram::${account.id}:oidc-provider/ack-rrsa-${cluster.id}`, jwks_url: `${issuer}/keys.json`, open_api_configuration_url: `${issuer}/.well-known/openid-configuration` }
+          ? {
+              enabled: true,
+              issuer,
+              audience: "sts.aliyuncs.com",
+              oidc_name: `ack-rrsa-${cluster.id}`,
+              oidc_arn: `acs:ram::${account.id}:oidc-provider/ack-rrsa-${cluster.id}`,
+              jwks_url: `${issuer}/keys.json`,
+              open_api_configuration_url: `${issuer}/.well-known/openid-configuration`,
+            }
           : { enabled: false },
       };
     },
@@ -101,7 +113,16 @@ export function createAck(deps: { world: World; baseUrl: () => string; log: Requ
       const [, region, clusterId, document] = match ?? [];
       const found = clusterId === undefined ? undefined : clusters.get(clusterId);
       const api = document === "keys.json" ? "oidc:GetJwks" : "oidc:GetDiscovery";
-      const record = (status: number) => deps.log.record({ at: deps.now(), api, principal: "anonymous", outcome: status === 200 ? "ok" : "NoSuchKey", status, requestId: "", ...(clusterId ? { resource: clusterId } : {}) });
+      const record = (status: number) =>
+        deps.log.record({
+          at: deps.now(),
+          api,
+          principal: "anonymous",
+          outcome: status === 200 ? "ok" : "NoSuchKey",
+          status,
+          requestId: "",
+          ...(clusterId ? { resource: clusterId } : {}),
+        });
       const hosted = found !== undefined && found.cluster.rrsa.enabled && found.cluster.rrsa.issuer === undefined && found.cluster.region === region;
       if (req.method !== "GET" || !hosted) {
         record(404);
@@ -110,7 +131,16 @@ export function createAck(deps: { world: World; baseUrl: () => string; log: Requ
       }
       const issuer = issuerOf(clusterId!);
       void signerOf(clusterId!).then((signer) => {
-        const body = document === "keys.json" ? { keys: [signer.jwk] } : { issuer, jwks_uri: `${issuer}/keys.json`, response_types_supported: ["id_token"], subject_types_supported: ["public"], id_token_signing_alg_values_supported: ["RS256"] };
+        const body =
+          document === "keys.json"
+            ? { keys: [signer.jwk] }
+            : {
+                issuer,
+                jwks_uri: `${issuer}/keys.json`,
+                response_types_supported: ["id_token"],
+                subject_types_supported: ["public"],
+                id_token_signing_alg_values_supported: ["RS256"],
+              };
         record(200);
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
       });

@@ -25,17 +25,21 @@ export interface AuthenticatorDeps {
   wallClock?: () => number;
 }
 
-type KeyLookup =
-  | { kind: "user"; secret: string; principal: Principal }
-  | { kind: "session"; secret: string; securityToken: string; principal: Principal };
+type KeyLookup = { kind: "user"; secret: string; principal: Principal } | { kind: "session"; secret: string; securityToken: string; principal: Principal };
 
 function lookupKey(deps: AuthenticatorDeps, accessKeyId: string): KeyLookup | undefined {
   const key = deps.directory.accessKey(accessKeyId);
   if (key !== undefined) {
-    return { kind: "user", secret: key.secret, principal: { kind: "user", account: key.account.id, userName: key.user.name, policies: deps.directory.policiesOf(key.account, key.user) } };
+    return {
+      kind: "user",
+      secret: key.secret,
+      principal: { kind: "user", account: key.account.id, userName: key.user.name, policies: deps.directory.policiesOf(key.account, key.user) },
+    };
   }
   const session = deps.sessions.get(accessKeyId);
-  return session === undefined ? undefined : { kind: "session", secret: session.accessKeySecret, securityToken: session.securityToken, principal: session.principal };
+  return session === undefined
+    ? undefined
+    : { kind: "session", secret: session.accessKeySecret, securityToken: session.securityToken, principal: session.principal };
 }
 
 const acsDatePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
@@ -70,7 +74,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const header = request.headers["authorization"]?.[0];
       if (header === undefined) throw openApiErrors.incompleteSignature("the Authorization header is missing");
       const authorization = parseAcs3Authorization(header);
-      if (authorization === undefined) throw openApiErrors.incompleteSignature("the Authorization header is not 'ACS3-HMAC-SHA256 Credential=...,SignedHeaders=...,Signature=...'");
+      if (authorization === undefined)
+        throw openApiErrors.incompleteSignature("the Authorization header is not 'ACS3-HMAC-SHA256 Credential=...,SignedHeaders=...,Signature=...'");
       const date = request.headers["x-acs-date"]?.[0];
       if (date === undefined) throw openApiErrors.incompleteSignature("the x-acs-date header is missing");
       if (!acsDatePattern.test(date) || Number.isNaN(Date.parse(date))) throw openApiErrors.timestampFormat(date);
@@ -81,7 +86,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const found = lookupKey(deps, authorization.accessKeyId);
       if (found === undefined) throw openApiErrors.accessKeyNotFound();
       const failure = checkAcs3(request, authorization, found.secret);
-      if (failure !== undefined) throw failure.reason === "unsignedHeader" ? openApiErrors.incompleteSignature(failure.detail) : openApiErrors.signatureDoesNotMatch(failure.detail);
+      if (failure !== undefined)
+        throw failure.reason === "unsignedHeader" ? openApiErrors.incompleteSignature(failure.detail) : openApiErrors.signatureDoesNotMatch(failure.detail);
       if (nonces.has(nonce)) throw openApiErrors.nonceUsed();
       rememberNonce(nonce, signedAt);
       checkSessionToken(found, request.headers["x-acs-security-token"]?.[0], {
@@ -104,7 +110,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (Math.abs(wallClock() - signedAt) > signatureWindowMs) throw fcErrors.timeSkewed(date);
       const found = lookupKey(deps, authorization.accessKeyId);
       if (found === undefined) throw fcErrors.invalidAccessKeyId(authorization.accessKeyId);
-      if (!fcSignatureMatches(request, found.secret, authorization.signature)) throw fcErrors.signatureNotMatch("recompute the string to sign: method, content-md5, content-type, date, x-fc-* headers, path");
+      if (!fcSignatureMatches(request, found.secret, authorization.signature))
+        throw fcErrors.signatureNotMatch("recompute the string to sign: method, content-md5, content-type, date, x-fc-* headers, path");
       const md5 = request.headers["content-md5"];
       if (md5 !== undefined && md5 !== fcContentMd5(request.body)) throw fcErrors.invalidArgument("Content-MD5 does not match the request body");
       checkSessionToken(found, request.headers["x-fc-security-token"], {

@@ -24,14 +24,22 @@ export function createClock(options: ClockOptions = {}): Clock {
     let current = options.start ?? Date.now();
     return {
       now: () => current,
-      advance: (ms) => { current += ms; },
-      set: (ms) => { current = ms; },
+      advance: (ms) => {
+        current += ms;
+      },
+      set: (ms) => {
+        current = ms;
+      },
     };
   }
   let offset = options.start === undefined ? 0 : options.start - Date.now();
   return {
     now: () => Date.now() + offset,
-    advance: (ms) => { offset += ms; },
-    set: (ms) => { offset = ms - Date.now(); },
+    advance: (ms) => {
+      offset += ms;
+    },
+    set: (ms) => {
+      offset = ms - Date.now();
+    },
   };
 }

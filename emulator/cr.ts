@@ -25,7 +25,9 @@ export const personalTokenResource = (account: string) => allResources("*", acco
 
 /** The RAM identity behind a caller, as the world describes it (a role for a role session). */
 const identityOf = (account: Account, caller: Principal) =>
-  caller.kind === "user" ? account.users.find((user) => user.name === caller.userName) : account.roles.find((role) => role.name.toLowerCase() === caller.roleName.toLowerCase());
+  caller.kind === "user"
+    ? account.users.find((user) => user.name === caller.userName)
+    : account.roles.find((role) => role.name.toLowerCase() === caller.roleName.toLowerCase());
 
 const success = { Code: "success", IsSuccess: true } as const;
 
@@ -69,7 +71,11 @@ export function createCr(deps: CrDeps) {
   return {
     getAuthorizationToken(caller: Principal, params: Params) {
       const { account, instance } = authorisedInstance(caller, params, "cr:GetAuthorizationToken", "all");
-      const credential = deps.credentials.issue(caller, { kind: "enterprise", account: account.id, instanceId: instance.id, region: instance.region }, credentialExpiry(caller));
+      const credential = deps.credentials.issue(
+        caller,
+        { kind: "enterprise", account: account.id, instanceId: instance.id, region: instance.region },
+        credentialExpiry(caller),
+      );
       return { ...success, TempUsername: credential.username, AuthorizationToken: credential.password, ExpireTime: credential.expiresAt };
     },
 
@@ -102,9 +108,12 @@ export function createCr(deps: CrDeps) {
       const pageSize = Math.min(100, Math.max(1, Number.parseInt(params["PageSize"] ?? "30", 10) || 30));
       // Region-agnostic: an instance is listed when cr:ListInstance is allowed in its region.
       const visible = (account?.instances ?? []).filter((instance) => isAllowed(caller, "cr:ListInstance", allResources(instance.region, caller.account)));
-      if (visible.length === 0 && !isAllowed(caller, "cr:ListInstance", allResources("*", caller.account))) throw noPrivilege(`cr:ListInstance is not allowed in account ${caller.account}`);
+      if (visible.length === 0 && !isAllowed(caller, "cr:ListInstance", allResources("*", caller.account)))
+        throw noPrivilege(`cr:ListInstance is not allowed in account ${caller.account}`);
       const matching = visible.filter(
-        (instance) => (params["InstanceName"] === undefined || instance.name === params["InstanceName"]) && (params["InstanceStatus"] === undefined || instance.status === params["InstanceStatus"]),
+        (instance) =>
+          (params["InstanceName"] === undefined || instance.name === params["InstanceName"]) &&
+          (params["InstanceStatus"] === undefined || instance.status === params["InstanceStatus"]),
       );
       return {
         ...success,
@@ -123,11 +132,17 @@ export function createCr(deps: CrDeps) {
     /** Personal Edition `GET /tokens`: a credential for every Personal registry of the caller's account. */
     personalAuthorizationToken(caller: Principal) {
       const account = deps.directory.account(caller.account);
-      if (account === undefined || account.personal.length === 0) throw new ApiError(404, "USER_NOT_EXIST", `Account ${caller.account} has no Personal Edition registry.`);
-      if (!isAllowed(caller, "cr:GetAuthorizationToken", personalTokenResource(account.id))) throw noPrivilege(`cr:GetAuthorizationToken is not allowed on ${personalTokenResource(account.id)}`);
+      if (account === undefined || account.personal.length === 0)
+        throw new ApiError(404, "USER_NOT_EXIST", `Account ${caller.account} has no Personal Edition registry.`);
+      if (!isAllowed(caller, "cr:GetAuthorizationToken", personalTokenResource(account.id)))
+        throw noPrivilege(`cr:GetAuthorizationToken is not allowed on ${personalTokenResource(account.id)}`);
       // A RAM user (or role) that never set a registry password in the console is unknown to the Personal Edition.
       if (identityOf(account, caller)?.registryPasswordSet === false) throw new ApiError(404, "USER_NOT_EXIST", "user is not exist.");
-      const credential = deps.credentials.issue(caller, { kind: "personal", account: account.id, regions: account.personal.map((personal) => personal.region) }, credentialExpiry(caller));
+      const credential = deps.credentials.issue(
+        caller,
+        { kind: "personal", account: account.id, regions: account.personal.map((personal) => personal.region) },
+        credentialExpiry(caller),
+      );
       return { data: { authorizationToken: credential.password, tempUserName: credential.username, expireDate: credential.expiresAt } };
     },
   };

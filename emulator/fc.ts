@@ -18,7 +18,13 @@ export interface FcContext {
   service: { name: string; qualifier: string; versionId: string; logProject: string; logStore: string };
   region: string;
   accountId: string;
-  logger: { debug(...args: unknown[]): void; info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void; log(...args: unknown[]): void };
+  logger: {
+    debug(...args: unknown[]): void;
+    info(...args: unknown[]): void;
+    warn(...args: unknown[]): void;
+    error(...args: unknown[]): void;
+    log(...args: unknown[]): void;
+  };
 }
 
 export type FunctionHandler = (event: Buffer, context: FcContext) => Promise<unknown>;
@@ -126,15 +132,22 @@ export function createFunctions(deps: { sts: Sts }) {
   }
 
   async function invoke(caller: Principal, invocation: Invocation): Promise<InvocationResult> {
-    if (invocation.account !== caller.account) throw fcErrors.accessDenied(`the caller of account ${caller.account} may not invoke functions of account ${invocation.account}`);
+    if (invocation.account !== caller.account)
+      throw fcErrors.accessDenied(`the caller of account ${caller.account} may not invoke functions of account ${invocation.account}`);
     const { entry, resource: resourceIn } = lookup(invocation);
     const region = entry.options.region ?? "cn-hangzhou";
     const resource = resourceIn(region);
     if (!isAllowed(caller, "fc:InvokeFunction", resource)) throw fcErrors.accessDenied(`fc:InvokeFunction is not allowed on ${resource}`);
-    const session = entry.options.role === undefined ? undefined : deps.sts.assumeRoleForService(entry.options.role, "fc.aliyuncs.com", `fc-${invocation.requestId.slice(0, 20)}`);
+    const session =
+      entry.options.role === undefined
+        ? undefined
+        : deps.sts.assumeRoleForService(entry.options.role, "fc.aliyuncs.com", `fc-${invocation.requestId.slice(0, 20)}`);
     const context: FcContext = {
       requestId: invocation.requestId,
-      credentials: session === undefined ? undefined : { accessKeyId: session.accessKeyId, accessKeySecret: session.accessKeySecret, securityToken: session.securityToken },
+      credentials:
+        session === undefined
+          ? undefined
+          : { accessKeyId: session.accessKeyId, accessKeySecret: session.accessKeySecret, securityToken: session.securityToken },
       function: { name: invocation.functionName, handler: "index.handler", memory: 512, timeout: 30 },
       service: { name: invocation.service ?? "", qualifier: invocation.qualifier, versionId: "", logProject: "", logStore: "" },
       region,
@@ -153,7 +166,11 @@ export function createFunctions(deps: { sts: Sts }) {
       // FC reports a function's own failure as a 200 with x-fc-error-type, not as an API error.
       const failure = error instanceof Error ? error : new Error(String(error));
       const body = { errorMessage: failure.message, errorType: failure.name, stackTrace: [] as string[] };
-      return { status: 200, headers: { ...headers, "content-type": "application/json", "x-fc-error-type": "UnhandledInvocationError" }, body: Buffer.from(JSON.stringify(body)) };
+      return {
+        status: 200,
+        headers: { ...headers, "content-type": "application/json", "x-fc-error-type": "UnhandledInvocationError" },
+        body: Buffer.from(JSON.stringify(body)),
+      };
     }
   }
 

@@ -85,7 +85,12 @@ export interface Emulator {
    * Temporary credentials of a role assumed by a cloud service (`fc.aliyuncs.com` for a function's
    * execution role), as that service would obtain them; the role's trust policy must admit it.
    */
-  assumeRoleForService(roleArn: string, service: string, sessionName: string, durationSeconds?: number): { accessKeyId: string; accessKeySecret: string; securityToken: string };
+  assumeRoleForService(
+    roleArn: string,
+    service: string,
+    sessionName: string,
+    durationSeconds?: number,
+  ): { accessKeyId: string; accessKeySecret: string; securityToken: string };
   close(): Promise<void>;
 }
 
@@ -96,7 +101,12 @@ export const registryIssuer = "acr-credential-broker-emulator";
 function listen(server: Server, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) => {
-      reject(new AcrCredentialError("UsageError", `cannot listen on 127.0.0.1:${port}: ${error.code ?? oneLine(error)}; choose another --port or 0 for any free port`));
+      reject(
+        new AcrCredentialError(
+          "UsageError",
+          `cannot listen on 127.0.0.1:${port}: ${error.code ?? oneLine(error)}; choose another --port or 0 for any free port`,
+        ),
+      );
     });
     server.listen(port, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
   });
@@ -111,7 +121,8 @@ function stop(server: Server): Promise<void> {
 
 /** Starts the emulator: one HTTP and one HTTPS port serving STS, CR, FC and the registry realm. */
 export async function startEmulator(options: EmulatorOptions): Promise<Emulator> {
-  const world = typeof options.world === "string" ? parseWorldText(options.world, { source: "<inline world>" }) : parseWorld(options.world, { source: "<world object>" });
+  const world =
+    typeof options.world === "string" ? parseWorldText(options.world, { source: "<inline world>" }) : parseWorld(options.world, { source: "<world object>" });
   const clock = options.clock ?? createClock();
   const logger = options.logger ?? createLogger("emulator", { level: "silent" });
   const ownsStateDir = options.stateDir === undefined;
@@ -124,7 +135,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
 
   try {
     if (options.registry === true && !dockerRegistryAvailable()) {
-      throw new AcrCredentialError("RegistryUnavailable", "docker-registry is not installed; install the Debian package docker-registry, or start the emulator without a registry");
+      throw new AcrCredentialError(
+        "RegistryUnavailable",
+        "docker-registry is not installed; install the Debian package docker-registry, or start the emulator without a registry",
+      );
     }
     await Promise.all(["tls", "realm", "registry"].map((sub) => mkdir(join(stateDir, sub), { recursive: true })));
     const [tls, signer] = await Promise.all([createServerTls(join(stateDir, "tls")), createRealmSigner(join(stateDir, "realm"))]);
@@ -132,7 +146,13 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const directory = createDirectory(world);
     const sessions = createSessionStore(() => clock.now());
     const credentials = createCredentialStore(clock);
-    const sts = createSts({ directory, sessions, clock, oidc: createOidcVerifier({ now: () => clock.now() }), ...(world.sts.roleChainingMaxDuration === undefined ? {} : { roleChainingMaxDuration: world.sts.roleChainingMaxDuration }) });
+    const sts = createSts({
+      directory,
+      sessions,
+      clock,
+      oidc: createOidcVerifier({ now: () => clock.now() }),
+      ...(world.sts.roleChainingMaxDuration === undefined ? {} : { roleChainingMaxDuration: world.sts.roleChainingMaxDuration }),
+    });
     const cr = createCr({ directory, credentials, clock });
     const functions = createFunctions({ sts });
     const faults = createFaultInjector(options.faults ?? world.faults);
@@ -144,11 +164,30 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       now: () => clock.now(),
       lookup: (username, password) => credentials.lookup(username, password),
       onDecision: (decision) =>
-        log.record({ at: clock.now(), api: "registry:Auth", principal: decision.subject === "" ? "anonymous" : decision.subject, outcome: decision.outcome, status: decision.status, requestId: "", resource: decision.scope }),
+        log.record({
+          at: clock.now(),
+          api: "registry:Auth",
+          principal: decision.subject === "" ? "anonymous" : decision.subject,
+          outcome: decision.outcome,
+          status: decision.status,
+          requestId: "",
+          resource: decision.scope,
+        }),
     });
     const bound: { http?: string } = {};
     const ack = createAck({ world, baseUrl: () => bound.http!, log, now: () => clock.now() });
-    const router = createRouter({ authenticator: createAuthenticator({ directory, sessions, clock }), sts, cr, ack, functions, faults, log, clock, realm, logger });
+    const router = createRouter({
+      authenticator: createAuthenticator({ directory, sessions, clock }),
+      sts,
+      cr,
+      ack,
+      functions,
+      faults,
+      log,
+      clock,
+      realm,
+      logger,
+    });
 
     const http = createHttpServer(router);
     const https = createHttpsServer({ cert: tls.cert, key: tls.key }, router);
@@ -171,7 +210,13 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       realm: `http://${base}/auth`,
     };
     if (options.registry === true) {
-      const registry = await startDockerRegistry({ realm: endpoints.realm, service: registryService, issuer: registryIssuer, rootCertBundle: signer.certPath, dataDir: join(stateDir, "registry") });
+      const registry = await startDockerRegistry({
+        realm: endpoints.realm,
+        service: registryService,
+        issuer: registryIssuer,
+        rootCertBundle: signer.certPath,
+        dataDir: join(stateDir, "registry"),
+      });
       closers.push(() => registry.close());
       endpoints.registry = registry.host;
     }

@@ -73,7 +73,8 @@ export function createOidcVerifier(options: { now: () => number }): OidcVerifier
       } catch {
         throw tokenError("Invalid", "The OIDC token is not a well-formed JWT.");
       }
-      if (claims.iss !== provider.issuer) throw tokenError("IssuerNotMatch", `The issuer of the OIDC token does not match the OIDC provider: ${String(claims.iss)}.`);
+      if (claims.iss !== provider.issuer)
+        throw tokenError("IssuerNotMatch", `The issuer of the OIDC token does not match the OIDC provider: ${String(claims.iss)}.`);
       const audiences = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
       if (!audiences.some((audience) => provider.clientIds.includes(audience))) throw tokenError("AudienceNotMatch", "Invalid audience.");
       if (typeof claims.sub !== "string" || claims.sub === "") throw tokenError("Invalid", "The OIDC token has no subject.");
@@ -88,7 +89,8 @@ export function createOidcVerifier(options: { now: () => number }): OidcVerifier
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code === "ERR_JWT_EXPIRED") throw tokenError("Expired", "This JsonWebToken is expired.");
-        if (code !== undefined && signatureCodes.has(code)) throw tokenError("InvalidSignature", `The signature of the OIDC token cannot be verified with the keys of issuer ${provider.issuer}.`);
+        if (code !== undefined && signatureCodes.has(code))
+          throw tokenError("InvalidSignature", `The signature of the OIDC token cannot be verified with the keys of issuer ${provider.issuer}.`);
         if (code === "ERR_JWKS_TIMEOUT" || code === "ERR_JWKS_INVALID" || code === "ERR_JOSE_GENERIC" || code === undefined) {
           throw tokenError("IssuerConfigurationBroken", `The keys of issuer ${provider.issuer} cannot be fetched.`);
         }
@@ -98,7 +100,10 @@ export function createOidcVerifier(options: { now: () => number }): OidcVerifier
       // The real error code is not documented; see docs/emulator.md.
       const limitSeconds = provider.issuanceLimitTime * 3600;
       if (typeof claims.iat === "number" && options.now() / 1000 - claims.iat > limitSeconds) {
-        throw tokenError("Expired", `The OIDC token was issued more than ${provider.issuanceLimitTime} hours ago, beyond the OIDC provider's IssuanceLimitTime.`);
+        throw tokenError(
+          "Expired",
+          `The OIDC token was issued more than ${provider.issuanceLimitTime} hours ago, beyond the OIDC provider's IssuanceLimitTime.`,
+        );
       }
       return { subject: claims.sub, issuer: provider.issuer, audiences, issuedAt: claims.iat, expiresAt: claims.exp };
     },

@@ -12,8 +12,7 @@ export const temporaryUsername = "cr_temp_user";
 
 /** Where a credential is valid: one Enterprise instance, or every Personal registry of an account. */
 export type CredentialScope =
-  | { kind: "enterprise"; account: string; instanceId: string; region: string }
-  | { kind: "personal"; account: string; regions: readonly string[] };
+  { kind: "enterprise"; account: string; instanceId: string; region: string } | { kind: "personal"; account: string; regions: readonly string[] };
 
 export interface RegistryCredential {
   username: string;
@@ -23,7 +22,6 @@ export interface RegistryCredential {
   principal: Principal;
   scope: CredentialScope;
 }
-
 
 /** The RAM resource of a repository, Enterprise (`repository/<instance>/<ns>/<name>`) or Personal (`repository/<ns>/<name>`). */
 export function repositoryResources(scope: CredentialScope, repository: string): string[] {
@@ -39,7 +37,8 @@ export function grantFor(credential: RegistryCredential, now: () => number): Reg
     subject: principalArn(credential.principal),
     expiresAt: credential.expiresAt,
     allows: (repository, action) =>
-      now() < credential.expiresAt && repositoryResources(credential.scope, repository).some((resource) => isAllowed(credential.principal, repositoryActions[action], resource)),
+      now() < credential.expiresAt &&
+      repositoryResources(credential.scope, repository).some((resource) => isAllowed(credential.principal, repositoryActions[action], resource)),
   };
 }
 
@@ -55,7 +54,8 @@ export function createCredentialStore(clock: Clock): CredentialStore {
   return {
     issue(principal, scope, expiresAt) {
       // Expired passwords are kept a day so that using one is answered "expired", not "wrong password".
-      if (++issued % 1000 === 0) for (const [password, credential] of byPassword) if (credential.expiresAt + 24 * 3600_000 < clock.now()) byPassword.delete(password);
+      if (++issued % 1000 === 0)
+        for (const [password, credential] of byPassword) if (credential.expiresAt + 24 * 3600_000 < clock.now()) byPassword.delete(password);
       const credential: RegistryCredential = { username: temporaryUsername, password: randomBytes(36).toString("base64url"), expiresAt, principal, scope };
       byPassword.set(credential.password, credential);
       return credential;

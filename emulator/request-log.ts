@@ -17,8 +17,7 @@ export interface RequestLogEntry {
 }
 
 export type RequestLogFilter =
-  | { api?: string; principal?: string; outcome?: string; status?: number; resource?: string }
-  | ((entry: RequestLogEntry) => boolean);
+  { api?: string; principal?: string; outcome?: string; status?: number; resource?: string } | ((entry: RequestLogEntry) => boolean);
 
 export interface RequestLog {
   readonly entries: readonly RequestLogEntry[];

@@ -66,14 +66,34 @@ function operations(deps: RouterDeps): Map<string, Operation> {
   const instance = (params: Params) => params["InstanceId"];
   const entries: [string, Operation][] = [
     ["2015-04-01/AssumeRole", { api: "sts:AssumeRole", product: "sts", resource: (p) => p["RoleArn"], run: (c) => sts.assumeRole(signedIn(c), c.params) }],
-    ["2015-04-01/AssumeRoleWithOIDC", { api: "sts:AssumeRoleWithOIDC", product: "sts", anonymous: true, resource: (p) => p["RoleArn"], run: (c) => sts.assumeRoleWithOidc(c.params) }],
+    [
+      "2015-04-01/AssumeRoleWithOIDC",
+      { api: "sts:AssumeRoleWithOIDC", product: "sts", anonymous: true, resource: (p) => p["RoleArn"], run: (c) => sts.assumeRoleWithOidc(c.params) },
+    ],
     ["2015-04-01/GetCallerIdentity", { api: "sts:GetCallerIdentity", product: "sts", run: (c) => sts.getCallerIdentity(signedIn(c)) }],
-    ["2018-12-01/GetAuthorizationToken", { api: "cr:GetAuthorizationToken", product: "cr", resource: instance, run: (c) => cr.getAuthorizationToken(signedIn(c), c.params) }],
-    ["2018-12-01/ListInstanceEndpoint", { api: "cr:ListInstanceEndpoint", product: "cr", resource: instance, run: (c) => cr.listInstanceEndpoint(signedIn(c), c.params) }],
+    [
+      "2018-12-01/GetAuthorizationToken",
+      { api: "cr:GetAuthorizationToken", product: "cr", resource: instance, run: (c) => cr.getAuthorizationToken(signedIn(c), c.params) },
+    ],
+    [
+      "2018-12-01/ListInstanceEndpoint",
+      { api: "cr:ListInstanceEndpoint", product: "cr", resource: instance, run: (c) => cr.listInstanceEndpoint(signedIn(c), c.params) },
+    ],
     ["2018-12-01/GetInstance", { api: "cr:GetInstance", product: "cr", resource: instance, run: (c) => cr.getInstance(signedIn(c), c.params) }],
     ["2018-12-01/ListInstance", { api: "cr:ListInstance", product: "cr", run: (c) => cr.listInstance(signedIn(c), c.params) }],
-    ["2015-12-15/DescribeClusterDetail", { api: "cs:DescribeClusterDetail", product: "cs", resource: (p) => p["ClusterId"], run: (c) => ack().describeClusterDetail(signedIn(c), c.params["ClusterId"] ?? "") }],
-    ["GET /tokens", { api: "cr:GetPersonalAuthorizationToken", product: "cr", requestIdField: "requestId", run: (c) => cr.personalAuthorizationToken(signedIn(c)) }],
+    [
+      "2015-12-15/DescribeClusterDetail",
+      {
+        api: "cs:DescribeClusterDetail",
+        product: "cs",
+        resource: (p) => p["ClusterId"],
+        run: (c) => ack().describeClusterDetail(signedIn(c), c.params["ClusterId"] ?? ""),
+      },
+    ],
+    [
+      "GET /tokens",
+      { api: "cr:GetPersonalAuthorizationToken", product: "cr", requestIdField: "requestId", run: (c) => cr.personalAuthorizationToken(signedIn(c)) },
+    ],
   ];
   return new Map(entries);
 }
@@ -144,7 +164,8 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const method = req.method ?? "GET";
     const action = headers["x-acs-action"]?.[0] ?? params["Action"];
     const version = headers["x-acs-version"]?.[0] ?? params["Version"];
-    const operation = path === "/tokens" ? table.get(`${method} /tokens`) : path === "/" || (clusterPath && method === "GET") ? table.get(`${version}/${action}`) : undefined;
+    const operation =
+      path === "/tokens" ? table.get(`${method} /tokens`) : path === "/" || (clusterPath && method === "GET") ? table.get(`${version}/${action}`) : undefined;
     const product = operation?.product ?? (version === "2015-04-01" ? "sts" : version === "2015-12-15" ? "cs" : "cr");
     const api = operation?.api ?? `${product}:${action ?? path}`;
     const received: ReceivedRequest = { method, path, query, headers, body };
@@ -162,18 +183,44 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
         // CR 2018-12-01 reports some failures in a successful HTTP answer.
         const refusal = { RequestId: requestId, Code: fault.code, IsSuccess: false, ...(fault.message === undefined ? {} : { Message: fault.message }) };
         send(res, 200, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId }, JSON.stringify(refusal));
-        record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: fault.code, status: 200, requestId, resource: operation.resource?.(params) });
+        record({
+          api,
+          principal: principal === undefined ? "anonymous" : principalArn(principal),
+          outcome: fault.code,
+          status: 200,
+          requestId,
+          resource: operation.resource?.(params),
+        });
         return;
       }
       const result = await operation.run({ params, principal });
-      send(res, 200, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId }, JSON.stringify({ [operation.requestIdField ?? "RequestId"]: requestId, ...result }));
-      record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: "ok", status: 200, requestId, resource: operation.resource?.(params) });
+      send(
+        res,
+        200,
+        { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId },
+        JSON.stringify({ [operation.requestIdField ?? "RequestId"]: requestId, ...result }),
+      );
+      record({
+        api,
+        principal: principal === undefined ? "anonymous" : principalArn(principal),
+        outcome: "ok",
+        status: 200,
+        requestId,
+        resource: operation.resource?.(params),
+      });
     } catch (thrown) {
       const error = thrown instanceof ApiError ? thrown : openApiErrors.serverError(500, "InternalError");
       if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, api, requestId }, "emulator bug");
       const body = operation?.requestIdField === "requestId" ? roaErrorBody(error, requestId) : openApiErrorBody(error, requestId, product);
       send(res, error.status, { "content-type": "application/json;charset=utf-8", "x-acs-request-id": requestId, ...error.headers }, JSON.stringify(body));
-      record({ api, principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: error.code, status: error.status, requestId, resource: operation?.resource?.(params) });
+      record({
+        api,
+        principal: principal === undefined ? "anonymous" : principalArn(principal),
+        outcome: error.code,
+        status: error.status,
+        requestId,
+        resource: operation?.resource?.(params),
+      });
     }
   }
 
@@ -192,12 +239,31 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       const result = await deps.functions.invoke(principal, { account, ...target, async, event: body, requestId });
       send(res, result.status, result.headers, result.body);
       const failed = result.headers["x-fc-error-type"];
-      record({ api: "fc:InvokeFunction", principal: principalArn(principal), outcome: failed ?? "ok", status: result.status, requestId, resource: `${target.service}/${target.functionName}` });
+      record({
+        api: "fc:InvokeFunction",
+        principal: principalArn(principal),
+        outcome: failed ?? "ok",
+        status: result.status,
+        requestId,
+        resource: `${target.service}/${target.functionName}`,
+      });
     } catch (thrown) {
       const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
       if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
-      send(res, error.status, { "content-type": "application/json", "x-fc-request-id": requestId }, JSON.stringify({ ErrorCode: error.code, ErrorMessage: error.message }));
-      record({ api: "fc:InvokeFunction", principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: error.code, status: error.status, requestId, resource: target === undefined ? undefined : `${target.service}/${target.functionName}` });
+      send(
+        res,
+        error.status,
+        { "content-type": "application/json", "x-fc-request-id": requestId },
+        JSON.stringify({ ErrorCode: error.code, ErrorMessage: error.message }),
+      );
+      record({
+        api: "fc:InvokeFunction",
+        principal: principal === undefined ? "anonymous" : principalArn(principal),
+        outcome: error.code,
+        status: error.status,
+        requestId,
+        resource: target === undefined ? undefined : `${target.service}/${target.functionName}`,
+      });
     }
   }
 
@@ -217,14 +283,40 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
       if (target === undefined || req.method !== "POST") throw fcErrors.pathNotSupported(req.method ?? "", path);
       const qualifier = query.find(([name]) => name === "qualifier")?.[1] ?? "LATEST";
       const async = headers["x-fc-invocation-type"]?.[0]?.toLowerCase() === "async";
-      const result = await deps.functions.invoke(principal, { account: principal.account, functionName: target.functionName, qualifier, async, event: body, requestId });
+      const result = await deps.functions.invoke(principal, {
+        account: principal.account,
+        functionName: target.functionName,
+        qualifier,
+        async,
+        event: body,
+        requestId,
+      });
       send(res, result.status, result.headers, result.body);
-      record({ api: "fc:InvokeFunction", principal: principalArn(principal), outcome: result.headers["x-fc-error-type"] ?? "ok", status: result.status, requestId, resource: `functions/${target.functionName}` });
+      record({
+        api: "fc:InvokeFunction",
+        principal: principalArn(principal),
+        outcome: result.headers["x-fc-error-type"] ?? "ok",
+        status: result.status,
+        requestId,
+        resource: `functions/${target.functionName}`,
+      });
     } catch (thrown) {
       const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
       if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
-      send(res, error.status, { "content-type": "application/json", "x-fc-request-id": requestId, ...error.headers }, JSON.stringify({ Code: error.code, Message: error.message, RequestId: requestId }));
-      record({ api: "fc:InvokeFunction", principal: principal === undefined ? "anonymous" : principalArn(principal), outcome: error.code, status: error.status, requestId, resource: target === undefined ? undefined : `functions/${target.functionName}` });
+      send(
+        res,
+        error.status,
+        { "content-type": "application/json", "x-fc-request-id": requestId, ...error.headers },
+        JSON.stringify({ Code: error.code, Message: error.message, RequestId: requestId }),
+      );
+      record({
+        api: "fc:InvokeFunction",
+        principal: principal === undefined ? "anonymous" : principalArn(principal),
+        outcome: error.code,
+        status: error.status,
+        requestId,
+        resource: target === undefined ? undefined : `functions/${target.functionName}`,
+      });
     }
   }
 
@@ -241,7 +333,13 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     }
     void (async () => {
       const body = await readBody(req);
-      if (body === undefined) return send(res, 413, { "content-type": "application/json" }, JSON.stringify({ Code: "EntityTooLarge", Message: `request bodies are limited to ${maxBodyBytes} bytes` }));
+      if (body === undefined)
+        return send(
+          res,
+          413,
+          { "content-type": "application/json" },
+          JSON.stringify({ Code: "EntityTooLarge", Message: `request bodies are limited to ${maxBodyBytes} bytes` }),
+        );
       if (path.startsWith("/2016-08-15/")) return handleFc(req, res, path, rawQuery, body);
       if (path.startsWith("/2023-03-30/")) return handleFc3(req, res, path, rawQuery, body);
       return handleOpenApi(req, res, path, rawQuery, body);

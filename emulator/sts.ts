@@ -15,7 +15,8 @@ export type Params = Readonly<Record<string, string | undefined>>;
 
 const stsErrors = {
   duration: (max: number) => new ApiError(400, "InvalidParameter.DurationSeconds", `The Min/Max value of DurationSeconds is 15min/${max / 3600}hr.`),
-  roleSessionName: () => new ApiError(400, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed: 2-64 letters, digits, '.', '@', '-' or '_'."),
+  roleSessionName: () =>
+    new ApiError(400, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed: 2-64 letters, digits, '.', '@', '-' or '_'."),
   roleArn: () => new ApiError(400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed: acs:ram::<account id>:role/<role name>."),
   externalId: () => new ApiError(400, "InvalidParameter.ExternalId", "The parameter ExternalId is wrongly formed."),
   policyGrammar: (detail: string) => new ApiError(400, "InvalidParameter.PolicyGrammar", `The parameter Policy has not passed grammar check: ${detail}.`),
@@ -24,7 +25,8 @@ const stsErrors = {
   noPermission: () => new ApiError(403, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM."),
   // Every AuthenticationFail.* of AssumeRoleWithOIDC is an authentication failure: HTTP 401.
   oidcNoProvider: () => new ApiError(401, "AuthenticationFail.NoPermission", "No such OIDC Provider registered."),
-  oidcNoPermission: () => new ApiError(401, "AuthenticationFail.NoPermission", "There is no permission: the role's trust policy does not admit this OIDC token."),
+  oidcNoPermission: () =>
+    new ApiError(401, "AuthenticationFail.NoPermission", "There is no permission: the role's trust policy does not admit this OIDC token."),
   oidcTokenSize: () => new ApiError(400, "InvalidParameter.OIDCToken", "The parameter OIDCToken must be 4 to 20000 characters."),
 };
 
@@ -98,12 +100,27 @@ export function createSts(deps: StsDeps) {
   const issue = (account: Account, role: Role, name: string, durationSeconds: number, policy: PermissionPolicy | undefined): StsSession => {
     // Whole seconds, so the Expiration string a client parses is exactly when the session ends.
     const expiresAt = Math.floor((deps.clock.now() + durationSeconds * 1000) / 1000) * 1000;
-    return deps.sessions.issue({ account: account.id, roleName: role.name, sessionName: name, policies: deps.directory.policiesOf(account, role), ...(policy === undefined ? {} : { sessionPolicy: policy }), expiresAt });
+    return deps.sessions.issue({
+      account: account.id,
+      roleName: role.name,
+      sessionName: name,
+      policies: deps.directory.policiesOf(account, role),
+      ...(policy === undefined ? {} : { sessionPolicy: policy }),
+      expiresAt,
+    });
   };
 
   const result = (account: Account, role: Role, session: StsSession): AssumeRoleResult => ({
-    AssumedRoleUser: { AssumedRoleId: `${roleId(account.id, role.name)}:${session.principal.sessionName}`, Arn: assumedRoleUserArn(account.id, role.name, session.principal.sessionName) },
-    Credentials: { SecurityToken: session.securityToken, Expiration: formatExpiration(session.principal.expiresAt), AccessKeySecret: session.accessKeySecret, AccessKeyId: session.accessKeyId },
+    AssumedRoleUser: {
+      AssumedRoleId: `${roleId(account.id, role.name)}:${session.principal.sessionName}`,
+      Arn: assumedRoleUserArn(account.id, role.name, session.principal.sessionName),
+    },
+    Credentials: {
+      SecurityToken: session.securityToken,
+      Expiration: formatExpiration(session.principal.expiresAt),
+      AccessKeySecret: session.accessKeySecret,
+      AccessKeyId: session.accessKeyId,
+    },
   });
 
   return {
@@ -149,7 +166,14 @@ export function createSts(deps: StsDeps) {
       const seconds = (value: number | undefined) => (value === undefined ? "" : formatExpiration(value * 1000));
       return {
         ...result(account, role, session),
-        OIDCTokenInfo: { Subject: info.subject, Issuer: info.issuer, ClientIds: info.audiences.join(","), ExpirationTime: seconds(info.expiresAt), IssuanceTime: seconds(info.issuedAt), VerificationInfo: "Success" },
+        OIDCTokenInfo: {
+          Subject: info.subject,
+          Issuer: info.issuer,
+          ClientIds: info.audiences.join(","),
+          ExpirationTime: seconds(info.expiresAt),
+          IssuanceTime: seconds(info.issuedAt),
+          VerificationInfo: "Success",
+        },
       };
     },
 
@@ -159,7 +183,14 @@ export function createSts(deps: StsDeps) {
         return { AccountId: caller.account, UserId: id, PrincipalId: id, Arn: userArn(caller.account, caller.userName), IdentityType: "RAMUser" };
       }
       const id = roleId(caller.account, caller.roleName);
-      return { AccountId: caller.account, RoleId: id, UserId: `${id}:${caller.sessionName}`, PrincipalId: `${id}:${caller.sessionName}`, Arn: assumedRoleArn(caller.account, caller.roleName, caller.sessionName), IdentityType: "AssumedRoleUser" };
+      return {
+        AccountId: caller.account,
+        RoleId: id,
+        UserId: `${id}:${caller.sessionName}`,
+        PrincipalId: `${id}:${caller.sessionName}`,
+        Arn: assumedRoleArn(caller.account, caller.roleName, caller.sessionName),
+        IdentityType: "AssumedRoleUser",
+      };
     },
 
     /** Credentials a cloud service (Function Compute) holds for a role that trusts it, e.g. a function's execution role. */

@@ -13,7 +13,10 @@ import { faultSettingsSchema } from "./faults.ts";
 import { accountIdPattern } from "./ram/arn.ts";
 import { permissionPolicySchema, trustPolicySchema } from "./ram/policy.ts";
 
-const accessKeySchema = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9]{8,64}$/, "an access key id is 8-64 letters and digits"), secret: z.string().min(8) });
+const accessKeySchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9]{8,64}$/, "an access key id is 8-64 letters and digits"),
+  secret: z.string().min(8),
+});
 
 /** A user or role lists policies by the name of one of its account's `policies`, or inline. */
 const policyRefSchema = z.union([z.string().min(1), permissionPolicySchema]);
@@ -61,7 +64,10 @@ const repositoryName = z.string().regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*\/[a-z0-9]
 const region = regionIdSchema;
 
 const domainSchema = z.union([
-  z.string().min(1).transform((domain) => ({ domain, type: "SYSTEM" as const })),
+  z
+    .string()
+    .min(1)
+    .transform((domain) => ({ domain, type: "SYSTEM" as const })),
   z.strictObject({ domain: z.string().min(1), type: z.enum(["SYSTEM", "USER"]).default("SYSTEM") }),
 ]);
 
@@ -97,7 +103,9 @@ const ackClusterSchema = z.strictObject({
 });
 
 const accountSchema = z.strictObject({
-  id: z.string({ error: "an account id is a 16-digit string (quote it in YAML)" }).regex(accountIdPattern, "an account id is a 16-digit string (quote it in YAML)"),
+  id: z
+    .string({ error: "an account id is a 16-digit string (quote it in YAML)" })
+    .regex(accountIdPattern, "an account id is a 16-digit string (quote it in YAML)"),
   name: z.string().optional(),
   policies: z.record(z.string().min(1), permissionPolicySchema).default({}),
   users: z.array(userSchema).default([]),
@@ -134,12 +142,22 @@ export const worldSchema = z
           lower.add(name.toLowerCase());
         });
       };
-      unique("users", account.users.map((user) => user.name));
-      unique("roles", account.roles.map((role) => role.name));
-      unique("oidcProviders", account.oidcProviders.map((provider) => provider.name));
+      unique(
+        "users",
+        account.users.map((user) => user.name),
+      );
+      unique(
+        "roles",
+        account.roles.map((role) => role.name),
+      );
+      unique(
+        "oidcProviders",
+        account.oidcProviders.map((provider) => provider.name),
+      );
       const checkRefs = (kind: "users" | "roles", index: number, refs: (string | object)[]) =>
         refs.forEach((ref, p) => {
-          if (typeof ref === "string" && account.policies[ref] === undefined) issue(["accounts", a, kind, index, "policies", p], `no policy named '${ref}' in this account's policies`);
+          if (typeof ref === "string" && account.policies[ref] === undefined)
+            issue(["accounts", a, kind, index, "policies", p], `no policy named '${ref}' in this account's policies`);
         });
       account.users.forEach((user, u) => {
         checkRefs("users", u, user.policies);

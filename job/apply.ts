@@ -59,7 +59,6 @@ export interface ApplyContext {
   events?: EventRecorder;
 }
 
-
 const causeFields = (error: unknown): string[] => (isAcrCredentialError(error) ? (error.details.causes ?? []) : []).map((cause) => cause.field ?? "");
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
@@ -107,7 +106,9 @@ export async function apply(plan: Plan, context: ApplyContext): Promise<ApplyRes
   }
   await Promise.all(plan.namespaces.map((ns) => limit(() => applyNamespace(ns, context, accounts, result))));
   // Counted per namespace at the end: namespaces finish in any order, so no running total is right.
-  result.counts.namespacesFailed = new Set([...result.failures, ...result.conflicts.filter((conflict) => conflict.kind !== "unrecorded")].map((problem) => problem.namespace)).size;
+  result.counts.namespacesFailed = new Set(
+    [...result.failures, ...result.conflicts.filter((conflict) => conflict.kind !== "unrecorded")].map((problem) => problem.namespace),
+  ).size;
   await reportConflicts(result.conflicts, context, accounts);
   return result;
 }
@@ -128,7 +129,15 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
         throw error;
       });
       result.counts.secretsApplied += 1;
-      result.outcomes.push({ kind: "applied", secret: item.secret, namespace: ns.namespace, uid: ns.uid, fingerprint: desired.fingerprint, expiresAt: desired.expiresAt, secretUid: written.uid });
+      result.outcomes.push({
+        kind: "applied",
+        secret: item.secret,
+        namespace: ns.namespace,
+        uid: ns.uid,
+        fingerprint: desired.fingerprint,
+        expiresAt: desired.expiresAt,
+        secretUid: written.uid,
+      });
       logger.debug({ namespace: ns.namespace, secret: item.secret, reason: item.reason }, "secret applied");
     } catch (error) {
       unavailable.add(item.secret);
@@ -162,7 +171,9 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
 
   for (const sa of ns.applied) {
     const entries = [...sa.missing, ...sa.stale];
-    const change = [sa.missing.length > 0 ? `lacks ${sa.missing.join(", ")}` : "", sa.stale.length > 0 ? `still lists ${sa.stale.join(", ")}` : ""].filter((part) => part !== "").join(" and ");
+    const change = [sa.missing.length > 0 ? `lacks ${sa.missing.join(", ")}` : "", sa.stale.length > 0 ? `still lists ${sa.stale.join(", ")}` : ""]
+      .filter((part) => part !== "")
+      .join(" and ");
     result.conflicts.push({
       namespace: ns.namespace,
       secret: entries.join(","),
@@ -171,7 +182,10 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
       managers: [...sa.managers],
       message: `ServiceAccount ${sa.name} ${change}, but its imagePullSecrets are applied by ${sa.managers.join(", ")}, so the refresher leaves it alone; list the refresher's Secrets in that manifest, or annotate the ServiceAccount ${annotations.exclude}=true (docs/troubleshooting.md)`,
     });
-    logger.warn({ namespace: ns.namespace, serviceAccount: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale }, "service account applied by another manager, left alone");
+    logger.warn(
+      { namespace: ns.namespace, serviceAccount: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale },
+      "service account applied by another manager, left alone",
+    );
   }
 
   for (const secret of ns.unrecorded) {
@@ -199,7 +213,12 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
     } catch (error) {
       if (statusOf(error) === 409 || refusedByPolicy(error)) {
         // The uid precondition failed (or the policy saw a foreign Secret): it is no longer the one the refresher created.
-        result.conflicts.push({ namespace: ns.namespace, secret, kind: "replaced", message: `the refresher's Secret ${secret} was replaced by one it did not create; it was left alone, not deleted` });
+        result.conflicts.push({
+          namespace: ns.namespace,
+          secret,
+          kind: "replaced",
+          message: `the refresher's Secret ${secret} was replaced by one it did not create; it was left alone, not deleted`,
+        });
         result.outcomes.push({ kind: "foreign", secret, namespace: ns.namespace });
         logger.warn({ namespace: ns.namespace, secret }, "secret replaced by someone else, not deleted");
         continue;
@@ -219,14 +238,26 @@ async function applyNamespace(ns: NamespacePlan, context: ApplyContext, accounts
 async function reportConflicts(conflicts: readonly Conflict[], context: ApplyContext, accounts: Map<string, ServiceAccountInfo>): Promise<void> {
   if (conflicts.length === 0) return;
   const recorder = context.events ?? eventRecorder(context.cluster, context.logger);
-  await recorder.record(conflicts.map((conflict) => conflictEvent(conflict, conflict.serviceAccount === undefined ? undefined : accounts.get(`${conflict.namespace}/${conflict.serviceAccount}`)?.uid)));
+  await recorder.record(
+    conflicts.map((conflict) =>
+      conflictEvent(conflict, conflict.serviceAccount === undefined ? undefined : accounts.get(`${conflict.namespace}/${conflict.serviceAccount}`)?.uid),
+    ),
+  );
 }
 
-const conflictReasons: Record<Conflict["kind"], string> = { exists: eventReasons.secretNameTaken, replaced: eventReasons.secretReplaced, unrecorded: eventReasons.secretNotRecorded, applied: eventReasons.serviceAccountApplied };
+const conflictReasons: Record<Conflict["kind"], string> = {
+  exists: eventReasons.secretNameTaken,
+  replaced: eventReasons.secretReplaced,
+  unrecorded: eventReasons.secretNotRecorded,
+  applied: eventReasons.serviceAccountApplied,
+};
 
 /** The Event of a conflict; `uid` is the ServiceAccount's, so that `kubectl describe` shows it (a foreign Secret cannot be read). */
 export function conflictEvent(conflict: Conflict, uid?: string): RefresherEvent {
-  const regarding = conflict.kind === "applied" ? { kind: "ServiceAccount", name: conflict.serviceAccount ?? "", ...(uid === undefined ? {} : { uid }) } : { kind: "Secret", name: conflict.secret };
+  const regarding =
+    conflict.kind === "applied"
+      ? { kind: "ServiceAccount", name: conflict.serviceAccount ?? "", ...(uid === undefined ? {} : { uid }) }
+      : { kind: "Secret", name: conflict.secret };
   return namedEvent({ namespace: conflict.namespace, reason: conflictReasons[conflict.kind], action: "LeftAlone", note: conflict.message, regarding });
 }
 
@@ -235,7 +266,13 @@ export function conflictEvent(conflict: Conflict, uid?: string): RefresherEvent 
  * writer got there first (409, or 422 from the failed `resourceVersion` test), against a fresh GET
  * with the edit recomputed, so both writers' changes survive. Returns false when nothing was needed.
  */
-async function patchServiceAccount(context: ApplyContext, namespace: string, edit: ServiceAccountEdit, want: readonly string[], listed: ServiceAccountInfo | undefined): Promise<boolean> {
+async function patchServiceAccount(
+  context: ApplyContext,
+  namespace: string,
+  edit: ServiceAccountEdit,
+  want: readonly string[],
+  listed: ServiceAccountInfo | undefined,
+): Promise<boolean> {
   let current = listed ?? (await context.cluster.getServiceAccount(namespace, edit.name));
   return retry(
     async (_remainingMs, attempt) => {
@@ -252,7 +289,8 @@ async function patchServiceAccount(context: ApplyContext, namespace: string, edi
       policy: { baseDelayMs: 50, maxDelayMs: 400, maxAttempts: context.patchAttempts ?? 6 },
       deadline: Number.POSITIVE_INFINITY,
       classify: (error) => ({ retry: statusOf(error) === 409 || statusOf(error) === 422 }),
-      onRetry: ({ attempts }) => context.logger.debug({ namespace, serviceAccount: edit.name, attempt: attempts }, "service account changed meanwhile; re-reading"),
+      onRetry: ({ attempts }) =>
+        context.logger.debug({ namespace, serviceAccount: edit.name, attempt: attempts }, "service account changed meanwhile; re-reading"),
       ...(context.sleep === undefined ? {} : { sleep: context.sleep }),
       ...(context.random === undefined ? {} : { random: context.random }),
     },

@@ -8,7 +8,13 @@
  */
 import { readFile as readFileFromDisk } from "node:fs/promises";
 import { setTimeout as waitFor } from "node:timers/promises";
-import { credentialsResponseSchema, errorResponseSchema, type CredentialsRequest, type CredentialsResponse, type RegistryRequest } from "../shared/broker-api.ts";
+import {
+  credentialsResponseSchema,
+  errorResponseSchema,
+  type CredentialsRequest,
+  type CredentialsResponse,
+  type RegistryRequest,
+} from "../shared/broker-api.ts";
 import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
 import { backoffDelay, retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
@@ -66,7 +72,10 @@ async function readToken(readFile: (path: string) => Promise<string>, path: stri
     token = (await readFile(path)).trim();
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    throw new AcrCredentialError("FileUnreadable", `cannot read the ${what} at ${path} (${reason}); mount the projected token volume from job/deploy or pass ${flag}`);
+    throw new AcrCredentialError(
+      "FileUnreadable",
+      `cannot read the ${what} at ${path} (${reason}); mount the projected token volume from job/deploy or pass ${flag}`,
+    );
   }
   if (token === "") throw new AcrCredentialError("FileUnreadable", `the ${what} at ${path} is empty; check the projected token volume`);
   return token;
@@ -106,7 +115,11 @@ function brokerError(status: number, body: unknown, url: string): AcrCredentialE
   const known = code !== undefined && Object.hasOwn(errorCodes, code) ? (code as ErrorCode) : undefined;
   // A refusal without the broker's error body did not come from the broker (a proxy, another service at that URL).
   if (!parsed.success && status < 500 && status !== 429) {
-    return new AcrCredentialError("BrokerResponseInvalid", `${url} answered ${status} with a body that is not the broker's API; check broker-url (a proxy or another service answers there)`, { details: { status } });
+    return new AcrCredentialError(
+      "BrokerResponseInvalid",
+      `${url} answered ${status} with a body that is not the broker's API; check broker-url (a proxy or another service answers there)`,
+      { details: { status } },
+    );
   }
   const fix: Record<number, string> = {
     401: "the broker rejected the ServiceAccount token; check the token audience and the cluster's issuer in the broker config",
@@ -115,7 +128,18 @@ function brokerError(status: number, body: unknown, url: string): AcrCredentialE
     429: "the broker is rate-limiting this cluster; the next run retries",
   };
   const hint = fix[status] ?? (status >= 500 ? "the broker or Alibaba Cloud is failing; the next run retries" : "check the refresher's configuration");
-  const fallback: ErrorCode = status === 400 ? "InvalidRequest" : status === 401 ? "InvalidToken" : status === 403 ? "Forbidden" : status === 404 ? "NotFound" : status === 429 ? "RateLimited" : "BrokerUnreachable";
+  const fallback: ErrorCode =
+    status === 400
+      ? "InvalidRequest"
+      : status === 401
+        ? "InvalidToken"
+        : status === 403
+          ? "Forbidden"
+          : status === 404
+            ? "NotFound"
+            : status === 429
+              ? "RateLimited"
+              : "BrokerUnreachable";
   return new AcrCredentialError(known ?? fallback, `broker ${url} answered ${status}: ${message}; ${hint}`, { details: { status } });
 }
 
@@ -124,7 +148,8 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
   const readFile = options.readFile ?? ((path: string) => readFileFromDisk(path, "utf8"));
   const pause = options.sleep ?? sleep;
   // A wait that ends when the signal aborts; the default one clears its timer too, so a stopped refresher exits at once.
-  const sleepUnless = (signal: AbortSignal) => (milliseconds: number) => (options.sleep === undefined ? waitFor(milliseconds, undefined, { signal }) : abortable(pause(milliseconds), signal));
+  const sleepUnless = (signal: AbortSignal) => (milliseconds: number) =>
+    options.sleep === undefined ? waitFor(milliseconds, undefined, { signal }) : abortable(pause(milliseconds), signal);
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
   const policy: BackoffPolicy = { ...brokerBackoff, maxAttempts: options.attempts ?? brokerBackoff.maxAttempts };
@@ -140,7 +165,11 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
     if (query.force === true) body.force = true;
     if (query.minValiditySeconds !== undefined) body.minValiditySeconds = query.minValiditySeconds;
     if (needsOidcToken) {
-      if (options.stsTokenFile === undefined) throw new AcrCredentialError("ConfigInvalid", "RRSA is enabled but no token with audience sts.aliyuncs.com is mounted; add the second projected token from job/deploy (or pass --sts-token-file)");
+      if (options.stsTokenFile === undefined)
+        throw new AcrCredentialError(
+          "ConfigInvalid",
+          "RRSA is enabled but no token with audience sts.aliyuncs.com is mounted; add the second projected token from job/deploy (or pass --sts-token-file)",
+        );
       body.oidcToken = await readToken(readFile, options.stsTokenFile, "RRSA token (audience sts.aliyuncs.com)", "--sts-token-file");
     }
     let response: Response;
@@ -148,14 +177,25 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
     try {
       response = await doFetch(endpoint, {
         method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json", "user-agent": options.userAgent ?? "acr-credential-refresher" },
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          accept: "application/json",
+          "user-agent": options.userAgent ?? "acr-credential-refresher",
+        },
         body: JSON.stringify(body),
         signal: query.signal === undefined ? AbortSignal.timeout(timeoutMs) : AbortSignal.any([AbortSignal.timeout(timeoutMs), query.signal]),
       });
       text = await response.text();
     } catch (error) {
       const reason = error instanceof Error ? ((error.cause as { code?: string } | undefined)?.code ?? error.name) : String(error);
-      return { retry: new AcrCredentialError("BrokerUnreachable", `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`, { cause: error }) };
+      return {
+        retry: new AcrCredentialError(
+          "BrokerUnreachable",
+          `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`,
+          { cause: error },
+        ),
+      };
     }
     let json: unknown;
     try {
@@ -165,7 +205,11 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
     }
     if (response.ok) {
       const parsed = credentialsResponseSchema.safeParse(json);
-      if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `broker ${endpoint} answered ${response.status} with a body that is not a credentials response; check broker-url`);
+      if (!parsed.success)
+        throw new AcrCredentialError(
+          "BrokerResponseInvalid",
+          `broker ${endpoint} answered ${response.status} with a body that is not a credentials response; check broker-url`,
+        );
       return { response: parsed.data };
     }
     const error = brokerError(response.status, json, endpoint);
@@ -190,7 +234,8 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
             now,
             sleep: query.signal === undefined ? pause : sleepUnless(query.signal),
             random,
-            classify: (error) => (error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false }),
+            classify: (error) =>
+              error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false },
             ...(query.onRetry === undefined ? {} : { onRetry: (notice: RetryNotice) => query.onRetry?.(retryNotice(notice)) }),
           },
         );

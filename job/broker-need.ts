@@ -54,11 +54,26 @@ export function parseBrokerMemory(text: string | undefined): BrokerMemory | unde
  * annotation. Namespace and ServiceAccount choices are not in it: a newly chosen one is seen directly.
  */
 export function credentialConfigHash(config: RefresherConfig): string {
-  const shape = [config.brokerUrl, config.rrsa, config.notifyEmail ?? "", config.registries.map((registry) => [registry.secretName, registryRequest(registry, config.rrsa)])];
+  const shape = [
+    config.brokerUrl,
+    config.rrsa,
+    config.notifyEmail ?? "",
+    config.registries.map((registry) => [registry.secretName, registryRequest(registry, config.rrsa)]),
+  ];
   return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
 }
 
-export type NeedCode = "resync" | "secret-missing" | "memory-missing" | "interrupted" | "config-changed" | "no-credential" | "expiring" | "namespace-lacks-secret" | "secret-uid-unknown" | "service-account-lacks-secret";
+export type NeedCode =
+  | "resync"
+  | "secret-missing"
+  | "memory-missing"
+  | "interrupted"
+  | "config-changed"
+  | "no-credential"
+  | "expiring"
+  | "namespace-lacks-secret"
+  | "secret-uid-unknown"
+  | "service-account-lacks-secret";
 
 export interface NeedReason {
   code: NeedCode;
@@ -101,7 +116,8 @@ export interface BrokerNeed {
 const reasonsPerCode = 5;
 
 /** Seconds before expiry at which a credential is renewed: the threshold, plus one interval so that no run in between finds it inside the threshold. */
-export const renewalWindowSeconds = (config: RefresherConfig, intervalSeconds: number): number => config.expiringThresholdSeconds + Math.max(0, intervalSeconds);
+export const renewalWindowSeconds = (config: RefresherConfig, intervalSeconds: number): number =>
+  config.expiringThresholdSeconds + Math.max(0, intervalSeconds);
 
 /** When the next run must ask the broker: the earliest expiry in hand minus the renewal window; `now` when a registry has none. */
 export function nextCallDue(registries: readonly RegistryEntry[], expiries: Readonly<Record<string, string>>, windowSeconds: number, now: Date): Date {
@@ -167,14 +183,26 @@ export function brokerNeed(input: NeedInput): BrokerNeed {
   }
 
   const call = reasons.length > 0;
-  return { call, reasons, renew, renewWithinSeconds: window, resync: input.resync || annotationResync, nextCallDueAt: call ? now : nextCallDue(config.registries, expiries, window, now) };
+  return {
+    call,
+    reasons,
+    renew,
+    renewWithinSeconds: window,
+    resync: input.resync || annotationResync,
+    nextCallDueAt: call ? now : nextCallDue(config.registries, expiries, window, now),
+  };
 }
 
 /** A reason as one line for logs and the status, e.g. `expiring: cri-abc@cn-hangzhou`. */
 export const describeReason = (reason: NeedReason): string => (reason.subject === undefined ? reason.code : `${reason.code}: ${reason.subject}`);
 
 /** The memory after a run that asked: expiries of the credentials received, the configuration they were fetched for. */
-export function rememberAnswer(config: RefresherConfig, received: ReadonlyArray<{ registry: RegistryEntry; expiresAt?: string; error?: unknown }>, now: Date, resync: string | undefined): BrokerMemory {
+export function rememberAnswer(
+  config: RefresherConfig,
+  received: ReadonlyArray<{ registry: RegistryEntry; expiresAt?: string; error?: unknown }>,
+  now: Date,
+  resync: string | undefined,
+): BrokerMemory {
   const expiries: Record<string, string> = {};
   for (const status of received) if (status.error === undefined && status.expiresAt !== undefined) expiries[status.registry.secretName] = status.expiresAt;
   const memory: BrokerMemory = { version: 1, configHash: credentialConfigHash(config), expiries, lastCallAt: now.toISOString() };

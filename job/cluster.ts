@@ -1,4 +1,17 @@
-import { ApiException, CoreV1Api, EventsV1Api, Observable, type CoreV1Event, PatchStrategy, setHeaderOptions, type KubeConfig, type RequestContext, type ResponseContext, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import {
+  ApiException,
+  CoreV1Api,
+  EventsV1Api,
+  Observable,
+  type CoreV1Event,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type RequestContext,
+  type ResponseContext,
+  type V1Namespace,
+  type V1ServiceAccount,
+} from "@kubernetes/client-node";
 import { Agent } from "node:https";
 import { AcrCredentialError, type StatusCause } from "../shared/errors.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "./plan.ts";
@@ -15,7 +28,10 @@ export interface ClusterApi {
   /** A ConfigMap's data, or `undefined` when it does not exist. */
   readConfigMap(namespace: string, name: string): Promise<Record<string, string> | undefined>;
   /** A ConfigMap's data and annotations (the resync annotation lives there), or `undefined` when it does not exist. */
-  readConfigMapWithAnnotations(namespace: string, name: string): Promise<{ data: Record<string, string>; annotations: Record<string, string>; uid?: string } | undefined>;
+  readConfigMapWithAnnotations(
+    namespace: string,
+    name: string,
+  ): Promise<{ data: Record<string, string>; annotations: Record<string, string>; uid?: string } | undefined>;
   listNamespaces(): Promise<NamespaceInfo[]>;
   /** All ServiceAccounts of one namespace, or of the whole cluster when `namespace` is undefined. */
   listServiceAccounts(namespace?: string): Promise<ServiceAccountInfo[]>;
@@ -75,10 +91,16 @@ export function kubernetesError(error: unknown, what: string): AcrCredentialErro
     });
   }
   if (error instanceof Error && error.name === "AbortError") {
-    return new AcrCredentialError("KubernetesError", `${what}: the API server did not answer in time; check its health and the network path to it`, { cause: error, details: { status: 0, statusReason: "Timeout" } });
+    return new AcrCredentialError("KubernetesError", `${what}: the API server did not answer in time; check its health and the network path to it`, {
+      cause: error,
+      details: { status: 0, statusReason: "Timeout" },
+    });
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, { cause: error, details: { status: 0, statusReason: "Network" } });
+  return new AcrCredentialError("KubernetesError", `${what}: ${message.replace(/\s+/g, " ")}; check that the API server is reachable`, {
+    cause: error,
+    details: { status: 0, statusReason: "Network" },
+  });
 }
 
 export function statusOf(error: unknown): number {
@@ -101,7 +123,9 @@ const dateOf = (value: Date | string | undefined | null): Date | undefined => {
 };
 
 export function pullSecretEvent(event: CoreV1Event): PullSecretEvent {
-  const seen = [event.series?.lastObservedTime, event.lastTimestamp, event.eventTime, event.firstTimestamp, event.metadata?.creationTimestamp].map(dateOf).find((date) => date !== undefined);
+  const seen = [event.series?.lastObservedTime, event.lastTimestamp, event.eventTime, event.firstTimestamp, event.metadata?.creationTimestamp]
+    .map(dateOf)
+    .find((date) => date !== undefined);
   return { namespace: event.metadata?.namespace ?? event.involvedObject?.namespace ?? "", message: event.message ?? "", lastSeen: seen };
 }
 
@@ -195,10 +219,17 @@ function observing(observe: (request: { method: string; url: string }) => void):
   };
 }
 
-export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTimeoutMs?: number; observe?: (request: { method: string; url: string }) => void } = {}): ClusterApi {
+export function kubernetesCluster(
+  kubeConfig: KubeConfig,
+  options: { requestTimeoutMs?: number; observe?: (request: { method: string; url: string }) => void } = {},
+): ClusterApi {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const events = kubeConfig.makeApiClient(EventsV1Api);
-  const middleware = [deadline(options.requestTimeoutMs ?? 30_000), sharedConnections(32), ...(options.observe === undefined ? [] : [observing(options.observe)])];
+  const middleware = [
+    deadline(options.requestTimeoutMs ?? 30_000),
+    sharedConnections(32),
+    ...(options.observe === undefined ? [] : [observing(options.observe)]),
+  ];
   const requestOptions: RequestOptions = { middleware, middlewareMergeStrategy: "append" };
   const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply, requestOptions);
   const jsonPatchOptions = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch, requestOptions);
@@ -213,7 +244,11 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
   const readConfigMapWithAnnotations = async (namespace: string, name: string) => {
     try {
       const configMap = await core.readNamespacedConfigMap({ namespace, name }, requestOptions);
-      return { data: configMap.data ?? {}, annotations: configMap.metadata?.annotations ?? {}, ...(configMap.metadata?.uid === undefined ? {} : { uid: configMap.metadata.uid }) };
+      return {
+        data: configMap.data ?? {},
+        annotations: configMap.metadata?.annotations ?? {},
+        ...(configMap.metadata?.uid === undefined ? {} : { uid: configMap.metadata.uid }),
+      };
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return undefined;
       throw kubernetesError(error, `reading ConfigMap ${namespace}/${name}`);
@@ -252,11 +287,15 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
       // `metadata.uid` in an apply is a precondition: it must match the stored Secret (or the apply fails).
       const body = uid === undefined ? secret : { ...secret, metadata: { ...secret.metadata, uid } };
       // The response echoes the Secret, password included: only its uid is kept.
-      const written = await call(`applying Secret ${namespace}/${name}`, () => core.patchNamespacedSecret({ name, namespace, body, fieldManager, force: false }, applyOptions));
+      const written = await call(`applying Secret ${namespace}/${name}`, () =>
+        core.patchNamespacedSecret({ name, namespace, body, fieldManager, force: false }, applyOptions),
+      );
       return { uid: written.metadata?.uid ?? "" };
     },
     async patchServiceAccount(namespace, name, patch) {
-      await call(`patching ServiceAccount ${namespace}/${name}`, () => core.patchNamespacedServiceAccount({ name, namespace, body: patch, fieldManager }, jsonPatchOptions));
+      await call(`patching ServiceAccount ${namespace}/${name}`, () =>
+        core.patchNamespacedServiceAccount({ name, namespace, body: patch, fieldManager }, jsonPatchOptions),
+      );
     },
     async deleteSecret(namespace, name, uid) {
       try {
@@ -269,7 +308,9 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
       }
     },
     async listPullSecretEvents() {
-      const items = await call("listing Events about missing pull Secrets", () => allPages((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: pageSize, _continue }, requestOptions)));
+      const items = await call("listing Events about missing pull Secrets", () =>
+        allPages((_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: pageSize, _continue }, requestOptions)),
+      );
       return items.map(pullSecretEvent);
     },
     async createEvent(event, at = new Date()) {
@@ -280,7 +321,13 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
         reason: event.reason,
         action: event.action,
         note: event.note,
-        regarding: { apiVersion: "v1", kind: event.regarding.kind, namespace: event.namespace, name: event.regarding.name, ...(event.regarding.uid === undefined ? {} : { uid: event.regarding.uid }) },
+        regarding: {
+          apiVersion: "v1",
+          kind: event.regarding.kind,
+          namespace: event.namespace,
+          name: event.regarding.name,
+          ...(event.regarding.uid === undefined ? {} : { uid: event.regarding.uid }),
+        },
         reportingController: "acr-credential-broker.io/refresher",
         reportingInstance: "acr-credential-refresher",
       };
@@ -298,11 +345,15 @@ export function kubernetesCluster(kubeConfig: KubeConfig, options: { requestTime
     },
     async patchEventSeries(namespace, name, series) {
       const body = { series: { count: series.count, lastObservedTime: microTime(series.lastObservedTime) } };
-      await call(`updating Event ${namespace}/${name}`, () => events.patchNamespacedEvent({ namespace, name, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch, requestOptions)));
+      await call(`updating Event ${namespace}/${name}`, () =>
+        events.patchNamespacedEvent({ namespace, name, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch, requestOptions)),
+      );
     },
     async applyConfigMap(namespace, name, data, labels) {
       const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace, labels }, data };
-      await call(`writing ConfigMap ${namespace}/${name}`, () => core.patchNamespacedConfigMap({ name, namespace, body, fieldManager, force: true }, applyOptions));
+      await call(`writing ConfigMap ${namespace}/${name}`, () =>
+        core.patchNamespacedConfigMap({ name, namespace, body, fieldManager, force: true }, applyOptions),
+      );
     },
   };
 }

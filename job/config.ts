@@ -62,14 +62,22 @@ type Setting = keyof typeof settings;
 export const addonParametersKey = "addon-parameters";
 
 const keyOf = (name: string) => name.toLowerCase().replace(/[-_]/g, "");
-const settingByKey = new Map<string, Setting>(Object.entries(settings).flatMap(([setting, names]) => names.map((name) => [keyOf(name), setting as Setting] as const)));
+const settingByKey = new Map<string, Setting>(
+  Object.entries(settings).flatMap(([setting, names]) => names.map((name) => [keyOf(name), setting as Setting] as const)),
+);
 
 /** Add-on settings that have no meaning here, and what serves their purpose instead. */
 const retiredKeys = new Map<string, string>([
   ["acrapiversion", "the broker chooses the Container Registry API; remove it"],
   ["tokenmode", "the broker holds the cloud identity, so no worker or managed role is used in the cluster; remove it"],
-  ["webhookconfiguration", "there is no admission webhook; run the refresher with --watch (job/deploy/watch), which gives a new ServiceAccount its pull secret within seconds of its creation (docs/migrate.md)"],
-  ["acrregistry", "this first-generation list of registry domains is replaced by 'acr-registry-info': one item per registry with instanceId, regionId and domains (docs/migrate.md)"],
+  [
+    "webhookconfiguration",
+    "there is no admission webhook; run the refresher with --watch (job/deploy/watch), which gives a new ServiceAccount its pull secret within seconds of its creation (docs/migrate.md)",
+  ],
+  [
+    "acrregistry",
+    "this first-generation list of registry domains is replaced by 'acr-registry-info': one item per registry with instanceId, regionId and domains (docs/migrate.md)",
+  ],
 ]);
 
 const defaultExpiringThresholdSeconds = 15 * 60;
@@ -97,7 +105,12 @@ type Settings = Map<Setting, Given[]>;
  * Reads one setting; two spellings with different values are a mistake worth naming. `same` decides
  * what "different" means where one meaning has several forms (`rrsa: {enable: true}` and `enableRRSA: true`).
  */
-function read(given: Settings, setting: Setting, problems: Problems, same: (a: string, b: string) => boolean = (a, b) => a.trim() === b.trim()): Given | undefined {
+function read(
+  given: Settings,
+  setting: Setting,
+  problems: Problems,
+  same: (a: string, b: string) => boolean = (a, b) => a.trim() === b.trim(),
+): Given | undefined {
   const [first, ...others] = given.get(setting) ?? [];
   if (first === undefined) return undefined;
   const other = others.find((candidate) => !same(first.value, candidate.value));
@@ -120,7 +133,8 @@ function parameterText(value: unknown): string {
  * object that carries it as the string `config` (`{"name":"managed-aliyun-acr-credential-helper","config":"{...}"}`).
  */
 function parseAddonParameters(key: string, value: string, problems: Problems): Record<string, unknown> {
-  const shape = "paste the add-on's parameter JSON as it is, e.g. {\"AcrInstanceInfo\":[{\"instanceId\":\"cri-xxx\",\"regionId\":\"cn-hangzhou\"}],\"watchNamespace\":\"all\"}";
+  const shape =
+    'paste the add-on\'s parameter JSON as it is, e.g. {"AcrInstanceInfo":[{"instanceId":"cri-xxx","regionId":"cn-hangzhou"}],"watchNamespace":"all"}';
   const parse = (text: string): unknown => {
     try {
       return parseYaml(text);
@@ -164,21 +178,32 @@ function collectSettings(data: Readonly<Record<string, string>>, problems: Probl
 }
 
 function splitList(value: string): string[] {
-  return value.split(/[,\s]+/).map((item) => item.trim()).filter((item) => item !== "");
+  return value
+    .split(/[,\s]+/)
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
 }
 
 /**
  * A namespace or ServiceAccount selector. Kubernetes names are lower case, so `Default` (as the add-on's
  * docs write it) is `default`, and the all-words (`all`, `ALL`, `*`) match in any case.
  */
-function parseSelector(key: string, value: string | undefined, allWords: readonly string[], valid: (pattern: string) => boolean, what: string, problems: Problems): Selector {
+function parseSelector(
+  key: string,
+  value: string | undefined,
+  allWords: readonly string[],
+  valid: (pattern: string) => boolean,
+  what: string,
+  problems: Problems,
+): Selector {
   const items = splitList(value ?? "");
   if (items.length === 0) return { kind: "list", patterns: ["default"] };
   if (items.some((item) => allWords.includes(item.toLowerCase()))) {
     if (items.length > 1) problems.add(key, `'${items.join(",")}' mixes '${allWords.join("' or '")}' with names; use one or the other`);
     return { kind: "all" };
   }
-  for (const item of items) if (!valid(item.toLowerCase())) problems.add(key, `'${item}' is not a ${what} (letters, digits and '-', optionally with '*' or '?')`);
+  for (const item of items)
+    if (!valid(item.toLowerCase())) problems.add(key, `'${item}' is not a ${what} (letters, digits and '-', optionally with '*' or '?')`);
   return { kind: "list", patterns: [...new Set(items.map((item) => item.toLowerCase()))] };
 }
 
@@ -250,7 +275,15 @@ function optionalText(value: unknown): string | undefined {
  * managed add-on's form), each with the item's other fields. Without `regionId` (and without
  * `default-region-id`) the entry leaves the region to the broker, which knows the cluster's.
  */
-function parseRegistryItem(key: string, index: number, item: unknown, defaultRegionId: string | undefined, rrsa: boolean, problems: Problems, warnings: string[]): RegistryEntry[] {
+function parseRegistryItem(
+  key: string,
+  index: number,
+  item: unknown,
+  defaultRegionId: string | undefined,
+  rrsa: boolean,
+  problems: Problems,
+  warnings: string[],
+): RegistryEntry[] {
   const at = `${key}[${index}]`;
   if (item === null || item === undefined) item = {};
   if (typeof item !== "object" || Array.isArray(item)) {
@@ -262,53 +295,73 @@ function parseRegistryItem(key: string, index: number, item: unknown, defaultReg
   for (const [name, value] of Object.entries(item as Record<string, unknown>)) {
     const field = itemFields[name.toLowerCase()];
     if (field !== undefined) raw[field] = value;
-    else if (secretItemFields.has(name.toLowerCase())) warnings.push(`key '${at}.${name}' is ignored: the broker holds the cloud identity, so remove the access key from the ConfigMap`);
+    else if (secretItemFields.has(name.toLowerCase()))
+      warnings.push(`key '${at}.${name}' is ignored: the broker holds the cloud identity, so remove the access key from the ConfigMap`);
     else unknown.push(name);
   }
   // Only unknown fields is a misspelt item, not the Personal Edition default an empty item stands for.
   if (Object.keys(raw).length === 0 && unknown.length > 0) {
-    problems.add(at, `has none of the fields instanceId, regionId, domains, assumeRoleARN, expireDuration, rrsaRoleARN, rrsaOIDCProviderRoleARN (found ${unknown.map((name) => `'${name}'`).join(", ")}); check their spelling`);
+    problems.add(
+      at,
+      `has none of the fields instanceId, regionId, domains, assumeRoleARN, expireDuration, rrsaRoleARN, rrsaOIDCProviderRoleARN (found ${unknown.map((name) => `'${name}'`).join(", ")}); check their spelling`,
+    );
     return [];
   }
   for (const name of unknown) warnings.push(`key '${at}.${name}' is not a known registry field and is ignored`);
   const before = problems.messages.length;
   const instanceIds = [...new Set(splitList(optionalText(raw.instanceId) ?? ""))];
-  for (const instanceId of instanceIds) if (!instanceIdPattern.test(instanceId)) problems.add(`${at}.instanceId`, `'${instanceId}' is not an instance id such as cri-xxxxxxxx (leave it empty for the Personal Edition)`);
+  for (const instanceId of instanceIds)
+    if (!instanceIdPattern.test(instanceId))
+      problems.add(`${at}.instanceId`, `'${instanceId}' is not an instance id such as cri-xxxxxxxx (leave it empty for the Personal Edition)`);
   const regionId = optionalText(raw.regionId) ?? defaultRegionId;
-  if (regionId !== undefined && !regionIdPattern.test(regionId)) problems.add(`${at}.regionId`, `'${regionId}' is not a region id such as cn-hangzhou (leave it empty for the cluster's region)`);
+  if (regionId !== undefined && !regionIdPattern.test(regionId))
+    problems.add(`${at}.regionId`, `'${regionId}' is not a region id such as cn-hangzhou (leave it empty for the cluster's region)`);
 
   let domains: string[] = [];
   if (Array.isArray(raw.domains)) domains = raw.domains.map((domain) => String(domain));
   else if (optionalText(raw.domains) !== undefined) domains = splitList(String(raw.domains));
-  else if (raw.domains !== undefined && raw.domains !== null && typeof raw.domains !== "string") problems.add(`${at}.domains`, "expected a comma-separated string or a list of domains");
+  else if (raw.domains !== undefined && raw.domains !== null && typeof raw.domains !== "string")
+    problems.add(`${at}.domains`, "expected a comma-separated string or a list of domains");
   domains = normaliseDomains(domains);
   for (const domain of domains) if (!domainPattern.test(domain)) problems.add(`${at}.domains`, `'${domain}' is not a registry domain`);
   if (domains.length > 32) problems.add(`${at}.domains`, "lists more than 32 domains");
   if (instanceIds.length > 1 && domains.length > 0) {
-    warnings.push(`key '${at}': its ${domains.length} domain(s) go into the Secret of each of its ${instanceIds.length} instances, so kubelet may try another instance's password first; give each instance its own item with its own domains`);
+    warnings.push(
+      `key '${at}': its ${domains.length} domain(s) go into the Secret of each of its ${instanceIds.length} instances, so kubelet may try another instance's password first; give each instance its own item with its own domains`,
+    );
   }
 
   const assumeRoleArn = optionalText(raw.assumeRoleArn);
-  if (assumeRoleArn !== undefined && !anyRamArnPattern.test(assumeRoleArn)) problems.add(`${at}.assumeRoleARN`, `'${assumeRoleArn}' is not a RAM role ARN (acs:ram::<account>:role/<name>)`);
+  if (assumeRoleArn !== undefined && !anyRamArnPattern.test(assumeRoleArn))
+    problems.add(`${at}.assumeRoleARN`, `'${assumeRoleArn}' is not a RAM role ARN (acs:ram::<account>:role/<name>)`);
 
   let expireDuration: number | undefined;
   const expireText = optionalText(raw.expireDuration);
   if (expireText !== undefined) {
     expireDuration = Number(expireText);
     if (!Number.isInteger(expireDuration) || expireDuration < sessionSeconds.min || expireDuration > sessionSeconds.max) {
-      problems.add(`${at}.expireDuration`, `'${expireText}' must be a whole number of seconds from ${sessionSeconds.min} to ${sessionSeconds.max} (at most the role's maximum session duration)`);
+      problems.add(
+        `${at}.expireDuration`,
+        `'${expireText}' must be a whole number of seconds from ${sessionSeconds.min} to ${sessionSeconds.max} (at most the role's maximum session duration)`,
+      );
     }
   }
 
   let rrsaRoleArn = optionalText(raw.rrsaRoleArn);
   let rrsaOidcProviderArn = optionalText(raw.rrsaOidcProviderArn);
   if (rrsaRoleArn !== undefined && !anyRamArnPattern.test(rrsaRoleArn)) problems.add(`${at}.rrsaRoleARN`, `'${rrsaRoleArn}' is not a RAM role ARN`);
-  if (rrsaOidcProviderArn !== undefined && !anyRamArnPattern.test(rrsaOidcProviderArn)) problems.add(`${at}.rrsaOIDCProviderRoleARN`, `'${rrsaOidcProviderArn}' is not a RAM OIDC provider ARN`);
+  if (rrsaOidcProviderArn !== undefined && !anyRamArnPattern.test(rrsaOidcProviderArn))
+    problems.add(`${at}.rrsaOIDCProviderRoleARN`, `'${rrsaOidcProviderArn}' is not a RAM OIDC provider ARN`);
   if (rrsa && (rrsaRoleArn === undefined) !== (rrsaOidcProviderArn === undefined)) {
-    problems.add(`${at}.${rrsaRoleArn === undefined ? "rrsaRoleARN" : "rrsaOIDCProviderRoleARN"}`, "is required together with the other RRSA field; set both or neither");
+    problems.add(
+      `${at}.${rrsaRoleArn === undefined ? "rrsaRoleARN" : "rrsaOIDCProviderRoleARN"}`,
+      "is required together with the other RRSA field; set both or neither",
+    );
   }
   if (!rrsa && (rrsaRoleArn !== undefined || rrsaOidcProviderArn !== undefined)) {
-    warnings.push(`key '${at}': the RRSA fields are ignored because RRSA is not enabled ('rrsa: enable: true', or enableRRSA: true in the add-on's parameters)`);
+    warnings.push(
+      `key '${at}': the RRSA fields are ignored because RRSA is not enabled ('rrsa: enable: true', or enableRRSA: true in the add-on's parameters)`,
+    );
     rrsaRoleArn = undefined;
     rrsaOidcProviderArn = undefined;
   }
@@ -333,14 +386,21 @@ const quotedDomainList = /domains:\s*"[^"\n]*"\s*,/;
  * `acr-registry-info` as a YAML list (or JSON, which is YAML). Empty or absent means what it means to
  * the add-on: the Personal Edition registry of the cluster's region.
  */
-function parseRegistries(key: string, value: string | undefined, defaultRegionId: string | undefined, rrsa: boolean, problems: Problems, warnings: string[]): RegistryEntry[] {
+function parseRegistries(
+  key: string,
+  value: string | undefined,
+  defaultRegionId: string | undefined,
+  rrsa: boolean,
+  problems: Problems,
+  warnings: string[],
+): RegistryEntry[] {
   let document: unknown;
   try {
     document = parseYaml(value ?? "");
   } catch (error) {
     const line = (error as { linePos?: [{ line: number }] }).linePos?.[0]?.line;
     const fix = quotedDomainList.test(value ?? "")
-      ? "write several domains as one string, e.g. domains: \"a.example.com,b.example.com\""
+      ? 'write several domains as one string, e.g. domains: "a.example.com,b.example.com"'
       : "it must be a list of '- instanceId: ...' items, indented consistently";
     problems.add(key, `is not valid YAML${line === undefined ? "" : ` (line ${line})`}; ${fix}`);
     return [];
@@ -376,7 +436,8 @@ function parseBrokerUrl(key: string, value: string | undefined, problems: Proble
   if (url.username !== "" || url.password !== "") problems.add(key, "must not carry credentials in the URL");
   if (url.search !== "" || url.hash !== "") problems.add(key, "must not have a query or fragment");
   const loopback = ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
-  if (url.protocol === "http:" && !loopback) warnings.push(`key '${key}': plain http sends the ServiceAccount token unencrypted; use https outside a trusted network`);
+  if (url.protocol === "http:" && !loopback)
+    warnings.push(`key '${key}': plain http sends the ServiceAccount token unencrypted; use https outside a trusted network`);
   return url.href.replace(/\/+$/, "");
 }
 
@@ -393,22 +454,39 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
   const brokerUrl = parseBrokerUrl(brokerUrlSetting?.key ?? "broker-url", brokerUrlSetting?.value, problems, warnings);
 
   const namespaceSetting = read(given, "watchNamespace", problems);
-  const watchNamespace = parseSelector(namespaceSetting?.key ?? "watch-namespace", namespaceSetting?.value, ["all", "*"], globOf(dns1123Label), "namespace name", problems);
+  const watchNamespace = parseSelector(
+    namespaceSetting?.key ?? "watch-namespace",
+    namespaceSetting?.value,
+    ["all", "*"],
+    globOf(dns1123Label),
+    "namespace name",
+    problems,
+  );
 
   // None by default: `all` means every namespace, system ones included, as it does for the add-on.
   const excludeSetting = read(given, "excludeNamespace", problems);
   const excludeNamespaces = excludeSetting === undefined ? [] : splitList(excludeSetting.value).map((pattern) => pattern.toLowerCase());
-  for (const pattern of excludeNamespaces) if (!globOf(dns1123Label)(pattern)) problems.add(excludeSetting?.key ?? "exclude-namespace", `'${pattern}' is not a namespace name or glob`);
+  for (const pattern of excludeNamespaces)
+    if (!globOf(dns1123Label)(pattern)) problems.add(excludeSetting?.key ?? "exclude-namespace", `'${pattern}' is not a namespace name or glob`);
 
   const accountSetting = read(given, "serviceAccount", problems);
-  const serviceAccount = parseSelector(accountSetting?.key ?? "service-account", accountSetting?.value, ["*"], globOf(dns1123Subdomain), "ServiceAccount name", problems);
+  const serviceAccount = parseSelector(
+    accountSetting?.key ?? "service-account",
+    accountSetting?.value,
+    ["*"],
+    globOf(dns1123Subdomain),
+    "ServiceAccount name",
+    problems,
+  );
 
   let expiringThresholdSeconds = defaultExpiringThresholdSeconds;
   const thresholdSetting = read(given, "expiringThreshold", problems);
   if (thresholdSetting !== undefined && thresholdSetting.value.trim() !== "") {
     const milliseconds = parseGoDuration(thresholdSetting.value);
-    if (milliseconds === undefined || milliseconds < 0) problems.add(thresholdSetting.key, `'${thresholdSetting.value}' is not a duration such as 15m, 1h or 90s`);
-    else if (milliseconds > 12 * 3_600_000) problems.add(thresholdSetting.key, `'${thresholdSetting.value}' is longer than 12h, the longest credential lifetime`);
+    if (milliseconds === undefined || milliseconds < 0)
+      problems.add(thresholdSetting.key, `'${thresholdSetting.value}' is not a duration such as 15m, 1h or 90s`);
+    else if (milliseconds > 12 * 3_600_000)
+      problems.add(thresholdSetting.key, `'${thresholdSetting.value}' is longer than 12h, the longest credential lifetime`);
     else expiringThresholdSeconds = Math.round(milliseconds / 1000);
   }
 
@@ -417,28 +495,42 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
   if (spreadSetting !== undefined && spreadSetting.value.trim() !== "") {
     const milliseconds = parseGoDuration(spreadSetting.value);
     if (milliseconds === undefined || milliseconds < 0) problems.add(spreadSetting.key, `'${spreadSetting.value}' is not a duration such as 2m or 90s`);
-    else if (milliseconds > 3_600_000) problems.add(spreadSetting.key, `'${spreadSetting.value}' is longer than 1h; keep it within the CronJob's activeDeadlineSeconds`);
+    else if (milliseconds > 3_600_000)
+      problems.add(spreadSetting.key, `'${spreadSetting.value}' is longer than 1h; keep it within the CronJob's activeDeadlineSeconds`);
     else spreadWindowSeconds = Math.round(milliseconds / 1000);
   }
 
   const emailSetting = read(given, "notifyEmail", problems);
   const notifyEmail = optionalText(emailSetting?.value);
-  if (notifyEmail !== undefined && (notifyEmail.length > 254 || /\s/.test(notifyEmail))) problems.add(emailSetting?.key ?? "notify-email", "must be one e-mail address");
+  if (notifyEmail !== undefined && (notifyEmail.length > 254 || /\s/.test(notifyEmail)))
+    problems.add(emailSetting?.key ?? "notify-email", "must be one e-mail address");
 
   const rrsaSetting = read(given, "rrsa", problems, sameRrsa);
   const rrsa = rrsaSetting === undefined ? false : parseRrsa(rrsaSetting.key, rrsaSetting.value, problems);
 
   const regionSetting = read(given, "defaultRegionId", problems);
   const defaultRegionId = optionalText(regionSetting?.value);
-  if (defaultRegionId !== undefined && !regionIdPattern.test(defaultRegionId)) problems.add(regionSetting?.key ?? "default-region-id", `'${defaultRegionId}' is not a region id such as cn-hangzhou`);
+  if (defaultRegionId !== undefined && !regionIdPattern.test(defaultRegionId))
+    problems.add(regionSetting?.key ?? "default-region-id", `'${defaultRegionId}' is not a region id such as cn-hangzhou`);
 
   const registrySetting = read(given, "registryInfo", problems);
   const registries = parseRegistries(registrySetting?.key ?? "acr-registry-info", registrySetting?.value, defaultRegionId, rrsa, problems, warnings);
 
   if (problems.messages.length > 0) {
-    throw new AcrCredentialError("ConfigInvalid", `${source} is invalid: ${problems.messages.join("; ")}; fix it and run again`, { details: { problems: problems.messages } });
+    throw new AcrCredentialError("ConfigInvalid", `${source} is invalid: ${problems.messages.join("; ")}; fix it and run again`, {
+      details: { problems: problems.messages },
+    });
   }
-  const config: RefresherConfig = { brokerUrl, watchNamespace, excludeNamespaces, serviceAccount, expiringThresholdSeconds, spreadWindowSeconds, rrsa, registries };
+  const config: RefresherConfig = {
+    brokerUrl,
+    watchNamespace,
+    excludeNamespaces,
+    serviceAccount,
+    expiringThresholdSeconds,
+    spreadWindowSeconds,
+    rrsa,
+    registries,
+  };
   if (notifyEmail !== undefined) config.notifyEmail = notifyEmail;
   return { config: refresherConfigSchema.parse(config), warnings };
 }
@@ -446,7 +538,10 @@ export function parseRefresherConfig(data: Readonly<Record<string, string>> | un
 /** `*` and `?` globs, anchored; everything else literal. */
 export function matchesPattern(pattern: string, name: string): boolean {
   if (!pattern.includes("*") && !pattern.includes("?")) return pattern === name;
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${source}$`).test(name);
 }
 

@@ -39,7 +39,10 @@ export const eventsPerCall = 100;
 /** An Event named after what it says and about which object: the same problem gives the same name in every process. */
 export function namedEvent(event: Omit<RefresherEvent, "name">): RefresherEvent {
   // The uid is part of it: an object deleted and created again under its name gets Events of its own.
-  const digest = createHash("sha256").update(JSON.stringify([{ kind: event.regarding.kind, name: event.regarding.name, uid: event.regarding.uid ?? "" }, event.reason, event.note])).digest("hex").slice(0, 16);
+  const digest = createHash("sha256")
+    .update(JSON.stringify([{ kind: event.regarding.kind, name: event.regarding.name, uid: event.regarding.uid ?? "" }, event.reason, event.note]))
+    .digest("hex")
+    .slice(0, 16);
   // events.k8s.io limits `note` to 1 kB.
   return { ...event, name: `acr-credential-broker.${digest}`, note: event.note.slice(0, 1000) };
 }
@@ -73,28 +76,54 @@ export function heartbeat(entry: SeriesEntry, nowMs: number): { write: boolean; 
  * The Events of a run's outcome, on the configuration ConfigMap: one per registry the broker refused,
  * one when no credential came at all, one when writes failed. Conflicts have their own (apply.ts).
  */
-export function runEvents(input: Pick<StatusInput, "registries" | "brokerError" | "result">, configMap: { namespace: string; name: string; uid?: string }): RefresherEvent[] {
+export function runEvents(
+  input: Pick<StatusInput, "registries" | "brokerError" | "result">,
+  configMap: { namespace: string; name: string; uid?: string },
+): RefresherEvent[] {
   const regarding = { kind: "ConfigMap", name: configMap.name, ...(configMap.uid === undefined ? {} : { uid: configMap.uid }) };
   const on = (reason: string, action: string, note: string) => namedEvent({ namespace: configMap.namespace, reason, action, note, regarding });
   const events: RefresherEvent[] = [];
   if (runResult(input) === "Failed" && input.brokerError !== undefined) {
-    events.push(on(eventReasons.refreshFailed, "FetchCredentials", `no credential could be fetched: ${input.brokerError.code}: ${input.brokerError.message}; ConfigMap ${statusConfigMap.namespace}/${statusConfigMap.name} has the details`));
+    events.push(
+      on(
+        eventReasons.refreshFailed,
+        "FetchCredentials",
+        `no credential could be fetched: ${input.brokerError.code}: ${input.brokerError.message}; ConfigMap ${statusConfigMap.namespace}/${statusConfigMap.name} has the details`,
+      ),
+    );
   } else {
     for (const status of input.registries.filter((r): r is RegistryStatus & { error: { code: string; message: string } } => r.error !== undefined)) {
-      events.push(on(eventReasons.registryRefused, "FetchCredentials", `the broker gave no credential for registry ${registryLabel(status.registry)} (Secret ${status.registry.secretName}): ${status.error.code}: ${status.error.message}`));
+      events.push(
+        on(
+          eventReasons.registryRefused,
+          "FetchCredentials",
+          `the broker gave no credential for registry ${registryLabel(status.registry)} (Secret ${status.registry.secretName}): ${status.error.code}: ${status.error.message}`,
+        ),
+      );
     }
   }
   const [first] = input.result.failures;
   if (first !== undefined) {
     const namespaces = [...new Set(input.result.failures.map((failure) => failure.namespace))];
     const where = `${namespaces.slice(0, 5).join(", ")}${namespaces.length > 5 ? ` and ${namespaces.length - 5} more` : ""}`;
-    events.push(on(eventReasons.writesFailed, "Apply", `writes failed in ${where} (first: ${first.kind} ${first.namespace}/${first.name}: ${first.code}); ConfigMap ${statusConfigMap.namespace}/${statusConfigMap.name} lists every failure`));
+    events.push(
+      on(
+        eventReasons.writesFailed,
+        "Apply",
+        `writes failed in ${where} (first: ${first.kind} ${first.namespace}/${first.name}: ${first.code}); ConfigMap ${statusConfigMap.namespace}/${statusConfigMap.name} lists every failure`,
+      ),
+    );
   }
   return events;
 }
 
 /** Records a run's Events, looking up the ConfigMap's uid (for `kubectl describe`) only when there is one to write. */
-export async function recordRunEvents(recorder: EventRecorder, cluster: ClusterApi, input: Pick<StatusInput, "registries" | "brokerError" | "result">, configMap: { namespace: string; name: string; uid?: string }): Promise<void> {
+export async function recordRunEvents(
+  recorder: EventRecorder,
+  cluster: ClusterApi,
+  input: Pick<StatusInput, "registries" | "brokerError" | "result">,
+  configMap: { namespace: string; name: string; uid?: string },
+): Promise<void> {
   if (runEvents(input, configMap).length === 0) return;
   const uid = configMap.uid ?? (await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name).catch(() => undefined))?.uid;
   await recorder.record(runEvents(input, { ...configMap, ...(uid === undefined ? {} : { uid }) }));
@@ -104,10 +133,22 @@ export async function recordRunEvents(recorder: EventRecorder, cluster: ClusterA
  * A configuration the refresher refuses (exit 2, nothing written), told on that ConfigMap, where
  * `kubectl describe` shows it next to the data at fault. Nothing when the ConfigMap does not exist.
  */
-export async function reportInvalidConfig(cluster: ClusterApi, logger: Logger, configMap: { namespace: string; name: string }, problem: string, recorder = eventRecorder(cluster, logger)): Promise<void> {
+export async function reportInvalidConfig(
+  cluster: ClusterApi,
+  logger: Logger,
+  configMap: { namespace: string; name: string },
+  problem: string,
+  recorder = eventRecorder(cluster, logger),
+): Promise<void> {
   const uid = (await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name).catch(() => undefined))?.uid;
   if (uid === undefined) return;
-  const event = namedEvent({ namespace: configMap.namespace, reason: eventReasons.configInvalid, action: "LoadConfiguration", note: problem, regarding: { kind: "ConfigMap", name: configMap.name, uid } });
+  const event = namedEvent({
+    namespace: configMap.namespace,
+    reason: eventReasons.configInvalid,
+    action: "LoadConfiguration",
+    note: problem,
+    regarding: { kind: "ConfigMap", name: configMap.name, uid },
+  });
   await recorder.record([event]);
 }
 
@@ -170,7 +211,8 @@ export function eventRecorder(cluster: ClusterApi, logger: Logger, options: { no
         if (beat.forget) series.delete(name);
       }
       await Promise.all(due.map(({ event, entry }) => attempt(event, () => writeSeries(event, entry, at))));
-      if (events.length > eventsPerCall) logger.warn({ events: events.length, written: eventsPerCall }, "more Events than written at once; the status ConfigMap lists every problem");
+      if (events.length > eventsPerCall)
+        logger.warn({ events: events.length, written: eventsPerCall }, "more Events than written at once; the status ConfigMap lists every problem");
       const unique = [...new Map(events.map((event) => [keyOf(event), event])).values()].slice(0, eventsPerCall);
       await Promise.all(unique.map((event) => attempt(event, () => observe(event, at))));
     },

@@ -11,7 +11,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // `doctor` first: the same checks as `acr-credential doctor`, in the refresher's pod (its identity and token).
-  const [name, selected, args] = argv[0] === "doctor" ? ["doctor", (await import("../cli/commands/doctor.ts")).command, argv.slice(1)] : ["refresh", command, argv];
+  const [name, selected, args] =
+    argv[0] === "doctor" ? ["doctor", (await import("../cli/commands/doctor.ts")).command, argv.slice(1)] : ["refresh", command, argv];
   if (args.includes("--help") || args.includes("-h")) {
     process.stdout.write(`${selected.usage}\n`);
     return 0;

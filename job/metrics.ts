@@ -32,7 +32,10 @@ export function parseMetricsAddress(value: string): MetricsAddress | undefined {
   const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(value);
   const port = Number(match?.[2]);
   if (match === null || !Number.isInteger(port) || port > 65535) {
-    throw new AcrCredentialError("UsageError", `--metrics-addr must be [HOST]:PORT such as :9102 or 127.0.0.1:9102, or 0 to switch metrics off, got '${value}'; see 'acr-credential refresh --help'`);
+    throw new AcrCredentialError(
+      "UsageError",
+      `--metrics-addr must be [HOST]:PORT such as :9102 or 127.0.0.1:9102, or 0 to switch metrics off, got '${value}'; see 'acr-credential refresh --help'`,
+    );
   }
   return { host: (match[1] as string).replace(/^\[(.*)\]$/, "$1"), port };
 }
@@ -66,7 +69,14 @@ export function statusFigures(input: StatusInput): StatusFigures {
     const at = Date.parse(status.expiresAt ?? "");
     return Number.isNaN(at) ? [] : [{ registry: registryLabel(status.registry), secret: status.registry.secretName, seconds: at / 1000 }];
   });
-  return { result: runResult(input), finishedAtSeconds: input.finishedAt.getTime() / 1000, namespacesServed: input.namespacesServed, namespacesFailed: failed.size, conflicts: conflictsByKind, expiries };
+  return {
+    result: runResult(input),
+    finishedAtSeconds: input.finishedAt.getTime() / 1000,
+    namespacesServed: input.namespacesServed,
+    namespacesFailed: failed.size,
+    conflicts: conflictsByKind,
+    expiries,
+  };
 }
 
 export interface MetricsServer {
@@ -90,17 +100,59 @@ export async function startMetricsServer(address: MetricsAddress, logger: Logger
   const registry = new prom.Registry();
   prom.collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  new prom.Gauge({ name: `${prefix}build_info`, help: "Always 1; the refresher's version as a label.", labelNames: ["version"], registers }).set({ version: productVersion }, 1);
-  const lastSuccess = new prom.Gauge({ name: `${prefix}last_success_timestamp_seconds`, help: "When a run or reconcile last ended with everything succeeded (Unix time).", registers });
+  new prom.Gauge({ name: `${prefix}build_info`, help: "Always 1; the refresher's version as a label.", labelNames: ["version"], registers }).set(
+    { version: productVersion },
+    1,
+  );
+  const lastSuccess = new prom.Gauge({
+    name: `${prefix}last_success_timestamp_seconds`,
+    help: "When a run or reconcile last ended with everything succeeded (Unix time).",
+    registers,
+  });
   const lastRun = new prom.Gauge({ name: `${prefix}last_run_timestamp_seconds`, help: "When the refresher last reported its status (Unix time).", registers });
-  const runResultGauge = new prom.Gauge({ name: `${prefix}run_result`, help: "1 for the result of the latest status (Succeeded, PartiallyFailed, Failed), 0 for the others.", labelNames: ["result"], registers });
-  const expiry = new prom.Gauge({ name: `${prefix}credential_expiry_timestamp_seconds`, help: "When the credential held for each registry expires (Unix time); the last one received while the broker refuses.", labelNames: ["registry", "secret"], registers });
+  const runResultGauge = new prom.Gauge({
+    name: `${prefix}run_result`,
+    help: "1 for the result of the latest status (Succeeded, PartiallyFailed, Failed), 0 for the others.",
+    labelNames: ["result"],
+    registers,
+  });
+  const expiry = new prom.Gauge({
+    name: `${prefix}credential_expiry_timestamp_seconds`,
+    help: "When the credential held for each registry expires (Unix time); the last one received while the broker refuses.",
+    labelNames: ["registry", "secret"],
+    registers,
+  });
   const served = new prom.Gauge({ name: `${prefix}namespaces_served`, help: "Namespaces the configuration chooses.", registers });
-  const failed = new prom.Gauge({ name: `${prefix}namespaces_failed`, help: "Namespaces with a failed write or a conflict that leaves them unserved.", registers });
-  const conflicts = new prom.Gauge({ name: `${prefix}conflicts`, help: "Conflicts left to a person, by kind (exists, replaced, unrecorded, applied).", labelNames: ["kind"], registers });
-  const requests = new prom.Counter({ name: `${prefix}broker_requests_total`, help: "Broker calls (retries included) by outcome (success, refused, error) and code.", labelNames: ["outcome", "code"], registers });
-  const duration = new prom.Histogram({ name: `${prefix}broker_request_duration_seconds`, help: "Time of a broker call, retries included, by outcome.", labelNames: ["outcome"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers });
-  const refusals = new prom.Counter({ name: `${prefix}broker_refusals_total`, help: "Registries for which a broker answer carried an error instead of a credential, by registry and code.", labelNames: ["registry", "code"], registers });
+  const failed = new prom.Gauge({
+    name: `${prefix}namespaces_failed`,
+    help: "Namespaces with a failed write or a conflict that leaves them unserved.",
+    registers,
+  });
+  const conflicts = new prom.Gauge({
+    name: `${prefix}conflicts`,
+    help: "Conflicts left to a person, by kind (exists, replaced, unrecorded, applied).",
+    labelNames: ["kind"],
+    registers,
+  });
+  const requests = new prom.Counter({
+    name: `${prefix}broker_requests_total`,
+    help: "Broker calls (retries included) by outcome (success, refused, error) and code.",
+    labelNames: ["outcome", "code"],
+    registers,
+  });
+  const duration = new prom.Histogram({
+    name: `${prefix}broker_request_duration_seconds`,
+    help: "Time of a broker call, retries included, by outcome.",
+    labelNames: ["outcome"],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const refusals = new prom.Counter({
+    name: `${prefix}broker_refusals_total`,
+    help: "Registries for which a broker answer carried an error instead of a credential, by registry and code.",
+    labelNames: ["registry", "code"],
+    registers,
+  });
   // The expiry of a credential still held while the broker refuses to renew it is what an alert needs.
   const expiries = new Map<string, { registry: string; secret: string; seconds: number }>();
   for (const result of results) runResultGauge.set({ result }, 0);
@@ -124,7 +176,13 @@ export async function startMetricsServer(address: MetricsAddress, logger: Logger
   const server = createServer(handle);
   const shown = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
   await new Promise<void>((resolve, reject) => {
-    const refused = (error: NodeJS.ErrnoException) => reject(new AcrCredentialError("UsageError", `cannot serve metrics on ${shown} (${error.code ?? error.message}); pass another --metrics-addr, or 0 to switch metrics off`));
+    const refused = (error: NodeJS.ErrnoException) =>
+      reject(
+        new AcrCredentialError(
+          "UsageError",
+          `cannot serve metrics on ${shown} (${error.code ?? error.message}); pass another --metrics-addr, or 0 to switch metrics off`,
+        ),
+      );
     server.once("error", refused);
     server.listen({ port: address.port, ...(address.host === "" ? {} : { host: address.host }) }, () => {
       server.off("error", refused);

@@ -111,14 +111,24 @@ export interface PlanInput {
 /** The refresher's entries recorded on a ServiceAccount by its annotation. */
 export function managedEntries(sa: Pick<ServiceAccountInfo, "annotations">): string[] {
   const value = sa.annotations[annotations.managedPullSecrets];
-  return value === undefined ? [] : value.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  return value === undefined
+    ? []
+    : value
+        .split(",")
+        .map((name) => name.trim())
+        .filter((name) => name !== "");
 }
 
 /**
  * What must change on a ServiceAccount so that it lists `want` and no refresher entry outside `keep`;
  * foreign entries are never touched, and with `removable` only those entries are ever removed.
  */
-export function diffServiceAccount(sa: Pick<ServiceAccountInfo, "imagePullSecrets" | "annotations">, want: readonly string[], keep: readonly string[], removable?: readonly string[]): { add: string[]; remove: string[] } {
+export function diffServiceAccount(
+  sa: Pick<ServiceAccountInfo, "imagePullSecrets" | "annotations">,
+  want: readonly string[],
+  keep: readonly string[],
+  removable?: readonly string[],
+): { add: string[]; remove: string[] } {
   const listed = new Set(sa.imagePullSecrets.map((entry) => entry.name ?? ""));
   const keepSet = new Set(keep);
   const removableSet = removable === undefined ? undefined : new Set(removable);
@@ -148,11 +158,13 @@ export function chooseNamespace(config: RefresherConfig, namespace: NamespaceInf
  * state says the refresher left Secrets behind (to clean up). `clusterWide` means one paginated
  * cluster-wide list is cheaper than one list per namespace.
  */
-export function namespacesToRead(config: RefresherConfig, namespaces: readonly NamespaceInfo[], state: RefresherState): { names: string[]; clusterWide: boolean } {
+export function namespacesToRead(
+  config: RefresherConfig,
+  namespaces: readonly NamespaceInfo[],
+  state: RefresherState,
+): { names: string[]; clusterWide: boolean } {
   const remembered = new Set(Object.values(state.secrets).flatMap((record) => [...Object.keys(record.current), ...Object.keys(record.outdated)]));
-  const names = namespaces
-    .filter((ns) => !ns.terminating && (chooseNamespace(config, ns).chosen || remembered.has(ns.name)))
-    .map((ns) => ns.name);
+  const names = namespaces.filter((ns) => !ns.terminating && (chooseNamespace(config, ns).chosen || remembered.has(ns.name))).map((ns) => ns.name);
   // Past a few dozen names one paginated cluster-wide list costs fewer requests than a list per namespace.
   // That includes namespaces read only for cleanup: narrowing from hundreds of namespaces to a few
   // must not cost one list per namespace left behind.
@@ -210,7 +222,9 @@ export function plan(input: PlanInput): Plan {
       const held = holds(state, secret, ns.name, ns.uid);
       if (desired !== undefined) {
         // A ServiceAccount another manager applies is not ours to repair: it is reported instead.
-        const missingOnAccount = chosenAccounts.some((sa) => sa.imagePullSecretsAppliers === undefined && !sa.imagePullSecrets.some((entry) => entry.name === secret));
+        const missingOnAccount = chosenAccounts.some(
+          (sa) => sa.imagePullSecretsAppliers === undefined && !sa.imagePullSecrets.some((entry) => entry.name === secret),
+        );
         if (input.resync === true) apply.push({ secret, reason: "resync" });
         else if (input.reapply?.get(ns.name)?.has(secret) === true) apply.push({ secret, reason: "missing" });
         else if (!held) apply.push({ secret, reason: "new" });
@@ -259,14 +273,19 @@ function ownedSecrets(state: RefresherState, ns: NamespaceInfo): Record<string, 
  * manager applies: any edit there would make that manager's next apply conflict, or (forced) be
  * undone by it and redone by the refresher on every run. Those are returned to be reported.
  */
-function serviceAccountEdits(accounts: readonly ServiceAccountInfo[], target: (sa: ServiceAccountInfo) => { want: string[]; keep: string[] }, removable: string[]): { edits: ServiceAccountEdit[]; applied: AppliedServiceAccount[] } {
+function serviceAccountEdits(
+  accounts: readonly ServiceAccountInfo[],
+  target: (sa: ServiceAccountInfo) => { want: string[]; keep: string[] },
+  removable: string[],
+): { edits: ServiceAccountEdit[]; applied: AppliedServiceAccount[] } {
   const edits: ServiceAccountEdit[] = [];
   const applied: AppliedServiceAccount[] = [];
   for (const sa of accounts) {
     const { want, keep } = target(sa);
     const { add, remove } = diffServiceAccount(sa, want, keep, removable);
     if (add.length === 0 && remove.length === 0) continue;
-    if (sa.imagePullSecretsAppliers !== undefined && sa.imagePullSecretsAppliers.length > 0) applied.push({ name: sa.name, managers: sa.imagePullSecretsAppliers, missing: add, stale: remove });
+    if (sa.imagePullSecretsAppliers !== undefined && sa.imagePullSecretsAppliers.length > 0)
+      applied.push({ name: sa.name, managers: sa.imagePullSecretsAppliers, missing: add, stale: remove });
     else edits.push({ name: sa.name, resourceVersion: sa.resourceVersion, want, keep, removable, add, remove });
   }
   return { edits, applied };
@@ -276,7 +295,11 @@ function serviceAccountEdits(accounts: readonly ServiceAccountInfo[], target: (s
  * Which leftovers may be deleted: only Secrets with a recorded uid (the delete is conditional on it),
  * and none that a ServiceAccount left alone still lists. The rest are reported, never deleted.
  */
-function sortLeftovers(leftovers: ReadonlySet<string>, owned: Readonly<Record<string, string>>, applied: readonly AppliedServiceAccount[]): { delete: string[]; unrecorded: string[] } {
+function sortLeftovers(
+  leftovers: ReadonlySet<string>,
+  owned: Readonly<Record<string, string>>,
+  applied: readonly AppliedServiceAccount[],
+): { delete: string[]; unrecorded: string[] } {
   const stillListed = new Set(applied.flatMap((sa) => sa.stale));
   const sorted = [...leftovers].sort();
   return {

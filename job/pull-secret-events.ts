@@ -25,7 +25,10 @@ const listed = /Unable to retrieve some image pull secrets \(([^)]*)\)/;
 export function namesInEvent(message: string): string[] {
   const match = listed.exec(message);
   if (match === null) return [];
-  return (match[1] as string).split(",").map((name) => name.trim()).filter((name) => name !== "");
+  return (match[1] as string)
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "");
 }
 
 /**

@@ -5,7 +5,18 @@ import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult } from "./apply.ts";
 import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
-import { brokerNeed, brokerMemoryKey, brokerStatusData, describeReason, nextCallDue, parseBrokerMemory, rememberAnswer, resyncAnnotation, type BrokerMemory, type BrokerNeed } from "./broker-need.ts";
+import {
+  brokerNeed,
+  brokerMemoryKey,
+  brokerStatusData,
+  describeReason,
+  nextCallDue,
+  parseBrokerMemory,
+  rememberAnswer,
+  resyncAnnotation,
+  type BrokerMemory,
+  type BrokerNeed,
+} from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
 import { eventRecorder, recordRunEvents } from "./events.ts";
 import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
@@ -78,8 +89,13 @@ export interface RunReport {
 /** Validates the configuration ConfigMap's data (`undefined`: it does not exist); a missing or invalid ConfigMap is a `ConfigInvalid` (exit 2). */
 export function configFromData(data: Record<string, string> | undefined, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): RefresherConfig {
   const source = `ConfigMap ${ref.namespace}/${ref.name}`;
-  if (data === undefined) throw new AcrCredentialError("ConfigInvalid", `${source} does not exist; create it (job/deploy/examples/acr-configuration.yaml is a sample) or pass --config-map`);
-  const withOverride = brokerUrl === undefined ? data : { ...Object.fromEntries(Object.entries(data).filter(([key]) => key !== "brokerUrl")), "broker-url": brokerUrl };
+  if (data === undefined)
+    throw new AcrCredentialError(
+      "ConfigInvalid",
+      `${source} does not exist; create it (job/deploy/examples/acr-configuration.yaml is a sample) or pass --config-map`,
+    );
+  const withOverride =
+    brokerUrl === undefined ? data : { ...Object.fromEntries(Object.entries(data).filter(([key]) => key !== "brokerUrl")), "broker-url": brokerUrl };
   const { config, warnings } = parseRefresherConfig(withOverride, source);
   for (const warning of warnings) logger.warn({ configMap: source }, warning);
   return config;
@@ -137,7 +153,13 @@ type Matched = Map<string, { credential?: Credential; error?: EntryError }>;
  * to be expiring, then with `force` for those known to be expiring and those whose answer expires
  * within the renewal window. A credential that has already expired is never written.
  */
-export async function fetchCredentials(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions = {}): Promise<FetchedCredentials> {
+export async function fetchCredentials(
+  config: RefresherConfig,
+  broker: BrokerClient,
+  logger: Logger,
+  now: Date,
+  options: FetchOptions = {},
+): Promise<FetchedCredentials> {
   const failAll = (error: unknown): FetchedCredentials => {
     if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
     const brokerError = { code: codeOf(error), message: oneLine(error) };
@@ -148,7 +170,11 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
   if (options.force === true || options.minValiditySeconds !== undefined) {
     const query = options.force === true ? { force: true } : { minValiditySeconds: options.minValiditySeconds! };
     try {
-      const response = await broker.fetchCredentials({ registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)), ...query, ...retryOptions(options, query.force === true) });
+      const response = await broker.fetchCredentials({
+        registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)),
+        ...query,
+        ...retryOptions(options, query.force === true),
+      });
       matched = matchCredentials(config.registries, response.credentials, response.errors);
     } catch (error) {
       if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
@@ -158,7 +184,10 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
       const code = codeOf(error);
       const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
       if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
-      logger.warn({ code, err: error }, oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force");
+      logger.warn(
+        { code, err: error },
+        oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force",
+      );
       matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll, options);
     }
   } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll, options);
@@ -167,8 +196,21 @@ export async function fetchCredentials(config: RefresherConfig, broker: BrokerCl
 }
 
 /** Without `minValiditySeconds`: unforced for the registries not known to be expiring, then forced for the expiring ones. */
-async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logger: Logger, now: Date, options: FetchOptions, failAll: (error: unknown) => FetchedCredentials, retrying: FetchOptions): Promise<Matched | FetchedCredentials> {
-  const ask = (registries: readonly RegistryEntry[], force: boolean) => broker.fetchCredentials({ registries: registries.map((registry) => registryRequest(registry, config.rrsa)), ...(force ? { force: true } : {}), ...retryOptions(retrying, force) });
+async function askInTwoSteps(
+  config: RefresherConfig,
+  broker: BrokerClient,
+  logger: Logger,
+  now: Date,
+  options: FetchOptions,
+  failAll: (error: unknown) => FetchedCredentials,
+  retrying: FetchOptions,
+): Promise<Matched | FetchedCredentials> {
+  const ask = (registries: readonly RegistryEntry[], force: boolean) =>
+    broker.fetchCredentials({
+      registries: registries.map((registry) => registryRequest(registry, config.rrsa)),
+      ...(force ? { force: true } : {}),
+      ...retryOptions(retrying, force),
+    });
   const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
   const rest = config.registries.filter((registry) => !renewFirst.includes(registry));
 
@@ -182,7 +224,8 @@ async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logg
     }
   }
   const thresholdMs = (options.renewWithinSeconds ?? config.expiringThresholdSeconds) * 1000;
-  const expiresSoon = (expiresAt: string | undefined) => expiresAt === undefined || Number.isNaN(Date.parse(expiresAt)) || Date.parse(expiresAt) - now.getTime() <= thresholdMs;
+  const expiresSoon = (expiresAt: string | undefined) =>
+    expiresAt === undefined || Number.isNaN(Date.parse(expiresAt)) || Date.parse(expiresAt) - now.getTime() <= thresholdMs;
 
   const renew = [
     ...renewFirst,
@@ -198,7 +241,8 @@ async function askInTwoSteps(config: RefresherConfig, broker: BrokerClient, logg
       for (const registry of renew) {
         const fresh = rematched.get(registry.secretName);
         const old = matched.get(registry.secretName)?.credential;
-        if (fresh?.credential !== undefined && (old === undefined || Date.parse(fresh.credential.expiresAt) > Date.parse(old.expiresAt))) matched.set(registry.secretName, { credential: fresh.credential });
+        if (fresh?.credential !== undefined && (old === undefined || Date.parse(fresh.credential.expiresAt) > Date.parse(old.expiresAt)))
+          matched.set(registry.secretName, { credential: fresh.credential });
         else if (old === undefined && fresh !== undefined) matched.set(registry.secretName, fresh);
       }
     } catch (error) {
@@ -227,7 +271,10 @@ function fetchedFrom(config: RefresherConfig, matched: Matched, logger: Logger, 
   for (const registry of config.registries) {
     const { credential, error } = matched.get(registry.secretName) ?? {};
     if (credential === undefined) {
-      const reported = error === undefined ? { code: "UpstreamError", message: "the broker returned no credential for this registry" } : { code: error.code, message: error.message };
+      const reported =
+        error === undefined
+          ? { code: "UpstreamError", message: "the broker returned no credential for this registry" }
+          : { code: error.code, message: error.message };
       logger.error({ registry: registryLabel(registry), code: reported.code, err: reported }, "no credential for registry");
       registries.push({ registry, error: reported });
       continue;
@@ -244,7 +291,10 @@ function fetchedFrom(config: RefresherConfig, matched: Matched, logger: Logger, 
     const status: RegistryStatus = { registry, expiresAt: credential.expiresAt };
     if (credential.stale === true) status.stale = true;
     registries.push(status);
-    logger.info({ registry: registryLabel(registry), secret: registry.secretName, expiresAt: credential.expiresAt, stale: credential.stale === true }, "credential received");
+    logger.info(
+      { registry: registryLabel(registry), secret: registry.secretName, expiresAt: credential.expiresAt, stale: credential.stale === true },
+      "credential received",
+    );
   }
   const fetched: FetchedCredentials = { secrets, registries };
   if (earliest !== undefined) fetched.earliestExpiry = new Date(earliest);
@@ -265,7 +315,13 @@ export function credentialsInHand(config: RefresherConfig, memory: BrokerMemory 
 }
 
 /** Lists the ServiceAccounts the plan needs: one cluster-wide paginated list, or one list per named namespace. */
-export async function listServiceAccounts(cluster: ClusterApi, config: RefresherConfig, namespaces: readonly NamespaceInfo[], state: RefresherState, concurrency = 8): Promise<ServiceAccountInfo[]> {
+export async function listServiceAccounts(
+  cluster: ClusterApi,
+  config: RefresherConfig,
+  namespaces: readonly NamespaceInfo[],
+  state: RefresherState,
+  concurrency = 8,
+): Promise<ServiceAccountInfo[]> {
   const wanted = namespacesToRead(config, namespaces, state);
   if (wanted.clusterWide) {
     const names = new Set(wanted.names);
@@ -286,11 +342,22 @@ export async function missingSecrets(cluster: ClusterApi, config: RefresherConfi
   try {
     events = await cluster.listPullSecretEvents();
   } catch (error) {
-    logger.warn({ code: codeOf(error), err: error }, "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)");
+    logger.warn(
+      { code: codeOf(error), err: error },
+      "kubelet Events not read: a Secret deleted by hand comes back at the next renewal instead (list and watch on events, job/deploy/base/rbac.yaml)",
+    );
     return new Map();
   }
-  const missing = missingPullSecrets(events, config.registries.map((registry) => registry.secretName), after);
-  if (missing.size > 0) logger.warn({ namespaces: [...missing.keys()].slice(0, 20), count: missing.size }, "the kubelet could not find the refresher's Secrets; writing them again");
+  const missing = missingPullSecrets(
+    events,
+    config.registries.map((registry) => registry.secretName),
+    after,
+  );
+  if (missing.size > 0)
+    logger.warn(
+      { namespaces: [...missing.keys()].slice(0, 20), count: missing.size },
+      "the kubelet could not find the refresher's Secrets; writing them again",
+    );
   return missing;
 }
 
@@ -300,7 +367,6 @@ export async function readState(cluster: ClusterApi): Promise<RefresherState> {
 }
 
 export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
-
 
 /**
  * One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid`
@@ -327,7 +393,18 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   const missing = await missingSecrets(cluster, config, logger, lastCallAt);
   const intervalSeconds = options.intervalSeconds ?? defaultIntervalSeconds;
   const resyncValue = configMap?.annotations[resyncAnnotation];
-  const need = brokerNeed({ config, memory, state, namespaces, serviceAccounts, now: started, intervalSeconds, resync: options.resync === true, resyncAnnotation: resyncValue, missingSecrets: missing });
+  const need = brokerNeed({
+    config,
+    memory,
+    state,
+    namespaces,
+    serviceAccounts,
+    now: started,
+    intervalSeconds,
+    resync: options.resync === true,
+    resyncAnnotation: resyncValue,
+    missingSecrets: missing,
+  });
   const spreadWindowMs = (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const delayMs = spreadDelayMs(clusterIdentity(namespaces), spreadWindowMs);
 
@@ -348,34 +425,67 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
       lastRetryWrite = Date.now();
-      const retrying = brokerRetryingStatus({ since: retryingSince, retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs), until: new Date(deadlineAt) });
-      await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels).catch((error: unknown) => {
-        logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
+      const retrying = brokerRetryingStatus({
+        since: retryingSince,
+        retry,
+        nextAttemptAt: new Date(now().getTime() + retry.delayMs),
+        until: new Date(deadlineAt),
       });
+      await cluster
+        .applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels)
+        .catch((error: unknown) => {
+          logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
+        });
     };
     // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
     // shares the broker's one refresh (decision 007); a resync forces.
     const minValiditySeconds = Math.min(maxMinValiditySeconds, need.renewWithinSeconds + intervalSeconds);
-    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), { renewWithinSeconds: need.renewWithinSeconds, renew: need.renew, minValiditySeconds, force: need.resync, deadlineAt, onRetry });
+    fetched = await fetchCredentials(config, deps.broker(config.brokerUrl), logger, now(), {
+      renewWithinSeconds: need.renewWithinSeconds,
+      renew: need.renew,
+      minValiditySeconds,
+      force: need.resync,
+      deadlineAt,
+      onRetry,
+    });
   } else {
     fetched = credentialsInHand(config, memory);
     logger.info({ nextCallDueAt: need.nextCallDueAt.toISOString() }, "credentials in hand are current; not asking the broker");
   }
-  const nextMemory: BrokerMemory = need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
+  const nextMemory: BrokerMemory =
+    need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
 
   const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing });
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
   logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
 
   const report = (applied: ApplyResult, finished: Date): RunReport => {
-    const result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
+    const result = runResult({
+      registries: fetched.registries,
+      result: applied,
+      ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
+    });
     const nextCallDueAt = nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
-    const out: RunReport = { exitCode: exitCodeOf(result), result, plan: thePlan, apply: applied, registries: fetched.registries, need, spreadDelayMs: delayMs, nextCallDueAt };
+    const out: RunReport = {
+      exitCode: exitCodeOf(result),
+      result,
+      plan: thePlan,
+      apply: applied,
+      registries: fetched.registries,
+      need,
+      spreadDelayMs: delayMs,
+      nextCallDueAt,
+    };
     if (fetched.earliestExpiry !== undefined) out.earliestExpiry = fetched.earliestExpiry;
     return out;
   };
   if (options.dryRun === true) {
-    const nothing: ApplyResult = { outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 } };
+    const nothing: ApplyResult = {
+      outcomes: [],
+      failures: [],
+      conflicts: [],
+      counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
+    };
     const dry = report(nothing, now());
     delete dry.apply;
     return dry;
@@ -384,9 +494,19 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   if (need.call && memory !== undefined && planSummary(thePlan).secretsToApply > 0) {
     // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
     // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
-    await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }, statusLabels).catch((error: unknown) => {
-      logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal");
-    });
+    await cluster
+      .applyConfigMap(
+        statusConfigMap.namespace,
+        statusConfigMap.name,
+        { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) },
+        statusLabels,
+      )
+      .catch((error: unknown) => {
+        logger.warn(
+          { code: codeOf(error), err: error },
+          "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal",
+        );
+      });
   }
   const events = eventRecorder(cluster, logger, { now });
   const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16, events });
@@ -406,13 +526,39 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   try {
     await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
   } catch (error) {
-    applied.failures.push({ namespace: statusConfigMap.namespace, kind: "ConfigMap", name: statusConfigMap.name, code: codeOf(error), message: `status not written: ${oneLine(error)}` });
+    applied.failures.push({
+      namespace: statusConfigMap.namespace,
+      kind: "ConfigMap",
+      name: statusConfigMap.name,
+      code: codeOf(error),
+      message: `status not written: ${oneLine(error)}`,
+    });
     logger.error({ code: codeOf(error), err: error }, "status ConfigMap not written");
-    out.result = runResult({ registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) });
+    out.result = runResult({
+      registries: fetched.registries,
+      result: applied,
+      ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
+    });
     out.exitCode = exitCodeOf(out.result);
   }
-  await recordRunEvents(events, cluster, { registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) }, { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) });
-  logger.info({ result: out.result, ...applied.counts, failures: applied.failures.length, conflicts: applied.conflicts.length, brokerAsked: need.call, nextCallDueAt: out.nextCallDueAt.toISOString(), durationMs: finished.getTime() - started.getTime() }, "run finished");
+  await recordRunEvents(
+    events,
+    cluster,
+    { registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) },
+    { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) },
+  );
+  logger.info(
+    {
+      result: out.result,
+      ...applied.counts,
+      failures: applied.failures.length,
+      conflicts: applied.conflicts.length,
+      brokerAsked: need.call,
+      nextCallDueAt: out.nextCallDueAt.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+    },
+    "run finished",
+  );
   return out;
 }
 
@@ -420,7 +566,12 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
 export function describePlan(report: RunReport): unknown {
   return {
     result: report.result,
-    broker: { asked: report.need.call, reasons: report.need.reasons.map(describeReason), spreadDelayMs: report.spreadDelayMs, nextCallDueAt: report.nextCallDueAt.toISOString() },
+    broker: {
+      asked: report.need.call,
+      reasons: report.need.reasons.map(describeReason),
+      spreadDelayMs: report.spreadDelayMs,
+      nextCallDueAt: report.nextCallDueAt.toISOString(),
+    },
     summary: planSummary(report.plan),
     registries: report.registries.map((status) => ({
       registry: registryLabel(status.registry),
@@ -435,7 +586,9 @@ export function describePlan(report: RunReport): unknown {
       serviceAccounts: ns.serviceAccounts.map((edit) => ({ name: edit.name, add: edit.add, remove: edit.remove })),
       delete: ns.delete,
       ...(ns.unrecorded.length > 0 ? { leftAlone: ns.unrecorded } : {}),
-      ...(ns.applied.length > 0 ? { appliedByOthers: ns.applied.map((sa) => ({ name: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale })) } : {}),
+      ...(ns.applied.length > 0
+        ? { appliedByOthers: ns.applied.map((sa) => ({ name: sa.name, managers: sa.managers, missing: sa.missing, stale: sa.stale })) }
+        : {}),
     })),
     skipped: report.plan.skipped,
   };

@@ -41,14 +41,19 @@ export interface DesiredSecret {
  */
 export function desiredSecret(registry: RegistryEntry, credential: Credential, notifyEmail: string | undefined): DesiredSecret {
   const domains = credential.domains.length > 0 ? credential.domains : registry.domains;
-  const data = { ".dockerconfigjson": Buffer.from(dockerConfigJson([{ domains, username: credential.username, password: credential.password }]), "utf8").toString("base64") };
+  const data = {
+    ".dockerconfigjson": Buffer.from(dockerConfigJson([{ domains, username: credential.username, password: credential.password }]), "utf8").toString("base64"),
+  };
   const secretAnnotations: Record<string, string> = {
     [annotations.expiresAt]: credential.expiresAt,
     // The broker's answer names the region of an entry that left it to the cluster's.
     [annotations.registry]: registryLabel({ instanceId: registry.instanceId, regionId: registry.regionId ?? credential.regionId }),
   };
   if (notifyEmail !== undefined) secretAnnotations[annotations.notifyEmail] = notifyEmail;
-  const fingerprint = createHash("sha256").update(JSON.stringify([registry.secretName, secretAnnotations, data])).digest("hex").slice(0, 16);
+  const fingerprint = createHash("sha256")
+    .update(JSON.stringify([registry.secretName, secretAnnotations, data]))
+    .digest("hex")
+    .slice(0, 16);
   return {
     name: registry.secretName,
     registry,

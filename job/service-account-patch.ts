@@ -9,9 +9,7 @@ import { annotations } from "./secret.ts";
  * Foreign entries keep their order; the refresher's new entries go after them. The annotation
  * records which entries the refresher added, the only ones it will ever remove.
  */
-export type JsonPatchOperation =
-  | { op: "test" | "add" | "replace"; path: string; value: unknown }
-  | { op: "remove"; path: string };
+export type JsonPatchOperation = { op: "test" | "add" | "replace"; path: string; value: unknown } | { op: "remove"; path: string };
 
 export function serviceAccountPatch(sa: ServiceAccountInfo, add: readonly string[], remove: readonly string[]): JsonPatchOperation[] {
   const removeSet = new Set(remove);
@@ -25,7 +23,9 @@ export function serviceAccountPatch(sa: ServiceAccountInfo, add: readonly string
   else if (sa.imagePullSecrets.length > 0) ops.push({ op: "remove", path: "/imagePullSecrets" });
 
   const finalNames = new Set(entries.map((entry) => entry.name));
-  const managed = [...new Set([...managedEntries(sa).filter((name) => !removeSet.has(name)), ...appended.map((entry) => entry.name)])].filter((name) => finalNames.has(name));
+  const managed = [...new Set([...managedEntries(sa).filter((name) => !removeSet.has(name)), ...appended.map((entry) => entry.name)])].filter((name) =>
+    finalNames.has(name),
+  );
   const nextAnnotations: Record<string, string> = { ...sa.annotations };
   delete nextAnnotations[annotations.managedPullSecrets];
   if (managed.length > 0) nextAnnotations[annotations.managedPullSecrets] = managed.join(",");

@@ -36,7 +36,12 @@ export interface StatusInput {
 export const brokerRetryingKey = "broker-retrying";
 
 /** The `broker-retrying` value: since when, how often, the last error, when the next attempt is, and until when it goes on. */
-export function brokerRetryingStatus(input: { since: Date; retry: { code: string; message: string; attempts: number }; nextAttemptAt: Date; until?: Date }): string {
+export function brokerRetryingStatus(input: {
+  since: Date;
+  retry: { code: string; message: string; attempts: number };
+  nextAttemptAt: Date;
+  until?: Date;
+}): string {
   return stringify({
     since: input.since.toISOString(),
     attempts: input.retry.attempts,
@@ -57,7 +62,8 @@ const servesLess = (conflict: ApplyResult["conflicts"][number]): boolean => conf
 
 export function runResult(input: Pick<StatusInput, "registries" | "brokerError" | "result">): RunResult {
   if (input.brokerError !== undefined && input.result.counts.secretsApplied === 0) return "Failed";
-  const problems = input.result.failures.length + input.result.conflicts.filter(servesLess).length + input.registries.filter((r) => r.error !== undefined).length;
+  const problems =
+    input.result.failures.length + input.result.conflicts.filter(servesLess).length + input.registries.filter((r) => r.error !== undefined).length;
   return problems === 0 && input.brokerError === undefined ? "Succeeded" : "PartiallyFailed";
 }
 
@@ -98,7 +104,10 @@ export function statusData(input: StatusInput): Record<string, string> {
         ...(status.error !== undefined ? { error: `${status.error.code}: ${status.error.message}` } : {}),
       })),
     ),
-    failures: stringify([...failures.items.map((f) => ({ namespace: f.namespace, object: `${f.kind}/${f.name}`, code: f.code, message: f.message })), ...(failures.more > 0 ? [{ more: failures.more }] : [])]),
+    failures: stringify([
+      ...failures.items.map((f) => ({ namespace: f.namespace, object: `${f.kind}/${f.name}`, code: f.code, message: f.message })),
+      ...(failures.more > 0 ? [{ more: failures.more }] : []),
+    ]),
     conflicts: stringify([...conflicts.items, ...(conflicts.more > 0 ? [{ more: conflicts.more }] : [])]),
     "state.json": JSON.stringify(input.state),
   };

@@ -8,7 +8,18 @@
  * heal interval. Every watch reconnects with jittered backoff for as long as the watcher runs, and
  * the watcher keeps the process alive until it is stopped.
  */
-import { CoreV1Api, ListWatch, Watch, type CoreV1Event, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1ConfigMap, type V1Namespace, type V1ServiceAccount } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  ListWatch,
+  Watch,
+  type CoreV1Event,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1Namespace,
+  type V1ServiceAccount,
+} from "@kubernetes/client-node";
 import { maxMinValiditySeconds } from "../shared/broker-api.ts";
 import { AcrCredentialError } from "../shared/errors.ts";
 import { backoffDelay, type BackoffPolicy } from "../shared/retry.ts";
@@ -20,7 +31,17 @@ import { namespaceInfo, pullSecretEvent, serviceAccountInfo } from "./cluster.ts
 import type { RefresherConfig } from "./config.ts";
 import { chooseNamespace, plan, planSummary, type Plan } from "./plan.ts";
 import { missingPullSecrets, missingPullSecretSelector } from "./pull-secret-events.ts";
-import { configFromData, defaultConfigMap, defaultIntervalSeconds, fetchCredentials, readState, statusLabels, type ConfigMapRef, type FetchedCredentials, type RunDependencies } from "./run.ts";
+import {
+  configFromData,
+  defaultConfigMap,
+  defaultIntervalSeconds,
+  fetchCredentials,
+  readState,
+  statusLabels,
+  type ConfigMapRef,
+  type FetchedCredentials,
+  type RunDependencies,
+} from "./run.ts";
 import { eventRecorder, recordRunEvents, reportInvalidConfig } from "./events.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import { nextState, type RefresherState } from "./state.ts";
@@ -82,7 +103,6 @@ export interface Watcher {
 /** Reconnects: the first after up to 0.5 s, then doubling to at most 30 s, never giving up. */
 export const reconnectBackoff: BackoffPolicy = { baseDelayMs: 500, maxDelayMs: 30_000, maxAttempts: Number.POSITIVE_INFINITY };
 
-
 /** Bounds of the credential renewal timer: never busier than every 30 s, never idle for more than an hour. */
 const minRefreshMs = 30_000;
 const maxRefreshMs = 3_600_000;
@@ -94,7 +114,14 @@ const maxRefreshMs = 3_600_000;
  * and an hour. The delay comes after the threshold, not before it: by then the broker's cache renews
  * the credential for an unforced request, which the whole fleet shares.
  */
-export function refreshDelayMs(input: { complete: boolean; earliestExpiry: Date | undefined; thresholdSeconds: number; failures: number; now: Date; spreadMs?: number }): number {
+export function refreshDelayMs(input: {
+  complete: boolean;
+  earliestExpiry: Date | undefined;
+  thresholdSeconds: number;
+  failures: number;
+  now: Date;
+  spreadMs?: number;
+}): number {
   let wait: number;
   if (!input.complete) {
     wait = Math.min(minRefreshMs * 2 ** Math.min(Math.max(input.failures - 1, 0), 4), 5 * 60_000);
@@ -161,7 +188,13 @@ function answered<T>(request: Promise<T>, what: string, timeoutMs: number): Prom
 }
 
 /** An informer with an optional field selector (client-node's makeInformer takes none) whose watch requests are answered or fail. */
-function informer<T extends KubernetesObject>(kubeConfig: KubeConfig, timeoutMs: number, path: string, list: ListFunction<T>, fieldSelector?: string): ListWatch<T> {
+function informer<T extends KubernetesObject>(
+  kubeConfig: KubeConfig,
+  timeoutMs: number,
+  path: string,
+  list: ListFunction<T>,
+  fieldSelector?: string,
+): ListWatch<T> {
   return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), list, false, undefined, fieldSelector);
 }
 
@@ -174,7 +207,11 @@ const httpStatusOf = (error: unknown): number | undefined => {
  * Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response; each
  * page must be answered within `timeoutMs`.
  */
-function paginated<T extends KubernetesObject>(what: string, timeoutMs: number, fetchPage: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>): ListFunction<T> {
+function paginated<T extends KubernetesObject>(
+  what: string,
+  timeoutMs: number,
+  fetchPage: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>,
+): ListFunction<T> {
   const page = (token: string | undefined) => answered(fetchPage(token), what, timeoutMs);
   return async () => {
     const items: T[] = [];
@@ -198,12 +235,34 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const configMap = options.configMap ?? defaultConfigMap;
   const core = deps.kubeConfig.makeApiClient(CoreV1Api);
   const timeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
-  const namespaces = informer<V1Namespace>(deps.kubeConfig, timeoutMs, "/api/v1/namespaces", paginated("namespaces", timeoutMs, (_continue) => core.listNamespace({ limit: 500, _continue })));
-  const accounts = informer<V1ServiceAccount>(deps.kubeConfig, timeoutMs, "/api/v1/serviceaccounts", paginated("ServiceAccounts", timeoutMs, (_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })));
+  const namespaces = informer<V1Namespace>(
+    deps.kubeConfig,
+    timeoutMs,
+    "/api/v1/namespaces",
+    paginated("namespaces", timeoutMs, (_continue) => core.listNamespace({ limit: 500, _continue })),
+  );
+  const accounts = informer<V1ServiceAccount>(
+    deps.kubeConfig,
+    timeoutMs,
+    "/api/v1/serviceaccounts",
+    paginated("ServiceAccounts", timeoutMs, (_continue) => core.listServiceAccountForAllNamespaces({ limit: 500, _continue })),
+  );
   // The configuration alone, by name: RBAC grants list and watch on that one ConfigMap only.
   const configSelector = `metadata.name=${configMap.name}`;
-  const configMaps = informer<V1ConfigMap>(deps.kubeConfig, timeoutMs, `/api/v1/namespaces/${configMap.namespace}/configmaps`, () => answered(core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), "the configuration", timeoutMs), configSelector);
-  const kubeletEvents = informer<CoreV1Event>(deps.kubeConfig, timeoutMs, "/api/v1/events", paginated("kubelet Events", timeoutMs, (_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })), missingPullSecretSelector);
+  const configMaps = informer<V1ConfigMap>(
+    deps.kubeConfig,
+    timeoutMs,
+    `/api/v1/namespaces/${configMap.namespace}/configmaps`,
+    () => answered(core.listNamespacedConfigMap({ namespace: configMap.namespace, fieldSelector: configSelector }), "the configuration", timeoutMs),
+    configSelector,
+  );
+  const kubeletEvents = informer<CoreV1Event>(
+    deps.kubeConfig,
+    timeoutMs,
+    "/api/v1/events",
+    paginated("kubelet Events", timeoutMs, (_continue) => core.listEventForAllNamespaces({ fieldSelector: missingPullSecretSelector, limit: 500, _continue })),
+    missingPullSecretSelector,
+  );
 
   let stopped = false;
   let config: RefresherConfig;
@@ -249,10 +308,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   };
   /** Every reconcile runs alone, in order, so the plan always sees the state the previous one left. */
   const enqueue = <T>(task: () => Promise<T>): Promise<T | undefined> => {
-    const next = queue.then(() => (stopped ? undefined : task())).catch((error: unknown) => {
-      logger.error({ err: error }, "reconcile failed");
-      return undefined;
-    });
+    const next = queue
+      .then(() => (stopped ? undefined : task()))
+      .catch((error: unknown) => {
+        logger.error({ err: error }, "reconcile failed");
+        return undefined;
+      });
     queue = next;
     return next;
   };
@@ -262,12 +323,31 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
    * single place the watcher writes Secrets and ServiceAccounts; `scope` limits it to namespaces,
    * `resync` applies every Secret again (the heal), `reapply` the ones the kubelet found missing.
    */
-  async function reconcile(scope: ReadonlySet<string> | undefined, how: { resync?: boolean; reapply?: ReadonlyMap<string, ReadonlySet<string>> } = {}): Promise<ReconcileResult | undefined> {
+  async function reconcile(
+    scope: ReadonlySet<string> | undefined,
+    how: { resync?: boolean; reapply?: ReadonlyMap<string, ReadonlySet<string>> } = {},
+  ): Promise<ReconcileResult | undefined> {
     const nsList = namespaces.list().map(namespaceInfo);
     const saList = accounts.list().map(serviceAccountInfo);
-    const thePlan: Plan = plan({ config, secrets: fetched.secrets, namespaces: nsList, serviceAccounts: saList, state, ...(scope === undefined ? {} : { scope }), ...(how.resync === true ? { resync: true } : {}), ...(how.reapply === undefined ? {} : { reapply: how.reapply }) });
+    const thePlan: Plan = plan({
+      config,
+      secrets: fetched.secrets,
+      namespaces: nsList,
+      serviceAccounts: saList,
+      state,
+      ...(scope === undefined ? {} : { scope }),
+      ...(how.resync === true ? { resync: true } : {}),
+      ...(how.reapply === undefined ? {} : { reapply: how.reapply }),
+    });
     if (thePlan.namespaces.length === 0 && thePlan.forget.length === 0 && scope !== undefined) return undefined;
-    const result: ApplyResult = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts: saList, logger, concurrency: options.concurrency ?? 16, events });
+    const result: ApplyResult = await apply(thePlan, {
+      cluster,
+      secrets: fetched.secrets,
+      serviceAccounts: saList,
+      logger,
+      concurrency: options.concurrency ?? 16,
+      events,
+    });
     state = nextState(state, result.outcomes);
     for (const key of Object.keys(totals) as Array<keyof typeof totals>) totals[key] += result.counts[key];
     // Failures describe the latest attempt per namespace: a reconcile replaces those of its scope.
@@ -304,7 +384,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   async function writeStatus(): Promise<void> {
     lastStatusAt = Date.now();
     const finished = now();
-    const served = namespaces.list().map(namespaceInfo).filter((ns) => chooseNamespace(config, ns).chosen).length;
+    const served = namespaces
+      .list()
+      .map(namespaceInfo)
+      .filter((ns) => chooseNamespace(config, ns).chosen).length;
     const input: StatusInput = {
       finishedAt: finished,
       durationMs: finished.getTime() - since.getTime(),
@@ -334,7 +417,14 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
     const spread = spreadMs();
     const complete = !failed && fetched.brokerError === undefined && fetched.secrets.size === config.registries.length;
-    const delay = refreshDelayMs({ complete, earliestExpiry: fetched.earliestExpiry, thresholdSeconds: config.expiringThresholdSeconds, failures: brokerFailures, now: now(), spreadMs: spread });
+    const delay = refreshDelayMs({
+      complete,
+      earliestExpiry: fetched.earliestExpiry,
+      thresholdSeconds: config.expiringThresholdSeconds,
+      failures: brokerFailures,
+      now: now(),
+      spreadMs: spread,
+    });
     // Retries after a failure are jittered (half to all of the delay), so a fleet that failed together does not retry together.
     const wait = complete ? delay : Math.max(minRefreshMs, Math.round(delay / 2 + (random() * delay) / 2));
     nextRefreshAt = new Date(now().getTime() + wait);
@@ -358,7 +448,13 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     // schedule interval, so it shares the broker's one refresh with the rest of the fleet (decision 007);
     // the resync annotation forces.
     const minValiditySeconds = Math.min(maxMinValiditySeconds, forConfig.expiringThresholdSeconds + defaultIntervalSeconds);
-    const answer = await fetchCredentials(forConfig, deps.broker(forConfig.brokerUrl), logger, now(), { deadlineAt: Date.now() + budgetMs, onRetry, signal, minValiditySeconds, force: how.force === true });
+    const answer = await fetchCredentials(forConfig, deps.broker(forConfig.brokerUrl), logger, now(), {
+      deadlineAt: Date.now() + budgetMs,
+      onRetry,
+      signal,
+      minValiditySeconds,
+      force: how.force === true,
+    });
     // Still failing after the budget: the renewal timer retries, and the status keeps saying so.
     if (answer.brokerError === undefined) brokerRetrying = undefined;
     return answer;
@@ -428,7 +524,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
         if (error instanceof AcrCredentialError && error.code === "ConfigInvalid") void reportInvalidConfig(cluster, logger, configMap, error.message, events);
         return;
       }
-      logger.info({ configMap: `${configMap.namespace}/${configMap.name}`, ...(resync ? { resync: resyncValue } : {}) }, "configuration changed; refreshing everything");
+      logger.info(
+        { configMap: `${configMap.namespace}/${configMap.name}`, ...(resync ? { resync: resyncValue } : {}) },
+        "configuration changed; refreshing everything",
+      );
       // Plans made from now on use it; the one under way, if any, was made before the change.
       config = next;
       requestRefresh({ restart: true, resync });
@@ -442,7 +541,11 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   function pullSecretMissing(object: CoreV1Event): void {
     const event = pullSecretEvent(object);
     // Events from before the start were answered by the first reconcile, which applied every Secret.
-    const missing = missingPullSecrets([event], config.registries.map((registry) => registry.secretName), since);
+    const missing = missingPullSecrets(
+      [event],
+      config.registries.map((registry) => registry.secretName),
+      since,
+    );
     for (const [namespace, secrets] of missing) {
       logger.warn({ namespace, secrets: [...secrets] }, "the kubelet could not find the refresher's Secret; writing it again");
       const names = reapply.get(namespace) ?? new Set<string>();
@@ -518,7 +621,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const startNamespaces = supervise("namespaces", namespaces as ListWatch<KubernetesObject>, everything);
   const startAccounts = supervise("serviceaccounts", accounts as ListWatch<KubernetesObject>, everything);
   const startConfig = supervise("configuration", configMaps as ListWatch<KubernetesObject>, () => undefined);
-  const startEvents = supervise("events", kubeletEvents as ListWatch<KubernetesObject>, () => undefined, "kubelet Events not watched (no list/watch on events in the refresher's RBAC, job/deploy/base/rbac.yaml): a Secret deleted by hand comes back at the next heal instead");
+  const startEvents = supervise(
+    "events",
+    kubeletEvents as ListWatch<KubernetesObject>,
+    () => undefined,
+    "kubelet Events not watched (no list/watch on events in the refresher's RBAC, job/deploy/base/rbac.yaml): a Secret deleted by hand comes back at the next heal instead",
+  );
 
   const ready = (async () => {
     const initial = await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name);
@@ -542,7 +650,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     accounts.on("update", (sa) => markDirty(sa.metadata?.namespace));
     configMaps.on("add", configurationSeen);
     configMaps.on("update", configurationSeen);
-    configMaps.on("delete", () => logger.error({ configMap: `${configMap.namespace}/${configMap.name}` }, "configuration ConfigMap deleted; keeping the previous configuration until it is created again"));
+    configMaps.on("delete", () =>
+      logger.error(
+        { configMap: `${configMap.namespace}/${configMap.name}` },
+        "configuration ConfigMap deleted; keeping the previous configuration until it is created again",
+      ),
+    );
     kubeletEvents.on("add", pullSecretMissing);
     kubeletEvents.on("update", pullSecretMissing);
     await startConfig();
@@ -557,14 +670,22 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       }
     });
     scheduleHeal();
-    logger.info({ namespaces: namespaces.list().length, serviceAccounts: accounts.list().length }, "watching namespaces, ServiceAccounts, the configuration and kubelet Events");
+    logger.info(
+      { namespaces: namespaces.list().length, serviceAccounts: accounts.list().length },
+      "watching namespaces, ServiceAccounts, the configuration and kubelet Events",
+    );
   })();
 
   return {
     ready,
     health: () => {
       const watches = { ...connected };
-      return { watchConnected: Object.values(watches).every(Boolean), watches, ...(lastReconcileAt === undefined ? {} : { lastReconcileAt }), brokerRetrying: brokerRetrying !== undefined };
+      return {
+        watchConnected: Object.values(watches).every(Boolean),
+        watches,
+        ...(lastReconcileAt === undefined ? {} : { lastReconcileAt }),
+        brokerRetrying: brokerRetrying !== undefined,
+      };
     },
     async stop() {
       stopped = true;

@@ -36,7 +36,9 @@ export const credentialsRequestSchema = z.strictObject({
     .number({ error: "must be a whole number of seconds" })
     .int({ error: "must be a whole number of seconds" })
     .min(0, { error: "must not be negative" })
-    .max(maxMinValiditySeconds, { error: `is at most ${maxMinValiditySeconds} seconds (credentials live about an hour); ask for less, or send force to renew now` })
+    .max(maxMinValiditySeconds, {
+      error: `is at most ${maxMinValiditySeconds} seconds (credentials live about an hour); ask for less, or send force to renew now`,
+    })
     .optional(),
 });
 export type CredentialsRequest = z.infer<typeof credentialsRequestSchema>;

@@ -12,12 +12,30 @@ export type { Logger };
  * record is serialised, so a careless `log.info({ credential })` still cannot leak a password.
  */
 export const redactedPaths = [
-  "password", "*.password", "*[*].password", "credentials[*].password",
-  "token", "*.token", "oidcToken", "*.oidcToken",
-  "authorization", "*.authorization", "headers.authorization", "req.headers.authorization",
-  "accessKeySecret", "*.accessKeySecret", "AccessKeySecret", "*.AccessKeySecret",
-  "securityToken", "*.securityToken", "SecurityToken", "*.SecurityToken",
-  "AuthorizationToken", "*.AuthorizationToken", "authorizationToken", "*.authorizationToken",
+  "password",
+  "*.password",
+  "*[*].password",
+  "credentials[*].password",
+  "token",
+  "*.token",
+  "oidcToken",
+  "*.oidcToken",
+  "authorization",
+  "*.authorization",
+  "headers.authorization",
+  "req.headers.authorization",
+  "accessKeySecret",
+  "*.accessKeySecret",
+  "AccessKeySecret",
+  "*.AccessKeySecret",
+  "securityToken",
+  "*.securityToken",
+  "SecurityToken",
+  "*.SecurityToken",
+  "AuthorizationToken",
+  "*.AuthorizationToken",
+  "authorizationToken",
+  "*.authorizationToken",
 ];
 
 /**
@@ -27,7 +45,11 @@ export const redactedPaths = [
  * load one write (and one wake-up of the log reader) carries a few dozen lines, not one.
  */
 export function asyncStdout(options: { batchBytes?: number } = {}): ReturnType<typeof pino.destination> {
-  return pino.destination({ dest: 1, sync: false, ...(options.batchBytes ? { minLength: options.batchBytes, maxWrite: 2 * options.batchBytes, periodicFlush: 1000 } : {}) });
+  return pino.destination({
+    dest: 1,
+    sync: false,
+    ...(options.batchBytes ? { minLength: options.batchBytes, maxWrite: 2 * options.batchBytes, periodicFlush: 1000 } : {}),
+  });
 }
 
 /** How an `err` field reads in every log line. */
@@ -62,7 +84,14 @@ export function errorFields(error: unknown): ErrorFields {
 export function createLogger(component: string, options: { level?: string; destination?: DestinationStream } = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? "info";
   return pino(
-    { name: component, level, base: { component }, serializers: { err: errorFields }, redact: { paths: redactedPaths, censor: "[redacted]" }, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      name: component,
+      level,
+      base: { component },
+      serializers: { err: errorFields },
+      redact: { paths: redactedPaths, censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
     options.destination,
   );
 }

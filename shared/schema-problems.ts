@@ -7,7 +7,10 @@ import type { z } from "zod";
 
 /** `clusters[0].issuer`; `(top level)` for the document itself. */
 export function fieldPath(path: readonly PropertyKey[]): string {
-  const text = path.reduce<string>((written, key) => (typeof key === "number" ? `${written}[${key}]` : written === "" ? String(key) : `${written}.${String(key)}`), "");
+  const text = path.reduce<string>(
+    (written, key) => (typeof key === "number" ? `${written}[${key}]` : written === "" ? String(key) : `${written}.${String(key)}`),
+    "",
+  );
   return text === "" ? "(top level)" : text;
 }
 

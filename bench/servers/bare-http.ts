@@ -16,7 +16,12 @@ const body = Buffer.from(JSON.stringify({ pad: "x".repeat(size - '{"pad":""}'.le
 const server = createServer((req, res) => {
   req.on("data", () => {});
   req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", "x-request-id": "00000000-0000-4000-8000-000000000000", "content-length": String(body.length) });
+    res.writeHead(200, {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      "x-request-id": "00000000-0000-4000-8000-000000000000",
+      "content-length": String(body.length),
+    });
     res.end(body);
   });
 });

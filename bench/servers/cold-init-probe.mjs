@@ -12,7 +12,10 @@ const event = {
   isBase64Encoded: false,
   headers: { "User-Agent": "cold-init-probe" },
   queryParameters: {},
-  requestContext: { requestId: "cold-init", http: { method: "GET", path: "/healthz", protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "cold-init-probe" } },
+  requestContext: {
+    requestId: "cold-init",
+    http: { method: "GET", path: "/healthz", protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "cold-init-probe" },
+  },
 };
 handler(Buffer.from(JSON.stringify(event)), { requestId: "cold-init", function: { name: "broker", timeout: 30 } }).then(
   (response) => {

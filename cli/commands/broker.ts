@@ -32,7 +32,10 @@ export async function defaultChainIdentity(): Promise<Identity> {
   try {
     await provider.getCredential();
   } catch {
-    throw new AcrCredentialError("ConfigInvalid", "the default credential chain found no Alibaba Cloud credentials (environment, OIDC, CLI profile, ECS RAM role); set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run where a RAM role is attached");
+    throw new AcrCredentialError(
+      "ConfigInvalid",
+      "the default credential chain found no Alibaba Cloud credentials (environment, OIDC, CLI profile, ECS RAM role); set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or run where a RAM role is attached",
+    );
   }
   return { kind: "provider", provider };
 }
@@ -52,7 +55,9 @@ export const command: Command = {
     const log = createLogger("broker", { destination: stdout });
     const runtime = createRuntime({ loaded, log, baseIdentity: await defaultChainIdentity() });
     const server = await serveHttp(runtime, { port, host: values.host ?? "127.0.0.1" });
-    console.error(`acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`);
+    console.error(
+      `acr-credential broker: listening on ${server.url} for ${runtime.config.clusters.length} cluster(s) and ${runtime.config.clusterGroups.length} cluster group(s)`,
+    );
     await untilSignal();
     await server.close();
     await runtime.close();

@@ -26,7 +26,8 @@ const defaultAudience = "acr-credential-broker";
 const rrsaAudience = "sts.aliyuncs.com";
 /** job/build.mjs inlines job/deploy/base/rbac.yaml into the image's bundle; elsewhere it is read from the repository. */
 declare const ACR_REFRESHER_RBAC_YAML: string | undefined;
-const shippedRbac = async (): Promise<string> => (typeof ACR_REFRESHER_RBAC_YAML === "string" ? ACR_REFRESHER_RBAC_YAML : readFile(new URL("../../job/deploy/base/rbac.yaml", import.meta.url), "utf8"));
+const shippedRbac = async (): Promise<string> =>
+  typeof ACR_REFRESHER_RBAC_YAML === "string" ? ACR_REFRESHER_RBAC_YAML : readFile(new URL("../../job/deploy/base/rbac.yaml", import.meta.url), "utf8");
 /** Namespaces reviewed besides the ConfigMap's: enough to catch a per-namespace RoleBinding setup, few enough to stay quick. */
 const maxReviewedNamespaces = 5;
 
@@ -136,7 +137,8 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseFlags("doctor", argv, options);
     const configMapRef = parseConfigMapRef(values["config-map"], "doctor");
-    const serviceAccount = values["service-account"] === undefined ? defaultServiceAccount : parseConfigMapRef(values["service-account"], "doctor", "--service-account");
+    const serviceAccount =
+      values["service-account"] === undefined ? defaultServiceAccount : parseConfigMapRef(values["service-account"], "doctor", "--service-account");
     const audience = values.audience ?? defaultAudience;
     const kubeConfig = loadKubeConfig(values.kubeconfig);
     const podMode = values.kubeconfig === undefined && inCluster();
@@ -154,7 +156,14 @@ export const command: Command = {
       const version = await kubeConfig.makeApiClient(VersionApi).getCode();
       checks.set("kubernetes", passed("kubernetes", `${version.gitVersion} at ${kubeConfig.getCurrentCluster()?.server}`));
     } catch (error) {
-      checks.set("kubernetes", failed("kubernetes", `cannot reach ${kubeConfig.getCurrentCluster()?.server}: ${kubeFailure(error)}`, "check --kubeconfig (or the pod's network) and that the API server is up"));
+      checks.set(
+        "kubernetes",
+        failed(
+          "kubernetes",
+          `cannot reach ${kubeConfig.getCurrentCluster()?.server}: ${kubeFailure(error)}`,
+          "check --kubeconfig (or the pod's network) and that the API server is up",
+        ),
+      );
       return finish();
     }
 
@@ -163,7 +172,10 @@ export const command: Command = {
     if (!podMode) {
       const core = kubeConfig.makeApiClient(CoreV1Api);
       const mint = async (tokenAudience: string | undefined) => {
-        const request = await core.createNamespacedServiceAccountToken({ ...serviceAccount, body: { spec: { audiences: tokenAudience === undefined ? [] : [tokenAudience], expirationSeconds: 600 } } });
+        const request = await core.createNamespacedServiceAccountToken({
+          ...serviceAccount,
+          body: { spec: { audiences: tokenAudience === undefined ? [] : [tokenAudience], expirationSeconds: 600 } },
+        });
         const token = request.status?.token;
         if (!token) throw new Error("the TokenRequest answer has no token");
         return token;
@@ -176,7 +188,10 @@ export const command: Command = {
           status === 404
             ? `create the refresher's ServiceAccount: kubectl apply -k job/deploy/base (or pass --service-account)`
             : `run doctor with a kubeconfig allowed to create tokens for ${serviceAccount.namespace}/${serviceAccount.name} (a cluster admin), or in the refresher's pod`;
-        checks.set("identity", failed("identity", `cannot create a token for ServiceAccount ${serviceAccount.namespace}/${serviceAccount.name}: ${kubeFailure(error)}`, fix));
+        checks.set(
+          "identity",
+          failed("identity", `cannot create a token for ServiceAccount ${serviceAccount.namespace}/${serviceAccount.name}: ${kubeFailure(error)}`, fix),
+        );
       }
     }
     let actingAs: string | undefined;
@@ -188,7 +203,14 @@ export const command: Command = {
     if (!checks.has("identity")) {
       const how = podMode ? "in-cluster" : "tokens from the TokenRequest API";
       if (actingAs !== undefined && actingAs !== refresherUser) {
-        checks.set("identity", failed("identity", `acting as ${actingAs}, not as the refresher (${refresherUser})`, `run doctor in the refresher's pod, or pass --service-account NAMESPACE/NAME of the ServiceAccount it runs as`));
+        checks.set(
+          "identity",
+          failed(
+            "identity",
+            `acting as ${actingAs}, not as the refresher (${refresherUser})`,
+            `run doctor in the refresher's pod, or pass --service-account NAMESPACE/NAME of the ServiceAccount it runs as`,
+          ),
+        );
       } else {
         checks.set("identity", passed("identity", `${actingAs ?? refresherUser} (${how})`));
       }
@@ -197,14 +219,20 @@ export const command: Command = {
     // The configuration, read as the refresher reads it.
     const cluster = kubernetesCluster(identity.kubeConfig);
     const warnings: string[] = [];
-    const logger = createLogger("doctor", { level: "warn", destination: { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) } });
+    const logger = createLogger("doctor", {
+      level: "warn",
+      destination: { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) },
+    });
     let config: RefresherConfig | undefined;
     try {
       const data = await cluster.readConfigMap(configMapRef.namespace, configMapRef.name);
       config = configFromData(data, configMapRef, logger, values["broker-url"]);
       const registries = config.registries.map((registry) => registryLabel(registry)).join(", ");
       const warned = warnings.length === 0 ? "" : `; ${warnings.length} warning${warnings.length === 1 ? "" : "s"}: ${warnings[0]}`;
-      checks.set("configmap", passed("configmap", `${configMapRef.namespace}/${configMapRef.name}: registries ${registries}; broker-url ${config.brokerUrl}${warned}`));
+      checks.set(
+        "configmap",
+        passed("configmap", `${configMapRef.namespace}/${configMapRef.name}: registries ${registries}; broker-url ${config.brokerUrl}${warned}`),
+      );
     } catch (error) {
       const code = error instanceof AcrCredentialError ? error.code : "Internal";
       const message = oneLine(error);
@@ -219,7 +247,8 @@ export const command: Command = {
     // The RBAC, by what the API server says the acting identity may do.
     if (identity.asRefresher) {
       const required = requiredPermissions(await shippedRbac());
-      const served = config === undefined ? [] : (literalNames(config.watchNamespace) ?? []).filter((namespace) => !config.excludeNamespaces.includes(namespace));
+      const served =
+        config === undefined ? [] : (literalNames(config.watchNamespace) ?? []).filter((namespace) => !config.excludeNamespaces.includes(namespace));
       const namespaces = [...new Set([configMapRef.namespace, ...served])].slice(0, maxReviewedNamespaces + 1);
       const authorization = identity.kubeConfig.makeApiClient(AuthorizationV1Api);
       try {
@@ -235,7 +264,14 @@ export const command: Command = {
           checks.set("rbac", passed("rbac", `all ${required.length} permissions of job/deploy/base/rbac.yaml in ${namespaces.join(", ")}`));
         } else {
           const caveat = incomplete ? " (the API server's answer is incomplete: an authorizer other than RBAC may allow more)" : "";
-          checks.set("rbac", failed("rbac", `missing: ${missing.join("; ")}${caveat}`, "re-apply the refresher's RBAC: kubectl apply -k job/deploy/base (or upgrade the Helm release)"));
+          checks.set(
+            "rbac",
+            failed(
+              "rbac",
+              `missing: ${missing.join("; ")}${caveat}`,
+              "re-apply the refresher's RBAC: kubectl apply -k job/deploy/base (or upgrade the Helm release)",
+            ),
+          );
         }
       } catch (error) {
         checks.set("rbac", failed("rbac", `SelfSubjectRulesReview failed: ${kubeFailure(error)}`, "the API server must serve authorization.k8s.io/v1"));
@@ -266,7 +302,14 @@ export const command: Command = {
         else if (identity.mint !== undefined) stsToken = await identity.mint(rrsaAudience);
       }
     } catch (error) {
-      checks.set("issuer", failed("issuer", oneLine(error), podMode ? "mount the projected token volume from job/deploy" : "pass --token-file, or a kubeconfig allowed to create the refresher's tokens"));
+      checks.set(
+        "issuer",
+        failed(
+          "issuer",
+          oneLine(error),
+          podMode ? "mount the projected token volume from job/deploy" : "pass --token-file, or a kubeconfig allowed to create the refresher's tokens",
+        ),
+      );
       return finish();
     }
 
@@ -320,16 +363,37 @@ export const command: Command = {
         checks.set("credentials", passed("credentials", `${received.length} received: ${received.join(", ")}`));
       } else {
         const errors = response.errors.map((error) => `${error.instanceId ?? "personal"}@${error.regionId}: ${error.code}: ${error.message}`);
-        checks.set("credentials", failed("credentials", `${received.length} of ${config.registries.length} received; ${errors.join("; ") || "the broker answered no credential for some registries"}`, "the broker's logs; docs/troubleshooting.md, 'What Alibaba Cloud refused'"));
+        checks.set(
+          "credentials",
+          failed(
+            "credentials",
+            `${received.length} of ${config.registries.length} received; ${errors.join("; ") || "the broker answered no credential for some registries"}`,
+            "the broker's logs; docs/troubleshooting.md, 'What Alibaba Cloud refused'",
+          ),
+        );
       }
     } catch (error) {
       const code = error instanceof AcrCredentialError ? error.code : "Internal";
       const message = oneLine(error);
       const blamed = refusalBlames(code, message);
       if (blamed === "audience") {
-        checks.set("audience", failed("audience", `the broker refused the token's audience ${audienceText}`, `give the projected token the broker's \`audience\` setting (serviceAccountToken.audience in job/deploy; --audience here), or change the broker's`));
+        checks.set(
+          "audience",
+          failed(
+            "audience",
+            `the broker refused the token's audience ${audienceText}`,
+            `give the projected token the broker's \`audience\` setting (serviceAccountToken.audience in job/deploy; --audience here), or change the broker's`,
+          ),
+        );
       } else if (blamed === "issuer") {
-        checks.set("issuer", failed("issuer", `the broker knows no cluster with issuer ${claims.iss}`, `set this cluster's \`issuer\` in the broker configuration to ${claims.iss}`));
+        checks.set(
+          "issuer",
+          failed(
+            "issuer",
+            `the broker knows no cluster with issuer ${claims.iss}`,
+            `set this cluster's \`issuer\` in the broker configuration to ${claims.iss}`,
+          ),
+        );
       } else if (code === "InvalidToken") {
         checks.set("audience", skipped("audience", "the broker refused the token before its audience"));
       } else {
@@ -356,7 +420,11 @@ async function brokerHealth(brokerUrl: string): Promise<Check> {
     text = await response.text();
   } catch (error) {
     const reason = error instanceof Error ? ((error.cause as { code?: string } | undefined)?.code ?? error.name) : String(error);
-    return failed("broker", `cannot reach ${url} (${reason})`, "check broker-url, that the broker runs, and the network path (NetworkPolicy, proxy) from the cluster");
+    return failed(
+      "broker",
+      `cannot reach ${url} (${reason})`,
+      "check broker-url, that the broker runs, and the network path (NetworkPolicy, proxy) from the cluster",
+    );
   }
   let body: { status?: unknown; version?: unknown } | undefined;
   try {
@@ -365,7 +433,11 @@ async function brokerHealth(brokerUrl: string): Promise<Check> {
     body = undefined;
   }
   if (!response.ok || body?.status !== "ok") {
-    return failed("broker", `${url} answered ${response.status}, not as the broker does`, "broker-url must be the broker's base URL (the one that serves /v1/credentials)");
+    return failed(
+      "broker",
+      `${url} answered ${response.status}, not as the broker does`,
+      "broker-url must be the broker's base URL (the one that serves /v1/credentials)",
+    );
   }
   return passed("broker", `${brokerUrl} answers (version ${String(body.version)})`);
 }

@@ -32,7 +32,8 @@ export const command: Command = {
   options,
   async run(argv) {
     const { values } = parseFlags("emulator", argv, options);
-    if (values.world === undefined) throw new AcrCredentialError("UsageError", "--world FILE is required, e.g. --world emulator/worlds/demo.yaml; see 'acr-credential emulator --help'");
+    if (values.world === undefined)
+      throw new AcrCredentialError("UsageError", "--world FILE is required, e.g. --world emulator/worlds/demo.yaml; see 'acr-credential emulator --help'");
     const port = parsePort("emulator", values.port, 0);
     const httpsPort = parsePort("emulator", values["https-port"], 0);
     // Loaded here rather than at the top so `--help` and flag errors stay instant.

@@ -47,7 +47,8 @@ export const sandboxFunction = { functionName: "acr-credential-broker" };
 
 function userKey(world: World, name: string): AccessKey {
   const key = world.accounts.find((a) => a.id === platformAccount)?.users.find((u) => u.name === name)?.accessKeys[0];
-  if (!key) throw new AcrCredentialError("ConfigInvalid", `${worldFile}: account ${platformAccount} has no user '${name}' with an access key; the sandbox needs it`);
+  if (!key)
+    throw new AcrCredentialError("ConfigInvalid", `${worldFile}: account ${platformAccount} has no user '${name}' with an access key; the sandbox needs it`);
   return { accessKeyId: key.id, accessKeySecret: key.secret };
 }
 
@@ -60,7 +61,9 @@ function sandboxWorld(world: World, publicJwk: object): World {
   platform.users.push({
     name: "operator",
     accessKeys: [{ id: operatorKey.accessKeyId, secret: operatorKey.accessKeySecret }],
-    policies: [{ Statement: [{ Effect: "Allow", Action: ["fc:InvokeFunction"], Resource: [`acs:fc:*:${platformAccount}:functions/${sandboxFunction.functionName}`] }] }] as never,
+    policies: [
+      { Statement: [{ Effect: "Allow", Action: ["fc:InvokeFunction"], Resource: [`acs:fc:*:${platformAccount}:functions/${sandboxFunction.functionName}`] }] },
+    ] as never,
   });
   return patched;
 }
@@ -70,9 +73,18 @@ async function seedDemoImage(cr: string, registryHost: string, publisher: Access
   const work = await mkdtemp(join(tmpdir(), "acr-sandbox-image-"));
   try {
     await writeOciLayout(join(work, "layout"), { tag: "latest", content: "hello from the acr-credential-broker sandbox\n" });
-    const login = await getAuthorizationToken({ stsEndpoint: cr, crEndpoint: cr, protocol: "http" }, { kind: "keys", keys: publisher }, demoInstance, { timeoutMs: 10_000 });
+    const login = await getAuthorizationToken({ stsEndpoint: cr, crEndpoint: cr, protocol: "http" }, { kind: "keys", keys: publisher }, demoInstance, {
+      timeoutMs: 10_000,
+    });
     const skopeo = await skopeoIn(work);
-    const pushed = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `${login.username}:${login.password}`, `oci:${join(work, "layout")}:latest`, `docker://${registryHost}/${demoRepository}:latest`]);
+    const pushed = await skopeo([
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      `${login.username}:${login.password}`,
+      `oci:${join(work, "layout")}:latest`,
+      `docker://${registryHost}/${demoRepository}:latest`,
+    ]);
     if (pushed.code !== 0) throw new Error(oneLine(pushed.stderr || `skopeo exited with ${pushed.code}`));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -108,7 +120,12 @@ function kubectlCommand(): string {
 }
 
 /** The flags, as parsed and as the README's command table lists them. */
-const options = { port: { type: "string" }, "state-dir": { type: "string" }, "without-registry": { type: "boolean" }, "with-cluster": { type: "boolean" } } satisfies Options;
+const options = {
+  port: { type: "string" },
+  "state-dir": { type: "string" },
+  "without-registry": { type: "boolean" },
+  "with-cluster": { type: "boolean" },
+} satisfies Options;
 
 export const command: Command = {
   summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
@@ -158,7 +175,16 @@ export const command: Command = {
           clusters: [
             ...(plane === undefined || sandboxCluster === undefined
               ? []
-              : [{ name: "sandbox-cluster", issuer: plane.issuer, caFile: plane.caFile, regionId: demoInstance.regionId, subjects: [sandboxCluster.refresherSubject], registries: [{ ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) }] }]),
+              : [
+                  {
+                    name: "sandbox-cluster",
+                    issuer: plane.issuer,
+                    caFile: plane.caFile,
+                    regionId: demoInstance.regionId,
+                    subjects: [sandboxCluster.refresherSubject],
+                    registries: [{ ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) }],
+                  },
+                ]),
             {
               name: "demo",
               issuer: demo.issuer,
@@ -177,7 +203,12 @@ export const command: Command = {
       const logFile = join(stateDir, "broker.log");
       const logStream = createWriteStream(logFile, { flags: "a" });
       stops.push(() => new Promise((done) => logStream.end(() => done())));
-      const runtime = createRuntime({ loaded: { config, baseDir: stateDir, source: "sandbox" }, log: createLogger("broker", { destination: logStream }), clock: emulator.clock, baseIdentity: { kind: "keys", keys: userKey(demoWorld, "broker") } });
+      const runtime = createRuntime({
+        loaded: { config, baseDir: stateDir, source: "sandbox" },
+        log: createLogger("broker", { destination: logStream }),
+        clock: emulator.clock,
+        baseIdentity: { kind: "keys", keys: userKey(demoWorld, "broker") },
+      });
       const handler = createHandler(() => runtime);
       const unregister = emulator.functions.registerFunction(platformAccount, sandboxFunction.functionName, handler);
       stops.push(async () => unregister());
@@ -191,7 +222,12 @@ export const command: Command = {
         const refresherLog = join(stateDir, "refresher.log");
         const refresherStream = createWriteStream(refresherLog, { flags: "a" });
         stops.push(() => new Promise((done) => refresherStream.end(() => done())));
-        const refresher = await startSandboxRefresher(plane, server.url, { ...demoInstance, assumeRoleArn: pullRole, ...(registryHost ? { domain: registryHost } : {}) }, createLogger("refresher", { destination: refresherStream }));
+        const refresher = await startSandboxRefresher(
+          plane,
+          server.url,
+          { ...demoInstance, assumeRoleArn: pullRole, ...(registryHost ? { domain: registryHost } : {}) },
+          createLogger("refresher", { destination: refresherStream }),
+        );
         stops.push(() => refresher.stop());
         const kubeconfigFile = join(stateDir, "kubeconfig");
         await writeFile(kubeconfigFile, plane.kubeconfig, { mode: 0o600 });
@@ -225,7 +261,11 @@ export const command: Command = {
           "Fetch registry credentials with it:",
           `  curl -s -X POST ${server.url}/v1/credentials -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{}'`,
           ...(registryHost && seeded
-            ? ["", "Pull with the Enterprise entry's username and password:", `  skopeo inspect --tls-verify=false --creds "USERNAME:PASSWORD" docker://${registryHost}/${demoRepository}:latest`]
+            ? [
+                "",
+                "Pull with the Enterprise entry's username and password:",
+                `  skopeo inspect --tls-verify=false --creds "USERNAME:PASSWORD" docker://${registryHost}/${demoRepository}:latest`,
+              ]
             : []),
           "",
           "Renew through Function Compute's InvokeFunction:",

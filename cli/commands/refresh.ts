@@ -62,7 +62,10 @@ function durationFlag(flag: string, value: string | undefined, minSeconds: numbe
   if (value === undefined) return undefined;
   const milliseconds = parseGoDuration(value);
   if (milliseconds === undefined || milliseconds < minSeconds * 1000 || milliseconds > maxSeconds * 1000) {
-    throw new AcrCredentialError("UsageError", `--${flag} must be a duration from ${formatDuration(minSeconds * 1000)} to ${formatDuration(maxSeconds * 1000)} such as 5m or 90s, got '${value}'; see 'acr-credential refresh --help'`);
+    throw new AcrCredentialError(
+      "UsageError",
+      `--${flag} must be a duration from ${formatDuration(minSeconds * 1000)} to ${formatDuration(maxSeconds * 1000)} such as 5m or 90s, got '${value}'; see 'acr-credential refresh --help'`,
+    );
   }
   return Math.round(milliseconds / 1000);
 }
@@ -92,18 +95,34 @@ export const command: Command = {
   options,
   async run(argv) {
     const { values } = parseFlags("refresh", argv, options);
-    if (values.once === true && values.watch === true) throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
-    if (values.watch === true && values["dry-run"] === true) throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
-    if (values["no-spread"] === true && values["spread-window"] !== undefined) throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
-    if (values.watch !== true && values["metrics-addr"] !== undefined) throw new AcrCredentialError("UsageError", "--metrics-addr works with --watch only (a CronJob run ends before anyone scrapes it); see 'acr-credential refresh --help'");
+    if (values.once === true && values.watch === true)
+      throw new AcrCredentialError("UsageError", "--once and --watch exclude each other; see 'acr-credential refresh --help'");
+    if (values.watch === true && values["dry-run"] === true)
+      throw new AcrCredentialError("UsageError", "--dry-run works with --once only; see 'acr-credential refresh --help'");
+    if (values["no-spread"] === true && values["spread-window"] !== undefined)
+      throw new AcrCredentialError("UsageError", "--no-spread and --spread-window exclude each other; see 'acr-credential refresh --help'");
+    if (values.watch !== true && values["metrics-addr"] !== undefined)
+      throw new AcrCredentialError(
+        "UsageError",
+        "--metrics-addr works with --watch only (a CronJob run ends before anyone scrapes it); see 'acr-credential refresh --help'",
+      );
     const metricsAddress = parseMetricsAddress(values["metrics-addr"] ?? defaultMetricsAddress);
     const intervalSeconds = durationFlag("schedule-interval", values["schedule-interval"], 60, 24 * 3600);
     const spreadWindowSeconds = values["no-spread"] === true ? 0 : durationFlag("spread-window", values["spread-window"], 0, 3600);
-    if (values.deadline !== undefined && values.watch === true) throw new AcrCredentialError("UsageError", "--deadline works with --once only (--watch retries the broker for as long as it runs); see 'acr-credential refresh --help'");
-    if (values["heal-interval"] !== undefined && values.watch !== true) throw new AcrCredentialError("UsageError", "--heal-interval works with --watch only; see 'acr-credential refresh --help'");
+    if (values.deadline !== undefined && values.watch === true)
+      throw new AcrCredentialError(
+        "UsageError",
+        "--deadline works with --once only (--watch retries the broker for as long as it runs); see 'acr-credential refresh --help'",
+      );
+    if (values["heal-interval"] !== undefined && values.watch !== true)
+      throw new AcrCredentialError("UsageError", "--heal-interval works with --watch only; see 'acr-credential refresh --help'");
     const deadlineSeconds = durationFlag("deadline", values.deadline, 60, 24 * 3600);
     const healIntervalSeconds = durationFlag("heal-interval", values["heal-interval"], 0, 24 * 3600);
-    if (healIntervalSeconds !== undefined && healIntervalSeconds > 0 && healIntervalSeconds < 10) throw new AcrCredentialError("UsageError", `--heal-interval must be 0 or at least 10s, got '${values["heal-interval"]}'; see 'acr-credential refresh --help'`);
+    if (healIntervalSeconds !== undefined && healIntervalSeconds > 0 && healIntervalSeconds < 10)
+      throw new AcrCredentialError(
+        "UsageError",
+        `--heal-interval must be 0 or at least 10s, got '${values["heal-interval"]}'; see 'acr-credential refresh --help'`,
+      );
     const configMap = parseConfigMapRef(values["config-map"]);
     const kubeConfig = loadKubeConfig(values.kubeconfig);
     // Logs go to stderr so that `--dry-run` output on stdout stays one JSON document.
@@ -117,7 +136,8 @@ export const command: Command = {
     /** A refused configuration also becomes an Event on its ConfigMap (not with --dry-run, which writes nothing). */
     const toldOnConfigMap = <T>(task: Promise<T>): Promise<T> =>
       task.catch(async (error: unknown) => {
-        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid" && values["dry-run"] !== true) await reportInvalidConfig(cluster, logger, configMap, error.message);
+        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid" && values["dry-run"] !== true)
+          await reportInvalidConfig(cluster, logger, configMap, error.message);
         throw error;
       });
 
@@ -136,7 +156,10 @@ export const command: Command = {
         { kubeConfig, cluster, broker: measured, logger, ...(metrics === undefined ? {} : { observeStatus: metrics.observeStatus }) },
         { ...common, ...(healIntervalSeconds === undefined ? {} : { healIntervalMs: healIntervalSeconds * 1000 }) },
       );
-      void watcher.ready.then(() => metrics?.setReady(), () => undefined);
+      void watcher.ready.then(
+        () => metrics?.setReady(),
+        () => undefined,
+      );
       try {
         try {
           await toldOnConfigMap(Promise.race([watcher.ready, stop]));
@@ -160,7 +183,18 @@ export const command: Command = {
       return 0;
     }
 
-    const report = await toldOnConfigMap(refreshOnce({ cluster, broker, logger }, { ...common, dryRun: values["dry-run"] === true, resync: values.resync === true, ...(intervalSeconds === undefined ? {} : { intervalSeconds }), ...(deadlineSeconds === undefined ? {} : { deadlineSeconds }) }));
+    const report = await toldOnConfigMap(
+      refreshOnce(
+        { cluster, broker, logger },
+        {
+          ...common,
+          dryRun: values["dry-run"] === true,
+          resync: values.resync === true,
+          ...(intervalSeconds === undefined ? {} : { intervalSeconds }),
+          ...(deadlineSeconds === undefined ? {} : { deadlineSeconds }),
+        },
+      ),
+    );
     if (values["dry-run"] === true) console.log(JSON.stringify(describePlan(report), null, 2));
     return report.exitCode;
   },

@@ -23,7 +23,14 @@ The renew event refreshes the caches of the one instance that answers it; see do
 Exit code 0 when every registry was renewed, 1 when some failed.`;
 
 /** The flags, as parsed and as the README's command table lists them. */
-const options = { function: { type: "string" }, qualifier: { type: "string" }, cluster: { type: "string" }, region: { type: "string" }, "account-id": { type: "string" }, endpoint: { type: "string" } } satisfies Options;
+const options = {
+  function: { type: "string" },
+  qualifier: { type: "string" },
+  cluster: { type: "string" },
+  region: { type: "string" },
+  "account-id": { type: "string" },
+  endpoint: { type: "string" },
+} satisfies Options;
 
 export const command: Command = {
   summary: "refresh the broker's cached credentials now through FC 3.0 InvokeFunction",
@@ -33,20 +40,39 @@ export const command: Command = {
     const { values } = parseFlags("renew", argv, options);
     const functionName = values.function ?? "";
     if (functionName.includes("/")) {
-      throw new AcrCredentialError("UsageError", `--function takes the function's name only ('${functionName.split("/").pop()}'): Function Compute 3.0 functions, which s.yaml deploys, have no service`);
+      throw new AcrCredentialError(
+        "UsageError",
+        `--function takes the function's name only ('${functionName.split("/").pop()}'): Function Compute 3.0 functions, which s.yaml deploys, have no service`,
+      );
     }
-    if (!/^[A-Za-z_][\w-]{0,127}$/.test(functionName)) throw new AcrCredentialError("UsageError", "--function NAME is required, e.g. --function acr-credential-broker (the functionName in s.yaml)");
+    if (!/^[A-Za-z_][\w-]{0,127}$/.test(functionName))
+      throw new AcrCredentialError("UsageError", "--function NAME is required, e.g. --function acr-credential-broker (the functionName in s.yaml)");
     const accountId = values["account-id"] ?? process.env.ALIBABA_CLOUD_ACCOUNT_ID;
-    if (!accountId || !/^\d{6,20}$/.test(accountId)) throw new AcrCredentialError("UsageError", "--account-id (or ALIBABA_CLOUD_ACCOUNT_ID) must be the function's numeric account id");
+    if (!accountId || !/^\d{6,20}$/.test(accountId))
+      throw new AcrCredentialError("UsageError", "--account-id (or ALIBABA_CLOUD_ACCOUNT_ID) must be the function's numeric account id");
     const region = values.region ?? process.env.ALIBABA_CLOUD_REGION_ID ?? "cn-hangzhou";
 
     const identity = await defaultChainIdentity();
     if (identity.kind !== "provider") throw new AcrCredentialError("Internal", "unexpected identity");
     const model = await identity.provider.getCredential();
-    const keys = { accessKeyId: model.accessKeyId ?? "", accessKeySecret: model.accessKeySecret ?? "", ...(model.securityToken ? { securityToken: model.securityToken } : {}) };
+    const keys = {
+      accessKeyId: model.accessKeyId ?? "",
+      accessKeySecret: model.accessKeySecret ?? "",
+      ...(model.securityToken ? { securityToken: model.securityToken } : {}),
+    };
 
     const event = { action: "renew", ...(values.cluster ? { cluster: values.cluster } : {}) };
-    const result = await invokeFunction({ accountId, region, functionName, ...(values.qualifier ? { qualifier: values.qualifier } : {}), ...(values.endpoint ? { endpoint: values.endpoint } : {}) }, keys, event);
+    const result = await invokeFunction(
+      {
+        accountId,
+        region,
+        functionName,
+        ...(values.qualifier ? { qualifier: values.qualifier } : {}),
+        ...(values.endpoint ? { endpoint: values.endpoint } : {}),
+      },
+      keys,
+      event,
+    );
     const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
     if (failure) {
       // The broker's own code is the one printed (once); a code this version does not know is an upstream error.
@@ -55,12 +81,15 @@ export const command: Command = {
       throw new AcrCredentialError(code, `the broker refused: ${clipMessage(String(failure.message ?? "no message"))}${hint}`);
     }
     const parsed = renewResponseSchema.safeParse(result);
-    if (!parsed.success) throw new AcrCredentialError("BrokerResponseInvalid", `the function's answer is not a renew summary; is ${values.function} the broker?`);
+    if (!parsed.success)
+      throw new AcrCredentialError("BrokerResponseInvalid", `the function's answer is not a renew summary; is ${values.function} the broker?`);
 
     let failed = 0;
     for (const summary of parsed.data.clusters) {
-      for (const entry of summary.renewed) console.log(`${summary.cluster}\t${entry.instanceId ?? "personal"}\t${entry.regionId}\trenewed until ${entry.expiresAt}`);
-      for (const error of summary.errors) console.log(`${summary.cluster}\t${error.instanceId ?? "personal"}\t${error.regionId}\tFAILED ${error.code}: ${error.message}`);
+      for (const entry of summary.renewed)
+        console.log(`${summary.cluster}\t${entry.instanceId ?? "personal"}\t${entry.regionId}\trenewed until ${entry.expiresAt}`);
+      for (const error of summary.errors)
+        console.log(`${summary.cluster}\t${error.instanceId ?? "personal"}\t${error.regionId}\tFAILED ${error.code}: ${error.message}`);
       failed += summary.errors.length;
     }
     return failed === 0 ? 0 : 1;

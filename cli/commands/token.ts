@@ -36,7 +36,14 @@ export async function ensureDemoCluster(stateDir: string, name = "demo"): Promis
   }
   const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
   const kid = randomUUID();
-  const cluster: DemoCluster = { name, issuer: demoIssuer, kid, alg: "ES256", privateJwk: { ...(await exportJWK(privateKey)), kid, alg: "ES256" }, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" } };
+  const cluster: DemoCluster = {
+    name,
+    issuer: demoIssuer,
+    kid,
+    alg: "ES256",
+    privateJwk: { ...(await exportJWK(privateKey)), kid, alg: "ES256" },
+    publicJwk: { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" },
+  };
   const file = keyFile(stateDir, name);
   await mkdir(join(stateDir, "clusters", name), { recursive: true, mode: 0o700 });
   await writeFile(file, `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
@@ -51,7 +58,10 @@ export async function readDemoCluster(stateDir: string, name: string): Promise<D
     text = await readFile(file, "utf8");
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : oneLine(error);
-    throw new AcrCredentialError("FileUnreadable", `no sandbox cluster '${name}' (${file}: ${reason}); start the sandbox first with 'npm start' (acr-credential local)`);
+    throw new AcrCredentialError(
+      "FileUnreadable",
+      `no sandbox cluster '${name}' (${file}: ${reason}); start the sandbox first with 'npm start' (acr-credential local)`,
+    );
   }
   try {
     return JSON.parse(text) as DemoCluster;
@@ -61,7 +71,10 @@ export async function readDemoCluster(stateDir: string, name: string): Promise<D
 }
 
 /** A projected-ServiceAccount-like token of a demo cluster. */
-export async function mintDemoToken(cluster: DemoCluster, options: { subject?: string; audience?: string; ttlSeconds?: number; now?: number } = {}): Promise<string> {
+export async function mintDemoToken(
+  cluster: DemoCluster,
+  options: { subject?: string; audience?: string; ttlSeconds?: number; now?: number } = {},
+): Promise<string> {
   const now = Math.floor((options.now ?? Date.now()) / 1000);
   const subject = options.subject ?? demoSubject;
   const [, namespace = "default", serviceAccount = "default"] = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(subject) ?? [];
@@ -89,7 +102,13 @@ trying the broker by hand. Sandbox only: real clusters' tokens come from Kuberne
   --state-dir DIR  where the sandbox keeps the cluster's key; default .local in the repository (as local's)`;
 
 /** The flags, as parsed and as the README's command table lists them. */
-const options = { cluster: { type: "string" }, sub: { type: "string" }, aud: { type: "string" }, ttl: { type: "string" }, "state-dir": { type: "string" } } satisfies Options;
+const options = {
+  cluster: { type: "string" },
+  sub: { type: "string" },
+  aud: { type: "string" },
+  ttl: { type: "string" },
+  "state-dir": { type: "string" },
+} satisfies Options;
 
 export const command: Command = {
   summary: "print a demo-cluster JWT (sandbox only)",
@@ -98,9 +117,12 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseFlags("token", argv, options);
     const ttl = values.ttl === undefined ? 600 : Number(values.ttl);
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new AcrCredentialError("UsageError", `--ttl must be a whole number of seconds from 1 to 86400, got '${values.ttl}'`);
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400)
+      throw new AcrCredentialError("UsageError", `--ttl must be a whole number of seconds from 1 to 86400, got '${values.ttl}'`);
     const cluster = await readDemoCluster(resolve(values["state-dir"] ?? defaultStateDir), values.cluster ?? "demo");
-    console.log(await mintDemoToken(cluster, { ttlSeconds: ttl, ...(values.sub ? { subject: values.sub } : {}), ...(values.aud ? { audience: values.aud } : {}) }));
+    console.log(
+      await mintDemoToken(cluster, { ttlSeconds: ttl, ...(values.sub ? { subject: values.sub } : {}), ...(values.aud ? { audience: values.aud } : {}) }),
+    );
     return 0;
   },
 };

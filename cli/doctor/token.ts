@@ -53,11 +53,21 @@ export function assessIssuer(claims: TokenClaims | undefined, clusterIssuer: str
   if (claims === undefined) return fail("issuer", title, `the token from ${source} is not a JWT`, "mount the projected ServiceAccount token from job/deploy");
   const now = nowMs / 1000;
   if (claims.exp !== undefined && claims.exp <= now) {
-    return fail("issuer", title, `the token from ${source} expired at ${new Date(claims.exp * 1000).toISOString()}`, "use the projected token the kubelet keeps fresh, not a copy");
+    return fail(
+      "issuer",
+      title,
+      `the token from ${source} expired at ${new Date(claims.exp * 1000).toISOString()}`,
+      "use the projected token the kubelet keeps fresh, not a copy",
+    );
   }
   if (claims.iss === undefined) return fail("issuer", title, `the token from ${source} has no issuer (iss)`, "use a projected ServiceAccount token");
   if (clusterIssuer !== undefined && !sameIssuer(claims.iss, clusterIssuer)) {
-    return fail("issuer", title, `the token's issuer ${claims.iss} is not this cluster's (${clusterIssuer})`, "use this cluster's projected token; the broker's cluster entry must name this cluster's issuer");
+    return fail(
+      "issuer",
+      title,
+      `the token's issuer ${claims.iss} is not this cluster's (${clusterIssuer})`,
+      "use this cluster's projected token; the broker's cluster entry must name this cluster's issuer",
+    );
   }
   const minutes = claims.exp === undefined ? "" : `, expires in ${Math.max(0, Math.round((claims.exp - now) / 60))} min`;
   return ok("issuer", title, `${claims.iss}${clusterIssuer === undefined ? "" : " (this cluster's)"}, sub ${claims.sub ?? "(none)"}${minutes}`);

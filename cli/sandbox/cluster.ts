@@ -77,7 +77,15 @@ export async function startSandboxRefresher(plane: ControlPlane, brokerUrl: stri
     "broker-url": brokerUrl,
     "watch-namespace": demoNamespace,
     "service-account": "default",
-    "acr-registry-info": stringify([{ instanceId: registry.instanceId, regionId: registry.regionId, ...(registry.domain === undefined ? {} : { domains: registry.domain }), assumeRoleARN: registry.assumeRoleArn, expireDuration: 3600 }]),
+    "acr-registry-info": stringify([
+      {
+        instanceId: registry.instanceId,
+        regionId: registry.regionId,
+        ...(registry.domain === undefined ? {} : { domains: registry.domain }),
+        assumeRoleARN: registry.assumeRoleArn,
+        expireDuration: 3600,
+      },
+    ]),
   };
   const secretName = parseRefresherConfig(data).config.registries[0]?.secretName ?? "";
   await core.createNamespacedConfigMap({ namespace: defaultConfigMap.namespace, body: { metadata: { name: defaultConfigMap.name }, data } });
@@ -95,7 +103,10 @@ export async function startSandboxRefresher(plane: ControlPlane, brokerUrl: stri
   };
 
   const cluster = kubernetesCluster(kubeConfig);
-  const watcher = startWatch({ kubeConfig, cluster, logger, broker: (url) => brokerClient({ url, tokenFile: "projected token", readFile: readToken }) }, { configMap: defaultConfigMap, spreadWindowSeconds: 0 });
+  const watcher = startWatch(
+    { kubeConfig, cluster, logger, broker: (url) => brokerClient({ url, tokenFile: "projected token", readFile: readToken }) },
+    { configMap: defaultConfigMap, spreadWindowSeconds: 0 },
+  );
   await watcher.ready;
   const written = await core.readNamespacedSecret({ namespace: demoNamespace, name: secretName }).then(
     () => true,

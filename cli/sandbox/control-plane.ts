@@ -242,9 +242,7 @@ async function writeCredentials(dataDir: string, signingKey: SigningKeyType) {
   const ca = await createCertificateAuthority("acr-credential-broker test cluster CA");
   const serving = await ca.issue(["localhost", "kubernetes", "kubernetes.default.svc", loopback]);
   const serviceAccountKeys =
-    signingKey === "rsa"
-      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-      : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    signingKey === "rsa" ? generateKeyPairSync("rsa", { modulusLength: 2048 }) : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const adminToken = randomBytes(32).toString("base64url");
 
   const dir = join(dataDir, "pki");
@@ -310,13 +308,7 @@ function launch(binary: string, name: string, dataDir: string, args: string[]): 
   return { child, logFile, exited };
 }
 
-async function waitUntil(
-  name: string,
-  launched: Launched,
-  timeoutMs: number,
-  since: number,
-  ready: () => Promise<boolean>,
-): Promise<void> {
+async function waitUntil(name: string, launched: Launched, timeoutMs: number, since: number, ready: () => Promise<boolean>): Promise<void> {
   let exited = false;
   void launched.exited.then(() => (exited = true));
   let spawnError: Error | undefined;
@@ -325,7 +317,9 @@ async function waitUntil(
   while (performance.now() - since < timeoutMs) {
     if (spawnError) throw new Error(`${name} could not be started: ${spawnError.message}`);
     if (exited) {
-      throw new Error(`${name} exited during start (code ${launched.child.exitCode ?? launched.child.signalCode}); its log ends:\n${logTail(launched.logFile)}`);
+      throw new Error(
+        `${name} exited during start (code ${launched.child.exitCode ?? launched.child.signalCode}); its log ends:\n${logTail(launched.logFile)}`,
+      );
     }
     if (await ready().catch(() => false)) return;
     await sleep(100);
@@ -348,10 +342,7 @@ async function terminate(child: ChildProcess, graceMs = 5_000): Promise<void> {
   child.kill("SIGTERM");
   // The grace timer is cancelled on exit so it does not hold the process open for its full length.
   const grace = new AbortController();
-  const inTime = await Promise.race([
-    exited.then(() => true),
-    sleep(graceMs, false, { signal: grace.signal }).catch(() => false),
-  ]);
+  const inTime = await Promise.race([exited.then(() => true), sleep(graceMs, false, { signal: grace.signal }).catch(() => false)]);
   grace.abort();
   if (!inTime) {
     child.kill("SIGKILL");

@@ -15,7 +15,10 @@ function exported(name) {
   return module[name.slice(dot + 1)];
 }
 
-const describe = (error) => ({ errorMessage: error instanceof Error ? error.message : String(error), errorType: error instanceof Error ? error.name : "Error" });
+const describe = (error) => ({
+  errorMessage: error instanceof Error ? error.message : String(error),
+  errorType: error instanceof Error ? error.name : "Error",
+});
 
 function call(fn, args) {
   // Callback-style functions take one more parameter than they are given.

@@ -63,7 +63,13 @@ export function httpTriggerEvent(request: TriggerRequest, meta: EventMeta): Reco
       accountId: meta.accountId,
       domainName,
       domainPrefix: meta.triggerId,
-      http: { method: request.method.toUpperCase(), path: decodeURIComponent(url.pathname), protocol: "HTTP/1.1", sourceIp: request.sourceIp, userAgent: headers["User-Agent"] ?? "" },
+      http: {
+        method: request.method.toUpperCase(),
+        path: decodeURIComponent(url.pathname),
+        protocol: "HTTP/1.1",
+        sourceIp: request.sourceIp,
+        userAgent: headers["User-Agent"] ?? "",
+      },
       requestId: meta.requestId,
       time: new Date(meta.at).toISOString().replace(/\.\d{3}Z$/, "Z"),
       timeEpoch: String(meta.at),
@@ -90,5 +96,9 @@ export function triggerResponse(result: unknown, requestId: string): TriggerResp
 
 /** FC's own errors on the trigger, in its `{errorCode, errorMessage}` shape. */
 export function fcErrorResponse(status: number, errorCode: string, errorMessage: string, requestId: string): TriggerResponse {
-  return { status, headers: { "content-type": "application/json", "x-fc-request-id": requestId }, body: Buffer.from(JSON.stringify({ errorCode, errorMessage })) };
+  return {
+    status,
+    headers: { "content-type": "application/json", "x-fc-request-id": requestId },
+    body: Buffer.from(JSON.stringify({ errorCode, errorMessage })),
+  };
 }

@@ -78,9 +78,11 @@ const isCustom = (runtime: string) => runtime.startsWith("custom");
 
 export function validateSpec(spec: FunctionSpec): void {
   const concurrency = spec.instanceConcurrency ?? 1;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) throw new Error(`instanceConcurrency must be an integer in [1, 200], got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200)
+    throw new Error(`instanceConcurrency must be an integer in [1, 200], got ${concurrency}`);
   // FC 3.0 takes instanceConcurrency only for custom runtimes and custom containers.
-  if (concurrency > 1 && !isCustom(spec.runtime)) throw new Error(`${spec.runtime} instanceConcurrency is not supported: built-in runtimes serve one request per instance`);
+  if (concurrency > 1 && !isCustom(spec.runtime))
+    throw new Error(`${spec.runtime} instanceConcurrency is not supported: built-in runtimes serve one request per instance`);
   if (isCustom(spec.runtime) && spec.customRuntimeConfig === undefined) throw new Error("a custom runtime needs customRuntimeConfig.command");
 }
 
@@ -88,7 +90,12 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
   validateSpec(spec);
   const region = spec.region ?? "cn-hangzhou";
   const accountId = spec.accountId ?? "1000000000000001";
-  const pool = new InstancePool({ concurrency: spec.instanceConcurrency ?? 1, maxInstances: spec.maxInstances ?? 100, idleMs: (spec.idleSeconds ?? 300) * 1000, minInstances: spec.minInstances ?? 0 });
+  const pool = new InstancePool({
+    concurrency: spec.instanceConcurrency ?? 1,
+    maxInstances: spec.maxInstances ?? 100,
+    idleMs: (spec.idleSeconds ?? 300) * 1000,
+    minInstances: spec.minInstances ?? 0,
+  });
   const processes = new Map<PoolInstance, Promise<Instance>>();
   const credentials = new Map<PoolInstance, RoleCredentials | undefined>();
   /** Model time each instance finished its cold start. */
@@ -113,7 +120,13 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
       FC_ACCOUNT_ID: accountId,
       FC_INSTANCE_ID: `c-${instance.id}-${randomUUID().slice(0, 8)}`,
       FC_FUNCTION_MEMORY_SIZE: String(spec.memorySize ?? 512),
-      ...(role ? { ALIBABA_CLOUD_ACCESS_KEY_ID: role.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: role.accessKeySecret, ALIBABA_CLOUD_SECURITY_TOKEN: role.securityToken } : {}),
+      ...(role
+        ? {
+            ALIBABA_CLOUD_ACCESS_KEY_ID: role.accessKeyId,
+            ALIBABA_CLOUD_ACCESS_KEY_SECRET: role.accessKeySecret,
+            ALIBABA_CLOUD_SECURITY_TOKEN: role.securityToken,
+          }
+        : {}),
     };
     if (isCustom(spec.runtime)) {
       const config = spec.customRuntimeConfig!;
@@ -147,7 +160,12 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
     credentials.delete(instance);
     readyAt.delete(instance);
     if (running === undefined) return;
-    const done = running.then((p) => p.stop(), () => undefined).finally(() => stopping.delete(done));
+    const done = running
+      .then(
+        (p) => p.stop(),
+        () => undefined,
+      )
+      .finally(() => stopping.delete(done));
     stopping.add(done);
   }
 
@@ -158,7 +176,12 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
       for (const idle of pool.reclaim(at)) stop(idle);
       const placed = pool.acquire(at);
       if ("throttled" in placed) {
-        const response = fcErrorResponse(429, "ResourceExhausted", `the function ${spec.functionName} reached its limit of ${spec.maxInstances ?? 100} instances; retry later or raise the limit`, requestId);
+        const response = fcErrorResponse(
+          429,
+          "ResourceExhausted",
+          `the function ${spec.functionName} reached its limit of ${spec.maxInstances ?? 100} instances; retry later or raise the limit`,
+          requestId,
+        );
         return { response, cold: false, throttled: true, endAt: at };
       }
       const began = performance.now();
@@ -176,7 +199,8 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
       }
       let serviceBegan = began;
       let modelStart = at;
-      const failed = (error: unknown) => fcErrorResponse(502, "FunctionError", (error instanceof Error ? error.message : String(error)).split("\n")[0]!, requestId);
+      const failed = (error: unknown) =>
+        fcErrorResponse(502, "FunctionError", (error instanceof Error ? error.message : String(error)).split("\n")[0]!, requestId);
       let response: TriggerResponse;
       try {
         const running = await processes.get(instance)!;
@@ -184,7 +208,13 @@ export function createFcFunction(spec: FunctionSpec, deps: FunctionDeps): FcFunc
         modelStart = Math.max(at, readyAt.get(instance) ?? at);
         const event = isCustom(spec.runtime) ? {} : httpTriggerEvent(request, { requestId, accountId, region, triggerId: `${spec.functionName}-http`, at });
         try {
-          response = await running.invoke({ event, context: contextFor(instance, requestId), http: request, requestId, credentials: credentials.get(instance)! });
+          response = await running.invoke({
+            event,
+            context: contextFor(instance, requestId),
+            http: request,
+            requestId,
+            credentials: credentials.get(instance)!,
+          });
         } catch (error) {
           // The handler threw: FC answers for the function; the instance stays.
           response = failed(error);

@@ -25,7 +25,13 @@ export interface InstanceEnv {
 
 export interface Instance {
   /** Serves one request; resolves with the HTTP answer (built-in: the handler's return value as the trigger maps it). */
-  invoke(request: { event: Record<string, unknown>; context: Record<string, unknown>; http: TriggerRequest; requestId: string; credentials: RoleCredentials }): Promise<TriggerResponse>;
+  invoke(request: {
+    event: Record<string, unknown>;
+    context: Record<string, unknown>;
+    http: TriggerRequest;
+    requestId: string;
+    credentials: RoleCredentials;
+  }): Promise<TriggerResponse>;
   stop(): Promise<void>;
 }
 
@@ -77,7 +83,9 @@ function ipc(child: ChildProcess, describe: () => string) {
     });
 }
 
-export async function startBuiltinInstance(options: InstanceEnv & { codeDir: string; handler: string; initializer: string; context: Record<string, unknown> }): Promise<Instance> {
+export async function startBuiltinInstance(
+  options: InstanceEnv & { codeDir: string; handler: string; initializer: string; context: Record<string, unknown> },
+): Promise<Instance> {
   const child = spawn(process.execPath, [runnerFile, options.codeDir, options.handler, options.initializer], {
     cwd: options.codeDir,
     env: { ...options.env, FC_EMULATOR_CLOCK_OFFSET_MS: String(options.clockOffsetMs()) },
@@ -119,8 +127,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-
-export async function startCustomInstance(options: InstanceEnv & { command: string; args: readonly string[]; cwd: string; startTimeoutMs?: number }): Promise<Instance> {
+export async function startCustomInstance(
+  options: InstanceEnv & { command: string; args: readonly string[]; cwd: string; startTimeoutMs?: number },
+): Promise<Instance> {
   const port = await freePort();
   const nodeOptions = [options.env.NODE_OPTIONS, `--import=${preloadUrl}`].filter(Boolean).join(" ");
   const child = spawn(options.command, options.args, {
@@ -134,8 +143,12 @@ export async function startCustomInstance(options: InstanceEnv & { command: stri
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the custom runtime exited (${child.exitCode ?? child.signalCode}) before it was ready: ${tail()}`);
-    const healthy = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`the custom runtime exited (${child.exitCode ?? child.signalCode}) before it was ready: ${tail()}`);
+    const healthy = await fetch(`${base}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (healthy) break;
     if (Date.now() > deadline) {
       await stopChild(child);
@@ -148,11 +161,21 @@ export async function startCustomInstance(options: InstanceEnv & { command: stri
       const id = nextId++;
       await call({ type: "clock", id, offsetMs: options.clockOffsetMs() }, String(id));
       const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(http.headers)) if (value !== undefined && name !== "host" && name !== "connection") headers[name] = Array.isArray(value) ? value.join(",") : value;
+      for (const [name, value] of Object.entries(http.headers))
+        if (value !== undefined && name !== "host" && name !== "connection") headers[name] = Array.isArray(value) ? value.join(",") : value;
       // What FC adds to a request it forwards to a custom runtime.
-      Object.assign(headers, { "x-fc-request-id": requestId, "x-fc-access-key-id": credentials.accessKeyId, "x-fc-access-key-secret": credentials.accessKeySecret, "x-fc-security-token": credentials.securityToken });
+      Object.assign(headers, {
+        "x-fc-request-id": requestId,
+        "x-fc-access-key-id": credentials.accessKeyId,
+        "x-fc-access-key-secret": credentials.accessKeySecret,
+        "x-fc-security-token": credentials.securityToken,
+      });
       const method = http.method.toUpperCase();
-      const response = await fetch(`${base}${http.url}`, { method, headers, ...(method === "GET" || method === "HEAD" ? {} : { body: new Uint8Array(http.body) }) });
+      const response = await fetch(`${base}${http.url}`, {
+        method,
+        headers,
+        ...(method === "GET" || method === "HEAD" ? {} : { body: new Uint8Array(http.body) }),
+      });
       const answer: TriggerResponse = { status: response.status, headers: {}, body: Buffer.from(await response.arrayBuffer()) };
       response.headers.forEach((value, name) => {
         if (name !== "content-length" && name !== "transfer-encoding" && name !== "connection" && name !== "keep-alive") answer.headers[name] = value;

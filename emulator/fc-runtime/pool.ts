@@ -66,7 +66,10 @@ const spans = (instance: PoolInstance) => [...instance.done, ...instance.active]
 
 /** Sum of the union of the intervals, each clipped at `at`. */
 function busySeconds(requests: readonly Span[], at: number): number {
-  const clipped = requests.map((r) => [r.start, Math.min(r.end, at)] as const).filter(([start, end]) => end > start).sort((x, y) => x[0] - y[0]);
+  const clipped = requests
+    .map((r) => [r.start, Math.min(r.end, at)] as const)
+    .filter(([start, end]) => end > start)
+    .sort((x, y) => x[0] - y[0]);
   let total = 0;
   let from = Number.NEGATIVE_INFINITY;
   let to = Number.NEGATIVE_INFINITY;

@@ -39,14 +39,25 @@ function readBody(request: IncomingMessage): Promise<Buffer> {
 }
 
 export async function startHttpTrigger(spec: FunctionSpec, deps: TriggerDeps): Promise<HttpTrigger> {
-  const fn = createFcFunction(spec, { clock: deps.clock, roleCredentials: (role, session) => deps.assumeRoleForService(role, "fc.aliyuncs.com", session, roleSessionSeconds) });
+  const fn = createFcFunction(spec, {
+    clock: deps.clock,
+    roleCredentials: (role, session) => deps.assumeRoleForService(role, "fc.aliyuncs.com", session, roleSessionSeconds),
+  });
   const server = createServer(async (request, response) => {
     try {
       const body = await readBody(request);
-      const outcome = await fn.invoke({ method: request.method ?? "GET", url: request.url ?? "/", headers: request.headers, body, sourceIp: request.socket.remoteAddress ?? "127.0.0.1" });
+      const outcome = await fn.invoke({
+        method: request.method ?? "GET",
+        url: request.url ?? "/",
+        headers: request.headers,
+        body,
+        sourceIp: request.socket.remoteAddress ?? "127.0.0.1",
+      });
       response.writeHead(outcome.response.status, outcome.response.headers).end(outcome.response.body);
     } catch (error) {
-      response.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ errorCode: "InternalServerError", errorMessage: error instanceof Error ? error.message : String(error) }));
+      response
+        .writeHead(500, { "content-type": "application/json" })
+        .end(JSON.stringify({ errorCode: "InternalServerError", errorMessage: error instanceof Error ? error.message : String(error) }));
     }
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -8,7 +8,6 @@ export interface RoleArn {
   role: string;
 }
 
-
 export function parseRoleArn(arn: string): RoleArn | undefined {
   const match = roleArnPattern.exec(arn);
   return match === null ? undefined : { account: match[1] as string, role: (match[2] as string).toLowerCase() };

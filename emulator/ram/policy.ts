@@ -3,7 +3,14 @@ import { z } from "zod";
 /** A RAM value that may be written as one string or a list; always a list after parsing. */
 const stringList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((value) => (Array.isArray(value) ? value : [value]));
 
-export const conditionOperators = ["StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase", "StringLike", "StringNotLike"] as const;
+export const conditionOperators = [
+  "StringEquals",
+  "StringNotEquals",
+  "StringEqualsIgnoreCase",
+  "StringNotEqualsIgnoreCase",
+  "StringLike",
+  "StringNotLike",
+] as const;
 export type ConditionOperator = (typeof conditionOperators)[number];
 
 const conditionSchema = z.partialRecord(z.enum(conditionOperators), z.record(z.string().min(1), stringList));
@@ -48,7 +55,10 @@ export function matchesWildcard(pattern: string, value: string, options: { ignor
   const key = `${options.ignoreCase === true ? "i" : "s"}:${pattern}`;
   let regex = patternCache.get(key);
   if (regex === undefined) {
-    const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+    const source = pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".");
     regex = new RegExp(`^${source}$`, options.ignoreCase === true ? "is" : "s");
     if (patternCache.size > 10_000) patternCache.clear();
     patternCache.set(key, regex);

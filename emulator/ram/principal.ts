@@ -25,7 +25,9 @@ export interface SessionPrincipal {
 
 /** The ARN a principal is known by in logs and in GetCallerIdentity. */
 export function principalArn(principal: Principal): string {
-  return principal.kind === "user" ? userArn(principal.account, principal.userName) : assumedRoleArn(principal.account, principal.roleName, principal.sessionName);
+  return principal.kind === "user"
+    ? userArn(principal.account, principal.userName)
+    : assumedRoleArn(principal.account, principal.roleName, principal.sessionName);
 }
 
 /** The ARNs a trust policy's `RAM` principal can name to admit this caller. */

@@ -73,7 +73,10 @@ export function dockerRegistryConfig(options: DockerRegistryOptions, port: numbe
 export async function startDockerRegistry(options: DockerRegistryOptions): Promise<RunningDockerRegistry> {
   const executable = findExecutable(executableName);
   if (executable === undefined) {
-    throw new AcrCredentialError("RegistryUnavailable", "docker-registry is not installed; install the Debian package docker-registry (or put the binary on PATH)");
+    throw new AcrCredentialError(
+      "RegistryUnavailable",
+      "docker-registry is not installed; install the Debian package docker-registry (or put the binary on PATH)",
+    );
   }
   const configDir = await mkdtemp(join(tmpdir(), "acr-registry-config-"));
   try {
@@ -127,12 +130,18 @@ async function spawnUntilReady(executable: string, configPath: string, port: num
     if (failed !== undefined) return { ready: false, failure: failed };
   }
   await stop(child);
-  return { ready: false, failure: exited ? `it exited before answering: ${failureReason(output)}` : `no answer on 127.0.0.1:${port} within ${readyTimeoutMs / 1000}s` };
+  return {
+    ready: false,
+    failure: exited ? `it exited before answering: ${failureReason(output)}` : `no answer on 127.0.0.1:${port} within ${readyTimeoutMs / 1000}s`,
+  };
 }
 
 /** The line of docker-registry's output that says why it stopped (it panics on a bad config). */
 export function failureReason(output: string): string {
-  const lines = output.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  const lines = output
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "");
   const reason = lines.find((line) => line.startsWith("panic:")) ?? lines.find((line) => /level=(fatal|panic|error)/.test(line)) ?? lines.at(-1);
   return reason === undefined ? "no output" : oneLine(reason);
 }

@@ -60,7 +60,14 @@ export type TokenDecision =
       log: RealmDecision[];
     };
 
-function refusal(status: 400 | 401 | 405, code: string, message: string, detail: string, headers: Record<string, string>, log: Omit<RealmDecision, "status">): TokenDecision {
+function refusal(
+  status: 400 | 401 | 405,
+  code: string,
+  message: string,
+  detail: string,
+  headers: Record<string, string>,
+  log: Omit<RealmDecision, "status">,
+): TokenDecision {
   return { granted: false, status, headers, body: { errors: [{ code, message, detail }] }, log: [{ ...log, status }] };
 }
 
@@ -82,34 +89,65 @@ export function decideTokenRequest(request: TokenRequest, policy: { service: str
   const requested = parseScopes(request.scopes);
   const scope = requested.map(formatScope).join(" ");
   if (request.method !== "GET") {
-    return refusal(405, "UNSUPPORTED", "the operation is unsupported", "the token endpoint answers GET only", { Allow: "GET" }, { subject: "", scope, outcome: "method-not-allowed" });
+    return refusal(
+      405,
+      "UNSUPPORTED",
+      "the operation is unsupported",
+      "the token endpoint answers GET only",
+      { Allow: "GET" },
+      { subject: "", scope, outcome: "method-not-allowed" },
+    );
   }
   if (request.service === undefined || request.service === "") {
     return refusal(400, "MISSING_REQUIRED_FIELD", "missing required field", "missing service value", {}, { subject: "", scope, outcome: "missing-service" });
   }
   if (request.service !== policy.service) {
-    return refusal(400, "UNSUPPORTED_VALUE", "unsupported value", `this realm issues tokens for service "${policy.service}" only`, {}, { subject: "", scope, outcome: "unknown-service" });
+    return refusal(
+      400,
+      "UNSUPPORTED_VALUE",
+      "unsupported value",
+      `this realm issues tokens for service "${policy.service}" only`,
+      {},
+      { subject: "", scope, outcome: "unknown-service" },
+    );
   }
   const challenge = { "WWW-Authenticate": `Basic realm="${policy.service.replace(/["\\]/g, "")}"` };
   const credentials = parseBasicCredentials(request.authorization);
   if (credentials === undefined) {
-    const detail = request.authorization === undefined ? "send the registry username and password with HTTP Basic authentication" : "the Authorization header is not valid HTTP Basic credentials";
+    const detail =
+      request.authorization === undefined
+        ? "send the registry username and password with HTTP Basic authentication"
+        : "the Authorization header is not valid HTTP Basic credentials";
     return refusal(401, "UNAUTHORIZED", "authentication required", detail, challenge, { subject: "", scope, outcome: "missing-credentials" });
   }
   const grant = policy.lookup(credentials.username, credentials.password);
   if (grant === undefined) {
-    return refusal(401, "UNAUTHORIZED", "authentication required", "invalid username or password", challenge, { subject: "", scope, outcome: "invalid-credentials" });
+    return refusal(401, "UNAUTHORIZED", "authentication required", "invalid username or password", challenge, {
+      subject: "",
+      scope,
+      outcome: "invalid-credentials",
+    });
   }
   // Written so that a grant with no valid expiry (NaN) counts as expired.
   if (!(policy.now < grant.expiresAt)) {
-    return refusal(401, "UNAUTHORIZED", "authentication required", "the registry password has expired; request a new one", challenge, { subject: grant.subject, scope, outcome: "expired" });
+    return refusal(401, "UNAUTHORIZED", "authentication required", "the registry password has expired; request a new one", challenge, {
+      subject: grant.subject,
+      scope,
+      outcome: "expired",
+    });
   }
   const decided = requested.map((asked) => ({ asked, granted: grantResourceAccess(asked, grant) }));
   const log =
     decided.length === 0
       ? [{ subject: grant.subject, scope: "", outcome: "authenticated", status: 200 }]
       : decided.map(({ asked, granted }) => ({ subject: grant.subject, scope: formatScope(asked), outcome: accessOutcome(granted), status: 200 }));
-  return { granted: true, subject: grant.subject, access: decided.map(({ granted }) => granted), lifetimeSeconds: tokenLifetimeSeconds(grant.expiresAt - policy.now), log };
+  return {
+    granted: true,
+    subject: grant.subject,
+    access: decided.map(({ granted }) => granted),
+    lifetimeSeconds: tokenLifetimeSeconds(grant.expiresAt - policy.now),
+    log,
+  };
 }
 
 /**
@@ -160,7 +198,12 @@ function decide(req: IncomingMessage, options: TokenRealmOptions): TokenDecision
   try {
     const url = new URL(req.url ?? "/", "http://realm.invalid");
     return decideTokenRequest(
-      { method: req.method ?? "GET", service: url.searchParams.get("service") ?? undefined, scopes: url.searchParams.getAll("scope"), authorization: req.headers.authorization },
+      {
+        method: req.method ?? "GET",
+        service: url.searchParams.get("service") ?? undefined,
+        scopes: url.searchParams.getAll("scope"),
+        authorization: req.headers.authorization,
+      },
       { service: options.service, now: options.now(), lookup: options.lookup },
     );
   } catch {

@@ -31,7 +31,14 @@ export function parseScope(scope: string): ResourceAccess | undefined {
   if (first <= 0 || last === first) return undefined;
   const type = scope.slice(0, first);
   const name = scope.slice(first + 1, last);
-  const actions = [...new Set(scope.slice(last + 1).split(",").filter((action) => action !== ""))];
+  const actions = [
+    ...new Set(
+      scope
+        .slice(last + 1)
+        .split(",")
+        .filter((action) => action !== ""),
+    ),
+  ];
   if (!resourceTypePattern.test(type) || name === "" || actions.length === 0) return undefined;
   if (type === "repository" && !isRepositoryName(name)) return undefined;
   if (/\s/.test(name) || actions.some((action) => /\s/.test(action))) return undefined;

@@ -101,6 +101,10 @@ async function generateSigningMaterial(dir: string, certPath: string, keyPath: s
     await rename(certPath + suffix, certPath);
     return { key, certificateDer: Buffer.from(certificate.rawData) };
   } catch (error) {
-    throw new AcrCredentialError("Internal", `cannot create the registry token signing certificate in ${dir}: ${oneLine(error)}; check that the folder is writable`, { cause: error });
+    throw new AcrCredentialError(
+      "Internal",
+      `cannot create the registry token signing certificate in ${dir}: ${oneLine(error)}; check that the folder is writable`,
+      { cause: error },
+    );
   }
 }

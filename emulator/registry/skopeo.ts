@@ -27,7 +27,16 @@ export async function skopeoIn(dir: string): Promise<(args: string[]) => Promise
     CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"),
     _CONTAINERS_ROOTLESS_UID: String(process.getuid?.() || 1000),
   };
-  const global = ["--policy", join(home, "policy.json"), "--registries.d", join(home, "registries.d"), "--tmpdir", join(home, "tmp"), "--command-timeout", "60s"];
+  const global = [
+    "--policy",
+    join(home, "policy.json"),
+    "--registries.d",
+    join(home, "registries.d"),
+    "--tmpdir",
+    join(home, "tmp"),
+    "--command-timeout",
+    "60s",
+  ];
   return (args) =>
     new Promise((resolve) => {
       execFile("skopeo", [...global, ...args], { env, encoding: "utf8" }, (error, stdout, stderr) => {

@@ -62,11 +62,26 @@ export function canonicalQueryString(pairs: readonly (readonly [string, string])
 }
 
 export function canonicalHeaders(headers: Readonly<Record<string, readonly string[]>>, signedHeaders: readonly string[]): string {
-  return signedHeaders.map((name) => `${name}:${[...(headers[name] ?? [])].map((value) => value.trim()).sort().join(",")}\n`).join("");
+  return signedHeaders
+    .map(
+      (name) =>
+        `${name}:${[...(headers[name] ?? [])]
+          .map((value) => value.trim())
+          .sort()
+          .join(",")}\n`,
+    )
+    .join("");
 }
 
 export function canonicalRequest(request: ReceivedRequest, signedHeaders: readonly string[], payloadHash: string): string {
-  return [request.method, canonicalUri(request.path), canonicalQueryString(request.query), canonicalHeaders(request.headers, signedHeaders), signedHeaders.join(";"), payloadHash].join("\n");
+  return [
+    request.method,
+    canonicalUri(request.path),
+    canonicalQueryString(request.query),
+    canonicalHeaders(request.headers, signedHeaders),
+    signedHeaders.join(";"),
+    payloadHash,
+  ].join("\n");
 }
 
 export function stringToSign(canonical: string): string {
@@ -94,9 +109,7 @@ export function parseAcs3Authorization(header: string): Acs3Authorization | unde
 }
 
 export type Acs3Failure =
-  | { reason: "unsignedHeader"; detail: string }
-  | { reason: "payloadMismatch"; detail: string }
-  | { reason: "signatureMismatch"; detail: string };
+  { reason: "unsignedHeader"; detail: string } | { reason: "payloadMismatch"; detail: string } | { reason: "signatureMismatch"; detail: string };
 
 /**
  * Checks a received request against its Authorization with the key's secret: the signed-header list

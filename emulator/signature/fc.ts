@@ -20,7 +20,10 @@ export function fcStringToSign(request: FcRequest): string {
   const h = (name: string) => request.headers[name] ?? "";
   let text = `${request.method}\n${h("content-md5")}\n${h("content-type")}\n${h("date")}\n${fcHeaders}${request.path}`;
   if (request.path.startsWith("/2016-08-15/proxy/")) {
-    text += `\n${request.query.map(([key, value]) => `${key}=${value}`).sort().join("\n")}`;
+    text += `\n${request.query
+      .map(([key, value]) => `${key}=${value}`)
+      .sort()
+      .join("\n")}`;
   }
   return text;
 }

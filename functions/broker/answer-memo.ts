@@ -41,7 +41,13 @@ export class AnswerMemo {
   }
 
   /** Remembers a complete answer, begun at `generation`, until its first credential is due for refresh. */
-  remember(token: VerifiedToken, body: Buffer, response: CredentialsResponse, annotations: RequestAnnotations, options: { generation: number; refreshBeforeMs: number; now: number }): void {
+  remember(
+    token: VerifiedToken,
+    body: Buffer,
+    response: CredentialsResponse,
+    annotations: RequestAnnotations,
+    options: { generation: number; refreshBeforeMs: number; now: number },
+  ): void {
     const { generation, refreshBeforeMs, now } = options;
     if (generation !== this.#generation) return;
     if (response.errors.length > 0 || response.credentials.some((c) => c.stale)) return;

@@ -43,12 +43,21 @@ function fromConfigured(registry: ConfiguredRegistry): AuthorizedEntry {
 }
 
 function authorizeConfigured(cluster: Cluster, entry: RegionalRequest): AuthorizedEntry {
-  const candidates = cluster.registries.filter((r) => r.instanceId === entry.instanceId && r.regionId === entry.regionId && r.assumeRoleArn === entry.assumeRoleArn);
+  const candidates = cluster.registries.filter(
+    (r) => r.instanceId === entry.instanceId && r.regionId === entry.regionId && r.assumeRoleArn === entry.assumeRoleArn,
+  );
   const forbidden = (reason: RefusalReason, why: string) => refusal(reason, `cluster '${cluster.name}' may not receive ${describe(entry)}: ${why}`);
   if (candidates.length === 0) throw forbidden("registry-not-configured", "it is not one of the cluster's registries in the broker configuration");
   // Without a role there is no session whose length could be asked for; the field is ignored.
-  const registry = entry.assumeRoleArn && entry.expireDuration !== undefined ? candidates.find((r) => entry.expireDuration! <= (r.expireDuration ?? defaultDuration)) : candidates[0];
-  if (!registry) throw forbidden("duration-too-long", `expireDuration ${entry.expireDuration} is longer than the configured ${candidates[0]!.expireDuration ?? defaultDuration}`);
+  const registry =
+    entry.assumeRoleArn && entry.expireDuration !== undefined
+      ? candidates.find((r) => entry.expireDuration! <= (r.expireDuration ?? defaultDuration))
+      : candidates[0];
+  if (!registry)
+    throw forbidden(
+      "duration-too-long",
+      `expireDuration ${entry.expireDuration} is longer than the configured ${candidates[0]!.expireDuration ?? defaultDuration}`,
+    );
   const authorized = fromConfigured(registry);
   if (entry.assumeRoleArn && entry.expireDuration !== undefined) authorized.chain.assumeRole!.durationSeconds = entry.expireDuration;
   if (entry.domains) authorized.target.domains = entry.domains;
@@ -56,9 +65,17 @@ function authorizeConfigured(cluster: Cluster, entry: RegionalRequest): Authoriz
 }
 
 function authorizeRrsa(cluster: Cluster, entry: RegionalRequest, request: CredentialsRequest, subject: string): AuthorizedEntry {
-  if (!cluster.allowRrsa) throw refusal("rrsa-not-allowed", `cluster '${cluster.name}' may not use RRSA entries (${describe(entry)}); set allowRrsa: true for it in the broker configuration`);
+  if (!cluster.allowRrsa)
+    throw refusal(
+      "rrsa-not-allowed",
+      `cluster '${cluster.name}' may not use RRSA entries (${describe(entry)}); set allowRrsa: true for it in the broker configuration`,
+    );
   if (!entry.rrsaOidcProviderArn) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} lacks rrsaOidcProviderArn`);
-  if (!request.oidcToken) throw new AcrCredentialError("InvalidRequest", `the RRSA entry for ${describe(entry)} needs oidcToken (the ServiceAccount's token with audience sts.aliyuncs.com)`);
+  if (!request.oidcToken)
+    throw new AcrCredentialError(
+      "InvalidRequest",
+      `the RRSA entry for ${describe(entry)} needs oidcToken (the ServiceAccount's token with audience sts.aliyuncs.com)`,
+    );
   const chain: IdentityChain = { rrsa: { roleArn: entry.rrsaRoleArn!, oidcProviderArn: entry.rrsaOidcProviderArn, subject } };
   if (entry.assumeRoleArn) chain.assumeRole = { roleArn: entry.assumeRoleArn, durationSeconds: entry.expireDuration ?? defaultDuration };
   return { target: targetOf(entry, entry.domains), chain, ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId };
@@ -83,7 +100,8 @@ export function authorize(cluster: Cluster, request: CredentialsRequest, subject
   return request.registries.map((requested) => {
     const entry = withRegion(cluster, requested);
     if (entry.rrsaRoleArn) return authorizeRrsa(cluster, entry, request, subject);
-    if (entry.rrsaOidcProviderArn) throw new AcrCredentialError("InvalidRequest", `the entry for ${describe(entry)} has rrsaOidcProviderArn without rrsaRoleArn`);
+    if (entry.rrsaOidcProviderArn)
+      throw new AcrCredentialError("InvalidRequest", `the entry for ${describe(entry)} has rrsaOidcProviderArn without rrsaRoleArn`);
     return authorizeConfigured(cluster, entry);
   });
 }

@@ -4,7 +4,14 @@
  */
 import type { z } from "zod";
 import type { Identity } from "../../shared/alibaba/identity.ts";
-import { credentialsRequestSchema, type Credential, type CredentialsRequest, type CredentialsResponse, type EntryError, type RenewSummary } from "../../shared/broker-api.ts";
+import {
+  credentialsRequestSchema,
+  type Credential,
+  type CredentialsRequest,
+  type CredentialsResponse,
+  type EntryError,
+  type RenewSummary,
+} from "../../shared/broker-api.ts";
 import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
 import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
 import { issue, type IssueContext } from "./issue.ts";
@@ -109,7 +116,11 @@ function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCr
 }
 
 /** `POST /v1/credentials` (docs/broker.md, "HTTP API"). */
-export async function issueCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<CredentialsResponse> {
+export async function issueCredentials(
+  runtime: BrokerRuntime,
+  input: { authorization: string | undefined; body: Buffer },
+  caller: CallerContext,
+): Promise<CredentialsResponse> {
   const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline, log: caller.log } });
   const generation = runtime.answers.generation;
   const recalled = runtime.answers.recall(verified, input.body, runtime.clock.now());
@@ -152,7 +163,8 @@ export async function issueCredentials(runtime: BrokerRuntime, input: { authoriz
   // A credential renewed for minValiditySeconds replaces one that remembered answers still hold:
   // they must not be given again (the full path now gives the new one).
   if (request.minValiditySeconds !== undefined && outcomes.some((o) => o.ok && o.renewed)) runtime.answers.forget();
-  else if (!request.oidcToken && !request.force) runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
+  else if (!request.oidcToken && !request.force)
+    runtime.answers.remember(verified, input.body, response, annotations, { generation, refreshBeforeMs, now: runtime.clock.now() });
   return response;
 }
 
@@ -165,7 +177,13 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
   const summaries = await Promise.all(
     clusters.map(async (cluster): Promise<RenewSummary> => {
       const entries = authorize(cluster, {}, "");
-      const outcomes = await obtainAll(runtime, entries, { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, force: true, log: caller.log.child({ cluster: cluster.name }) });
+      const outcomes = await obtainAll(runtime, entries, {
+        base: caller.base,
+        ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
+        deadline: caller.deadline,
+        force: true,
+        log: caller.log.child({ cluster: cluster.name }),
+      });
       const renewed: RenewSummary["renewed"] = [];
       const errors: EntryError[] = [];
       for (const o of outcomes) {
@@ -173,7 +191,12 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
         else {
           const where = { ...(o.credential.instanceId ? { instanceId: o.credential.instanceId } : {}), regionId: o.credential.regionId };
           // A stale answer means the refresh itself failed: report it, not the old expiry as news.
-          if (o.credential.stale) errors.push({ ...where, code: "UpstreamUnavailable", message: `the refresh failed; the cached credential stays valid until ${o.credential.expiresAt}` });
+          if (o.credential.stale)
+            errors.push({
+              ...where,
+              code: "UpstreamUnavailable",
+              message: `the refresh failed; the cached credential stays valid until ${o.credential.expiresAt}`,
+            });
           else renewed.push({ ...where, expiresAt: o.credential.expiresAt });
         }
       }

@@ -53,20 +53,34 @@ const accountOfArn = (arn: string | undefined) => /^acs:ram::(\d+):/.exec(arn ??
 /** Pure policy: is the cluster behind `issuer` a member of `group`, given what its account's ACK API said? */
 export function judge(group: ClusterGroup, issuer: string, target: AckIssuer, answer: AccountAnswer): Verdict {
   const cluster = `cluster ${target.clusterId} (${target.regionId})`;
-  if ("notFound" in answer) return { trusted: false, reason: `${cluster} does not exist in account ${answer.accountId}; if it is another account's, add that account to the group` };
+  if ("notFound" in answer)
+    return { trusted: false, reason: `${cluster} does not exist in account ${answer.accountId}; if it is another account's, add that account to the group` };
   const { detail } = answer;
-  if (detail.regionId !== undefined && detail.regionId !== target.regionId) return { trusted: false, reason: `${cluster} is in region ${detail.regionId}, not the region its issuer names` };
-  if (!detail.rrsa.enabled) return { trusted: false, reason: `${cluster} of account ${answer.accountId} does not have RRSA enabled; enable RRSA for the cluster in ACK` };
+  if (detail.regionId !== undefined && detail.regionId !== target.regionId)
+    return { trusted: false, reason: `${cluster} is in region ${detail.regionId}, not the region its issuer names` };
+  if (!detail.rrsa.enabled)
+    return { trusted: false, reason: `${cluster} of account ${answer.accountId} does not have RRSA enabled; enable RRSA for the cluster in ACK` };
   const rrsaIssuer = detail.rrsa.issuer?.split(",")[0]?.trim();
   if (rrsaIssuer !== issuer) return { trusted: false, reason: `${cluster}: its RRSA issuer is ${rrsaIssuer ?? "(none)"}, not the token's issuer ${issuer}` };
   const owner = accountOfArn(detail.rrsa.oidcArn);
-  if (owner !== undefined && owner !== answer.accountId) return { trusted: false, reason: `${cluster}: its RRSA provider belongs to account ${owner}, not ${answer.accountId}` };
+  if (owner !== undefined && owner !== answer.accountId)
+    return { trusted: false, reason: `${cluster}: its RRSA provider belongs to account ${owner}, not ${answer.accountId}` };
   if (group.tag && !detail.tags.some((tag) => tag.key === group.tag!.key && tag.value === group.tag!.value)) {
-    return { trusted: false, reason: `${cluster} of account ${answer.accountId} lacks the tag ${group.tag.key}=${group.tag.value} that cluster group '${group.name}' requires; tag the cluster in ACK` };
+    return {
+      trusted: false,
+      reason: `${cluster} of account ${answer.accountId} lacks the tag ${group.tag.key}=${group.tag.value} that cluster group '${group.name}' requires; tag the cluster in ACK`,
+    };
   }
   return {
     trusted: true,
-    cluster: { name: `${group.name}/${target.clusterId}`, issuer, subjects: group.subjects, registries: group.registries, allowRrsa: group.allowRrsa, regionId: target.regionId },
+    cluster: {
+      name: `${group.name}/${target.clusterId}`,
+      issuer,
+      subjects: group.subjects,
+      registries: group.registries,
+      allowRrsa: group.allowRrsa,
+      regionId: target.regionId,
+    },
   };
 }
 
@@ -104,7 +118,12 @@ export interface GroupTrustLimits {
   confirmationsPerMinute: number;
 }
 
-export const defaultGroupTrustLimits: GroupTrustLimits = { trustedTtlMs: 10 * 60_000, refusedTtlMs: 5 * 60_000, maxEntries: 10_000, confirmationsPerMinute: 60 };
+export const defaultGroupTrustLimits: GroupTrustLimits = {
+  trustedTtlMs: 10 * 60_000,
+  refusedTtlMs: 5 * 60_000,
+  maxEntries: 10_000,
+  confirmationsPerMinute: 60,
+};
 
 const notTrustedMessage = "the token's issuer (iss) is not a configured cluster";
 
@@ -135,7 +154,9 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
     const now = deps.clock.now();
     if (now - window.start >= 60_000) window = { start: now, used: 0 };
     if (window.used >= limits.confirmationsPerMinute) {
-      throw new AcrCredentialError("RateLimited", "too many tokens of clusters the broker does not know yet; try again in a minute", { details: { retryAfterSeconds: Math.ceil((window.start + 60_000 - now) / 1000) } });
+      throw new AcrCredentialError("RateLimited", "too many tokens of clusters the broker does not know yet; try again in a minute", {
+        details: { retryAfterSeconds: Math.ceil((window.start + 60_000 - now) / 1000) },
+      });
     }
     window.used++;
   };
@@ -196,7 +217,8 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
       if (hit && now < hit.until) return hit.cluster;
       const no = refused.get(issuer);
       if (no && now < no.until) throw notTrusted();
-      if (!upstream) throw new AcrCredentialError("UpstreamUnavailable", `cluster ${target.clusterId} is not confirmed yet and this request cannot reach the ACK API`);
+      if (!upstream)
+        throw new AcrCredentialError("UpstreamUnavailable", `cluster ${target.clusterId} is not confirmed yet and this request cannot reach the ACK API`);
 
       let flight = confirming.get(issuer);
       if (!flight) {
@@ -224,7 +246,8 @@ export function createGroupTrust(deps: GroupTrustDeps): GroupTrust {
         confirming.set(issuer, flight);
       }
       // A cluster confirmed before stays trusted while the ACK API cannot be asked again.
-      if (hit) return flight.catch((error: unknown) => (isAcrCredentialError(error) && error.code === "UpstreamUnavailable" ? hit.cluster : Promise.reject(error)));
+      if (hit)
+        return flight.catch((error: unknown) => (isAcrCredentialError(error) && error.code === "UpstreamUnavailable" ? hit.cluster : Promise.reject(error)));
       return flight;
     },
   };

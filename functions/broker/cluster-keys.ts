@@ -22,7 +22,10 @@ export interface KeySourceOptions {
 
 /** Thrown when a cluster's keys cannot be fetched: the broker's problem, not the caller's token. */
 function keysUnavailable(cluster: Cluster, what: string): AcrCredentialError {
-  return new AcrCredentialError("UpstreamUnavailable", `cannot fetch the signing keys of cluster '${cluster.name}': ${what}; check that its issuer is reachable from the broker`);
+  return new AcrCredentialError(
+    "UpstreamUnavailable",
+    `cannot fetch the signing keys of cluster '${cluster.name}': ${what}; check that its issuer is reachable from the broker`,
+  );
 }
 
 /** GET with an optional private CA, never following redirects, size-capped; returns a fetch Response. */
@@ -54,7 +57,11 @@ export function createKeyFetch(ca: string | undefined): FetchImplementation {
           }
           chunks.push(chunk);
         });
-        res.on("end", () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 500, headers: { "content-type": String(res.headers["content-type"] ?? "") } })));
+        res.on("end", () =>
+          resolve(
+            new Response(Buffer.concat(chunks), { status: res.statusCode ?? 500, headers: { "content-type": String(res.headers["content-type"] ?? "") } }),
+          ),
+        );
         res.on("error", reject);
       });
       req.on("error", reject);
@@ -79,7 +86,12 @@ function guarded(cluster: Cluster, inner: FetchImplementation): FetchImplementat
 
 async function discoverJwksUri(cluster: Cluster, fetchImpl: FetchImplementation, timeoutMs: number): Promise<URL> {
   const url = `${cluster.issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`;
-  const response = await fetchImpl(url, { method: "GET", headers: new Headers({ accept: "application/json" }), redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
+  const response = await fetchImpl(url, {
+    method: "GET",
+    headers: new Headers({ accept: "application/json" }),
+    redirect: "manual",
+    signal: AbortSignal.timeout(timeoutMs),
+  });
   let document: unknown;
   try {
     document = await response.json();
@@ -106,7 +118,12 @@ export function createClusterKeys(cluster: Cluster, options: KeySourceOptions = 
   const timeoutMs = options.timeoutMs ?? 5000;
   const fetchImpl = guarded(cluster, createKeyFetch(options.ca));
   const remote = (url: URL) =>
-    createRemoteJWKSet(url, { timeoutDuration: timeoutMs, cooldownDuration: options.cooldownMs ?? 30_000, cacheMaxAge: options.cacheMaxAgeMs ?? 600_000, [customFetch]: fetchImpl });
+    createRemoteJWKSet(url, {
+      timeoutDuration: timeoutMs,
+      cooldownDuration: options.cooldownMs ?? 30_000,
+      cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
+      [customFetch]: fetchImpl,
+    });
 
   if (cluster.jwksUri) return remote(new URL(cluster.jwksUri));
 

@@ -77,20 +77,22 @@ export function parseInvocation(raw: unknown): Invocation {
     try {
       event = JSON.parse(raw.toString());
     } catch {
-      throw new AcrCredentialError("InvalidRequest", "the event is not JSON; expected an HTTP-trigger event or {\"action\":\"renew\",\"cluster\":\"NAME\"}");
+      throw new AcrCredentialError("InvalidRequest", 'the event is not JSON; expected an HTTP-trigger event or {"action":"renew","cluster":"NAME"}');
     }
   }
   if (typeof event !== "object" || event === null) throw new AcrCredentialError("InvalidRequest", "the event is not a JSON object");
   const object = event as Record<string, unknown>;
   if ("action" in object) {
     if (object.action !== "renew") throw new InvalidDirectInvocation(`unknown action '${String(object.action)}'; the only action is 'renew'`);
-    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === "")) throw new InvalidDirectInvocation("cluster must be a non-empty string");
+    if (object.cluster !== undefined && (typeof object.cluster !== "string" || object.cluster === ""))
+      throw new InvalidDirectInvocation("cluster must be a non-empty string");
     return { kind: "renew", ...(typeof object.cluster === "string" ? { cluster: object.cluster } : {}) };
   }
   const http = event as FcHttpEvent;
   const method = http.requestContext?.http?.method;
   const path = http.requestContext?.http?.path ?? http.rawPath;
-  if (typeof method !== "string" || typeof path !== "string") throw new AcrCredentialError("InvalidRequest", "the event is neither an HTTP-trigger event nor {\"action\":\"renew\"}");
+  if (typeof method !== "string" || typeof path !== "string")
+    throw new AcrCredentialError("InvalidRequest", 'the event is neither an HTTP-trigger event nor {"action":"renew"}');
   const body = typeof http.body === "string" ? Buffer.from(http.body, http.isBase64Encoded ? "base64" : "utf8") : Buffer.alloc(0);
   const sourceIp = http.requestContext?.http?.sourceIp;
   return { kind: "http", method: method.toUpperCase(), path, headers: lowerCaseKeys(http.headers), body, ...(sourceIp ? { sourceIp } : {}) };

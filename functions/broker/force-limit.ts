@@ -25,9 +25,13 @@ export class ForceLimiter {
     const now = this.clock.now();
     const decision = forceDecision(this.#last.get(cluster), now, this.intervalMs);
     if (!decision.allowed) {
-      throw new AcrCredentialError("RateLimited", `cluster '${cluster}' forced a refresh less than ${this.intervalMs / 1000} s ago; retry after ${decision.retryAfterSeconds} s or drop force`, {
-        details: { retryAfterSeconds: decision.retryAfterSeconds },
-      });
+      throw new AcrCredentialError(
+        "RateLimited",
+        `cluster '${cluster}' forced a refresh less than ${this.intervalMs / 1000} s ago; retry after ${decision.retryAfterSeconds} s or drop force`,
+        {
+          details: { retryAfterSeconds: decision.retryAfterSeconds },
+        },
+      );
     }
     this.#last.set(cluster, now);
   }

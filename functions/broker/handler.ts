@@ -34,7 +34,9 @@ async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcCont
   if (invocation.kind === "renew") {
     return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, callerContext(runtime, event, context, log)) } };
   }
-  return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () => callerContext(runtime, event, context, log));
+  return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () =>
+    callerContext(runtime, event, context, log),
+  );
 }
 
 /**

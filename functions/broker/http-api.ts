@@ -72,7 +72,12 @@ export function errorResult(error: unknown, requestId: string, log: Logger): Htt
     if (error.code === "InvalidToken") headers["www-authenticate"] = 'Bearer error="invalid_token"';
     if (error.code === "RateLimited") headers["retry-after"] = String(error.details.retryAfterSeconds ?? 60);
     if (error.code === "MethodNotAllowed" && error.details.allow !== undefined) headers.allow = error.details.allow;
-    return { status: error.httpStatus, body: { error: { code: error.code, message: oneLine(error) } }, headers, ...(error.reason ? { reason: error.reason } : {}) };
+    return {
+      status: error.httpStatus,
+      body: { error: { code: error.code, message: oneLine(error) } },
+      headers,
+      ...(error.reason ? { reason: error.reason } : {}),
+    };
   }
   log.error({ requestId, err: error }, "unexpected error");
   return { status: 500, body: { error: { code: "Internal", message: `internal error; see the broker's log for request ${requestId}` } } };
@@ -118,5 +123,7 @@ export function logRequest(log: Logger, line: RequestLine): void {
     latencyMs: Math.round((monotonicNow() - line.startedAt) * 10) / 10,
   });
   const record = log as unknown as Record<symbol, unknown>;
-  (record[streamSym] as { write(text: string): void }).write(`{"level":${levels[level]},"time":"${new Date().toISOString()}"${record[chindingsSym] as string},${fields.slice(1, -1)},"msg":"request"}\n`);
+  (record[streamSym] as { write(text: string): void }).write(
+    `{"level":${levels[level]},"time":"${new Date().toISOString()}"${record[chindingsSym] as string},${fields.slice(1, -1)},"msg":"request"}\n`,
+  );
 }

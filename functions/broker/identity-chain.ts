@@ -25,8 +25,7 @@ export type SessionStep =
   | { api: "sts:AssumeRole"; roleArn: string; durationSeconds: number; key: string };
 
 export type RegistryStep =
-  | { api: "cr:GetAuthorizationToken"; instanceId: string; regionId: string }
-  | { api: "cr:GetAuthorizationToken(personal)"; regionId: string };
+  { api: "cr:GetAuthorizationToken"; instanceId: string; regionId: string } | { api: "cr:GetAuthorizationToken(personal)"; regionId: string };
 
 export interface Plan {
   /** STS sessions to obtain in order; each step runs as the previous step's session (the first as the broker). */

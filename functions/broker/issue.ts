@@ -69,7 +69,8 @@ const sessionName = "acr-credential-broker";
 async function withRetry<T>(deps: IssueDeps, context: IssueContext, call: (timeoutMs: number) => Promise<T>): Promise<T> {
   const now = deps.monotonicNow ?? (() => performance.now());
   const remaining = context.deadline - now();
-  if (remaining <= 0) throw new AcrCredentialError("UpstreamTimeout", "the request deadline passed before the upstream call could start", { details: { retryable: false } });
+  if (remaining <= 0)
+    throw new AcrCredentialError("UpstreamTimeout", "the request deadline passed before the upstream call could start", { details: { retryable: false } });
   return retry((remainingMs) => call(remainingMs), {
     deadline: context.deadline,
     classify: (error) => {
@@ -83,7 +84,8 @@ async function withRetry<T>(deps: IssueDeps, context: IssueContext, call: (timeo
   });
 }
 
-const logRetry = (log: Logger) => (notice: RetryNotice) => log.warn({ err: notice.error, attempts: notice.attempts, delayMs: notice.delayMs }, "upstream call failed; retrying");
+const logRetry = (log: Logger) => (notice: RetryNotice) =>
+  log.warn({ err: notice.error, attempts: notice.attempts, delayMs: notice.delayMs }, "upstream call failed; retrying");
 
 const cacheOptions = (context: IssueContext): GetOptions => ({
   force: context.force ?? false,
@@ -105,9 +107,14 @@ async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Pr
         ? () => {
             if (!context.oidcToken) throw new AcrCredentialError("InvalidRequest", "an RRSA entry needs oidcToken");
             const oidcToken = context.oidcToken;
-            return withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRoleWithOidc({ roleArn: step.roleArn, oidcProviderArn: step.oidcProviderArn, oidcToken, sessionName }, { timeoutMs })).then(stamped);
+            return withRetry(deps, context, (timeoutMs) =>
+              deps.cloud.assumeRoleWithOidc({ roleArn: step.roleArn, oidcProviderArn: step.oidcProviderArn, oidcToken, sessionName }, { timeoutMs }),
+            ).then(stamped);
           }
-        : () => withRetry(deps, context, (timeoutMs) => deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs })).then(stamped);
+        : () =>
+            withRetry(deps, context, (timeoutMs) =>
+              deps.cloud.assumeRole(caller, { roleArn: step.roleArn, durationSeconds: step.durationSeconds, sessionName }, { timeoutMs }),
+            ).then(stamped);
     // A session that could not be renewed but has not expired is still usable to ask for a
     // password; the password's expiry is then bounded by it.
     const { value } = await deps.sessions.get(step.key, load, cacheOptions(context));
@@ -143,12 +150,21 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
   if (!domains && target.edition === "personal") domains = personalDomains(target.regionId);
   if (!domains) {
     const instanceId = target.instanceId!;
-    const listed = await deps.domains.get(p.cacheKey, async () => {
-      const { identity } = await chained();
-      const found = await withRetry(deps, context, (timeoutMs) => deps.cloud.listInstanceDomains(identity, { instanceId, regionId: target.regionId }, { timeoutMs }));
-      if (found.length === 0) throw new AcrCredentialError("UpstreamError", `instance ${instanceId} has no enabled registry endpoint; enable one, or configure domains for it`, { details: { retryable: false } });
-      return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
-    }, { deadline: context.deadline });
+    const listed = await deps.domains.get(
+      p.cacheKey,
+      async () => {
+        const { identity } = await chained();
+        const found = await withRetry(deps, context, (timeoutMs) =>
+          deps.cloud.listInstanceDomains(identity, { instanceId, regionId: target.regionId }, { timeoutMs }),
+        );
+        if (found.length === 0)
+          throw new AcrCredentialError("UpstreamError", `instance ${instanceId} has no enabled registry endpoint; enable one, or configure domains for it`, {
+            details: { retryable: false },
+          });
+        return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
+      },
+      { deadline: context.deadline },
+    );
     domains = listed.value.domains;
   }
   // A new password bounded by an STS session that could not be renewed is as close to expiry as

@@ -51,7 +51,11 @@ function audienceFor(config: BrokerConfig, token: string): string {
   return (typeof iss === "string" ? byIssuer.get(iss) : undefined) ?? config.kubeletProvider.audience;
 }
 
-export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { authorization: string | undefined; body: Buffer }, caller: CallerContext): Promise<KubeletResponse> {
+export async function issueKubeletCredentials(
+  runtime: BrokerRuntime,
+  input: { authorization: string | undefined; body: Buffer },
+  caller: CallerContext,
+): Promise<KubeletResponse> {
   const token = bearerToken(input.authorization);
   const verified = await runtime.verifyToken(token, { audience: audienceFor(runtime.config, token) });
   caller.annotate({ cluster: verified.cluster.name, subject: verified.subject });
@@ -66,7 +70,12 @@ export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { a
   const host = imageRegistry(request.image);
   const candidates = entries.filter((entry) => !entry.target.domains || entry.target.domains.includes(host));
   caller.annotate({ instances: candidates.map((entry) => `${entry.instanceId ?? "personal"}@${entry.regionId}`) });
-  const context = { base: caller.base, ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}), deadline: caller.deadline, log: caller.log.child({ cluster: verified.cluster.name }) };
+  const context = {
+    base: caller.base,
+    ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
+    deadline: caller.deadline,
+    log: caller.log.child({ cluster: verified.cluster.name }),
+  };
   let failure: unknown;
   for (const entry of candidates) {
     let issued: IssueResult;
@@ -90,5 +99,8 @@ export async function issueKubeletCredentials(runtime: BrokerRuntime, input: { a
   }
   // An upstream failure may have hidden the registry serving the image: report it rather than a refusal.
   if (failure) throw failure;
-  throw refusal("registry-not-granted", `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`);
+  throw refusal(
+    "registry-not-granted",
+    `no registry granted to ServiceAccount '${verified.subject}' of cluster '${verified.cluster.name}' serves ${host}; add it to one of its kubeletProvider grants`,
+  );
 }

@@ -19,7 +19,9 @@ export const defaultRoleAnnotation = "acr-credential-broker/role-arn";
 const serviceAccountPattern = z.string().regex(/^system:serviceaccount:[a-z0-9*]([a-z0-9.*-]{0,251}[a-z0-9*])?:[a-z0-9*]([a-z0-9.*-]{0,251}[a-z0-9*])?$/, {
   error: "expected system:serviceaccount:<namespace>:<name>, where * stands for any characters within the namespace or name",
 });
-const annotationKey = z.string().regex(/^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/, { error: "expected an annotation key like example.com/role-arn" });
+const annotationKey = z.string().regex(/^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/, {
+  error: "expected an annotation key like example.com/role-arn",
+});
 
 /** Broker-wide defaults (`kubeletProvider` at the top level of the configuration). */
 export const kubeletDefaultsSchema = z.strictObject({
@@ -49,7 +51,10 @@ export type KubeletProvider = z.infer<ReturnType<typeof kubeletProviderSchema<z.
 
 /** Whether `subject` matches `pattern`; `*` stands for any characters except ':'. */
 export function subjectMatches(pattern: string, subject: string): boolean {
-  const source = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^:]*");
+  const source = pattern
+    .split("*")
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+    .join("[^:]*");
   return new RegExp(`^${source}$`).test(subject);
 }
 
@@ -93,14 +98,17 @@ function entryOf(registry: ConfiguredRegistry, roleOverride: string | undefined)
  */
 export function kubeletEntries(provider: KubeletProvider | undefined, roleAnnotation: string, facts: KubeletRequestFacts): AuthorizedEntry[] {
   const refuse = (reason: RefusalReason, why: string) => refusal(reason, `ServiceAccount '${facts.subject}' of cluster '${facts.clusterName}' ${why}`);
-  if (!provider) throw refuse("kubelet-provider-absent", "may not use the kubelet credential provider: the cluster has no kubeletProvider in the broker configuration");
+  if (!provider)
+    throw refuse("kubelet-provider-absent", "may not use the kubelet credential provider: the cluster has no kubeletProvider in the broker configuration");
   if (!facts.subject.startsWith("system:serviceaccount:")) throw refuse("not-a-service-account", "is not a ServiceAccount");
   const grants = provider.grants.filter((grant) => grant.serviceAccounts.some((pattern) => subjectMatches(pattern, facts.subject)));
-  if (grants.length === 0) throw refuse("kubelet-grant-absent", "matches no kubeletProvider grant; add it to a grant's serviceAccounts in the broker configuration");
+  if (grants.length === 0)
+    throw refuse("kubelet-grant-absent", "matches no kubeletProvider grant; add it to a grant's serviceAccounts in the broker configuration");
   const role = facts.annotations[roleAnnotation];
   if (role === undefined) return grants.flatMap((grant) => grant.registries.map((registry) => entryOf(registry, undefined)));
   const allowing = grants.filter((grant) => grant.annotationRoles.includes(role));
-  if (allowing.length === 0) throw refuse("role-not-granted", `may not pull as '${role}' (annotation ${roleAnnotation}): no grant for it lists that role in annotationRoles`);
+  if (allowing.length === 0)
+    throw refuse("role-not-granted", `may not pull as '${role}' (annotation ${roleAnnotation}): no grant for it lists that role in annotationRoles`);
   return allowing.flatMap((grant) => grant.registries.map((registry) => entryOf(registry, role)));
 }
 

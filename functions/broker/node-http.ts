@@ -75,7 +75,13 @@ export function toFcEvent(req: IncomingMessage, body: Buffer, requestId: string)
     queryParameters,
     requestContext: {
       requestId,
-      http: { method: req.method ?? "GET", path: decodedPath(pathname), protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? "", userAgent: req.headers["user-agent"] ?? "" },
+      http: {
+        method: req.method ?? "GET",
+        path: decodedPath(pathname),
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? "",
+        userAgent: req.headers["user-agent"] ?? "",
+      },
       time: `${now.toISOString().slice(0, 19)}Z`,
       timeEpoch: String(now.getTime()),
     },
@@ -90,7 +96,12 @@ function send(res: ServerResponse, response: FcHttpResponse): void {
 }
 
 function plainError(res: ServerResponse, status: number, code: string, message: string, requestId: string): void {
-  send(res, { statusCode: status, headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", "x-request-id": requestId }, body: JSON.stringify({ error: { code, message } }), isBase64Encoded: false });
+  send(res, {
+    statusCode: status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", "x-request-id": requestId },
+    body: JSON.stringify({ error: { code, message } }),
+    isBase64Encoded: false,
+  });
 }
 
 export interface BrokerServerOptions {
@@ -124,7 +135,10 @@ export function createBrokerServer(handler: FcHandler, options: Pick<BrokerServe
     });
     req.on("end", () => {
       if (refused) return;
-      const context: FcContext = { requestId, function: { name: "broker", ...(options.functionTimeoutSeconds ? { timeout: options.functionTimeoutSeconds } : {}) } };
+      const context: FcContext = {
+        requestId,
+        function: { name: "broker", ...(options.functionTimeoutSeconds ? { timeout: options.functionTimeoutSeconds } : {}) },
+      };
       handler(toFcEvent(req, Buffer.concat(chunks), requestId), context).then(
         (response) => send(res, response as FcHttpResponse),
         () => plainError(res, 500, "Internal", "internal error", requestId),
@@ -143,7 +157,12 @@ export function serveBroker(handler: FcHandler, options: BrokerServerOptions): P
 export async function listen(server: Server, port: number, host: string): Promise<BrokerServer> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(new AcrCredentialError("UsageError", `cannot listen on ${host}:${port} (${error.code ?? oneLine(error)}); choose another --port, or 0 for any free port`)),
+      reject(
+        new AcrCredentialError(
+          "UsageError",
+          `cannot listen on ${host}:${port} (${error.code ?? oneLine(error)}); choose another --port, or 0 for any free port`,
+        ),
+      ),
     );
     server.listen(port, host, () => resolve());
   });

@@ -100,14 +100,20 @@ function groupTrustDeps(config: BrokerConfig, issue: IssueDeps, clock: Clock, lo
     groups: config.clusterGroups,
     ackIssuer: config.alibabaCloud.ackIssuer,
     // The ACK client comes with the other SDKs, on the first upstream call (build.mjs splits them off).
-    describe: async (identity, target, timeoutMs) => (await import("../../shared/alibaba/upstream.ts")).describeClusterDetail(config.alibabaCloud, identity, target, { timeoutMs }),
+    describe: async (identity, target, timeoutMs) =>
+      (await import("../../shared/alibaba/upstream.ts")).describeClusterDetail(config.alibabaCloud, identity, target, { timeoutMs }),
     identityFor: async (account, upstream) => {
       if (!account.roleArn) return upstream.base;
       const roleArn = account.roleArn;
       // Keyed as the identity chain keys a one-step AssumeRole, so the two share the session.
       const { value } = await issue.sessions.get(
         `broker>role(${roleArn}|3600)`,
-        () => issue.cloud.assumeRole(upstream.base, { roleArn, durationSeconds: 3600, sessionName: "acr-credential-broker" }, { timeoutMs: Math.max(1, upstream.deadline - performance.now()) }),
+        () =>
+          issue.cloud.assumeRole(
+            upstream.base,
+            { roleArn, durationSeconds: 3600, sessionName: "acr-credential-broker" },
+            { timeoutMs: Math.max(1, upstream.deadline - performance.now()) },
+          ),
         { deadline: upstream.deadline },
       );
       return { kind: "keys", keys: value };

@@ -23,7 +23,10 @@ export function identityFromEnvironment(env: Readonly<Record<string, string | un
   const accessKeyId = env.ALIBABA_CLOUD_ACCESS_KEY_ID;
   const accessKeySecret = env.ALIBABA_CLOUD_ACCESS_KEY_SECRET;
   if (!accessKeyId || !accessKeySecret) {
-    throw new AcrCredentialError("ConfigInvalid", "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are not set; give the function an execution role (see docs/deploy.md)");
+    throw new AcrCredentialError(
+      "ConfigInvalid",
+      "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are not set; give the function an execution role (see docs/deploy.md)",
+    );
   }
   const securityToken = env.ALIBABA_CLOUD_SECURITY_TOKEN;
   return identityFromKeys({ accessKeyId, accessKeySecret, ...(securityToken ? { securityToken } : {}) });
@@ -33,7 +36,8 @@ export function identityFromEnvironment(env: Readonly<Record<string, string | un
 export function listenPort(env: Readonly<Record<string, string | undefined>>): number {
   const text = env.FC_CUSTOM_LISTEN_PORT ?? "9000";
   const port = Number(text);
-  if (!/^\d{1,5}$/.test(text) || port > 65535) throw new AcrCredentialError("ConfigInvalid", `FC_CUSTOM_LISTEN_PORT '${text}' is not a port number; unset it or set 0-65535`);
+  if (!/^\d{1,5}$/.test(text) || port > 65535)
+    throw new AcrCredentialError("ConfigInvalid", `FC_CUSTOM_LISTEN_PORT '${text}' is not a port number; unset it or set 0-65535`);
   return port;
 }
 

@@ -92,7 +92,14 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
   if (!base) throw new AcrCredentialError("Internal", "the broker's HTTP server needs the broker's own identity");
   const baseFor = (req: IncomingMessage): Identity => (options.functionCompute === true ? (roleKeysOf(req) ?? base) : base);
 
-  const answer = async (req: IncomingMessage, path: string, body: Buffer, size: number, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
+  const answer = async (
+    req: IncomingMessage,
+    path: string,
+    body: Buffer,
+    size: number,
+    requestId: string,
+    annotations: RequestAnnotations,
+  ): Promise<HttpResult> => {
     try {
       if (size > maxBodyBytes) throw payloadTooLarge(size);
       const caller = (): CallerContext => ({
@@ -111,15 +118,21 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
   const invoke = async (req: IncomingMessage, body: Buffer, requestId: string, annotations: RequestAnnotations): Promise<HttpResult> => {
     try {
       const invocation = parseInvocation(body);
-      if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", "an invocation must be {\"action\":\"renew\",\"cluster\":\"NAME\"}");
-      const caller = { log: log.child({ requestId }), base: baseFor(req), deadline: requestDeadline(runtime, options.functionTimeoutSeconds), annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields) };
+      if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", 'an invocation must be {"action":"renew","cluster":"NAME"}');
+      const caller = {
+        log: log.child({ requestId }),
+        base: baseFor(req),
+        deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
+        annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields),
+      };
       return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, caller) } };
     } catch (error) {
       // FC hands the body back to the caller as the function's result; the error is in it.
       return { ...errorResult(error, requestId, log), status: 200 };
     }
   };
-  const isInvocation = (req: IncomingMessage, path: string) => options.functionCompute === true && path === "/invoke" && req.method === "POST" && req.headers["x-fc-control-path"] === "/invoke";
+  const isInvocation = (req: IncomingMessage, path: string) =>
+    options.functionCompute === true && path === "/invoke" && req.method === "POST" && req.headers["x-fc-control-path"] === "/invoke";
 
   return createServer(serverLimits, (req, res) => {
     const requestId = randomUUID();
@@ -131,7 +144,13 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
       // Past the API's limit the body is only counted, for the 413's message; past the transport's, the connection goes.
       if (size <= maxBodyBytes) chunks.push(chunk);
       else if (size > transportLimitBytes) {
-        if (!res.headersSent) send(res, errorResult(new AcrCredentialError("PayloadTooLarge", `the body is larger than ${transportLimitBytes} bytes`), requestId, log), requestId, "POST");
+        if (!res.headersSent)
+          send(
+            res,
+            errorResult(new AcrCredentialError("PayloadTooLarge", `the body is larger than ${transportLimitBytes} bytes`), requestId, log),
+            requestId,
+            "POST",
+          );
         req.destroy();
       }
     });

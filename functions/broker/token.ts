@@ -49,13 +49,15 @@ function joseRefusal(error: unknown): AcrCredentialError {
   if (error instanceof joseErrors.JWTExpired) return refusal("token-expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     // jose's reason tells a failed check ("check_failed") from a claim of the wrong type ("invalid").
-    if (error.claim === "nbf") return refusal(error.reason === "check_failed" ? "not-yet-valid" : "claim-invalid", "the token is not valid yet (nbf is in the future)");
+    if (error.claim === "nbf")
+      return refusal(error.reason === "check_failed" ? "not-yet-valid" : "claim-invalid", "the token is not valid yet (nbf is in the future)");
     if (error.claim === "aud") return refusal("audience-mismatch", "the token's audience (aud) is not this broker's");
     if (error.claim === "iss") return refusal("issuer-mismatch", "the token's issuer (iss) does not match its cluster");
     return refusal("claim-invalid", `the token's '${error.claim}' claim is invalid: ${error.reason}`);
   }
   if (error instanceof joseErrors.JWKSNoMatchingKey) return refusal("key-not-found", "no signing key of the cluster matches the token's kid");
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return refusal("signature-invalid", "the token's signature does not verify with the cluster's keys");
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed)
+    return refusal("signature-invalid", "the token's signature does not verify with the cluster's keys");
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return refusal("algorithm-not-allowed", "the token's algorithm is not allowed");
   if (error instanceof joseErrors.JOSEError) return refusal(joseReason(error), `the token is invalid (${error.code})`);
   // jose throws a plain TypeError for a key it will not use (an RSA key under 2048 bits).
@@ -127,7 +129,8 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 
   const verifyFully: TokenVerifier = async (raw, options = {}) => {
     const { alg, iss } = peek(raw);
-    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg)) throw refusal("algorithm-not-allowed", `the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
+    if (typeof alg !== "string" || !allowedAlgorithms.includes(alg))
+      throw refusal("algorithm-not-allowed", `the token's algorithm '${String(alg)}' is not allowed; use one of ${allowedAlgorithms.join(", ")}`);
     const found = typeof iss === "string" ? await index.lookup(iss, options.upstream) : undefined;
     if (!found) throw refusal("issuer-unknown", "the token's issuer (iss) is not a configured cluster");
     const { cluster } = found;
@@ -153,7 +156,10 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
     if (typeof sub !== "string") throw refusal("subject-not-string", "the token's 'sub' claim must be a string");
     if (iat > now / 1000 + config.clockSkewSeconds) throw refusal("issued-in-future", "the token was issued in the future (iat)");
     if (exp - iat > config.maxTokenLifetimeSeconds) {
-      throw refusal("lifetime-too-long", `the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`);
+      throw refusal(
+        "lifetime-too-long",
+        `the token lives ${exp - iat} s, longer than the allowed ${config.maxTokenLifetimeSeconds} s; use a projected token with a shorter expirationSeconds`,
+      );
     }
     return { cluster, subject: sub, issuer: cluster.issuer, claims: payload };
   };
@@ -163,7 +169,10 @@ export function createTokenVerifier(deps: TokenVerifierDeps): TokenVerifier {
 /** Subject check: a valid token of the cluster that is not one of its allowed ServiceAccounts. */
 export function assertSubjectAllowed(token: VerifiedToken): void {
   if (!token.cluster.subjects.includes(token.subject)) {
-    throw refusal("subject-not-allowed", `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`);
+    throw refusal(
+      "subject-not-allowed",
+      `subject '${token.subject}' may not request credentials for cluster '${token.cluster.name}'; add it to the cluster's subjects`,
+    );
   }
 }
 
@@ -182,6 +191,9 @@ export async function verifyRrsaToken(verify: TokenVerifier, raw: string, bearer
     throw error;
   }
   if (second.issuer !== bearer.issuer || second.subject !== bearer.subject) {
-    throw refusal("rrsa-token-mismatch", "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount");
+    throw refusal(
+      "rrsa-token-mismatch",
+      "oidcToken belongs to another issuer or ServiceAccount than the Bearer token; both must come from the same ServiceAccount",
+    );
   }
 }

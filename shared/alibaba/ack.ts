@@ -61,11 +61,20 @@ export function rrsaOf(body: { rrsaConfig?: RrsaFields; metaData?: string }): Ac
 }
 
 /** `GET /clusters/{ClusterId}` in the cluster's region, as `identity`. */
-export async function describeClusterDetail(endpoints: AckEndpoints, identity: Identity, target: { clusterId: string; regionId: string }, call: CallOptions): Promise<AckClusterDetail> {
+export async function describeClusterDetail(
+  endpoints: AckEndpoints,
+  identity: Identity,
+  target: { clusterId: string; regionId: string },
+  call: CallOptions,
+): Promise<AckClusterDetail> {
   const operation = `ACK DescribeClusterDetail ${target.clusterId} (${target.regionId})`;
   try {
     const client = new OpenApi(sdkConfig(endpoints.csEndpoint.replaceAll("{regionId}", target.regionId), endpoints.protocol, identity));
-    const raw: unknown = await client.callApi(describeClusterDetailParams(target.clusterId), new $OpenApiUtil.OpenApiRequest({ headers: {} }), runtimeOptions(call));
+    const raw: unknown = await client.callApi(
+      describeClusterDetailParams(target.clusterId),
+      new $OpenApiUtil.OpenApiRequest({ headers: {} }),
+      runtimeOptions(call),
+    );
     const response = dara.cast<DescribeClusterDetailResponse>(raw, new DescribeClusterDetailResponse({}));
     const body = response.body;
     return {

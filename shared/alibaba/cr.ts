@@ -20,10 +20,29 @@ export function crEndpointFor(endpoints: Endpoints, regionId: string): string {
 }
 
 const rpc = (action: string) =>
-  new $OpenApiUtil.Params({ action, version: "2018-12-01", protocol: "HTTPS", pathname: "/", method: "POST", authType: "AK", style: "RPC", reqBodyType: "formData", bodyType: "json" });
+  new $OpenApiUtil.Params({
+    action,
+    version: "2018-12-01",
+    protocol: "HTTPS",
+    pathname: "/",
+    method: "POST",
+    authType: "AK",
+    style: "RPC",
+    reqBodyType: "formData",
+    bodyType: "json",
+  });
 
 /** One RPC call; every failure, an HTTP 200 with `IsSuccess: false` included, becomes a classified upstream error. */
-async function callRpc(endpoints: Endpoints, identity: Identity, regionId: string, action: string, query: Record<string, unknown>, call: CallOptions, operation: string, hintFor?: RefusalHint): Promise<Record<string, unknown>> {
+async function callRpc(
+  endpoints: Endpoints,
+  identity: Identity,
+  regionId: string,
+  action: string,
+  query: Record<string, unknown>,
+  call: CallOptions,
+  operation: string,
+  hintFor?: RefusalHint,
+): Promise<Record<string, unknown>> {
   let body: Record<string, unknown>;
   try {
     const client = new OpenApi(sdkConfig(crEndpointFor(endpoints, regionId), endpoints.protocol, identity));
@@ -47,24 +66,56 @@ const tokenPermissionHint: RefusalHint = (code) =>
     : undefined;
 
 function incomplete(operation: string): AcrCredentialError {
-  return new AcrCredentialError("UpstreamError", `${operation}: the response lacks the temporary username, password or expiry`, { details: { retryable: false } });
+  return new AcrCredentialError("UpstreamError", `${operation}: the response lacks the temporary username, password or expiry`, {
+    details: { retryable: false },
+  });
 }
 
 /** Enterprise Edition: CR 2018-12-01 `GetAuthorizationToken(InstanceId)`. */
-export async function getAuthorizationToken(endpoints: Endpoints, identity: Identity, target: { instanceId: string; regionId: string }, call: CallOptions): Promise<RegistryPassword> {
+export async function getAuthorizationToken(
+  endpoints: Endpoints,
+  identity: Identity,
+  target: { instanceId: string; regionId: string },
+  call: CallOptions,
+): Promise<RegistryPassword> {
   const operation = `CR GetAuthorizationToken ${target.instanceId} (${target.regionId})`;
-  const body = await callRpc(endpoints, identity, target.regionId, "GetAuthorizationToken", { InstanceId: target.instanceId }, call, operation, tokenPermissionHint);
+  const body = await callRpc(
+    endpoints,
+    identity,
+    target.regionId,
+    "GetAuthorizationToken",
+    { InstanceId: target.instanceId },
+    call,
+    operation,
+    tokenPermissionHint,
+  );
   const expiresAt = Number(body.ExpireTime);
   if (typeof body.TempUsername !== "string" || typeof body.AuthorizationToken !== "string" || !Number.isFinite(expiresAt)) throw incomplete(operation);
   return { username: body.TempUsername, password: body.AuthorizationToken, expiresAt };
 }
 
 /** Enterprise Edition: every enabled registry endpoint's domains, from `ListInstanceEndpoint`. */
-export async function listInstanceDomains(endpoints: Endpoints, identity: Identity, target: { instanceId: string; regionId: string }, call: CallOptions): Promise<string[]> {
+export async function listInstanceDomains(
+  endpoints: Endpoints,
+  identity: Identity,
+  target: { instanceId: string; regionId: string },
+  call: CallOptions,
+): Promise<string[]> {
   const operation = `CR ListInstanceEndpoint ${target.instanceId} (${target.regionId})`;
-  const body = await callRpc(endpoints, identity, target.regionId, "ListInstanceEndpoint", { InstanceId: target.instanceId, ModuleName: "Registry", Summary: true }, call, operation);
+  const body = await callRpc(
+    endpoints,
+    identity,
+    target.regionId,
+    "ListInstanceEndpoint",
+    { InstanceId: target.instanceId, ModuleName: "Registry", Summary: true },
+    call,
+    operation,
+  );
   const list = Array.isArray(body.Endpoints) ? (body.Endpoints as Array<{ Enable?: unknown; Domains?: Array<{ Domain?: unknown }> }>) : [];
-  const domains = list.filter((endpoint) => endpoint.Enable !== false).flatMap((endpoint) => (endpoint.Domains ?? []).map((d) => d.Domain)).filter((d): d is string => typeof d === "string" && d.length > 0);
+  const domains = list
+    .filter((endpoint) => endpoint.Enable !== false)
+    .flatMap((endpoint) => (endpoint.Domains ?? []).map((d) => d.Domain))
+    .filter((d): d is string => typeof d === "string" && d.length > 0);
   return [...new Set(domains)];
 }
 
@@ -74,10 +125,25 @@ const personalHint: RefusalHint = (code) =>
     ? "the broker's identity (the RAM user, or the role of the entry) has never set a Container Registry Personal Edition password: sign in to the Container Registry console once as that identity and set the registry password (Personal Edition instance > Access Credential > Set Password), then retry; or use an Enterprise Edition instance"
     : tokenPermissionHint(code);
 
-const personalTokens = new $OpenApiUtil.Params({ action: "GetAuthorizationToken", version: "2016-06-07", protocol: "HTTPS", pathname: "/tokens", method: "GET", authType: "AK", style: "ROA", reqBodyType: "json", bodyType: "none" });
+const personalTokens = new $OpenApiUtil.Params({
+  action: "GetAuthorizationToken",
+  version: "2016-06-07",
+  protocol: "HTTPS",
+  pathname: "/tokens",
+  method: "GET",
+  authType: "AK",
+  style: "ROA",
+  reqBodyType: "json",
+  bodyType: "none",
+});
 
 /** Personal Edition: CR 2016-06-07 `GET /tokens` (ROA; the body comes back as a string). */
-export async function getPersonalAuthorizationToken(endpoints: Endpoints, identity: Identity, target: { regionId: string }, call: CallOptions): Promise<RegistryPassword> {
+export async function getPersonalAuthorizationToken(
+  endpoints: Endpoints,
+  identity: Identity,
+  target: { regionId: string },
+  call: CallOptions,
+): Promise<RegistryPassword> {
   const operation = `CR GetAuthorizationToken (Personal Edition, ${target.regionId})`;
   let data: { tempUserName?: unknown; authorizationToken?: unknown; expireDate?: unknown } | undefined;
   try {

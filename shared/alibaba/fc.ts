@@ -27,9 +27,13 @@ export function fcEndpoint(target: Pick<FunctionTarget, "accountId" | "region" |
   try {
     url = new URL(target.endpoint);
   } catch {
-    throw new AcrCredentialError("UsageError", `--endpoint '${target.endpoint}' is not a URL; give one like https://${target.accountId}.${target.region}.fc.aliyuncs.com`);
+    throw new AcrCredentialError(
+      "UsageError",
+      `--endpoint '${target.endpoint}' is not a URL; give one like https://${target.accountId}.${target.region}.fc.aliyuncs.com`,
+    );
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new AcrCredentialError("UsageError", `--endpoint '${target.endpoint}' must be an http or https URL`);
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw new AcrCredentialError("UsageError", `--endpoint '${target.endpoint}' must be an http or https URL`);
   return { endpoint: url.host, protocol: url.protocol === "https:" ? "https" : "http" };
 }
 
@@ -41,7 +45,8 @@ async function readAll(body: Readable | undefined): Promise<string> {
 }
 
 function hintFor(code: unknown): string {
-  if (code === "AccessDenied" || code === "Forbidden.NoPermission") return "; the caller needs fc:InvokeFunction on the function (docs/deploy.md gives the policy)";
+  if (code === "AccessDenied" || code === "Forbidden.NoPermission")
+    return "; the caller needs fc:InvokeFunction on the function (docs/deploy.md gives the policy)";
   if (/NotFound/.test(String(code))) return "; check --function, --region and --account-id";
   return "";
 }
@@ -51,9 +56,16 @@ function hintFor(code: unknown): string {
  * resource ARN or URL at its end reads as one word with it; built from its fields instead.
  */
 function describeSdkError(error: unknown, url: string): string {
-  const e = (error ?? {}) as { code?: unknown; syscall?: unknown; statusCode?: unknown; requestId?: unknown; data?: { Message?: unknown; message?: unknown } | null };
+  const e = (error ?? {}) as {
+    code?: unknown;
+    syscall?: unknown;
+    statusCode?: unknown;
+    requestId?: unknown;
+    data?: { Message?: unknown; message?: unknown } | null;
+  };
   // A network failure: the SDK appends "POST <url> failed." to Node's message without a space.
-  if (typeof e.syscall === "string" || (typeof e.code === "string" && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code))) return `cannot reach ${url} (${String(e.code)}); check --endpoint (or --region and --account-id) and the network`;
+  if (typeof e.syscall === "string" || (typeof e.code === "string" && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code)))
+    return `cannot reach ${url} (${String(e.code)}); check --endpoint (or --region and --account-id) and the network`;
   const message = e.data?.Message ?? e.data?.message;
   if (typeof message !== "string") return clipMessage(oneLine(error).replace(/(\S)((?:GET|POST|PUT|DELETE) https?:\/\/)/, "$1; $2"));
   const status = typeof e.statusCode === "number" ? ` (HTTP ${e.statusCode})` : "";
@@ -68,7 +80,10 @@ export async function invokeFunction(target: FunctionTarget, keys: AccessKey, ev
   const config = sdkConfig(endpoint, protocol, { kind: "keys", keys });
   config.regionId = target.region;
   const client = new Fc3(config);
-  const request = new Fc3Package.InvokeFunctionRequest({ body: Readable.from([Buffer.from(JSON.stringify(event))]), ...(target.qualifier ? { qualifier: target.qualifier } : {}) });
+  const request = new Fc3Package.InvokeFunctionRequest({
+    body: Readable.from([Buffer.from(JSON.stringify(event))]),
+    ...(target.qualifier ? { qualifier: target.qualifier } : {}),
+  });
   let response: InstanceType<typeof Fc3Package.InvokeFunctionResponse>;
   try {
     response = await client.invokeFunctionWithOptions(target.functionName, request, new Fc3Package.InvokeFunctionHeaders({}), runtimeOptions({ timeoutMs }));

@@ -21,7 +21,10 @@ export interface AssumeRoleWithOidcInput {
   durationSeconds?: number;
 }
 
-function toSession(credentials: { accessKeyId?: string; accessKeySecret?: string; securityToken?: string; expiration?: string } | undefined, operation: string): StsSession {
+function toSession(
+  credentials: { accessKeyId?: string; accessKeySecret?: string; securityToken?: string; expiration?: string } | undefined,
+  operation: string,
+): StsSession {
   const expiresAt = Date.parse(credentials?.expiration ?? "");
   if (!credentials?.accessKeyId || !credentials.accessKeySecret || !credentials.securityToken || Number.isNaN(expiresAt)) {
     throw new AcrCredentialError("UpstreamError", `${operation}: the response has no complete Credentials`, { details: { retryable: false } });

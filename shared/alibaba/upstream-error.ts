@@ -36,7 +36,12 @@ export function upstreamDetails(error: unknown): UpstreamErrorDetails | undefine
   if (!(error instanceof AcrCredentialError)) return undefined;
   const { retryable, retryAfterMs, upstreamCode, requestId } = error.details;
   if (retryable === undefined) return undefined;
-  return { retryable, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(upstreamCode !== undefined ? { upstreamCode } : {}), ...(requestId !== undefined ? { requestId } : {}) };
+  return {
+    retryable,
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    ...(upstreamCode !== undefined ? { upstreamCode } : {}),
+    ...(requestId !== undefined ? { requestId } : {}),
+  };
 }
 
 /**
@@ -63,7 +68,11 @@ export function toUpstreamError(error: unknown, operation: string, hintFor?: Ref
   if (e.name === "RequestTimeoutError") return make("UpstreamTimeout", true, `no answer in time (${upstreamMessage})`);
   if (upstreamCode !== undefined && networkCodes.has(upstreamCode)) return make("UpstreamUnavailable", true, `unreachable (${upstreamCode})`);
   if (status !== undefined && status >= 500) {
-    return make(status === 503 ? "UpstreamUnavailable" : "UpstreamError", true, `server error ${status} ${upstreamCode ?? ""}: ${upstreamMessage}`.replace(/\s+:/, ":"));
+    return make(
+      status === 503 ? "UpstreamUnavailable" : "UpstreamError",
+      true,
+      `server error ${status} ${upstreamCode ?? ""}: ${upstreamMessage}`.replace(/\s+:/, ":"),
+    );
   }
   if (status !== undefined && status >= 400) {
     const specific = hintFor?.(upstreamCode);
@@ -91,10 +100,26 @@ const transientCode = /SYSTEM|INTERNAL|UNAVAILABLE|BUSY|TIMEOUT|TIMED_OUT|THROTT
 export function unsuccessfulAnswer(body: Record<string, unknown>, operation: string, hintFor?: RefusalHint): AcrCredentialError {
   const code = typeof body.Code === "string" && body.Code !== "" ? body.Code : "Unknown";
   const message = typeof body.Message === "string" && body.Message !== "" ? body.Message : "IsSuccess=false in an HTTP 200 answer";
-  const status = /Throttl/i.test(code) ? 400 : /UNAVAILABLE|BUSY/i.test(code) ? 503 : transientCode.test(code) ? 500 : /NoPermission|NoPrivilege|NotAuthorized|Forbidden|AccessDenied/i.test(code) ? 403 : /NOT_?EXIST|NotFound/i.test(code) ? 404 : 400;
+  const status = /Throttl/i.test(code)
+    ? 400
+    : /UNAVAILABLE|BUSY/i.test(code)
+      ? 503
+      : transientCode.test(code)
+        ? 500
+        : /NoPermission|NoPrivilege|NotAuthorized|Forbidden|AccessDenied/i.test(code)
+          ? 403
+          : /NOT_?EXIST|NotFound/i.test(code)
+            ? 404
+            : 400;
   const name = /Throttl/i.test(code) ? "ThrottlingError" : status >= 500 ? "ServerError" : "ClientError";
   const requestId = typeof body.RequestId === "string" ? body.RequestId : undefined;
   // Shaped like what openapi-core throws, so one classifier serves both.
-  const shaped = Object.assign(new Error(`${code}: ${message}`), { name, code, statusCode: status, requestId, data: { Message: `${message} (HTTP 200, IsSuccess=false)` } });
+  const shaped = Object.assign(new Error(`${code}: ${message}`), {
+    name,
+    code,
+    statusCode: status,
+    requestId,
+    data: { Message: `${message} (HTTP 200, IsSuccess=false)` },
+  });
   return toUpstreamError(shaped, operation, hintFor);
 }

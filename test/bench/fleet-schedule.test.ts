@@ -50,18 +50,36 @@ describe("warm-up", () => {
 });
 
 describe("the fleet goals", () => {
-  const figures = { upstreamCallsPerHour: 3, brokerInvocationsPerClusterHour: 1.2, coldStartsPerHour: 12, peakInstances: 6, instanceSecondsPerClusterHour: 0.01, p99Ms: 400 };
+  const figures = {
+    upstreamCallsPerHour: 3,
+    brokerInvocationsPerClusterHour: 1.2,
+    coldStartsPerHour: 12,
+    peakInstances: 6,
+    instanceSecondsPerClusterHour: 0.01,
+    p99Ms: 400,
+  };
   const config = (key: string) => ({ ...fleetConfigs.find((c) => c.key === key)! });
   const result = (...rows: [string, typeof figures][]): FleetResult => ({
     options: fleetDefaults,
     customArtefact: "dist/broker-server",
-    configs: rows.map(([key, f]) => ({ config: config(key), ...f, throttledPerHour: 0, failedPerHour: 0, byApi: {}, coldRequestMedianMs: 0, warmRequestMedianMs: 0, realSeconds: 0 })),
+    configs: rows.map(([key, f]) => ({
+      config: config(key),
+      ...f,
+      throttledPerHour: 0,
+      failedPerHour: 0,
+      byApi: {},
+      coldRequestMedianMs: 0,
+      warmRequestMedianMs: 0,
+      realSeconds: 0,
+    })),
     pending: [{ key: "builtInSharedCache", reason: "not yet" }],
   });
 
   it("judges the issue's four bounds", () => {
     expect(fleetGoals.map((goal) => goal.met(figures))).toEqual([true, true, true, true]);
-    expect(fleetGoals.map((goal) => goal.met({ ...figures, upstreamCallsPerHour: 5, brokerInvocationsPerClusterHour: 12, p99Ms: 1001, coldStartsPerHour: 13 }))).toEqual([false, false, false, false]);
+    expect(
+      fleetGoals.map((goal) => goal.met({ ...figures, upstreamCallsPerHour: 5, brokerInvocationsPerClusterHour: 12, p99Ms: 1001, coldStartsPerHour: 13 })),
+    ).toEqual([false, false, false, false]);
   });
 
   it("names the configurations meeting every goal, and lists pending ones", () => {

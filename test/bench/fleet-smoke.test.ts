@@ -20,9 +20,26 @@ let result: FleetResult;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "bench-fleet-smoke-"));
   // The broker's built-in bundle and custom-runtime server built here, so this file never races `npm run build` for dist/.
-  await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: join(work, "broker/index.js"), bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
+  await build({
+    entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname],
+    outfile: join(work, "broker/index.js"),
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    logLevel: "warning",
+  });
   const banner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
-  await build({ entryPoints: [new URL("../../functions/broker/server-main.ts", import.meta.url).pathname], outfile: join(work, "broker-server/index.mjs"), bundle: true, platform: "node", target: "node20", format: "esm", banner: { js: banner }, logLevel: "warning" });
+  await build({
+    entryPoints: [new URL("../../functions/broker/server-main.ts", import.meta.url).pathname],
+    outfile: join(work, "broker-server/index.mjs"),
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    banner: { js: banner },
+    logLevel: "warning",
+  });
   result = await measureFleet({
     ...fleetDefaults,
     clusters: 4,
@@ -94,7 +111,15 @@ describe("the fleet section, run small", () => {
 
   it("turns the run into the results.json fleet section and the documentation table", () => {
     const section = fleetSection(result);
-    expect(Object.keys(section).sort()).toEqual(["builtIn", "builtInEconomy", "builtInSharedCache", "custom", "customEconomy", "customProvisionedSharedCacheEconomy", "customSharedCache"]);
+    expect(Object.keys(section).sort()).toEqual([
+      "builtIn",
+      "builtInEconomy",
+      "builtInSharedCache",
+      "custom",
+      "customEconomy",
+      "customProvisionedSharedCacheEconomy",
+      "customSharedCache",
+    ]);
     // The other sections as the committed results.json has them.
     const committed = benchResultsSchema.parse(JSON.parse(readFileSync(new URL("../../bench/results.json", import.meta.url), "utf8")));
     expect(benchResultsSchema.parse({ ...committed, fleet: section }).fleet).toEqual(section);

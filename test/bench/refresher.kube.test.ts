@@ -13,7 +13,8 @@ import { acquireRefresherLock } from "../job/kube-lock.ts";
  * checked to be positive here; `npm run bench` measures it on a server of its own.
  */
 const kubectlBuilt = isExecutableFile(join(builtBinaryDir(pinnedVersions().kubernetes), "kubectl"));
-if (kubeAvailable() && !kubectlBuilt) console.log("skipping test/bench/refresher.kube.test.ts: kubectl is not built; run `bash test/kube/build.sh --with-kubectl`");
+if (kubeAvailable() && !kubectlBuilt)
+  console.log("skipping test/bench/refresher.kube.test.ts: kubectl is not built; run `bash test/kube/build.sh --with-kubectl`");
 
 describe.skipIf(!kubeAvailable() || !kubectlBuilt)("the refresher benchmark, run small", () => {
   let release: () => Promise<void>;
@@ -21,7 +22,14 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("the refresher benchmark, run
 
   beforeAll(async () => {
     release = await acquireRefresherLock("bench refresher.kube.test");
-    result = await measureRefresher({ plane: kubeEnv(), baselineNamespaces: 2, rounds: 1, largeNamespaces: 5, brokerCallHours: 2, namespacePrefix: `bench-${randomBytes(3).toString("hex")}-` });
+    result = await measureRefresher({
+      plane: kubeEnv(),
+      baselineNamespaces: 2,
+      rounds: 1,
+      largeNamespaces: 5,
+      brokerCallHours: 2,
+      namespacePrefix: `bench-${randomBytes(3).toString("hex")}-`,
+    });
   }, 170_000);
 
   afterAll(async () => {

@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { benchResultsSchema, goalMet, goals, median, resultsTable, significant, tableEnd, tableStart, withResultsTable, type BenchResults } from "../../bench/results.ts";
+import {
+  benchResultsSchema,
+  goalMet,
+  goals,
+  median,
+  resultsTable,
+  significant,
+  tableEnd,
+  tableStart,
+  withResultsTable,
+  type BenchResults,
+} from "../../bench/results.ts";
 
 const sample: BenchResults = {
   broker: { throughputRatioVsBareHttp: 0.42, p99Ms: 12 },

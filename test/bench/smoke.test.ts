@@ -27,7 +27,15 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "bench-smoke-"));
   // A bundle of the broker's entry point built here, so this file never races `npm run build` for dist/.
   const bundleFile = join(work, "index.js");
-  await build({ entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname], outfile: bundleFile, bundle: true, platform: "node", target: "node20", format: "cjs", logLevel: "warning" });
+  await build({
+    entryPoints: [new URL("../../functions/broker/index.ts", import.meta.url).pathname],
+    outfile: bundleFile,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    logLevel: "warning",
+  });
   amplification = await measureAmplification({ clusters: 4, concurrency: 2 });
   bundle = await measureBundle({ runs: 1, clusters: 2, bundleFile });
   configScale = await measureConfigScale({ runs: 1, clusters: 3, bundleFile });
@@ -40,12 +48,20 @@ afterAll(async () => {
 
 describe("the benchmark's sections, run small", () => {
   it("counts one shared AssumeRole and one token and domain lookup per registry when the cache is on", () => {
-    expect(amplification.byApi.cached).toEqual({ "sts:AssumeRole": 1, "cr:GetAuthorizationToken": registries.length, "cr:ListInstanceEndpoint": registries.length });
+    expect(amplification.byApi.cached).toEqual({
+      "sts:AssumeRole": 1,
+      "cr:GetAuthorizationToken": registries.length,
+      "cr:ListInstanceEndpoint": registries.length,
+    });
   });
 
   it("counts every call of every cluster when the caches are disabled", () => {
     const perRegistry = amplification.clusters * registries.length;
-    expect(amplification.byApi.naive).toEqual({ "sts:AssumeRole": perRegistry, "cr:GetAuthorizationToken": perRegistry, "cr:ListInstanceEndpoint": perRegistry });
+    expect(amplification.byApi.naive).toEqual({
+      "sts:AssumeRole": perRegistry,
+      "cr:GetAuthorizationToken": perRegistry,
+      "cr:ListInstanceEndpoint": perRegistry,
+    });
     expect(amplification.naiveUpstreamCalls).toBe(3 * perRegistry);
   });
 
@@ -74,7 +90,15 @@ describe("the benchmark's sections, run small", () => {
   });
 
   it("turns the sections into results.json with every key a finite number", () => {
-    const refresher = { coldSpeedupVsKubectl: 30, warmWrites: 0, warmRequestsPerNamespace: 0.01, peakRssMb: 120, rounds: [], large: { namespaces: 5, coldMs: 1, warmMs: 1, coldPeakRssMb: 120, warmPeakRssMb: 110, warmRequests: 7, changed: [] }, brokerCalls: { hours: 6, runs: 72, calls: 8, forced: 7, callsPerHour: 8 / 6, credentialLifetimeMinutes: 60, spreadDelayMs: 1000 } };
+    const refresher = {
+      coldSpeedupVsKubectl: 30,
+      warmWrites: 0,
+      warmRequestsPerNamespace: 0.01,
+      peakRssMb: 120,
+      rounds: [],
+      large: { namespaces: 5, coldMs: 1, warmMs: 1, coldPeakRssMb: 120, warmPeakRssMb: 110, warmRequests: 7, changed: [] },
+      brokerCalls: { hours: 6, runs: 72, calls: 8, forced: 7, callsPerHour: 8 / 6, credentialLifetimeMinutes: 60, spreadDelayMs: 1000 },
+    };
     const results = toResults({ amplification, broker, bundle, refresher, configScale });
     expect(benchResultsSchema.parse(results)).toEqual(results);
     expect(results.amplification.upstreamCallsPer1000Clusters).toBe(amplification.upstreamCalls);

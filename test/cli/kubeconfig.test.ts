@@ -14,7 +14,10 @@ let config: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "kubeconfig-"));
   config = join(dir, "config");
-  await writeFile(config, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n");
+  await writeFile(
+    config,
+    "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+  );
 });
 
 afterAll(async () => {

@@ -26,7 +26,13 @@ async function createRefresherJob(namespace: string, name: string): Promise<void
   const labels = { "app.kubernetes.io/name": "acr-credential-refresher" };
   await adminConfig()
     .makeApiClient(BatchV1Api)
-    .createNamespacedJob({ namespace, body: { metadata: { name }, spec: { template: { metadata: { labels }, spec: { restartPolicy: "Never", containers: [{ name: "refresher", image: "acr-credential-refresher" }] } } } } });
+    .createNamespacedJob({
+      namespace,
+      body: {
+        metadata: { name },
+        spec: { template: { metadata: { labels }, spec: { restartPolicy: "Never", containers: [{ name: "refresher", image: "acr-credential-refresher" }] } } },
+      },
+    });
 }
 
 describe.skipIf(!kubeAvailable() || !isExecutableFile(join(kubectlDir, "kubectl")))("docs/troubleshooting.md", () => {
@@ -38,7 +44,9 @@ describe.skipIf(!kubeAvailable() || !isExecutableFile(join(kubectlDir, "kubectl"
     await createRefresherJob(namespace, "acr-credential-refresher-29100001");
 
     const picker = (await documentedJobPicker()).replace("-n kube-system", `-n ${namespace}`);
-    const { stdout } = await run("sh", ["-c", picker], { env: { PATH: `${kubectlDir}:${process.env.PATH}`, KUBECONFIG: kubeEnv().kubeconfigFile, HOME: kubectlDir } });
+    const { stdout } = await run("sh", ["-c", picker], {
+      env: { PATH: `${kubectlDir}:${process.env.PATH}`, KUBECONFIG: kubeEnv().kubeconfigFile, HOME: kubectlDir },
+    });
     expect(stdout.trim()).toBe("acr-credential-refresher-29100001");
   });
 });

@@ -20,13 +20,24 @@ const foreign = "c0foreign00001";
 describe("ACK DescribeClusterDetail and cluster issuers", () => {
   let emulator: Emulator;
   const describeAs = (key: { accessKeyId: string; accessKeySecret: string }, clusterId: string) =>
-    describeClusterDetail({ csEndpoint: emulator.endpoints.cs, protocol: "http" }, identityFromKeys(key), { clusterId, regionId: "cn-shenzhen" }, { timeoutMs: 5000 });
-  const failureOf = (promise: Promise<unknown>) => promise.then(() => undefined, (error: unknown) => upstreamDetails(error));
+    describeClusterDetail(
+      { csEndpoint: emulator.endpoints.cs, protocol: "http" },
+      identityFromKeys(key),
+      { clusterId, regionId: "cn-shenzhen" },
+      { timeoutMs: 5000 },
+    );
+  const failureOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (error: unknown) => upstreamDetails(error),
+    );
 
   beforeAll(async () => {
     const world = testWorld();
     const [a, b] = world.accounts as [(typeof world.accounts)[number], (typeof world.accounts)[number]];
-    a.users!.find((user) => user.name === "broker")!.policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${accountA}:cluster/*` }] });
+    a.users!.find((user) => user.name === "broker")!.policies!.push({
+      Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${accountA}:cluster/*` }],
+    });
     a.ackClusters = [
       { id: own, name: "prod", region: "cn-shenzhen", rrsa: { enabled: true }, tags: { env: "prod" } },
       { id: off, region: "cn-shenzhen", rrsa: { enabled: false } },
@@ -44,7 +55,11 @@ describe("ACK DescribeClusterDetail and cluster issuers", () => {
       rrsa: { enabled: true, issuer: `${emulator.endpoints.http}/oidc-ack-cn-shenzhen/${own}`, oidcArn: `acs:ram::${accountA}:oidc-provider/ack-rrsa-${own}` },
       tags: [{ key: "env", value: "prod" }],
     });
-    expect(emulator.log.filter({ api: "cs:DescribeClusterDetail", resource: own }).at(-1)).toMatchObject({ principal: `acs:ram::${accountA}:user/broker`, outcome: "ok", status: 200 });
+    expect(emulator.log.filter({ api: "cs:DescribeClusterDetail", resource: own }).at(-1)).toMatchObject({
+      principal: `acs:ram::${accountA}:user/broker`,
+      outcome: "ok",
+      status: 200,
+    });
   });
 
   it("serves the generated @alicloud/cs20151215 client itself", async () => {
@@ -96,7 +111,12 @@ describe("ACK clusters in the world file", () => {
   const world = (clusters: string) => `accounts:\n  - id: "${accountA}"\n    ackClusters:\n${clusters}`;
 
   it("reads a cluster with RRSA, tags and defaults", () => {
-    const parsed = parseWorldText(world('      - { id: c0123456789abc, region: cn-hangzhou, rrsa: { enabled: true }, tags: { env: prod } }\n      - { id: c0123456789abd, region: cn-beijing }\n'), { source: "w.yaml" });
+    const parsed = parseWorldText(
+      world(
+        "      - { id: c0123456789abc, region: cn-hangzhou, rrsa: { enabled: true }, tags: { env: prod } }\n      - { id: c0123456789abd, region: cn-beijing }\n",
+      ),
+      { source: "w.yaml" },
+    );
     expect(parsed.accounts[0]!.ackClusters).toEqual([
       { id: "c0123456789abc", region: "cn-hangzhou", rrsa: { enabled: true }, tags: { env: "prod" } },
       { id: "c0123456789abd", region: "cn-beijing", rrsa: { enabled: false }, tags: {} },
@@ -104,7 +124,11 @@ describe("ACK clusters in the world file", () => {
   });
 
   it("refuses a malformed or repeated cluster id in one line naming the field", () => {
-    expect(() => parseWorldText(world("      - { id: cluster-1, region: cn-hangzhou }\n"), { source: "w.yaml" })).toThrow(/^world w\.yaml: accounts\[0\]\.ackClusters\[0\]\.id: an ACK cluster id looks like c0123456789abcdef/);
-    expect(() => parseWorldText(world("      - { id: c0123456789abc, region: cn-hangzhou }\n      - { id: c0123456789abc, region: cn-beijing }\n"), { source: "w.yaml" })).toThrow(/accounts\[0\]\.ackClusters\[1\]\.id: cluster c0123456789abc appears twice/);
+    expect(() => parseWorldText(world("      - { id: cluster-1, region: cn-hangzhou }\n"), { source: "w.yaml" })).toThrow(
+      /^world w\.yaml: accounts\[0\]\.ackClusters\[0\]\.id: an ACK cluster id looks like c0123456789abcdef/,
+    );
+    expect(() =>
+      parseWorldText(world("      - { id: c0123456789abc, region: cn-hangzhou }\n      - { id: c0123456789abc, region: cn-beijing }\n"), { source: "w.yaml" }),
+    ).toThrow(/accounts\[0\]\.ackClusters\[1\]\.id: cluster c0123456789abc appears twice/);
   });
 });

@@ -45,7 +45,11 @@ describe("acr-credential emulator", () => {
     const { child, firstLine, finished } = start(["--world", demoWorld, "--port", "0"]);
     try {
       const endpoints = JSON.parse(await firstLine) as { http: string; https: string; sts: string; cr: string; fc: string; caFile: string; realm: string };
-      expect(endpoints).toMatchObject({ http: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), https: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/), realm: `${endpoints.http}/auth` });
+      expect(endpoints).toMatchObject({
+        http: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+        https: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/),
+        realm: `${endpoints.http}/auth`,
+      });
       expect(await (await fetch(`${endpoints.http}/healthz`)).json()).toEqual({ status: "ok" });
       const assumed = await assumeRole(endpoints.sts, demoBroker, { RoleArn: "acs:ram::1000000000000001:role/acr-pull", RoleSessionName: "cli-test" });
       const token = await crCall(endpoints.cr, sessionKey(assumed), "GetAuthorizationToken", { InstanceId: "cri-demo" });
@@ -53,9 +57,17 @@ describe("acr-credential emulator", () => {
       const result = await finished;
       expect(result.code).toBe(0);
       expect(result.stdout.trim().split("\n")).toHaveLength(1);
-      const logLines = result.stderr.trim().split("\n").map((line) => JSON.parse(line) as { msg: string; api?: string });
+      const logLines = result.stderr
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { msg: string; api?: string });
       expect(logLines.filter((line) => line.msg === "request").map((line) => line.api)).toEqual(["sts:AssumeRole", "cr:GetAuthorizationToken"]);
-      for (const secret of [demoBroker.accessKeySecret, assumed.credentials!.accessKeySecret!, assumed.credentials!.securityToken!, token["AuthorizationToken"] as string]) {
+      for (const secret of [
+        demoBroker.accessKeySecret,
+        assumed.credentials!.accessKeySecret!,
+        assumed.credentials!.securityToken!,
+        token["AuthorizationToken"] as string,
+      ]) {
         expect(result.stderr).not.toContain(secret);
       }
     } finally {
@@ -65,7 +77,10 @@ describe("acr-credential emulator", () => {
 
   it("refuses an invalid world file with one line naming the file and field, exit 2", async () => {
     const file = join(dir, "bad.yaml");
-    await writeFile(file, 'accounts:\n  - id: "1000000000000001"\n    roles:\n      - name: r\n        maxSessionDuration: 5\n        trustPolicy: { Statement: [] }\n');
+    await writeFile(
+      file,
+      'accounts:\n  - id: "1000000000000001"\n    roles:\n      - name: r\n        maxSessionDuration: 5\n        trustPolicy: { Statement: [] }\n',
+    );
     const result = await start(["--world", file]).finished;
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);

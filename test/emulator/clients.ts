@@ -35,9 +35,19 @@ export function anonymousStsClient(endpoint: string) {
   return new Sts(new $OpenApiUtil.Config({ endpoint, protocol: "http", regionId: "cn-hangzhou" }));
 }
 
-export async function assumeRole(endpoint: string, key: AccessKey, request: { RoleArn: string; RoleSessionName: string; DurationSeconds?: number; Policy?: string; ExternalId?: string }) {
+export async function assumeRole(
+  endpoint: string,
+  key: AccessKey,
+  request: { RoleArn: string; RoleSessionName: string; DurationSeconds?: number; Policy?: string; ExternalId?: string },
+) {
   const response = await stsClient(endpoint, key).assumeRole(
-    new $Sts.AssumeRoleRequest({ roleArn: request.RoleArn, roleSessionName: request.RoleSessionName, durationSeconds: request.DurationSeconds, policy: request.Policy, externalId: request.ExternalId }),
+    new $Sts.AssumeRoleRequest({
+      roleArn: request.RoleArn,
+      roleSessionName: request.RoleSessionName,
+      durationSeconds: request.DurationSeconds,
+      policy: request.Policy,
+      externalId: request.ExternalId,
+    }),
   );
   return response.body!;
 }
@@ -49,9 +59,26 @@ export function sessionKey(body: { credentials?: { accessKeyId?: string; accessK
 }
 
 /** CR 2018-12-01 through `callApi` with the parameters a generated client uses. */
-export async function crCall(endpoint: string, key: AccessKey, action: string, query: Record<string, unknown>, headers: Record<string, string> = {}, options: { readTimeout?: number } = {}) {
+export async function crCall(
+  endpoint: string,
+  key: AccessKey,
+  action: string,
+  query: Record<string, unknown>,
+  headers: Record<string, string> = {},
+  options: { readTimeout?: number } = {},
+) {
   const client = new OpenApi(new $OpenApiUtil.Config({ ...key, endpoint, protocol: "http", regionId: "cn-hangzhou", ...options }));
-  const params = new $OpenApiUtil.Params({ action, version: "2018-12-01", protocol: "HTTPS", pathname: "/", method: "POST", authType: "AK", style: "RPC", reqBodyType: "formData", bodyType: "json" });
+  const params = new $OpenApiUtil.Params({
+    action,
+    version: "2018-12-01",
+    protocol: "HTTPS",
+    pathname: "/",
+    method: "POST",
+    authType: "AK",
+    style: "RPC",
+    reqBodyType: "formData",
+    bodyType: "json",
+  });
   const response = await client.callApi(params, new $OpenApiUtil.OpenApiRequest({ query: OpenApiUtil.query(query), headers }), new $dara.RuntimeOptions({}));
   return response.body as Record<string, unknown>;
 }
@@ -59,21 +86,47 @@ export async function crCall(endpoint: string, key: AccessKey, action: string, q
 /** CR 2016-06-07 `GET /tokens` (Personal Edition); the SDK hands the body back as a string. */
 export async function personalToken(endpoint: string, key: AccessKey) {
   const client = new OpenApi(config(endpoint, key));
-  const params = new $OpenApiUtil.Params({ action: "GetAuthorizationToken", version: "2016-06-07", protocol: "HTTPS", pathname: "/tokens", method: "GET", authType: "AK", style: "ROA", reqBodyType: "json", bodyType: "none" });
+  const params = new $OpenApiUtil.Params({
+    action: "GetAuthorizationToken",
+    version: "2016-06-07",
+    protocol: "HTTPS",
+    pathname: "/tokens",
+    method: "GET",
+    authType: "AK",
+    style: "ROA",
+    reqBodyType: "json",
+    bodyType: "none",
+  });
   const response = await client.callApi(params, new $OpenApiUtil.OpenApiRequest({}), new $dara.RuntimeOptions({}));
   return response.body as unknown;
 }
 
 export interface FcClient {
-  invokeFunction(service: string, fn: string, event: string | Buffer, headers?: Record<string, string>, qualifier?: string, opts?: Record<string, unknown>): Promise<{ headers: Record<string, string>; data: unknown }>;
+  invokeFunction(
+    service: string,
+    fn: string,
+    event: string | Buffer,
+    headers?: Record<string, string>,
+    qualifier?: string,
+    opts?: Record<string, unknown>,
+  ): Promise<{ headers: Record<string, string>; data: unknown }>;
 }
 
 export function fcClient(endpoint: string, accountId: string, key: AccessKey): FcClient {
-  return new Fc(accountId, { accessKeyID: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken, region: "cn-hangzhou", endpoint, timeout: 10_000 });
+  return new Fc(accountId, {
+    accessKeyID: key.accessKeyId,
+    accessKeySecret: key.accessKeySecret,
+    securityToken: key.securityToken,
+    region: "cn-hangzhou",
+    endpoint,
+    timeout: 10_000,
+  });
 }
 
 /** The error an SDK call rejected with, for assertions on `code` and `statusCode`. */
-export async function failure(promise: Promise<unknown>): Promise<{ code?: string; statusCode?: number; message: string; name: string; data?: Record<string, unknown> }> {
+export async function failure(
+  promise: Promise<unknown>,
+): Promise<{ code?: string; statusCode?: number; message: string; name: string; data?: Record<string, unknown> }> {
   try {
     await promise;
   } catch (error) {

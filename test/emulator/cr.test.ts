@@ -42,7 +42,21 @@ describe("Container Registry APIs", () => {
     it("gives a RAM user's password an hour", async () => {
       const user = { accessKeyId: "TESTAKCRUSER0001", accessKeySecret: "test-secret-cr-user-01" };
       const local = await startEmulator({
-        world: { accounts: [{ id: accountA, users: [{ name: "ci", accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: "*" }] }] }], instances: [{ id: "cri-solo", name: "solo", region: "cn-hangzhou" }] }] },
+        world: {
+          accounts: [
+            {
+              id: accountA,
+              users: [
+                {
+                  name: "ci",
+                  accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }],
+                  policies: [{ Statement: [{ Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: "*" }] }],
+                },
+              ],
+              instances: [{ id: "cri-solo", name: "solo", region: "cn-hangzhou" }],
+            },
+          ],
+        },
         clock: createClock({ start, frozen: true }),
       });
       try {
@@ -53,7 +67,11 @@ describe("Container Registry APIs", () => {
     });
 
     it("refuses an instance the caller's policies do not cover: NoPrivilege (403)", async () => {
-      expect(await failure(call(pull, "GetAuthorizationToken", { InstanceId: instances.other }))).toMatchObject({ name: "ClientError", code: "NoPrivilege", statusCode: 403 });
+      expect(await failure(call(pull, "GetAuthorizationToken", { InstanceId: instances.other }))).toMatchObject({
+        name: "ClientError",
+        code: "NoPrivilege",
+        statusCode: 403,
+      });
       expect(await failure(call(viewer, "GetAuthorizationToken", { InstanceId: instances.demo }))).toMatchObject({ code: "NoPrivilege" });
     });
 
@@ -71,15 +89,37 @@ describe("Container Registry APIs", () => {
     it("lists the instance's endpoints and domains", async () => {
       const body = await call(pull, "ListInstanceEndpoint", { InstanceId: instances.demo });
       expect(body["Endpoints"]).toEqual([
-        { EndpointType: "internet", Enable: true, Status: "RUNNING", AclEnable: false, Domains: [{ Domain: "demo-registry.cn-hangzhou.cr.aliyuncs.com", Type: "SYSTEM" }], AclEntries: [], LinkedVpcs: [] },
-        { EndpointType: "vpc", Enable: true, Status: "RUNNING", AclEnable: false, Domains: [{ Domain: "demo-registry-vpc.cn-hangzhou.cr.aliyuncs.com", Type: "SYSTEM" }], AclEntries: [], LinkedVpcs: [] },
+        {
+          EndpointType: "internet",
+          Enable: true,
+          Status: "RUNNING",
+          AclEnable: false,
+          Domains: [{ Domain: "demo-registry.cn-hangzhou.cr.aliyuncs.com", Type: "SYSTEM" }],
+          AclEntries: [],
+          LinkedVpcs: [],
+        },
+        {
+          EndpointType: "vpc",
+          Enable: true,
+          Status: "RUNNING",
+          AclEnable: false,
+          Domains: [{ Domain: "demo-registry-vpc.cn-hangzhou.cr.aliyuncs.com", Type: "SYSTEM" }],
+          AclEntries: [],
+          LinkedVpcs: [],
+        },
       ]);
     });
 
     it("reports disabled endpoints and user domains as configured, and omits ACLs with Summary=true", async () => {
       const body = await call(push, "ListInstanceEndpoint", { InstanceId: instances.other, Summary: true });
       expect(body["Endpoints"]).toEqual([
-        { EndpointType: "internet", Enable: false, Status: "NOT_OPENED", AclEnable: false, Domains: [{ Domain: "other-registry.cn-beijing.cr.aliyuncs.com", Type: "SYSTEM" }] },
+        {
+          EndpointType: "internet",
+          Enable: false,
+          Status: "NOT_OPENED",
+          AclEnable: false,
+          Domains: [{ Domain: "other-registry.cn-beijing.cr.aliyuncs.com", Type: "SYSTEM" }],
+        },
         {
           EndpointType: "vpc",
           Enable: true,
@@ -101,7 +141,13 @@ describe("Container Registry APIs", () => {
   describe("GetInstance and ListInstance", () => {
     it("describes an instance with CreateTime as a number of milliseconds", async () => {
       const body = await call(pull, "GetInstance", { InstanceId: instances.demo });
-      expect(body).toMatchObject({ InstanceId: instances.demo, InstanceName: "demo", InstanceSpecification: "Enterprise_Basic", InstanceStatus: "RUNNING", IsSuccess: true });
+      expect(body).toMatchObject({
+        InstanceId: instances.demo,
+        InstanceName: "demo",
+        InstanceSpecification: "Enterprise_Basic",
+        InstanceStatus: "RUNNING",
+        IsSuccess: true,
+      });
       expect(typeof body["CreateTime"]).toBe("number");
     });
 
@@ -162,7 +208,15 @@ describe("Container Registry authorisation scope", () => {
     accounts: [
       {
         id: accountA,
-        users: [{ name: "ci", accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:GetInstance"], Resource: resource }] }] }],
+        users: [
+          {
+            name: "ci",
+            accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }],
+            policies: [
+              { Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "cr:GetInstance"], Resource: resource }] },
+            ],
+          },
+        ],
         instances: [{ id: "cri-solo", name: "solo", region: "cn-hangzhou" }],
       },
     ],
@@ -181,7 +235,12 @@ describe("Container Registry authorisation scope", () => {
       const error = await failure(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" }));
       expect(error).toMatchObject({ name: "ClientError", code: "NoPrivilege", statusCode: 403 });
       expect(error.message).toMatch(/cr:GetAuthorizationToken is not allowed on acs:cr:cn-hangzhou:1000000000000001:\*/);
-      expect(error.data).toMatchObject({ Code: "NoPrivilege", HostId: "cr.aliyuncs.com", RequestId: expect.any(String), Recommend: expect.stringContaining("NoPrivilege") });
+      expect(error.data).toMatchObject({
+        Code: "NoPrivilege",
+        HostId: "cr.aliyuncs.com",
+        RequestId: expect.any(String),
+        Recommend: expect.stringContaining("NoPrivilege"),
+      });
       // The instance-scoped actions are still allowed by the same policy.
       await expect(crCall(local.endpoints.cr, user, "ListInstanceEndpoint", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true });
       await expect(crCall(local.endpoints.cr, user, "GetInstance", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true });
@@ -190,13 +249,19 @@ describe("Container Registry authorisation scope", () => {
 
   it.each([["*"], [`acs:cr:cn-hangzhou:${accountA}:*`], [`acs:cr:*:*:*`]])("grants GetAuthorizationToken on all resources (%s)", async (resource) => {
     await withWorld(resource, async (local) => {
-      await expect(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" })).resolves.toMatchObject({ IsSuccess: true, TempUsername: "cr_temp_user" });
+      await expect(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" })).resolves.toMatchObject({
+        IsSuccess: true,
+        TempUsername: "cr_temp_user",
+      });
     });
   });
 
   it("refuses GetAuthorizationToken when the policy's region is another", async () => {
     await withWorld(`acs:cr:cn-beijing:${accountA}:*`, async (local) => {
-      expect(await failure(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" }))).toMatchObject({ code: "NoPrivilege", statusCode: 403 });
+      expect(await failure(crCall(local.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-solo" }))).toMatchObject({
+        code: "NoPrivilege",
+        statusCode: 403,
+      });
     });
   });
 });
@@ -217,7 +282,14 @@ describe("Personal Edition before the first registry password", () => {
               { name: "first-use", registryPasswordSet: false, accessKeys: [{ id: first.accessKeyId, secret: first.accessKeySecret }], policies: [tokens] },
               { name: "ready", accessKeys: [{ id: ready.accessKeyId, secret: ready.accessKeySecret }], policies: [tokens] },
             ],
-            roles: [{ name: "fresh-role", registryPasswordSet: false, trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${accountA}:root`] } }] }, policies: [tokens] }],
+            roles: [
+              {
+                name: "fresh-role",
+                registryPasswordSet: false,
+                trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { RAM: [`acs:ram::${accountA}:root`] } }] },
+                policies: [tokens],
+              },
+            ],
             personal: [{ region: "cn-hangzhou" }],
           },
         ],
@@ -237,7 +309,9 @@ describe("Personal Edition before the first registry password", () => {
   });
 
   it("answers a session of a role marked the same way with USER_NOT_EXIST", async () => {
-    const session = sessionKey(await assumeRole(emulator.endpoints.sts, ready, { RoleArn: `acs:ram::${accountA}:role/fresh-role`, RoleSessionName: "first-use" }));
+    const session = sessionKey(
+      await assumeRole(emulator.endpoints.sts, ready, { RoleArn: `acs:ram::${accountA}:role/fresh-role`, RoleSessionName: "first-use" }),
+    );
     expect(await failure(personalToken(emulator.endpoints.cr, session))).toMatchObject({ code: "USER_NOT_EXIST", statusCode: 404 });
   });
 });

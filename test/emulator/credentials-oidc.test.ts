@@ -54,7 +54,12 @@ describe("the @alicloud/credentials oidc_role_arn provider against the emulator'
         oidcProviders: [{ name: "ack-rrsa-c1", issuer: issuer.issuer, clientIds: ["sts.aliyuncs.com"], jwks: issuer.jwks }],
         rrsaTrust: {
           Statement: [
-            { Effect: "Allow", Action: "sts:AssumeRole", Principal: { Federated: [provider] }, Condition: { StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:sub": "system:serviceaccount:kube-system:acr-helper" } } },
+            {
+              Effect: "Allow",
+              Action: "sts:AssumeRole",
+              Principal: { Federated: [provider] },
+              Condition: { StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:sub": "system:serviceaccount:kube-system:acr-helper" } },
+            },
           ],
         },
       }),
@@ -84,10 +89,14 @@ describe("the @alicloud/credentials oidc_role_arn provider against the emulator'
   }
 
   it("gets STS credentials over https when the emulator's CA is in NODE_EXTRA_CA_CERTS, and signs CR calls with them", async () => {
-    const result = await runClient(await issuer.sign({ sub: "system:serviceaccount:kube-system:acr-helper" }), { NODE_EXTRA_CA_CERTS: emulator.endpoints.caFile });
+    const result = await runClient(await issuer.sign({ sub: "system:serviceaccount:kube-system:acr-helper" }), {
+      NODE_EXTRA_CA_CERTS: emulator.endpoints.caFile,
+    });
     expect(result).toEqual({ ok: true, accessKeyId: expect.stringMatching(/^STS\./), providerName: "oidc_role_arn", hasToken: true, crSuccess: true });
     expect(emulator.log.count({ api: "sts:AssumeRoleWithOIDC", outcome: "ok" })).toBe(1);
-    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((entry) => entry.principal)).toEqual([`acs:ram::${accountA}:assumed-role/rrsa-pull/rrsa-pod`]);
+    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((entry) => entry.principal)).toEqual([
+      `acs:ram::${accountA}:assumed-role/rrsa-pull/rrsa-pod`,
+    ]);
   });
 
   it("surfaces the emulator's refusal when the token's subject is not trusted", async () => {

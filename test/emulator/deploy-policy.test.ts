@@ -64,10 +64,25 @@ describe("the target-role policies of docs/deploy.md", () => {
   });
 
   it("a policy scoping cr:GetAuthorizationToken to the instance is refused, as real CR refuses it", async () => {
-    const instanceScoped = { Statement: [{ Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:cn-hangzhou:${account}:instance/cri-abc` }] };
+    const instanceScoped = {
+      Statement: [
+        { Effect: "Allow", Action: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"], Resource: `acs:cr:cn-hangzhou:${account}:instance/cri-abc` },
+      ],
+    };
     emulator = await startEmulator({
-      world: { accounts: [{ id: account, users: [{ name: "target", accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }], policies: [instanceScoped as never] }], instances: [{ id: "cri-abc", name: "abc", region: "cn-hangzhou" }] }] },
+      world: {
+        accounts: [
+          {
+            id: account,
+            users: [{ name: "target", accessKeys: [{ id: user.accessKeyId, secret: user.accessKeySecret }], policies: [instanceScoped as never] }],
+            instances: [{ id: "cri-abc", name: "abc", region: "cn-hangzhou" }],
+          },
+        ],
+      },
     });
-    expect(await failure(crCall(emulator.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-abc" }))).toMatchObject({ code: "NoPrivilege", statusCode: 403 });
+    expect(await failure(crCall(emulator.endpoints.cr, user, "GetAuthorizationToken", { InstanceId: "cri-abc" }))).toMatchObject({
+      code: "NoPrivilege",
+      statusCode: 403,
+    });
   });
 });

@@ -26,7 +26,9 @@ describe("injected faults", () => {
     emulator.faults.set({ throttleRate: 1, apis: ["cr:"] });
     const error = await failure(getToken());
     expect(error).toMatchObject({ name: "ThrottlingError", code: "Throttling.User", statusCode: 400 });
-    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" })).toMatchObject([{ outcome: "Throttling.User", status: 400, principal: `acs:ram::${accountA}:assumed-role/acr-pull/faults` }]);
+    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken" })).toMatchObject([
+      { outcome: "Throttling.User", status: 400, principal: `acs:ram::${accountA}:assumed-role/acr-pull/faults` },
+    ]);
   });
 
   it("answers CR with HTTP 200, IsSuccess: false and the chosen Code, which the SDK hands back as a body", async () => {
@@ -54,7 +56,10 @@ describe("injected faults", () => {
     const local = await startEmulator({ world: { ...testWorld(), faults: { unsuccessful: { code: "SYSTEM_ERROR" }, apis: ["cr:GetAuthorizationToken"] } } });
     try {
       const session = sessionKey(await assumeRole(local.endpoints.sts, broker, { RoleArn: roles.acrPull, RoleSessionName: "world-faults" }));
-      await expect(crCall(local.endpoints.cr, session, "GetAuthorizationToken", { InstanceId: instances.demo })).resolves.toMatchObject({ IsSuccess: false, Code: "SYSTEM_ERROR" });
+      await expect(crCall(local.endpoints.cr, session, "GetAuthorizationToken", { InstanceId: instances.demo })).resolves.toMatchObject({
+        IsSuccess: false,
+        Code: "SYSTEM_ERROR",
+      });
     } finally {
       await local.close();
     }
@@ -78,7 +83,13 @@ describe("injected faults", () => {
     const outcomes = async () => {
       emulator.faults.set({ throttleRate: 0.4, serverErrorRate: 0.2, seed: 1234 });
       const results: string[] = [];
-      for (let i = 0; i < 12; i += 1) results.push(await getToken().then(() => "ok", (error: { code: string }) => error.code));
+      for (let i = 0; i < 12; i += 1)
+        results.push(
+          await getToken().then(
+            () => "ok",
+            (error: { code: string }) => error.code,
+          ),
+        );
       return results;
     };
     const first = await outcomes();

@@ -38,8 +38,15 @@ afterAll(async () => {
 });
 
 async function fetchCredentials(trigger: HttpTrigger, cluster: FleetCluster) {
-  const response = await fetch(`${trigger.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" }, body: credentialsBody });
-  return { status: response.status, body: (await response.json()) as { cluster?: string; credentials?: { instanceId: string; password: string }[]; code?: string } };
+  const response = await fetch(`${trigger.url}/v1/credentials`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${cluster.token}`, "content-type": "application/json" },
+    body: credentialsBody,
+  });
+  return {
+    status: response.status,
+    body: (await response.json()) as { cluster?: string; credentials?: { instanceId: string; password: string }[]; code?: string },
+  };
 }
 
 async function withTrigger(spec: FunctionSpec, use: (trigger: HttpTrigger) => Promise<void>) {
@@ -54,7 +61,13 @@ async function withTrigger(spec: FunctionSpec, use: (trigger: HttpTrigger) => Pr
 describe("the built broker through the FC 3.0 model", () => {
   it("built-in runtime: dist/broker answers a credential request with the execution role's credentials as its base identity", async () => {
     emulator.log.clear();
-    const spec: FunctionSpec = { functionName: "broker", runtime: "nodejs20", codeDir: join(repo, "dist/broker"), role: executionRole, environmentVariables: { BROKER_CONFIG_FILE: configFile } };
+    const spec: FunctionSpec = {
+      functionName: "broker",
+      runtime: "nodejs20",
+      codeDir: join(repo, "dist/broker"),
+      role: executionRole,
+      environmentVariables: { BROKER_CONFIG_FILE: configFile },
+    };
     await withTrigger(spec, async (trigger) => {
       const first = await fetchCredentials(trigger, fleet[0]!);
       expect(first.body).toMatchObject({ cluster: fleet[0]!.name });
@@ -75,7 +88,15 @@ describe("the built broker through the FC 3.0 model", () => {
   it("custom runtime: the broker's HTTP server answers with the role's ALIBABA_CLOUD_* credentials, several requests on one instance", async () => {
     emulator.log.clear();
     const { codeDir, customRuntimeConfig } = customServer(repo);
-    const spec: FunctionSpec = { functionName: "broker-server", runtime: "custom.debian11", codeDir, customRuntimeConfig, role: executionRole, instanceConcurrency: 10, environmentVariables: { BROKER_CONFIG_FILE: configFile } };
+    const spec: FunctionSpec = {
+      functionName: "broker-server",
+      runtime: "custom.debian11",
+      codeDir,
+      customRuntimeConfig,
+      role: executionRole,
+      instanceConcurrency: 10,
+      environmentVariables: { BROKER_CONFIG_FILE: configFile },
+    };
     await withTrigger(spec, async (trigger) => {
       const answers = await Promise.all([fleet[0]!, fleet[1]!, fleet[0]!].map((cluster) => fetchCredentials(trigger, cluster)));
       expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);

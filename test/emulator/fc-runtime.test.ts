@@ -175,7 +175,8 @@ describe("built-in runtime instances", () => {
 });
 
 describe("custom runtime instances", () => {
-  const custom = (instanceConcurrency: number) => deploy({ runtime: "custom.debian11", customRuntimeConfig: { command: process.execPath, args: ["server.cjs"] }, instanceConcurrency });
+  const custom = (instanceConcurrency: number) =>
+    deploy({ runtime: "custom.debian11", customRuntimeConfig: { command: process.execPath, args: ["server.cjs"] }, instanceConcurrency });
 
   it("sends up to instanceConcurrency overlapping requests to one server process", async () => {
     const trigger = await custom(2);

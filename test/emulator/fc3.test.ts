@@ -17,7 +17,10 @@ const Fc3 = cjsDefault<typeof Fc3Package.default.default>(Fc3Package.default);
 async function invoke(endpoint: string, key: AccessKey, functionName: string, event: string, options: { qualifier?: string; async?: boolean } = {}) {
   const config = sdkConfig(endpoint, "http", { kind: "keys", keys: key });
   config.regionId = "cn-hangzhou";
-  const request = new Fc3Package.InvokeFunctionRequest({ body: Readable.from([Buffer.from(event)]), ...(options.qualifier ? { qualifier: options.qualifier } : {}) });
+  const request = new Fc3Package.InvokeFunctionRequest({
+    body: Readable.from([Buffer.from(event)]),
+    ...(options.qualifier ? { qualifier: options.qualifier } : {}),
+  });
   const headers = new Fc3Package.InvokeFunctionHeaders(options.async ? { xFcInvocationType: "Async" } : {});
   const response = await new Fc3(config).invokeFunctionWithOptions(functionName, request, headers, runtimeOptions({ timeoutMs: 10_000 }));
   const chunks: Buffer[] = [];
@@ -60,10 +63,19 @@ describe("Function Compute 3.0 InvokeFunction through @alicloud/fc20230330", () 
     expect(response.status).toBe(200);
     expect(JSON.parse(response.body)).toEqual({ renewed: "prod-hz-1" });
     expect(calls.map((c) => c.event)).toEqual([event]);
-    expect(calls[0]!.context).toMatchObject({ accountId: accountA, function: { name: "token-broker" }, service: { qualifier: "prod" }, requestId: response.headers["x-fc-request-id"] });
+    expect(calls[0]!.context).toMatchObject({
+      accountId: accountA,
+      function: { name: "token-broker" },
+      service: { qualifier: "prod" },
+      requestId: response.headers["x-fc-request-id"],
+    });
     const identity = (await stsClient(emulator.endpoints.sts, calls[0]!.context.credentials!).getCallerIdentity()).body!;
     expect(identity.arn).toMatch(new RegExp(`^acs:ram::${accountA}:assumed-role/fc-broker/`));
-    expect(emulator.log.filter({ api: "fc:InvokeFunction" }).at(-1)).toMatchObject({ principal: `acs:ram::${accountA}:user/operator`, resource: "functions/token-broker", outcome: "ok" });
+    expect(emulator.log.filter({ api: "fc:InvokeFunction" }).at(-1)).toMatchObject({
+      principal: `acs:ram::${accountA}:user/operator`,
+      resource: "functions/token-broker",
+      outcome: "ok",
+    });
   });
 
   it("refuses an event changed on the way, a signed header changed, and the wrong secret, before the function runs", async () => {
@@ -71,7 +83,9 @@ describe("Function Compute 3.0 InvokeFunction through @alicloud/fc20230330", () 
     expect(await failure(invoke(proxy.endpoint, operator, "token-broker", event))).toMatchObject({ statusCode: 400 });
     proxy.mutate = (exchange) => ({ ...exchange, headers: { ...exchange.headers, "x-fc-invocation-type": "Async", "x-acs-action": "DeleteFunction" } });
     expect(await failure(invoke(proxy.endpoint, operator, "token-broker", event))).toMatchObject({ code: "SignatureDoesNotMatch" });
-    expect(await failure(invoke(endpoint, { ...operator, accessKeySecret: "wrong-secret" }, "token-broker", event))).toMatchObject({ code: "SignatureDoesNotMatch" });
+    expect(await failure(invoke(endpoint, { ...operator, accessKeySecret: "wrong-secret" }, "token-broker", event))).toMatchObject({
+      code: "SignatureDoesNotMatch",
+    });
     expect(calls).toHaveLength(0);
   });
 

@@ -22,7 +22,11 @@ beforeAll(async () => {
       return real.now();
     },
   };
-  emulator = await startEmulator({ world: testWorld(), clock, logger: createLogger("emulator", { destination: { write: (line: string) => void lines.push(line) } }) });
+  emulator = await startEmulator({
+    world: testWorld(),
+    clock,
+    logger: createLogger("emulator", { destination: { write: (line: string) => void lines.push(line) } }),
+  });
 });
 afterAll(() => emulator?.close());
 

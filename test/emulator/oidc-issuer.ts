@@ -7,7 +7,10 @@ import { createCertificateAuthority } from "../../emulator/tls.ts";
 export interface TestIssuer {
   issuer: string;
   jwks: { keys: (JWK & { kty: string })[] };
-  sign(claims: { sub?: string; aud?: string | string[]; iss?: string; expiresIn?: number; iat?: number; exp?: number }, options?: { key?: CryptoKey; kid?: string; alg?: string }): Promise<string>;
+  sign(
+    claims: { sub?: string; aud?: string | string[]; iss?: string; expiresIn?: number; iat?: number; exp?: number },
+    options?: { key?: CryptoKey; kid?: string; alg?: string },
+  ): Promise<string>;
 }
 
 export async function createTestIssuer(issuer: string, kid = "test-key-1"): Promise<TestIssuer> {
@@ -32,7 +35,10 @@ export async function createTestIssuer(issuer: string, kid = "test-key-1"): Prom
 }
 
 /** Serves an issuer's discovery document and JWKS over HTTPS with a certificate from its own CA. */
-export async function serveIssuerOverHttps(path: string, issuerFor: (origin: string) => Promise<TestIssuer>): Promise<{ issuer: TestIssuer; caPem: string; close(): Promise<void> }> {
+export async function serveIssuerOverHttps(
+  path: string,
+  issuerFor: (origin: string) => Promise<TestIssuer>,
+): Promise<{ issuer: TestIssuer; caPem: string; close(): Promise<void> }> {
   const ca = await createCertificateAuthority("test issuer CA");
   const tls = await ca.issue(["127.0.0.1"]);
   // The issuer's URL holds the port, which is known only once the server listens.

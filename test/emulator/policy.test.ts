@@ -23,14 +23,29 @@ describe("RAM permission evaluation", () => {
   });
 
   it("expands * and ? in actions and resources", () => {
-    const policies = [policy([{ Effect: "Allow", Action: ["cr:Get*", "cr:Pull?epository"], Resource: ["acs:cr:*:1000000000000001:instance/*", "acs:cr:*:*:repository/cri-demo/demo/*"] }])];
+    const policies = [
+      policy([
+        {
+          Effect: "Allow",
+          Action: ["cr:Get*", "cr:Pull?epository"],
+          Resource: ["acs:cr:*:1000000000000001:instance/*", "acs:cr:*:*:repository/cri-demo/demo/*"],
+        },
+      ]),
+    ];
     expect(evaluatePermission(policies, { action: "cr:GetInstance", resource: instance })).toBe("allow");
-    expect(evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1000000000000001:repository/cri-demo/demo/hello" })).toBe("allow");
-    expect(evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1000000000000001:repository/cri-demo/secret/vault" })).toBe("none");
+    expect(evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1000000000000001:repository/cri-demo/demo/hello" })).toBe(
+      "allow",
+    );
+    expect(
+      evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1000000000000001:repository/cri-demo/secret/vault" }),
+    ).toBe("none");
   });
 
   it("lets an explicit Deny win over any Allow, in whichever policy it is", () => {
-    const policies = [policy([{ Effect: "Allow", Action: "cr:*", Resource: "*" }]), policy([{ Effect: "Deny", Action: "cr:PullRepository", Resource: "acs:cr:*:*:repository/*/secret/*" }])];
+    const policies = [
+      policy([{ Effect: "Allow", Action: "cr:*", Resource: "*" }]),
+      policy([{ Effect: "Deny", Action: "cr:PullRepository", Resource: "acs:cr:*:*:repository/*/secret/*" }]),
+    ];
     expect(evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1:repository/cri-demo/secret/vault" })).toBe("deny");
     expect(evaluatePermission(policies, { action: "cr:PullRepository", resource: "acs:cr:cn-hangzhou:1:repository/cri-demo/demo/hello" })).toBe("allow");
   });
@@ -70,7 +85,12 @@ describe("RAM condition operators", () => {
   });
 
   it("keys compare case-insensitively and every key of every operator must hold", () => {
-    expect(conditionHolds({ StringEquals: { "OIDC:Sub": "system:serviceaccount:kube-system:helper", "oidc:aud": "sts.aliyuncs.com" }, StringLike: { "oidc:sub": "*:other" } }, context)).toBe(false);
+    expect(
+      conditionHolds(
+        { StringEquals: { "OIDC:Sub": "system:serviceaccount:kube-system:helper", "oidc:aud": "sts.aliyuncs.com" }, StringLike: { "oidc:sub": "*:other" } },
+        context,
+      ),
+    ).toBe(false);
     expect(conditionHolds({ StringEqualsIgnoreCase: { "OIDC:Sub": "SYSTEM:serviceaccount:kube-system:HELPER" } }, context)).toBe(true);
   });
 

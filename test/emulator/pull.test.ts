@@ -16,7 +16,8 @@ import { accountA, broker, instances, roles, testWorld } from "./world.ts";
  */
 const missingTools = [...(dockerRegistryAvailable() ? [] : ["docker-registry"]), ...(findExecutable("skopeo") === undefined ? ["skopeo"] : [])];
 const skipped = missingTools.length > 0 && process.env.CI !== "true";
-if (skipped) console.log(`skipping test/emulator/pull.test.ts: ${missingTools.join(" and ")} not installed (install the Debian packages; required when CI=true)`);
+if (skipped)
+  console.log(`skipping test/emulator/pull.test.ts: ${missingTools.join(" and ")} not installed (install the Debian packages; required when CI=true)`);
 
 interface Login {
   username: string;
@@ -32,7 +33,8 @@ describe.skipIf(skipped)("pulling from the emulator's registry with credentials 
   let pushOutcomes: SkopeoResult[];
 
   const image = (repository: string, tag = "v1") => `docker://${emulator.endpoints.registry}/${repository}:${tag}`;
-  const inspect = (login: Pick<Login, "username" | "password">, repository: string) => skopeo(["inspect", "--tls-verify=false", "--creds", `${login.username}:${login.password}`, image(repository)]);
+  const inspect = (login: Pick<Login, "username" | "password">, repository: string) =>
+    skopeo(["inspect", "--tls-verify=false", "--creds", `${login.username}:${login.password}`, image(repository)]);
 
   async function enterpriseLogin(role: string, session: string): Promise<Login> {
     const key = sessionKey(await assumeRole(emulator.endpoints.sts, broker, { RoleArn: role, RoleSessionName: session }));
@@ -50,7 +52,10 @@ describe.skipIf(skipped)("pulling from the emulator's registry with credentials 
     // acr-push may push anywhere in account A; acr-pull may only pull demo/* of cri-demo.
     const pusher = await enterpriseLogin(roles.acrPush, "publisher");
     const dest = ["--dest-tls-verify=false", "--dest-creds", `${pusher.username}:${pusher.password}`];
-    pushOutcomes = [await skopeo(["copy", ...dest, `oci:${layout}:v1`, image("demo/hello")]), await skopeo(["copy", ...dest, `oci:${layout}:v1`, image("secret/vault")])];
+    pushOutcomes = [
+      await skopeo(["copy", ...dest, `oci:${layout}:v1`, image("demo/hello")]),
+      await skopeo(["copy", ...dest, `oci:${layout}:v1`, image("secret/vault")]),
+    ];
   });
   afterAll(async () => {
     await emulator?.close();
@@ -73,7 +78,14 @@ describe.skipIf(skipped)("pulling from the emulator's registry with credentials 
 
   it("copies the image out to a local layout with a pull credential", async () => {
     const login = await enterpriseLogin(roles.acrPull, "cluster-b");
-    const result = await skopeo(["copy", "--src-tls-verify=false", "--src-creds", `${login.username}:${login.password}`, image("demo/hello"), `oci:${join(work, "pulled")}:v1`]);
+    const result = await skopeo([
+      "copy",
+      "--src-tls-verify=false",
+      "--src-creds",
+      `${login.username}:${login.password}`,
+      image("demo/hello"),
+      `oci:${join(work, "pulled")}:v1`,
+    ]);
     expect(result).toMatchObject({ code: 0, stderr: "" });
   });
 
@@ -96,7 +108,9 @@ describe.skipIf(skipped)("pulling from the emulator's registry with credentials 
     } finally {
       emulator.clock.advance(-shift);
     }
-    expect(emulator.log.filter({ api: "registry:Auth", outcome: "expired" })).toMatchObject([{ principal: `acs:ram::${accountA}:assumed-role/acr-pull/cluster-d`, status: 401 }]);
+    expect(emulator.log.filter({ api: "registry:Auth", outcome: "expired" })).toMatchObject([
+      { principal: `acs:ram::${accountA}:assumed-role/acr-pull/cluster-d`, status: 401 },
+    ]);
   });
 
   it("refuses a repository outside the caller's cr:PullRepository permissions", async () => {
@@ -104,7 +118,11 @@ describe.skipIf(skipped)("pulling from the emulator's registry with credentials 
     const result = await inspect(login, "secret/vault");
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/denied|unauthorized|authentication required/i);
-    expect(emulator.log.filter({ api: "registry:Auth", principal: `acs:ram::${accountA}:assumed-role/acr-pull/cluster-e` }).map((entry) => [entry.resource, entry.outcome])).toContainEqual(["repository:secret/vault:pull", "denied"]);
+    expect(
+      emulator.log
+        .filter({ api: "registry:Auth", principal: `acs:ram::${accountA}:assumed-role/acr-pull/cluster-e` })
+        .map((entry) => [entry.resource, entry.outcome]),
+    ).toContainEqual(["repository:secret/vault:pull", "denied"]);
   });
 
   it("lets a Personal Edition login from GET /tokens pull what the role may pull", async () => {

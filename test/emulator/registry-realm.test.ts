@@ -106,7 +106,10 @@ describe("realm signing certificate", () => {
 
 describe("token realm over HTTP", () => {
   it("answers valid credentials with a signed token limited to what the grant allows", async () => {
-    const response = await askToken(`service=${service}&scope=repository:demo/hello:pull,push&scope=repository:other/app:pull`, basic("cr_temp_user", password));
+    const response = await askToken(
+      `service=${service}&scope=repository:demo/hello:pull,push&scope=repository:other/app:pull`,
+      basic("cr_temp_user", password),
+    );
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/json");
     expect(response.headers.get("cache-control")).toBe("no-store");
@@ -188,7 +191,7 @@ describe("token realm over HTTP", () => {
       expect(response.status).toBe(500);
       const text = await response.text();
       expect(text).not.toContain(password);
-      expect(text).not.toContain("token\"");
+      expect(text).not.toContain('token"');
       expect(decisions).toEqual([{ subject: "", scope: "", outcome: "lookup-failed", status: 500 }]);
     } finally {
       lookupFails = false;

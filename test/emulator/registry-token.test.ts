@@ -189,8 +189,14 @@ describe("token request decisions", () => {
 
   it("grants a pull-only credential pull on its repository", () => {
     const decision = decideTokenRequest(request({ scopes: ["repository:demo/hello:pull,push"] }), policy);
-    expect(decision).toMatchObject({ granted: true, subject: "acs:ram::1234567890123456:role/puller", access: [{ type: "repository", name: "demo/hello", actions: ["pull"] }] });
-    expect(decision.log).toEqual([{ subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull,push", outcome: "granted:pull", status: 200 }]);
+    expect(decision).toMatchObject({
+      granted: true,
+      subject: "acs:ram::1234567890123456:role/puller",
+      access: [{ type: "repository", name: "demo/hello", actions: ["pull"] }],
+    });
+    expect(decision.log).toEqual([
+      { subject: "acs:ram::1234567890123456:role/puller", scope: "repository:demo/hello:pull,push", outcome: "granted:pull", status: 200 },
+    ]);
   });
 
   it("answers a repository outside the grant with an empty access entry rather than an error", () => {
@@ -240,7 +246,11 @@ describe("token request decisions", () => {
   });
 
   it("issues no token for another service, whose registry would not accept it anyway", () => {
-    expect(decideTokenRequest(request({ service: "registry.elsewhere.test" }), policy)).toMatchObject({ granted: false, status: 400, body: { errors: [{ code: "UNSUPPORTED_VALUE" }] } });
+    expect(decideTokenRequest(request({ service: "registry.elsewhere.test" }), policy)).toMatchObject({
+      granted: false,
+      status: 400,
+      body: { errors: [{ code: "UNSUPPORTED_VALUE" }] },
+    });
   });
 
   it("checks the request before the credentials, so a bad request never reaches the lookup", () => {
@@ -252,11 +262,18 @@ describe("token request decisions", () => {
   });
 
   it("answers GET only", () => {
-    expect(decideTokenRequest(request({ method: "POST" }), policy)).toMatchObject({ granted: false, status: 405, headers: { Allow: "GET" }, log: [{ status: 405 }] });
+    expect(decideTokenRequest(request({ method: "POST" }), policy)).toMatchObject({
+      granted: false,
+      status: 405,
+      headers: { Allow: "GET" },
+      log: [{ status: 405 }],
+    });
   });
 
   it("never writes the password into the decision log", () => {
-    const decisions = [request(), request({ authorization: basic("cr_temp_user", `${password}x`) }), request({ scopes: [] })].map((each) => decideTokenRequest(each, policy));
+    const decisions = [request(), request({ authorization: basic("cr_temp_user", `${password}x`) }), request({ scopes: [] })].map((each) =>
+      decideTokenRequest(each, policy),
+    );
     expect(JSON.stringify(decisions.map((decision) => decision.log))).not.toContain("TESTPASSWORD");
   });
 });

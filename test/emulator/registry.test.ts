@@ -22,7 +22,8 @@ import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 // A real docker-registry (token auth) and real skopeo against the realm; nothing is mocked.
 const missingTools = [...(dockerRegistryAvailable() ? [] : ["docker-registry"]), ...(findExecutable("skopeo") === undefined ? ["skopeo"] : [])];
 const skipped = missingTools.length > 0 && process.env.CI !== "true";
-if (skipped) console.log(`skipping test/emulator/registry.test.ts: ${missingTools.join(" and ")} not installed (install the Debian packages; required when CI=true)`);
+if (skipped)
+  console.log(`skipping test/emulator/registry.test.ts: ${missingTools.join(" and ")} not installed (install the Debian packages; required when CI=true)`);
 
 const service = "registry.emulator.test";
 const issuer = "emulator-dockerauth";
@@ -119,18 +120,36 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
     expect(pushResult.stderr).toBe("");
     expect(pushResult.code).toBe(0);
     expect((await readFile(pushedDigestFile, "utf8")).trim()).toBe(pushedDigest);
-    expect(decisions).toContainEqual({ subject: grants.pusher.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull,push", status: 200 });
+    expect(decisions).toContainEqual({
+      subject: grants.pusher.grant.subject,
+      scope: "repository:demo/hello:pull,push",
+      outcome: "granted:pull,push",
+      status: 200,
+    });
   });
 
   it("lets skopeo inspect the image with a pull-only credential from a docker config file", async () => {
-    const result = await skopeo(["inspect", "--tls-verify=false", "--authfile", await authFile("puller", "puller", grants.puller.password), image("demo/hello", "v1")]);
+    const result = await skopeo([
+      "inspect",
+      "--tls-verify=false",
+      "--authfile",
+      await authFile("puller", "puller", grants.puller.password),
+      image("demo/hello", "v1"),
+    ]);
     expect(result.code).toBe(0);
     expect((JSON.parse(result.stdout) as { Digest: string }).Digest).toBe(pushedDigest);
   });
 
   it("lets skopeo copy the image to a local OCI layout with a pull-only credential", async () => {
     const target = join(work, "pulled");
-    const result = await skopeo(["copy", "--src-tls-verify=false", "--src-creds", `puller:${grants.puller.password}`, image("demo/hello", "v1"), `oci:${target}:pulled`]);
+    const result = await skopeo([
+      "copy",
+      "--src-tls-verify=false",
+      "--src-creds",
+      `puller:${grants.puller.password}`,
+      image("demo/hello", "v1"),
+      `oci:${target}:pulled`,
+    ]);
     expect(result.code).toBe(0);
     const index = JSON.parse(await readFile(join(target, "index.json"), "utf8")) as { manifests: { digest: string }[] };
     expect(index.manifests.map((entry) => entry.digest)).toEqual([pushedDigest]);
@@ -151,7 +170,12 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
       const result = await skopeo(["inspect", "--tls-verify=false", "--creds", `puller:${grants.puller.password}`, image("demo/hello", "v1")]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/unable to retrieve auth token/);
-      expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull", outcome: "expired", status: 401 });
+      expect(decisionsSince(mark)).toContainEqual({
+        subject: grants.puller.grant.subject,
+        scope: "repository:demo/hello:pull",
+        outcome: "expired",
+        status: 401,
+      });
     } finally {
       now = t0;
     }
@@ -169,10 +193,22 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
 
   it("refuses a push with a pull-only credential and stores nothing", async () => {
     const mark = decisions.length;
-    const result = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `puller:${grants.puller.password}`, `oci:${join(work, "layout")}:v2`, image("demo/hello", "v2")]);
+    const result = await skopeo([
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      `puller:${grants.puller.password}`,
+      `oci:${join(work, "layout")}:v2`,
+      image("demo/hello", "v2"),
+    ]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/requested access to the resource is denied/);
-    expect(decisionsSince(mark)).toContainEqual({ subject: grants.puller.grant.subject, scope: "repository:demo/hello:pull,push", outcome: "granted:pull", status: 200 });
+    expect(decisionsSince(mark)).toContainEqual({
+      subject: grants.puller.grant.subject,
+      scope: "repository:demo/hello:pull,push",
+      outcome: "granted:pull",
+      status: 200,
+    });
     const check = await skopeo(["inspect", "--tls-verify=false", "--creds", `pusher:${grants.pusher.password}`, image("demo/hello", "v2")]);
     expect(check.code).not.toBe(0);
     expect(check.stderr).toMatch(/manifest unknown/);
@@ -203,7 +239,13 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
   });
 
   it("reports a registry that cannot start as RegistryUnavailable, with its reason", async () => {
-    const started = startDockerRegistry({ realm: realmUrl, service, issuer, rootCertBundle: join(work, "no-such-bundle.pem"), dataDir: join(work, "broken-data") });
+    const started = startDockerRegistry({
+      realm: realmUrl,
+      service,
+      issuer,
+      rootCertBundle: join(work, "no-such-bundle.pem"),
+      dataDir: join(work, "broken-data"),
+    });
     const error: unknown = await started.then(
       () => undefined,
       (reason: unknown) => reason,
@@ -215,5 +257,14 @@ describe.skipIf(skipped)("docker-registry behind the emulator's token realm, use
 
 function validClaims(overrides: { aud: string }): object {
   const issuedAt = Math.floor(Date.now() / 1000);
-  return { iss: issuer, sub: "test", exp: issuedAt + 60, nbf: issuedAt, iat: issuedAt, jti: `t${issuedAt}`, access: [{ type: "repository", name: "demo/hello", actions: ["pull"] }], ...overrides };
+  return {
+    iss: issuer,
+    sub: "test",
+    exp: issuedAt + 60,
+    nbf: issuedAt,
+    iat: issuedAt,
+    jti: `t${issuedAt}`,
+    access: [{ type: "repository", name: "demo/hello", actions: ["pull"] }],
+    ...overrides,
+  };
 }

@@ -6,7 +6,9 @@ const secret = "test-secret-acs3";
 const emptyBodyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** Signs a request with the SDK's own signer and returns what the emulator would receive. */
-function signedBySdk(options: { method?: string; pathname?: string; query?: Record<string, string>; headers?: Record<string, string>; body?: string } = {}): ReceivedRequest {
+function signedBySdk(
+  options: { method?: string; pathname?: string; query?: Record<string, string>; headers?: Record<string, string>; body?: string } = {},
+): ReceivedRequest {
   const body = Buffer.from(options.body ?? "");
   const headers: Record<string, string> = {
     host: "127.0.0.1:18080",
@@ -18,7 +20,13 @@ function signedBySdk(options: { method?: string; pathname?: string; query?: Reco
     ...options.headers,
   };
   const query = options.query ?? { InstanceId: "cri-abc" };
-  const authorization = OpenApiUtil.getAuthorization({ pathname: options.pathname ?? "/", method: options.method ?? "POST", query, headers } as never, "ACS3-HMAC-SHA256", headers["x-acs-content-sha256"] as string, "TESTAKACS3", secret);
+  const authorization = OpenApiUtil.getAuthorization(
+    { pathname: options.pathname ?? "/", method: options.method ?? "POST", query, headers } as never,
+    "ACS3-HMAC-SHA256",
+    headers["x-acs-content-sha256"] as string,
+    "TESTAKACS3",
+    secret,
+  );
   // What arrives: the query re-serialised by Node's querystring, header names lower-cased.
   const wireQuery = new URLSearchParams(query).toString().replace(/\+/g, "%20");
   return {
@@ -39,7 +47,12 @@ describe("ACS3-HMAC-SHA256 verification", () => {
   });
 
   it("re-encodes the decoded query the way the SDK canonicalises it (reserved characters, ~, UTF-8)", () => {
-    expect(canonicalQueryString([["Summary", "false"], ["InstanceId", "cri-abc* ~(x)'!é"]])).toBe("InstanceId=cri-abc%2A%20~%28x%29%27%21%C3%A9&Summary=false");
+    expect(
+      canonicalQueryString([
+        ["Summary", "false"],
+        ["InstanceId", "cri-abc* ~(x)'!é"],
+      ]),
+    ).toBe("InstanceId=cri-abc%2A%20~%28x%29%27%21%C3%A9&Summary=false");
     const request = signedBySdk({ query: { InstanceId: "cri-abc* ~(x)'!é", Summary: "false" } });
     expect(checkAcs3(request, authorizationOf(request), secret)).toBeUndefined();
   });
@@ -80,7 +93,11 @@ describe("ACS3-HMAC-SHA256 verification", () => {
   });
 
   it("reads the Authorization header's three fields and rejects other schemes", () => {
-    expect(parseAcs3Authorization("ACS3-HMAC-SHA256 Credential=AK1,SignedHeaders=host;x-acs-date,Signature=abc")).toEqual({ accessKeyId: "AK1", signedHeaders: ["host", "x-acs-date"], signature: "abc" });
+    expect(parseAcs3Authorization("ACS3-HMAC-SHA256 Credential=AK1,SignedHeaders=host;x-acs-date,Signature=abc")).toEqual({
+      accessKeyId: "AK1",
+      signedHeaders: ["host", "x-acs-date"],
+      signature: "abc",
+    });
     expect(parseAcs3Authorization("acs AK1:signature")).toBeUndefined();
     expect(parseAcs3Authorization("ACS3-HMAC-SHA256 Credential=AK1,Signature=abc")).toBeUndefined();
   });

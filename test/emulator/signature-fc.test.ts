@@ -2,7 +2,9 @@ import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { fcContentMd5, fcSignature, fcSignatureMatches, fcStringToSign, parseFcAuthorization, type FcRequest } from "../../emulator/signature/fc.ts";
 
-const FcClient = createRequire(import.meta.url)("@alicloud/fc2") as { getSignature(id: string, secret: string, method: string, path: string, headers: Record<string, string>, queries: unknown): string };
+const FcClient = createRequire(import.meta.url)("@alicloud/fc2") as {
+  getSignature(id: string, secret: string, method: string, path: string, headers: Record<string, string>, queries: unknown): string;
+};
 
 const headers = {
   "content-md5": "YmI2Y2I1YzY4ZGY0NjUyOTQxY2FmNjUyYTM2NmYyZDg=",

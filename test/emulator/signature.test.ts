@@ -25,7 +25,8 @@ describe("request signatures", () => {
     proxy.mutate = (exchange) => exchange;
   });
 
-  const getToken = (key: AccessKey, headers: Record<string, string> = {}, endpoint = proxy.endpoint) => crCall(endpoint, key, "GetAuthorizationToken", { InstanceId: instances.demo }, headers);
+  const getToken = (key: AccessKey, headers: Record<string, string> = {}, endpoint = proxy.endpoint) =>
+    crCall(endpoint, key, "GetAuthorizationToken", { InstanceId: instances.demo }, headers);
 
   it("passes an untouched request through the proxy", async () => {
     await expect(getToken(pull)).resolves.toMatchObject({ IsSuccess: true });

@@ -68,7 +68,13 @@ describe("STS AssumeRoleWithOIDC", () => {
 
   const exchange = (token: string, options: { provider?: string; role?: string; session?: string; duration?: number } = {}) =>
     anonymousStsClient(emulator.endpoints.sts).assumeRoleWithOIDC(
-      new $Sts.AssumeRoleWithOIDCRequest({ OIDCProviderArn: options.provider ?? inlineProvider, OIDCToken: token, roleArn: options.role ?? inlineRole, roleSessionName: options.session ?? "rrsa-session", durationSeconds: options.duration }),
+      new $Sts.AssumeRoleWithOIDCRequest({
+        OIDCProviderArn: options.provider ?? inlineProvider,
+        OIDCToken: token,
+        roleArn: options.role ?? inlineRole,
+        roleSessionName: options.session ?? "rrsa-session",
+        durationSeconds: options.duration,
+      }),
     );
 
   it("exchanges a token the provider's keys verify for the role's credentials", async () => {
@@ -76,8 +82,15 @@ describe("STS AssumeRoleWithOIDC", () => {
     const body = (await exchange(token)).body!;
     expect(body.credentials?.accessKeyId).toMatch(/^STS\./);
     expect(body.assumedRoleUser?.arn).toBe(`acs:ram::${accountA}:role/rrsa-inline/rrsa-session`);
-    expect(body.OIDCTokenInfo).toMatchObject({ subject: "system:serviceaccount:kube-system:acr-helper", issuer: inline.issuer, clientIds: "sts.aliyuncs.com", verificationInfo: "Success" });
-    await expect(crCall(emulator.endpoints.cr, sessionKey(body), "GetAuthorizationToken", { InstanceId: instances.demo })).resolves.toMatchObject({ IsSuccess: true });
+    expect(body.OIDCTokenInfo).toMatchObject({
+      subject: "system:serviceaccount:kube-system:acr-helper",
+      issuer: inline.issuer,
+      clientIds: "sts.aliyuncs.com",
+      verificationInfo: "Success",
+    });
+    await expect(crCall(emulator.endpoints.cr, sessionKey(body), "GetAuthorizationToken", { InstanceId: instances.demo })).resolves.toMatchObject({
+      IsSuccess: true,
+    });
   });
 
   it("fetches keys through OIDC discovery over HTTPS trusting the provider's caFile", async () => {
@@ -141,7 +154,10 @@ describe("STS AssumeRoleWithOIDC", () => {
     }
     // Keys found through discovery: a kid the issuer does not serve, even after fetching its keys again.
     const rotated = await discovered.issuer.sign({}, { key: privateKey, kid: "rotated-key-2" });
-    expect(await failure(exchange(rotated, { provider: discoveredProvider, role: discoveredRole }))).toMatchObject({ code: "AuthenticationFail.OIDCToken.InvalidSignature", statusCode: 401 });
+    expect(await failure(exchange(rotated, { provider: discoveredProvider, role: discoveredRole }))).toMatchObject({
+      code: "AuthenticationFail.OIDCToken.InvalidSignature",
+      statusCode: 401,
+    });
   });
 
   it("refuses a string that is not a JWT: AuthenticationFail.OIDCToken.Invalid (401)", async () => {
@@ -173,13 +189,18 @@ describe("STS AssumeRoleWithOIDC", () => {
 
     it("applies RAM's default of 12 hours when the world sets none", async () => {
       const token = await inline.sign({ iat: hoursAgo(13), exp: hoursAgo(13) + 24 * 3600 });
-      expect(await failure(exchange(token))).toMatchObject({ code: "AuthenticationFail.OIDCToken.Expired", message: expect.stringMatching(/more than 12 hours/) });
+      expect(await failure(exchange(token))).toMatchObject({
+        code: "AuthenticationFail.OIDCToken.Expired",
+        message: expect.stringMatching(/more than 12 hours/),
+      });
     });
   });
 
   it("refuses a token when the issuer's keys cannot be fetched: AuthenticationFail.OIDCToken.IssuerConfigurationBroken", async () => {
     const broken = await createTestIssuer("https://127.0.0.1:1/nothing-listens-here");
-    expect(await failure(exchange(await broken.sign({}), { provider: brokenProvider, role: brokenRole }))).toMatchObject({ code: "AuthenticationFail.OIDCToken.IssuerConfigurationBroken" });
+    expect(await failure(exchange(await broken.sign({}), { provider: brokenProvider, role: brokenRole }))).toMatchObject({
+      code: "AuthenticationFail.OIDCToken.IssuerConfigurationBroken",
+    });
   });
 
   it("refuses DurationSeconds above the role's maximum", async () => {
@@ -189,8 +210,18 @@ describe("STS AssumeRoleWithOIDC", () => {
   it("accepts the @alicloud/credentials request shape: Format=JSON in the query, parameters in a form body", async () => {
     const token = await inline.sign({});
     const query = new URLSearchParams({ Version: "2015-04-01", Action: "AssumeRoleWithOIDC", Format: "JSON", Timestamp: new Date().toISOString() });
-    const form = new URLSearchParams({ OIDCProviderArn: inlineProvider, OIDCToken: token, RoleArn: inlineRole, RoleSessionName: "credentials-nodejs-1", DurationSeconds: "3600" });
-    const response = await fetch(`${emulator.endpoints.http}/?${query}`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
+    const form = new URLSearchParams({
+      OIDCProviderArn: inlineProvider,
+      OIDCToken: token,
+      RoleArn: inlineRole,
+      RoleSessionName: "credentials-nodejs-1",
+      DurationSeconds: "3600",
+    });
+    const response = await fetch(`${emulator.endpoints.http}/?${query}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: form.toString(),
+    });
     expect(response.status).toBe(200);
     const body = (await response.json()) as { Credentials: { AccessKeyId: string; Expiration: string } };
     expect(body.Credentials.AccessKeyId).toMatch(/^STS\./);

@@ -37,8 +37,12 @@ describe("STS AssumeRole", () => {
   });
 
   it("honours DurationSeconds within [900, MaxSessionDuration]", async () => {
-    expect((await assume({ RoleArn: roles.acrPull, RoleSessionName: "short", DurationSeconds: 900 })).credentials?.expiration).toBe(utcSeconds(start + 900_000));
-    expect((await assume({ RoleArn: roles.longSession, RoleSessionName: "long", DurationSeconds: 7200 })).credentials?.expiration).toBe(utcSeconds(start + 7200_000));
+    expect((await assume({ RoleArn: roles.acrPull, RoleSessionName: "short", DurationSeconds: 900 })).credentials?.expiration).toBe(
+      utcSeconds(start + 900_000),
+    );
+    expect((await assume({ RoleArn: roles.longSession, RoleSessionName: "long", DurationSeconds: 7200 })).credentials?.expiration).toBe(
+      utcSeconds(start + 7200_000),
+    );
   });
 
   it.each([
@@ -51,7 +55,10 @@ describe("STS AssumeRole", () => {
   });
 
   it.each(["a", "has space", "x".repeat(65), "semi;colon"])("refuses the RoleSessionName %j: InvalidParameter.RoleSessionName", async (name) => {
-    expect(await failure(assume({ RoleArn: roles.acrPull, RoleSessionName: name }))).toMatchObject({ code: "InvalidParameter.RoleSessionName", statusCode: 400 });
+    expect(await failure(assume({ RoleArn: roles.acrPull, RoleSessionName: name }))).toMatchObject({
+      code: "InvalidParameter.RoleSessionName",
+      statusCode: 400,
+    });
   });
 
   it("refuses a role that does not exist: EntityNotExist.Role (404)", async () => {
@@ -79,32 +86,44 @@ describe("STS AssumeRole", () => {
     const cross = await assumeRole(emulator.endpoints.sts, hop, { RoleArn: roles.crossPull, RoleSessionName: "tenant" });
     expect(cross.assumedRoleUser?.arn).toBe(`acs:ram::${accountB}:role/cross-pull/tenant`);
     const tenantKey = sessionKey(cross);
-    await expect(crCall(emulator.endpoints.cr, tenantKey, "GetAuthorizationToken", { InstanceId: instances.foreign })).resolves.toMatchObject({ IsSuccess: true });
-    expect(await failure(crCall(emulator.endpoints.cr, hop, "GetAuthorizationToken", { InstanceId: instances.foreign }))).toMatchObject({ code: "NoPrivilege" });
+    await expect(crCall(emulator.endpoints.cr, tenantKey, "GetAuthorizationToken", { InstanceId: instances.foreign })).resolves.toMatchObject({
+      IsSuccess: true,
+    });
+    expect(await failure(crCall(emulator.endpoints.cr, hop, "GetAuthorizationToken", { InstanceId: instances.foreign }))).toMatchObject({
+      code: "NoPrivilege",
+    });
   });
 
   it("refuses the cross-account role to a principal its trust policy does not name", async () => {
     expect(await failure(assume({ RoleArn: roles.crossPull, RoleSessionName: "direct" }))).toMatchObject({ code: "NoPermission" });
     const pull = sessionKey(await assume({ RoleArn: roles.acrPull, RoleSessionName: "no-hop" }));
-    expect(await failure(assumeRole(emulator.endpoints.sts, pull, { RoleArn: roles.crossPull, RoleSessionName: "chained" }))).toMatchObject({ code: "NoPermission" });
+    expect(await failure(assumeRole(emulator.endpoints.sts, pull, { RoleArn: roles.crossPull, RoleSessionName: "chained" }))).toMatchObject({
+      code: "NoPermission",
+    });
   });
 
   it("narrows a session to its Policy: the role allows the token, the session policy does not", async () => {
     const policy = JSON.stringify({ Version: "1", Statement: [{ Effect: "Allow", Action: "cr:ListInstanceEndpoint", Resource: "*" }] });
     const narrowed = sessionKey(await assume({ RoleArn: roles.acrPull, RoleSessionName: "narrow", Policy: policy }));
     await expect(crCall(emulator.endpoints.cr, narrowed, "ListInstanceEndpoint", { InstanceId: instances.demo })).resolves.toMatchObject({ IsSuccess: true });
-    expect(await failure(crCall(emulator.endpoints.cr, narrowed, "GetAuthorizationToken", { InstanceId: instances.demo }))).toMatchObject({ code: "NoPrivilege" });
+    expect(await failure(crCall(emulator.endpoints.cr, narrowed, "GetAuthorizationToken", { InstanceId: instances.demo }))).toMatchObject({
+      code: "NoPrivilege",
+    });
   });
 
   it("refuses a session Policy that is not a policy document: InvalidParameter.PolicyGrammar", async () => {
-    expect(await failure(assume({ RoleArn: roles.acrPull, RoleSessionName: "session", Policy: "{not json" }))).toMatchObject({ code: "InvalidParameter.PolicyGrammar" });
+    expect(await failure(assume({ RoleArn: roles.acrPull, RoleSessionName: "session", Policy: "{not json" }))).toMatchObject({
+      code: "InvalidParameter.PolicyGrammar",
+    });
   });
 
   it("logs each call with the caller's ARN, the role and the outcome", async () => {
     emulator.log.clear();
     await assume({ RoleArn: roles.acrPull, RoleSessionName: "logged" });
     await failure(assume({ RoleArn: roles.acrPull, RoleSessionName: "logged" }, outsider));
-    expect(emulator.log.filter({ api: "sts:AssumeRole" }).map(({ principal, outcome, status, resource }) => ({ principal, outcome, status, resource }))).toEqual([
+    expect(
+      emulator.log.filter({ api: "sts:AssumeRole" }).map(({ principal, outcome, status, resource }) => ({ principal, outcome, status, resource })),
+    ).toEqual([
       { principal: `acs:ram::${accountA}:user/broker`, outcome: "ok", status: 200, resource: roles.acrPull },
       { principal: `acs:ram::${accountA}:user/outsider`, outcome: "NoPermission", status: 403, resource: roles.acrPull },
     ]);
@@ -118,7 +137,12 @@ describe("STS role chaining cap (the world's sts.roleChainingMaxDuration)", () =
     try {
       const hop = sessionKey(await assumeRole(emulator.endpoints.sts, broker, { RoleArn: roles.hop, RoleSessionName: "hop" }));
       const direct = await assumeRole(emulator.endpoints.sts, broker, { RoleArn: roles.longSession, RoleSessionName: "direct", DurationSeconds: duration });
-      return { direct, viaRole: await assumeRole(emulator.endpoints.sts, hop, { RoleArn: roles.longSession, RoleSessionName: "chained", DurationSeconds: duration }).catch((error: unknown) => error as { code?: string; statusCode?: number; message: string }) };
+      return {
+        direct,
+        viaRole: await assumeRole(emulator.endpoints.sts, hop, { RoleArn: roles.longSession, RoleSessionName: "chained", DurationSeconds: duration }).catch(
+          (error: unknown) => error as { code?: string; statusCode?: number; message: string },
+        ),
+      };
     } finally {
       await emulator.close();
     }
@@ -127,7 +151,11 @@ describe("STS role chaining cap (the world's sts.roleChainingMaxDuration)", () =
   it("refuses a role session more than the cap for another role, as InvalidParameter.DurationSeconds; a user still gets it", async () => {
     const { direct, viaRole } = await chained({ ...testWorld(), sts: { roleChainingMaxDuration: 3600 } }, 7200);
     expect(direct.credentials?.expiration).toBe(utcSeconds(start + 7200_000));
-    expect(viaRole).toMatchObject({ code: "InvalidParameter.DurationSeconds", statusCode: 400, message: expect.stringContaining("The Min/Max value of DurationSeconds is 15min/1hr.") });
+    expect(viaRole).toMatchObject({
+      code: "InvalidParameter.DurationSeconds",
+      statusCode: 400,
+      message: expect.stringContaining("The Min/Max value of DurationSeconds is 15min/1hr."),
+    });
   });
 
   it("grants a chained session up to the cap", async () => {

@@ -50,7 +50,10 @@ describe("role trust policies", () => {
         Effect: "Allow",
         Action: "sts:AssumeRole",
         Principal: { Federated: [provider] },
-        Condition: { StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:iss": "https://issuer.example/c1" }, StringLike: { "oidc:sub": "system:serviceaccount:kube-system:*" } },
+        Condition: {
+          StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:iss": "https://issuer.example/c1" },
+          StringLike: { "oidc:sub": "system:serviceaccount:kube-system:*" },
+        },
       },
     ]);
     const federated: TrustCaller = { kind: "federated", providerArn: provider };

@@ -29,18 +29,36 @@ describe("world files", () => {
   });
 
   it("names the file and the path of a bad field in one line", () => {
-    const error = thrownBy(() => parseWorldText("accounts:\n  - id: \"1000000000000001\"\n    roles:\n      - name: r\n        maxSessionDuration: 60\n        trustPolicy: { Statement: [] }\n", { source: "bad.yaml" }));
+    const error = thrownBy(() =>
+      parseWorldText(
+        'accounts:\n  - id: "1000000000000001"\n    roles:\n      - name: r\n        maxSessionDuration: 60\n        trustPolicy: { Statement: [] }\n',
+        { source: "bad.yaml" },
+      ),
+    );
     expect(error.code).toBe("ConfigInvalid");
     expect(error.message).toMatch(/^world bad\.yaml: accounts\[0\]\.roles\[0\]\.maxSessionDuration: /);
     expect(error.message).not.toMatch(/\n/);
   });
 
   it("bounds an OIDC provider's issuanceLimitTime to RAM's 1-168 hours and the role chaining cap to 900-43200 s", () => {
-    const provider = (issuanceLimitTime: number) => ({ accounts: [{ id: "1000000000000001", oidcProviders: [{ name: "p", issuer: "https://issuer.example", clientIds: ["sts.aliyuncs.com"], issuanceLimitTime }] }] });
+    const provider = (issuanceLimitTime: number) => ({
+      accounts: [
+        { id: "1000000000000001", oidcProviders: [{ name: "p", issuer: "https://issuer.example", clientIds: ["sts.aliyuncs.com"], issuanceLimitTime }] },
+      ],
+    });
     expect(thrownBy(() => parseWorld(provider(169), { source: "w" })).message).toMatch(/oidcProviders\[0\]\.issuanceLimitTime/);
     expect(thrownBy(() => parseWorld(provider(0), { source: "w" })).message).toMatch(/issuanceLimitTime/);
-    expect(parseWorld({ accounts: [{ id: "1000000000000001", oidcProviders: [provider(1).accounts[0]!.oidcProviders[0]!].map(({ issuanceLimitTime: _, ...rest }) => rest) }] }, { source: "w" }).accounts[0]!.oidcProviders[0]!.issuanceLimitTime).toBe(12);
-    expect(thrownBy(() => parseWorld({ ...testWorld(), sts: { roleChainingMaxDuration: 60 } }, { source: "w" })).message).toMatch(/sts\.roleChainingMaxDuration/);
+    expect(
+      parseWorld(
+        {
+          accounts: [{ id: "1000000000000001", oidcProviders: [provider(1).accounts[0]!.oidcProviders[0]!].map(({ issuanceLimitTime: _, ...rest }) => rest) }],
+        },
+        { source: "w" },
+      ).accounts[0]!.oidcProviders[0]!.issuanceLimitTime,
+    ).toBe(12);
+    expect(thrownBy(() => parseWorld({ ...testWorld(), sts: { roleChainingMaxDuration: 60 } }, { source: "w" })).message).toMatch(
+      /sts\.roleChainingMaxDuration/,
+    );
   });
 
   it("requires 16-digit account ids written as strings", () => {
@@ -63,18 +81,33 @@ describe("world files", () => {
   it("refuses unknown fields and unknown condition operators", () => {
     expect(thrownBy(() => parseWorld({ accounts: [{ id: "1000000000000001", userz: [] }] }, { source: "w" })).message).toMatch(/userz|Unrecognized/);
     const world = testWorld();
-    world.accounts[0]!.roles![0]!.trustPolicy = { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: "*", Condition: { NumericEquals: { x: "1" } } }] } as never;
+    world.accounts[0]!.roles![0]!.trustPolicy = {
+      Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: "*", Condition: { NumericEquals: { x: "1" } } }],
+    } as never;
     expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/trustPolicy\.Statement\[0\]\.Condition/);
   });
 
   it("refuses a provider with both inline keys and a JWKS URL", () => {
-    const world = testWorld({ oidcProviders: [{ name: "p", issuer: "https://issuer.example", clientIds: ["sts.aliyuncs.com"], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://issuer.example/jwks" }] });
+    const world = testWorld({
+      oidcProviders: [
+        {
+          name: "p",
+          issuer: "https://issuer.example",
+          clientIds: ["sts.aliyuncs.com"],
+          jwks: { keys: [{ kty: "RSA" }] },
+          jwksUri: "https://issuer.example/jwks",
+        },
+      ],
+    });
     expect(thrownBy(() => parseWorld(world, { source: "w" })).message).toMatch(/oidcProviders\[0\].*either jwks or jwksUri/);
   });
 
   it("resolves a provider's relative caFile against the world file's directory", async () => {
     const file = join(dir, "world.yaml");
-    await writeFile(file, `accounts:\n  - id: "1000000000000001"\n    oidcProviders:\n      - { name: p, issuer: "https://issuer.example", clientIds: [a], caFile: certs/ca.pem }\n`);
+    await writeFile(
+      file,
+      `accounts:\n  - id: "1000000000000001"\n    oidcProviders:\n      - { name: p, issuer: "https://issuer.example", clientIds: [a], caFile: certs/ca.pem }\n`,
+    );
     const world = await loadWorld(file);
     expect(world.accounts[0]?.oidcProviders[0]?.caFile).toBe(join(dir, "certs", "ca.pem"));
   });

@@ -52,7 +52,18 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
           {
             name: "operator",
             accessKeys: [{ id: operator.accessKeyId, secret: operator.accessKeySecret }],
-            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: [`acs:fc:*:${accountA}:services/token-broker/functions/*`, `acs:fc:*:${accountA}:functions/token-broker`] }] }, "AssumeAnyRole"],
+            policies: [
+              {
+                Statement: [
+                  {
+                    Effect: "Allow",
+                    Action: "fc:InvokeFunction",
+                    Resource: [`acs:fc:*:${accountA}:services/token-broker/functions/*`, `acs:fc:*:${accountA}:functions/token-broker`],
+                  },
+                ],
+              },
+              "AssumeAnyRole",
+            ],
           },
         ],
         roles: [
@@ -72,7 +83,11 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
           { name: "hop", trustPolicy: trust(`acs:ram::${accountA}:user/broker`), policies: ["AssumeAnyRole"] },
           { name: "long-session", maxSessionDuration: 7200, trustPolicy: trust(`acs:ram::${accountA}:root`), policies: ["PullDemo"] },
           { name: "rrsa-pull", trustPolicy: (extra.rrsaTrust ?? trust(`acs:ram::${accountA}:root`)) as never, policies: ["PullDemo", "AssumeAnyRole"] },
-          { name: "fc-broker", trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { Service: ["fc.aliyuncs.com"] } }] }, policies: ["AssumeAnyRole"] },
+          {
+            name: "fc-broker",
+            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { Service: ["fc.aliyuncs.com"] } }] },
+            policies: ["AssumeAnyRole"],
+          },
         ],
         oidcProviders: extra.oidcProviders ?? [],
         instances: [
@@ -84,7 +99,13 @@ export function testWorld(extra: { oidcProviders?: NonNullable<WorldInput["accou
             specification: "Enterprise_Standard",
             endpoints: [
               { type: "internet", enable: false, domains: ["other-registry.cn-beijing.cr.aliyuncs.com"] },
-              { type: "vpc", domains: [{ domain: "other-registry-vpc.cn-beijing.cr.aliyuncs.com", type: "SYSTEM" }, { domain: "registry.example.com", type: "USER" }] },
+              {
+                type: "vpc",
+                domains: [
+                  { domain: "other-registry-vpc.cn-beijing.cr.aliyuncs.com", type: "SYSTEM" },
+                  { domain: "registry.example.com", type: "USER" },
+                ],
+              },
             ],
           },
         ],

@@ -6,7 +6,16 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AdmissionregistrationV1Api, ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1Deployment } from "@kubernetes/client-node";
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  type V1Deployment,
+} from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { brokerClient } from "../../job/broker-client.ts";
@@ -38,10 +47,26 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
   const helmOn = (args: string[]): Promise<Result> => helm(tools.found ? tools : { helm: "" }, [...args, "--kubeconfig", plane.kubeconfigFile]);
   const chart = (command: "install" | "upgrade", values: Record<string, unknown>, extra: string[] = []) =>
     writeFile(join(dir, "values.yaml"), stringify(values)).then(() =>
-      helmOn([command, release, chartDir, "--namespace", "kube-system", "--values", join(chartDir, "ci/example-values.yaml"), "--values", join(dir, "values.yaml"), ...extra]),
+      helmOn([
+        command,
+        release,
+        chartDir,
+        "--namespace",
+        "kube-system",
+        "--values",
+        join(chartDir, "ci/example-values.yaml"),
+        "--values",
+        join(dir, "values.yaml"),
+        ...extra,
+      ]),
     );
-  const status = async () => JSON.parse((await helmOn(["status", release, "--namespace", "kube-system", "--output", "json"])).stdout) as { version: number; info: { status: string } };
-  const absent = async (read: () => Promise<unknown>) => read().then(() => false, (error: unknown) => error instanceof ApiException && error.code === 404);
+  const status = async () =>
+    JSON.parse((await helmOn(["status", release, "--namespace", "kube-system", "--output", "json"])).stdout) as { version: number; info: { status: string } };
+  const absent = async (read: () => Promise<unknown>) =>
+    read().then(
+      () => false,
+      (error: unknown) => error instanceof ApiException && error.code === 404,
+    );
   const deployment = () => admin().makeApiClient(AppsV1Api).readNamespacedDeployment({ namespace: "kube-system", name: "acr-credential-refresher" });
 
   beforeAll(async () => {
@@ -70,11 +95,19 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     const cronJob = await admin().makeApiClient(BatchV1Api).readNamespacedCronJob({ namespace: "kube-system", name: "acr-credential-refresher" });
     expect(cronJob.spec?.schedule).toBe("*/5 * * * *");
     expect(cronJob.metadata?.annotations).toMatchObject({ "meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": "kube-system" });
-    expect((await admin().makeApiClient(RbacAuthorizationV1Api).readClusterRoleBinding({ name: "acr-credential-refresher" })).subjects).toEqual([{ kind: "ServiceAccount", name: account.name, namespace: account.namespace }]);
+    expect((await admin().makeApiClient(RbacAuthorizationV1Api).readClusterRoleBinding({ name: "acr-credential-refresher" })).subjects).toEqual([
+      { kind: "ServiceAccount", name: account.name, namespace: account.namespace },
+    ]);
 
     // What the pod would do: authenticate with the chart's ServiceAccount, read the chart's ConfigMap.
     const token = async (audiences: string[]) =>
-      (await core().createNamespacedServiceAccountToken({ namespace: account.namespace, name: account.name, body: { spec: { audiences, expirationSeconds: 3600 } } })).status?.token ?? "";
+      (
+        await core().createNamespacedServiceAccountToken({
+          namespace: account.namespace,
+          name: account.name,
+          body: { spec: { audiences, expirationSeconds: 3600 } },
+        })
+      ).status?.token ?? "";
     const asRefresher = new KubeConfig();
     asRefresher.loadFromOptions({
       clusters: [{ name: "plane", server: plane.apiserverUrl, caData: Buffer.from(plane.caPem).toString("base64") }],
@@ -85,7 +118,10 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     const tokenFile = join(dir, "broker-token");
     await writeFile(tokenFile, await token(["acr-credential-broker"]));
     const logger = createLogger("refresher", { level: "warn", destination: { write: () => undefined } });
-    const report = await refreshOnce({ cluster: kubernetesCluster(asRefresher), logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 1 }) }, { spreadWindowSeconds: 0 });
+    const report = await refreshOnce(
+      { cluster: kubernetesCluster(asRefresher), logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 1 }) },
+      { spreadWindowSeconds: 0 },
+    );
     expect(report.exitCode).toBe(0);
     const configMap = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
     const [registry] = parseRefresherConfig(configMap.data ?? {}).config.registries;
@@ -94,12 +130,18 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
 
     // The chart's admission policy holds the same token off a Secret that is not the refresher's
     // (the API server enforces a new policy within moments, so the dry-run delete is retried until refused).
-    await core().createNamespacedSecret({ namespace: served, body: { metadata: { name: "someone-elses" }, stringData: { password: "not-for-the-refresher" } } });
+    await core().createNamespacedSecret({
+      namespace: served,
+      body: { metadata: { name: "someone-elses" }, stringData: { password: "not-for-the-refresher" } },
+    });
     const deleteAsRefresher = () =>
       asRefresher
         .makeApiClient(CoreV1Api)
         .deleteNamespacedSecret({ namespace: served, name: "someone-elses", dryRun: "All" })
-        .then(() => "deleted", (error: unknown) => (error instanceof ApiException ? `${error.code} ${String(error.body)}` : String(error)));
+        .then(
+          () => "deleted",
+          (error: unknown) => (error instanceof ApiException ? `${error.code} ${String(error.body)}` : String(error)),
+        );
     await expect.poll(deleteAsRefresher, { timeout: 30_000, interval: 200 }).toMatch(/^403 .*Secret helm-served\/someone-elses is not the refresher's own/);
   });
 
@@ -109,7 +151,9 @@ describe.skipIf(!kubeAvailable() || !tools.found)("the Helm chart installed with
     expect(upgrade.code).toBe(0);
     expect(await status()).toMatchObject({ version: 2, info: { status: "deployed" } });
 
-    expect(await absent(() => admin().makeApiClient(BatchV1Api).readNamespacedCronJob({ namespace: "kube-system", name: "acr-credential-refresher" }))).toBe(true);
+    expect(await absent(() => admin().makeApiClient(BatchV1Api).readNamespacedCronJob({ namespace: "kube-system", name: "acr-credential-refresher" }))).toBe(
+      true,
+    );
     const pod = (await deployment()).spec?.template.spec;
     expect(pod?.containers[0]?.args).toEqual(["--watch"]);
     expect(pod?.volumes?.[0]?.projected?.sources?.map((source) => source.serviceAccountToken?.audience)).toEqual(["acr-credential-broker", "sts.aliyuncs.com"]);

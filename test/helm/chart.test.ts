@@ -38,7 +38,10 @@ describe("the chart tests' tools", () => {
   it("read helm's version from test/helm/go.mod and say how to build a missing helm", () => {
     expect(pinnedHelmVersion("module m\n\ntool helm.sh/helm/v4/cmd/helm\n\nrequire (\n\thelm.sh/helm/v4 v4.3.2 // indirect\n)\n")).toBe("v4.3.2");
     expect(() => pinnedHelmVersion("module m\n")).toThrow(/does not require helm\.sh\/helm\/v4/);
-    expect(findTools({ HELM_BINARY: "/nonexistent/helm" })).toEqual({ found: false, reason: expect.stringMatching(/no helm at \/nonexistent\/helm: run `bash test\/helm\/build\.sh`/) });
+    expect(findTools({ HELM_BINARY: "/nonexistent/helm" })).toEqual({
+      found: false,
+      reason: expect.stringMatching(/no helm at \/nonexistent\/helm: run `bash test\/helm\/build\.sh`/),
+    });
   });
 });
 
@@ -78,11 +81,29 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
   it("renders the example configuration as a CronJob with the ConfigMap the refresher reads, and no Deployment", async () => {
     const manifests = await rendered([join(chartDir, "ci/example-values.yaml")]);
     expect(manifests.map(keyOf).sort()).toEqual(
-      ["ClusterRole//acr-credential-refresher", "ClusterRoleBinding//acr-credential-refresher", "ConfigMap/kube-system/acr-configuration", "CronJob/kube-system/acr-credential-refresher", "Role/kube-system/acr-credential-refresher", "RoleBinding/kube-system/acr-credential-refresher", "ServiceAccount/kube-system/aliyun-acr-credential-helper", "ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets", "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets"].sort(),
+      [
+        "ClusterRole//acr-credential-refresher",
+        "ClusterRoleBinding//acr-credential-refresher",
+        "ConfigMap/kube-system/acr-configuration",
+        "CronJob/kube-system/acr-credential-refresher",
+        "Role/kube-system/acr-credential-refresher",
+        "RoleBinding/kube-system/acr-credential-refresher",
+        "ServiceAccount/kube-system/aliyun-acr-credential-helper",
+        "ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets",
+        "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets",
+      ].sort(),
     );
     // Clusters older than 1.30 have no ValidatingAdmissionPolicy: secretPolicy=false leaves exactly it out.
     const withoutPolicy = await rendered([join(chartDir, "ci/example-values.yaml")], ["--set", "secretPolicy=false"]);
-    expect(manifests.map(keyOf).filter((key) => !withoutPolicy.map(keyOf).includes(key)).sort()).toEqual(["ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets", "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets"]);
+    expect(
+      manifests
+        .map(keyOf)
+        .filter((key) => !withoutPolicy.map(keyOf).includes(key))
+        .sort(),
+    ).toEqual([
+      "ValidatingAdmissionPolicy/kube-system/acr-credential-refresher-own-secrets",
+      "ValidatingAdmissionPolicyBinding/kube-system/acr-credential-refresher-own-secrets",
+    ]);
     const configMap = manifests.find((object) => object.kind === "ConfigMap") as unknown as { data: Record<string, string> };
     const example = objects(await read(join(deployDir, "examples/acr-configuration.yaml")))[0] as unknown as { data: Record<string, string> };
     const parsed = parseRefresherConfig(configMap.data);
@@ -102,12 +123,22 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
       livenessProbe: { httpGet: { path: "/healthz", port: "metrics" } },
       readinessProbe: { httpGet: { path: "/readyz", port: "metrics" } },
     });
-    expect((deployment["spec"] as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels).toMatchObject({ "app.kubernetes.io/part-of": "acr-credential-broker" });
+    expect((deployment["spec"] as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels).toMatchObject({
+      "app.kubernetes.io/part-of": "acr-credential-broker",
+    });
     expect(pod.containers[0]?.image).toBe(`registry-vpc.cn-hangzhou.aliyuncs.com/platform/acr-credential-refresher:0.1.0@sha256:${"0".repeat(64)}`);
     expect(audiences(pod)).toEqual(["acr-credential-broker", "sts.aliyuncs.com"]);
-    const { config, warnings } = parseRefresherConfig((manifests.find((object) => object.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data);
+    const { config, warnings } = parseRefresherConfig(
+      (manifests.find((object) => object.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data,
+    );
     expect(warnings).toEqual([]);
-    expect(config).toMatchObject({ rrsa: true, watchNamespace: { kind: "all" }, serviceAccount: { kind: "all" }, expiringThresholdSeconds: 1800, notifyEmail: "ops@example.com" });
+    expect(config).toMatchObject({
+      rrsa: true,
+      watchNamespace: { kind: "all" },
+      serviceAccount: { kind: "all" },
+      expiringThresholdSeconds: 1800,
+      notifyEmail: "ops@example.com",
+    });
     expect(config.registries.map((registry) => [registry.instanceId, registry.regionId, registry.rrsaRoleArn])).toEqual([
       ["cri-abc123", "cn-hangzhou", "acs:ram::1234567890123456:role/acr-pull"],
       [undefined, "cn-shanghai", undefined],
@@ -129,7 +160,8 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
 
   it("tells the refresher its schedule's interval when it is not the default 5 minutes", async () => {
     const example = join(chartDir, "ci/example-values.yaml");
-    const argsFor = async (extra: string[]) => podOf((await rendered([example], extra)).find((object) => object.kind === "CronJob") as Manifest).containers[0]?.args;
+    const argsFor = async (extra: string[]) =>
+      podOf((await rendered([example], extra)).find((object) => object.kind === "CronJob") as Manifest).containers[0]?.args;
     expect(await argsFor([])).toEqual(["--once"]);
     expect(await argsFor(["--set", "schedule=*/15 * * * *"])).toEqual(["--once", "--schedule-interval", "15m"]);
     expect(await argsFor(["--set", "schedule=0 * * * *", "--set", "scheduleInterval=1h"])).toEqual(["--once", "--schedule-interval", "1h"]);
@@ -139,16 +171,32 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
     const example = join(chartDir, "ci/example-values.yaml");
     const refusals: Array<[string, string[], string[], RegExp]> = [
       ["no brokerUrl", [], [], /brokerUrl is not set.*--set brokerUrl=/],
-      ["no registry", [await valuesFile("no-registry.yaml", { brokerUrl: "https://broker.example.com" })], [], /AcrInstanceInfo is empty.*configMap\.create=false/],
+      [
+        "no registry",
+        [await valuesFile("no-registry.yaml", { brokerUrl: "https://broker.example.com" })],
+        [],
+        /AcrInstanceInfo is empty.*configMap\.create=false/,
+      ],
       ["another namespace", [example], ["--namespace", "acr"], /release namespace is "acr".*kube-system/],
       ["an unknown mode", [example], ["--set", "mode=daemonset"], /mode/],
       ["a misspelt value", [example], ["--set", "watchNamespaces=all"], /watchNamespaces/],
       ["a digest that is not one", [example], ["--set", "image.digest=latest"], /digest/],
-      ["a cluster without ValidatingAdmissionPolicy", [example], ["--kube-version", "1.29.0"], /Kubernetes v1\.29\.0 has no .*ValidatingAdmissionPolicy.*secretPolicy=false/],
-      ["a schedule whose interval it cannot tell", [example], ["--set", "schedule=0 * * * *"], /schedule "0 \* \* \* \*" is not of the form.*set scheduleInterval/],
+      [
+        "a cluster without ValidatingAdmissionPolicy",
+        [example],
+        ["--kube-version", "1.29.0"],
+        /Kubernetes v1\.29\.0 has no .*ValidatingAdmissionPolicy.*secretPolicy=false/,
+      ],
+      [
+        "a schedule whose interval it cannot tell",
+        [example],
+        ["--set", "schedule=0 * * * *"],
+        /schedule "0 \* \* \* \*" is not of the form.*set scheduleInterval/,
+      ],
     ];
     for (const [what, values, extra, message] of refusals) {
-      const args = extra[0] === "--namespace" ? ["template", "acr-credential-refresher", chartDir, ...values.flatMap((file) => ["--values", file]), ...extra] : undefined;
+      const args =
+        extra[0] === "--namespace" ? ["template", "acr-credential-refresher", chartDir, ...values.flatMap((file) => ["--values", file]), ...extra] : undefined;
       const result = args ? await run(args) : await template(values, extra);
       expect(result.code, what).not.toBe(0);
       expect(result.stdout, what).toBe("");
@@ -187,9 +235,13 @@ describe.skipIf(!tools.found)("the Helm chart job/deploy/helm/acr-credential-ref
       const labels = Object.fromEntries(Object.entries(object.metadata.labels ?? {}).filter(([key]) => !(chartOnlyLabels as readonly string[]).includes(key)));
       return { ...object, metadata: { ...object.metadata, ...(Object.keys(labels).length > 0 ? { labels } : {}) } };
     };
-    const comparable = (manifests: Manifest[]) => new Map(manifests.filter((object) => object.kind !== "ConfigMap").map((object) => [keyOf(object), withoutChartLabels(object)]));
+    const comparable = (manifests: Manifest[]) =>
+      new Map(manifests.filter((object) => object.kind !== "ConfigMap").map((object) => [keyOf(object), withoutChartLabels(object)]));
     const configOf = (manifests: Manifest[]) => {
-      const configMap = manifests.find((object) => object.kind === "ConfigMap") as unknown as { metadata: { name: string; namespace: string }; data: Record<string, string> };
+      const configMap = manifests.find((object) => object.kind === "ConfigMap") as unknown as {
+        metadata: { name: string; namespace: string };
+        data: Record<string, string>;
+      };
       return { name: configMap.metadata.name, namespace: configMap.metadata.namespace, config: parseRefresherConfig(configMap.data).config };
     };
 

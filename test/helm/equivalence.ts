@@ -32,10 +32,25 @@ export const exampleValuesFile = "ci/example-values.yaml";
 
 export const cases: Array<{ name: string; settings: Settings }> = [
   { name: "the CronJob with the defaults", settings: { mode: "cronjob", rrsa: false } },
-  { name: "the CronJob with RRSA, a mirrored image and another schedule", settings: { mode: "cronjob", rrsa: true, image: { repository: "registry-vpc.cn-hangzhou.aliyuncs.com/platform/acr-credential-refresher", tag: "0.1.0" }, schedule: "*/10 * * * *" } },
+  {
+    name: "the CronJob with RRSA, a mirrored image and another schedule",
+    settings: {
+      mode: "cronjob",
+      rrsa: true,
+      image: { repository: "registry-vpc.cn-hangzhou.aliyuncs.com/platform/acr-credential-refresher", tag: "0.1.0" },
+      schedule: "*/10 * * * *",
+    },
+  },
   { name: "the CronJob for a cluster before Kubernetes 1.30", settings: { mode: "cronjob", rrsa: false, pre130: true } },
   { name: "the --watch Deployment", settings: { mode: "watch", rrsa: false } },
-  { name: "the --watch Deployment with RRSA and an image pinned by digest", settings: { mode: "watch", rrsa: true, image: { repository: "registry.example.com/acr-credential-refresher", tag: "0.1.0", digest: `sha256:${"ab".repeat(32)}` } } },
+  {
+    name: "the --watch Deployment with RRSA and an image pinned by digest",
+    settings: {
+      mode: "watch",
+      rrsa: true,
+      image: { repository: "registry.example.com/acr-credential-refresher", tag: "0.1.0", digest: `sha256:${"ab".repeat(32)}` },
+    },
+  },
 ];
 
 /** The chart values for `settings`, on top of `exampleValuesFile`. */
@@ -62,19 +77,39 @@ export function overlay(settings: Settings, folder: string): string {
       target: { kind: "CronJob", name: "acr-credential-refresher" },
       patch: stringify([
         { op: "replace", path: "/spec/schedule", value: settings.schedule },
-        ...(minutes === "5" ? [] : [{ op: "add", path: args, value: "--schedule-interval" }, { op: "add", path: args, value: `${minutes}m` }]),
+        ...(minutes === "5"
+          ? []
+          : [
+              { op: "add", path: args, value: "--schedule-interval" },
+              { op: "add", path: args, value: `${minutes}m` },
+            ]),
       ]),
     });
   }
   // The add-on's "Enable RRSA" is the ConfigMap's `rrsa` block as well as the second token.
-  if (settings.rrsa) patches.push({ target: { kind: "ConfigMap", name: "acr-configuration" }, patch: stringify([{ op: "replace", path: "/data/rrsa", value: "enable: true\n" }]) });
+  if (settings.rrsa)
+    patches.push({
+      target: { kind: "ConfigMap", name: "acr-configuration" },
+      patch: stringify([{ op: "replace", path: "/data/rrsa", value: "enable: true\n" }]),
+    });
   const image = settings.image;
   return stringify({
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
     resources: [from(settings.mode === "watch" ? "watch" : settings.pre130 ? "pre-1.30" : "base"), from("examples/acr-configuration.yaml")],
     ...(settings.rrsa ? { components: [from("components/rrsa")] } : {}),
-    ...(image ? { images: [{ name: "acr-credential-refresher", newName: image.repository, ...(image.tag ? { newTag: image.tag } : {}), ...(image.digest ? { digest: image.digest } : {}) }] } : {}),
+    ...(image
+      ? {
+          images: [
+            {
+              name: "acr-credential-refresher",
+              newName: image.repository,
+              ...(image.tag ? { newTag: image.tag } : {}),
+              ...(image.digest ? { digest: image.digest } : {}),
+            },
+          ],
+        }
+      : {}),
     ...(patches.length > 0 ? { patches } : {}),
   });
 }

@@ -31,7 +31,8 @@ export function findTools(env: Readonly<Record<string, string | undefined>> = pr
   const helm = env["HELM_BINARY"] || join(repoRoot, ".cache/helm", pinnedHelmVersion(), "bin/helm");
   const kubectl = env["KUBECTL_BINARY"] || join(builtBinaryDir(pinnedVersions().kubernetes), "kubectl");
   if (!isExecutableFile(helm)) return { found: false, reason: `no helm at ${helm}: run \`bash test/helm/build.sh\` (needs Go 1.26) or set HELM_BINARY` };
-  if (!isExecutableFile(kubectl)) return { found: false, reason: `no kubectl at ${kubectl}: run \`bash test/kube/build.sh --with-kubectl\` or set KUBECTL_BINARY` };
+  if (!isExecutableFile(kubectl))
+    return { found: false, reason: `no kubectl at ${kubectl}: run \`bash test/kube/build.sh --with-kubectl\` or set KUBECTL_BINARY` };
   return { found: true, helm, kubectl };
 }
 
@@ -54,7 +55,13 @@ function exec(program: string, args: string[], env: Record<string, string>): Pro
 export async function helm(tools: { helm: string }, args: string[], env: Record<string, string> = {}): Promise<Result> {
   const home = await mkdtemp(join(tmpdir(), "helm-home-"));
   try {
-    return await exec(tools.helm, args, { HOME: home, HELM_CACHE_HOME: join(home, "cache"), HELM_CONFIG_HOME: join(home, "config"), HELM_DATA_HOME: join(home, "data"), ...env });
+    return await exec(tools.helm, args, {
+      HOME: home,
+      HELM_CACHE_HOME: join(home, "cache"),
+      HELM_CONFIG_HOME: join(home, "config"),
+      HELM_DATA_HOME: join(home, "data"),
+      ...env,
+    });
   } finally {
     await rm(home, { recursive: true, force: true });
   }

@@ -9,11 +9,24 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import type { RunOptions, RunReport } from "../../job/run.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, dockerConfigOf, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  core,
+  dockerConfigOf,
+  installRefresher,
+  pullSecretNames,
+  readStatus,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
 
 const registryInfo = "- instanceId: cri-callone\n  regionId: cn-hangzhou\n- instanceId: cri-calltwo\n  regionId: cn-beijing";
-const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string, string];
+const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map(
+  (r) => r.secretName,
+) as [string, string];
 const minutes = (n: number) => n * 60_000;
 
 /**
@@ -32,7 +45,15 @@ async function startOneHourBroker(clock: () => number): Promise<ScriptedBroker &
       const needMs = Math.max(minutes(15), ((request.body.minValiditySeconds as number | undefined) ?? 0) * 1000);
       if (cached !== undefined && request.body.force !== true && Date.parse(cached.expiresAt) - clock() > needMs) return cached;
       issued += 1;
-      const fresh: Credential = { instanceId: registry.instanceId!, regionId: registry.regionId ?? "cn-hangzhou", edition: "enterprise", domains: [`${registry.instanceId}.example.com`], username: "cr_temp_user", password: `one-hour-${issued}`, expiresAt: new Date(clock() + minutes(60)).toISOString() };
+      const fresh: Credential = {
+        instanceId: registry.instanceId!,
+        regionId: registry.regionId ?? "cn-hangzhou",
+        edition: "enterprise",
+        domains: [`${registry.instanceId}.example.com`],
+        username: "cr_temp_user",
+        password: `one-hour-${issued}`,
+        expiresAt: new Date(clock() + minutes(60)).toISOString(),
+      };
       cache.set(key, fresh);
       return fresh;
     });
@@ -45,8 +66,10 @@ async function startOneHourBroker(clock: () => number): Promise<ScriptedBroker &
 async function resourceVersions(namespaces: string[]): Promise<Record<string, string>> {
   const versions: Record<string, string> = {};
   for (const namespace of namespaces) {
-    for (const secret of (await core().listNamespacedSecret({ namespace })).items) versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
-    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items) versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
+    for (const secret of (await core().listNamespacedSecret({ namespace })).items)
+      versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
+    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items)
+      versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
   }
   return versions;
 }
@@ -60,7 +83,9 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
   let config: Record<string, string>;
 
   /** One run at the test's clock; returns the report and how many requests reached the broker. */
-  async function run(options: RunOptions = {}): Promise<{ report: RunReport; calls: Array<{ force: boolean; minValiditySeconds?: number; registries: string[] }> }> {
+  async function run(
+    options: RunOptions = {},
+  ): Promise<{ report: RunReport; calls: Array<{ force: boolean; minValiditySeconds?: number; registries: string[] }> }> {
     const before = broker.requests.length;
     const report = await fixture.run(broker.url, options, undefined, { now: () => new Date(time) });
     const calls = broker.requests.slice(before).map((request) => ({
@@ -148,7 +173,10 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
 
   it("makes one call when a chosen ServiceAccount lacks its entry", async () => {
     const namespace = namespaces[1]!;
-    await core().patchNamespacedServiceAccount({ namespace, name: "default", body: [{ op: "remove", path: "/imagePullSecrets" }] }, setHeaderOptions("Content-Type", PatchStrategy.JsonPatch));
+    await core().patchNamespacedServiceAccount(
+      { namespace, name: "default", body: [{ op: "remove", path: "/imagePullSecrets" }] },
+      setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+    );
     time += minutes(5);
     const { calls } = await run();
     expect(calls).toHaveLength(1);
@@ -170,7 +198,10 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
     await resetStatus();
     expect((await run()).calls).toHaveLength(1);
     time += minutes(5);
-    await core().patchNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status", body: { data: { "broker.json": "{not json" } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    await core().patchNamespacedConfigMap(
+      { namespace: "kube-system", name: "acr-credential-status", body: { data: { "broker.json": "{not json" } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
     expect((await run()).calls).toHaveLength(1);
     time += minutes(5);
     expect((await run()).calls).toEqual([]);
@@ -208,7 +239,11 @@ describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it ne
     // A person asked: this cluster's credentials are refreshed with force, not taken from the broker's cache.
     expect(resynced.calls).toEqual([{ force: true, registries: ["cri-callone", "cri-calltwo"] }]);
     expect(resynced.report.apply?.counts.secretsApplied).toBe(4);
-    const annotate = (value: string) => core().patchNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration", body: { metadata: { annotations: { [resyncAnnotation]: value } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    const annotate = (value: string) =>
+      core().patchNamespacedConfigMap(
+        { namespace: "kube-system", name: "acr-configuration", body: { metadata: { annotations: { [resyncAnnotation]: value } } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
     await annotate("1764600000");
     time += minutes(5);
     expect((await run()).calls).toEqual([{ force: true, registries: ["cri-callone", "cri-calltwo"] }]);

@@ -8,9 +8,28 @@ import { startScriptedBroker, type ScriptedBroker, type ScriptedReply } from "./
 
 const ok = (password = "pw"): ScriptedReply => ({
   status: 200,
-  body: { cluster: "c1", subject: "system:serviceaccount:kube-system:aliyun-acr-credential-helper", credentials: [{ instanceId: "cri-a", regionId: "cn-hangzhou", edition: "enterprise", domains: ["a.example.com"], username: "u", password, expiresAt: "2030-01-01T00:00:00Z" }], errors: [] },
+  body: {
+    cluster: "c1",
+    subject: "system:serviceaccount:kube-system:aliyun-acr-credential-helper",
+    credentials: [
+      {
+        instanceId: "cri-a",
+        regionId: "cn-hangzhou",
+        edition: "enterprise",
+        domains: ["a.example.com"],
+        username: "u",
+        password,
+        expiresAt: "2030-01-01T00:00:00Z",
+      },
+    ],
+    errors: [],
+  },
 });
-const failure = (status: number, code: string, headers?: Record<string, string>): ScriptedReply => ({ status, body: { error: { code, message: `${code} from the scripted broker` } }, ...(headers === undefined ? {} : { headers }) });
+const failure = (status: number, code: string, headers?: Record<string, string>): ScriptedReply => ({
+  status,
+  body: { error: { code, message: `${code} from the scripted broker` } },
+  ...(headers === undefined ? {} : { headers }),
+});
 
 let dir: string;
 let tokenFile: string;
@@ -54,7 +73,12 @@ describe("brokerClient", () => {
     const response = await client.fetchCredentials({ registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou" }] });
     expect(response.credentials[0]?.password).toBe("pw");
     expect(broker.requests).toHaveLength(1);
-    expect(broker.requests[0]).toMatchObject({ method: "POST", url: "/v1/credentials", authorization: "Bearer token-one", body: { registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou" }] } });
+    expect(broker.requests[0]).toMatchObject({
+      method: "POST",
+      url: "/v1/credentials",
+      authorization: "Bearer token-one",
+      body: { registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou" }] },
+    });
     expect(broker.requests[0]?.body).not.toHaveProperty("oidcToken");
     expect(broker.requests[0]?.body).not.toHaveProperty("force");
   });
@@ -73,7 +97,10 @@ describe("brokerClient", () => {
   it("sends the second, STS-audience token as oidcToken when an entry uses RRSA", async () => {
     const broker = await scripted([ok()]);
     const client = brokerClient({ url: broker.url, tokenFile, stsTokenFile, ...noWait });
-    await client.fetchCredentials({ registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" }], force: true });
+    await client.fetchCredentials({
+      registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" }],
+      force: true,
+    });
     expect(broker.requests[0]?.body).toMatchObject({ oidcToken: "sts-token-one", force: true });
   });
 
@@ -171,7 +198,11 @@ describe("brokerClient", () => {
   it("names --sts-token-file, the flag that exists, when the RRSA token cannot be read", async () => {
     const broker = await scripted([ok()]);
     const client = brokerClient({ url: broker.url, tokenFile, stsTokenFile: join(dir, "absent-sts"), ...noWait });
-    const error = await rejection(client.fetchCredentials({ registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" }] }));
+    const error = await rejection(
+      client.fetchCredentials({
+        registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" }],
+      }),
+    );
     expect(error.code).toBe("FileUnreadable");
     expect(error.message).toMatch(/RRSA token .* pass --sts-token-file$/);
     expect(error.message).not.toMatch(/ --token-file/);

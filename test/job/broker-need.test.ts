@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { brokerNeed, brokerStatusData, credentialConfigHash, nextCallDue, parseBrokerMemory, rememberAnswer, type BrokerMemory, type NeedInput } from "../../job/broker-need.ts";
+import {
+  brokerNeed,
+  brokerStatusData,
+  credentialConfigHash,
+  nextCallDue,
+  parseBrokerMemory,
+  rememberAnswer,
+  type BrokerMemory,
+  type NeedInput,
+} from "../../job/broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts";
 import type { NamespaceInfo, ServiceAccountInfo } from "../../job/plan.ts";
 import { emptyState, nextState, type RefresherState } from "../../job/state.ts";
@@ -16,16 +25,36 @@ const [one, two] = config.registries.map((registry) => registry.secretName) as [
 const now = new Date("2030-01-01T12:00:00Z");
 const at = (minutesFromNow: number) => new Date(now.getTime() + minutesFromNow * 60_000).toISOString();
 const namespace = (name: string): NamespaceInfo => ({ name, uid: `${name}-uid-0000`, terminating: false, annotations: {} });
-const account = (ns: string, name: string, pullSecrets: string[]): ServiceAccountInfo => ({ namespace: ns, name, resourceVersion: "1", imagePullSecrets: pullSecrets.map((secret) => ({ name: secret })), annotations: {} });
+const account = (ns: string, name: string, pullSecrets: string[]): ServiceAccountInfo => ({
+  namespace: ns,
+  name,
+  resourceVersion: "1",
+  imagePullSecrets: pullSecrets.map((secret) => ({ name: secret })),
+  annotations: {},
+});
 
 /** The state after both Secrets were applied in these namespaces. */
 function held(...names: string[]): RefresherState {
   return nextState(
     emptyState(),
-    names.flatMap((name) => [one, two].map((secret) => ({ kind: "applied" as const, secret, namespace: name, uid: `${name}-uid-0000`, fingerprint: `f-${secret}`, expiresAt: at(60), secretUid: `${name}-${secret}-uid` }))),
+    names.flatMap((name) =>
+      [one, two].map((secret) => ({
+        kind: "applied" as const,
+        secret,
+        namespace: name,
+        uid: `${name}-uid-0000`,
+        fingerprint: `f-${secret}`,
+        expiresAt: at(60),
+        secretUid: `${name}-${secret}-uid`,
+      })),
+    ),
   );
 }
-const memory = (expiries: Record<string, string>, of: RefresherConfig = config): BrokerMemory => ({ version: 1, configHash: credentialConfigHash(of), expiries });
+const memory = (expiries: Record<string, string>, of: RefresherConfig = config): BrokerMemory => ({
+  version: 1,
+  configHash: credentialConfigHash(of),
+  expiries,
+});
 
 /** A cluster where everything is in place and both credentials expire in an hour. */
 function steady(overrides: Partial<NeedInput> = {}): NeedInput {
@@ -45,7 +74,14 @@ const codes = (input: NeedInput) => brokerNeed(input).reasons.map((reason) => re
 
 describe("brokerNeed", () => {
   it("asks when the kubelet could not find a Secret the state says is in place (deleted by hand), for chosen namespaces only", () => {
-    const need = brokerNeed(steady({ missingSecrets: new Map([["team-a", new Set([one])], ["other", new Set([one])]]) }));
+    const need = brokerNeed(
+      steady({
+        missingSecrets: new Map([
+          ["team-a", new Set([one])],
+          ["other", new Set([one])],
+        ]),
+      }),
+    );
     expect(need).toMatchObject({ call: true, reasons: [{ code: "secret-missing", subject: "team-a" }] });
     // Not a renewal: nothing is forced.
     expect(need.renew.size).toBe(0);
@@ -77,7 +113,9 @@ describe("brokerNeed", () => {
   });
 
   it("asks when a chosen namespace is not known to hold the Secrets, and ignores unchosen ones", () => {
-    expect(brokerNeed(steady({ namespaces: [namespace("team-a"), namespace("team-new")] })).reasons).toEqual([{ code: "namespace-lacks-secret", subject: "team-new" }]);
+    expect(brokerNeed(steady({ namespaces: [namespace("team-a"), namespace("team-new")] })).reasons).toEqual([
+      { code: "namespace-lacks-secret", subject: "team-new" },
+    ]);
     expect(brokerNeed(steady({ namespaces: [namespace("team-a"), namespace("unrelated")] })).call).toBe(false);
     expect(brokerNeed(steady({ namespaces: [namespace("team-a"), { ...namespace("team-gone"), terminating: true }] })).call).toBe(false);
   });
@@ -87,25 +125,38 @@ describe("brokerNeed", () => {
   });
 
   it("asks when a namespace holds only an older version (a failed update)", () => {
-    const outdated = nextState(held("team-a", "team-b"), [{ kind: "applied", secret: one, namespace: "team-a", uid: "team-a-uid-0000", fingerprint: "newer", expiresAt: at(60) }]);
-    expect(brokerNeed(steady({ state: outdated, namespaces: [namespace("team-a"), namespace("team-b")] })).reasons).toEqual([{ code: "namespace-lacks-secret", subject: "team-b" }]);
+    const outdated = nextState(held("team-a", "team-b"), [
+      { kind: "applied", secret: one, namespace: "team-a", uid: "team-a-uid-0000", fingerprint: "newer", expiresAt: at(60) },
+    ]);
+    expect(brokerNeed(steady({ state: outdated, namespaces: [namespace("team-a"), namespace("team-b")] })).reasons).toEqual([
+      { code: "namespace-lacks-secret", subject: "team-b" },
+    ]);
   });
 
   it("asks when a chosen ServiceAccount lacks an entry, not when an unchosen, opted-out or otherwise applied one does", () => {
-    expect(brokerNeed(steady({ serviceAccounts: [account("team-a", "default", [one])] })).reasons).toEqual([{ code: "service-account-lacks-secret", subject: "team-a/default" }]);
+    expect(brokerNeed(steady({ serviceAccounts: [account("team-a", "default", [one])] })).reasons).toEqual([
+      { code: "service-account-lacks-secret", subject: "team-a/default" },
+    ]);
     expect(brokerNeed(steady({ serviceAccounts: [account("team-a", "default", [one, two]), account("team-a", "builder", [])] })).call).toBe(false);
-    expect(brokerNeed(steady({ serviceAccounts: [{ ...account("team-a", "default", []), annotations: { "acr-credential-broker/exclude": "true" } }] })).call).toBe(false);
+    expect(
+      brokerNeed(steady({ serviceAccounts: [{ ...account("team-a", "default", []), annotations: { "acr-credential-broker/exclude": "true" } }] })).call,
+    ).toBe(false);
     expect(brokerNeed(steady({ serviceAccounts: [{ ...account("team-a", "default", []), imagePullSecretsAppliers: ["helm"] }] })).call).toBe(false);
   });
 
   it("asks once to learn the uids of Secrets written before they were recorded (an upgrade)", () => {
-    const withoutUids: RefresherState = { version: 1, secrets: Object.fromEntries(Object.entries(held("team-a").secrets).map(([name, record]) => [name, { ...record, uids: {} }])) };
+    const withoutUids: RefresherState = {
+      version: 1,
+      secrets: Object.fromEntries(Object.entries(held("team-a").secrets).map(([name, record]) => [name, { ...record, uids: {} }])),
+    };
     expect(brokerNeed(steady({ state: withoutUids })).reasons).toEqual([{ code: "secret-uid-unknown", subject: "team-a" }]);
   });
 
   it("asks when the registries, their domains, RRSA, the broker or the notify e-mail change, not when only the namespaces do", () => {
     const changed = (extra: Record<string, string>) => parseRefresherConfig({ ...data, ...extra }).config;
-    const registries = changed({ "acr-registry-info": "- instanceId: cri-needone\n  regionId: cn-hangzhou\n  expireDuration: 7200\n- instanceId: cri-needtwo\n  regionId: cn-beijing" });
+    const registries = changed({
+      "acr-registry-info": "- instanceId: cri-needone\n  regionId: cn-hangzhou\n  expireDuration: 7200\n- instanceId: cri-needtwo\n  regionId: cn-beijing",
+    });
     expect(codes(steady({ config: registries }))).toContain("config-changed");
     expect(codes(steady({ config: changed({ "broker-url": "https://other.example.com" }) }))).toContain("config-changed");
     expect(codes(steady({ config: changed({ rrsa: "enable: true" }) }))).toContain("config-changed");
@@ -143,7 +194,15 @@ describe("brokerNeed", () => {
 describe("the broker memory", () => {
   it("remembers only credentials received, so a registry the broker failed for is asked for again", () => {
     const registries = config.registries;
-    const remembered = rememberAnswer(config, [{ registry: registries[0]!, expiresAt: at(60) }, { registry: registries[1]!, error: { code: "UpstreamThrottled", message: "x" } }], now, undefined);
+    const remembered = rememberAnswer(
+      config,
+      [
+        { registry: registries[0]!, expiresAt: at(60) },
+        { registry: registries[1]!, error: { code: "UpstreamThrottled", message: "x" } },
+      ],
+      now,
+      undefined,
+    );
     expect(remembered.expiries).toEqual({ [one]: at(60) });
     expect(brokerNeed(steady({ memory: remembered })).reasons).toEqual([{ code: "no-credential", subject: "cri-needtwo@cn-beijing" }]);
     expect(parseBrokerMemory(JSON.stringify(remembered))).toEqual(remembered);
@@ -155,8 +214,14 @@ describe("the broker memory", () => {
   });
 
   it("shows in the status whether the run asked and why, the spread delay used and when the next call is due", () => {
-    const status = brokerStatusData({ need: { call: true, reasons: [{ code: "expiring", subject: "cri-needone@cn-hangzhou" }] }, memory: memory({ [one]: at(60) }), nextCallDueAt: new Date(at(40)), spreadDelayMs: 37_400, spreadWindowMs: 120_000 });
-    expect(status["broker-call"]).toBe("asked: true\nreasons:\n  - \"expiring: cri-needone@cn-hangzhou\"\n");
+    const status = brokerStatusData({
+      need: { call: true, reasons: [{ code: "expiring", subject: "cri-needone@cn-hangzhou" }] },
+      memory: memory({ [one]: at(60) }),
+      nextCallDueAt: new Date(at(40)),
+      spreadDelayMs: 37_400,
+      spreadWindowMs: 120_000,
+    });
+    expect(status["broker-call"]).toBe('asked: true\nreasons:\n  - "expiring: cri-needone@cn-hangzhou"\n');
     expect(status["next-broker-call"]).toBe(at(40));
     expect(status["spread-delay"]).toBe("37s (window 2m)");
     expect(parseBrokerMemory(status["broker.json"])?.expiries).toEqual({ [one]: at(60) });

@@ -27,7 +27,17 @@ describe.skipIf(!kubeAvailable())("the refresher and a throttled broker", () => 
   /** Fails the first `failures` requests with `fault`, then answers as the broker does. */
   const throttledBroker = async (failures: number, fault: ScriptedReply): Promise<ScriptedBroker> => {
     const broker = await startScriptedBroker((request, index) =>
-      index < failures ? fault : { status: 200, body: { cluster: "test-cluster", subject: "system:serviceaccount:kube-system:aliyun-acr-credential-helper", credentials: ((request.body.registries ?? []) as RegistryRequest[]).map(stub.credentialFor), errors: [] } },
+      index < failures
+        ? fault
+        : {
+            status: 200,
+            body: {
+              cluster: "test-cluster",
+              subject: "system:serviceaccount:kube-system:aliyun-acr-credential-helper",
+              credentials: ((request.body.registries ?? []) as RegistryRequest[]).map(stub.credentialFor),
+              errors: [],
+            },
+          },
     );
     brokers.push(broker);
     return broker;
@@ -66,14 +76,23 @@ describe.skipIf(!kubeAvailable())("the refresher and a throttled broker", () => 
   });
 
   it("once: waits out 429s as Retry-After asks, says so in the status meanwhile, and then succeeds", async () => {
-    const broker = await throttledBroker(2, { status: 429, headers: { "retry-after": "1" }, body: { error: { code: "RateLimited", message: "the broker is at its instance limit" } } });
+    const broker = await throttledBroker(2, {
+      status: 429,
+      headers: { "retry-after": "1" },
+      body: { error: { code: "RateLimited", message: "the broker is at its instance limit" } },
+    });
     await resetStatus();
     await setConfig({ "broker-url": broker.url, "watch-namespace": "thr-once-*", "acr-registry-info": registryInfo });
     const namespace = await createNamespace("thr-once");
     await createServiceAccount(namespace, "default");
 
     const started = Date.now();
-    const { result: report, seen } = await retryingSeen(refreshOnce({ cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }) }, { spreadWindowSeconds: 0, deadlineSeconds: 120 }));
+    const { result: report, seen } = await retryingSeen(
+      refreshOnce(
+        { cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }) },
+        { spreadWindowSeconds: 0, deadlineSeconds: 120 },
+      ),
+    );
     const tookMs = Date.now() - started;
 
     expect(report.exitCode).toBe(0);
@@ -95,7 +114,10 @@ describe.skipIf(!kubeAvailable())("the refresher and a throttled broker", () => 
     await setConfig({ "broker-url": broker.url, "watch-namespace": "thr-once-*", "acr-registry-info": registryInfo });
     // 60 s budget, 30 s of it kept for applying: about 30 s of retries.
     const started = Date.now();
-    const report = await refreshOnce({ cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }) }, { spreadWindowSeconds: 0, deadlineSeconds: 60 });
+    const report = await refreshOnce(
+      { cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }) },
+      { spreadWindowSeconds: 0, deadlineSeconds: 60 },
+    );
     const tookMs = Date.now() - started;
     expect(report.exitCode).toBe(1);
     expect(report.result).toBe("Failed");
@@ -111,7 +133,15 @@ describe.skipIf(!kubeAvailable())("the refresher and a throttled broker", () => 
     await setConfig({ "broker-url": broker.url, "watch-namespace": "thr-watch-*", "acr-registry-info": registryInfo });
     const namespace = await createNamespace("thr-watch");
     await createServiceAccount(namespace, "default");
-    const watcher = startWatch({ kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }) }, { debounceMs: 100, statusIntervalMs: 100, spreadWindowSeconds: 0, healIntervalMs: 0 });
+    const watcher = startWatch(
+      {
+        kubeConfig: fixture.kubeConfig,
+        cluster: fixture.cluster,
+        logger: fixture.logger,
+        broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile }),
+      },
+      { debounceMs: 100, statusIntervalMs: 100, spreadWindowSeconds: 0, healIntervalMs: 0 },
+    );
     try {
       const { seen } = await retryingSeen(watcher.ready);
       expect(broker.requests).toHaveLength(4);

@@ -10,12 +10,24 @@ import { kubernetesCluster } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { annotations } from "../../job/secret.ts";
 import { adminConfig, apply, createNamespace as createTestNamespace, kubeAvailable } from "../kube/cluster.ts";
-import { core, startRefresherSuite, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  core,
+  startRefresherSuite,
+  pullSecretNames,
+  readStatus,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 import type { StubBroker } from "./stub-broker.ts";
 
 const registryInfo = "- instanceId: cri-bfone\n  regionId: cn-hangzhou\n- instanceId: cri-bftwo\n  regionId: cn-beijing";
 const onlyOne = "- instanceId: cri-bfone\n  regionId: cn-hangzhou";
-const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((registry) => registry.secretName) as [string, string];
+const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map(
+  (registry) => registry.secretName,
+) as [string, string];
 
 interface ReportedConflict {
   namespace: string;
@@ -26,28 +38,57 @@ interface ReportedConflict {
   message: string;
 }
 
-const conflictsInStatus = async (namespace?: string): Promise<ReportedConflict[]> => (parseYaml((await readStatus())?.conflicts ?? "[]") as ReportedConflict[]).filter((conflict) => namespace === undefined || conflict.namespace === namespace);
+const conflictsInStatus = async (namespace?: string): Promise<ReportedConflict[]> =>
+  (parseYaml((await readStatus())?.conflicts ?? "[]") as ReportedConflict[]).filter((conflict) => namespace === undefined || conflict.namespace === namespace);
 const dockerConfig = (auths: Record<string, unknown>) => ({ ".dockerconfigjson": Buffer.from(JSON.stringify({ auths })).toString("base64") });
 
 /** A pull Secret a person makes with `kubectl create secret docker-registry`: no label, another field manager. */
 async function userSecret(namespace: string, name: string): Promise<V1Secret> {
-  await core().deleteNamespacedSecret({ namespace, name }).catch(() => undefined);
-  return core().createNamespacedSecret({ namespace, fieldManager: "kubectl-create", body: { metadata: { name }, type: "kubernetes.io/dockerconfigjson", data: dockerConfig({ "team.example.com": { auth: "dGVhbTpzZWNyZXQ=" } }) } });
+  await core()
+    .deleteNamespacedSecret({ namespace, name })
+    .catch(() => undefined);
+  return core().createNamespacedSecret({
+    namespace,
+    fieldManager: "kubectl-create",
+    body: { metadata: { name }, type: "kubernetes.io/dockerconfigjson", data: dockerConfig({ "team.example.com": { auth: "dGVhbTpzZWNyZXQ=" } }) },
+  });
 }
 
-async function withServiceAccount(namespace: string, name: string, imagePullSecrets: string[] = [], extraAnnotations: Record<string, string> = {}): Promise<void> {
-  await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations: extraAnnotations }, imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) } });
+async function withServiceAccount(
+  namespace: string,
+  name: string,
+  imagePullSecrets: string[] = [],
+  extraAnnotations: Record<string, string> = {},
+): Promise<void> {
+  await core().createNamespacedServiceAccount({
+    namespace,
+    body: { metadata: { name, annotations: extraAnnotations }, imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) },
+  });
 }
 
 /** A ServiceAccount as Helm 4 or Argo CD (ServerSideApply=true) writes it: server-side apply with their field manager. */
 async function applyServiceAccount(namespace: string, name: string, imagePullSecrets: string[], manager: string, force: boolean): Promise<V1ServiceAccount> {
-  const body = { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace }, imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) };
-  return core().patchNamespacedServiceAccount({ namespace, name, body, fieldManager: manager, force }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply));
+  const body = {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name, namespace },
+    imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })),
+  };
+  return core().patchNamespacedServiceAccount(
+    { namespace, name, body, fieldManager: manager, force },
+    setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+  );
 }
 
 async function eventsIn(namespace: string): Promise<Array<{ reason: string; kind: string; name: string; note: string; type: string }>> {
   const list = await adminConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
-  return list.items.map((event) => ({ reason: event.reason ?? "", kind: event.regarding?.kind ?? "", name: event.regarding?.name ?? "", note: event.note ?? "", type: event.type ?? "" }));
+  return list.items.map((event) => ({
+    reason: event.reason ?? "",
+    kind: event.regarding?.kind ?? "",
+    name: event.regarding?.name ?? "",
+    note: event.note ?? "",
+    type: event.type ?? "",
+  }));
 }
 
 describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its own ServiceAccount under the shipped manifests", () => {
@@ -67,7 +108,13 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
 
   afterAll(async () => {
     // Their conflicts are left on purpose; terminating, the namespaces are skipped by later runs of other files.
-    await Promise.all(created.map((name) => core().deleteNamespace({ name }).catch(() => undefined)));
+    await Promise.all(
+      created.map((name) =>
+        core()
+          .deleteNamespace({ name })
+          .catch(() => undefined),
+      ),
+    );
     await close?.();
   });
 
@@ -83,13 +130,20 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
     let removalExit: number;
 
     beforeAll(async () => {
-      [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched] = (await Promise.all(["bf-resync", "bf-kubectl", "bf-lookalike", "bf-copied", "bf-clean"].map((prefix) => createNamespace(prefix)))) as [string, string, string, string, string];
-      for (const namespace of [replacedThenResynced, replacedByKubectl, replacedLookAlike, untouched]) await withServiceAccount(namespace, "default", ["corp-pull"]);
+      [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched] = (await Promise.all(
+        ["bf-resync", "bf-kubectl", "bf-lookalike", "bf-copied", "bf-clean"].map((prefix) => createNamespace(prefix)),
+      )) as [string, string, string, string, string];
+      for (const namespace of [replacedThenResynced, replacedByKubectl, replacedLookAlike, untouched])
+        await withServiceAccount(namespace, "default", ["corp-pull"]);
       // Repro B: a manifest copied from another cluster names a user's Secret as the refresher's.
       userSecrets.set(copiedAnnotation, await userSecret(copiedAnnotation, copied));
       await withServiceAccount(copiedAnnotation, "default", [copied], { [annotations.managedPullSecrets]: copied });
       await resetStatus();
-      await setConfig({ "broker-url": broker.url, "watch-namespace": [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched].join(","), "acr-registry-info": registryInfo });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched].join(","),
+        "acr-registry-info": registryInfo,
+      });
       // The copied name is reported but fails nothing: every namespace is served.
       expect((await fixture.run(broker.url)).exitCode).toBe(0);
 
@@ -104,13 +158,25 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       userSecrets.set(replacedByKubectl, await userSecret(replacedByKubectl, two));
       await core().deleteNamespacedSecret({ namespace: replacedLookAlike, name: two });
       const [lookAlike] = await apply(
-        [{ apiVersion: "v1", kind: "Secret", metadata: { name: two, namespace: replacedLookAlike, labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" } }, type: "kubernetes.io/dockerconfigjson", data: dockerConfig({ "restored.example.com": { auth: "cmVzdG9yZWQ6eA==" } }) } as V1Secret],
+        [
+          {
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: { name: two, namespace: replacedLookAlike, labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" } },
+            type: "kubernetes.io/dockerconfigjson",
+            data: dockerConfig({ "restored.example.com": { auth: "cmVzdG9yZWQ6eA==" } }),
+          } as V1Secret,
+        ],
         "acr-credential-broker",
       );
       userSecrets.set(replacedLookAlike, lookAlike as V1Secret);
 
       // The registry whose Secrets were replaced leaves the configuration.
-      await setConfig({ "broker-url": broker.url, "watch-namespace": [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched].join(","), "acr-registry-info": onlyOne });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": [replacedThenResynced, replacedByKubectl, replacedLookAlike, copiedAnnotation, untouched].join(","),
+        "acr-registry-info": onlyOne,
+      });
       removalExit = (await fixture.run(broker.url)).exitCode;
     });
 
@@ -127,8 +193,18 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       const conflicts = await conflictsInStatus();
       expect(conflicts).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ namespace: replacedThenResynced, secret: two, kind: "unrecorded", message: expect.stringMatching(/no record of creating it here/) }),
-          expect.objectContaining({ namespace: replacedByKubectl, secret: two, kind: "replaced", message: expect.stringMatching(/replaced by one it did not create.*not deleted/) }),
+          expect.objectContaining({
+            namespace: replacedThenResynced,
+            secret: two,
+            kind: "unrecorded",
+            message: expect.stringMatching(/no record of creating it here/),
+          }),
+          expect.objectContaining({
+            namespace: replacedByKubectl,
+            secret: two,
+            kind: "replaced",
+            message: expect.stringMatching(/replaced by one it did not create.*not deleted/),
+          }),
           expect.objectContaining({ namespace: replacedLookAlike, secret: two, kind: "replaced" }),
           expect.objectContaining({ namespace: copiedAnnotation, secret: copied, kind: "unrecorded" }),
         ]),
@@ -152,8 +228,18 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
 
     it("says why and what to do in a Warning Event next to each Secret left alone", async () => {
       const byKubectl = await eventsIn(replacedByKubectl);
-      expect(byKubectl).toContainEqual(expect.objectContaining({ type: "Warning", reason: "SecretReplaced", kind: "Secret", name: two, note: expect.stringMatching(/left alone/) }));
-      expect(await eventsIn(copiedAnnotation)).toContainEqual(expect.objectContaining({ type: "Warning", reason: "SecretNotRecorded", kind: "Secret", name: copied, note: expect.stringMatching(/remove it from the acr-credential-broker\/image-pull-secrets annotation/) }));
+      expect(byKubectl).toContainEqual(
+        expect.objectContaining({ type: "Warning", reason: "SecretReplaced", kind: "Secret", name: two, note: expect.stringMatching(/left alone/) }),
+      );
+      expect(await eventsIn(copiedAnnotation)).toContainEqual(
+        expect.objectContaining({
+          type: "Warning",
+          reason: "SecretNotRecorded",
+          kind: "Secret",
+          name: copied,
+          note: expect.stringMatching(/remove it from the acr-credential-broker\/image-pull-secrets annotation/),
+        }),
+      );
       // Another run with the same conflicts adds no second Event.
       await fixture.run(broker.url);
       expect((await eventsIn(replacedByKubectl)).length).toBe(byKubectl.length);
@@ -166,7 +252,10 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       const status = await readStatus();
       const state = JSON.parse(status?.["state.json"] ?? "{}") as { secrets: Record<string, { uids?: Record<string, string> }> };
       for (const secret of secrets) delete state.secrets[secret]?.uids;
-      await core().patchNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status", body: { data: { "state.json": JSON.stringify(state) } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+      await core().patchNamespacedConfigMap(
+        { namespace: "kube-system", name: "acr-credential-status", body: { data: { "state.json": JSON.stringify(state) } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
     }
 
     it("learns the uids of its configured Secrets without changing them, and never deletes one it has no uid for", async () => {
@@ -179,7 +268,10 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       const before = await Promise.all([one, two].map(async (name) => (await secretOrUndefined(namespace, name))?.metadata?.resourceVersion));
 
       const adopted = await fixture.run(broker.url);
-      expect(adopted.plan.namespaces.find((planned) => planned.namespace === namespace)?.apply).toEqual([{ secret: one, reason: "adopt" }, { secret: two, reason: "adopt" }]);
+      expect(adopted.plan.namespaces.find((planned) => planned.namespace === namespace)?.apply).toEqual([
+        { secret: one, reason: "adopt" },
+        { secret: two, reason: "adopt" },
+      ]);
       expect(await Promise.all([one, two].map(async (name) => (await secretOrUndefined(namespace, name))?.metadata?.resourceVersion))).toEqual(before);
       const state = JSON.parse((await readStatus())?.["state.json"] ?? "{}") as { secrets: Record<string, { uids?: Record<string, string> }> };
       expect(state.secrets[one]?.uids?.[namespace]).toBe((await secretOrUndefined(namespace, one))?.metadata?.uid);
@@ -209,7 +301,16 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
       expect(report.exitCode).toBe(1);
       expect(await secretOrUndefined(namespace, one)).toBeDefined();
       expect((await serviceAccount(namespace, "app")).metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
-      expect(await conflictsInStatus(namespace)).toEqual([expect.objectContaining({ namespace, kind: "applied", serviceAccount: "app", managers: ["helm"], secret: one, message: expect.stringMatching(/list the refresher's Secrets in that manifest/) })]);
+      expect(await conflictsInStatus(namespace)).toEqual([
+        expect.objectContaining({
+          namespace,
+          kind: "applied",
+          serviceAccount: "app",
+          managers: ["helm"],
+          secret: one,
+          message: expect.stringMatching(/list the refresher's Secrets in that manifest/),
+        }),
+      ]);
       expect(await eventsIn(namespace)).toContainEqual(expect.objectContaining({ reason: "ServiceAccountApplied", kind: "ServiceAccount", name: "app" }));
 
       // Helm upgrades without --force-conflicts: no conflict with the refresher.
@@ -246,7 +347,9 @@ describe.skipIf(!kubeAvailable())("the refresher on a brownfield cluster, as its
         expect(report.exitCode).toBe(1);
         expect((await serviceAccount(namespace, "app")).metadata?.resourceVersion).toBe(forced.metadata?.resourceVersion);
       }
-      expect(await conflictsInStatus(namespace)).toEqual([expect.objectContaining({ namespace, kind: "applied", serviceAccount: "app", managers: ["argocd-controller"] })]);
+      expect(await conflictsInStatus(namespace)).toEqual([
+        expect.objectContaining({ namespace, kind: "applied", serviceAccount: "app", managers: ["argocd-controller"] }),
+      ]);
       // Argo CD's next sync without force goes through.
       await applyServiceAccount(namespace, "app", ["corp-pull"], "argocd-controller", false);
     });

@@ -58,7 +58,10 @@ describe("the bundled refresher (the container's command)", () => {
   it("loads the metrics library it carries for --watch, and starts serving before it reaches the cluster", async () => {
     // A cluster nothing listens on: the watcher fails after the metrics server has started.
     const kubeconfig = join(dir, "unreachable.kubeconfig");
-    await writeFile(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n");
+    await writeFile(
+      kubeconfig,
+      "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    );
     const result = await node(bundle, "--watch", "--kubeconfig", kubeconfig, "--metrics-addr", "127.0.0.1:0");
     expect(result.stderr).toMatch(/"address":"127\.0\.0\.1:\d+"[^\n]*"msg":"serving \/metrics, \/healthz and \/readyz"/);
     expect(result.code).not.toBe(0);

@@ -26,7 +26,12 @@ afterAll(async () => {
 describe("kubernetesCluster against a stalled API server (fake: the real one cannot stall on demand)", () => {
   it("gives up on a request after its deadline with a KubernetesError, instead of hanging the run", async () => {
     const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromOptions({ clusters: [{ name: "c", server: url, skipTLSVerify: true }], users: [{ name: "u", token: "t" }], contexts: [{ name: "x", cluster: "c", user: "u" }], currentContext: "x" });
+    kubeConfig.loadFromOptions({
+      clusters: [{ name: "c", server: url, skipTLSVerify: true }],
+      users: [{ name: "u", token: "t" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
     const cluster = kubernetesCluster(kubeConfig, { requestTimeoutMs: 300 });
     const error = await cluster.listNamespaces().then(
       () => undefined,

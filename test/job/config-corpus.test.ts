@@ -16,7 +16,6 @@ import { parseRefresherConfig, type Selector } from "../../job/config.ts";
 import { registryRequest, type RegistryEntry } from "../../job/registry.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
 
-
 const corpus = join(import.meta.dirname, "config-corpus");
 const brokerUrl = "https://acr-broker.example.com";
 
@@ -24,7 +23,13 @@ function dataOf(file: string): Record<string, string> {
   const text = readFileSync(join(corpus, file), "utf8");
   if (file.endsWith(".configmap.yaml") || file.endsWith(".data.yaml")) return (parseYaml(text) as { data: Record<string, string> }).data;
   if (file.endsWith(".value.yaml")) return { "acr-registry-info": text };
-  if (file.endsWith(".parameters.json")) return { "addon-parameters": text.split("\n").filter((line) => !line.startsWith("//")).join("\n") };
+  if (file.endsWith(".parameters.json"))
+    return {
+      "addon-parameters": text
+        .split("\n")
+        .filter((line) => !line.startsWith("//"))
+        .join("\n"),
+    };
   throw new Error(`${file}: unknown corpus form`);
 }
 
@@ -101,7 +106,15 @@ const expected: Record<string, Loads | Fails> = {
   "cross-account-worker-role.data.yaml": {
     namespaces: all,
     serviceAccounts: only("default"),
-    registries: [{ instanceId: "cri-xxx", regionId: "cn-hangzhou", domains: ["xxxxx-registry.cn-hangzhou.cr.aliyuncs.com"], assumeRoleArn: "acs:ram::100XXXXXXXX9630:role/XXXX", expireDuration: 3600 }],
+    registries: [
+      {
+        instanceId: "cri-xxx",
+        regionId: "cn-hangzhou",
+        domains: ["xxxxx-registry.cn-hangzhou.cr.aliyuncs.com"],
+        assumeRoleArn: "acs:ram::100XXXXXXXX9630:role/XXXX",
+        expireDuration: 3600,
+      },
+    ],
     rrsa: false,
     thresholdSeconds: fifteenMinutes,
     notifyEmail: "c*@example.com",
@@ -265,7 +278,11 @@ describe("the published add-on configurations", () => {
       expect(config.expiringThresholdSeconds).toBe(outcome.thresholdSeconds);
       expect(config.notifyEmail).toBe(outcome.notifyEmail);
       expect(warnings).toHaveLength(outcome.warnings?.length ?? 0);
-      for (const pattern of outcome.warnings ?? []) expect(warnings.some((warning) => pattern.test(warning)), `${pattern} in ${warnings.join(" | ")}`).toBe(true);
+      for (const pattern of outcome.warnings ?? [])
+        expect(
+          warnings.some((warning) => pattern.test(warning)),
+          `${pattern} in ${warnings.join(" | ")}`,
+        ).toBe(true);
       // What the broker is asked: RRSA fields exactly when RRSA is on, and no region where the item named none.
       for (const [index, entry] of config.registries.entries()) {
         const request = registryRequest(entry, config.rrsa);

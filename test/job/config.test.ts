@@ -94,26 +94,34 @@ describe("parseRefresherConfig", () => {
       parseRefresherConfig({
         ...addonStyle,
         rrsa,
-        "acr-registry-info": "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/ack-rrsa-c1",
+        "acr-registry-info":
+          "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/ack-rrsa-c1",
       }).config;
     expect(withRrsa("enable: true\n").rrsa).toBe(true);
-    expect(withRrsa("enable: \"true\"").rrsa).toBe(true);
+    expect(withRrsa('enable: "true"').rrsa).toBe(true);
     expect(withRrsa("true").rrsa).toBe(true);
     expect(withRrsa("enable: false").rrsa).toBe(false);
-    expect(withRrsa("enable: true").registries[0]).toMatchObject({ rrsaRoleArn: "acs:ram::111:role/pull", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" });
+    expect(withRrsa("enable: true").registries[0]).toMatchObject({
+      rrsaRoleArn: "acs:ram::111:role/pull",
+      rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1",
+    });
   });
 
   it("drops RRSA fields with a warning when rrsa is not enabled", () => {
     const { config, warnings } = parseRefresherConfig({
       ...addonStyle,
-      "acr-registry-info": "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/p",
+      "acr-registry-info":
+        "- instanceId: cri-x1\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::111:role/pull\n  rrsaOIDCProviderRoleARN: acs:ram::111:oidc-provider/p",
     });
     expect(config.registries[0]?.rrsaRoleArn).toBeUndefined();
     expect(warnings.join("\n")).toMatch(/RRSA fields are ignored/);
   });
 
   it("accepts domains as a YAML list as well as a comma-separated string", () => {
-    const list = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-abc123\n  regionId: cn-hangzhou\n  domains:\n    - B.example.com\n    - a.example.com" }).config;
+    const list = parseRefresherConfig({
+      ...addonStyle,
+      "acr-registry-info": "- instanceId: cri-abc123\n  regionId: cn-hangzhou\n  domains:\n    - B.example.com\n    - a.example.com",
+    }).config;
     expect(list.registries[0]?.domains).toEqual(["a.example.com", "b.example.com"]);
   });
 
@@ -155,8 +163,13 @@ describe("parseRefresherConfig", () => {
   });
 
   it("names the item and field of a bad registry entry", () => {
-    const message = problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  regionId: Hangzhou\n  expireDuration: 60" });
-    expect(message).toMatch(/key 'acr-registry-info\[1\]\.regionId': 'Hangzhou' is not a region id such as cn-hangzhou \(leave it empty for the cluster's region\)/);
+    const message = problemsOf({
+      ...addonStyle,
+      "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-b\n  regionId: Hangzhou\n  expireDuration: 60",
+    });
+    expect(message).toMatch(
+      /key 'acr-registry-info\[1\]\.regionId': 'Hangzhou' is not a region id such as cn-hangzhou \(leave it empty for the cluster's region\)/,
+    );
     expect(message).toMatch(/key 'acr-registry-info\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
   });
 
@@ -166,15 +179,25 @@ describe("parseRefresherConfig", () => {
   });
 
   it("rejects YAML that is not indented consistently", () => {
-    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n regionId: cn-hangzhou\n   domains: x" })).toMatch(/key 'acr-registry-info': is not valid YAML/);
+    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n regionId: cn-hangzhou\n   domains: x" })).toMatch(
+      /key 'acr-registry-info': is not valid YAML/,
+    );
   });
 
   it("rejects the same registry listed twice", () => {
-    expect(problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" })).toMatch(/'acr-registry-info\[1\]': repeats cri-a@cn-hangzhou/);
+    expect(
+      problemsOf({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n- instanceId: cri-a\n  regionId: cn-hangzhou" }),
+    ).toMatch(/'acr-registry-info\[1\]': repeats cri-a@cn-hangzhou/);
   });
 
   it("requires both RRSA fields once rrsa is enabled", () => {
-    expect(problemsOf({ ...addonStyle, rrsa: "enable: true", "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::1:role/r" })).toMatch(/rrsaOIDCProviderRoleARN': is required together/);
+    expect(
+      problemsOf({
+        ...addonStyle,
+        rrsa: "enable: true",
+        "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n  rrsaRoleARN: acs:ram::1:role/r",
+      }),
+    ).toMatch(/rrsaOIDCProviderRoleARN': is required together/);
   });
 
   it("rejects an rrsa value it cannot read", () => {
@@ -185,7 +208,13 @@ describe("parseRefresherConfig", () => {
     const { config } = parseRefresherConfig(addonStyle);
     const [enterprise] = config.registries;
     expect(enterprise?.secretName).toMatch(/^acr-credential-[0-9a-f]{32}$/);
-    expect(enterprise?.secretName).toBe(secretNameFor({ instanceId: "cri-abc123", regionId: "cn-hangzhou", domains: ["FOO-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com "] }));
+    expect(enterprise?.secretName).toBe(
+      secretNameFor({
+        instanceId: "cri-abc123",
+        regionId: "cn-hangzhou",
+        domains: ["FOO-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com "],
+      }),
+    );
   });
 });
 
@@ -196,17 +225,34 @@ describe("the managed add-on's parameters", () => {
   it("turn RRSA on with enableRRSA: true, keeping the items' RRSA fields for the broker", () => {
     const { config, warnings } = parseRefresherConfig({
       ...base,
-      "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceID: "cri-x1", regionID: "cn-hangzhou", rrsaRoleARN: "acs:ram::111:role/pull", rrsaOIDCProviderRoleARN: "acs:ram::111:oidc-provider/ack-rrsa-c1" }], enableRRSA: true }),
+      "addon-parameters": parameters({
+        AcrInstanceInfo: [
+          {
+            instanceID: "cri-x1",
+            regionID: "cn-hangzhou",
+            rrsaRoleARN: "acs:ram::111:role/pull",
+            rrsaOIDCProviderRoleARN: "acs:ram::111:oidc-provider/ack-rrsa-c1",
+          },
+        ],
+        enableRRSA: true,
+      }),
     });
     expect(warnings).toEqual([]);
     expect(config.rrsa).toBe(true);
-    expect(config.registries[0]).toMatchObject({ instanceId: "cri-x1", regionId: "cn-hangzhou", rrsaRoleArn: "acs:ram::111:role/pull", rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1" });
+    expect(config.registries[0]).toMatchObject({
+      instanceId: "cri-x1",
+      regionId: "cn-hangzhou",
+      rrsaRoleArn: "acs:ram::111:role/pull",
+      rrsaOidcProviderArn: "acs:ram::111:oidc-provider/ack-rrsa-c1",
+    });
   });
 
   it("read enableRRSA as a ConfigMap key too, and accept it next to an rrsa block that agrees", () => {
     expect(parseRefresherConfig({ ...addonStyle, enableRRSA: "true" }).config.rrsa).toBe(true);
     expect(parseRefresherConfig({ ...addonStyle, enableRRSA: "true", rrsa: "enable: true" }).config.rrsa).toBe(true);
-    expect(problemsOf({ ...addonStyle, enableRRSA: "false", rrsa: "enable: true" })).toMatch(/key 'enableRRSA': is also set as 'rrsa' with a different value; keep one/);
+    expect(problemsOf({ ...addonStyle, enableRRSA: "false", rrsa: "enable: true" })).toMatch(
+      /key 'enableRRSA': is also set as 'rrsa' with a different value; keep one/,
+    );
     expect(problemsOf({ ...addonStyle, enableRRSA: "maybe" })).toMatch(/key 'enableRRSA': expected true or false/);
   });
 
@@ -216,13 +262,19 @@ describe("the managed add-on's parameters", () => {
   });
 
   it("name the parameter and the item field in an error, as pasted", () => {
-    const message = problemsOf({ ...base, "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceId: "cri-ok1" }, { instanceId: "registry-1", expireDuration: 60 }] }) });
+    const message = problemsOf({
+      ...base,
+      "addon-parameters": parameters({ AcrInstanceInfo: [{ instanceId: "cri-ok1" }, { instanceId: "registry-1", expireDuration: 60 }] }),
+    });
     expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.instanceId': 'registry-1' is not an instance id such as cri-xxxxxxxx/);
     expect(message).toMatch(/key 'addon-parameters\.AcrInstanceInfo\[1\]\.expireDuration': '60' must be a whole number of seconds from 900 to 43200/);
   });
 
   it("take lists of names where the add-on takes comma lists", () => {
-    const { config } = parseRefresherConfig({ ...base, "addon-parameters": parameters({ watchNamespace: ["team-a", "team-b"], serviceAccount: ["default", "builder"] }) });
+    const { config } = parseRefresherConfig({
+      ...base,
+      "addon-parameters": parameters({ watchNamespace: ["team-a", "team-b"], serviceAccount: ["default", "builder"] }),
+    });
     expect(config.watchNamespace).toEqual({ kind: "list", patterns: ["team-a", "team-b"] });
     expect(config.serviceAccount).toEqual({ kind: "list", patterns: ["default", "builder"] });
   });
@@ -233,19 +285,24 @@ describe("the managed add-on's parameters", () => {
   });
 
   it("refuse addon-parameters that are not the parameter object, showing its shape", () => {
-    expect(problemsOf({ ...base, "addon-parameters": "[1, 2]" })).toMatch(/key 'addon-parameters': is not the add-on's parameter object; paste the add-on's parameter JSON as it is, e\.g\. \{"AcrInstanceInfo":/);
+    expect(problemsOf({ ...base, "addon-parameters": "[1, 2]" })).toMatch(
+      /key 'addon-parameters': is not the add-on's parameter object; paste the add-on's parameter JSON as it is, e\.g\. \{"AcrInstanceInfo":/,
+    );
     expect(problemsOf({ ...base, "addon-parameters": "{ not json" })).toMatch(/key 'addon-parameters': is not the add-on's parameter object/);
   });
 });
 
 describe("the add-on's spellings", () => {
   it("take all in any case, and Default for default", () => {
-    const read = (namespaces: string, accounts: string) => parseRefresherConfig({ ...addonStyle, "watch-namespace": namespaces, "service-account": accounts }).config;
+    const read = (namespaces: string, accounts: string) =>
+      parseRefresherConfig({ ...addonStyle, "watch-namespace": namespaces, "service-account": accounts }).config;
     expect(read("ALL", "Default").watchNamespace).toEqual({ kind: "all" });
     expect(read("All", "Default").serviceAccount).toEqual({ kind: "list", patterns: ["default"] });
     expect(read("*", "*").watchNamespace).toEqual({ kind: "all" });
     expect(read("Default,team-a", "default,Builder").watchNamespace).toEqual({ kind: "list", patterns: ["default", "team-a"] });
-    expect(problemsOf({ ...addonStyle, "watch-namespace": "ALL,team-a" })).toMatch(/key 'watch-namespace': 'ALL,team-a' mixes 'all' or '\*' with names; use one or the other/);
+    expect(problemsOf({ ...addonStyle, "watch-namespace": "ALL,team-a" })).toMatch(
+      /key 'watch-namespace': 'ALL,team-a' mixes 'all' or '\*' with names; use one or the other/,
+    );
   });
 
   it("match keys without regard to case, '-' or '_'", () => {
@@ -256,7 +313,10 @@ describe("the add-on's spellings", () => {
   });
 
   it("split several instance ids in one instanceId into one registry each, sharing the item's other fields", () => {
-    const { config, warnings } = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a1, cri-b2\n  regionId: cn-shanghai\n  assumeRoleARN: acs:ram::2:role/pull" });
+    const { config, warnings } = parseRefresherConfig({
+      ...addonStyle,
+      "acr-registry-info": "- instanceId: cri-a1, cri-b2\n  regionId: cn-shanghai\n  assumeRoleARN: acs:ram::2:role/pull",
+    });
     expect(config.registries.map((r) => [r.instanceId, r.regionId, r.assumeRoleArn])).toEqual([
       ["cri-a1", "cn-shanghai", "acs:ram::2:role/pull"],
       ["cri-b2", "cn-shanghai", "acs:ram::2:role/pull"],
@@ -266,8 +326,13 @@ describe("the add-on's spellings", () => {
   });
 
   it("warn when several instances share one domains list, since each Secret then carries every domain", () => {
-    const { warnings } = parseRefresherConfig({ ...addonStyle, "acr-registry-info": "- instanceId: cri-a1,cri-b2\n  regionId: cn-shanghai\n  domains: a-registry.cn-shanghai.cr.aliyuncs.com" });
-    expect(warnings).toEqual([expect.stringMatching(/^key 'acr-registry-info\[0\]': its 1 domain\(s\) go into the Secret of each of its 2 instances.*give each instance its own item/)]);
+    const { warnings } = parseRefresherConfig({
+      ...addonStyle,
+      "acr-registry-info": "- instanceId: cri-a1,cri-b2\n  regionId: cn-shanghai\n  domains: a-registry.cn-shanghai.cr.aliyuncs.com",
+    });
+    expect(warnings).toEqual([
+      expect.stringMatching(/^key 'acr-registry-info\[0\]': its 1 domain\(s\) go into the Secret of each of its 2 instances.*give each instance its own item/),
+    ]);
   });
 });
 
@@ -275,9 +340,16 @@ describe("the add-on's defaults", () => {
   it("leave the region of an item without regionId to the broker, and an absent acr-registry-info means the cluster region's Personal Edition", () => {
     const { config } = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-a1" });
     expect(config.registries).toEqual([{ instanceId: "cri-a1", domains: [], secretName: secretNameFor({ instanceId: "cri-a1", domains: [] }) }]);
-    const absentForms: Array<Record<string, string>> = [{}, { "acr-registry-info": "" }, { AcrInstanceInfo: "[]" }, { "acr-registry-info": "- instanceId: \"\"" }];
+    const absentForms: Array<Record<string, string>> = [
+      {},
+      { "acr-registry-info": "" },
+      { AcrInstanceInfo: "[]" },
+      { "acr-registry-info": '- instanceId: ""' },
+    ];
     for (const absent of absentForms) {
-      expect(parseRefresherConfig({ "broker-url": "https://b.example", ...absent }).config.registries.map(({ secretName: _, ...r }) => r)).toEqual([{ domains: [] }]);
+      expect(parseRefresherConfig({ "broker-url": "https://b.example", ...absent }).config.registries.map(({ secretName: _, ...r }) => r)).toEqual([
+        { domains: [] },
+      ]);
     }
   });
 });
@@ -292,7 +364,12 @@ describe("a registry item with only unknown fields", () => {
 
 describe("retired add-on keys", () => {
   it("say what serves their purpose here", () => {
-    const { warnings } = parseRefresherConfig({ ...addonStyle, "webhook-configuration": "enable: true", "acr-registry": "registry.*.aliyuncs.com", tokenMode: "auto" });
+    const { warnings } = parseRefresherConfig({
+      ...addonStyle,
+      "webhook-configuration": "enable: true",
+      "acr-registry": "registry.*.aliyuncs.com",
+      tokenMode: "auto",
+    });
     expect(warnings).toEqual([
       "key 'webhook-configuration' is ignored: there is no admission webhook; run the refresher with --watch (job/deploy/watch), which gives a new ServiceAccount its pull secret within seconds of its creation (docs/migrate.md)",
       "key 'acr-registry' is ignored: this first-generation list of registry domains is replaced by 'acr-registry-info': one item per registry with instanceId, regionId and domains (docs/migrate.md)",
@@ -320,7 +397,9 @@ describe("selectors", () => {
 
 describe("instance ids", () => {
   it("accepts only Enterprise Edition ids of the form cri-xxxx, as the broker does", () => {
-    expect(() => parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: my-registry\n  regionId: cn-hangzhou" })).toThrow(/acr-registry-info\[0\]\.instanceId': 'my-registry' is not an instance id/);
+    expect(() =>
+      parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: my-registry\n  regionId: cn-hangzhou" }),
+    ).toThrow(/acr-registry-info\[0\]\.instanceId': 'my-registry' is not an instance id/);
   });
 });
 

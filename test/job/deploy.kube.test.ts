@@ -42,8 +42,12 @@ describe.skipIf(!kubeAvailable() || !isExecutableFile(kubectl))("job/deploy with
       await writeFile(kubeconfig, kubeEnv().kubeconfig);
       const { stdout } = await run(kubectl, ["--kubeconfig", kubeconfig, "apply", "-k", deploy("base")]);
       expect(stdout).toMatch(/validatingadmissionpolicy\.admissionregistration\.k8s\.io\/acr-credential-refresher-own-secrets (created|configured|unchanged)/);
-      expect(stdout).toMatch(/validatingadmissionpolicybinding\.admissionregistration\.k8s\.io\/acr-credential-refresher-own-secrets (created|configured|unchanged)/);
-      const policy = await adminConfig().makeApiClient(AdmissionregistrationV1Api).readValidatingAdmissionPolicy({ name: "acr-credential-refresher-own-secrets" });
+      expect(stdout).toMatch(
+        /validatingadmissionpolicybinding\.admissionregistration\.k8s\.io\/acr-credential-refresher-own-secrets (created|configured|unchanged)/,
+      );
+      const policy = await adminConfig()
+        .makeApiClient(AdmissionregistrationV1Api)
+        .readValidatingAdmissionPolicy({ name: "acr-credential-refresher-own-secrets" });
       expect(policy.spec?.validations).toHaveLength(2);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -54,7 +58,10 @@ describe.skipIf(!kubeAvailable() || !isExecutableFile(kubectl))("job/deploy with
     const key = (object: { kind: string; metadata: { name: string } }) => `${object.kind}/${object.metadata.name}`;
     const base = (await rendered("base")).map(key);
     const old = (await rendered("pre-1.30")).map(key);
-    expect(base.filter((object) => !old.includes(object)).sort()).toEqual(["ValidatingAdmissionPolicy/acr-credential-refresher-own-secrets", "ValidatingAdmissionPolicyBinding/acr-credential-refresher-own-secrets"]);
+    expect(base.filter((object) => !old.includes(object)).sort()).toEqual([
+      "ValidatingAdmissionPolicy/acr-credential-refresher-own-secrets",
+      "ValidatingAdmissionPolicyBinding/acr-credential-refresher-own-secrets",
+    ]);
     expect(old.filter((object) => !base.includes(object))).toEqual([]);
   });
 });

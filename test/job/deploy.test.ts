@@ -17,11 +17,20 @@ async function documents(path: string): Promise<Manifest[]> {
 }
 const one = async <T>(path: string) => (await documents(path))[0] as unknown as T;
 
-interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
 interface PodSpec {
   serviceAccountName: string;
   securityContext: { runAsNonRoot: boolean; runAsUser: number };
-  containers: Array<{ args: string[]; securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean }; resources: { limits: { cpu: string; memory: string } } }>;
+  containers: Array<{
+    args: string[];
+    securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean };
+    resources: { limits: { cpu: string; memory: string } };
+  }>;
   volumes: Array<{ name: string; projected?: { sources: Array<{ serviceAccountToken: { audience: string; path: string } }> } }>;
 }
 
@@ -34,13 +43,16 @@ describe("job/deploy", () => {
   });
 
   it("grants no get, list or watch on Secrets, and no wildcard anywhere", async () => {
-    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
+    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => (doc as unknown as { rules?: Rule[] }).rules ?? []);
     for (const rule of rules) {
       expect(rule.verbs).not.toContain("*");
       expect(rule.resources).not.toContain("*");
       if (rule.resources.includes("secrets")) expect(rule.verbs.filter((verb) => ["get", "list", "watch"].includes(verb))).toEqual([]);
     }
-    const secretVerbs = rules.filter((rule) => rule.resources.includes("secrets")).flatMap((rule) => rule.verbs).sort();
+    const secretVerbs = rules
+      .filter((rule) => rule.resources.includes("secrets"))
+      .flatMap((rule) => rule.verbs)
+      .sort();
     expect(secretVerbs).toEqual(["create", "delete", "patch"]);
   });
 
@@ -53,9 +65,11 @@ describe("job/deploy", () => {
     ];
     expect(policy.kind).toBe("ValidatingAdmissionPolicy");
     expect(policy.spec.failurePolicy).toBe("Fail");
-    expect(policy.spec.matchConditions.map((condition) => condition.expression).join(" ")).toContain('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"');
+    expect(policy.spec.matchConditions.map((condition) => condition.expression).join(" ")).toContain(
+      '"system:serviceaccount:kube-system:aliyun-acr-credential-helper"',
+    );
     expect(binding).toMatchObject({ kind: "ValidatingAdmissionPolicyBinding", spec: { policyName: policy.metadata.name, validationActions: ["Deny"] } });
-    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => ((doc as unknown as { rules?: Rule[] }).rules ?? []));
+    const rules = (await documents("base/rbac.yaml")).flatMap((doc) => (doc as unknown as { rules?: Rule[] }).rules ?? []);
     expect(rules).toContainEqual({ apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "get", "patch"] });
   });
 
@@ -63,12 +77,16 @@ describe("job/deploy", () => {
     const sa = await one<Manifest>("base/serviceaccount.yaml");
     expect(sa.metadata).toMatchObject({ name: "aliyun-acr-credential-helper", namespace: "kube-system" });
     for (const binding of (await documents("base/rbac.yaml")).filter((doc) => doc.kind.endsWith("Binding"))) {
-      expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([{ kind: "ServiceAccount", name: "aliyun-acr-credential-helper", namespace: "kube-system" }]);
+      expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([
+        { kind: "ServiceAccount", name: "aliyun-acr-credential-helper", namespace: "kube-system" },
+      ]);
     }
   });
 
   it("runs the CronJob every 5 minutes, never two at once, non-root with a read-only root and limits, with the broker token projected", async () => {
-    const cronJob = await one<{ spec: { schedule: string; concurrencyPolicy: string; jobTemplate: { spec: { template: { spec: PodSpec } } } } }>("base/cronjob.yaml");
+    const cronJob = await one<{ spec: { schedule: string; concurrencyPolicy: string; jobTemplate: { spec: { template: { spec: PodSpec } } } } }>(
+      "base/cronjob.yaml",
+    );
     expect(cronJob.spec.schedule).toBe("*/5 * * * *");
     expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
     const pod = cronJob.spec.jobTemplate.spec.template.spec;
@@ -76,7 +94,9 @@ describe("job/deploy", () => {
   });
 
   it("fits the spread window and the run within the CronJob's deadlines, and tells the refresher its schedule", async () => {
-    const cronJob = await one<{ spec: { schedule: string; startingDeadlineSeconds: number; jobTemplate: { spec: { activeDeadlineSeconds: number; template: { spec: PodSpec } } } } }>("base/cronjob.yaml");
+    const cronJob = await one<{
+      spec: { schedule: string; startingDeadlineSeconds: number; jobTemplate: { spec: { activeDeadlineSeconds: number; template: { spec: PodSpec } } } };
+    }>("base/cronjob.yaml");
     const minutes = Number(/^\*\/(\d+) \* \* \* \*$/.exec(cronJob.spec.schedule)?.[1]);
     // The refresher's default --schedule-interval is the shipped schedule's.
     expect(minutes * 60).toBe(defaultIntervalSeconds);
@@ -123,9 +143,15 @@ describe.skipIf(!isExecutableFile(kubectl))("job/deploy/watch as kubectl kustomi
     const { stdout } = await promisify(execFile)(kubectl, ["kustomize", new URL("watch", deploy).pathname]);
     const objects = parseAllDocuments(stdout).map((document) => document.toJS() as Manifest & { metadata: { labels?: Record<string, string> } });
     expect(objects.map((object) => object.kind)).toContain("Deployment");
-    for (const object of objects) expect(object.metadata.labels?.["app.kubernetes.io/part-of"], `${object.kind}/${object.metadata.name}`).toBe("acr-credential-broker");
-    const deployment = objects.find((object) => object.kind === "Deployment") as unknown as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Container[] } } } };
-    expect(deployment.spec.template.metadata.labels).toMatchObject({ "app.kubernetes.io/name": "acr-credential-refresher", "app.kubernetes.io/part-of": "acr-credential-broker" });
+    for (const object of objects)
+      expect(object.metadata.labels?.["app.kubernetes.io/part-of"], `${object.kind}/${object.metadata.name}`).toBe("acr-credential-broker");
+    const deployment = objects.find((object) => object.kind === "Deployment") as unknown as {
+      spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Container[] } } };
+    };
+    expect(deployment.spec.template.metadata.labels).toMatchObject({
+      "app.kubernetes.io/name": "acr-credential-refresher",
+      "app.kubernetes.io/part-of": "acr-credential-broker",
+    });
     expectProbed(deployment.spec.template.spec.containers[0] as Container);
   });
 });

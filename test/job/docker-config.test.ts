@@ -3,7 +3,13 @@ import { dockerConfig, dockerConfigJson } from "../../shared/docker-config.ts";
 
 describe("dockerConfig", () => {
   it("writes one auths entry per domain with username, password and auth = base64(user:password)", () => {
-    const config = dockerConfig([{ domains: ["foo-registry.cn-hangzhou.cr.aliyuncs.com", "foo-registry-vpc.cn-hangzhou.cr.aliyuncs.com"], username: "cr_temp_user", password: "p@ss:word" }]);
+    const config = dockerConfig([
+      {
+        domains: ["foo-registry.cn-hangzhou.cr.aliyuncs.com", "foo-registry-vpc.cn-hangzhou.cr.aliyuncs.com"],
+        username: "cr_temp_user",
+        password: "p@ss:word",
+      },
+    ]);
     expect(Object.keys(config.auths).sort()).toEqual(["foo-registry-vpc.cn-hangzhou.cr.aliyuncs.com", "foo-registry.cn-hangzhou.cr.aliyuncs.com"]);
     for (const entry of Object.values(config.auths)) {
       expect(entry.username).toBe("cr_temp_user");

@@ -14,7 +14,17 @@ import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
 import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
-import { dockerConfigOf, installRefresher, pullSecretNames, refresherAccount, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  dockerConfigOf,
+  installRefresher,
+  pullSecretNames,
+  refresherAccount,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 
 /**
  * The whole path with nothing stood in for: the bundled refresher (the container's command) runs as
@@ -69,7 +79,14 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     registry = emulator.endpoints.registry as string;
     const publisher = await crCall(emulator.endpoints.cr, await demoUserKey("publisher"), "GetAuthorizationToken", { InstanceId: "cri-demo" });
     ({ manifestDigest } = await writeOciLayout(join(work, "layout"), { tag: "v1" }));
-    const pushed = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `${publisher.TempUsername}:${publisher.AuthorizationToken}`, `oci:${join(work, "layout")}:v1`, `docker://${registry}/demo/hello:v1`]);
+    const pushed = await skopeo([
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      `${publisher.TempUsername}:${publisher.AuthorizationToken}`,
+      `oci:${join(work, "layout")}:v1`,
+      `docker://${registry}/demo/hello:v1`,
+    ]);
     if (pushed.code !== 0) throw new Error(`could not push the test image: ${pushed.stderr}`);
 
     // The broker, as an operator runs it: a config file naming this cluster's issuer, its identity from the environment.
@@ -80,7 +97,16 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
         audience: "acr-credential-broker",
         alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
         // The cluster's region fills the ConfigMap's items that name none, as the add-on defaults to it.
-        clusters: [{ name: "kube-e2e", issuer, caFile, regionId: "cn-hangzhou", subjects: [`system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole }] }],
+        clusters: [
+          {
+            name: "kube-e2e",
+            issuer,
+            caFile,
+            regionId: "cn-hangzhou",
+            subjects: [`system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`],
+            registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole }],
+          },
+        ],
       }),
     );
     const brokerKey = await demoUserKey("broker");
@@ -98,7 +124,17 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     namespace = await createNamespace("rfr-e2e");
     await createServiceAccount(namespace, "default");
     const addonParameters = {
-      AcrInstanceInfo: [{ instanceID: "cri-demo", regionID: "", domains: registry, assumeRoleARN: acrPullRole, expireDuration: 3600, rrsaRoleARN: "", rrsaOIDCProviderRoleARN: "" }],
+      AcrInstanceInfo: [
+        {
+          instanceID: "cri-demo",
+          regionID: "",
+          domains: registry,
+          assumeRoleARN: acrPullRole,
+          expireDuration: 3600,
+          rrsaRoleARN: "",
+          rrsaOIDCProviderRoleARN: "",
+        },
+      ],
       enableRRSA: false,
       watchNamespace: namespace,
       serviceAccount: "Default",
@@ -111,12 +147,17 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
 
     // The refresher exactly as the container runs it: the bundle, in-cluster identity from a kubeconfig.
     const bundle = join(work, "refresher.mjs");
-    await new Promise<void>((resolve, reject) => execFile(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle], (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      execFile(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle], (error) => (error ? reject(error) : resolve())),
+    );
     const kubeconfig = join(work, "kubeconfig");
     await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
     refresherRun = await new Promise((resolve) =>
-      execFile(process.execPath, [bundle, "--once", "--no-spread", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work } }, (error, stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [bundle, "--once", "--no-spread", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile],
+        { cwd: work, env: { PATH: process.env.PATH, HOME: work } },
+        (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr }),
       ),
     );
   }, 180_000);
@@ -135,7 +176,9 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
   });
 
   it("got the credential from the broker, which used its role through the emulator", async () => {
-    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" }).map((entry) => entry.principal)).toContainEqual(expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/acr-pull\//));
+    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" }).map((entry) => entry.principal)).toContainEqual(
+      expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/acr-pull\//),
+    );
     // The broker writes its request lines in batches, at least once a second.
     await expect.poll(() => broker.stdout(), { timeout: 10_000 }).toMatch(/kube-e2e/);
   });
@@ -152,7 +195,14 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     const secret = await secretOrUndefined(namespace, secretName);
     const authFile = join(work, "auth.json");
     await writeFile(authFile, Buffer.from(secret!.data![".dockerconfigjson"]!, "base64"));
-    const pulled = await skopeo(["copy", "--src-tls-verify=false", "--authfile", authFile, `docker://${registry}/demo/hello:v1`, `oci:${join(work, "pulled")}:v1`]);
+    const pulled = await skopeo([
+      "copy",
+      "--src-tls-verify=false",
+      "--authfile",
+      authFile,
+      `docker://${registry}/demo/hello:v1`,
+      `oci:${join(work, "pulled")}:v1`,
+    ]);
     expect(pulled.stderr).toBe("");
     expect(pulled.code).toBe(0);
     const inspected = await skopeo(["inspect", "--tls-verify=false", "--authfile", authFile, `docker://${registry}/demo/hello:v1`]);

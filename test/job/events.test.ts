@@ -3,8 +3,16 @@ import type { ApplyResult } from "../../job/apply.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { eventReasons, heartbeat, namedEvent, observeSeries, runEvents, seriesFinishMs, seriesHeartbeatMs, type SeriesEntry } from "../../job/events.ts";
 
-const [cri, personal] = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-ev\n  regionId: cn-hangzhou\n- regionId: cn-shanghai" }).config.registries;
-const clean = (): ApplyResult => ({ outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 } });
+const [cri, personal] = parseRefresherConfig({
+  "broker-url": "https://b.example",
+  "acr-registry-info": "- instanceId: cri-ev\n  regionId: cn-hangzhou\n- regionId: cn-shanghai",
+}).config.registries;
+const clean = (): ApplyResult => ({
+  outcomes: [],
+  failures: [],
+  conflicts: [],
+  counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
+});
 const configMap = { namespace: "kube-system", name: "acr-configuration", uid: "cm-uid" };
 
 describe("an Event's series, as client-go's recorder keeps it", () => {
@@ -42,7 +50,16 @@ describe("an Event's series, as client-go's recorder keeps it", () => {
 
 describe("the Events of a run, on the configuration ConfigMap", () => {
   it("names each registry the broker refused, with its code, and nothing else when the rest succeeded", () => {
-    const events = runEvents({ registries: [{ registry: cri!, error: { code: "Forbidden", message: "not allowed for this cluster" } }, { registry: personal!, expiresAt: "2030-01-01T00:00:00Z" }], result: clean() }, configMap);
+    const events = runEvents(
+      {
+        registries: [
+          { registry: cri!, error: { code: "Forbidden", message: "not allowed for this cluster" } },
+          { registry: personal!, expiresAt: "2030-01-01T00:00:00Z" },
+        ],
+        result: clean(),
+      },
+      configMap,
+    );
     expect(events).toEqual([
       expect.objectContaining({
         namespace: "kube-system",
@@ -57,13 +74,20 @@ describe("the Events of a run, on the configuration ConfigMap", () => {
     const brokerError = { code: "BrokerUnreachable", message: "cannot reach the broker" };
     const events = runEvents({ registries: [cri!, personal!].map((registry) => ({ registry, error: brokerError })), brokerError, result: clean() }, configMap);
     expect(events.map((event) => event.reason)).toEqual([eventReasons.refreshFailed]);
-    expect(events[0]?.note).toMatch(/^no credential could be fetched: BrokerUnreachable: cannot reach the broker; ConfigMap kube-system\/acr-credential-status has the details$/);
+    expect(events[0]?.note).toMatch(
+      /^no credential could be fetched: BrokerUnreachable: cannot reach the broker; ConfigMap kube-system\/acr-credential-status has the details$/,
+    );
   });
 
   it("says WritesFailed naming the namespaces, when writes failed", () => {
     const failures = ["a", "b", "a"].map((namespace) => ({ namespace, kind: "Secret" as const, name: "s", code: "KubernetesError", message: "m" }));
     const events = runEvents({ registries: [], result: { ...clean(), failures } }, configMap);
-    expect(events).toEqual([expect.objectContaining({ reason: eventReasons.writesFailed, note: expect.stringMatching(/^writes failed in a, b \(first: Secret a\/s: KubernetesError\)/) })]);
+    expect(events).toEqual([
+      expect.objectContaining({
+        reason: eventReasons.writesFailed,
+        note: expect.stringMatching(/^writes failed in a, b \(first: Secret a\/s: KubernetesError\)/),
+      }),
+    ]);
   });
 
   it("writes nothing for a run that succeeded", () => {

@@ -14,7 +14,8 @@ const at = (minutes: number) => new Date(now.getTime() + minutes * 60_000).toISO
 const { config } = parseRefresherConfig({
   "broker-url": "https://b.example",
   "expiring-threshold": "15m",
-  "acr-registry-info": "- instanceId: cri-fresh\n  regionId: cn-hangzhou\n- instanceId: cri-soon\n  regionId: cn-hangzhou\n- instanceId: cri-dead\n  regionId: cn-hangzhou",
+  "acr-registry-info":
+    "- instanceId: cri-fresh\n  regionId: cn-hangzhou\n- instanceId: cri-soon\n  regionId: cn-hangzhou\n- instanceId: cri-dead\n  regionId: cn-hangzhou",
 });
 const silent = createLogger("refresher", { level: "silent" });
 
@@ -39,7 +40,15 @@ async function broker(expiry: Record<string, [first: number, forced: number]>): 
     const registries = request.body.registries as RegistryRequest[];
     const credentials = registries.map((r) => {
       const [first, again] = expiry[r.instanceId ?? ""] ?? [60, 60];
-      return { instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: [`${r.instanceId}.example.com`], username: "u", password: `${r.instanceId}-${forced ? "forced" : "first"}`, expiresAt: at(forced ? again : first) };
+      return {
+        instanceId: r.instanceId,
+        regionId: r.regionId,
+        edition: "enterprise",
+        domains: [`${r.instanceId}.example.com`],
+        username: "u",
+        password: `${r.instanceId}-${forced ? "forced" : "first"}`,
+        expiresAt: at(forced ? again : first),
+      };
     });
     return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
   });
@@ -88,7 +97,10 @@ describe("fetchCredentials", () => {
   it("asks with force at once, in one request, for the credentials known to be expiring, and without force for the others", async () => {
     const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [18, 60], "cri-dead": [60, 60] });
     const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
-    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]) });
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, {
+      renewWithinSeconds: 20 * 60,
+      renew: new Set([soon]),
+    });
     expect(server.requests.map((r) => [r.body.force === true, (r.body.registries as RegistryRequest[]).map((x) => x.instanceId)])).toEqual([
       [false, ["cri-fresh", "cri-dead"]],
       [true, ["cri-soon"]],
@@ -107,13 +119,25 @@ describe("fetchCredentials", () => {
 
   it("falls back to asking without force when the broker refuses force (RateLimited), keeping the cached credentials", async () => {
     const server = await startScriptedBroker((request) => {
-      if (request.body.force === true) return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(19) }));
+      if (request.body.force === true)
+        return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
+        instanceId: r.instanceId,
+        regionId: r.regionId,
+        edition: "enterprise",
+        domains: ["d.example.com"],
+        username: "u",
+        password: "p",
+        expiresAt: at(19),
+      }));
       return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
     });
     servers.push(server);
     const all = new Set(config.registries.map((r) => r.secretName));
-    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: all });
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, {
+      renewWithinSeconds: 20 * 60,
+      renew: all,
+    });
     expect(server.requests.map((r) => r.body.force === true)).toEqual([true, false]);
     expect(fetched.brokerError).toBeUndefined();
     expect([...fetched.secrets.values()].map((secret) => secret.expiresAt)).toEqual([at(19), at(19), at(19)]);
@@ -122,21 +146,42 @@ describe("fetchCredentials", () => {
   it("a scheduled renewal asks for every registry in one request with minValiditySeconds and without force", async () => {
     const server = await broker({ "cri-fresh": [60, 60], "cri-soon": [58, 58], "cri-dead": [59, 59] });
     const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
-    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]), minValiditySeconds: 25 * 60 });
-    expect(server.requests.map((r) => r.body)).toEqual([{ registries: config.registries.map((r) => ({ instanceId: r.instanceId, regionId: r.regionId })), minValiditySeconds: 1500 }]);
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile }), silent, now, {
+      renewWithinSeconds: 20 * 60,
+      renew: new Set([soon]),
+      minValiditySeconds: 25 * 60,
+    });
+    expect(server.requests.map((r) => r.body)).toEqual([
+      { registries: config.registries.map((r) => ({ instanceId: r.instanceId, regionId: r.regionId })), minValiditySeconds: 1500 },
+    ]);
     expect(fetched.secrets.size).toBe(3);
   });
 
   it("against a broker that refuses minValiditySeconds as unknown, renews as before: unforced, then forced for the expiring one", async () => {
     const server = await startScriptedBroker((request) => {
-      if ("minValiditySeconds" in request.body) return { status: 400, body: { error: { code: "InvalidRequest", message: "body (top level): Unrecognized key: \"minValiditySeconds\"" } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(request.body.force === true ? 60 : 50) }));
+      if ("minValiditySeconds" in request.body)
+        return { status: 400, body: { error: { code: "InvalidRequest", message: 'body (top level): Unrecognized key: "minValiditySeconds"' } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
+        instanceId: r.instanceId,
+        regionId: r.regionId,
+        edition: "enterprise",
+        domains: ["d.example.com"],
+        username: "u",
+        password: "p",
+        expiresAt: at(request.body.force === true ? 60 : 50),
+      }));
       return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
     });
     servers.push(server);
     const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
-    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set([soon]), minValiditySeconds: 25 * 60 });
-    expect(server.requests.map((r) => [r.body.force === true, "minValiditySeconds" in r.body, (r.body.registries as RegistryRequest[]).map((x) => x.instanceId)])).toEqual([
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, {
+      renewWithinSeconds: 20 * 60,
+      renew: new Set([soon]),
+      minValiditySeconds: 25 * 60,
+    });
+    expect(
+      server.requests.map((r) => [r.body.force === true, "minValiditySeconds" in r.body, (r.body.registries as RegistryRequest[]).map((x) => x.instanceId)]),
+    ).toEqual([
       [false, true, ["cri-fresh", "cri-soon", "cri-dead"]],
       [false, false, ["cri-fresh", "cri-dead"]],
       [true, false, ["cri-soon"]],
@@ -147,12 +192,26 @@ describe("fetchCredentials", () => {
 
   it("a resync asks for every registry with force in one request, and falls back to asking without force when force is refused", async () => {
     const server = await startScriptedBroker((request) => {
-      if (request.body.force === true) return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({ instanceId: r.instanceId, regionId: r.regionId, edition: "enterprise", domains: ["d.example.com"], username: "u", password: "p", expiresAt: at(40) }));
+      if (request.body.force === true)
+        return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
+      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
+        instanceId: r.instanceId,
+        regionId: r.regionId,
+        edition: "enterprise",
+        domains: ["d.example.com"],
+        username: "u",
+        password: "p",
+        expiresAt: at(40),
+      }));
       return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
     });
     servers.push(server);
-    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set(), minValiditySeconds: 25 * 60, force: true });
+    const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, {
+      renewWithinSeconds: 20 * 60,
+      renew: new Set(),
+      minValiditySeconds: 25 * 60,
+      force: true,
+    });
     expect(server.requests.map((r) => [r.body.force === true, "minValiditySeconds" in r.body, (r.body.registries as RegistryRequest[]).length])).toEqual([
       [true, false, 3],
       [false, false, 3],
@@ -165,11 +224,14 @@ describe("fetchCredentials", () => {
     servers.push(server);
     for (const options of [{ minValiditySeconds: 25 * 60 }, { minValiditySeconds: 25 * 60, force: true }]) {
       const before = server.requests.length;
-      const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, { renewWithinSeconds: 20 * 60, renew: new Set(), ...options });
+      const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, {
+        renewWithinSeconds: 20 * 60,
+        renew: new Set(),
+        ...options,
+      });
       expect(server.requests.length - before).toBe(1);
       expect(fetched.brokerError?.code).toBe("UpstreamUnavailable");
       expect(fetched.secrets.size).toBe(0);
     }
   });
 });
-

@@ -17,9 +17,11 @@ import { sample } from "./metrics-text.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 const registries = "- instanceId: cri-metone\n  regionId: cn-hangzhou\n- instanceId: cri-mettwo\n  regionId: cn-hangzhou";
-const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registries }).config.registries.map((r) => r.secretName) as [string, string];
+const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registries }).config.registries.map((r) => r.secretName) as [
+  string,
+  string,
+];
 const metric = "acr_credential_refresher_";
-
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -50,13 +52,18 @@ describe.skipIf(!kubeAvailable())("the --watch refresher's metrics and probes, s
     crowded = served[1] as string;
     for (const namespace of served) await createServiceAccount(namespace, "default");
     // Someone else's Secret under the refresher's name: a conflict in that namespace.
-    await adminConfig().makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: crowded, body: { metadata: { name: one }, type: "Opaque", stringData: { mine: "yes" } } });
+    await adminConfig()
+      .makeApiClient(CoreV1Api)
+      .createNamespacedSecret({ namespace: crowded, body: { metadata: { name: one }, type: "Opaque", stringData: { mine: "yes" } } });
     await resetStatus();
     await setConfig({ "broker-url": broker.url, "watch-namespace": "rfr-metrics-*", "acr-registry-info": registries });
     dir = await mkdtemp(join(tmpdir(), "refresher-metrics-"));
     const kubeconfig = join(dir, "kubeconfig");
     await writeFile(kubeconfig, fixture.kubeConfig.exportConfig());
-    refresher = start(["refresh", "--watch", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile, "--metrics-addr", "127.0.0.1:0", "--no-spread"], { ...process.env, LOG_LEVEL: "info" });
+    refresher = start(["refresh", "--watch", "--kubeconfig", kubeconfig, "--token-file", fixture.tokenFile, "--metrics-addr", "127.0.0.1:0", "--no-spread"], {
+      ...process.env,
+      LOG_LEVEL: "info",
+    });
     const [, address] = await refresher.waitFor(/"address":"(127\.0\.0\.1:\d+)"[^\n]*serving \/metrics/, "stderr");
     base = `http://${address}`;
   }, 120_000);
@@ -80,7 +87,9 @@ describe.skipIf(!kubeAvailable())("the --watch refresher's metrics and probes, s
       const body = await (await fetch(`${base}/metrics`)).text();
       return sample(body, `${metric}namespaces_served`) === served.length ? body : undefined;
     });
-    expect(sample(text, `${metric}credential_expiry_timestamp_seconds`, { registry: "cri-metone@cn-hangzhou", secret: one })).toBe(Date.parse(broker.credentialFor({ instanceId: "cri-metone", regionId: "cn-hangzhou" }).expiresAt) / 1000);
+    expect(sample(text, `${metric}credential_expiry_timestamp_seconds`, { registry: "cri-metone@cn-hangzhou", secret: one })).toBe(
+      Date.parse(broker.credentialFor({ instanceId: "cri-metone", regionId: "cn-hangzhou" }).expiresAt) / 1000,
+    );
     // The refused registry has never had a credential: no expiry to report.
     expect(sample(text, `${metric}credential_expiry_timestamp_seconds`, { secret: two })).toBeUndefined();
     expect(sample(text, `${metric}conflicts`, { kind: "exists" })).toBe(1);
@@ -113,7 +122,11 @@ describe.skipIf(!kubeAvailable())("the --watch refresher's metrics and probes, s
       return found.length > 0 ? found : undefined;
     });
     expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ type: "Warning", regarding: { kind: "ConfigMap", name: "acr-configuration" }, note: expect.stringMatching(/registry cri-mettwo@cn-hangzhou .*UpstreamThrottled/) });
+    expect(events[0]).toMatchObject({
+      type: "Warning",
+      regarding: { kind: "ConfigMap", name: "acr-configuration" },
+      note: expect.stringMatching(/registry cri-mettwo@cn-hangzhou .*UpstreamThrottled/),
+    });
   });
 
   it("stops on SIGTERM with exit 0 and stops serving", async () => {

@@ -13,25 +13,51 @@ import { emptyState, nextState, parseState, secretUid, type RefresherState, type
 import { statusData } from "../../job/status.ts";
 
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
-const configOf = (extra: Record<string, string> = {}): RefresherConfig => parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
-const credential = (instanceId: string, regionId: string): Credential => ({ instanceId, regionId, edition: "enterprise", domains: [`${instanceId}.example.com`], username: "u", password: "p", expiresAt: "2030-01-01T00:00:00Z" });
-const secretsOf = (config: RefresherConfig): Map<string, DesiredSecret> => new Map(config.registries.map((r) => [r.secretName, desiredSecret(r, credential(r.instanceId ?? "", r.regionId ?? ""), undefined)]));
+const configOf = (extra: Record<string, string> = {}): RefresherConfig =>
+  parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
+const credential = (instanceId: string, regionId: string): Credential => ({
+  instanceId,
+  regionId,
+  edition: "enterprise",
+  domains: [`${instanceId}.example.com`],
+  username: "u",
+  password: "p",
+  expiresAt: "2030-01-01T00:00:00Z",
+});
+const secretsOf = (config: RefresherConfig): Map<string, DesiredSecret> =>
+  new Map(config.registries.map((r) => [r.secretName, desiredSecret(r, credential(r.instanceId ?? "", r.regionId ?? ""), undefined)]));
 const ns = (name: string): NamespaceInfo => ({ name, uid: `${name}-uid-0000`, terminating: false, annotations: {} });
-const sa = (namespace: string, name: string, pullSecrets: string[], extra: Partial<ServiceAccountInfo> = {}): ServiceAccountInfo => ({ namespace, name, resourceVersion: "1", imagePullSecrets: pullSecrets.map((secret) => ({ name: secret })), annotations: {}, ...extra });
+const sa = (namespace: string, name: string, pullSecrets: string[], extra: Partial<ServiceAccountInfo> = {}): ServiceAccountInfo => ({
+  namespace,
+  name,
+  resourceVersion: "1",
+  imagePullSecrets: pullSecrets.map((secret) => ({ name: secret })),
+  annotations: {},
+  ...extra,
+});
 const full = configOf();
 const [one, two] = full.registries.map((r) => r.secretName) as [string, string];
 const oneOnly = configOf({ "acr-registry-info": "- instanceId: cri-one\n  regionId: cn-hangzhou" });
 
 function applied(secret: string, namespace: string, secretUidValue?: string): SecretOutcome {
   const desired = secretsOf(full).get(secret) as DesiredSecret;
-  return { kind: "applied", secret, namespace, uid: `${namespace}-uid-0000`, fingerprint: desired.fingerprint, expiresAt: desired.expiresAt, ...(secretUidValue === undefined ? {} : { secretUid: secretUidValue }) };
+  return {
+    kind: "applied",
+    secret,
+    namespace,
+    uid: `${namespace}-uid-0000`,
+    fingerprint: desired.fingerprint,
+    expiresAt: desired.expiresAt,
+    ...(secretUidValue === undefined ? {} : { secretUid: secretUidValue }),
+  };
 }
 
 function input(config: RefresherConfig, state: RefresherState, accounts: ServiceAccountInfo[], namespaces = [ns("team-a")]): PlanInput {
   return { config, secrets: secretsOf(config), namespaces, serviceAccounts: accounts, state };
 }
 
-const attached = (names: string[], extra: Partial<ServiceAccountInfo> = {}) => sa("team-a", "default", names, { annotations: { [annotations.managedPullSecrets]: names.join(",") }, ...extra });
+const attached = (names: string[], extra: Partial<ServiceAccountInfo> = {}) =>
+  sa("team-a", "default", names, { annotations: { [annotations.managedPullSecrets]: names.join(",") }, ...extra });
 
 describe("ownership by uid", () => {
   it("remembers the uid its own apply returned, and forgets it with the Secret", () => {
@@ -78,19 +104,32 @@ describe("ServiceAccounts applied by another field manager", () => {
 
   it("are reported with what they lack, never edited, and do not make the Secret be re-applied every run", () => {
     const state = nextState(emptyState(), [applied(one, "team-a", "uid-1")]);
-    const p = plan(input(configOf({ "service-account": "*", "acr-registry-info": "- instanceId: cri-one\n  regionId: cn-hangzhou" }), state, [helmApplied(["corp-pull"])]));
+    const p = plan(
+      input(configOf({ "service-account": "*", "acr-registry-info": "- instanceId: cri-one\n  regionId: cn-hangzhou" }), state, [helmApplied(["corp-pull"])]),
+    );
     expect(p.namespaces[0]).toMatchObject({ apply: [], serviceAccounts: [], applied: [{ name: "app", managers: ["helm"], missing: [one], stale: [] }] });
   });
 
   it("plan nothing once the manifest lists the refresher's stable Secret name", () => {
     const state = nextState(emptyState(), [applied(one, "team-a", "uid-1")]);
-    const p = plan(input(configOf({ "service-account": "*", "acr-registry-info": "- instanceId: cri-one\n  regionId: cn-hangzhou" }), state, [helmApplied(["corp-pull", one])]));
+    const p = plan(
+      input(configOf({ "service-account": "*", "acr-registry-info": "- instanceId: cri-one\n  regionId: cn-hangzhou" }), state, [
+        helmApplied(["corp-pull", one]),
+      ]),
+    );
     expect(p.namespaces).toEqual([]);
   });
 
   it("keep a Secret they still list instead of deleting it under them", () => {
     const state = nextState(emptyState(), [applied(one, "team-a", "uid-1"), applied(two, "team-a", "uid-2")]);
-    const p = plan(input(oneOnly, state, [sa("team-a", "default", [one, two], { annotations: { [annotations.managedPullSecrets]: `${one},${two}` }, imagePullSecretsAppliers: ["argocd-controller"] })]));
+    const p = plan(
+      input(oneOnly, state, [
+        sa("team-a", "default", [one, two], {
+          annotations: { [annotations.managedPullSecrets]: `${one},${two}` },
+          imagePullSecretsAppliers: ["argocd-controller"],
+        }),
+      ]),
+    );
     expect(p.namespaces[0]).toMatchObject({ delete: [], applied: [{ name: "default", stale: [two] }] });
   });
 
@@ -123,7 +162,10 @@ describe("ServiceAccounts applied by another field manager", () => {
 describe("cleanup after narrowing", () => {
   it("reads ServiceAccounts cluster-wide when the namespaces to clean up are many, even for a short watch list", () => {
     const many = Array.from({ length: 400 }, (_, index) => ns(`team-${index}`));
-    const state = nextState(emptyState(), many.map((n) => applied(one, n.name, `uid-${n.name}`)));
+    const state = nextState(
+      emptyState(),
+      many.map((n) => applied(one, n.name, `uid-${n.name}`)),
+    );
     const narrowed = configOf({ "watch-namespace": "team-1,team-2" });
     expect(namespacesToRead(narrowed, many, state)).toMatchObject({ clusterWide: true });
     expect(namespacesToRead(narrowed, many, emptyState())).toEqual({ names: ["team-1", "team-2"], clusterWide: false });
@@ -136,7 +178,10 @@ describe("conflict Events", () => {
     expect(conflictEvent(conflict)).toEqual(conflictEvent({ ...conflict }));
     expect(conflictEvent(conflict).name).not.toBe(conflictEvent({ ...conflict, secret: two }).name);
     expect(conflictEvent(conflict)).toMatchObject({ reason: "SecretReplaced", regarding: { kind: "Secret", name: one } });
-    expect(conflictEvent({ namespace: "team-a", secret: one, kind: "applied", serviceAccount: "app", managers: ["helm"], message: "m" }).regarding).toEqual({ kind: "ServiceAccount", name: "app" });
+    expect(conflictEvent({ namespace: "team-a", secret: one, kind: "applied", serviceAccount: "app", managers: ["helm"], message: "m" }).regarding).toEqual({
+      kind: "ServiceAccount",
+      name: "app",
+    });
   });
 });
 
@@ -152,7 +197,13 @@ describe("the status", () => {
       mode: "once",
       registries: [],
       namespacesServed: 2,
-      result: { outcomes: [], failures: [], conflicts, counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 1 }, missingNamespaces: ["team-typo"] },
+      result: {
+        outcomes: [],
+        failures: [],
+        conflicts,
+        counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 1 },
+        missingNamespaces: ["team-typo"],
+      },
       state: emptyState(),
     });
     expect(parseYaml(data["missing-namespaces"] ?? "")).toEqual(["team-typo"]);
@@ -163,7 +214,16 @@ describe("the status", () => {
 
 describe("asking the broker", () => {
   const need = (state: RefresherState, accounts: ServiceAccountInfo[]) =>
-    brokerNeed({ config: oneOnly, memory: { version: 1, configHash: credentialConfigHash(oneOnly), expiries: { [one]: "2030-01-01T00:00:00Z" } }, state, namespaces: [ns("team-a")], serviceAccounts: accounts, now: new Date("2029-12-31T20:00:00Z"), intervalSeconds: 300, resync: false });
+    brokerNeed({
+      config: oneOnly,
+      memory: { version: 1, configHash: credentialConfigHash(oneOnly), expiries: { [one]: "2030-01-01T00:00:00Z" } },
+      state,
+      namespaces: [ns("team-a")],
+      serviceAccounts: accounts,
+      now: new Date("2029-12-31T20:00:00Z"),
+      intervalSeconds: 300,
+      resync: false,
+    });
 
   it("once after an upgrade, to learn the uids of Secrets written by a version that kept none", () => {
     expect(need(nextState(emptyState(), [applied(one, "team-a")]), [attached([one])]).reasons).toEqual([{ code: "secret-uid-unknown", subject: "team-a" }]);

@@ -12,14 +12,33 @@ function configOf(extra: Record<string, string> = {}): RefresherConfig {
 }
 
 function credentialFor(instanceId: string, regionId: string, password = "pw-1"): Credential {
-  return { instanceId, regionId, edition: "enterprise", domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`], username: "cr_temp_user", password, expiresAt: "2030-01-01T00:00:00Z" };
+  return {
+    instanceId,
+    regionId,
+    edition: "enterprise",
+    domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`],
+    username: "cr_temp_user",
+    password,
+    expiresAt: "2030-01-01T00:00:00Z",
+  };
 }
 
 function secretsOf(config: RefresherConfig, password = "pw-1"): Map<string, DesiredSecret> {
-  return new Map(config.registries.map((registry) => [registry.secretName, desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "cn-hangzhou", password), config.notifyEmail)]));
+  return new Map(
+    config.registries.map((registry) => [
+      registry.secretName,
+      desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "cn-hangzhou", password), config.notifyEmail),
+    ]),
+  );
 }
 
-const ns = (name: string, extra: Partial<NamespaceInfo> = {}): NamespaceInfo => ({ name, uid: `${name}-uid-0000`, terminating: false, annotations: {}, ...extra });
+const ns = (name: string, extra: Partial<NamespaceInfo> = {}): NamespaceInfo => ({
+  name,
+  uid: `${name}-uid-0000`,
+  terminating: false,
+  annotations: {},
+  ...extra,
+});
 const sa = (namespace: string, name: string, pullSecrets: string[] = [], extra: Partial<ServiceAccountInfo> = {}): ServiceAccountInfo => ({
   namespace,
   name,
@@ -30,18 +49,38 @@ const sa = (namespace: string, name: string, pullSecrets: string[] = [], extra: 
 });
 
 function input(config: RefresherConfig, overrides: Partial<PlanInput> = {}): PlanInput {
-  return { config, secrets: secretsOf(config), namespaces: [ns("default"), ns("team-a")], serviceAccounts: [sa("default", "default"), sa("team-a", "default")], state: emptyState(), ...overrides };
+  return {
+    config,
+    secrets: secretsOf(config),
+    namespaces: [ns("default"), ns("team-a")],
+    serviceAccounts: [sa("default", "default"), sa("team-a", "default")],
+    state: emptyState(),
+    ...overrides,
+  };
 }
 
 /** The state the refresher would remember after every Secret of `p` was applied. */
-function stateAfter(p: ReturnType<typeof plan>, secrets: Map<string, DesiredSecret>, namespaces: NamespaceInfo[], previous: RefresherState = emptyState()): RefresherState {
+function stateAfter(
+  p: ReturnType<typeof plan>,
+  secrets: Map<string, DesiredSecret>,
+  namespaces: NamespaceInfo[],
+  previous: RefresherState = emptyState(),
+): RefresherState {
   const uids = new Map(namespaces.map((n) => [n.name, n.uid]));
   return nextState(
     previous,
     p.namespaces.flatMap((n) =>
       n.apply.map((item) => {
         const desired = secrets.get(item.secret) as DesiredSecret;
-        return { kind: "applied" as const, secret: item.secret, namespace: n.namespace, uid: uids.get(n.namespace) ?? "", fingerprint: desired.fingerprint, expiresAt: desired.expiresAt, secretUid: `uid-of-${item.secret}-in-${n.namespace}` };
+        return {
+          kind: "applied" as const,
+          secret: item.secret,
+          namespace: n.namespace,
+          uid: uids.get(n.namespace) ?? "",
+          fingerprint: desired.fingerprint,
+          expiresAt: desired.expiresAt,
+          secretUid: `uid-of-${item.secret}-in-${n.namespace}`,
+        };
       }),
     ),
   );
@@ -53,7 +92,11 @@ describe("plan", () => {
     const [one] = config.registries.map((r) => r.secretName) as [string, string];
     const first = input(config);
     const names = config.registries.map((r) => r.secretName);
-    const accounts = first.serviceAccounts.map((account) => ({ ...account, imagePullSecrets: names.map((name) => ({ name })), annotations: { [annotations.managedPullSecrets]: names.join(",") } }));
+    const accounts = first.serviceAccounts.map((account) => ({
+      ...account,
+      imagePullSecrets: names.map((name) => ({ name })),
+      annotations: { [annotations.managedPullSecrets]: names.join(",") },
+    }));
     const state = stateAfter(plan(first), first.secrets as Map<string, DesiredSecret>, first.namespaces as NamespaceInfo[]);
     const p = plan({ ...first, serviceAccounts: accounts, state, reapply: new Map([["team-a", new Set([one])]]) });
     expect(p.namespaces.map((n) => [n.namespace, n.apply])).toEqual([["team-a", [{ secret: one, reason: "missing" }]]]);
@@ -65,7 +108,10 @@ describe("plan", () => {
     const p = plan(input(config));
     expect(p.namespaces.map((n) => n.namespace)).toEqual(["default", "team-a"]);
     for (const n of p.namespaces) {
-      expect(n.apply).toEqual([{ secret: one, reason: "new" }, { secret: two, reason: "new" }]);
+      expect(n.apply).toEqual([
+        { secret: one, reason: "new" },
+        { secret: two, reason: "new" },
+      ]);
       expect(n.serviceAccounts).toEqual([expect.objectContaining({ name: "default", add: [one, two], remove: [] })]);
       expect(n.delete).toEqual([]);
     }
@@ -76,8 +122,16 @@ describe("plan", () => {
     const first = input(config);
     const firstPlan = plan(first);
     const names = config.registries.map((r) => r.secretName);
-    const accounts = first.serviceAccounts.map((account) => ({ ...account, imagePullSecrets: names.map((name) => ({ name })), annotations: { [annotations.managedPullSecrets]: names.join(",") } }));
-    const second = plan({ ...first, serviceAccounts: accounts, state: stateAfter(firstPlan, first.secrets as Map<string, DesiredSecret>, first.namespaces as NamespaceInfo[]) });
+    const accounts = first.serviceAccounts.map((account) => ({
+      ...account,
+      imagePullSecrets: names.map((name) => ({ name })),
+      annotations: { [annotations.managedPullSecrets]: names.join(",") },
+    }));
+    const second = plan({
+      ...first,
+      serviceAccounts: accounts,
+      state: stateAfter(firstPlan, first.secrets as Map<string, DesiredSecret>, first.namespaces as NamespaceInfo[]),
+    });
     expect(second.namespaces).toEqual([]);
   });
 
@@ -86,7 +140,11 @@ describe("plan", () => {
     const first = input(config);
     const names = config.registries.map((r) => r.secretName);
     const state = stateAfter(plan(first), first.secrets as Map<string, DesiredSecret>, first.namespaces as NamespaceInfo[]);
-    const accounts = first.serviceAccounts.map((account) => ({ ...account, imagePullSecrets: names.map((name) => ({ name })), annotations: { [annotations.managedPullSecrets]: names.join(",") } }));
+    const accounts = first.serviceAccounts.map((account) => ({
+      ...account,
+      imagePullSecrets: names.map((name) => ({ name })),
+      annotations: { [annotations.managedPullSecrets]: names.join(",") },
+    }));
     const p = plan({ ...first, secrets: secretsOf(config, "pw-2"), serviceAccounts: accounts, state });
     expect(p.namespaces).toHaveLength(2);
     for (const n of p.namespaces) {
@@ -117,7 +175,12 @@ describe("plan", () => {
 
   it("adds its entries after the foreign ones and never plans to remove a foreign entry", () => {
     const config = configOf();
-    const p = plan(input(config, { namespaces: [ns("team-a")], serviceAccounts: [sa("team-a", "default", ["corp-pull", "acr-credential-0123456789abcdef0123456789abcdef"])] }));
+    const p = plan(
+      input(config, {
+        namespaces: [ns("team-a")],
+        serviceAccounts: [sa("team-a", "default", ["corp-pull", "acr-credential-0123456789abcdef0123456789abcdef"])],
+      }),
+    );
     const edit = p.namespaces[0]?.serviceAccounts[0];
     expect(edit?.add).toEqual(config.registries.map((r) => r.secretName));
     expect(edit?.remove).toEqual([]);
@@ -227,7 +290,9 @@ describe("plan", () => {
 describe("namespacesToRead", () => {
   it("reads chosen namespaces and the ones the refresher still holds Secrets in", () => {
     const config = configOf({ "watch-namespace": "team-a" });
-    const state = nextState(emptyState(), [{ kind: "applied", secret: "acr-credential-x", namespace: "old", uid: "old-uid-0000", fingerprint: "f", expiresAt: "2030-01-01T00:00:00Z" }]);
+    const state = nextState(emptyState(), [
+      { kind: "applied", secret: "acr-credential-x", namespace: "old", uid: "old-uid-0000", fingerprint: "f", expiresAt: "2030-01-01T00:00:00Z" },
+    ]);
     const read = namespacesToRead(config, [ns("team-a"), ns("old"), ns("other")], state);
     expect(read).toEqual({ names: ["team-a", "old"], clusterWide: false });
     expect(namespacesToRead(configOf(), [ns("a")], emptyState()).clusterWide).toBe(true);
@@ -236,7 +301,12 @@ describe("namespacesToRead", () => {
 
 describe("diffServiceAccount", () => {
   it("adds what is missing and removes only entries the annotation says the refresher added", () => {
-    const account = sa("n", "default", ["corp", "acr-credential-old", "acr-credential-keep"], { annotations: { [annotations.managedPullSecrets]: "acr-credential-old,acr-credential-keep" } });
-    expect(diffServiceAccount(account, ["acr-credential-keep", "acr-credential-new"], ["acr-credential-keep", "acr-credential-new"])).toEqual({ add: ["acr-credential-new"], remove: ["acr-credential-old"] });
+    const account = sa("n", "default", ["corp", "acr-credential-old", "acr-credential-keep"], {
+      annotations: { [annotations.managedPullSecrets]: "acr-credential-old,acr-credential-keep" },
+    });
+    expect(diffServiceAccount(account, ["acr-credential-keep", "acr-credential-new"], ["acr-credential-keep", "acr-credential-new"])).toEqual({
+      add: ["acr-credential-new"],
+      remove: ["acr-credential-old"],
+    });
   });
 });

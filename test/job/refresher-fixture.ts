@@ -20,7 +20,9 @@ const deployBase = new URL("../../job/deploy/base/", import.meta.url);
 
 export async function manifests(file: string): Promise<KubernetesObject[]> {
   const text = await readFile(new URL(file, deployBase), "utf8");
-  return parseAllDocuments(text).map((document) => document.toJS() as KubernetesObject).filter((object) => object !== null);
+  return parseAllDocuments(text)
+    .map((document) => document.toJS() as KubernetesObject)
+    .filter((object) => object !== null);
 }
 
 export interface RefresherFixture {
@@ -53,7 +55,10 @@ export async function installRefresher(): Promise<RefresherFixture> {
     logs,
     logger,
     run: (brokerUrl, options = {}, override, clock = {}) =>
-      refreshOnce({ cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }), ...clock }, { brokerUrl, spreadWindowSeconds: 0, ...options }),
+      refreshOnce(
+        { cluster: override ?? cluster, logger, broker: (url) => brokerClient({ url, tokenFile, attempts: 2, sleep: async () => {} }), ...clock },
+        { brokerUrl, spreadWindowSeconds: 0, ...options },
+      ),
     close: () => rm(dir, { recursive: true, force: true }),
   };
 }
@@ -66,10 +71,16 @@ export async function untilSecretPolicyEnforced(kubeConfig: KubeConfig, timeoutM
   const api = kubeConfig.makeApiClient(CoreV1Api);
   const started = Date.now();
   for (;;) {
-    const refused = await api.createNamespacedSecret({ namespace: refresherAccount.namespace, dryRun: "All", body: { metadata: { name: "policy-probe" }, stringData: { probe: "x" } } }).then(
-      () => false,
-      (error: unknown) => error instanceof ApiException && error.code === 403 && String(error.body).includes("acr-credential-refresher-own-secrets"),
-    );
+    const refused = await api
+      .createNamespacedSecret({
+        namespace: refresherAccount.namespace,
+        dryRun: "All",
+        body: { metadata: { name: "policy-probe" }, stringData: { probe: "x" } },
+      })
+      .then(
+        () => false,
+        (error: unknown) => error instanceof ApiException && error.code === 403 && String(error.body).includes("acr-credential-refresher-own-secrets"),
+      );
     if (refused) return;
     if (Date.now() - started > timeoutMs) throw new Error(`the Secret admission policy was not enforced within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -80,13 +91,17 @@ export const core = () => adminConfig().makeApiClient(CoreV1Api);
 
 /** Replaces the refresher's ConfigMap data as the cluster admin would with kubectl apply. */
 export async function setConfig(data: Record<string, string>): Promise<void> {
-  await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" }).catch(() => undefined);
+  await core()
+    .deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" })
+    .catch(() => undefined);
   await core().createNamespacedConfigMap({ namespace: "kube-system", body: { metadata: { name: "acr-configuration" }, data } });
 }
 
 /** Forgets what the refresher remembers, so a test starts from a clean slate. */
 export async function resetStatus(): Promise<void> {
-  await core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" }).catch(() => undefined);
+  await core()
+    .deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" })
+    .catch(() => undefined);
 }
 
 export async function readStatus(): Promise<Record<string, string> | undefined> {

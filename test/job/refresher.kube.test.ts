@@ -10,7 +10,18 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import type { ClusterApi } from "../../job/cluster.ts";
 import { annotations } from "../../job/secret.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
-import { core, dockerConfigOf, startRefresherSuite, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  core,
+  dockerConfigOf,
+  startRefresherSuite,
+  pullSecretNames,
+  readStatus,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 import { stubExpiry, type StubBroker } from "./stub-broker.ts";
 
 const registryInfo = `
@@ -30,15 +41,20 @@ const two = registryTwo.secretName;
 const nearStubExpiry = { now: () => new Date(Date.parse(stubExpiry) - 10 * 60_000) };
 
 async function withServiceAccount(namespace: string, name: string, imagePullSecrets: string[] = []): Promise<void> {
-  await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name }, ...(imagePullSecrets.length > 0 ? { imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) } : {}) } });
+  await core().createNamespacedServiceAccount({
+    namespace,
+    body: { metadata: { name }, ...(imagePullSecrets.length > 0 ? { imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) } : {}) },
+  });
 }
 
 /** Every Secret and ServiceAccount resourceVersion in these namespaces, read as the admin. */
 async function resourceVersions(namespaces: string[]): Promise<Record<string, string>> {
   const versions: Record<string, string> = {};
   for (const namespace of namespaces) {
-    for (const secret of (await core().listNamespacedSecret({ namespace })).items) versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
-    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items) versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
+    for (const secret of (await core().listNamespacedSecret({ namespace })).items)
+      versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
+    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items)
+      versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
   }
   return versions;
 }
@@ -65,19 +81,31 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     let firstExit: number;
 
     beforeAll(async () => {
-      [nsA, nsB, excluded, terminating] = await Promise.all([createNamespace("rfr-a"), createNamespace("rfr-b"), createNamespace("rfr-excluded"), createNamespace("rfr-leaving")]);
+      [nsA, nsB, excluded, terminating] = await Promise.all([
+        createNamespace("rfr-a"),
+        createNamespace("rfr-b"),
+        createNamespace("rfr-excluded"),
+        createNamespace("rfr-leaving"),
+      ]);
       for (const namespace of [nsA, nsB]) {
         await withServiceAccount(namespace, "default");
         await withServiceAccount(namespace, "builder", namespace === nsA ? ["corp-pull-1", "corp-pull-2"] : []);
         await withServiceAccount(namespace, "unlisted");
       }
       await withServiceAccount(excluded, "default");
-      await core().patchNamespace({ name: excluded, body: { metadata: { annotations: { [annotations.exclude]: "true" } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+      await core().patchNamespace(
+        { name: excluded, body: { metadata: { annotations: { [annotations.exclude]: "true" } } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
       await withServiceAccount(terminating, "default");
       await core().deleteNamespace({ name: terminating });
       collision = await core().createNamespacedSecret({
         namespace: nsB,
-        body: { metadata: { name: two, labels: { owner: "team-b" } }, type: "kubernetes.io/dockerconfigjson", data: { ".dockerconfigjson": Buffer.from('{"auths":{"team-b.example.com":{"auth":"dGVhbTpiCg=="}}}').toString("base64") } },
+        body: {
+          metadata: { name: two, labels: { owner: "team-b" } },
+          type: "kubernetes.io/dockerconfigjson",
+          data: { ".dockerconfigjson": Buffer.from('{"auths":{"team-b.example.com":{"auth":"dGVhbTpiCg=="}}}').toString("base64") },
+        },
       });
       await setConfig({
         "broker-url": broker.url,
@@ -91,14 +119,22 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     });
 
     it("writes a kubernetes.io/dockerconfigjson Secret per registry with one auths entry per domain", async () => {
-      for (const [namespace, registry] of [[nsA, registryOne], [nsA, registryTwo], [nsB, registryOne]] as const) {
+      for (const [namespace, registry] of [
+        [nsA, registryOne],
+        [nsA, registryTwo],
+        [nsB, registryOne],
+      ] as const) {
         const secret = await secretOrUndefined(namespace, registry.secretName);
         expect(secret, `${namespace}/${registry.secretName}`).toBeDefined();
         expect(secret?.type).toBe("kubernetes.io/dockerconfigjson");
         expect(secret?.metadata?.labels?.["app.kubernetes.io/managed-by"]).toBe("acr-credential-broker");
         expect(secret?.metadata?.annotations?.[annotations.expiresAt]).toBe(stubExpiry);
         expect(secret?.metadata?.annotations?.[annotations.notifyEmail]).toBe("ops@example.com");
-        const issued = broker.credentialFor({ instanceId: registry.instanceId, regionId: registry.regionId, ...(registry.domains.length > 0 ? { domains: registry.domains } : {}) });
+        const issued = broker.credentialFor({
+          instanceId: registry.instanceId,
+          regionId: registry.regionId,
+          ...(registry.domains.length > 0 ? { domains: registry.domains } : {}),
+        });
         const auths = dockerConfigOf(secret as V1Secret).auths;
         expect(Object.keys(auths).sort()).toEqual([...issued.domains].sort());
         for (const entry of Object.values(auths)) {
@@ -139,7 +175,10 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       const status = await readStatus();
       expect(Date.parse(status?.["last-run"] ?? "")).not.toBeNaN();
       const registries = parseYaml(status?.registries ?? "[]") as Array<{ secret: string; expiresAt: string }>;
-      expect(registries.map((r) => [r.secret, r.expiresAt])).toEqual([[one, stubExpiry], [two, stubExpiry]]);
+      expect(registries.map((r) => [r.secret, r.expiresAt])).toEqual([
+        [one, stubExpiry],
+        [two, stubExpiry],
+      ]);
       expect(parseYaml(status?.summary ?? "")).toMatchObject({ namespacesServed: 2, secretsApplied: 3 });
     });
 
@@ -183,7 +222,12 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     });
 
     it("when a registry is removed, deletes its Secrets and removes only its own entries", async () => {
-      await setConfig({ "broker-url": broker.url, "watch-namespace": [nsA, nsB].join(","), "service-account": "default,builder", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": [nsA, nsB].join(","),
+        "service-account": "default,builder",
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
+      });
       const report = await fixture.run(broker.url);
       expect(report.exitCode).toBe(0);
       expect(await secretOrUndefined(nsA, two)).toBeUndefined();
@@ -233,7 +277,12 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       expect(await secretOrUndefined("kube-system", one)).toBeUndefined();
       expect(pullSecretNames(await serviceAccount("kube-system", "aliyun-acr-credential-helper"))).toEqual([]);
 
-      await setConfig({ "broker-url": broker.url, "watch-namespace": served, "service-account": "ci-puller", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": served,
+        "service-account": "ci-puller",
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
+      });
       await fixture.run(broker.url);
       expect(await secretOrUndefined("default", one)).toBeUndefined();
       expect(await secretOrUndefined(served, one)).toBeDefined();
@@ -244,7 +293,13 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       const elsewhere = await createNamespace("rfr-sys");
       await createServiceAccount(elsewhere, "rfr-system-puller");
       await resetStatus();
-      const parameters = { AcrInstanceInfo: [{ instanceID: "cri-rfrone", regionID: "cn-hangzhou" }], enableRRSA: false, watchNamespace: "ALL", serviceAccount: "rfr-system-puller", expiringThreshold: "15m" };
+      const parameters = {
+        AcrInstanceInfo: [{ instanceID: "cri-rfrone", regionID: "cn-hangzhou" }],
+        enableRRSA: false,
+        watchNamespace: "ALL",
+        serviceAccount: "rfr-system-puller",
+        expiringThreshold: "15m",
+      };
       await setConfig({ "broker-url": broker.url, "addon-parameters": JSON.stringify(parameters) });
       expect((await fixture.run(broker.url)).exitCode).toBe(0);
       expect(await secretOrUndefined("kube-system", one)).toBeDefined();
@@ -261,7 +316,12 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("with service-account '*' attaches the Secret to every ServiceAccount of the chosen namespaces", async () => {
       const namespace = await createNamespace("rfr-star");
       for (const name of ["default", "builder", "deployer"]) await createServiceAccount(namespace, name);
-      await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "service-account": "*", "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": namespace,
+        "service-account": "*",
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
+      });
       await fixture.run(broker.url);
       for (const name of ["default", "builder", "deployer"]) expect(pullSecretNames(await serviceAccount(namespace, name))).toEqual([one]);
     });
@@ -270,7 +330,13 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       const namespace = await createNamespace("rfr-camel");
       await createServiceAccount(namespace, "builder");
       await resetStatus();
-      await setConfig({ brokerUrl: broker.url, watchNamespace: namespace, serviceAccount: "builder", expiringThreshold: "10m", AcrInstanceInfo: "- instanceID: cri-rfrone\n  regionID: cn-hangzhou" });
+      await setConfig({
+        brokerUrl: broker.url,
+        watchNamespace: namespace,
+        serviceAccount: "builder",
+        expiringThreshold: "10m",
+        AcrInstanceInfo: "- instanceID: cri-rfrone\n  regionID: cn-hangzhou",
+      });
       const report = await fixture.run(broker.url);
       expect(report.exitCode).toBe(0);
       expect(await secretOrUndefined(namespace, one)).toBeDefined();
@@ -283,7 +349,10 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const statusBefore = await readStatus();
       const report = await fixture.run(broker.url, { dryRun: true });
-      expect(report.plan.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({ apply: [{ secret: one, reason: "new" }], serviceAccounts: [{ name: "default", add: [one] }] });
+      expect(report.plan.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({
+        apply: [{ secret: one, reason: "new" }],
+        serviceAccounts: [{ name: "default", add: [one] }],
+      });
       expect(await secretOrUndefined(namespace, one)).toBeUndefined();
       expect(pullSecretNames(await serviceAccount(namespace, "default"))).toEqual([]);
       expect(await readStatus()).toEqual(statusBefore);
@@ -295,8 +364,14 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       await setConfig({ "broker-url": broker.url, "watch-namespace": namespace, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
       const result = await cliAsRefresher(["--dry-run"]);
       expect(result.code).toBe(0);
-      const printed = JSON.parse(result.stdout) as { namespaces: Array<{ namespace: string; apply: Array<{ secret: string }>; serviceAccounts: Array<{ name: string; add: string[] }> }>; registries: Array<{ secret: string; expiresAt: string }> };
-      expect(printed.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({ apply: [{ secret: one }], serviceAccounts: [{ name: "default", add: [one] }] });
+      const printed = JSON.parse(result.stdout) as {
+        namespaces: Array<{ namespace: string; apply: Array<{ secret: string }>; serviceAccounts: Array<{ name: string; add: string[] }> }>;
+        registries: Array<{ secret: string; expiresAt: string }>;
+      };
+      expect(printed.namespaces.find((planned) => planned.namespace === namespace)).toMatchObject({
+        apply: [{ secret: one }],
+        serviceAccounts: [{ name: "default", add: [one] }],
+      });
       expect(printed.registries).toEqual([expect.objectContaining({ secret: one, expiresAt: stubExpiry })]);
       expect(result.stdout + result.stderr).not.toMatch(/stub-password/);
       expect(await secretOrUndefined(namespace, one)).toBeUndefined();
@@ -305,7 +380,11 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
     it("rejects an invalid ConfigMap with exit 2 naming the key, and writes nothing", async () => {
       const namespace = await createNamespace("rfr-invalid");
       await createServiceAccount(namespace, "default");
-      await setConfig({ "broker-url": broker.url, "watch-namespace": `${namespace},Not_A_Namespace`, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": `${namespace},Not_A_Namespace`,
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
+      });
       const statusBefore = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" });
       const result = await cliAsRefresher([]);
       expect(result.code).toBe(2);
@@ -353,7 +432,10 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
           if (ns === namespace && interfered === 0) {
             interfered += 1;
             // Another controller appends its own entry after the refresher listed the ServiceAccount.
-            await core().patchNamespacedServiceAccount({ namespace: ns, name, body: [{ op: "add", path: "/imagePullSecrets/-", value: { name: "late-pull" } }] }, setHeaderOptions("Content-Type", PatchStrategy.JsonPatch));
+            await core().patchNamespacedServiceAccount(
+              { namespace: ns, name, body: [{ op: "add", path: "/imagePullSecrets/-", value: { name: "late-pull" } }] },
+              setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+            );
           }
           return fixture.cluster.patchServiceAccount(ns, name, patch);
         },
@@ -370,7 +452,11 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       const [doomed, healthy] = await Promise.all([createNamespace("rfr-doomed"), createNamespace("rfr-healthy")]);
       for (const namespace of [doomed, healthy]) await createServiceAccount(namespace, "default");
       await resetStatus();
-      await setConfig({ "broker-url": broker.url, "watch-namespace": `${doomed},${healthy}`, "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou" });
+      await setConfig({
+        "broker-url": broker.url,
+        "watch-namespace": `${doomed},${healthy}`,
+        "acr-registry-info": "- instanceId: cri-rfrone\n  regionId: cn-hangzhou",
+      });
       const failing: ClusterApi = {
         ...fixture.cluster,
         async applySecret(secret) {
@@ -406,7 +492,9 @@ describe.skipIf(!kubeAvailable())("the refresher against a real API server, as i
       }
       const api = fixture.kubeConfig.makeApiClient(CoreV1Api);
       await expect(api.listNamespacedSecret({ namespace: "default" })).rejects.toSatisfy((error) => error instanceof ApiException && error.code === 403);
-      await expect(api.readNamespacedSecret({ namespace: "default", name: one })).rejects.toSatisfy((error) => error instanceof ApiException && error.code === 403);
+      await expect(api.readNamespacedSecret({ namespace: "default", name: one })).rejects.toSatisfy(
+        (error) => error instanceof ApiException && error.code === 403,
+      );
     });
 
     it("may create, patch and delete Secrets, and patch ServiceAccounts, which is all it needs", async () => {

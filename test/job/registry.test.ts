@@ -29,22 +29,40 @@ describe("registry entries", () => {
     const { config } = parseRefresherConfig({
       "broker-url": "https://b.example",
       rrsa: "enable: true",
-      "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n  assumeRoleARN: acs:ram::2:role/pull\n  expireDuration: 7200\n  rrsaRoleARN: acs:ram::1:role/r\n  rrsaOIDCProviderRoleARN: acs:ram::1:oidc-provider/p",
+      "acr-registry-info":
+        "- instanceId: cri-a\n  regionId: cn-hangzhou\n  assumeRoleARN: acs:ram::2:role/pull\n  expireDuration: 7200\n  rrsaRoleARN: acs:ram::1:role/r\n  rrsaOIDCProviderRoleARN: acs:ram::1:oidc-provider/p",
     });
     const entry = config.registries[0]!;
-    expect(registryRequest(entry, true)).toEqual({ instanceId: "cri-a", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::2:role/pull", expireDuration: 7200, rrsaRoleArn: "acs:ram::1:role/r", rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p" });
+    expect(registryRequest(entry, true)).toEqual({
+      instanceId: "cri-a",
+      regionId: "cn-hangzhou",
+      assumeRoleArn: "acs:ram::2:role/pull",
+      expireDuration: 7200,
+      rrsaRoleArn: "acs:ram::1:role/r",
+      rrsaOidcProviderArn: "acs:ram::1:oidc-provider/p",
+    });
     expect(registryRequest(entry, false)).not.toHaveProperty("rrsaRoleArn");
   });
 
   it("pair each entry with its credential or its error, telling same-instance entries apart by domains", () => {
     const { config } = parseRefresherConfig({
       "broker-url": "https://b.example",
-      "acr-registry-info": "- instanceId: cri-a\n  regionId: cn-hangzhou\n  domains: pub.example.com\n- instanceId: cri-a\n  regionId: cn-hangzhou\n  domains: vpc.example.com\n- regionId: cn-beijing\n- instanceId: cri-z\n  regionId: cn-shanghai",
+      "acr-registry-info":
+        "- instanceId: cri-a\n  regionId: cn-hangzhou\n  domains: pub.example.com\n- instanceId: cri-a\n  regionId: cn-hangzhou\n  domains: vpc.example.com\n- regionId: cn-beijing\n- instanceId: cri-z\n  regionId: cn-shanghai",
     });
-    const [pub, vpc, personal, failing] = config.registries as [typeof config.registries[0] & object, typeof config.registries[0] & object, typeof config.registries[0] & object, typeof config.registries[0] & object];
+    const [pub, vpc, personal, failing] = config.registries as [
+      (typeof config.registries)[0] & object,
+      (typeof config.registries)[0] & object,
+      (typeof config.registries)[0] & object,
+      (typeof config.registries)[0] & object,
+    ];
     const matched = matchCredentials(
       config.registries,
-      [credential("cri-a", "cn-hangzhou", ["vpc.example.com"], "for-vpc"), credential(undefined, "cn-beijing", ["registry.cn-beijing.aliyuncs.com"], "for-personal"), credential("cri-a", "cn-hangzhou", ["pub.example.com"], "for-pub")],
+      [
+        credential("cri-a", "cn-hangzhou", ["vpc.example.com"], "for-vpc"),
+        credential(undefined, "cn-beijing", ["registry.cn-beijing.aliyuncs.com"], "for-personal"),
+        credential("cri-a", "cn-hangzhou", ["pub.example.com"], "for-pub"),
+      ],
       [{ instanceId: "cri-z", regionId: "cn-shanghai", code: "Forbidden", message: "not allowed" }],
     );
     expect(matched.get(pub.secretName)?.credential?.password).toBe("for-pub");
@@ -53,14 +71,25 @@ describe("registry entries", () => {
     expect(matched.get(failing.secretName)).toEqual({ error: { instanceId: "cri-z", regionId: "cn-shanghai", code: "Forbidden", message: "not allowed" } });
   });
   it("pair an entry that left its region to the broker with the answer in the region the broker filled in", () => {
-    const { config } = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-a\n- instanceId: cri-a\n  regionId: cn-beijing\n- instanceId: \"\"" });
-    const [placed, named, personal] = config.registries as [typeof config.registries[0] & object, typeof config.registries[0] & object, typeof config.registries[0] & object];
+    const { config } = parseRefresherConfig({
+      "broker-url": "https://b.example",
+      "acr-registry-info": '- instanceId: cri-a\n- instanceId: cri-a\n  regionId: cn-beijing\n- instanceId: ""',
+    });
+    const [placed, named, personal] = config.registries as [
+      (typeof config.registries)[0] & object,
+      (typeof config.registries)[0] & object,
+      (typeof config.registries)[0] & object,
+    ];
     expect(registryRequest(placed, false)).toEqual({ instanceId: "cri-a" });
     expect(registryRequest(personal, false)).toEqual({});
     const matched = matchCredentials(
       config.registries,
       // Whatever the answer's order, the entry that named its region gets that region's answer first.
-      [credential("cri-a", "cn-beijing", ["b.example.com"], "beijing"), credential("cri-a", "cn-hangzhou", ["a.example.com"], "cluster-region"), credential(undefined, "cn-hangzhou", ["registry.cn-hangzhou.aliyuncs.com"], "personal")],
+      [
+        credential("cri-a", "cn-beijing", ["b.example.com"], "beijing"),
+        credential("cri-a", "cn-hangzhou", ["a.example.com"], "cluster-region"),
+        credential(undefined, "cn-hangzhou", ["registry.cn-hangzhou.aliyuncs.com"], "personal"),
+      ],
       [],
     );
     expect(matched.get(placed.secretName)?.credential?.password).toBe("cluster-region");

@@ -11,11 +11,22 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { missingPullSecretReason } from "../../job/pull-secret-events.ts";
 import { startWatch, type Watcher, type WatchOptions } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
-import { core, startRefresherSuite, pullSecretNames, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  core,
+  startRefresherSuite,
+  pullSecretNames,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 import type { StubBroker } from "./stub-broker.ts";
 
 const registryInfo = "- instanceId: cri-heal\n  regionId: cn-hangzhou";
-const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];
+const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [
+  string,
+];
 
 async function within(milliseconds: number, check: () => Promise<boolean>): Promise<number> {
   const started = Date.now();
@@ -66,7 +77,15 @@ describe.skipIf(!kubeAvailable())("a Secret deleted by hand comes back", () => {
 
   const watch = async (options: WatchOptions) => {
     await watcher?.stop();
-    watcher = startWatch({ kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2 }) }, { debounceMs: 100, statusIntervalMs: 200, spreadWindowSeconds: 0, ...options });
+    watcher = startWatch(
+      {
+        kubeConfig: fixture.kubeConfig,
+        cluster: fixture.cluster,
+        logger: fixture.logger,
+        broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2 }),
+      },
+      { debounceMs: 100, statusIntervalMs: 200, spreadWindowSeconds: 0, ...options },
+    );
     await watcher.ready;
   };
 
@@ -126,7 +145,14 @@ describe.skipIf(!kubeAvailable())("a Secret deleted by hand comes back", () => {
       const asked = broker.requests.length;
       // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
       const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
-      await core().replaceNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration", body: { ...current, metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } } } });
+      await core().replaceNamespacedConfigMap({
+        namespace: "kube-system",
+        name: "acr-configuration",
+        body: {
+          ...current,
+          metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
+        },
+      });
       const tookMs = await within(5000, () => exists(namespace));
       console.log(`watch: Secret back ${tookMs} ms after the resync annotation`);
       expect(broker.requests.length).toBe(asked + 1);

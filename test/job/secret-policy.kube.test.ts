@@ -26,7 +26,13 @@ function client(token: string) {
       const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: "application/json" };
       if (contentType !== undefined) headers["content-type"] = contentType;
       const request = `${method} ${path}${contentType === undefined ? "" : ` (${contentType})`}`;
-      const response = await fetch(`${apiserverUrl}${path}`, { method, headers, dispatcher, ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }), signal: AbortSignal.timeout(5_000) });
+      const response = await fetch(`${apiserverUrl}${path}`, {
+        method,
+        headers,
+        dispatcher,
+        ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+        signal: AbortSignal.timeout(5_000),
+      });
       // A granted watch streams until the deadline: whatever arrived by then is what leaked.
       const text = await response.text().catch((error: unknown) => `(stream ended: ${String(error)})`);
       return { request, status: response.status, body: text };
@@ -48,7 +54,12 @@ function requestsFor(namespace: string, name: string, type: string): Array<[meth
   ];
   const skeleton = { apiVersion: "v1", kind: "Secret", metadata: { name, namespace } };
   // Shaped like the refresher's own Secret, so that only the existing object can refuse it.
-  const own = { ...skeleton, metadata: { ...skeleton.metadata, labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" } }, type: "kubernetes.io/dockerconfigjson", data: { ".dockerconfigjson": Buffer.from('{"auths":{}}').toString("base64") } };
+  const own = {
+    ...skeleton,
+    metadata: { ...skeleton.metadata, labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" } },
+    type: "kubernetes.io/dockerconfigjson",
+    data: { ".dockerconfigjson": Buffer.from('{"auths":{}}').toString("base64") },
+  };
   const writes: Array<[string, string, string?, unknown?]> = [
     ["PATCH", one, "application/merge-patch+json", {}],
     ["PATCH", one, "application/strategic-merge-patch+json", {}],
@@ -63,7 +74,12 @@ function requestsFor(namespace: string, name: string, type: string): Array<[meth
     ["DELETE", one],
     ["DELETE", one, "application/json", { propagationPolicy: "Background" }],
   ];
-  const dryRun = writes.map(([method, path, contentType, body]): [string, string, string?, unknown?] => [method, `${path}${path.includes("?") ? "&" : "?"}dryRun=All`, contentType, body]);
+  const dryRun = writes.map(([method, path, contentType, body]): [string, string, string?, unknown?] => [
+    method,
+    `${path}${path.includes("?") ? "&" : "?"}dryRun=All`,
+    contentType,
+    body,
+  ]);
   return [...reads, ...dryRun, ...writes];
 }
 
@@ -94,7 +110,9 @@ describe.skipIf(!kubeAvailable())("the refresher's token against Secrets that ar
         },
       }),
     );
-    foreign.push(await core().createNamespacedSecret({ namespace, body: { metadata: { name: "basic" }, type: "kubernetes.io/basic-auth", data: { password: value } } }));
+    foreign.push(
+      await core().createNamespacedSecret({ namespace, body: { metadata: { name: "basic" }, type: "kubernetes.io/basic-auth", data: { password: value } } }),
+    );
   });
 
   afterAll(async () => {
@@ -108,7 +126,8 @@ describe.skipIf(!kubeAvailable())("the refresher's token against Secrets that ar
     const answers: Answer[] = [];
     try {
       for (const secret of foreign) {
-        for (const [method, path, contentType, body] of requestsFor(namespace, secret.metadata?.name ?? "", secret.type ?? "")) answers.push(await api.send(method, path, contentType, body));
+        for (const [method, path, contentType, body] of requestsFor(namespace, secret.metadata?.name ?? "", secret.type ?? ""))
+          answers.push(await api.send(method, path, contentType, body));
       }
     } finally {
       await api.close();
@@ -132,11 +151,19 @@ describe.skipIf(!kubeAvailable())("the refresher's token against Secrets that ar
     const api = client(token);
     try {
       const tokenSecret = await api.send("POST", `/api/v1/namespaces/${namespace}/secrets`, "application/json", {
-        metadata: { name: `acr-credential-${"1".repeat(32)}`, labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" }, annotations: { "kubernetes.io/service-account.name": "default" } },
+        metadata: {
+          name: `acr-credential-${"1".repeat(32)}`,
+          labels: { "app.kubernetes.io/managed-by": "acr-credential-broker" },
+          annotations: { "kubernetes.io/service-account.name": "default" },
+        },
         type: "kubernetes.io/service-account-token",
       });
       expect(tokenSecret.status).toBe(403);
-      const opaque = await api.send("POST", `/api/v1/namespaces/${namespace}/secrets`, "application/json", { metadata: { name: "anything" }, type: "Opaque", data: {} });
+      const opaque = await api.send("POST", `/api/v1/namespaces/${namespace}/secrets`, "application/json", {
+        metadata: { name: "anything" },
+        type: "Opaque",
+        data: {},
+      });
       expect(opaque.status).toBe(403);
     } finally {
       await api.close();
@@ -148,7 +175,15 @@ describe.skipIf(!kubeAvailable())("the refresher's token against Secrets that ar
     const twinNamespace = await createNamespace("policy-twin");
     await createServiceAccount(twinNamespace, "rbac-twin");
     const binding = `acr-policy-twin-${randomBytes(3).toString("hex")}`;
-    await apply([{ apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", metadata: { name: binding }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "acr-credential-refresher" }, subjects: [{ kind: "ServiceAccount", name: "rbac-twin", namespace: twinNamespace }] }]);
+    await apply([
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: binding },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "acr-credential-refresher" },
+        subjects: [{ kind: "ServiceAccount", name: "rbac-twin", namespace: twinNamespace }],
+      },
+    ]);
     const api = client(await serviceAccountToken(twinNamespace, "rbac-twin", [], 600));
     try {
       const patched = await api.send("PATCH", `/api/v1/namespaces/${namespace}/secrets/team-database`, "application/merge-patch+json", {});

@@ -7,7 +7,10 @@ import { serviceAccountPatch, type JsonPatchOperation } from "../../job/service-
 function applyPatch(document: Record<string, unknown>, ops: JsonPatchOperation[]): Record<string, unknown> {
   const result = structuredClone(document);
   for (const op of ops) {
-    const path = op.path.split("/").slice(1).map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
+    const path = op.path
+      .split("/")
+      .slice(1)
+      .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
     const last = path.pop() as string;
     let parent = result as Record<string, unknown>;
     for (const part of path) parent = parent[part] as Record<string, unknown>;
@@ -24,7 +27,14 @@ function applyPatch(document: Record<string, unknown>, ops: JsonPatchOperation[]
 }
 
 function objectOf(sa: ServiceAccountInfo): Record<string, unknown> {
-  const object: Record<string, unknown> = { metadata: { name: sa.name, namespace: sa.namespace, resourceVersion: sa.resourceVersion, ...(Object.keys(sa.annotations).length > 0 ? { annotations: sa.annotations } : {}) } };
+  const object: Record<string, unknown> = {
+    metadata: {
+      name: sa.name,
+      namespace: sa.namespace,
+      resourceVersion: sa.resourceVersion,
+      ...(Object.keys(sa.annotations).length > 0 ? { annotations: sa.annotations } : {}),
+    },
+  };
   if (sa.imagePullSecrets.length > 0) object.imagePullSecrets = sa.imagePullSecrets;
   return object;
 }

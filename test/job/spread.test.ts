@@ -38,7 +38,10 @@ describe("the fleet spread", () => {
   });
 
   it("identifies a cluster by its kube-system namespace's uid", () => {
-    const namespaces = [{ name: "default", uid: "d-1", terminating: false, annotations: {} }, { name: "kube-system", uid: "k-1", terminating: false, annotations: {} }];
+    const namespaces = [
+      { name: "default", uid: "d-1", terminating: false, annotations: {} },
+      { name: "kube-system", uid: "k-1", terminating: false, annotations: {} },
+    ];
     expect(clusterIdentity(namespaces)).toBe("k-1");
     expect(clusterIdentity(namespaces.slice(0, 1))).toBeUndefined();
   });

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { emptyState, holds, isCurrent, nextState, parseState, shortUid } from "../../job/state.ts";
 
-const applied = (namespace: string, fingerprint: string, uid = `${namespace}-0000-uid`) => ({ kind: "applied" as const, secret: "acr-credential-a", namespace, uid, fingerprint, expiresAt: "2030-01-01T00:00:00Z" });
+const applied = (namespace: string, fingerprint: string, uid = `${namespace}-0000-uid`) => ({
+  kind: "applied" as const,
+  secret: "acr-credential-a",
+  namespace,
+  uid,
+  fingerprint,
+  expiresAt: "2030-01-01T00:00:00Z",
+});
 
 describe("refresher state", () => {
   it("remembers where a fingerprint was applied, keyed by namespace and uid", () => {
@@ -19,7 +26,12 @@ describe("refresher state", () => {
   });
 
   it("keeps a failed write as held (it may have landed) and forgets foreign, deleted and gone ones", () => {
-    let state = nextState(emptyState(), [applied("a", "f1"), applied("b", "f1"), applied("c", "f1"), { kind: "failed", secret: "acr-credential-a", namespace: "d", uid: "d-0000-uid" }]);
+    let state = nextState(emptyState(), [
+      applied("a", "f1"),
+      applied("b", "f1"),
+      applied("c", "f1"),
+      { kind: "failed", secret: "acr-credential-a", namespace: "d", uid: "d-0000-uid" },
+    ]);
     expect(holds(state, "acr-credential-a", "d", "d-0000-uid")).toBe(true);
     state = nextState(state, [
       { kind: "foreign", secret: "acr-credential-a", namespace: "a" },

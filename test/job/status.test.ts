@@ -5,8 +5,14 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { emptyState } from "../../job/state.ts";
 import { exitCodeOf, runResult, statusData } from "../../job/status.ts";
 
-const [registry] = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-s\n  regionId: cn-hangzhou" }).config.registries;
-const clean = (): ApplyResult => ({ outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 2, serviceAccountsPatched: 1, secretsDeleted: 0, namespacesFailed: 0 } });
+const [registry] = parseRefresherConfig({ "broker-url": "https://b.example", "acr-registry-info": "- instanceId: cri-s\n  regionId: cn-hangzhou" }).config
+  .registries;
+const clean = (): ApplyResult => ({
+  outcomes: [],
+  failures: [],
+  conflicts: [],
+  counts: { secretsApplied: 2, serviceAccountsPatched: 1, secretsDeleted: 0, namespacesFailed: 0 },
+});
 const base = { finishedAt: new Date("2030-01-01T00:00:00Z"), durationMs: 1234, mode: "once" as const, namespacesServed: 2, state: emptyState() };
 
 describe("status ConfigMap", () => {
@@ -35,7 +41,10 @@ describe("status ConfigMap", () => {
   });
 
   it("lists at most 50 failures and says how many more there were", () => {
-    const many = { ...clean(), failures: Array.from({ length: 70 }, (_, i) => ({ namespace: `ns-${i}`, kind: "Secret" as const, name: "s", code: "KubernetesError", message: "m" })) };
+    const many = {
+      ...clean(),
+      failures: Array.from({ length: 70 }, (_, i) => ({ namespace: `ns-${i}`, kind: "Secret" as const, name: "s", code: "KubernetesError", message: "m" })),
+    };
     const listed = parseYaml(statusData({ ...base, registries: [], result: many }).failures as string) as unknown[];
     expect(listed).toHaveLength(51);
     expect(listed[50]).toEqual({ more: 20 });

@@ -25,7 +25,11 @@ export async function startStubBroker(): Promise<StubBroker> {
     // As the real broker with `regionId: cn-hangzhou` configured for the cluster.
     const registry = { ...requested, regionId: requested.regionId ?? stubClusterRegion };
     const instance = registry.instanceId ?? "personal";
-    const domains = registry.domains ?? (registry.instanceId === undefined ? [`registry.${registry.regionId}.aliyuncs.com`] : [`${instance}-registry.${registry.regionId}.cr.aliyuncs.com`, `${instance}-registry-vpc.${registry.regionId}.cr.aliyuncs.com`]);
+    const domains =
+      registry.domains ??
+      (registry.instanceId === undefined
+        ? [`registry.${registry.regionId}.aliyuncs.com`]
+        : [`${instance}-registry.${registry.regionId}.cr.aliyuncs.com`, `${instance}-registry-vpc.${registry.regionId}.cr.aliyuncs.com`]);
     const credential: Credential = {
       regionId: registry.regionId,
       edition: registry.instanceId === undefined ? "personal" : "enterprise",
@@ -39,13 +43,19 @@ export async function startStubBroker(): Promise<StubBroker> {
   };
   const server = await startScriptedBroker((request) => {
     if (request.method !== "POST" || request.url !== "/v1/credentials") return { status: 404, body: { error: { code: "NotFound", message: "no such route" } } };
-    if (request.authorization === undefined || !request.authorization.startsWith("Bearer ")) return { status: 401, body: { error: { code: "InvalidToken", message: "missing bearer token" } } };
+    if (request.authorization === undefined || !request.authorization.startsWith("Bearer "))
+      return { status: 401, body: { error: { code: "InvalidToken", message: "missing bearer token" } } };
     const registries = (request.body.registries ?? []) as RegistryRequest[];
     const credentials: Credential[] = [];
     const errors: EntryError[] = [];
     for (const registry of registries) {
       if (registry.instanceId !== undefined && failing.has(registry.instanceId)) {
-        errors.push({ instanceId: registry.instanceId, regionId: registry.regionId ?? stubClusterRegion, code: "UpstreamThrottled", message: "throttled by the stub" });
+        errors.push({
+          instanceId: registry.instanceId,
+          regionId: registry.regionId ?? stubClusterRegion,
+          code: "UpstreamThrottled",
+          message: "throttled by the stub",
+        });
       } else {
         credentials.push(credentialFor(registry));
       }

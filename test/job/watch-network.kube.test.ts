@@ -61,7 +61,9 @@ async function startRelay(target: URL): Promise<Relay> {
 }
 
 const registryInfo = "- instanceId: cri-network\n  regionId: cn-hangzhou";
-const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];
+const [secret] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [
+  string,
+];
 
 async function within(milliseconds: number, check: () => Promise<boolean>): Promise<number> {
   const started = Date.now();
@@ -92,8 +94,20 @@ describe.skipIf(!kubeAvailable())("--watch when the network to its API server fa
     const throughRelay = new KubeConfig();
     throughRelay.loadFromString(JSON.stringify(exported));
     watcher = startWatch(
-      { kubeConfig: throughRelay, cluster: kubernetesCluster(throughRelay, { requestTimeoutMs: 3000 }), logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2 }) },
-      { debounceMs: 100, statusIntervalMs: 200, spreadWindowSeconds: 0, healIntervalMs: 0, requestTimeoutMs: 2000, reconnect: { baseDelayMs: 200, maxDelayMs: 1000, maxAttempts: Number.POSITIVE_INFINITY } },
+      {
+        kubeConfig: throughRelay,
+        cluster: kubernetesCluster(throughRelay, { requestTimeoutMs: 3000 }),
+        logger: fixture.logger,
+        broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2 }),
+      },
+      {
+        debounceMs: 100,
+        statusIntervalMs: 200,
+        spreadWindowSeconds: 0,
+        healIntervalMs: 0,
+        requestTimeoutMs: 2000,
+        reconnect: { baseDelayMs: 200, maxDelayMs: 1000, maxAttempts: Number.POSITIVE_INFINITY },
+      },
     );
     await watcher.ready;
   });
@@ -106,7 +120,8 @@ describe.skipIf(!kubeAvailable())("--watch when the network to its API server fa
     await release?.();
   });
 
-  const served = async (namespace: string) => (await secretOrUndefined(namespace, secret)) !== undefined && pullSecretNames(await serviceAccount(namespace, "default")).includes(secret);
+  const served = async (namespace: string) =>
+    (await secretOrUndefined(namespace, secret)) !== undefined && pullSecretNames(await serviceAccount(namespace, "default")).includes(secret);
 
   it("serves a namespace created after the network came back, reconnecting watches whose requests went unanswered", async () => {
     const before = await createNamespace("net-before");
@@ -124,7 +139,9 @@ describe.skipIf(!kubeAvailable())("--watch when the network to its API server fa
     await createServiceAccount(after, "default");
     const tookMs = await within(20_000, () => served(after));
     await within(10_000, async () => watcher.health().watchConnected);
-    console.log(`watch: a namespace created after the network came back was served in ${tookMs} ms (unanswered requests time out after 2 s here, 30 s by default)`);
+    console.log(
+      `watch: a namespace created after the network came back was served in ${tookMs} ms (unanswered requests time out after 2 s here, 30 s by default)`,
+    );
     expect(Date.now() - backAt).toBeLessThan(30_000);
   }, 60_000);
 });

@@ -19,7 +19,9 @@ import { startControlPlane, type ControlPlane } from "../kube/control-plane.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 const registryInfo = "- instanceId: cri-restart\n  regionId: cn-hangzhou";
-const [secretName] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map((r) => r.secretName) as [string];
+const [secretName] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": registryInfo }).config.registries.map(
+  (r) => r.secretName,
+) as [string];
 const repo = new URL("../../", import.meta.url).pathname;
 
 interface Running {
@@ -47,7 +49,9 @@ function launch(args: string[], node = process.execPath, extraEnv: NodeJS.Proces
       }
     }
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   return { child, lines, exited };
 }
 
@@ -75,10 +79,12 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
     return config.makeApiClient(CoreV1Api);
   };
   const served = async (namespace: string): Promise<true | undefined> => {
-    const secret = await core().readNamespacedSecret({ namespace, name: secretName }).catch((error: unknown) => {
-      if (error instanceof ApiException && error.code === 404) return undefined;
-      throw error;
-    });
+    const secret = await core()
+      .readNamespacedSecret({ namespace, name: secretName })
+      .catch((error: unknown) => {
+        if (error instanceof ApiException && error.code === 404) return undefined;
+        throw error;
+      });
     const account = await core().readNamespacedServiceAccount({ namespace, name: "default" });
     return secret !== undefined && (account.imagePullSecrets ?? []).some((entry) => entry.name === secretName) ? true : undefined;
   };
@@ -106,7 +112,10 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
     );
     await core().createNamespacedConfigMap({
       namespace: "kube-system",
-      body: { metadata: { name: "acr-configuration" }, data: { "broker-url": broker.url, "watch-namespace": "rst-*", "acr-registry-info": registryInfo, "spread-window": "0" } },
+      body: {
+        metadata: { name: "acr-configuration" },
+        data: { "broker-url": broker.url, "watch-namespace": "rst-*", "acr-registry-info": registryInfo, "spread-window": "0" },
+      },
     });
   }, 180_000);
 
@@ -119,12 +128,22 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
   // The image's command: its bundle, on its Node.js, with its NODE_OPTIONS (job/Dockerfile).
   const imageEnv = { NODE_OPTIONS: /^ENV NODE_OPTIONS="(.*)"$/m.exec(readFileSync(join(repo, "job/Dockerfile"), "utf8"))?.[1] ?? "" };
   const variants: Array<[string, () => Running]> = [
-    ["the CLI (acr-credential refresh --watch)", () => launch(["bin/acr-credential.mjs", "refresh", "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile])],
-    ["the image's bundled entry (dist/job/refresher.mjs --watch)", () => launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile], imageNode, imageEnv)],
+    [
+      "the CLI (acr-credential refresh --watch)",
+      () => launch(["bin/acr-credential.mjs", "refresh", "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile]),
+    ],
+    [
+      "the image's bundled entry (dist/job/refresher.mjs --watch)",
+      () => launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile], imageNode, imageEnv),
+    ],
   ];
 
   it("the bundled entry with --watch and no configuration ends with exit code 2 and one line saying why, not a hang", async () => {
-    const running = launch([bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile, "--config-map", "kube-system/absent"], imageNode, imageEnv);
+    const running = launch(
+      [bundle, "--watch", "--kubeconfig", plane.kubeconfigFile, "--token-file", tokenFile, "--config-map", "kube-system/absent"],
+      imageNode,
+      imageEnv,
+    );
     const exited = await Promise.race([running.exited, new Promise<"hang">((resolve) => setTimeout(() => resolve("hang"), 30_000))]);
     if (exited === "hang") running.child.kill("SIGKILL");
     expect(exited).toEqual({ code: 2, signal: null });
@@ -134,7 +153,11 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
   for (const [index, [name, start]] of variants.entries()) {
     it(`${name} reconnects by itself and serves a namespace created afterwards, in the same process`, async () => {
       const running = start();
-      const lastLines = () => running.lines.slice(-8).map((line) => `${String(line.msg)}${line.watch === undefined ? "" : ` (${String(line.watch)})`}`).join("; ");
+      const lastLines = () =>
+        running.lines
+          .slice(-8)
+          .map((line) => `${String(line.msg)}${line.watch === undefined ? "" : ` (${String(line.watch)})`}`)
+          .join("; ");
       try {
         await until("the watcher starts", 120_000, () => running.lines.find((line) => String(line.msg).startsWith("watching namespaces")));
         await namespaceWithAccount(`rst-before-${index}`);
@@ -158,7 +181,9 @@ describe.skipIf(!kubeAvailable())("--watch while its kube-apiserver is killed an
           return new Set(seen.map((line) => line.watch)).size >= 4 ? seen : undefined;
         });
         const reconnectedInMs = Math.max(...reconnects.map((line) => Date.parse(String(line.time)) - restartedAt));
-        console.log(`${name}: the API server was ready ${backAt - restartedAt} ms after its restart, every watch had reconnected after ${reconnectedInMs} ms; a namespace created once it was ready was served ${servedInMs} ms later`);
+        console.log(
+          `${name}: the API server was ready ${backAt - restartedAt} ms after its restart, every watch had reconnected after ${reconnectedInMs} ms; a namespace created once it was ready was served ${servedInMs} ms later`,
+        );
 
         expect(running.child.exitCode).toBeNull();
         expect(running.child.signalCode).toBeNull();

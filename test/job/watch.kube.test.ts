@@ -5,12 +5,24 @@ import { parseRefresherConfig } from "../../job/config.ts";
 import { startWatch, type Watcher } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
-import { core, installRefresher, pullSecretNames, readStatus, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "./refresher-fixture.ts";
+import {
+  core,
+  installRefresher,
+  pullSecretNames,
+  readStatus,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
 const oneRegistry = "- instanceId: cri-watchone\n  regionId: cn-hangzhou";
 const twoRegistries = `${oneRegistry}\n- instanceId: cri-watchtwo\n  regionId: cn-shanghai`;
-const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": twoRegistries }).config.registries.map((r) => r.secretName) as [string, string];
+const [one, two] = parseRefresherConfig({ "broker-url": "https://x.example", "acr-registry-info": twoRegistries }).config.registries.map(
+  (r) => r.secretName,
+) as [string, string];
 
 /** Polls until `check` passes or the time is up; returns how long it took. */
 async function within(milliseconds: number, check: () => Promise<boolean>): Promise<number> {
@@ -38,7 +50,12 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     await resetStatus();
     await setConfig({ "broker-url": broker.url, "watch-namespace": "rfr-watch-*", "service-account": "default,late", "acr-registry-info": oneRegistry });
     watcher = startWatch(
-      { kubeConfig: fixture.kubeConfig, cluster: fixture.cluster, logger: fixture.logger, broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2, sleep: async () => {} }) },
+      {
+        kubeConfig: fixture.kubeConfig,
+        cluster: fixture.cluster,
+        logger: fixture.logger,
+        broker: (url) => brokerClient({ url, tokenFile: fixture.tokenFile, attempts: 2, sleep: async () => {} }),
+      },
       { debounceMs: 100, statusIntervalMs: 200 },
     );
     await watcher.ready;
@@ -59,7 +76,10 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
   it("gives a namespace created after the start its Secret and ServiceAccount entry within 5 s", async () => {
     const namespace = await createNamespace("rfr-watch-new");
     await createServiceAccount(namespace, "default");
-    await within(5000, async () => (await secretOrUndefined(namespace, one)) !== undefined && pullSecretNames(await serviceAccount(namespace, "default")).includes(one));
+    await within(
+      5000,
+      async () => (await secretOrUndefined(namespace, one)) !== undefined && pullSecretNames(await serviceAccount(namespace, "default")).includes(one),
+    );
   });
 
   it("attaches the Secret to a chosen ServiceAccount created later in a served namespace", async () => {
@@ -89,7 +109,14 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     const before = broker.requests.length;
     const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
     // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
-    await core().replaceNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration", body: { ...current, metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } } } });
+    await core().replaceNamespacedConfigMap({
+      namespace: "kube-system",
+      name: "acr-configuration",
+      body: {
+        ...current,
+        metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
+      },
+    });
     await within(5000, async () => broker.requests.length > before);
     expect(broker.requests.slice(before)[0]?.body).toMatchObject({ force: true });
     expect(broker.requests.slice(before)[0]?.body).not.toHaveProperty("minValiditySeconds");

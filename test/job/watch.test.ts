@@ -6,7 +6,9 @@ const minutes = (n: number) => n * 60_000;
 
 describe("refreshDelayMs", () => {
   it("renews the threshold before the earliest expiry", () => {
-    expect(refreshDelayMs({ complete: true, earliestExpiry: new Date(now.getTime() + minutes(60)), thresholdSeconds: 15 * 60, failures: 0, now })).toBe(minutes(45));
+    expect(refreshDelayMs({ complete: true, earliestExpiry: new Date(now.getTime() + minutes(60)), thresholdSeconds: 15 * 60, failures: 0, now })).toBe(
+      minutes(45),
+    );
   });
 
   it("never waits less than 30 s, even for credentials already inside the threshold", () => {
@@ -14,7 +16,9 @@ describe("refreshDelayMs", () => {
   });
 
   it("never waits more than an hour, even for 12 h credentials", () => {
-    expect(refreshDelayMs({ complete: true, earliestExpiry: new Date(now.getTime() + minutes(12 * 60)), thresholdSeconds: 15 * 60, failures: 0, now })).toBe(minutes(60));
+    expect(refreshDelayMs({ complete: true, earliestExpiry: new Date(now.getTime() + minutes(12 * 60)), thresholdSeconds: 15 * 60, failures: 0, now })).toBe(
+      minutes(60),
+    );
   });
 
   it("backs off from 30 s to at most 5 min while some registry has no credential", () => {

@@ -26,7 +26,8 @@ describe.skipIf(!kubeAvailable())("stopping and starting a control plane's kube-
   it("refuses requests once stopped, and after start answers on the same address with the objects, keys and tokens of before", async () => {
     await core().createNamespace({ body: { metadata: { name: "kept-across-restart" } } });
     await core().createNamespacedServiceAccount({ namespace: "kept-across-restart", body: { metadata: { name: "reader" } } });
-    const token = (await core().createNamespacedServiceAccountToken({ namespace: "kept-across-restart", name: "reader", body: { spec: { audiences: [] } } })).status?.token;
+    const token = (await core().createNamespacedServiceAccountToken({ namespace: "kept-across-restart", name: "reader", body: { spec: { audiences: [] } } }))
+      .status?.token;
     expect(token).toBeTruthy();
 
     await plane.apiserver.stop();

@@ -3,7 +3,10 @@ import { describe, expect, it } from "vitest";
 import { builtBinaryDir, findKubeBinaries, pinnedVersions } from "./binaries.ts";
 
 const built = "/repo/.cache/kube/v1.36.3/bin";
-const executables = (...paths: string[]) => (path: string) => paths.includes(path);
+const executables =
+  (...paths: string[]) =>
+  (path: string) =>
+    paths.includes(path);
 
 describe("findKubeBinaries", () => {
   it("prefers TEST_ASSET_KUBE_APISERVER and TEST_ASSET_ETCD over everything else", () => {

@@ -1,12 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  CoreV1Api,
-  KubeConfig,
-  KubernetesObjectApi,
-  PatchStrategy,
-  type KubernetesObject,
-  type V1ServiceAccount,
-} from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1ServiceAccount } from "@kubernetes/client-node";
 import { inject } from "vitest";
 import type { KubeTestEnv } from "./global-setup.ts";
 
@@ -50,26 +43,30 @@ export function kubeConfigForToken(token: string, namespace?: string): KubeConfi
 
 /** Creates a namespace named `<prefix>-<random>` and returns its name. */
 export async function createNamespace(prefix: string): Promise<string> {
-  const base = prefix.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50) || "test";
+  const base =
+    prefix
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 50) || "test";
   const name = `${base}-${randomBytes(4).toString("hex")}`;
-  await adminConfig().makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+  await adminConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name } } });
   return name;
 }
 
 export async function createServiceAccount(namespace: string, name: string): Promise<V1ServiceAccount> {
-  return adminConfig().makeApiClient(CoreV1Api).createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+  return adminConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
 }
 
 /**
  * A token for the ServiceAccount through the TokenRequest API. No audiences means the apiserver's
  * own (then the token works against the apiserver); 600 s is the shortest lifetime it accepts.
  */
-export async function serviceAccountToken(
-  namespace: string,
-  name: string,
-  audiences: string[] = [],
-  expirationSeconds = 600,
-): Promise<string> {
+export async function serviceAccountToken(namespace: string, name: string, audiences: string[] = [], expirationSeconds = 600): Promise<string> {
   const request = await adminConfig()
     .makeApiClient(CoreV1Api)
     .createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });

@@ -3,16 +3,7 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from "jose";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import {
-  adminConfig,
-  apply,
-  createNamespace,
-  createServiceAccount,
-  kubeAvailable,
-  kubeConfigForToken,
-  kubeEnv,
-  serviceAccountToken,
-} from "./cluster.ts";
+import { adminConfig, apply, createNamespace, createServiceAccount, kubeAvailable, kubeConfigForToken, kubeEnv, serviceAccountToken } from "./cluster.ts";
 
 const discoveryDocument = z.object({ issuer: z.string(), jwks_uri: z.string(), id_token_signing_alg_values_supported: z.array(z.string()) });
 const jsonWebKeySet = z.object({ keys: z.array(z.looseObject({ kty: z.string(), kid: z.string() })).min(1) });

@@ -42,7 +42,9 @@ const roleAnnotation = "acr-credential-broker/role-arn";
 const fcRole = "acs:ram::1000000000000001:role/token-broker-fc-role";
 
 async function demoUserKey(name: string): Promise<{ accessKeyId: string; accessKeySecret: string }> {
-  const world = parseYaml(await readFile(worldFile, "utf8")) as { accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }> };
+  const world = parseYaml(await readFile(worldFile, "utf8")) as {
+    accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }>;
+  };
   const key = world.accounts.flatMap((account) => account.users ?? []).find((user) => user.name === name)?.accessKeys[0];
   if (key === undefined) throw new Error(`the demo world has no user '${name}' with an access key`);
   return { accessKeyId: key.id, accessKeySecret: key.secret };
@@ -69,7 +71,16 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
 
   const keyring = async (...lookups: string[]): Promise<Run & { results: Lookup[] }> => {
     const result = await run(keyringBinary()!, ["--config", providerConfig, "--bin-dir", pluginDir, "--kubeconfig", nodeKubeconfig, ...lookups], "");
-    return { ...result, results: result.stdout.trim() === "" ? [] : result.stdout.trim().split("\n").map((line) => JSON.parse(line) as Lookup) };
+    return {
+      ...result,
+      results:
+        result.stdout.trim() === ""
+          ? []
+          : result.stdout
+              .trim()
+              .split("\n")
+              .map((line) => JSON.parse(line) as Lookup),
+    };
   };
   const brokerCalls = () => broker.requests.get("/v1/kubelet-credentials") ?? 0;
 
@@ -85,7 +96,14 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     image = `${registry}/demo/hello:v1`;
     const publisher = await crCall(emulator.endpoints.cr, await demoUserKey("publisher"), "GetAuthorizationToken", { InstanceId: "cri-demo" });
     ({ manifestDigest } = await writeOciLayout(join(work, "layout"), { tag: "v1" }));
-    const pushed = await skopeo(["copy", "--dest-tls-verify=false", "--dest-creds", `${publisher.TempUsername}:${publisher.AuthorizationToken}`, `oci:${join(work, "layout")}:v1`, `docker://${image}`]);
+    const pushed = await skopeo([
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      `${publisher.TempUsername}:${publisher.AuthorizationToken}`,
+      `oci:${join(work, "layout")}:v1`,
+      `docker://${image}`,
+    ]);
     if (pushed.code !== 0) throw new Error(`could not push the test image: ${pushed.stderr}`);
 
     // The cluster: pods of a granted and of an ungranted ServiceAccount, and the node's identity with
@@ -94,15 +112,38 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     const core = adminConfig().makeApiClient(CoreV1Api);
     for (const name of ["app", "other", "node"]) await createServiceAccount(namespace, name);
     // Accounts that name a role for their pulls: one the broker's grant lists, one it does not.
-    for (const [name, role] of [["team", acrPullRole], ["sneaky", fcRole]] as const) {
+    for (const [name, role] of [
+      ["team", acrPullRole],
+      ["sneaky", fcRole],
+    ] as const) {
       await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations: { [roleAnnotation]: role } } } });
     }
-    for (const [pod, serviceAccountName] of [["app-1", "app"], ["app-2", "app"], ["other-1", "other"], ["team-1", "team"], ["sneaky-1", "sneaky"]] as const) {
+    for (const [pod, serviceAccountName] of [
+      ["app-1", "app"],
+      ["app-2", "app"],
+      ["other-1", "other"],
+      ["team-1", "team"],
+      ["sneaky-1", "sneaky"],
+    ] as const) {
       await core.createNamespacedPod({ namespace, body: { metadata: { name: pod }, spec: { serviceAccountName, containers: [{ name: "main", image }] } } });
     }
     await apply([
-      { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "node-image-credentials", namespace }, rules: [{ apiGroups: [""], resources: ["pods", "serviceaccounts"], verbs: ["get"] }, { apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"] }] },
-      { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "node-image-credentials", namespace }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "node-image-credentials" }, subjects: [{ kind: "ServiceAccount", name: "node", namespace }] },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "Role",
+        metadata: { name: "node-image-credentials", namespace },
+        rules: [
+          { apiGroups: [""], resources: ["pods", "serviceaccounts"], verbs: ["get"] },
+          { apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"] },
+        ],
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name: "node-image-credentials", namespace },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "node-image-credentials" },
+        subjects: [{ kind: "ServiceAccount", name: "node", namespace }],
+      },
     ]);
     nodeKubeconfig = join(work, "node.kubeconfig");
     await writeFile(nodeKubeconfig, kubeConfigForToken(await serviceAccountToken(namespace, "node", [], 3600)).exportConfig());
@@ -121,9 +162,16 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
             subjects: ["system:serviceaccount:kube-system:acr-credential-refresher"],
             kubeletProvider: {
               grants: [
-                { serviceAccounts: [`system:serviceaccount:${namespace}:app`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registry] }] },
+                {
+                  serviceAccounts: [`system:serviceaccount:${namespace}:app`],
+                  registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registry] }],
+                },
                 // No role of their own: without the annotation the broker's own identity, which may not pull, would ask.
-                { serviceAccounts: [`system:serviceaccount:${namespace}:team`, `system:serviceaccount:${namespace}:sneaky`], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registry] }], annotationRoles: [acrPullRole] },
+                {
+                  serviceAccounts: [`system:serviceaccount:${namespace}:team`, `system:serviceaccount:${namespace}:sneaky`],
+                  registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registry] }],
+                  annotationRoles: [acrPullRole],
+                },
               ],
             },
           },
@@ -131,7 +179,11 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
       },
       "test",
     );
-    runtime = createRuntime({ loaded: { config, baseDir: work, source: "test" }, baseIdentity: identityFromKeys(await demoUserKey("broker")), log: createLogger("broker", { level: "silent" }) });
+    runtime = createRuntime({
+      loaded: { config, baseDir: work, source: "test" },
+      baseIdentity: identityFromKeys(await demoUserKey("broker")),
+      log: createLogger("broker", { level: "silent" }),
+    });
     broker = await serveBrokerHttps(runtime, work);
 
     // The kubelet's --image-credential-provider-config.
@@ -149,7 +201,12 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
             apiVersion: "credentialprovider.kubelet.k8s.io/v1",
             args: ["--broker-url", broker.url, "--timeout", "10s"],
             env: [{ name: "ACR_BROKER_CA_FILE", value: broker.caFile }],
-            tokenAttributes: { serviceAccountTokenAudience: audience, cacheType: "ServiceAccount", requireServiceAccount: true, optionalServiceAccountAnnotationKeys: [roleAnnotation] },
+            tokenAttributes: {
+              serviceAccountTokenAudience: audience,
+              cacheType: "ServiceAccount",
+              requireServiceAccount: true,
+              optionalServiceAccountAnnotationKeys: [roleAnnotation],
+            },
           },
         ],
       }),
@@ -169,13 +226,22 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     expect(code).toBe(0);
     expect(results[0]!.credentials).toHaveLength(1);
     const { username, password } = results[0]!.credentials[0]!;
-    const pulled = await skopeo(["copy", "--src-tls-verify=false", "--src-creds", `${username}:${password}`, `docker://${image}`, `oci:${join(work, "pulled")}:v1`]);
+    const pulled = await skopeo([
+      "copy",
+      "--src-tls-verify=false",
+      "--src-creds",
+      `${username}:${password}`,
+      `docker://${image}`,
+      `oci:${join(work, "pulled")}:v1`,
+    ]);
     expect(pulled.stderr).toBe("");
     expect(pulled.code).toBe(0);
     const inspected = await skopeo(["inspect", "--tls-verify=false", "--creds", `${username}:${password}`, `docker://${image}`]);
     expect((JSON.parse(inspected.stdout) as { Digest: string }).Digest).toBe(manifestDigest);
     // The broker assumed its configured role for it, through the emulator.
-    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" }).map((entry) => entry.principal)).toContainEqual(expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/acr-pull\//));
+    expect(emulator.log.filter({ api: "cr:GetAuthorizationToken", outcome: "ok" }).map((entry) => entry.principal)).toContainEqual(
+      expect.stringMatching(/^acs:ram::1000000000000001:assumed-role\/acr-pull\//),
+    );
   });
 
   it("caches the answer for its cacheDuration per ServiceAccount: a second pod of it pulls without another broker call", async () => {
@@ -225,7 +291,9 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
   });
 
   it("takes the shipped node RBAC for the audience", async () => {
-    const documents = (await readFile(new URL("../../kubelet-provider/deploy/node-audience-rbac.yaml", import.meta.url), "utf8")).split(/^---$/m).map((text) => parseYaml(text) as KubernetesObject);
+    const documents = (await readFile(new URL("../../kubelet-provider/deploy/node-audience-rbac.yaml", import.meta.url), "utf8"))
+      .split(/^---$/m)
+      .map((text) => parseYaml(text) as KubernetesObject);
     const [role] = await apply(documents);
     expect((role as V1ClusterRole).rules).toEqual([{ apiGroups: [""], resources: [audience], verbs: ["request-serviceaccounts-token-audience"] }]);
   });

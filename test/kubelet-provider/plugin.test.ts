@@ -34,7 +34,19 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
     prod = await createTestCluster("prod");
     env = await startBrokerEnv({
       clusters: () => [
-        { name: "prod", key: prod, kubeletProvider: { grants: [{ serviceAccounts: ["system:serviceaccount:shop:*"], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }], annotationRoles: [] }] } },
+        {
+          name: "prod",
+          key: prod,
+          kubeletProvider: {
+            grants: [
+              {
+                serviceAccounts: ["system:serviceaccount:shop:*"],
+                registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }],
+                annotationRoles: [],
+              },
+            ],
+          },
+        },
       ],
     });
     broker = await serveBrokerHttps(env.runtime, work, { kind: "keys", keys: brokerUser });
@@ -53,7 +65,13 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
     const result = await run(plugin, ["--broker-url", broker.url, "--ca-file", broker.caFile], await request("system:serviceaccount:shop:web"));
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    const response = JSON.parse(result.stdout) as { apiVersion: string; kind: string; cacheKeyType: string; cacheDuration: string; auth: Record<string, { username: string; password: string }> };
+    const response = JSON.parse(result.stdout) as {
+      apiVersion: string;
+      kind: string;
+      cacheKeyType: string;
+      cacheDuration: string;
+      auth: Record<string, { username: string; password: string }>;
+    };
     expect(response).toMatchObject({ apiVersion, kind: "CredentialProviderResponse", cacheKeyType: "Registry" });
     expect(Object.keys(response.auth).sort()).toEqual([...instances.platform.domains].sort());
     // 3600 s session, 900 s margin, seconds gone by while asking.
@@ -63,7 +81,11 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
   });
 
   it("takes its configuration from the environment as well", async () => {
-    const result = await run(plugin, [], await request("system:serviceaccount:shop:web"), { ACR_BROKER_URL: broker.url, ACR_BROKER_CA_FILE: broker.caFile, ACR_BROKER_TIMEOUT: "5s" });
+    const result = await run(plugin, [], await request("system:serviceaccount:shop:web"), {
+      ACR_BROKER_URL: broker.url,
+      ACR_BROKER_CA_FILE: broker.caFile,
+      ACR_BROKER_TIMEOUT: "5s",
+    });
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ kind: "CredentialProviderResponse" });
   });
@@ -90,7 +112,11 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
     try {
       const started = Date.now();
-      const result = await run(plugin, ["--broker-url", `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, "--timeout", "300ms"], await request("system:serviceaccount:shop:web"));
+      const result = await run(
+        plugin,
+        ["--broker-url", `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, "--timeout", "300ms"],
+        await request("system:serviceaccount:shop:web"),
+      );
       expect(result.code).toBe(1);
       expect(result.stdout).toBe("");
       expect(result.stderr).toMatch(/broker unreachable.*Timeout/i);
@@ -115,7 +141,11 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
     });
     await new Promise<void>((resolve) => faulty.listen(0, "127.0.0.1", resolve));
     try {
-      const result = await run(plugin, ["--broker-url", `http://127.0.0.1:${(faulty.address() as AddressInfo).port}`], await request("system:serviceaccount:shop:web"));
+      const result = await run(
+        plugin,
+        ["--broker-url", `http://127.0.0.1:${(faulty.address() as AddressInfo).port}`],
+        await request("system:serviceaccount:shop:web"),
+      );
       expect(result.code).toBe(1);
       expect(result.stdout).toBe("");
       expect(result.stderr).toMatch(/holds no credential/);
@@ -126,7 +156,11 @@ describe.skipIf(noGo)("the kubelet credential provider plugin", () => {
 
   it("exits 1 naming tokenAttributes when the kubelet sends no ServiceAccount token", async () => {
     const before = broker.requests.get("/v1/kubelet-credentials");
-    const result = await run(plugin, ["--broker-url", broker.url, "--ca-file", broker.caFile], JSON.stringify({ apiVersion, kind: "CredentialProviderRequest", image: `${platformHost}/apps/web:1` }));
+    const result = await run(
+      plugin,
+      ["--broker-url", broker.url, "--ca-file", broker.caFile],
+      JSON.stringify({ apiVersion, kind: "CredentialProviderRequest", image: `${platformHost}/apps/web:1` }),
+    );
     expect(result.code).toBe(1);
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(/no ServiceAccount token; set tokenAttributes/);

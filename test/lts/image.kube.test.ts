@@ -10,7 +10,17 @@ import { freePort } from "../../emulator/fc-runtime/instances.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv, serviceAccountToken } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "../job/kube-lock.ts";
-import { installRefresher, pullSecretNames, readStatus, refresherAccount, resetStatus, secretOrUndefined, serviceAccount, setConfig, type RefresherFixture } from "../job/refresher-fixture.ts";
+import {
+  installRefresher,
+  pullSecretNames,
+  readStatus,
+  refresherAccount,
+  resetStatus,
+  secretOrUndefined,
+  serviceAccount,
+  setConfig,
+  type RefresherFixture,
+} from "../job/refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "../job/stub-broker.ts";
 import { buildImage, imageRunUnavailable, runImage, startImage, type ImageFacts } from "./image.ts";
 
@@ -65,7 +75,13 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
     const namespace = await createNamespace("image-lts");
     await createServiceAccount(namespace, "default");
     // No fleet spread: the run asks the broker at once instead of after this cluster's delay.
-    const data = { "broker-url": broker.url, "watch-namespace": namespace, "service-account": "default", "spread-window": "0", "acr-registry-info": "- instanceId: cri-imagelts\n  regionId: cn-hangzhou\n" };
+    const data = {
+      "broker-url": broker.url,
+      "watch-namespace": namespace,
+      "service-account": "default",
+      "spread-window": "0",
+      "acr-registry-info": "- instanceId: cri-imagelts\n  regionId: cn-hangzhou\n",
+    };
     const [registry] = parseRefresherConfig(data).config.registries;
     await setConfig(data);
     await resetStatus();
@@ -80,7 +96,12 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
   });
 
   it("runs --watch (the Deployment's args): answers its probes, serves a namespace created after it started, and stops on SIGTERM with exit 0", async () => {
-    const data = { "broker-url": broker.url, "watch-namespace": "image-watch-*", "service-account": "default", "acr-registry-info": "- instanceId: cri-imagewatch\n  regionId: cn-beijing\n" };
+    const data = {
+      "broker-url": broker.url,
+      "watch-namespace": "image-watch-*",
+      "service-account": "default",
+      "acr-registry-info": "- instanceId: cri-imagewatch\n  regionId: cn-beijing\n",
+    };
     const [registry] = parseRefresherConfig(data).config.registries;
     await setConfig(data);
     await resetStatus();
@@ -93,10 +114,14 @@ describe.skipIf(!kubeAvailable() || unavailable !== undefined)("the refresher im
       // What the kubelet's probes and Prometheus ask, from the process as the image runs it.
       await expect.poll(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status, { timeout: 30_000, interval: 250 }).toBe(200);
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-      expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toMatch(/^acr_credential_refresher_credential_expiry_timestamp_seconds\{registry="cri-imagewatch@cn-beijing",secret="acr-credential-[0-9a-f]{32}"\} \d+/m);
+      expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toMatch(
+        /^acr_credential_refresher_credential_expiry_timestamp_seconds\{registry="cri-imagewatch@cn-beijing",secret="acr-credential-[0-9a-f]{32}"\} \d+/m,
+      );
       const namespace = await createNamespace("image-watch");
       await createServiceAccount(namespace, "default");
-      await expect.poll(async () => pullSecretNames(await serviceAccount(namespace, "default")), { timeout: 30_000, interval: 250 }).toEqual([registry?.secretName]);
+      await expect
+        .poll(async () => pullSecretNames(await serviceAccount(namespace, "default")), { timeout: 30_000, interval: 250 })
+        .toEqual([registry?.secretName]);
     } finally {
       running.kill("SIGTERM");
     }

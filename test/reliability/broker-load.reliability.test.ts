@@ -28,7 +28,12 @@ async function badRequests(count: number, offset: number, concurrency = 32): Pro
       while (sent < count) {
         const i = offset + sent++;
         const token = randomBadToken(env.prod, i);
-        const answer = await request(`${env.broker.url}/v1/credentials`, { method: "POST", dispatcher, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });
+        const answer = await request(`${env.broker.url}/v1/credentials`, {
+          method: "POST",
+          dispatcher,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: "{}",
+        });
         await answer.body.dump();
         statuses[answer.statusCode] = (statuses[answer.statusCode] ?? 0) + 1;
       }
@@ -59,7 +64,13 @@ describe("10,000 bad requests", () => {
 describe("a fixed high rate for 60 s", () => {
   it("answers every request with 200, and RSS grows less than 10%", async () => {
     const token = await env.token();
-    const options = { url: `${env.broker.url}/v1/credentials`, method: "POST" as const, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}", connections: 20 };
+    const options = {
+      url: `${env.broker.url}/v1/credentials`,
+      method: "POST" as const,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: "{}",
+      connections: 20,
+    };
     // autocannon's typings lack overallRate (requests per second across all connections), which it supports.
     const fixedRate = { overallRate: 400 };
     // Warm-up at the same rate, so the measurement starts with caches filled and code compiled.

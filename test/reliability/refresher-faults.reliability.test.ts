@@ -42,7 +42,7 @@ const registrySets = [[0, 1, 2], [0], [1, 2], [0, 2], [2], [0, 1]];
 const giveUpBoundMs = 60_000;
 
 let random = seed;
-const next = () => ((random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const next = () => (random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 
 /** A cluster the refresher runs in: the shared test control plane, or one this file starts. */
 interface Cluster {
@@ -85,17 +85,30 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     "broker-url": broker.url,
     "watch-namespace": `${prefix}-*`,
     "service-account": "*",
-    "acr-registry-info": set.map((i) => { const r = registryPool[i]!; return `- instanceId: "${r.instanceId ?? ""}"\n  regionId: "${r.regionId}"\n  domains: "${r.domains!.join(",")}"\n`; }).join(""),
+    "acr-registry-info": set
+      .map((i) => {
+        const r = registryPool[i]!;
+        return `- instanceId: "${r.instanceId ?? ""}"\n  regionId: "${r.regionId}"\n  domains: "${r.domains!.join(",")}"\n`;
+      })
+      .join(""),
   });
 
   /** Replaces the refresher's ConfigMap as the cluster admin would with kubectl apply. */
   async function setConfig(target: Seeded, set: number[]): Promise<void> {
-    await target.core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" }).catch(() => undefined);
-    await target.core().createNamespacedConfigMap({ namespace: "kube-system", body: { metadata: { name: "acr-configuration" }, data: configFor(target.prefix, set) } });
+    await target
+      .core()
+      .deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" })
+      .catch(() => undefined);
+    await target
+      .core()
+      .createNamespacedConfigMap({ namespace: "kube-system", body: { metadata: { name: "acr-configuration" }, data: configFor(target.prefix, set) } });
   }
 
   async function resetStatus(target: Seeded): Promise<void> {
-    await target.core().deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" }).catch(() => undefined);
+    await target
+      .core()
+      .deleteNamespacedConfigMap({ namespace: "kube-system", name: "acr-credential-status" })
+      .catch(() => undefined);
   }
 
   /**
@@ -137,7 +150,10 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
           await core().createNamespace({ body: { metadata: { name: namespace } } });
           await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "default" }, imagePullSecrets: [{ name: foreign }] } });
           await core().createNamespacedServiceAccount({ namespace, body: { metadata: { name: "builder" } } });
-          await core().createNamespacedSecret({ namespace, body: { metadata: { name: "user-secret" }, type: "Opaque", stringData: { password: `user-owned-${i}-not-a-real-secret` } } });
+          await core().createNamespacedSecret({
+            namespace,
+            body: { metadata: { name: "user-secret" }, type: "Opaque", stringData: { password: `user-owned-${i}-not-a-real-secret` } },
+          });
           return namespace;
         }),
       ),
@@ -152,9 +168,16 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   }
 
   /** Runs the bundle; with `killAfterMs`, SIGKILLs it then. Resolves with its exit code, or the signal. */
-  function runRefresher(target: Seeded, options: { killAfterMs?: number; args?: string[] } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
+  function runRefresher(
+    target: Seeded,
+    options: { killAfterMs?: number; args?: string[] } = {},
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; tookMs: number; exitedAt: number }> {
     const started = performance.now();
-    const child = spawn(process.execPath, [bundle, "--once", "--no-spread", ...(options.args ?? []), "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile], { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(
+      process.execPath,
+      [bundle, "--once", "--no-spread", ...(options.args ?? []), "--kubeconfig", target.kubeconfigFile, "--token-file", target.tokenFile],
+      { cwd: work, env: { PATH: process.env.PATH, HOME: work }, stdio: ["ignore", "ignore", "pipe"] },
+    );
     child.stderr!.on("data", (chunk: Buffer) => (refresherLogs += chunk.toString()));
     const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), options.killAfterMs);
     return new Promise((resolve) =>
@@ -169,7 +192,9 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   /** The managed Secrets of the chosen namespaces. */
   async function managedSecrets(target: Seeded): Promise<V1Secret[]> {
     const chosen = new Set(target.namespaces);
-    return (await target.core().listSecretForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=acr-credential-broker" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
+    return (await target.core().listSecretForAllNamespaces({ labelSelector: "app.kubernetes.io/managed-by=acr-credential-broker" })).items.filter((s) =>
+      chosen.has(s.metadata!.namespace!),
+    );
   }
 
   const currentPasswords = (target: Seeded, set: number[]) => {
@@ -187,14 +212,18 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     const byNamespace = new Map<string, V1Secret[]>();
     for (const secret of managed) byNamespace.set(secret.metadata!.namespace!, [...(byNamespace.get(secret.metadata!.namespace!) ?? []), secret]);
     const accounts = (await target.core().listServiceAccountForAllNamespaces()).items.filter((sa) => chosen.has(sa.metadata!.namespace!));
-    const users = (await target.core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items.filter((s) => chosen.has(s.metadata!.namespace!));
+    const users = (await target.core().listSecretForAllNamespaces({ fieldSelector: "metadata.name=user-secret" })).items.filter((s) =>
+      chosen.has(s.metadata!.namespace!),
+    );
     for (const namespace of target.namespaces) {
       const secrets = byNamespace.get(namespace) ?? [];
       const names = secrets.map((s) => s.metadata!.name!).sort();
-      if (JSON.stringify(names) !== JSON.stringify(expectedNames)) problems.push(`${namespace}: Secrets ${names.join(",")} instead of ${expectedNames.join(",")}`);
+      if (JSON.stringify(names) !== JSON.stringify(expectedNames))
+        problems.push(`${namespace}: Secrets ${names.join(",")} instead of ${expectedNames.join(",")}`);
       for (const secret of secrets) {
         const auths = Object.values(dockerConfigOf(secret).auths);
-        if (auths.length === 0 || auths.some((auth) => auth.password !== passwords.get(secret.metadata!.name!))) problems.push(`${namespace}/${secret.metadata!.name}: not the current password`);
+        if (auths.length === 0 || auths.some((auth) => auth.password !== passwords.get(secret.metadata!.name!)))
+          problems.push(`${namespace}/${secret.metadata!.name}: not the current password`);
       }
     }
     for (const sa of accounts) {
@@ -203,13 +232,15 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
       const own = pulls.filter((name) => name !== foreign);
       if (sa.metadata!.name === "default" && pulls[0] !== foreign) problems.push(`${where}: the foreign entry is gone or moved (${pulls.join(",")})`);
       if (pulls.filter((name) => name === foreign).length > (sa.metadata!.name === "default" ? 1 : 0)) problems.push(`${where}: foreign entry duplicated`);
-      if (JSON.stringify([...own].sort()) !== JSON.stringify(expectedNames)) problems.push(`${where}: imagePullSecrets ${pulls.join(",")} instead of ${expectedNames.join(",")}`);
+      if (JSON.stringify([...own].sort()) !== JSON.stringify(expectedNames))
+        problems.push(`${where}: imagePullSecrets ${pulls.join(",")} instead of ${expectedNames.join(",")}`);
     }
     if (accounts.length !== namespaceCount * 2) problems.push(`${accounts.length} ServiceAccounts instead of ${namespaceCount * 2}`);
     if (users.length !== namespaceCount) problems.push(`${users.length} user Secrets instead of ${namespaceCount}`);
     for (const secret of users) {
       const before = target.userSecrets.get(secret.metadata!.namespace!);
-      if (before?.resourceVersion !== secret.metadata!.resourceVersion || before?.data !== JSON.stringify(secret.data)) problems.push(`${secret.metadata!.namespace}/user-secret changed`);
+      if (before?.resourceVersion !== secret.metadata!.resourceVersion || before?.data !== JSON.stringify(secret.data))
+        problems.push(`${secret.metadata!.namespace}/user-secret changed`);
     }
     return problems;
   }
@@ -229,7 +260,9 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     work = await mkdtemp(join(tmpdir(), "refresher-faults-"));
     broker = await startStubBroker();
     bundle = join(work, "refresher.mjs");
-    await new Promise<void>((resolve, reject) => execFile(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle], (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      execFile(process.execPath, [new URL("../../job/build.mjs", import.meta.url).pathname, bundle], (error) => (error ? reject(error) : resolve())),
+    );
     scan.secret(kubeEnv().adminToken);
     scan.source("refresher", () => refresherLogs);
 
@@ -258,7 +291,9 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
       const killed = await runRefresher(shared, { killAfterMs });
       if (killed.signal === "SIGKILL") kills++;
       const rerun = await runRefresher(shared);
-      outcomes.push(`trial ${trial}: registries ${set.join("+")}, killed at ${killAfterMs} ms (${killed.signal ?? `exited ${killed.code} first`}), rerun exit ${rerun.code} in ${Math.round(rerun.tookMs)} ms`);
+      outcomes.push(
+        `trial ${trial}: registries ${set.join("+")}, killed at ${killAfterMs} ms (${killed.signal ?? `exited ${killed.code} first`}), rerun exit ${rerun.code} in ${Math.round(rerun.tookMs)} ms`,
+      );
       expect(rerun.code).toBe(0);
       expect(await convergenceProblems(shared, set)).toEqual([]);
     }
@@ -281,7 +316,10 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     broker.rotate();
     const passwords = currentPasswords(target, set);
     const total = namespaceCount * passwords.size;
-    const updated = async () => (await managedSecrets(target)).filter((secret) => Object.values(dockerConfigOf(secret).auths).every((auth) => auth.password === passwords.get(secret.metadata!.name!))).length;
+    const updated = async () =>
+      (await managedSecrets(target)).filter((secret) =>
+        Object.values(dockerConfigOf(secret).auths).every((auth) => auth.password === passwords.get(secret.metadata!.name!)),
+      ).length;
     // Valid credentials in hand: only --resync makes the run ask for (and write) the new ones.
     const running = runRefresher(target, { args: ["--resync"] });
     let exited = false;
@@ -297,7 +335,9 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
     expect(cut, `the refresher was still running ${giveUpBoundMs / 1000} s after the apiserver was killed`).not.toBe("hung");
     if (cut === "hung") return;
     const gaveUpMs = Math.round(cut.exitedAt - killedAt);
-    console.log(`apiserver killed with ${written} of ${total} Secrets rewritten, ${Math.round(killedAt - (cut.exitedAt - cut.tookMs))} ms into the run (from scratch: ${Math.round(scratchMs)} ms): exit ${cut.code} ${gaveUpMs} ms later`);
+    console.log(
+      `apiserver killed with ${written} of ${total} Secrets rewritten, ${Math.round(killedAt - (cut.exitedAt - cut.tookMs))} ms into the run (from scratch: ${Math.round(scratchMs)} ms): exit ${cut.code} ${gaveUpMs} ms later`,
+    );
     expect(written).toBeGreaterThan(0);
     expect(cut.signal).toBeNull();
     expect(cut.code).not.toBe(0);
@@ -313,7 +353,8 @@ describe.skipIf(!kubeAvailable())("the refresher under Kubernetes faults", () =>
   });
 
   it("logged no password or token", () => {
-    for (const registry of registryPool) for (let generation = 1; generation <= trials * 3 + 3; generation++) scan.secret(`stub-password-${registry.instanceId ?? "personal"}-${generation}`);
+    for (const registry of registryPool)
+      for (let generation = 1; generation <= trials * 3 + 3; generation++) scan.secret(`stub-password-${registry.instanceId ?? "personal"}-${generation}`);
     for (const token of shared.tokens) scan.secret(token);
     expect(refresherLogs.length).toBeGreaterThan(0);
     expect(scan.findings()).toEqual([]);

@@ -46,8 +46,17 @@ function dribble(url: string, first: string, rest: string, everyMs: number): Dri
 describe("slow clients", () => {
   it("closes connections that dribble headers after 10 s and bodies after 30 s, serving other clients throughout", async () => {
     const host = new URL(env.broker.url).host;
-    const headers = Array.from({ length: 100 }, () => dribble(env.broker.url, "POST /v1/credentials HTTP/1.1\r\n", `Host: ${host}\r\nX-Slow: ${"s".repeat(400)}\r\n\r\n`, 500));
-    const bodies = Array.from({ length: 100 }, () => dribble(env.broker.url, `POST /v1/credentials HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`, `{"registries":[]${" ".repeat(990)}}`, 500));
+    const headers = Array.from({ length: 100 }, () =>
+      dribble(env.broker.url, "POST /v1/credentials HTTP/1.1\r\n", `Host: ${host}\r\nX-Slow: ${"s".repeat(400)}\r\n\r\n`, 500),
+    );
+    const bodies = Array.from({ length: 100 }, () =>
+      dribble(
+        env.broker.url,
+        `POST /v1/credentials HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`,
+        `{"registries":[]${" ".repeat(990)}}`,
+        500,
+      ),
+    );
     const silent = Array.from({ length: 100 }, () => dribble(env.broker.url, "", "", 60_000));
 
     // Meanwhile, ordinary requests are answered at once.

@@ -48,7 +48,8 @@ describe("the token battery over HTTP", () => {
       const answer = await rawRequest(env.broker.url, { headers: [["Content-Type", "application/json"], ...hostile.headers], body: "{}" });
       const expected = hostile.beyondHeaderLimit ? 431 : hostile.status;
       if (answer.status !== expected) outcomes.push(`${hostile.name}: ${answer.status} ${answer.body.slice(0, 200)}`);
-      if (answer.status === 401 && answer.headers["www-authenticate"] !== 'Bearer error="invalid_token"') outcomes.push(`${hostile.name}: 401 without WWW-Authenticate`);
+      if (answer.status === 401 && answer.headers["www-authenticate"] !== 'Bearer error="invalid_token"')
+        outcomes.push(`${hostile.name}: 401 without WWW-Authenticate`);
       if (!hostile.beyondHeaderLimit) answered.push({ hostile, requestId: answer.headers["x-request-id"], body: answer.body });
     }
     expect(outcomes).toEqual([]);
@@ -59,7 +60,13 @@ describe("the token battery over HTTP", () => {
 
   it("still serves its health check and a valid token afterwards, which does reach the upstream", async () => {
     expect((await fetch(`${env.broker.url}/healthz`)).status).toBe(200);
-    const answer = await rawRequest(env.broker.url, { headers: [["Authorization", `Bearer ${await env.token()}`], ["Content-Type", "application/json"]], body: "{}" });
+    const answer = await rawRequest(env.broker.url, {
+      headers: [
+        ["Authorization", `Bearer ${await env.token()}`],
+        ["Content-Type", "application/json"],
+      ],
+      body: "{}",
+    });
     expect(answer.status).toBe(200);
     for (const credential of (JSON.parse(answer.body) as { credentials: Array<{ password: string }> }).credentials) env.scan.secret(credential.password);
     expect(env.upstreamCalls()).toBeGreaterThan(0);

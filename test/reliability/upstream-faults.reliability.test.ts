@@ -54,7 +54,8 @@ beforeAll(async () => {
 
 afterAll(() => emulator?.close());
 
-const ask = async () => invokeHttp(handler, { headers: bearer(await token()), body: {} }, { ...testContext(brokerUser), function: { name: "broker", timeout: 60 } });
+const ask = async () =>
+  invokeHttp(handler, { headers: bearer(await token()), body: {} }, { ...testContext(brokerUser), function: { name: "broker", timeout: 60 } });
 
 describe("50% throttling, 10% 5xx and 2 s latency spikes", () => {
   it(`answers every refresh within its deadline with a new or a still-valid cached credential (${rounds} rounds)`, async () => {
@@ -64,7 +65,7 @@ describe("50% throttling, 10% 5xx and 2 s latency spikes", () => {
     emulator.faults.set({ throttleRate: 0.5, serverErrorRate: 0.1, latencyMs: 2000, latencyRate: 0.1, seed: 7 });
     const tally = { fresh: 0, stale: 0, slowestMs: 0, throttled: 0, failed: 0 };
     let random = 12345;
-    const next = () => ((random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const next = () => (random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let round = 0; round < rounds; round++) {
       // Between the earliest refresh point and 60 s before the earliest expiry.
       const earliest = Math.min(...expiries);

@@ -52,7 +52,9 @@ afterAll(() => emulator?.close());
 
 type Upstream = "up" | "down" | "throttled" | "flaky";
 const faultsOf = (upstream: Upstream, faultSeed: number): FaultSettings | undefined =>
-  ({ up: undefined, down: { serverErrorRate: 1 }, throttled: { throttleRate: 1 }, flaky: { throttleRate: 0.5, serverErrorRate: 0.1, seed: faultSeed } })[upstream];
+  ({ up: undefined, down: { serverErrorRate: 1 }, throttled: { throttleRate: 1 }, flaky: { throttleRate: 0.5, serverErrorRate: 0.1, seed: faultSeed } })[
+    upstream
+  ];
 
 const stepArbitrary = fc.record({
   // Mostly small steps, sometimes past a refresh point or an expiry.
@@ -74,13 +76,16 @@ function judge(answer: HttpAnswer, now: number, requested: string, force: boolea
   if (answer.status === 200) {
     const body = answer.json as unknown as CredentialsResponse;
     const expected = requested === "all" ? 2 : 1;
-    if (body.credentials.length + body.errors.length !== expected) return `200 with ${body.credentials.length} credentials and ${body.errors.length} errors for ${expected} registries`;
+    if (body.credentials.length + body.errors.length !== expected)
+      return `200 with ${body.credentials.length} credentials and ${body.errors.length} errors for ${expected} registries`;
     for (const credential of body.credentials) {
       scan.secret(credential.password);
       const expiresAt = Date.parse(credential.expiresAt);
-      if (!(expiresAt > now)) return `an expired credential (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()}, stale ${String(credential.stale)})`;
+      if (!(expiresAt > now))
+        return `an expired credential (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()}, stale ${String(credential.stale)})`;
       // docs/broker.md, "Configuration": an unflagged credential is never closer than refreshBeforeExpiry to its expiry.
-      if (credential.stale !== true && expiresAt - now < refreshBeforeExpirySeconds * 1000) return `an unflagged credential within refreshBeforeExpiry (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()})`;
+      if (credential.stale !== true && expiresAt - now < refreshBeforeExpirySeconds * 1000)
+        return `an unflagged credential within refreshBeforeExpiry (expiresAt ${credential.expiresAt}, now ${new Date(now).toISOString()})`;
       if (!credential.username || !credential.password) return "a credential without username or password";
     }
     for (const error of body.errors) if (!/^Upstream/.test(error.code)) return `an entry error with code ${error.code}`;
@@ -108,7 +113,11 @@ describe("random schedules with a controlled clock", () => {
           if (faults) emulator.faults.set(faults);
           else emulator.faults.clear();
           const token = await prod.mint({ now: clock.now() });
-          const answers = await Promise.all(Array.from({ length: step.concurrent }, () => invokeHttp(handler, { headers: bearer(token), body: bodyOf(step.registries, step.force) }, testContext(brokerUser))));
+          const answers = await Promise.all(
+            Array.from({ length: step.concurrent }, () =>
+              invokeHttp(handler, { headers: bearer(token), body: bodyOf(step.registries, step.force) }, testContext(brokerUser)),
+            ),
+          );
           for (const answer of answers) {
             requests++;
             if (answer.status !== 200) errors++;

@@ -25,7 +25,10 @@ describe("errorFields", () => {
   });
 
   it("an error as the broker reports it ({code, message}) keeps its code; anything else thrown is its text", () => {
-    expect(errorFields({ code: "BrokerUnreachable", message: "connect ECONNREFUSED", attempts: 3 })).toEqual({ code: "BrokerUnreachable", message: "connect ECONNREFUSED" });
+    expect(errorFields({ code: "BrokerUnreachable", message: "connect ECONNREFUSED", attempts: 3 })).toEqual({
+      code: "BrokerUnreachable",
+      message: "connect ECONNREFUSED",
+    });
     expect(errorFields("socket hang up")).toEqual({ message: "socket hang up" });
     expect(errorFields(42)).toEqual({ message: "42" });
     expect(errorFields(undefined)).toEqual({ message: "undefined" });
@@ -35,7 +38,10 @@ describe("errorFields", () => {
 describe("a logger's err field", () => {
   it("is written by errorFields: no stack, no details, no cause, whatever the error carries", () => {
     const cause = Object.assign(new Error("upstream said no"), { request: { headers: { authorization: "acs AK:signature-not-to-log" } } });
-    const error = new AcrCredentialError("UpstreamError", "AssumeRole was refused", { cause, details: { upstreamCode: "p-not-to-log", problems: ["p-not-to-log"] } });
+    const error = new AcrCredentialError("UpstreamError", "AssumeRole was refused", {
+      cause,
+      details: { upstreamCode: "p-not-to-log", problems: ["p-not-to-log"] },
+    });
     const line = logged({ err: error });
     expect(line.err).toEqual({ code: "UpstreamError", message: "AssumeRole was refused" });
     const text = JSON.stringify(line);

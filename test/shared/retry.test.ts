@@ -32,7 +32,13 @@ describe("retry", () => {
   it("returns the first success after retryable failures", async () => {
     const time = fakeTime();
     let calls = 0;
-    const result = await retry(async () => (++calls < 3 ? Promise.reject(new Error("busy")) : "ok"), { policy, deadline: 10_000, classify: retryable, ...time, random: () => 0.5 });
+    const result = await retry(async () => (++calls < 3 ? Promise.reject(new Error("busy")) : "ok"), {
+      policy,
+      deadline: 10_000,
+      classify: retryable,
+      ...time,
+      random: () => 0.5,
+    });
     expect(result).toBe("ok");
     expect(calls).toBe(3);
     expect(time.sleeps).toEqual([50, 100]);
@@ -40,25 +46,37 @@ describe("retry", () => {
 
   it("does not retry an error that is not retryable", async () => {
     let calls = 0;
-    await expect(retry(async () => Promise.reject(new Error(`refused ${++calls}`)), { policy, deadline: 10_000, classify: () => ({ retry: false }), ...fakeTime() })).rejects.toThrow("refused 1");
+    await expect(
+      retry(async () => Promise.reject(new Error(`refused ${++calls}`)), { policy, deadline: 10_000, classify: () => ({ retry: false }), ...fakeTime() }),
+    ).rejects.toThrow("refused 1");
   });
 
   it("gives up after maxAttempts with the last error", async () => {
     let calls = 0;
-    await expect(retry(async () => Promise.reject(new Error(`busy ${++calls}`)), { policy, deadline: 1e9, classify: retryable, ...fakeTime(), random: () => 0.1 })).rejects.toThrow("busy 5");
+    await expect(
+      retry(async () => Promise.reject(new Error(`busy ${++calls}`)), { policy, deadline: 1e9, classify: retryable, ...fakeTime(), random: () => 0.1 }),
+    ).rejects.toThrow("busy 5");
   });
 
   it("does not start an attempt that could not begin before the deadline", async () => {
     const time = fakeTime();
     let calls = 0;
-    await expect(retry(async () => Promise.reject(new Error(`busy ${++calls}`)), { policy, deadline: 120, classify: retryable, ...time, random: () => 0.99 })).rejects.toThrow("busy 2");
+    await expect(
+      retry(async () => Promise.reject(new Error(`busy ${++calls}`)), { policy, deadline: 120, classify: retryable, ...time, random: () => 0.99 }),
+    ).rejects.toThrow("busy 2");
     expect(time.now()).toBeLessThan(120);
   });
 
   it("waits at least as long as the upstream asked", async () => {
     const time = fakeTime();
     let calls = 0;
-    await retry(async () => (++calls < 2 ? Promise.reject(new Error("throttled")) : "ok"), { policy, deadline: 10_000, classify: () => ({ retry: true, retryAfterMs: 700 }), ...time, random: () => 0 });
+    await retry(async () => (++calls < 2 ? Promise.reject(new Error("throttled")) : "ok"), {
+      policy,
+      deadline: 10_000,
+      classify: () => ({ retry: true, retryAfterMs: 700 }),
+      ...time,
+      random: () => 0,
+    });
     expect(time.sleeps).toEqual([700]);
   });
 
@@ -66,7 +84,13 @@ describe("retry", () => {
     const time = fakeTime();
     const seen: number[] = [];
     let calls = 0;
-    await retry(async (remaining) => (seen.push(remaining), ++calls < 2 ? Promise.reject(new Error("x")) : "ok"), { policy, deadline: 1000, classify: retryable, ...time, random: () => 0.5 });
+    await retry(async (remaining) => (seen.push(remaining), ++calls < 2 ? Promise.reject(new Error("x")) : "ok"), {
+      policy,
+      deadline: 1000,
+      classify: retryable,
+      ...time,
+      random: () => 0.5,
+    });
     expect(seen).toEqual([1000, 950]);
   });
 });

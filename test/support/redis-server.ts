@@ -42,7 +42,20 @@ export async function startRedisServer(options: { maxmemory?: string; tls?: bool
     await writeFile(join(dir, "server.key"), cert.keyPem);
     await writeFile(join(dir, "ca.crt"), ca.certPem);
     caPem = ca.certPem;
-    args.push("--port", "0", "--tls-port", String(port), "--tls-cert-file", join(dir, "server.crt"), "--tls-key-file", join(dir, "server.key"), "--tls-ca-cert-file", join(dir, "ca.crt"), "--tls-auth-clients", "no");
+    args.push(
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      join(dir, "server.crt"),
+      "--tls-key-file",
+      join(dir, "server.key"),
+      "--tls-ca-cert-file",
+      join(dir, "ca.crt"),
+      "--tls-auth-clients",
+      "no",
+    );
   } else {
     args.push("--port", String(port));
   }
@@ -79,7 +92,15 @@ export async function startRedisServer(options: { maxmemory?: string; tls?: bool
   };
   await launch();
 
-  const client = new Redis({ host: "127.0.0.1", port, ...(options.password ? { password: options.password } : {}), ...(caPem ? { tls: { ca: caPem, servername: "localhost" } } : {}), maxRetriesPerRequest: 1, retryStrategy: () => 100, lazyConnect: true });
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    ...(options.password ? { password: options.password } : {}),
+    ...(caPem ? { tls: { ca: caPem, servername: "localhost" } } : {}),
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => 100,
+    lazyConnect: true,
+  });
   client.on("error", () => {});
   await client.connect();
 

@@ -31,7 +31,8 @@ export function parseCacheKey(text: string, variable: string): CacheKey {
   const id = colon > 0 ? text.slice(0, colon) : "";
   const encoded = colon > 0 ? text.slice(colon + 1).trim() : "";
   const fix = `expected <keyId>:<base64 of 32 random bytes>, e.g. ${variable}="k1:$(openssl rand -base64 32)"`;
-  if (!keyIdPattern.test(id)) throw new AcrCredentialError("ConfigInvalid", `${variable}: the key id before ':' must be 1-64 letters, digits, '.', '_' or '-'; ${fix}`);
+  if (!keyIdPattern.test(id))
+    throw new AcrCredentialError("ConfigInvalid", `${variable}: the key id before ':' must be 1-64 letters, digits, '.', '_' or '-'; ${fix}`);
   const secret = base64Pattern.test(encoded) ? Buffer.from(encoded, "base64") : Buffer.alloc(0);
   if (secret.length !== 32) throw new AcrCredentialError("ConfigInvalid", `${variable}: the key after '${id}:' is not 32 bytes of base64 (AES-256); ${fix}`);
   return { id, secret };
@@ -40,12 +41,20 @@ export function parseCacheKey(text: string, variable: string): CacheKey {
 /** The key ring from the environment; required whenever `sharedCache` is configured. */
 export function cacheKeyRingFromEnv(env: Readonly<Record<string, string | undefined>>): CacheKeyRing {
   const current = env[cacheKeyEnv];
-  if (!current) throw new AcrCredentialError("ConfigInvalid", `sharedCache is configured but ${cacheKeyEnv} is not set; set it to <keyId>:<base64 of 32 random bytes> (the same on every instance) and restart`);
+  if (!current)
+    throw new AcrCredentialError(
+      "ConfigInvalid",
+      `sharedCache is configured but ${cacheKeyEnv} is not set; set it to <keyId>:<base64 of 32 random bytes> (the same on every instance) and restart`,
+    );
   const ring: CacheKeyRing = { current: parseCacheKey(current, cacheKeyEnv) };
   const previous = env[previousCacheKeyEnv];
   if (previous) {
     ring.previous = parseCacheKey(previous, previousCacheKeyEnv);
-    if (ring.previous.id === ring.current.id) throw new AcrCredentialError("ConfigInvalid", `${previousCacheKeyEnv} has the same key id '${ring.current.id}' as ${cacheKeyEnv}; give each key its own id`);
+    if (ring.previous.id === ring.current.id)
+      throw new AcrCredentialError(
+        "ConfigInvalid",
+        `${previousCacheKeyEnv} has the same key id '${ring.current.id}' as ${cacheKeyEnv}; give each key its own id`,
+      );
   }
   return ring;
 }

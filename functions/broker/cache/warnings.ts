@@ -16,6 +16,9 @@ export function rateLimitedWarning(log: Pick<Logger, "warn">, intervalMs: number
       return;
     }
     last.set(reason, { at: now(), suppressed: 0 });
-    via.warn({ sharedCache: reason, ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, "shared cache: serving from this instance's cache or upstream instead");
+    via.warn(
+      { sharedCache: reason, ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) },
+      "shared cache: serving from this instance's cache or upstream instead",
+    );
   };
 }

@@ -32,7 +32,11 @@ beforeAll(async () => {
       clusters: [{ name: "cli", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
     }),
   );
-  broker = start(["broker", "--config", join(dir, "broker.yaml"), "--port", "0"], { ...baseEnv(), ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret });
+  broker = start(["broker", "--config", join(dir, "broker.yaml"), "--port", "0"], {
+    ...baseEnv(),
+    ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId,
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret,
+  });
   url = (await broker.waitFor(/listening on (http:\/\/\S+)/, "stderr"))[1]!;
 }, 60_000);
 
@@ -52,7 +56,11 @@ describe("acr-credential broker", () => {
   });
 
   it("issues credentials as the identity of the default credential chain", async () => {
-    const response = await fetch(`${url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${await cluster.mint()}`, "content-type": "application/json" }, body: "{}" });
+    const response = await fetch(`${url}/v1/credentials`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await cluster.mint()}`, "content-type": "application/json" },
+      body: "{}",
+    });
     expect(response.status).toBe(200);
     const body = (await response.json()) as CredentialsResponse;
     expect(body.credentials[0]).toMatchObject({ regionId: "cn-beijing", edition: "personal" });
@@ -74,12 +82,20 @@ describe("acr-credential broker", () => {
   });
 
   it("writes the log line of every request it answered before it exits on SIGTERM", async () => {
-    const second = start(["broker", "--config", join(dir, "broker.yaml"), "--port", "0"], { ...baseEnv(), ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret });
+    const second = start(["broker", "--config", join(dir, "broker.yaml"), "--port", "0"], {
+      ...baseEnv(),
+      ALIBABA_CLOUD_ACCESS_KEY_ID: brokerUser.accessKeyId,
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET: brokerUser.accessKeySecret,
+    });
     const secondUrl = (await second.waitFor(/listening on (http:\/\/\S+)/, "stderr"))[1]!;
     const statuses = await Promise.all(Array.from({ length: 300 }, () => fetch(`${secondUrl}/healthz`).then((r) => r.status)));
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(await second.stop("SIGTERM")).toBe(0);
-    const lines = second.stdout().trim().split("\n").map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number });
+    const lines = second
+      .stdout()
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number });
     expect(lines.filter((line) => line.msg === "request" && line.path === "/healthz" && line.status === 200)).toHaveLength(300);
   });
 

@@ -20,7 +20,16 @@ import { createRuntime } from "../../../functions/broker/runtime.ts";
 import { serveHttp } from "../../../functions/broker/server.ts";
 import { brokerClient } from "../../../job/broker-client.ts";
 import { createLogger } from "../../../shared/log.ts";
-import { adminConfig, apply, createNamespace, createServiceAccount, kubeAvailable, kubeConfigForToken, kubeEnv, serviceAccountToken } from "../../kube/cluster.ts";
+import {
+  adminConfig,
+  apply,
+  createNamespace,
+  createServiceAccount,
+  kubeAvailable,
+  kubeConfigForToken,
+  kubeEnv,
+  serviceAccountToken,
+} from "../../kube/cluster.ts";
 import { acquireRefresherLock } from "../../job/kube-lock.ts";
 import { core, installRefresher, manifests, refresherAccount, setConfig, type RefresherFixture } from "../../job/refresher-fixture.ts";
 import { cli, repositoryRoot } from "./support.ts";
@@ -61,18 +70,33 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
   let configData: Record<string, string>;
 
   async function startBroker(overrides: { audience?: string; subjects?: string[] } = {}): Promise<string> {
-    const world = parseYaml(await readFile(worldFile, "utf8")) as { accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }> };
+    const world = parseYaml(await readFile(worldFile, "utf8")) as {
+      accounts: Array<{ users?: Array<{ name: string; accessKeys: Array<{ id: string; secret: string }> }> }>;
+    };
     const key = world.accounts.flatMap((account) => account.users ?? []).find((user) => user.name === "broker")!.accessKeys[0]!;
     const { issuer, caFile } = kubeEnv();
     const config = parseConfig(
       {
         audience: overrides.audience ?? "acr-credential-broker",
         alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
-        clusters: [{ name: "doctor", issuer, caFile, regionId: "cn-hangzhou", subjects: overrides.subjects ?? [refresherSubject], registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registryDomain] }] }],
+        clusters: [
+          {
+            name: "doctor",
+            issuer,
+            caFile,
+            regionId: "cn-hangzhou",
+            subjects: overrides.subjects ?? [refresherSubject],
+            registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", assumeRoleArn: acrPullRole, domains: [registryDomain] }],
+          },
+        ],
       },
       "doctor test",
     );
-    const runtime = createRuntime({ loaded: { config, baseDir: work, source: "doctor test" }, log: createLogger("broker", { level: "silent" }), baseIdentity: { kind: "keys", keys: { accessKeyId: key.id, accessKeySecret: key.secret } } });
+    const runtime = createRuntime({
+      loaded: { config, baseDir: work, source: "doctor test" },
+      log: createLogger("broker", { level: "silent" }),
+      baseIdentity: { kind: "keys", keys: { accessKeyId: key.id, accessKeySecret: key.secret } },
+    });
     const server = await serveHttp(runtime, { port: 0 });
     brokers.push(server);
     return server.url;
@@ -114,7 +138,8 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     expect(text.stderr).toBe("");
     expect(text.code).toBe(0);
     const lines = text.stdout.trim().split("\n");
-    for (const title of ["kubernetes", "identity", "configmap", "rbac", "token issuer", "audience", "broker", "credentials"]) expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^✓ ${title} `)));
+    for (const title of ["kubernetes", "identity", "configmap", "rbac", "token issuer", "audience", "broker", "credentials"])
+      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^✓ ${title} `)));
     expect(lines.at(-1)).toBe("All checks passed.");
     expect(text.stdout).toMatch(/✓ identity +system:serviceaccount:kube-system:aliyun-acr-credential-helper/);
     expect(text.stdout).toMatch(/✓ credentials +1 received: cri-demo@cn-hangzhou until \d{4}-/);
@@ -122,14 +147,18 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     // The broker hands the same cached credential to the refresher's own token: its password must not appear.
     const tokenFile = join(work, "token");
     await writeFile(tokenFile, await serviceAccountToken(refresherAccount.namespace, refresherAccount.name, ["acr-credential-broker"]));
-    const { credentials } = await brokerClient({ url: healthyBroker, tokenFile }).fetchCredentials({ registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registryDomain], assumeRoleArn: acrPullRole, expireDuration: 3600 }] });
+    const { credentials } = await brokerClient({ url: healthyBroker, tokenFile }).fetchCredentials({
+      registries: [{ instanceId: "cri-demo", regionId: "cn-hangzhou", domains: [registryDomain], assumeRoleArn: acrPullRole, expireDuration: 3600 }],
+    });
     expect(credentials[0]?.password).toBeTruthy();
     expect(text.stdout).not.toContain(credentials[0]!.password);
     expect(text.stdout).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
 
     const json = await doctor();
     expect(json.code).toBe(0);
-    expect(json.checks.map((entry) => [entry.id, entry.status])).toEqual(["kubernetes", "identity", "configmap", "rbac", "issuer", "audience", "broker", "credentials"].map((id) => [id, "ok"]));
+    expect(json.checks.map((entry) => [entry.id, entry.status])).toEqual(
+      ["kubernetes", "identity", "configmap", "rbac", "issuer", "audience", "broker", "credentials"].map((id) => [id, "ok"]),
+    );
     expect(check(json, "issuer").detail).toMatch(new RegExp(`^${kubeEnv().issuer} \\(this cluster's\\), sub ${refresherSubject}, expires in \\d+ min$`));
   });
 
@@ -137,7 +166,10 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     const bundle = join(work, "refresher.mjs");
     await run(process.execPath, [new URL("../../../job/build.mjs", import.meta.url).pathname, bundle]);
     // Outside the repository, so the manifest cannot be read from beside the code.
-    const result = await run(process.execPath, [bundle, "doctor", "--kubeconfig", kubeEnv().kubeconfigFile, "--json"], { cwd: work, env: { PATH: process.env.PATH, HOME: work } }).then(
+    const result = await run(process.execPath, [bundle, "doctor", "--kubeconfig", kubeEnv().kubeconfigFile, "--json"], {
+      cwd: work,
+      env: { PATH: process.env.PATH, HOME: work },
+    }).then(
       (out) => ({ code: 0, ...out }),
       (error: { code: number; stdout: string; stderr: string }) => error,
     );
@@ -155,7 +187,9 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     expect(pod.serviceAccountName).toBe(refresherPod.serviceAccountName);
     expect(pod.containers[0]?.args).toEqual(["doctor"]);
     expect(pod.volumes.find((volume) => volume.name === "broker-token")).toEqual(refresherPod.volumes.find((volume) => volume.name === "broker-token"));
-    expect(pod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token")).toEqual(refresherPod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token"));
+    expect(pod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token")).toEqual(
+      refresherPod.containers[0]?.volumeMounts.find((mount) => mount.name === "broker-token"),
+    );
     await KubernetesObjectApi.makeApiClient(adminConfig()).create(job!, undefined, "All");
   });
 
@@ -164,7 +198,10 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     try {
       const result = await doctor();
       expect(result.code).toBe(1);
-      expect(check(result, "configmap")).toMatchObject({ status: "fail", detail: expect.stringMatching(/ConfigMap kube-system\/acr-configuration does not exist/) });
+      expect(check(result, "configmap")).toMatchObject({
+        status: "fail",
+        detail: expect.stringMatching(/ConfigMap kube-system\/acr-configuration does not exist/),
+      });
       const sample = /kubectl apply -f (\S+)/.exec(check(result, "configmap").fix ?? "")?.[1];
       expect(existsSync(join(repositoryRoot, sample ?? "absent"))).toBe(true);
       expect(check(result, "kubernetes").status).toBe("ok");
@@ -176,7 +213,9 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
 
   it("names the verb the refresher's RBAC lacks, exit 1", async () => {
     const rbac = await manifests("rbac.yaml");
-    const role = structuredClone(rbac.find((object) => object.kind === "Role")) as KubernetesObject & { rules: Array<{ resourceNames?: string[]; verbs: string[] }> };
+    const role = structuredClone(rbac.find((object) => object.kind === "Role")) as KubernetesObject & {
+      rules: Array<{ resourceNames?: string[]; verbs: string[] }>;
+    };
     role.rules = role.rules.filter((rule) => !(rule.verbs.includes("patch") && rule.resourceNames?.includes("acr-credential-status")));
     await apply([role]);
     try {
@@ -184,11 +223,23 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
       const authorization = fixture.kubeConfig.makeApiClient(AuthorizationV1Api);
       const statusPatch = { namespace: "kube-system", apiGroup: "", resource: "configmaps", resourceName: "acr-credential-status", verb: "patch" };
       await expect
-        .poll(async () => allowed(statusPatch, ((await authorization.createSelfSubjectRulesReview({ body: { spec: { namespace: "kube-system" } } })).status?.resourceRules ?? []) as ResourceRule[]), { timeout: 10_000 })
+        .poll(
+          async () =>
+            allowed(
+              statusPatch,
+              ((await authorization.createSelfSubjectRulesReview({ body: { spec: { namespace: "kube-system" } } })).status?.resourceRules ??
+                []) as ResourceRule[],
+            ),
+          { timeout: 10_000 },
+        )
         .toBe(false);
       const result = await doctor();
       expect(result.code).toBe(1);
-      expect(check(result, "rbac")).toMatchObject({ status: "fail", detail: "missing: patch configmaps/acr-credential-status in kube-system", fix: expect.stringMatching(/kubectl apply -k job\/deploy\/base/) });
+      expect(check(result, "rbac")).toMatchObject({
+        status: "fail",
+        detail: "missing: patch configmaps/acr-credential-status in kube-system",
+        fix: expect.stringMatching(/kubectl apply -k job\/deploy\/base/),
+      });
       expect(check(result, "credentials").status).toBe("ok");
     } finally {
       await apply(rbac);
@@ -201,7 +252,11 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     expect(result.code).toBe(1);
     expect(check(result, "issuer").status).toBe("ok");
     expect(check(result, "broker").status).toBe("ok");
-    expect(check(result, "audience")).toMatchObject({ status: "fail", detail: "the broker refused the token's audience acr-credential-broker", fix: expect.stringMatching(/the broker's `audience` setting/) });
+    expect(check(result, "audience")).toMatchObject({
+      status: "fail",
+      detail: "the broker refused the token's audience acr-credential-broker",
+      fix: expect.stringMatching(/the broker's `audience` setting/),
+    });
     expect(check(result, "credentials")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^\[InvalidToken\]/) });
   });
 
@@ -238,7 +293,11 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     });
     const result = await doctor("--broker-url", `http://127.0.0.1:${closed}`);
     expect(result.code).toBe(1);
-    expect(check(result, "broker")).toMatchObject({ status: "fail", detail: `cannot reach http://127.0.0.1:${closed}/healthz (ECONNREFUSED)`, fix: expect.stringMatching(/broker-url/) });
+    expect(check(result, "broker")).toMatchObject({
+      status: "fail",
+      detail: `cannot reach http://127.0.0.1:${closed}/healthz (ECONNREFUSED)`,
+      fix: expect.stringMatching(/broker-url/),
+    });
     expect(check(result, "credentials").status).toBe("skip");
     expect(check(result, "configmap").status).toBe("ok");
   });
@@ -248,6 +307,10 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     const result = await doctor("--broker-url", refusing);
     expect(result.code).toBe(1);
     expect(check(result, "audience").status).toBe("ok");
-    expect(check(result, "credentials")).toMatchObject({ status: "fail", detail: expect.stringMatching(/^\[Forbidden\] .*subject 'system:serviceaccount:kube-system:aliyun-acr-credential-helper' may not request credentials/), fix: `add ${refresherSubject} to the cluster's subjects in the broker configuration` });
+    expect(check(result, "credentials")).toMatchObject({
+      status: "fail",
+      detail: expect.stringMatching(/^\[Forbidden\] .*subject 'system:serviceaccount:kube-system:aliyun-acr-credential-helper' may not request credentials/),
+      fix: `add ${refresherSubject} to the cluster's subjects in the broker configuration`,
+    });
   });
 });

@@ -33,7 +33,11 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("acr-credential local --with-
     if (stateDir !== undefined) await rm(stateDir, { recursive: true, force: true });
   });
 
-  const printedLine = (pattern: RegExp) => printed.split("\n").find((line) => pattern.test(line))!.trim();
+  const printedLine = (pattern: RegExp) =>
+    printed
+      .split("\n")
+      .find((line) => pattern.test(line))!
+      .trim();
 
   it("prints a kubectl line that shows the pull Secret the refresher wrote", async () => {
     const line = printedLine(/kubectl .* get secret /);
@@ -63,7 +67,10 @@ describe.skipIf(!kubeAvailable() || !kubectlBuilt)("acr-credential local --with-
     await writeFile(join(home, "registries.conf"), "");
     const registry = /registry {3}(\S+)/.exec(printed)![1]!;
     const env = { PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, XDG_CONFIG_HOME: home, CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf") };
-    const inspected = await shell(`skopeo --policy '${join(home, "policy.json")}' inspect --tls-verify=false --authfile '${authFile}' docker://${registry}/demo/hello:latest`, env);
+    const inspected = await shell(
+      `skopeo --policy '${join(home, "policy.json")}' inspect --tls-verify=false --authfile '${authFile}' docker://${registry}/demo/hello:latest`,
+      env,
+    );
     expect(inspected.stderr).toBe("");
     expect(inspected.code).toBe(0);
     expect(JSON.parse(inspected.stdout)).toHaveProperty("Digest");

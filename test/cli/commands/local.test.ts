@@ -21,7 +21,15 @@ async function skopeo(args: string[]) {
   await mkdir(home, { recursive: true });
   await writeFile(join(home, "policy.json"), JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
   await writeFile(join(home, "registries.conf"), "");
-  const env = { PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, XDG_CONFIG_HOME: home, XDG_DATA_HOME: home, CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"), _CONTAINERS_ROOTLESS_UID: String(process.getuid?.() || 1000) };
+  const env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    XDG_RUNTIME_DIR: home,
+    XDG_CONFIG_HOME: home,
+    XDG_DATA_HOME: home,
+    CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"),
+    _CONTAINERS_ROOTLESS_UID: String(process.getuid?.() || 1000),
+  };
   return shell(["skopeo", "--policy", join(home, "policy.json"), "--tmpdir", home, ...args].map((a) => `'${a}'`).join(" "), env);
 }
 
@@ -75,7 +83,14 @@ describe("acr-credential local", () => {
 
   it("lets skopeo pull demo/hello from the sandbox registry with those credentials", async () => {
     const enterprise = (await fetchCredentials()).credentials.find((c) => c.edition === "enterprise")!;
-    const result = await skopeo(["copy", "--src-tls-verify=false", "--src-creds", `${enterprise.username}:${enterprise.password}`, `docker://${enterprise.domains[0]}/demo/hello:latest`, `oci:${join(stateDir, "pulled")}:latest`]);
+    const result = await skopeo([
+      "copy",
+      "--src-tls-verify=false",
+      "--src-creds",
+      `${enterprise.username}:${enterprise.password}`,
+      `docker://${enterprise.domains[0]}/demo/hello:latest`,
+      `oci:${join(stateDir, "pulled")}:latest`,
+    ]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     const index = JSON.parse(await readFile(join(stateDir, "pulled", "index.json"), "utf8")) as { manifests: unknown[] };

@@ -33,7 +33,8 @@ describe("acr-credential refresh flags", () => {
   it("documents them in --help", async () => {
     const result = await cli(["refresh", "--help"]);
     expect(result.code).toBe(0);
-    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr", "--deadline", "--heal-interval"]) expect(result.stdout).toContain(flag);
+    for (const flag of ["--schedule-interval", "--spread-window", "--no-spread", "--metrics-addr", "--deadline", "--heal-interval"])
+      expect(result.stdout).toContain(flag);
   });
 
   it("says which address is taken when --watch cannot serve its metrics there, with one line and exit 2, before it reaches the cluster", async () => {
@@ -44,10 +45,17 @@ describe("acr-credential refresh flags", () => {
     try {
       // A kubeconfig nothing answers for: the refresher must stop before it tries the cluster.
       const kubeconfig = join(dir, "kubeconfig");
-      await writeFile(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n");
+      await writeFile(
+        kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+      );
       const result = await cli(["refresh", "--watch", "--kubeconfig", kubeconfig, "--metrics-addr", `127.0.0.1:${port}`]);
       expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pass another --metrics-addr, or 0 to switch metrics off \\[UsageError\\]`));
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `cannot serve metrics on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pass another --metrics-addr, or 0 to switch metrics off \\[UsageError\\]`,
+        ),
+      );
       expect(result.stderr.trim().split("\n")).toHaveLength(1);
     } finally {
       taken.close();
@@ -62,7 +70,9 @@ describe("acr-credential refresh without a cluster", () => {
     const home = await mkdtemp(join(tmpdir(), "refresh-home-"));
     try {
       const result = await cli(["refresh", "--once"], { env: { PATH: process.env.PATH, HOME: home } });
-      expect(result.stderr.trim().split("\n")).toEqual(["acr-credential refresh: no Kubernetes cluster configured; run in a cluster or pass --kubeconfig [FileUnreadable]"]);
+      expect(result.stderr.trim().split("\n")).toEqual([
+        "acr-credential refresh: no Kubernetes cluster configured; run in a cluster or pass --kubeconfig [FileUnreadable]",
+      ]);
       expect(result.code).toBe(2);
     } finally {
       await rm(home, { recursive: true, force: true });

@@ -12,9 +12,14 @@ export interface CliResult {
 /** Runs `acr-credential ARGS` to completion. */
 export function cli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: options.env ?? process.env, cwd: options.cwd ?? repositoryRoot, encoding: "utf8" }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { env: options.env ?? process.env, cwd: options.cwd ?? repositoryRoot, encoding: "utf8" },
+      (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr });
+      },
+    );
   });
 }
 

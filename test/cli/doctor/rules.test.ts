@@ -18,7 +18,7 @@ describe("requiredPermissions of job/deploy/base/rbac.yaml", () => {
 
   it("is fully covered by a review that echoes the manifest's own rules", async () => {
     const text = await shipped();
-    const rules = parseAllDocuments(text).flatMap((document) => ((document.toJS() as { rules?: ResourceRule[] } | null)?.rules ?? []));
+    const rules = parseAllDocuments(text).flatMap((document) => (document.toJS() as { rules?: ResourceRule[] } | null)?.rules ?? []);
     expect(missingPermissions(requiredPermissions(text), new Map([["kube-system", rules]]))).toEqual([]);
   });
 });
@@ -32,7 +32,11 @@ describe("allowed", () => {
     expect(allowed(permission, [{ apiGroups: [""], resources: ["configmaps"], resourceNames: ["acr-configuration"], verbs: ["patch"] }])).toBe(false);
   });
   it("does not let a named rule cover a permission on every name", () => {
-    expect(allowed({ ...permission, resourceName: undefined, verb: "create" }, [{ apiGroups: [""], resources: ["configmaps"], resourceNames: ["acr-credential-status"], verbs: ["create"] }])).toBe(false);
+    expect(
+      allowed({ ...permission, resourceName: undefined, verb: "create" }, [
+        { apiGroups: [""], resources: ["configmaps"], resourceNames: ["acr-credential-status"], verbs: ["create"] },
+      ]),
+    ).toBe(false);
   });
 });
 
@@ -68,8 +72,15 @@ describe("refusalBlames", () => {
 
 describe("readClaims", () => {
   it("reads the claims of a JWT without its signature and refuses what is not one", () => {
-    const payload = Buffer.from(JSON.stringify({ iss: "https://issuer", aud: "acr-credential-broker", sub: "system:serviceaccount:a:b", exp: 2 })).toString("base64url");
-    expect(readClaims(`eyJhbGciOiJSUzI1NiJ9.${payload}.c2ln`)).toEqual({ iss: "https://issuer", aud: ["acr-credential-broker"], sub: "system:serviceaccount:a:b", exp: 2 });
+    const payload = Buffer.from(JSON.stringify({ iss: "https://issuer", aud: "acr-credential-broker", sub: "system:serviceaccount:a:b", exp: 2 })).toString(
+      "base64url",
+    );
+    expect(readClaims(`eyJhbGciOiJSUzI1NiJ9.${payload}.c2ln`)).toEqual({
+      iss: "https://issuer",
+      aud: ["acr-credential-broker"],
+      sub: "system:serviceaccount:a:b",
+      exp: 2,
+    });
     expect(readClaims("not a token")).toBeUndefined();
   });
 });
@@ -77,7 +88,14 @@ describe("readClaims", () => {
 describe("the checklist", () => {
   it("marks each check, gives the fix under a failure and exits 1 unless all passed", () => {
     const checks = [ok("a", "first", "fine"), fail("b", "second", "broken", "mend it"), skip("c", "third", "an earlier check failed")];
-    expect(formatChecklist(checks).split("\n")).toEqual(["✓ first   fine", "✗ second  broken", "          fix: mend it", "- third   skipped: an earlier check failed", "", "2 of 3 checks did not pass."]);
+    expect(formatChecklist(checks).split("\n")).toEqual([
+      "✓ first   fine",
+      "✗ second  broken",
+      "          fix: mend it",
+      "- third   skipped: an earlier check failed",
+      "",
+      "2 of 3 checks did not pass.",
+    ]);
     expect(checklistExitCode(checks)).toBe(1);
     expect(checklistExitCode([checks[0]!])).toBe(0);
   });
@@ -85,15 +103,29 @@ describe("the checklist", () => {
 
 describe("assessIssuer", () => {
   const now = Date.parse("2030-01-01T00:00:00Z");
-  const claims = { iss: "https://oidc.example.com/clusters/a", aud: ["acr-credential-broker"], sub: "system:serviceaccount:kube-system:x", exp: now / 1000 + 600 };
+  const claims = {
+    iss: "https://oidc.example.com/clusters/a",
+    aud: ["acr-credential-broker"],
+    sub: "system:serviceaccount:kube-system:x",
+    exp: now / 1000 + 600,
+  };
 
   it("passes a fresh token of this cluster's issuer, a trailing slash aside", () => {
-    expect(assessIssuer(claims, "https://oidc.example.com/clusters/a/", "the file", now)).toMatchObject({ status: "ok", detail: "https://oidc.example.com/clusters/a (this cluster's), sub system:serviceaccount:kube-system:x, expires in 10 min" });
+    expect(assessIssuer(claims, "https://oidc.example.com/clusters/a/", "the file", now)).toMatchObject({
+      status: "ok",
+      detail: "https://oidc.example.com/clusters/a (this cluster's), sub system:serviceaccount:kube-system:x, expires in 10 min",
+    });
   });
 
   it("fails a token of another issuer, an expired one and one that is not a JWT", () => {
-    expect(assessIssuer(claims, "https://oidc.example.com/clusters/b", "the file", now)).toMatchObject({ status: "fail", detail: "the token's issuer https://oidc.example.com/clusters/a is not this cluster's (https://oidc.example.com/clusters/b)" });
-    expect(assessIssuer({ ...claims, exp: now / 1000 - 1 }, undefined, "the file", now)).toMatchObject({ status: "fail", detail: "the token from the file expired at 2029-12-31T23:59:59.000Z" });
+    expect(assessIssuer(claims, "https://oidc.example.com/clusters/b", "the file", now)).toMatchObject({
+      status: "fail",
+      detail: "the token's issuer https://oidc.example.com/clusters/a is not this cluster's (https://oidc.example.com/clusters/b)",
+    });
+    expect(assessIssuer({ ...claims, exp: now / 1000 - 1 }, undefined, "the file", now)).toMatchObject({
+      status: "fail",
+      detail: "the token from the file expired at 2029-12-31T23:59:59.000Z",
+    });
     expect(assessIssuer(undefined, undefined, "the file", now)).toMatchObject({ status: "fail", detail: "the token from the file is not a JWT" });
   });
 });

@@ -12,7 +12,15 @@ import { bearer, invokeHttp } from "./support/invoke.ts";
 import { instances, roles } from "./support/world.ts";
 
 const token = (): VerifiedToken => ({ cluster: { name: "prod" } as VerifiedToken["cluster"], subject: "s", issuer: "i", claims: {} });
-const credential = (expiresAt: string, stale?: boolean): Credential => ({ regionId: "cn-beijing", edition: "personal", domains: [], username: "u", password: "p", expiresAt, ...(stale ? { stale } : {}) });
+const credential = (expiresAt: string, stale?: boolean): Credential => ({
+  regionId: "cn-beijing",
+  edition: "personal",
+  domains: [],
+  username: "u",
+  password: "p",
+  expiresAt,
+  ...(stale ? { stale } : {}),
+});
 const answer = (...credentials: Credential[]): CredentialsResponse => ({ cluster: "prod", subject: "s", credentials, errors: [] });
 const body = Buffer.from('{"registries":[]}');
 const hour = Date.parse("2026-12-01T11:00:00Z");
@@ -42,7 +50,13 @@ describe("AnswerMemo", () => {
     const t = token();
     memo.remember(t, body, answer(credential("2026-12-01T11:00:00Z", true)), {}, options(hour - 3600_000));
     expect(memo.recall(t, body, hour - 3600_000)).toBeUndefined();
-    memo.remember(t, body, { ...answer(credential("2026-12-01T11:00:00Z")), errors: [{ regionId: "cn-beijing", code: "UpstreamError", message: "m" }] }, {}, options(hour - 3600_000));
+    memo.remember(
+      t,
+      body,
+      { ...answer(credential("2026-12-01T11:00:00Z")), errors: [{ regionId: "cn-beijing", code: "UpstreamError", message: "m" }] },
+      {},
+      options(hour - 3600_000),
+    );
     expect(memo.recall(t, body, hour - 3600_000)).toBeUndefined();
   });
 
@@ -68,7 +82,10 @@ describe("remembered answers through the broker", () => {
 
   beforeAll(async () => {
     prod = await createTestCluster("prod");
-    env = await startBrokerEnv({ clusters: () => [{ name: "prod", key: prod, registries: [platformEntry, { regionId: "cn-beijing" }] }], config: { forceIntervalSeconds: 0 } });
+    env = await startBrokerEnv({
+      clusters: () => [{ name: "prod", key: prod, registries: [platformEntry, { regionId: "cn-beijing" }] }],
+      config: { forceIntervalSeconds: 0 },
+    });
     // One token for the whole suite, as a refresher presents the same one for its lifetime.
     bearerToken = await prod.mint({ now: env.clock.now() });
   });
@@ -78,7 +95,10 @@ describe("remembered answers through the broker", () => {
     const first = await ask();
     const again = await ask();
     expect(again.json).toEqual(first.json);
-    const lines = env.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.msg === "request").slice(-2);
+    const lines = env.logs.lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === "request")
+      .slice(-2);
     expect(lines.map(({ cluster, subject, instances: asked, outcome }) => ({ cluster, subject, instances: asked, outcome }))).toEqual([
       { cluster: "prod", subject: expect.any(String), instances: ["cri-plat@cn-hangzhou", "personal@cn-beijing"], outcome: "ok" },
       { cluster: "prod", subject: expect.any(String), instances: ["cri-plat@cn-hangzhou", "personal@cn-beijing"], outcome: "ok" },

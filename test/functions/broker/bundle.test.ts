@@ -47,7 +47,9 @@ beforeAll(async () => {
   const world = brokerWorld(cluster);
   // An ACK cluster for the cluster-group path, which the bundle reaches through the SDK's response model.
   const own = world.accounts[0]!;
-  own.users!.find((user) => user.name === "broker")!.policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
+  own
+    .users!.find((user) => user.name === "broker")!
+    .policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
   own.ackClusters = [{ id: ackClusterId, region: "cn-hangzhou", rrsa: { enabled: true } }];
   emulator = await startEmulator({ world });
 }, 120_000);
@@ -60,11 +62,25 @@ afterAll(async () => {
 async function invoke(event: unknown, config: unknown, logLines?: string[]) {
   const { stdout } = await run(process.execPath, ["run.cjs", JSON.stringify(event)], {
     cwd: dir,
-    env: { PATH: process.env.PATH, BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: logLines ? "info" : "error", NODE_PATH: "" },
+    env: {
+      PATH: process.env.PATH,
+      BROKER_CONFIG: typeof config === "string" ? config : JSON.stringify(config),
+      TEST_CREDENTIALS: JSON.stringify(brokerUser),
+      LOG_LEVEL: logLines ? "info" : "error",
+      NODE_PATH: "",
+    },
   });
-  logLines?.push(...stdout.trim().split("\n").filter((l) => l.includes('"level":')));
+  logLines?.push(
+    ...stdout
+      .trim()
+      .split("\n")
+      .filter((l) => l.includes('"level":')),
+  );
   // stdout also carries the broker's JSON log lines; the runner's line is the one without a level.
-  const line = stdout.trim().split("\n").find((l) => !l.includes('"level":'));
+  const line = stdout
+    .trim()
+    .split("\n")
+    .find((l) => !l.includes('"level":'));
   return JSON.parse(line!) as { statusCode: number; headers: Record<string, string>; body: string; initError?: string; loaded?: string[] };
 }
 
@@ -97,8 +113,19 @@ describe("the built bundle dist/broker/index.js", () => {
   it("trusts an ACK cluster by rule, confirmed through the ACK API, and logs counts, not cluster names, when ready", async () => {
     const config = {
       audience: "acr-credential-broker",
-      alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, csEndpoint: emulator.endpoints.cs, ackIssuer: emulator.endpoints.ackIssuer, protocol: "http" },
-      clusters: Array.from({ length: 40 }, (_, i) => ({ name: `listed-${i}`, issuer: `https://oidc.example.test/listed-${i}`, jwks: cluster.jwks, subjects: [defaultSubject] })),
+      alibabaCloud: {
+        stsEndpoint: emulator.endpoints.sts,
+        crEndpoint: emulator.endpoints.cr,
+        csEndpoint: emulator.endpoints.cs,
+        ackIssuer: emulator.endpoints.ackIssuer,
+        protocol: "http",
+      },
+      clusters: Array.from({ length: 40 }, (_, i) => ({
+        name: `listed-${i}`,
+        issuer: `https://oidc.example.test/listed-${i}`,
+        jwks: cluster.jwks,
+        subjects: [defaultSubject],
+      })),
       clusterGroups: [{ name: "ack", accounts: [{ id: platform }], subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
     };
     const token = await emulator.ack.sign(ackClusterId, { sub: defaultSubject, aud: "acr-credential-broker" });
@@ -123,15 +150,25 @@ describe("the built bundle dist/broker/index.js", () => {
   it("is what s.yaml deploys: nodejs20, index.handler, index.initialize, code in dist/broker", async () => {
     const { parse } = await import("yaml");
     const { readFile } = await import("node:fs/promises");
-    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: { broker: { component: string; props: Record<string, unknown> } } }).resources.broker;
+    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: { broker: { component: string; props: Record<string, unknown> } } })
+      .resources.broker;
     expect(props.component).toBe("fc3");
-    expect(props.props).toMatchObject({ runtime: "nodejs20", code: "./dist/broker", handler: "index.handler", instanceLifecycleConfig: { initializer: { handler: "index.initialize" } }, environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" } });
+    expect(props.props).toMatchObject({
+      runtime: "nodejs20",
+      code: "./dist/broker",
+      handler: "index.handler",
+      instanceLifecycleConfig: { initializer: { handler: "index.initialize" } },
+      environmentVariables: { BROKER_CONFIG_FILE: "broker.yaml" },
+    });
     expect((props.props.triggers as Array<{ triggerType: string }>)[0]!.triggerType).toBe("http");
   });
 
   it("reads a YAML configuration with the parser it requires from yaml.js only then", async () => {
     const { stringify } = await import("yaml");
-    const yamlConfig = stringify({ audience: "acr-credential-broker", clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }] });
+    const yamlConfig = stringify({
+      audience: "acr-credential-broker",
+      clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }],
+    });
     const event = { version: "v1", rawPath: "/healthz", headers: {}, requestContext: { requestId: "bundle-2", http: { method: "GET", path: "/healthz" } } };
     const answered = await invoke(event, yamlConfig);
     expect(answered.statusCode).toBe(200);
@@ -151,11 +188,30 @@ describe("the built bundle dist/broker/index.js", () => {
         clusters: [{ name: "bundled", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-hangzhou" }] }],
         sharedCache: { url: redis.url },
       };
-      const event = { version: "v1", rawPath: "/v1/credentials", body: "{}", isBase64Encoded: false, headers: { Authorization: `Bearer ${await cluster.mint()}` }, requestContext: { requestId: "bundle-2", http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } } };
-      const env = { PATH: process.env.PATH, BROKER_CONFIG: JSON.stringify(config), TEST_CREDENTIALS: JSON.stringify(brokerUser), LOG_LEVEL: "error", NODE_PATH: "", BROKER_CACHE_KEY: `b1:${randomBytes(32).toString("base64")}` };
+      const event = {
+        version: "v1",
+        rawPath: "/v1/credentials",
+        body: "{}",
+        isBase64Encoded: false,
+        headers: { Authorization: `Bearer ${await cluster.mint()}` },
+        requestContext: { requestId: "bundle-2", http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } },
+      };
+      const env = {
+        PATH: process.env.PATH,
+        BROKER_CONFIG: JSON.stringify(config),
+        TEST_CREDENTIALS: JSON.stringify(brokerUser),
+        LOG_LEVEL: "error",
+        NODE_PATH: "",
+        BROKER_CACHE_KEY: `b1:${randomBytes(32).toString("base64")}`,
+      };
       const once = async () => {
         const { stdout } = await run(process.execPath, ["run-once.cjs", JSON.stringify(event)], { cwd: dir, env });
-        return JSON.parse(stdout.trim().split("\n").find((l) => !l.includes('"level":'))!) as { statusCode: number; body: string };
+        return JSON.parse(
+          stdout
+            .trim()
+            .split("\n")
+            .find((l) => !l.includes('"level":'))!,
+        ) as { statusCode: number; body: string };
       };
       const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
       const [first, second] = [await once(), await once()];

@@ -27,9 +27,14 @@ const clusters = {
 };
 
 function world(rrsaIssuer: string): WorldInput {
-  const input = brokerWorld({ issuer: rrsaIssuer, jwks: { keys: [{ kty: "EC", crv: "P-256", x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" }] } } as never);
+  const input = brokerWorld({
+    issuer: rrsaIssuer,
+    jwks: { keys: [{ kty: "EC", crv: "P-256", x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" }] },
+  } as never);
   const [own, other] = input.accounts as [WorldInput["accounts"][number], WorldInput["accounts"][number]];
-  own.users!.find((user) => user.name === "broker")!.policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
+  own
+    .users!.find((user) => user.name === "broker")!
+    .policies!.push({ Statement: [{ Effect: "Allow", Action: "cs:DescribeClusterDetail", Resource: `acs:cs:*:${platform}:cluster/*` }] });
   own.ackClusters = [
     { id: clusters.confirmed, region: "cn-hangzhou", rrsa: { enabled: true }, tags: tag },
     { id: clusters.noRrsa, region: "cn-hangzhou", rrsa: { enabled: false }, tags: tag },
@@ -67,11 +72,19 @@ describe("ACK cluster groups", () => {
   beforeAll(async () => {
     const clock = createClock();
     emulator = await startEmulator({ world: world("https://oidc.rrsa.example.test/c-rrsa"), clock });
-    explicit = await createTestCluster("explicit", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.explicit) });
+    explicit = await createTestCluster("explicit", {
+      issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.explicit),
+    });
     const config = parseConfig(
       {
         audience: "acr-credential-broker",
-        alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, csEndpoint: emulator.endpoints.cs, ackIssuer: emulator.endpoints.ackIssuer, protocol: "http" },
+        alibabaCloud: {
+          stsEndpoint: emulator.endpoints.sts,
+          crEndpoint: emulator.endpoints.cr,
+          csEndpoint: emulator.endpoints.cs,
+          ackIssuer: emulator.endpoints.ackIssuer,
+          protocol: "http",
+        },
         clusters: [{ name: "pinned", issuer: explicit.issuer, jwks: explicit.jwks, subjects: [defaultSubject], registries: [] }],
         clusterGroups: [
           {
@@ -93,9 +106,19 @@ describe("ACK cluster groups", () => {
       "test",
     );
     logs = captureLogs();
-    const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 } });
+    const runtime = createRuntime({
+      loaded: { config, baseDir: ".", source: "test" },
+      log: logs.log,
+      clock,
+      backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 },
+    });
     handler = createHandler(() => runtime);
-    const frugalRuntime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: captureLogs().log, clock, groupLimits: { confirmationsPerMinute: 5 } });
+    const frugalRuntime = createRuntime({
+      loaded: { config, baseDir: ".", source: "test" },
+      log: captureLogs().log,
+      clock,
+      groupLimits: { confirmationsPerMinute: 5 },
+    });
     frugal = createHandler(() => frugalRuntime);
   });
   afterAll(() => emulator.close());
@@ -122,7 +145,9 @@ describe("ACK cluster groups", () => {
   });
 
   it("refuses an unknown cluster id without fetching any key, and does not ask ACK again while the refusal is remembered", async () => {
-    const forged = await createTestCluster("forged", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", "c0doesnotexist1") });
+    const forged = await createTestCluster("forged", {
+      issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", "c0doesnotexist1"),
+    });
     for (let i = 0; i < 3; i++) {
       const answer = await ask(await forged.mint());
       expect(answer.status).toBe(401);
@@ -155,11 +180,15 @@ describe("ACK cluster groups", () => {
   });
 
   it("refuses a cluster without RRSA, saying so in the log", async () => {
-    const forged = await createTestCluster("no-rrsa", { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.noRrsa) });
+    const forged = await createTestCluster("no-rrsa", {
+      issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusters.noRrsa),
+    });
     const answer = await ask(await forged.mint());
     expect(answer.status).toBe(401);
     expect(keyFetches(clusters.noRrsa)).toBe(0);
-    expect(logs.text()).toContain(`cluster ${clusters.noRrsa} (cn-hangzhou) of account ${platform} does not have RRSA enabled; enable RRSA for the cluster in ACK`);
+    expect(logs.text()).toContain(
+      `cluster ${clusters.noRrsa} (cn-hangzhou) of account ${platform} does not have RRSA enabled; enable RRSA for the cluster in ACK`,
+    );
   });
 
   it("refuses a cluster without the group's tag, naming the tag to set", async () => {
@@ -191,7 +220,9 @@ describe("ACK cluster groups", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) {
       const clusterId = `c0flood${String(i).padStart(8, "0")}`;
-      const forged = await createTestCluster(`flood-${i}`, { issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusterId) });
+      const forged = await createTestCluster(`flood-${i}`, {
+        issuer: emulator.endpoints.ackIssuer.replace("{regionId}", "cn-hangzhou").replace("{clusterId}", clusterId),
+      });
       statuses.push((await invokeHttp(frugal, { headers: bearer(await forged.mint()), body: {} }, testContext(brokerUser))).status);
     }
     expect(statuses.filter((s) => s === 401)).toHaveLength(5);

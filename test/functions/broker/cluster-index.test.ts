@@ -32,7 +32,14 @@ describe("the issuer index over thousands of configured clusters", () => {
   async function fleetVerifier(maxKeySets?: number) {
     // One key shared by the whole fleet keeps the test fast; each cluster still has its own issuer.
     const signer = await createTestCluster("fleet");
-    const clusters: Cluster[] = Array.from({ length: fleet }, (_, i) => ({ name: `c${i}`, issuer: `https://oidc.example.test/c${i}`, jwks: signer.jwks as never, subjects: [defaultSubject], registries: [], allowRrsa: false }));
+    const clusters: Cluster[] = Array.from({ length: fleet }, (_, i) => ({
+      name: `c${i}`,
+      issuer: `https://oidc.example.test/c${i}`,
+      jwks: signer.jwks as never,
+      subjects: [defaultSubject],
+      registries: [],
+      allowRrsa: false,
+    }));
     const setUp: string[] = [];
     const keysFor = (cluster: Cluster): JWTVerifyGetKey => {
       setUp.push(cluster.name);
@@ -75,7 +82,10 @@ describe("the ACK RRSA issuer form", () => {
   const match = ackIssuerMatcher(ackForm);
 
   it("reads the region and cluster id of an ACK issuer", () => {
-    expect(match(issuerOf("cn-hangzhou", "c532c4ce9a8f24b6e8f0d1c2b3a4f5e6d"))).toEqual({ regionId: "cn-hangzhou", clusterId: "c532c4ce9a8f24b6e8f0d1c2b3a4f5e6d" });
+    expect(match(issuerOf("cn-hangzhou", "c532c4ce9a8f24b6e8f0d1c2b3a4f5e6d"))).toEqual({
+      regionId: "cn-hangzhou",
+      clusterId: "c532c4ce9a8f24b6e8f0d1c2b3a4f5e6d",
+    });
     expect(match(issuerOf("ap-southeast-1", "c0123456"))).toEqual({ regionId: "ap-southeast-1", clusterId: "c0123456" });
   });
 
@@ -91,7 +101,14 @@ describe("the ACK RRSA issuer form", () => {
   });
 });
 
-const group: ClusterGroup = { name: "ack-prod", accounts: [{ id: "1000000000000001" }], tag: { key: "acr", value: "on" }, subjects: [defaultSubject], registries: [], allowRrsa: false };
+const group: ClusterGroup = {
+  name: "ack-prod",
+  accounts: [{ id: "1000000000000001" }],
+  tag: { key: "acr", value: "on" },
+  subjects: [defaultSubject],
+  registries: [],
+  allowRrsa: false,
+};
 const target: AckIssuer = { regionId: "cn-hangzhou", clusterId: "c0123456" };
 const issuer = issuerOf(target.regionId, target.clusterId);
 const detail = (over: Partial<AckClusterDetail> = {}): AckClusterDetail => ({
@@ -106,15 +123,26 @@ describe("cluster group membership (judge)", () => {
   const answer = (d: AckClusterDetail) => ({ accountId: "1000000000000001", detail: d });
 
   it("admits a cluster with RRSA on for exactly the token's issuer and the group's tag, in its region, with the group's grants", () => {
-    expect(judge(group, issuer, target, answer(detail()))).toEqual({ trusted: true, cluster: { name: "ack-prod/c0123456", issuer, subjects: [defaultSubject], registries: [], allowRrsa: false, regionId: "cn-hangzhou" } });
+    expect(judge(group, issuer, target, answer(detail()))).toEqual({
+      trusted: true,
+      cluster: { name: "ack-prod/c0123456", issuer, subjects: [defaultSubject], registries: [], allowRrsa: false, regionId: "cn-hangzhou" },
+    });
   });
 
   it.each([
     ["not found", { accountId: "1000000000000001", notFound: true as const }, /does not exist in account 1000000000000001/],
     ["RRSA off", answer(detail({ rrsa: { enabled: false, issuer: undefined, oidcArn: undefined } })), /does not have RRSA enabled/],
-    ["another issuer", answer(detail({ rrsa: { enabled: true, issuer: issuerOf("cn-hangzhou", "c9999999"), oidcArn: undefined } })), /its RRSA issuer is .*c9999999, not the token's issuer/],
+    [
+      "another issuer",
+      answer(detail({ rrsa: { enabled: true, issuer: issuerOf("cn-hangzhou", "c9999999"), oidcArn: undefined } })),
+      /its RRSA issuer is .*c9999999, not the token's issuer/,
+    ],
     ["another region", answer(detail({ regionId: "cn-beijing" })), /is in region cn-beijing/],
-    ["another account's provider", answer(detail({ rrsa: { enabled: true, issuer, oidcArn: "acs:ram::2000000000000002:oidc-provider/x" } })), /belongs to account 2000000000000002/],
+    [
+      "another account's provider",
+      answer(detail({ rrsa: { enabled: true, issuer, oidcArn: "acs:ram::2000000000000002:oidc-provider/x" } })),
+      /belongs to account 2000000000000002/,
+    ],
     ["no tag", answer(detail({ tags: [{ key: "acr", value: "off" }] })), /lacks the tag acr=on that cluster group 'ack-prod' requires/],
   ])("refuses a cluster: %s", (_, given, reason) => {
     const verdict = judge(group, issuer, target, given);
@@ -229,7 +257,14 @@ describe("cluster group confirmations (counting describe function, no network)",
   it("ignores issuers of another form or of a region no group covers", async () => {
     const { groups, calls } = trust(() => detail());
     expect(await groups.lookup("https://oidc.example.test/c0123456", upstream())).toBeUndefined();
-    const regional = createGroupTrust({ groups: [{ ...group, regions: ["cn-beijing"] }], ackIssuer: ackForm, describe: async () => detail(), identityFor: async () => base, clock: { now: () => 0 }, log: pino({ level: "silent" }) });
+    const regional = createGroupTrust({
+      groups: [{ ...group, regions: ["cn-beijing"] }],
+      ackIssuer: ackForm,
+      describe: async () => detail(),
+      identityFor: async () => base,
+      clock: { now: () => 0 },
+      log: pino({ level: "silent" }),
+    });
     expect(await regional.lookup(issuer, upstream())).toBeUndefined();
     expect(calls).toHaveLength(0);
   });
@@ -247,12 +282,19 @@ describe("clusterGroups in the configuration", () => {
   });
 
   it("refuses an ACK issuer form without its placeholders, or over plain http", () => {
-    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "https://oidc.example.test/{clusterId}" } }, "test")).toThrow(/alibabaCloud\.ackIssuer: expected a URL form with \{regionId\} and \{clusterId\}/);
-    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "http://oidc.example.test/{regionId}/{clusterId}" } }, "test")).toThrow(/alibabaCloud\.ackIssuer: expected an https URL form/);
+    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "https://oidc.example.test/{clusterId}" } }, "test")).toThrow(
+      /alibabaCloud\.ackIssuer: expected a URL form with \{regionId\} and \{clusterId\}/,
+    );
+    expect(() => parseConfig({ ...valid, alibabaCloud: { ackIssuer: "http://oidc.example.test/{regionId}/{clusterId}" } }, "test")).toThrow(
+      /alibabaCloud\.ackIssuer: expected an https URL form/,
+    );
   });
 
   it("refuses a reader role of another account than the one it is listed for", () => {
-    const config = { ...valid, clusterGroups: [{ ...valid.clusterGroups[0], accounts: [{ id: "1000000000000001", roleArn: "acs:ram::2000000000000002:role/ack-reader" }] }] };
+    const config = {
+      ...valid,
+      clusterGroups: [{ ...valid.clusterGroups[0], accounts: [{ id: "1000000000000001", roleArn: "acs:ram::2000000000000002:role/ack-reader" }] }],
+    };
     expect(() => parseConfig(config, "test")).toThrow(/clusterGroups\[0\]\.accounts\[0\]\.roleArn: roleArn must be a role of this account/);
   });
 });
@@ -262,7 +304,9 @@ describe("configuration text", () => {
 
   it("reads JSON as JSON and YAML flow style, which is not JSON, as YAML", () => {
     expect(parseConfigText(JSON.stringify({ audience: "a", clusterGroups: [group] }), "json").audience).toBe("a");
-    expect(parseConfigText('{audience: a, clusterGroups: [{name: ack, accounts: [{id: "1000000000000001"}], subjects: [s]}]}', "flow").clusterGroups[0]!.name).toBe("ack");
+    expect(
+      parseConfigText('{audience: a, clusterGroups: [{name: ack, accounts: [{id: "1000000000000001"}], subjects: [s]}]}', "flow").clusterGroups[0]!.name,
+    ).toBe("ack");
   });
 
   it("reports broken JSON as a configuration error, not a crash", () => {

@@ -14,7 +14,6 @@ import { createTestCluster, type TestCluster } from "./support/clusters.ts";
 import { bearer, invokeHttp } from "./support/invoke.ts";
 import { instances, roles } from "./support/world.ts";
 
-
 async function request(env: BrokerEnv, cluster: TestCluster, body: unknown) {
   return invokeHttp(env.handler, { headers: bearer(await cluster.mint({ now: env.clock.now() })), body }, env.context());
 }
@@ -48,7 +47,11 @@ describe("the cluster's region in the broker configuration", () => {
       ["personal", "cn-hangzhou", "personal"],
     ]);
     expect(credentials[0]!.domains.sort()).toEqual([...instances.platform.domains].sort());
-    expect(credentials[1]!.domains).toEqual(["registry.cn-hangzhou.aliyuncs.com", "registry-vpc.cn-hangzhou.aliyuncs.com", "registry-internal.cn-hangzhou.aliyuncs.com"]);
+    expect(credentials[1]!.domains).toEqual([
+      "registry.cn-hangzhou.aliyuncs.com",
+      "registry-vpc.cn-hangzhou.aliyuncs.com",
+      "registry-internal.cn-hangzhou.aliyuncs.com",
+    ]);
     expect(env.emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((e) => e.resource)).toEqual(["cri-plat"]);
   });
 
@@ -89,7 +92,14 @@ describe("the cluster's region in the broker configuration", () => {
 
 describe("the cluster's regionId field", () => {
   it("must be a region id, named by its path", () => {
-    const cluster = { name: "c1", issuer: "https://issuer.example.com", subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"], regionId: "Hangzhou" };
-    expect(() => parseConfig({ audience: "a", clusters: [cluster] }, "broker.yaml")).toThrow("broker.yaml: clusters[0].regionId: expected a region id like cn-hangzhou; fix the configuration and restart");
+    const cluster = {
+      name: "c1",
+      issuer: "https://issuer.example.com",
+      subjects: ["system:serviceaccount:kube-system:aliyun-acr-credential-helper"],
+      regionId: "Hangzhou",
+    };
+    expect(() => parseConfig({ audience: "a", clusters: [cluster] }, "broker.yaml")).toThrow(
+      "broker.yaml: clusters[0].regionId: expected a region id like cn-hangzhou; fix the configuration and restart",
+    );
   });
 });

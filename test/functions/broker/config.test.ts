@@ -7,13 +7,28 @@ import { thrownBy } from "../../support/errors.ts";
 
 const minimal = {
   audience: "acr-credential-broker",
-  clusters: [{ name: "prod-hz-1", issuer: "https://oidc.example.test/c1", subjects: ["system:serviceaccount:kube-system:helper"], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 3600 }, { regionId: "cn-beijing" }] }],
+  clusters: [
+    {
+      name: "prod-hz-1",
+      issuer: "https://oidc.example.test/c1",
+      subjects: ["system:serviceaccount:kube-system:helper"],
+      registries: [
+        { instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/acr-pull", expireDuration: 3600 },
+        { regionId: "cn-beijing" },
+      ],
+    },
+  ],
 };
 
 describe("broker configuration", () => {
   it("fills in the documented defaults", () => {
     const config = parseConfig(minimal, "test");
-    expect(config).toMatchObject({ clockSkewSeconds: 60, maxTokenLifetimeSeconds: 86400, refreshBeforeExpirySeconds: 900, alibabaCloud: { stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" } });
+    expect(config).toMatchObject({
+      clockSkewSeconds: 60,
+      maxTokenLifetimeSeconds: 86400,
+      refreshBeforeExpirySeconds: 900,
+      alibabaCloud: { stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" },
+    });
     expect(config.clusters[0]!.allowRrsa).toBe(false);
   });
 
@@ -62,17 +77,41 @@ clusters:
   });
 
   it("refuses both jwks and jwksUri on one cluster", () => {
-    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://x.test/jwks" }] }, "t"));
+    const error = thrownBy(() =>
+      parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], jwks: { keys: [{ kty: "RSA" }] }, jwksUri: "https://x.test/jwks" }] }, "t"),
+    );
     expect(error.message).toMatch(/clusters\[0\]\.jwks: set either jwks or jwksUri/);
   });
 
   it("refuses a role session not longer than refreshBeforeExpirySeconds (no credential could be handed out)", () => {
-    const error = thrownBy(() => parseConfig({ ...minimal, refreshBeforeExpirySeconds: 900, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/r", expireDuration: 900 }] }] }, "t"));
+    const error = thrownBy(() =>
+      parseConfig(
+        {
+          ...minimal,
+          refreshBeforeExpirySeconds: 900,
+          clusters: [
+            {
+              ...minimal.clusters[0],
+              registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::222:role/r", expireDuration: 900 }],
+            },
+          ],
+        },
+        "t",
+      ),
+    );
     expect(error.message).toMatch(/clusters\[0\]\.registries\[0\]\.expireDuration/);
   });
 
   it("refuses a malformed role ARN with an example of the right form", () => {
-    const error = thrownBy(() => parseConfig({ ...minimal, clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "role/acr-pull" }] }] }, "t"));
+    const error = thrownBy(() =>
+      parseConfig(
+        {
+          ...minimal,
+          clusters: [{ ...minimal.clusters[0], registries: [{ instanceId: "cri-abc", regionId: "cn-hangzhou", assumeRoleArn: "role/acr-pull" }] }],
+        },
+        "t",
+      ),
+    );
     expect(error.message).toMatch(/assumeRoleArn: expected a RAM role ARN like acs:ram::/);
   });
 

@@ -28,7 +28,11 @@ describe("identity chains", () => {
     prod = await createTestCluster("prod");
     env = await startBrokerEnv({
       clusters: (rrsa) => [
-        { name: "prod", key: prod, registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }, personalEntry, tenantEntry] },
+        {
+          name: "prod",
+          key: prod,
+          registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }, personalEntry, tenantEntry],
+        },
         { name: "rrsa", key: rrsa, allowRrsa: true, registries: [] },
       ],
     });
@@ -40,14 +44,29 @@ describe("identity chains", () => {
     const answer = await request(env, prod, { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] });
     expect(answer.status).toBe(200);
     const [credential] = credentialsOf(answer.json);
-    expect(credential).toMatchObject({ instanceId: "cri-plat", regionId: "cn-hangzhou", edition: "enterprise", username: expect.any(String), password: expect.any(String) });
+    expect(credential).toMatchObject({
+      instanceId: "cri-plat",
+      regionId: "cn-hangzhou",
+      edition: "enterprise",
+      username: expect.any(String),
+      password: expect.any(String),
+    });
     expect(credential!.domains.sort()).toEqual([...instances.platform.domains].sort());
-    expect(env.emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => [e.principal, e.resource, e.outcome])).toEqual([[`acs:ram::1000000000000001:user/broker`, roles.acrPull, "ok"]]);
-    expect(env.emulator.log.filter({ api: "cr:" }).map((e) => e.api).sort()).toEqual(["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]);
+    expect(env.emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => [e.principal, e.resource, e.outcome])).toEqual([
+      [`acs:ram::1000000000000001:user/broker`, roles.acrPull, "ok"],
+    ]);
+    expect(
+      env.emulator.log
+        .filter({ api: "cr:" })
+        .map((e) => e.api)
+        .sort(),
+    ).toEqual(["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]);
   });
 
   it("sets expiresAt to the earliest of the password's and the session's expiry", async () => {
-    const answer = await request(env, prod, { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 1800 }] });
+    const answer = await request(env, prod, {
+      registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 1800 }],
+    });
     const expiresAt = Date.parse(credentialsOf(answer.json)[0]!.expiresAt);
     // The password alone would live an hour; the 1800 s role session ends first.
     expect(expiresAt).toBeGreaterThan(env.clock.now() + 1700_000);
@@ -57,7 +76,11 @@ describe("identity chains", () => {
   it("returns the Personal Edition password of a region with its default domains, as the broker itself", async () => {
     const answer = await request(env, prod, { registries: [personalEntry] });
     expect(answer.status).toBe(200);
-    expect(credentialsOf(answer.json)[0]).toMatchObject({ regionId: "cn-beijing", edition: "personal", domains: ["registry.cn-beijing.aliyuncs.com", "registry-vpc.cn-beijing.aliyuncs.com", "registry-internal.cn-beijing.aliyuncs.com"] });
+    expect(credentialsOf(answer.json)[0]).toMatchObject({
+      regionId: "cn-beijing",
+      edition: "personal",
+      domains: ["registry.cn-beijing.aliyuncs.com", "registry-vpc.cn-beijing.aliyuncs.com", "registry-internal.cn-beijing.aliyuncs.com"],
+    });
     expect(credentialsOf(answer.json)[0]!.instanceId).toBeUndefined();
     expect(env.emulator.log.count({ api: "sts:" })).toBe(0);
     expect(env.emulator.log.filter({ api: "cr:GetPersonalAuthorizationToken" }).map((e) => e.principal)).toEqual(["acs:ram::1000000000000001:user/broker"]);
@@ -66,13 +89,22 @@ describe("identity chains", () => {
   it("reaches another account's instance through its role (cross-account chain)", async () => {
     const answer = await request(env, prod, { registries: [tenantEntry] });
     expect(answer.status).toBe(200);
-    expect(credentialsOf(answer.json)[0]).toMatchObject({ instanceId: "cri-tenant", regionId: "cn-shanghai", edition: "enterprise", domains: ["tenant-registry.cn-shanghai.cr.aliyuncs.com", "tenant-registry-vpc.cn-shanghai.cr.aliyuncs.com"] });
+    expect(credentialsOf(answer.json)[0]).toMatchObject({
+      instanceId: "cri-tenant",
+      regionId: "cn-shanghai",
+      edition: "enterprise",
+      domains: ["tenant-registry.cn-shanghai.cr.aliyuncs.com", "tenant-registry-vpc.cn-shanghai.cr.aliyuncs.com"],
+    });
     expect(env.emulator.log.filter({ api: "cr:GetAuthorizationToken" })[0]!.principal).toMatch(/^acs:ram::2000000000000002:assumed-role\/acr-pull-cross\//);
   });
 
   it("returns every configured registry when the request names none", async () => {
     const answer = await request(env, prod, {});
-    expect(credentialsOf(answer.json).map((c) => c.instanceId ?? c.regionId).sort()).toEqual(["cn-beijing", "cri-plat", "cri-tenant"]);
+    expect(
+      credentialsOf(answer.json)
+        .map((c) => c.instanceId ?? c.regionId)
+        .sort(),
+    ).toEqual(["cn-beijing", "cri-plat", "cri-tenant"]);
   });
 
   it("runs the RRSA chain: AssumeRoleWithOIDC with the ServiceAccount's token, then the cross-account role", async () => {
@@ -80,7 +112,10 @@ describe("identity chains", () => {
     const answer = await request(env, env.rrsa, { oidcToken, registries: [{ ...tenantEntry, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] });
     expect(answer.status).toBe(200);
     expect(credentialsOf(answer.json)[0]).toMatchObject({ instanceId: "cri-tenant", edition: "enterprise" });
-    expect(env.emulator.log.filter({ api: "sts:" }).map((e) => [e.api, e.outcome])).toEqual([["sts:AssumeRoleWithOIDC", "ok"], ["sts:AssumeRole", "ok"]]);
+    expect(env.emulator.log.filter({ api: "sts:" }).map((e) => [e.api, e.outcome])).toEqual([
+      ["sts:AssumeRoleWithOIDC", "ok"],
+      ["sts:AssumeRole", "ok"],
+    ]);
     expect(env.emulator.log.filter({ api: "sts:AssumeRole" })[0]!.principal).toMatch(/assumed-role\/rrsa-own\//);
   });
 
@@ -137,13 +172,28 @@ describe("identity chains", () => {
 
   it("reports an entry whose role refuses the broker in errors, next to the entries that worked", async () => {
     const refused = await createTestCluster("refused");
-    const local = await startBrokerEnv({ clusters: () => [{ name: "refused", key: refused, registries: [personalEntry, { instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::1000000000000001:role/missing" }] }] });
+    const local = await startBrokerEnv({
+      clusters: () => [
+        {
+          name: "refused",
+          key: refused,
+          registries: [personalEntry, { instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: "acs:ram::1000000000000001:role/missing" }],
+        },
+      ],
+    });
     try {
       const answer = await request(local, refused, {});
       expect(answer.status).toBe(200);
       const body = answer.json as unknown as CredentialsResponse;
       expect(body.credentials.map((c) => c.regionId)).toEqual(["cn-beijing"]);
-      expect(body.errors).toEqual([{ instanceId: "cri-plat", regionId: "cn-hangzhou", code: "UpstreamError", message: expect.stringMatching(/AssumeRole acs:ram::1000000000000001:role\/missing.*EntityNotExist\.Role/) }]);
+      expect(body.errors).toEqual([
+        {
+          instanceId: "cri-plat",
+          regionId: "cn-hangzhou",
+          code: "UpstreamError",
+          message: expect.stringMatching(/AssumeRole acs:ram::1000000000000001:role\/missing.*EntityNotExist\.Role/),
+        },
+      ]);
     } finally {
       await local.close();
     }
@@ -158,7 +208,9 @@ describe("the cache", () => {
     const env = await startBrokerEnv({ clusters: () => keys.map((key, i) => ({ name: `c${i}`, key, registries: [entry] })) });
     try {
       const tokens = await Promise.all(keys.map((key) => key.mint({ now: env.clock.now() })));
-      const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => invokeHttp(env.handler, { headers: bearer(tokens[i % 50]!), body: {} }, env.context())));
+      const answers = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => invokeHttp(env.handler, { headers: bearer(tokens[i % 50]!), body: {} }, env.context())),
+      );
       expect(answers.map((a) => a.status)).toEqual(Array(200).fill(200));
       expect(new Set(answers.map((a) => credentialsOf(a.json)[0]!.password)).size).toBe(1);
       expect(env.emulator.log.count({ api: "sts:AssumeRole" })).toBe(1);
@@ -176,7 +228,11 @@ describe("the cache", () => {
 
     beforeAll(async () => {
       prod = await createTestCluster("prod");
-      env = await startBrokerEnv({ frozenClock: true, config: { refreshBeforeExpirySeconds, forceIntervalSeconds: 60 }, clusters: () => [{ name: "prod", key: prod, registries: [platformEntry, personalEntry] }] });
+      env = await startBrokerEnv({
+        frozenClock: true,
+        config: { refreshBeforeExpirySeconds, forceIntervalSeconds: 60 },
+        clusters: () => [{ name: "prod", key: prod, registries: [platformEntry, personalEntry] }],
+      });
     });
     afterAll(() => env.close());
     afterEach(() => {
@@ -290,9 +346,14 @@ describe("the renew invocation", () => {
     const env = await startBrokerEnv({ clusters: () => [{ name: "prod", key: prod, registries: [platformEntry, personalEntry] }] });
     try {
       const first = credentialsOf((await request(env, prod, {})).json);
-      const answer = (await env.handler(Buffer.from(JSON.stringify({ action: "renew", cluster: "prod" })), env.context())) as { clusters: Array<{ cluster: string; renewed: Credential[]; errors: unknown[] }> };
+      const answer = (await env.handler(Buffer.from(JSON.stringify({ action: "renew", cluster: "prod" })), env.context())) as {
+        clusters: Array<{ cluster: string; renewed: Credential[]; errors: unknown[] }>;
+      };
       expect(answer.clusters).toHaveLength(1);
-      expect(answer.clusters[0]!.renewed.map((r) => Object.keys(r).sort())).toEqual([["expiresAt", "instanceId", "regionId"], ["expiresAt", "regionId"]]);
+      expect(answer.clusters[0]!.renewed.map((r) => Object.keys(r).sort())).toEqual([
+        ["expiresAt", "instanceId", "regionId"],
+        ["expiresAt", "regionId"],
+      ]);
       expect(answer.clusters[0]!.errors).toEqual([]);
       expect(env.emulator.log.count({ api: "cr:GetAuthorizationToken" })).toBe(2);
       expect(env.emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(2);

@@ -13,9 +13,20 @@ let handler: FcHandler;
 
 beforeAll(async () => {
   cluster = await createTestCluster("prod");
-  const config = parseConfig({ audience: "acr-credential-broker", forceIntervalSeconds: 60, clusters: [{ name: "prod", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }] }, "test");
+  const config = parseConfig(
+    {
+      audience: "acr-credential-broker",
+      forceIntervalSeconds: 60,
+      clusters: [{ name: "prod", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] }],
+    },
+    "test",
+  );
   // Port 9 (discard) is closed: any upstream call would fail loudly.
-  const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: captureLogs().log, cloud: createAlibabaCloud({ stsEndpoint: "127.0.0.1:9", crEndpoint: "127.0.0.1:9", protocol: "http" }) });
+  const runtime = createRuntime({
+    loaded: { config, baseDir: ".", source: "test" },
+    log: captureLogs().log,
+    cloud: createAlibabaCloud({ stsEndpoint: "127.0.0.1:9", crEndpoint: "127.0.0.1:9", protocol: "http" }),
+  });
   handler = createHandler(() => runtime);
 });
 
@@ -105,7 +116,9 @@ describe("the FC HTTP handler", () => {
   });
 
   it("answers a direct invocation it cannot run as a direct invocation, and an event that is no invocation at all as HTTP", async () => {
-    expect(await handler(Buffer.from('{"action":"renew","cluster":7}'), testContext())).toEqual({ error: { code: "InvalidRequest", message: "cluster must be a non-empty string" } });
+    expect(await handler(Buffer.from('{"action":"renew","cluster":7}'), testContext())).toEqual({
+      error: { code: "InvalidRequest", message: "cluster must be a non-empty string" },
+    });
     expect(await handler(Buffer.from("not json"), testContext())).toMatchObject({ statusCode: 400, body: expect.stringContaining('"code":"InvalidRequest"') });
   });
 });

@@ -53,6 +53,10 @@ describe("identity chain planning", () => {
   });
 
   it("lists the Personal Edition domains of a region", () => {
-    expect(personalDomains("cn-beijing")).toEqual(["registry.cn-beijing.aliyuncs.com", "registry-vpc.cn-beijing.aliyuncs.com", "registry-internal.cn-beijing.aliyuncs.com"]);
+    expect(personalDomains("cn-beijing")).toEqual([
+      "registry.cn-beijing.aliyuncs.com",
+      "registry-vpc.cn-beijing.aliyuncs.com",
+      "registry-internal.cn-beijing.aliyuncs.com",
+    ]);
   });
 });

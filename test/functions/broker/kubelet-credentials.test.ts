@@ -39,13 +39,28 @@ describe("POST /v1/kubelet-credentials", () => {
           registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }],
           kubeletProvider: {
             grants: [
-              { serviceAccounts: [sa("shop", "*"), sa("ci", "builder")], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }], annotationRoles: [] },
-              { serviceAccounts: [sa("team-*", "puller")], registries: [{ instanceId: "cri-tenant", regionId: "cn-shanghai", domains: [tenantHost] }], annotationRoles: [roles.tenantPull] },
+              {
+                serviceAccounts: [sa("shop", "*"), sa("ci", "builder")],
+                registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull, expireDuration: 3600 }],
+                annotationRoles: [],
+              },
+              {
+                serviceAccounts: [sa("team-*", "puller")],
+                registries: [{ instanceId: "cri-tenant", regionId: "cn-shanghai", domains: [tenantHost] }],
+                annotationRoles: [roles.tenantPull],
+              },
             ],
           },
         },
         { name: "bare", key: bare },
-        { name: "own", key: own, kubeletProvider: { audience: "own-kubelet", grants: [{ serviceAccounts: [sa("shop", "*")], registries: [{ regionId: "cn-beijing" }], annotationRoles: [] }] } },
+        {
+          name: "own",
+          key: own,
+          kubeletProvider: {
+            audience: "own-kubelet",
+            grants: [{ serviceAccounts: [sa("shop", "*")], registries: [{ regionId: "cn-beijing" }], annotationRoles: [] }],
+          },
+        },
       ],
     });
   });
@@ -70,7 +85,11 @@ describe("POST /v1/kubelet-credentials", () => {
 
   it("logs one line for the request with cluster and ServiceAccount, never the token or the password", async () => {
     const token = await prod.mint({ now: env.clock.now(), claims: { sub: sa("shop", "logged"), aud: [kubeletAudience] } });
-    const answer = await invokeHttp(env.handler, { path: "/v1/kubelet-credentials", headers: bearer(token), body: { image: `${platformHost}/apps/web:1` } }, env.context());
+    const answer = await invokeHttp(
+      env.handler,
+      { path: "/v1/kubelet-credentials", headers: bearer(token), body: { image: `${platformHost}/apps/web:1` } },
+      env.context(),
+    );
     const password = (answer.json.auth as Record<string, { password: string }>)[platformHost]!.password;
     const line = env.logs.lines.find((l) => l.includes(sa("shop", "logged")));
     expect(line).toContain('"cluster":"prod"');
@@ -81,7 +100,14 @@ describe("POST /v1/kubelet-credentials", () => {
   it("sets cacheDuration to end the refresh margin before the credential expires", async () => {
     const answer = await ask(prod, sa("ci", "builder"), { image: `${platformHost}/apps/web:1` });
     // The same cached credential as the refresher's API reports it, with its expiry.
-    const refresher = await invokeHttp(env.handler, { headers: bearer(await prod.mint({ now: env.clock.now() })), body: { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] } }, env.context());
+    const refresher = await invokeHttp(
+      env.handler,
+      {
+        headers: bearer(await prod.mint({ now: env.clock.now() })),
+        body: { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] },
+      },
+      env.context(),
+    );
     const [credential] = (refresher.json as unknown as CredentialsResponse).credentials;
     expect(credential!.password).toBe((answer.json.auth as Record<string, { password: string }>)[platformHost]!.password);
     const untilExpiry = Math.floor((Date.parse(credential!.expiresAt) - env.clock.now()) / 1000);
@@ -92,7 +118,9 @@ describe("POST /v1/kubelet-credentials", () => {
 
   it("serves a thousand pods' ServiceAccounts of a grant from one upstream credential", async () => {
     const fresh = env.freshHandler();
-    const answers = await Promise.all(Array.from({ length: 1000 }, (_, i) => ask(prod, sa("shop", `app-${i % 50}`), { image: `${platformHost}/apps/web:${i}` }, { handler: fresh })));
+    const answers = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => ask(prod, sa("shop", `app-${i % 50}`), { image: `${platformHost}/apps/web:${i}` }, { handler: fresh })),
+    );
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect(new Set(answers.map((a) => (a.json.auth as Record<string, { password: string }>)[platformHost]!.password)).size).toBe(1);
     expect(env.emulator.log.filter({ api: "sts:AssumeRole" })).toHaveLength(1);
@@ -115,14 +143,20 @@ describe("POST /v1/kubelet-credentials", () => {
   });
 
   it("uses the role the ServiceAccount's annotation names when its grant lists it", async () => {
-    const answer = await ask(prod, sa("team-blue", "puller"), { image: `${tenantHost}/tenant/app:1`, serviceAccountAnnotations: { [roleAnnotation]: roles.tenantPull } });
+    const answer = await ask(prod, sa("team-blue", "puller"), {
+      image: `${tenantHost}/tenant/app:1`,
+      serviceAccountAnnotations: { [roleAnnotation]: roles.tenantPull },
+    });
     expect(answer.status).toBe(200);
     expect(Object.keys(answer.json.auth as object)).toEqual([tenantHost]);
     expect(env.emulator.log.filter({ api: "sts:AssumeRole" }).map((e) => e.resource)).toEqual([roles.tenantPull]);
   });
 
   it("refuses a role the annotation names that its grant does not list: no confused deputy", async () => {
-    const answer = await ask(prod, sa("team-blue", "puller"), { image: `${tenantHost}/tenant/app:1`, serviceAccountAnnotations: { [roleAnnotation]: roles.acrPull } });
+    const answer = await ask(prod, sa("team-blue", "puller"), {
+      image: `${tenantHost}/tenant/app:1`,
+      serviceAccountAnnotations: { [roleAnnotation]: roles.acrPull },
+    });
     expect(answer.status).toBe(403);
     expect((answer.json.error as { message: string }).message).toContain(roles.acrPull);
     expect(env.emulator.log.filter({ api: "sts:AssumeRole" })).toHaveLength(0);
@@ -156,7 +190,14 @@ describe("POST /v1/kubelet-credentials", () => {
   it("answers a credential it could not renew with cacheDuration 0s, and an expired one not at all", async () => {
     const image = { image: `${platformHost}/apps/web:1` };
     const before = await ask(prod, sa("shop", "web"), image);
-    const refresher = await invokeHttp(env.handler, { headers: bearer(await prod.mint({ now: env.clock.now() })), body: { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] } }, env.context());
+    const refresher = await invokeHttp(
+      env.handler,
+      {
+        headers: bearer(await prod.mint({ now: env.clock.now() })),
+        body: { registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }] },
+      },
+      env.context(),
+    );
     const expiresAt = Date.parse((refresher.json as unknown as CredentialsResponse).credentials[0]!.expiresAt);
     const password = (answer: { json: Record<string, unknown> }) => (answer.json.auth as Record<string, { password: string }>)[platformHost]!.password;
     try {
@@ -180,7 +221,11 @@ describe("POST /v1/kubelet-credentials", () => {
     const server = await serveHttp(env.runtime, { port: 0, baseIdentity: { kind: "keys", keys: brokerUser } });
     try {
       const token = await prod.mint({ now: env.clock.now(), claims: { sub: sa("shop", "web"), aud: [kubeletAudience] } });
-      const response = await fetch(`${server.url}/v1/kubelet-credentials`, { method: "POST", headers: { ...bearer(token), "content-type": "application/json" }, body: JSON.stringify({ image: `${platformHost}/apps/web:1` }) });
+      const response = await fetch(`${server.url}/v1/kubelet-credentials`, {
+        method: "POST",
+        headers: { ...bearer(token), "content-type": "application/json" },
+        body: JSON.stringify({ image: `${platformHost}/apps/web:1` }),
+      });
       expect(response.status).toBe(200);
       expect(((await response.json()) as { auth: Record<string, unknown> }).auth[platformHost]).toBeDefined();
       const wrongMethod = await fetch(`${server.url}/v1/kubelet-credentials`);

@@ -11,7 +11,11 @@ const annotation = "acr-credential-broker/role-arn";
 
 const provider: KubeletProvider = {
   grants: [
-    { serviceAccounts: ["system:serviceaccount:shop:*"], registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", assumeRoleArn: pull }], annotationRoles: [teamRole] },
+    {
+      serviceAccounts: ["system:serviceaccount:shop:*"],
+      registries: [{ instanceId: "cri-a", regionId: "cn-hangzhou", assumeRoleArn: pull }],
+      annotationRoles: [teamRole],
+    },
     { serviceAccounts: ["system:serviceaccount:ci:builder"], registries: [{ regionId: "cn-beijing" }], annotationRoles: [] },
   ],
 };
@@ -53,7 +57,9 @@ describe("kubeletEntries", () => {
   it("gives a matching ServiceAccount its grant's registries with their own roles", () => {
     const [entry] = kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web"));
     expect(entry).toMatchObject({ instanceId: "cri-a", regionId: "cn-hangzhou", chain: { assumeRole: { roleArn: pull, durationSeconds: 3600 } } });
-    expect(kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder"))).toEqual([{ target: { edition: "personal", regionId: "cn-beijing" }, chain: {}, regionId: "cn-beijing" }]);
+    expect(kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder"))).toEqual([
+      { target: { edition: "personal", regionId: "cn-beijing" }, chain: {}, regionId: "cn-beijing" },
+    ]);
   });
 
   it("refuses a ServiceAccount no grant matches, a non-ServiceAccount subject, and a cluster without grants", () => {
@@ -66,8 +72,12 @@ describe("kubeletEntries", () => {
     const [entry] = kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: teamRole }));
     expect(entry!.chain.assumeRole!.roleArn).toBe(teamRole);
     // Listed by no grant of this ServiceAccount: refused, never silently ignored.
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: "acs:ram::999:role/admin" })))).toMatch(/^Forbidden role-not-granted: .*acs:ram::999:role\/admin/);
-    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder", { [annotation]: teamRole })))).toMatch(/^Forbidden role-not-granted: /);
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:shop:web", { [annotation]: "acs:ram::999:role/admin" })))).toMatch(
+      /^Forbidden role-not-granted: .*acs:ram::999:role\/admin/,
+    );
+    expect(refusal(() => kubeletEntries(provider, annotation, facts("system:serviceaccount:ci:builder", { [annotation]: teamRole })))).toMatch(
+      /^Forbidden role-not-granted: /,
+    );
   });
 
   it("ignores annotations other than the configured one", () => {
@@ -85,7 +95,12 @@ describe("cacheDurationSeconds", () => {
 });
 
 describe("kubeletProvider configuration", () => {
-  const cluster = { name: "prod", issuer: "https://oidc.example.test/prod", jwks: { keys: [{ kty: "RSA" }] }, subjects: ["system:serviceaccount:kube-system:r"] };
+  const cluster = {
+    name: "prod",
+    issuer: "https://oidc.example.test/prod",
+    jwks: { keys: [{ kty: "RSA" }] },
+    subjects: ["system:serviceaccount:kube-system:r"],
+  };
   const grants = [{ serviceAccounts: ["system:serviceaccount:shop:*"], registries: [{ regionId: "cn-hangzhou" }] }];
 
   it("takes the example of docs/kubelet-provider.md as it is", async () => {
@@ -102,11 +117,35 @@ describe("kubeletProvider configuration", () => {
   });
 
   it("refuses the broker's own audience for the kubelet, and malformed patterns and roles, naming the field", () => {
-    expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { audience: "acr-credential-broker", grants } }] }, "test")).toThrow(/clusters\[0\]\.kubeletProvider\.audience: must differ/);
-    expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], serviceAccounts: ["shop:*"] }] } }] }, "test")).toThrow(/serviceAccounts\[0\]: expected system:serviceaccount:<namespace>:<name>/);
-    expect(() => parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], annotationRoles: ["admin"] }] } }] }, "test")).toThrow(/annotationRoles\[0\]: expected a RAM role ARN/);
-    expect(() => parseConfig({ audience: "acr-credential-broker", refreshBeforeExpirySeconds: 1800, clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], registries: [{ regionId: "cn-hangzhou", assumeRoleArn: pull, expireDuration: 1800 }] }] } }] }, "test")).toThrow(
-      /kubeletProvider\.grants\[0\]\.registries\[0\]\.expireDuration: must be longer than refreshBeforeExpirySeconds/,
-    );
+    expect(() =>
+      parseConfig({ audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { audience: "acr-credential-broker", grants } }] }, "test"),
+    ).toThrow(/clusters\[0\]\.kubeletProvider\.audience: must differ/);
+    expect(() =>
+      parseConfig(
+        { audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], serviceAccounts: ["shop:*"] }] } }] },
+        "test",
+      ),
+    ).toThrow(/serviceAccounts\[0\]: expected system:serviceaccount:<namespace>:<name>/);
+    expect(() =>
+      parseConfig(
+        { audience: "acr-credential-broker", clusters: [{ ...cluster, kubeletProvider: { grants: [{ ...grants[0], annotationRoles: ["admin"] }] } }] },
+        "test",
+      ),
+    ).toThrow(/annotationRoles\[0\]: expected a RAM role ARN/);
+    expect(() =>
+      parseConfig(
+        {
+          audience: "acr-credential-broker",
+          refreshBeforeExpirySeconds: 1800,
+          clusters: [
+            {
+              ...cluster,
+              kubeletProvider: { grants: [{ ...grants[0], registries: [{ regionId: "cn-hangzhou", assumeRoleArn: pull, expireDuration: 1800 }] }] },
+            },
+          ],
+        },
+        "test",
+      ),
+    ).toThrow(/kubeletProvider\.grants\[0\]\.registries\[0\]\.expireDuration: must be longer than refreshBeforeExpirySeconds/);
   });
 });

@@ -61,14 +61,26 @@ beforeAll(async () => {
       audience: "acr-credential-broker",
       alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
       clusters: [
-        { name: "prod", issuer: prod.issuer, jwks: prod.jwks, subjects: [defaultSubject], registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }, { regionId: "cn-beijing" }] },
+        {
+          name: "prod",
+          issuer: prod.issuer,
+          jwks: prod.jwks,
+          subjects: [defaultSubject],
+          registries: [{ instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull }, { regionId: "cn-beijing" }],
+        },
         { name: "rrsa", issuer: rrsa.issuer, jwks: rrsa.jwks, subjects: [defaultSubject], allowRrsa: true },
       ],
     },
     "test",
   );
   const cloud = observed(createAlibabaCloud(config.alibabaCloud));
-  const runtime = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, cloud, backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 } });
+  const runtime = createRuntime({
+    loaded: { config, baseDir: ".", source: "test" },
+    log: logs.log,
+    clock,
+    cloud,
+    backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 },
+  });
   handler = createHandler(() => runtime);
 });
 
@@ -79,7 +91,14 @@ describe("the broker's logs", () => {
     expect((await ask(prod, {})).status).toBe(200);
     expect((await ask(prod, {})).status).toBe(200);
     const oidcToken = await token(rrsa, { aud: ["sts.aliyuncs.com"] });
-    expect((await ask(rrsa, { oidcToken, registries: [{ ...instances.tenant, assumeRoleArn: roles.tenantPull, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }] })).status).toBe(200);
+    expect(
+      (
+        await ask(rrsa, {
+          oidcToken,
+          registries: [{ ...instances.tenant, assumeRoleArn: roles.tenantPull, rrsaRoleArn: roles.rrsaOwn, rrsaOidcProviderArn: rrsaProvider }],
+        })
+      ).status,
+    ).toBe(200);
     expect((await ask(prod, {}, { aud: ["other"] })).status).toBe(401);
     expect((await ask(prod, {}, { sub: "system:serviceaccount:x:y" })).status).toBe(403);
     expect((await ask(prod, { registries: [{ instanceId: "cri-x", regionId: "cn-hangzhou" }] })).status).toBe(403);

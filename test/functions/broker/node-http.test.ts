@@ -26,9 +26,19 @@ afterAll(() => server.close());
 
 describe("serveBroker", () => {
   it("turns a request into an FC HTTP-trigger event", async () => {
-    await fetch(`${server.url}/v1/credentials?a=1&a=2`, { method: "POST", headers: { Authorization: "Bearer t", "X-Multi": "one" }, body: '{"registries":[]}' });
+    await fetch(`${server.url}/v1/credentials?a=1&a=2`, {
+      method: "POST",
+      headers: { Authorization: "Bearer t", "X-Multi": "one" },
+      body: '{"registries":[]}',
+    });
     const { event, context } = seen.at(-1)!;
-    expect(event).toMatchObject({ version: "v1", rawPath: "/v1/credentials", body: '{"registries":[]}', isBase64Encoded: false, queryParameters: { a: "1,2" } });
+    expect(event).toMatchObject({
+      version: "v1",
+      rawPath: "/v1/credentials",
+      body: '{"registries":[]}',
+      isBase64Encoded: false,
+      queryParameters: { a: "1,2" },
+    });
     expect(event.requestContext?.http).toMatchObject({ method: "POST", path: "/v1/credentials", protocol: "HTTP/1.1" });
     expect(event.headers?.Authorization ?? event.headers?.authorization).toBe("Bearer t");
     expect(context).toMatchObject({ requestId: event.requestContext?.requestId, function: { timeout: 30 } });
@@ -47,7 +57,9 @@ describe("serveBroker", () => {
     const { connect } = await import("node:net");
     const url = new URL(server.url);
     await new Promise<void>((resolve, reject) => {
-      const socket = connect(Number(url.port), url.hostname, () => socket.end("GET /h HTTP/1.1\r\nHost: x\r\nX-Multi: one\r\nx-multi: two\r\nX-Other: 3\r\nConnection: close\r\n\r\n"));
+      const socket = connect(Number(url.port), url.hostname, () =>
+        socket.end("GET /h HTTP/1.1\r\nHost: x\r\nX-Multi: one\r\nx-multi: two\r\nX-Other: 3\r\nConnection: close\r\n\r\n"),
+      );
       socket.on("data", () => {});
       socket.on("close", () => resolve());
       socket.on("error", reject);
@@ -82,12 +94,31 @@ describe("serveBroker", () => {
 describe("parseInvocation", () => {
   it("reads an HTTP-trigger event, lower-casing header names", () => {
     const event: FcHttpEvent = { rawPath: "/healthz", headers: { "X-Acs-Date": "d" }, requestContext: { http: { method: "get", path: "/healthz" } } };
-    expect(parseInvocation(Buffer.from(JSON.stringify(event)))).toEqual({ kind: "http", method: "GET", path: "/healthz", headers: { "x-acs-date": "d" }, body: Buffer.alloc(0) });
+    expect(parseInvocation(Buffer.from(JSON.stringify(event)))).toEqual({
+      kind: "http",
+      method: "GET",
+      path: "/healthz",
+      headers: { "x-acs-date": "d" },
+      body: Buffer.alloc(0),
+    });
   });
 
   it("reads the event object just as the JSON Buffer FC passes", () => {
-    const event: FcHttpEvent = { rawPath: "/v1/credentials", body: "e30=", isBase64Encoded: true, headers: { Authorization: "Bearer t" }, requestContext: { http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } } };
-    const expected = { kind: "http", method: "POST", path: "/v1/credentials", headers: { authorization: "Bearer t" }, body: Buffer.from("{}"), sourceIp: "10.0.0.1" };
+    const event: FcHttpEvent = {
+      rawPath: "/v1/credentials",
+      body: "e30=",
+      isBase64Encoded: true,
+      headers: { Authorization: "Bearer t" },
+      requestContext: { http: { method: "POST", path: "/v1/credentials", sourceIp: "10.0.0.1" } },
+    };
+    const expected = {
+      kind: "http",
+      method: "POST",
+      path: "/v1/credentials",
+      headers: { authorization: "Bearer t" },
+      body: Buffer.from("{}"),
+      sourceIp: "10.0.0.1",
+    };
     expect(parseInvocation(event)).toEqual(expected);
     expect(parseInvocation(Buffer.from(JSON.stringify(event)))).toEqual(expected);
   });

@@ -43,14 +43,28 @@ describe("refusal reasons", () => {
       expect(JSON.stringify(result.body)).toBe(JSON.stringify({ error: { code, message } }));
       expect(JSON.stringify(result.headers)).not.toContain(reason);
       logRequest(log, { requestId: "r-1", what: { method: "POST", path: "/v1/credentials" }, annotations: {}, result, startedAt: monotonicNow() });
-      expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([expect.objectContaining({ msg: "request", status: code === "InvalidToken" ? 401 : 403, outcome: code, reason })]);
+      expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
+        expect.objectContaining({ msg: "request", status: code === "InvalidToken" ? 401 : 403, outcome: code, reason }),
+      ]);
     });
   }
 
   it("leave the line of an answered or otherwise failed request without a reason", () => {
     const { log, lines } = capture();
-    logRequest(log, { requestId: "r-2", what: { method: "POST", path: "/v1/credentials" }, annotations: {}, result: { status: 200, body: {} }, startedAt: monotonicNow() });
-    logRequest(log, { requestId: "r-3", what: { method: "GET", path: "/x" }, annotations: {}, result: errorResult(new Error("boom"), "r-3", log), startedAt: monotonicNow() });
+    logRequest(log, {
+      requestId: "r-2",
+      what: { method: "POST", path: "/v1/credentials" },
+      annotations: {},
+      result: { status: 200, body: {} },
+      startedAt: monotonicNow(),
+    });
+    logRequest(log, {
+      requestId: "r-3",
+      what: { method: "GET", path: "/x" },
+      annotations: {},
+      result: errorResult(new Error("boom"), "r-3", log),
+      startedAt: monotonicNow(),
+    });
     for (const line of lines) expect(JSON.parse(line)).not.toHaveProperty("reason");
   });
 });

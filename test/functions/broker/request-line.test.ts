@@ -12,12 +12,24 @@ function capture(level: string) {
   return { log: createLogger("broker", { level, destination: { write: (line: string) => void lines.push(line) } }), lines };
 }
 
-const annotations = { cluster: "prod", subject: "system:serviceaccount:kube-system:helper", instances: ["cri-plat@cn-hangzhou", "personal@cn-beijing"], stale: 0, failed: 0 };
+const annotations = {
+  cluster: "prod",
+  subject: "system:serviceaccount:kube-system:helper",
+  instances: ["cri-plat@cn-hangzhou", "personal@cn-beijing"],
+  stale: 0,
+  failed: 0,
+};
 
 describe("the request line", () => {
   it("is the JSON line pino writes for the same fields, one per request", () => {
     const { log, lines } = capture("info");
-    logRequest(log, { requestId: "r-1", what: { method: "POST", path: "/v1/credentials" }, annotations, result: { status: 200, body: {} }, startedAt: monotonicNow() });
+    logRequest(log, {
+      requestId: "r-1",
+      what: { method: "POST", path: "/v1/credentials" },
+      annotations,
+      result: { status: 200, body: {} },
+      startedAt: monotonicNow(),
+    });
     log.info({ requestId: "r-1", method: "POST", path: "/v1/credentials", ...annotations, status: 200, outcome: "ok", latencyMs: 0 }, "request");
     expect(lines).toHaveLength(2);
     expect(lines[0]!.endsWith("\n")).toBe(true);
@@ -29,9 +41,27 @@ describe("the request line", () => {
 
   it("takes the level from the status, with the error code as outcome, and writes nothing below the logger's level", () => {
     const { log, lines } = capture("warn");
-    logRequest(log, { requestId: "r-2", what: { method: "GET", path: "/healthz" }, annotations: {}, result: { status: 200, body: {} }, startedAt: monotonicNow() });
-    logRequest(log, { requestId: "r-3", what: { method: "POST", path: "/v1/credentials" }, annotations: {}, result: { status: 401, body: { error: { code: "InvalidToken", message: "m" } } }, startedAt: monotonicNow() });
-    logRequest(log, { requestId: "r-4", what: { action: "invoke" }, annotations: {}, result: { status: 502, body: { error: { code: "UpstreamError", message: "m" } } }, startedAt: monotonicNow() });
+    logRequest(log, {
+      requestId: "r-2",
+      what: { method: "GET", path: "/healthz" },
+      annotations: {},
+      result: { status: 200, body: {} },
+      startedAt: monotonicNow(),
+    });
+    logRequest(log, {
+      requestId: "r-3",
+      what: { method: "POST", path: "/v1/credentials" },
+      annotations: {},
+      result: { status: 401, body: { error: { code: "InvalidToken", message: "m" } } },
+      startedAt: monotonicNow(),
+    });
+    logRequest(log, {
+      requestId: "r-4",
+      what: { action: "invoke" },
+      annotations: {},
+      result: { status: 502, body: { error: { code: "UpstreamError", message: "m" } } },
+      startedAt: monotonicNow(),
+    });
     expect(lines.map((line) => JSON.parse(line) as { level: number; requestId: string; outcome: string; status: number })).toMatchObject([
       { level: 40, requestId: "r-3", status: 401, outcome: "InvalidToken" },
       { level: 50, requestId: "r-4", action: "invoke", status: 502, outcome: "UpstreamError" },

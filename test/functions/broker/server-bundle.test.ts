@@ -100,18 +100,33 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
     server.child.kill("SIGTERM");
     expect(await exited(server.child)).toBe(0);
     // One request line per request, written before the process ended.
-    expect(server.output().split("\n").filter((line) => line.includes('"msg":"request"'))).toHaveLength(2);
+    expect(
+      server
+        .output()
+        .split("\n")
+        .filter((line) => line.includes('"msg":"request"')),
+    ).toHaveLength(2);
   });
 
   it("answers FC's event invocation (POST /invoke, x-fc-control-path: /invoke) with the renew summary, and only that", async () => {
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }));
     const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" });
     // What FC sends for InvokeFunction; HTTP clients cannot send x-fc-* headers through FC.
-    const invoked = await fetch(`${server.url}/invoke`, { method: "POST", headers: { "x-fc-control-path": "/invoke", "content-type": "application/octet-stream" }, body: JSON.stringify({ action: "renew", cluster: "custom" }) });
+    const invoked = await fetch(`${server.url}/invoke`, {
+      method: "POST",
+      headers: { "x-fc-control-path": "/invoke", "content-type": "application/octet-stream" },
+      body: JSON.stringify({ action: "renew", cluster: "custom" }),
+    });
     expect(invoked.status).toBe(200);
-    expect(await invoked.json()).toEqual({ clusters: [{ cluster: "custom", renewed: [{ regionId: "cn-beijing", expiresAt: expect.stringMatching(/^\d{4}-/) }], errors: [] }] });
+    expect(await invoked.json()).toEqual({
+      clusters: [{ cluster: "custom", renewed: [{ regionId: "cn-beijing", expiresAt: expect.stringMatching(/^\d{4}-/) }], errors: [] }],
+    });
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken", outcome: "ok" })).toBe(before + 1);
-    const unknown = await fetch(`${server.url}/invoke`, { method: "POST", headers: { "x-fc-control-path": "/invoke" }, body: JSON.stringify({ action: "renew", cluster: "nope" }) });
+    const unknown = await fetch(`${server.url}/invoke`, {
+      method: "POST",
+      headers: { "x-fc-control-path": "/invoke" },
+      body: JSON.stringify({ action: "renew", cluster: "nope" }),
+    });
     expect(await unknown.json()).toEqual({ error: { code: "NotFound", message: "no cluster named 'nope' in the broker configuration" } });
     const plain = await fetch(`${server.url}/invoke`, { method: "POST", body: JSON.stringify({ action: "renew" }) });
     expect(plain.status).toBe(404);
@@ -129,10 +144,15 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
 
   it("calls upstream with the execution role's keys FC sends with each request, before the ones it started with", async () => {
     // Started with keys that may not fetch the registry's password; FC's request headers carry ones that may.
-    const server = await start(process.execPath, { ...fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }), ALIBABA_CLOUD_ACCESS_KEY_ID: strangerUser.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: strangerUser.accessKeySecret });
+    const server = await start(process.execPath, {
+      ...fcEnv({ BROKER_CONFIG: JSON.stringify(config()) }),
+      ALIBABA_CLOUD_ACCESS_KEY_ID: strangerUser.accessKeyId,
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET: strangerUser.accessKeySecret,
+    });
     const token = await cluster.mint();
     // A failed answer is not cached, so the second request calls upstream again.
-    const ask = (headers: Record<string, string>) => fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${token}`, ...headers }, body: "{}" });
+    const ask = (headers: Record<string, string>) =>
+      fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${token}`, ...headers }, body: "{}" });
     expect((await ask({})).status).toBe(502);
     expect((await ask({ "x-fc-access-key-id": brokerUser.accessKeyId, "x-fc-access-key-secret": brokerUser.accessKeySecret })).status).toBe(200);
     server.child.kill("SIGTERM");
@@ -141,11 +161,16 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
 
   it("answers a burst of 30 clusters at once from one instance with one upstream call (the fleet's aligned minute)", async () => {
     const fleet = await Promise.all(Array.from({ length: 30 }, (_, i) => createTestCluster(`burst-${i}`, { alg: "ES256" })));
-    const fleetConfig = { ...config(), clusters: fleet.map((c) => ({ name: c.name, issuer: c.issuer, jwks: c.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] })) };
+    const fleetConfig = {
+      ...config(),
+      clusters: fleet.map((c) => ({ name: c.name, issuer: c.issuer, jwks: c.jwks, subjects: [defaultSubject], registries: [{ regionId: "cn-beijing" }] })),
+    };
     const server = await start(process.execPath, fcEnv({ BROKER_CONFIG: JSON.stringify(fleetConfig) }));
     const before = emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" });
     const tokens = await Promise.all(fleet.map((c) => c.mint()));
-    const statuses = await Promise.all(tokens.map(async (t) => (await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" })).status));
+    const statuses = await Promise.all(
+      tokens.map(async (t) => (await fetch(`${server.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" })).status),
+    );
     expect(statuses).toEqual(fleet.map(() => 200));
     expect(emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(before + 1);
     server.child.kill("SIGTERM");
@@ -185,7 +210,8 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
   it("is what s.yaml's broker-server deploys: index.mjs on custom.debian12 with the official layer of the LTS's major version", async () => {
     const { parse } = await import("yaml");
     const { readFile } = await import("node:fs/promises");
-    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: Record<string, { component: string; props: Record<string, unknown> }> }).resources["broker-server"]!;
+    const props = (parse(await readFile(join(repo, "s.yaml"), "utf8")) as { resources: Record<string, { component: string; props: Record<string, unknown> }> })
+      .resources["broker-server"]!;
     const major = (await readFile(join(repo, "test/lts/NODE_VERSION"), "utf8")).trim().split(".")[0];
     expect(props.component).toBe("fc3");
     expect(props.props).toMatchObject({
@@ -199,7 +225,11 @@ describe("the custom-runtime artefact dist/broker-server/index.mjs", () => {
   });
 
   it("ends with exit code 2 and one line naming the problem on a bad configuration", async () => {
-    const child = spawn(process.execPath, ["index.mjs"], { cwd: dir, env: fcEnv({ BROKER_CONFIG: JSON.stringify({ audience: "a", clusters: [] }) }), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["index.mjs"], {
+      cwd: dir,
+      env: fcEnv({ BROKER_CONFIG: JSON.stringify({ audience: "a", clusters: [] }) }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
     expect(await exited(child)).toBe(2);

@@ -48,13 +48,22 @@ const cases = (): Case[] => [
 ];
 
 const relevant = ["content-type", "cache-control", "www-authenticate", "allow"];
-const pick = (headers: Record<string, string>) => Object.fromEntries(relevant.filter((name) => headers[name] !== undefined).map((name) => [name, headers[name]]));
+const pick = (headers: Record<string, string>) =>
+  Object.fromEntries(relevant.filter((name) => headers[name] !== undefined).map((name) => [name, headers[name]]));
 
 describe("the HTTP server and the FC handler", () => {
   it.each(cases().map((c) => [c.name]))("answer %s alike", async (name) => {
     const call = cases().find((c) => c.name === name)!;
-    const fc = await invokeHttp(env.handler, { method: call.method, path: call.path, headers: call.headers ?? {}, ...(call.body !== undefined ? { body: call.body } : {}) }, env.context(brokerUser));
-    const http = await fetch(`${server.url}${call.path}`, { method: call.method, headers: call.headers ?? {}, ...(call.body !== undefined ? { body: call.body } : {}) });
+    const fc = await invokeHttp(
+      env.handler,
+      { method: call.method, path: call.path, headers: call.headers ?? {}, ...(call.body !== undefined ? { body: call.body } : {}) },
+      env.context(brokerUser),
+    );
+    const http = await fetch(`${server.url}${call.path}`, {
+      method: call.method,
+      headers: call.headers ?? {},
+      ...(call.body !== undefined ? { body: call.body } : {}),
+    });
     const httpHeaders = Object.fromEntries(http.headers);
     const httpJson = (await http.json()) as Record<string, unknown>;
     expect(http.status).toBe(fc.status);

@@ -20,7 +20,11 @@ let env: BrokerEnv;
 let handler: FcHandler;
 
 beforeAll(async () => {
-  [rsa, ec, remote] = await Promise.all([createTestCluster("rsa"), createTestCluster("ec", { alg: "ES256" }), createTestCluster("remote", { issuer: "http://127.0.0.1/remote" })]);
+  [rsa, ec, remote] = await Promise.all([
+    createTestCluster("rsa"),
+    createTestCluster("ec", { alg: "ES256" }),
+    createTestCluster("remote", { issuer: "http://127.0.0.1/remote" }),
+  ]);
   jwksServer = createServer((_req, res) => {
     jwksFetches++;
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(remote.jwks));
@@ -117,7 +121,12 @@ describe("token checks through the handler", () => {
   it("rejects a token signed with HS256 using the cluster's public key", async () => {
     const secret = new TextEncoder().encode(JSON.stringify(rsa.publicJwk));
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ sub: defaultSubject, aud: "acr-credential-broker" }).setProtectedHeader({ alg: "HS256", kid: rsa.kid }).setIssuer(rsa.issuer).setIssuedAt(now).setExpirationTime(now + 600).sign(secret);
+    const token = await new SignJWT({ sub: defaultSubject, aud: "acr-credential-broker" })
+      .setProtectedHeader({ alg: "HS256", kid: rsa.kid })
+      .setIssuer(rsa.issuer)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(secret);
     await expectRefused(token, 401, "algorithm-not-allowed");
   });
 
@@ -170,7 +179,11 @@ describe("token checks through the handler", () => {
   });
 
   it("never answers a bad token with a 5xx", async () => {
-    const statuses = await Promise.all(["", "x.y.z", `${b64({ alg: "RS256" })}.${b64({ iss: rsa.issuer })}.sig`, `${b64({ alg: "RS256", kid: rsa.kid })}.${b64("[]")}.AAAA`].map(async (t) => (await ask(t)).status));
+    const statuses = await Promise.all(
+      ["", "x.y.z", `${b64({ alg: "RS256" })}.${b64({ iss: rsa.issuer })}.sig`, `${b64({ alg: "RS256", kid: rsa.kid })}.${b64("[]")}.AAAA`].map(
+        async (t) => (await ask(t)).status,
+      ),
+    );
     for (const status of statuses) expect(status).toBeLessThan(500);
   });
 });

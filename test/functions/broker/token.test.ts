@@ -17,7 +17,14 @@ beforeAll(async () => {
 function fresh() {
   now = Date.now();
   keyLookups = 0;
-  const config = parseConfig({ audience: "acr-credential-broker", clockSkewSeconds: 60, clusters: [{ name: "prod", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }] }, "test");
+  const config = parseConfig(
+    {
+      audience: "acr-credential-broker",
+      clockSkewSeconds: 60,
+      clusters: [{ name: "prod", issuer: cluster.issuer, jwks: cluster.jwks, subjects: [defaultSubject] }],
+    },
+    "test",
+  );
   const local = createLocalJWKSet(cluster.jwks as Parameters<typeof createLocalJWKSet>[0]);
   const counting: JWTVerifyGetKey = (header, token) => (keyLookups++, local(header, token));
   verify = createTokenVerifier({ config, clock: { now: () => now }, keysFor: () => counting });

@@ -16,7 +16,13 @@ import { brokerUser, instances, platform, roles, rrsaProvider } from "./support/
 type World = WorldInput & { accounts: Array<NonNullable<WorldInput["accounts"]>[number]> };
 type Account = World["accounts"][number];
 
-const platformEntry = { instanceId: instances.platform.instanceId, regionId: instances.platform.regionId, domains: instances.platform.domains, assumeRoleArn: roles.acrPull, expireDuration: 3600 };
+const platformEntry = {
+  instanceId: instances.platform.instanceId,
+  regionId: instances.platform.regionId,
+  domains: instances.platform.domains,
+  assumeRoleArn: roles.acrPull,
+  expireDuration: 3600,
+};
 const personalEntry = { regionId: "cn-beijing" };
 
 let env: BrokerEnv | undefined;
@@ -33,7 +39,13 @@ const withPlatform = (change: (account: Account) => void) => (world: WorldInput)
 };
 
 async function start(cluster: TestCluster, registries: object[], options: Parameters<typeof startBrokerEnv>[0] = {}) {
-  env = await startBrokerEnv({ ...options, clusters: (rrsa) => [{ name: "prod", key: cluster, registries: registries as never }, { name: "rrsa", key: rrsa, allowRrsa: true, registries: [] }] });
+  env = await startBrokerEnv({
+    ...options,
+    clusters: (rrsa) => [
+      { name: "prod", key: cluster, registries: registries as never },
+      { name: "rrsa", key: rrsa, allowRrsa: true, registries: [] },
+    ],
+  });
   return env;
 }
 
@@ -44,17 +56,23 @@ async function request(cluster: TestCluster, body: unknown, context = env!.conte
 const errorOf = (json: Record<string, unknown>) => json.error as { code: string; message: string };
 
 describe("CR authorises GetAuthorizationToken on all resources", () => {
-  it("answers 502 UpstreamError naming Resource \"*\" when the role's policy scopes the token to the instance", async () => {
+  it('answers 502 UpstreamError naming Resource "*" when the role\'s policy scopes the token to the instance', async () => {
     const prod = await createTestCluster("prod");
     await start(prod, [platformEntry], {
       world: withPlatform((account) => {
-        account.policies!.PullPlatform!.Statement[0] = { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:cn-hangzhou:${platform}:instance/cri-plat` };
+        account.policies!.PullPlatform!.Statement[0] = {
+          Effect: "Allow",
+          Action: "cr:GetAuthorizationToken",
+          Resource: `acs:cr:cn-hangzhou:${platform}:instance/cri-plat`,
+        };
       }),
     });
     const answer = await request(prod, {});
     expect(answer.status).toBe(502);
     expect(errorOf(answer.json).code).toBe("UpstreamError");
-    expect(errorOf(answer.json).message).toMatch(/^CR GetAuthorizationToken cri-plat \(cn-hangzhou\): refused with 403 NoPrivilege: .*cr:GetAuthorizationToken on Resource "\*".*never allows it \(see docs\/deploy\.md\)$/);
+    expect(errorOf(answer.json).message).toMatch(
+      /^CR GetAuthorizationToken cri-plat \(cn-hangzhou\): refused with 403 NoPrivilege: .*cr:GetAuthorizationToken on Resource "\*".*never allows it \(see docs\/deploy\.md\)$/,
+    );
     expect(env!.emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((entry) => entry.outcome)).toEqual(["NoPrivilege"]);
   });
 });
@@ -71,7 +89,15 @@ describe("Personal Edition before the first registry password", () => {
     expect(answer.status).toBe(200);
     const body = answer.json as unknown as CredentialsResponse;
     expect(body.credentials.map((credential) => credential.instanceId)).toEqual(["cri-plat"]);
-    expect(body.errors).toEqual([{ regionId: "cn-beijing", code: "UpstreamError", message: expect.stringMatching(/Personal Edition, cn-beijing\): refused with 404 USER_NOT_EXIST: user is not exist\.; .*never set a Container Registry Personal Edition password: sign in to the Container Registry console once as that identity and set the registry password/) }]);
+    expect(body.errors).toEqual([
+      {
+        regionId: "cn-beijing",
+        code: "UpstreamError",
+        message: expect.stringMatching(
+          /Personal Edition, cn-beijing\): refused with 404 USER_NOT_EXIST: user is not exist\.; .*never set a Container Registry Personal Edition password: sign in to the Container Registry console once as that identity and set the registry password/,
+        ),
+      },
+    ]);
     // Not retried: asking again cannot help until someone sets the password.
     expect(env!.emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" })).toBe(1);
   });
@@ -95,7 +121,12 @@ describe("STS refusing the ServiceAccount's RRSA token", () => {
     });
     const { answer, oidcToken } = await rrsaRequest(await env!.rrsa.mint({ now: env!.clock.now(), claims: { aud: ["sts.aliyuncs.com"] } }));
     expect(answer.status).toBe(502);
-    expect(errorOf(answer.json)).toEqual({ code: "UpstreamError", message: expect.stringMatching(/AssumeRoleWithOIDC .*refused with 401 AuthenticationFail\.OIDCToken\.InvalidSignature: .*; the RAM OIDC provider does not publish the key that signed the cluster's token/) });
+    expect(errorOf(answer.json)).toEqual({
+      code: "UpstreamError",
+      message: expect.stringMatching(
+        /AssumeRoleWithOIDC .*refused with 401 AuthenticationFail\.OIDCToken\.InvalidSignature: .*; the RAM OIDC provider does not publish the key that signed the cluster's token/,
+      ),
+    });
     expect(JSON.stringify(answer.json)).not.toContain(oidcToken);
   });
 
@@ -110,7 +141,9 @@ describe("STS refusing the ServiceAccount's RRSA token", () => {
     const oidcToken = await env!.rrsa.mint({ now: env!.clock.now() - 2 * 3600_000, lifetime: 4 * 3600, claims: { aud: ["sts.aliyuncs.com"] } });
     const { answer } = await rrsaRequest(oidcToken);
     expect(answer.status).toBe(502);
-    expect(errorOf(answer.json).message).toMatch(/refused with 401 AuthenticationFail\.OIDCToken\.Expired: The OIDC token was issued more than 1 hours ago.*; .*raise IssuanceLimitTime above the projected token's expirationSeconds/);
+    expect(errorOf(answer.json).message).toMatch(
+      /refused with 401 AuthenticationFail\.OIDCToken\.Expired: The OIDC token was issued more than 1 hours ago.*; .*raise IssuanceLimitTime above the projected token's expirationSeconds/,
+    );
   });
 });
 
@@ -121,9 +154,16 @@ describe("CR answering HTTP 200 with IsSuccess: false", () => {
     env!.emulator.faults.set({ unsuccessful: { code: "SYSTEM_ERROR", message: "system error" }, apis: ["cr:GetAuthorizationToken"] });
     const answer = await request(prod, {});
     expect(answer.status).toBe(502);
-    expect(errorOf(answer.json)).toEqual({ code: "UpstreamError", message: expect.stringMatching(/^CR GetAuthorizationToken cri-plat \(cn-hangzhou\): server error 500 SYSTEM_ERROR: system error \(HTTP 200, IsSuccess=false\)$/) });
+    expect(errorOf(answer.json)).toEqual({
+      code: "UpstreamError",
+      message: expect.stringMatching(
+        /^CR GetAuthorizationToken cri-plat \(cn-hangzhou\): server error 500 SYSTEM_ERROR: system error \(HTTP 200, IsSuccess=false\)$/,
+      ),
+    });
     // The broker's test backoff allows five attempts.
-    expect(env!.emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((entry) => [entry.status, entry.outcome])).toEqual(Array.from({ length: 5 }, () => [200, "SYSTEM_ERROR"]));
+    expect(env!.emulator.log.filter({ api: "cr:GetAuthorizationToken" }).map((entry) => [entry.status, entry.outcome])).toEqual(
+      Array.from({ length: 5 }, () => [200, "SYSTEM_ERROR"]),
+    );
   });
 
   it("hands out the password once a retry succeeds", async () => {
@@ -143,7 +183,9 @@ describe("CR answering HTTP 200 with IsSuccess: false", () => {
     env!.emulator.faults.set({ unsuccessful: { code: "INSTANCE_NOT_EXIST" }, apis: ["cr:GetAuthorizationToken"] });
     const answer = await request(prod, {});
     expect(answer.status).toBe(502);
-    expect(errorOf(answer.json).message).toMatch(/refused with 404 INSTANCE_NOT_EXIST: IsSuccess=false in an HTTP 200 answer \(HTTP 200, IsSuccess=false\); check the ARN or instance id in the broker configuration$/);
+    expect(errorOf(answer.json).message).toMatch(
+      /refused with 404 INSTANCE_NOT_EXIST: IsSuccess=false in an HTTP 200 answer \(HTTP 200, IsSuccess=false\); check the ARN or instance id in the broker configuration$/,
+    );
     expect(env!.emulator.log.count({ api: "cr:GetAuthorizationToken" })).toBe(1);
   });
 });
@@ -155,10 +197,15 @@ describe("a role chain STS caps at an hour", () => {
   /** The credentials Function Compute hands the broker for its execution role, through a real InvokeFunction. */
   async function executionRoleCredentials(): Promise<{ accessKeyId: string; accessKeySecret: string; securityToken: string }> {
     let captured: { accessKeyId: string; accessKeySecret: string; securityToken: string } | undefined;
-    env!.emulator.functions.register("chain", "capture", async (_event, context) => {
-      captured = context.credentials;
-      return "ok";
-    }, { role: roles.fcBroker });
+    env!.emulator.functions.register(
+      "chain",
+      "capture",
+      async (_event, context) => {
+        captured = context.credentials;
+        return "ok";
+      },
+      { role: roles.fcBroker },
+    );
     await fcClient(env!.emulator.endpoints.fc, platform, invoker).invokeFunction("chain", "capture", "{}");
     return captured!;
   }
@@ -184,7 +231,9 @@ describe("a role chain STS caps at an hour", () => {
     expect(answer.status).toBe(502);
     expect(errorOf(answer.json)).toEqual({
       code: "UpstreamError",
-      message: expect.stringMatching(/^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 400 InvalidParameter\.DurationSeconds: .*; STS refused a 7200 s session: a role session assuming another role .*set expireDuration to 3600 or less for this registry, or give the broker a RAM user's access key as its identity instead of a role/),
+      message: expect.stringMatching(
+        /^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 400 InvalidParameter\.DurationSeconds: .*; STS refused a 7200 s session: a role session assuming another role .*set expireDuration to 3600 or less for this registry, or give the broker a RAM user's access key as its identity instead of a role/,
+      ),
     });
 
     // The same two-hour session, asked for by a RAM user, is granted.

@@ -25,7 +25,11 @@ export interface BrokerProcess {
 const repositoryRoot = new URL("../../../", import.meta.url).pathname;
 const childEntry = new URL("./broker-child.ts", import.meta.url).pathname;
 
-export async function startBrokerProcess(options: { config: unknown; identity: { accessKeyId: string; accessKeySecret: string }; env?: Record<string, string> }): Promise<BrokerProcess> {
+export async function startBrokerProcess(options: {
+  config: unknown;
+  identity: { accessKeyId: string; accessKeySecret: string };
+  env?: Record<string, string>;
+}): Promise<BrokerProcess> {
   const dir = await mkdtemp(join(tmpdir(), "reliability-broker-"));
   const configFile = join(dir, "broker.json");
   await writeFile(configFile, JSON.stringify(options.config));

@@ -23,22 +23,36 @@ export interface BrokerUnderTest {
   close(): Promise<void>;
 }
 
-export const platformEntry = { instanceId: instances.platform.instanceId, regionId: instances.platform.regionId, domains: instances.platform.domains, assumeRoleArn: roles.acrPull, expireDuration: 3600 };
+export const platformEntry = {
+  instanceId: instances.platform.instanceId,
+  regionId: instances.platform.regionId,
+  domains: instances.platform.domains,
+  assumeRoleArn: roles.acrPull,
+  expireDuration: 3600,
+};
 export const personalEntry = { regionId: "cn-beijing" };
 
-export async function startBrokerUnderTest(options: { clusters?: Array<Record<string, unknown>>; config?: Record<string, unknown> } = {}): Promise<BrokerUnderTest> {
+export async function startBrokerUnderTest(
+  options: { clusters?: Array<Record<string, unknown>>; config?: Record<string, unknown> } = {},
+): Promise<BrokerUnderTest> {
   const scan = createLogScan();
   const prod = await createTestCluster("prod");
   const rrsa = await createTestCluster("rrsa", { alg: "ES256" });
   let emulatorLog = "";
-  const emulator = await startEmulator({ world: brokerWorld(rrsa), logger: createLogger("emulator", { level: "debug", destination: { write: (line: string) => void (emulatorLog += line) } }) });
+  const emulator = await startEmulator({
+    world: brokerWorld(rrsa),
+    logger: createLogger("emulator", { level: "debug", destination: { write: (line: string) => void (emulatorLog += line) } }),
+  });
   const broker = await startBrokerProcess({
     identity: brokerUser,
     config: {
       audience: "acr-credential-broker",
       alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
       ...options.config,
-      clusters: [{ name: "prod", issuer: prod.issuer, jwks: prod.jwks, subjects: [defaultSubject], registries: [platformEntry, personalEntry] }, ...(options.clusters ?? [])],
+      clusters: [
+        { name: "prod", issuer: prod.issuer, jwks: prod.jwks, subjects: [defaultSubject], registries: [platformEntry, personalEntry] },
+        ...(options.clusters ?? []),
+      ],
     },
   });
   scan.secret(brokerUser.accessKeySecret);

@@ -59,7 +59,12 @@ export async function createHostileClusters(): Promise<HostileClusters> {
     duplicateKid: {
       issuer: "https://oidc.dup.example.test/c-dup",
       kid,
-      jwks: { keys: [{ ...(await exportJWK(first.publicKey)), kid, alg: "RS256" }, { ...(await exportJWK(second.publicKey)), kid, alg: "RS256" }] },
+      jwks: {
+        keys: [
+          { ...(await exportJWK(first.publicKey)), kid, alg: "RS256" },
+          { ...(await exportJWK(second.publicKey)), kid, alg: "RS256" },
+        ],
+      },
     },
   };
 }
@@ -81,12 +86,19 @@ export async function hostileCases(prod: TestCluster, hostile: HostileClusters, 
   const good = goodClaims(prod.issuer);
   const bearer = (token: string): Array<[string, string]> => [["Authorization", `Bearer ${token}`]];
   /** Signed by prod's real key under prod's kid: the signature verifies, only the named part is wrong. */
-  const signed = (payload: unknown, header: Record<string, unknown> = {}) => signRs256(prodKey, { alg: "RS256", kid: prod.kid, typ: "JWT", ...header }, typeof payload === "string" ? payload : JSON.stringify(payload));
+  const signed = (payload: unknown, header: Record<string, unknown> = {}) =>
+    signRs256(prodKey, { alg: "RS256", kid: prod.kid, typ: "JWT", ...header }, typeof payload === "string" ? payload : JSON.stringify(payload));
   const withClaims = (claims: Record<string, unknown>) => signed({ ...good, ...claims });
-  const attackerSigned = (header: Record<string, unknown>, claims: Record<string, unknown> = good) => new SignJWT(claims).setProtectedHeader({ alg: "RS256", ...header }).sign(attacker.privateKey);
+  const attackerSigned = (header: Record<string, unknown>, claims: Record<string, unknown> = good) =>
+    new SignJWT(claims).setProtectedHeader({ alg: "RS256", ...header }).sign(attacker.privateKey);
   const kidTrick = (kid: unknown) => signed(good, { kid });
   const valid = await prod.mint();
-  const lookAlike = (sub: string): HostileCase => ({ name: `look-alike sub ${JSON.stringify(sub)}`, headers: bearer(withClaims({ sub })), status: 403, reason: "subject-not-allowed" });
+  const lookAlike = (sub: string): HostileCase => ({
+    name: `look-alike sub ${JSON.stringify(sub)}`,
+    headers: bearer(withClaims({ sub })),
+    status: 403,
+    reason: "subject-not-allowed",
+  });
 
   const cases: HostileCase[] = [
     // kid path and injection tricks: the kid only ever selects among the cluster's configured keys.
@@ -98,13 +110,38 @@ export async function hostileCases(prod: TestCluster, hostile: HostileClusters, 
     { name: "kid that is an object", headers: bearer(kidTrick({ $ne: null })), status: 401, reason: "key-not-found" },
     { name: "kid of 8 KiB", headers: bearer(kidTrick("k".repeat(8192))), status: 401, reason: "key-not-found" },
     // Keys and certificates named or embedded in the token are never used nor fetched.
-    { name: "jku pointing at another server, signed by its key", headers: bearer(await attackerSigned({ kid: "attacker", jku: `${trapUrl}/jwks` })), status: 401, reason: "key-not-found" },
-    { name: "jku pointing elsewhere with the cluster's own kid", headers: bearer(await attackerSigned({ kid: prod.kid, jku: `${trapUrl}/jwks` })), status: 401, reason: "signature-invalid" },
-    { name: "x5u pointing at another server", headers: bearer(await attackerSigned({ kid: "attacker", x5u: `${trapUrl}/cert.pem` })), status: 401, reason: "key-not-found" },
+    {
+      name: "jku pointing at another server, signed by its key",
+      headers: bearer(await attackerSigned({ kid: "attacker", jku: `${trapUrl}/jwks` })),
+      status: 401,
+      reason: "key-not-found",
+    },
+    {
+      name: "jku pointing elsewhere with the cluster's own kid",
+      headers: bearer(await attackerSigned({ kid: prod.kid, jku: `${trapUrl}/jwks` })),
+      status: 401,
+      reason: "signature-invalid",
+    },
+    {
+      name: "x5u pointing at another server",
+      headers: bearer(await attackerSigned({ kid: "attacker", x5u: `${trapUrl}/cert.pem` })),
+      status: 401,
+      reason: "key-not-found",
+    },
     { name: "embedded jwk of the signer", headers: bearer(await attackerSigned({ jwk: attackerJwk })), status: 401, reason: "signature-invalid" },
-    { name: "embedded x5c chain", headers: bearer(await attackerSigned({ kid: prod.kid, x5c: [Buffer.from("not a certificate").toString("base64")] })), status: 401, reason: "signature-invalid" },
+    {
+      name: "embedded x5c chain",
+      headers: bearer(await attackerSigned({ kid: prod.kid, x5c: [Buffer.from("not a certificate").toString("base64")] })),
+      status: 401,
+      reason: "signature-invalid",
+    },
     // Configured JWKS an attacker might exploit.
-    { name: "kid shared by two keys in the cluster's JWKS, signed by neither", headers: bearer(await attackerSigned({ kid: hostile.duplicateKid.kid }, goodClaims(hostile.duplicateKid.issuer))), status: 401, reason: "key-ambiguous" },
+    {
+      name: "kid shared by two keys in the cluster's JWKS, signed by neither",
+      headers: bearer(await attackerSigned({ kid: hostile.duplicateKid.kid }, goodClaims(hostile.duplicateKid.issuer))),
+      status: 401,
+      reason: "key-ambiguous",
+    },
     { name: "RSA key of 1024 bits", headers: bearer(hostile.weak.sign(goodClaims(hostile.weak.issuer))), status: 401, reason: "key-unusable" },
     { name: "RSA key of 512 bits", headers: bearer(hostile.weaker.sign(goodClaims(hostile.weaker.issuer))), status: 401, reason: "key-unusable" },
     // crit: extensions the broker does not understand must fail the token.
@@ -115,7 +152,12 @@ export async function hostileCases(prod: TestCluster, hostile: HostileClusters, 
     // Payloads that are not a JSON object, validly signed.
     { name: "payload that is not JSON", headers: bearer(signed("not json at all")), status: 401, reason: "token-undecodable" },
     { name: "payload that is a JSON array", headers: bearer(signed("[]")), status: 401, reason: "token-undecodable" },
-    { name: "payload that is a JSON string", headers: bearer(signed('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"')), status: 401, reason: "token-undecodable" },
+    {
+      name: "payload that is a JSON string",
+      headers: bearer(signed('"system:serviceaccount:kube-system:aliyun-acr-credential-helper"')),
+      status: 401,
+      reason: "token-undecodable",
+    },
     { name: "payload that is null", headers: bearer(signed("null")), status: 401, reason: "token-undecodable" },
     { name: "payload that is a number", headers: bearer(signed("12345")), status: 401, reason: "token-undecodable" },
     // Numeric claims as strings.
@@ -138,26 +180,71 @@ export async function hostileCases(prod: TestCluster, hostile: HostileClusters, 
     lookAlike(`${defaultSubject} `),
     lookAlike(defaultSubject.toUpperCase()),
     { name: "sub as an array", headers: bearer(withClaims({ sub: [defaultSubject] })), status: 401, reason: "subject-not-string" },
-    { name: "iss with a Cyrillic look-alike letter", headers: bearer(withClaims({ iss: prod.issuer.replace("o", "\u043E") })), status: 401, reason: "issuer-unknown" },
+    {
+      name: "iss with a Cyrillic look-alike letter",
+      headers: bearer(withClaims({ iss: prod.issuer.replace("o", "\u043E") })),
+      status: 401,
+      reason: "issuer-unknown",
+    },
     { name: "iss with a trailing slash", headers: bearer(withClaims({ iss: `${prod.issuer}/` })), status: 401, reason: "issuer-unknown" },
     // Broken structure.
     { name: "signature stripped", headers: bearer(`${valid.split(".").slice(0, 2).join(".")}.`), status: 401, reason: "signature-invalid" },
     { name: "five segments (JWE shape)", headers: bearer(`${b64({ alg: "RSA-OAEP", enc: "A256GCM" })}.a.b.c.d`), status: 401, reason: "token-not-compact-jws" },
-    { name: "all-zero ES256 signature (psychic signature)", headers: bearer(`${b64({ alg: "ES256", kid: prod.kid })}.${b64(good)}.${b64url(Buffer.alloc(64))}`), status: 401, reason: "key-not-found" },
-    { name: "valid token with base64 padding and '+/' characters", headers: bearer(`${valid}==`.replace(/-/g, "+").replace(/_/g, "/")), status: 401, reason: "jws-invalid" },
+    {
+      name: "all-zero ES256 signature (psychic signature)",
+      headers: bearer(`${b64({ alg: "ES256", kid: prod.kid })}.${b64(good)}.${b64url(Buffer.alloc(64))}`),
+      status: 401,
+      reason: "key-not-found",
+    },
+    {
+      name: "valid token with base64 padding and '+/' characters",
+      headers: bearer(`${valid}==`.replace(/-/g, "+").replace(/_/g, "/")),
+      status: 401,
+      reason: "jws-invalid",
+    },
     // Giant headers.
     { name: "Authorization header of 20 KiB", headers: bearer(withClaims({ padding: "x".repeat(20_000) })), status: 401, beyondHeaderLimit: true },
-    { name: "one hundred filler headers and no token", headers: Array.from({ length: 100 }, (_, i): [string, string] => [`X-Filler-${i}`, "f".repeat(120)]), status: 401, reason: "bearer-token-missing" },
-    { name: "Cookie header of 32 KiB next to a valid token", headers: [...bearer(valid), ["Cookie", "c".repeat(32 * 1024)]], status: 401, beyondHeaderLimit: true },
+    {
+      name: "one hundred filler headers and no token",
+      headers: Array.from({ length: 100 }, (_, i): [string, string] => [`X-Filler-${i}`, "f".repeat(120)]),
+      status: 401,
+      reason: "bearer-token-missing",
+    },
+    {
+      name: "Cookie header of 32 KiB next to a valid token",
+      headers: [...bearer(valid), ["Cookie", "c".repeat(32 * 1024)]],
+      status: 401,
+      beyondHeaderLimit: true,
+    },
     // Many Authorization headers: an ambiguous request is refused, whatever token is among them.
-    { name: "two Authorization headers, the first valid", headers: [...bearer(valid), ["Authorization", "Bearer garbage"]], status: 401, reason: "bearer-token-missing" },
+    {
+      name: "two Authorization headers, the first valid",
+      headers: [...bearer(valid), ["Authorization", "Bearer garbage"]],
+      status: 401,
+      reason: "bearer-token-missing",
+    },
     { name: "the same valid token in two Authorization headers", headers: [...bearer(valid), ...bearer(valid)], status: 401, reason: "bearer-token-missing" },
-    { name: "one hundred Authorization headers", headers: Array.from({ length: 100 }, (_, i): [string, string] => ["Authorization", `Bearer t${i}`]), status: 401, reason: "bearer-token-missing" },
+    {
+      name: "one hundred Authorization headers",
+      headers: Array.from({ length: 100 }, (_, i): [string, string] => ["Authorization", `Bearer t${i}`]),
+      status: 401,
+      reason: "bearer-token-missing",
+    },
     // Other schemes.
-    { name: "Basic scheme", headers: [["Authorization", `Basic ${Buffer.from("admin:admin").toString("base64")}`]], status: 401, reason: "bearer-token-missing" },
+    {
+      name: "Basic scheme",
+      headers: [["Authorization", `Basic ${Buffer.from("admin:admin").toString("base64")}`]],
+      status: 401,
+      reason: "bearer-token-missing",
+    },
     { name: "Basic scheme carrying a valid token", headers: [["Authorization", `Basic ${valid}`]], status: 401, reason: "bearer-token-missing" },
     { name: "Token scheme carrying a valid token", headers: [["Authorization", `Token ${valid}`]], status: 401, reason: "bearer-token-missing" },
-    { name: "Digest scheme", headers: [["Authorization", 'Digest username="admin", realm="broker", nonce="1", response="0"']], status: 401, reason: "bearer-token-missing" },
+    {
+      name: "Digest scheme",
+      headers: [["Authorization", 'Digest username="admin", realm="broker", nonce="1", response="0"']],
+      status: 401,
+      reason: "bearer-token-missing",
+    },
     { name: "Bearer without a token", headers: [["Authorization", "Bearer"]], status: 401, reason: "bearer-token-missing" },
     { name: "a valid token without a scheme", headers: [["Authorization", valid]], status: 401, reason: "bearer-token-missing" },
     { name: "a valid token in another header", headers: [["X-Authorization", `Bearer ${valid}`]], status: 401, reason: "bearer-token-missing" },

@@ -31,13 +31,22 @@ export function createLogScan(): LogScan {
       const found: string[] = [];
       for (const [name, text] of sources) {
         const body = text();
-        for (const secret of secrets) if (body.includes(secret)) found.push(`${name}: a secret of ${secret.length} characters starting '${secret.slice(0, 4)}'`);
+        for (const secret of secrets)
+          if (body.includes(secret)) found.push(`${name}: a secret of ${secret.length} characters starting '${secret.slice(0, 4)}'`);
         const jwt = jwtShape.exec(body);
         if (jwt) found.push(`${name}: a JWT-shaped string starting '${jwt[0].slice(0, 12)}'`);
       }
       return found;
     },
-    lineCount: () => [...sources.values()].reduce((sum, text) => sum + text().split("\n").filter((line) => line.trim() !== "").length, 0),
+    lineCount: () =>
+      [...sources.values()].reduce(
+        (sum, text) =>
+          sum +
+          text()
+            .split("\n")
+            .filter((line) => line.trim() !== "").length,
+        0,
+      ),
     secretCount: () => secrets.size,
   };
 }

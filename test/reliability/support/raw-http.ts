@@ -11,11 +11,15 @@ export interface RawAnswer {
   body: string;
 }
 
-export function rawRequest(baseUrl: string, request: { method?: string; path?: string; headers?: Array<[string, string]>; body?: string | Buffer; timeoutMs?: number }): Promise<RawAnswer> {
+export function rawRequest(
+  baseUrl: string,
+  request: { method?: string; path?: string; headers?: Array<[string, string]>; body?: string | Buffer; timeoutMs?: number },
+): Promise<RawAnswer> {
   const { hostname, port } = new URL(baseUrl);
   const body = request.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(request.body) ? request.body : Buffer.from(request.body);
   const headers: Array<[string, string]> = [["Host", `${hostname}:${port}`], ["Connection", "close"], ...(request.headers ?? [])];
-  if (!headers.some(([name]) => name.toLowerCase() === "content-length" || name.toLowerCase() === "transfer-encoding")) headers.push(["Content-Length", String(body.length)]);
+  if (!headers.some(([name]) => name.toLowerCase() === "content-length" || name.toLowerCase() === "transfer-encoding"))
+    headers.push(["Content-Length", String(body.length)]);
   const head = `${request.method ?? "POST"} ${request.path ?? "/v1/credentials"} HTTP/1.1\r\n${headers.map(([name, value]) => `${name}: ${value}\r\n`).join("")}\r\n`;
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);

@@ -39,13 +39,18 @@ describe("STS", () => {
 
   it("AssumeRoleWithOIDC exchanges a ServiceAccount token", async () => {
     const oidcToken = await rrsa.mint({ claims: { aud: ["sts.aliyuncs.com"] } });
-    const session = await cloud.assumeRoleWithOidc({ roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "acr-credential-broker" }, call);
+    const session = await cloud.assumeRoleWithOidc(
+      { roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "acr-credential-broker" },
+      call,
+    );
     expect(session.accessKeyId).toMatch(/^STS\./);
     expect(emulator.log.filter({ api: "sts:AssumeRoleWithOIDC" }).at(-1)!.principal).toBe("anonymous");
   });
 
   it("a refused AssumeRole is a non-retryable UpstreamError naming the role and the upstream code", async () => {
-    const error = await rejectionOf(cloud.assumeRole(identityFromKeys(strangerUser), { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call));
+    const error = await rejectionOf(
+      cloud.assumeRole(identityFromKeys(strangerUser), { roleArn: roles.acrPull, durationSeconds: 3600, sessionName: "test-session" }, call),
+    );
     expect(error.code).toBe("UpstreamError");
     expect(error.message).toMatch(/^STS AssumeRole acs:ram::1000000000000001:role\/acr-pull: refused with 403 NoPermission/);
     expect(upstreamDetails(error)).toMatchObject({ retryable: false, upstreamCode: "NoPermission" });
@@ -53,7 +58,9 @@ describe("STS", () => {
 
   it("an OIDC refusal never carries the token in its message", async () => {
     const oidcToken = await rrsa.mint({ claims: { aud: ["somebody-else"] } });
-    const error = await rejectionOf(cloud.assumeRoleWithOidc({ roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "test-session" }, call));
+    const error = await rejectionOf(
+      cloud.assumeRoleWithOidc({ roleArn: roles.rrsaOwn, oidcProviderArn: rrsaProvider, oidcToken, sessionName: "test-session" }, call),
+    );
     expect(error.message).not.toContain(oidcToken);
     expect(error.message).toMatch(/AuthenticationFail/);
   });

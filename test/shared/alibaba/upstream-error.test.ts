@@ -6,7 +6,10 @@ const sdkError = (fields: Record<string, unknown>) => Object.assign(new Error(St
 
 describe("toUpstreamError", () => {
   it("turns a ThrottlingError into UpstreamThrottled with the upstream's retry-after", () => {
-    const error = toUpstreamError(sdkError({ name: "ThrottlingError", code: "Throttling.User", statusCode: 400, retryAfter: 1500 }), "CR GetAuthorizationToken cri-a");
+    const error = toUpstreamError(
+      sdkError({ name: "ThrottlingError", code: "Throttling.User", statusCode: 400, retryAfter: 1500 }),
+      "CR GetAuthorizationToken cri-a",
+    );
     expect(error.code).toBe("UpstreamThrottled");
     expect(upstreamDetails(error)).toMatchObject({ retryable: true, retryAfterMs: 1500, upstreamCode: "Throttling.User" });
   });
@@ -23,8 +26,13 @@ describe("toUpstreamError", () => {
   });
 
   it("does not retry a 4xx refusal and hints at the permission", () => {
-    const error = toUpstreamError(sdkError({ name: "ClientError", code: "NoPermission", statusCode: 403, data: { Message: "You are not authorized" } }), "STS AssumeRole r");
-    expect(error.message).toBe("STS AssumeRole r: refused with 403 NoPermission: You are not authorized; grant the broker's identity this permission (see docs/deploy.md)");
+    const error = toUpstreamError(
+      sdkError({ name: "ClientError", code: "NoPermission", statusCode: 403, data: { Message: "You are not authorized" } }),
+      "STS AssumeRole r",
+    );
+    expect(error.message).toBe(
+      "STS AssumeRole r: refused with 403 NoPermission: You are not authorized; grant the broker's identity this permission (see docs/deploy.md)",
+    );
     expect(upstreamDetails(error)?.retryable).toBe(false);
   });
 
@@ -35,7 +43,10 @@ describe("toUpstreamError", () => {
 
   it("never carries a JWT from an upstream message", () => {
     const token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-    const error = toUpstreamError(sdkError({ name: "ClientError", code: "AuthenticationFail.OIDCToken.Invalid", statusCode: 400, data: { Message: `bad token ${token}` } }), "op");
+    const error = toUpstreamError(
+      sdkError({ name: "ClientError", code: "AuthenticationFail.OIDCToken.Invalid", statusCode: 400, data: { Message: `bad token ${token}` } }),
+      "op",
+    );
     expect(error.message).not.toContain(token);
     expect(error.message).toContain("[token]");
   });
@@ -59,14 +70,21 @@ describe("unsuccessfulAnswer (CR's HTTP 200 with IsSuccess: false)", () => {
 
   it("does not retry a refusal, and gives the hint of the HTTP error it stands for", () => {
     const denied = answer("NoPrivilege");
-    expect([denied.code, upstreamDetails(denied)?.retryable, upstreamDetails(denied)?.upstreamCode, upstreamDetails(denied)?.requestId]).toEqual(["UpstreamError", false, "NoPrivilege", "R1"]);
+    expect([denied.code, upstreamDetails(denied)?.retryable, upstreamDetails(denied)?.upstreamCode, upstreamDetails(denied)?.requestId]).toEqual([
+      "UpstreamError",
+      false,
+      "NoPrivilege",
+      "R1",
+    ]);
     expect(denied.message).toMatch(/refused with 403 NoPrivilege: .*IsSuccess=false.*; grant the broker's identity this permission/);
     expect(answer("REPO_NOT_EXIST").message).toMatch(/refused with 404 REPO_NOT_EXIST.*check the ARN or instance id/);
     expect(upstreamDetails(answer("PARAM_INVALID"))?.retryable).toBe(false);
   });
 
   it("lets the caller's hint replace the generic one", () => {
-    const error = unsuccessfulAnswer({ Code: "NoPrivilege", IsSuccess: false }, "op", (code) => (code === "NoPrivilege" ? "grant it on Resource \"*\"" : undefined));
+    const error = unsuccessfulAnswer({ Code: "NoPrivilege", IsSuccess: false }, "op", (code) =>
+      code === "NoPrivilege" ? 'grant it on Resource "*"' : undefined,
+    );
     expect(error.message).toMatch(/; grant it on Resource "\*"$/);
   });
 });

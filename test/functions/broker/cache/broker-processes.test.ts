@@ -27,7 +27,18 @@ beforeAll(async () => {
     audience: "acr-credential-broker",
     requestTimeoutSeconds: 15,
     alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
-    clusters: [{ name: "prod", issuer: prod.issuer, jwks: prod.jwks, subjects: [defaultSubject], registries: [{ instanceId: instances.platform.instanceId, regionId: instances.platform.regionId, assumeRoleArn: roles.acrPull, expireDuration: 3600 }, { regionId: "cn-beijing" }] }],
+    clusters: [
+      {
+        name: "prod",
+        issuer: prod.issuer,
+        jwks: prod.jwks,
+        subjects: [defaultSubject],
+        registries: [
+          { instanceId: instances.platform.instanceId, regionId: instances.platform.regionId, assumeRoleArn: roles.acrPull, expireDuration: 3600 },
+          { regionId: "cn-beijing" },
+        ],
+      },
+    ],
     sharedCache: { url: redis.url, leaseSeconds },
   };
   const env = { BROKER_CACHE_KEY: `fleet-1:${randomBytes(32).toString("base64")}` };
@@ -51,7 +62,11 @@ const personal = { regionId: "cn-beijing" };
 
 /** Each test asks for its own registry, so that no process has it in memory from an earlier test. */
 async function ask(broker: BrokerProcess, registry: Record<string, string>): Promise<CredentialsResponse> {
-  const response = await fetch(`${broker.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${await prod.mint()}`, "content-type": "application/json" }, body: JSON.stringify({ registries: [registry] }) });
+  const response = await fetch(`${broker.url}/v1/credentials`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await prod.mint()}`, "content-type": "application/json" },
+    body: JSON.stringify({ registries: [registry] }),
+  });
   expect(response.status).toBe(200);
   return (await response.json()) as CredentialsResponse;
 }
@@ -71,7 +86,11 @@ describe("broker processes sharing one Redis", () => {
     const [holder, next, later] = brokers as [BrokerProcess, BrokerProcess, BrokerProcess];
     // The holder's Personal token call hangs upstream, so it is killed mid-refresh.
     emulator.faults.set({ latencyMs: 30_000, apis: ["cr:GetPersonalAuthorizationToken"] });
-    const dying = fetch(`${holder.url}/v1/credentials`, { method: "POST", headers: { authorization: `Bearer ${await prod.mint()}` }, body: JSON.stringify({ registries: [personal] }) }).catch((error: unknown) => error);
+    const dying = fetch(`${holder.url}/v1/credentials`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await prod.mint()}` },
+      body: JSON.stringify({ registries: [personal] }),
+    }).catch((error: unknown) => error);
     for (let i = 0; i < 200 && (await redis.client.exists(personalLease)) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await redis.client.exists(personalLease)).toBe(1);
     holder.child.kill("SIGKILL");

@@ -48,7 +48,13 @@ function brokerConfig(sharedCache: Record<string, unknown>): BrokerConfig {
 
 /** A new broker instance: empty memory cache, its own connection to the shared cache. */
 function instance(options: { env?: Record<string, string>; config?: BrokerConfig; baseDir?: string } = {}) {
-  const runtime = createRuntime({ loaded: { config: options.config ?? config, baseDir: options.baseDir ?? ".", source: "test" }, log: logs.log, clock, env: options.env ?? { BROKER_CACHE_KEY: keyV1 }, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
+  const runtime = createRuntime({
+    loaded: { config: options.config ?? config, baseDir: options.baseDir ?? ".", source: "test" },
+    log: logs.log,
+    clock,
+    env: options.env ?? { BROKER_CACHE_KEY: keyV1 },
+    backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 },
+  });
   runtimes.push(runtime);
   const handler = createHandler(() => runtime);
   return {
@@ -100,7 +106,9 @@ describe("one cache for the fleet", () => {
     const second = await instance().ask();
     expect(second.status).toBe(200);
     expect(upstream()).toBe(calls);
-    expect(second.body.credentials.map((c) => [c.password, c.expiresAt, c.domains])).toEqual(first.body.credentials.map((c) => [c.password, c.expiresAt, c.domains]));
+    expect(second.body.credentials.map((c) => [c.password, c.expiresAt, c.domains])).toEqual(
+      first.body.credentials.map((c) => [c.password, c.expiresAt, c.domains]),
+    );
     expect(second.body.credentials.every((c) => !c.stale)).toBe(true);
   });
 

@@ -48,7 +48,13 @@ function brokerConfig(shared: boolean, extra: Record<string, unknown> = {}): Bro
 
 /** A new broker instance: empty memory cache, with or without the shared cache. */
 function instance(shared = true, extra: Record<string, unknown> = {}) {
-  const runtime = createRuntime({ loaded: { config: brokerConfig(shared, extra), baseDir: ".", source: "test" }, log: logs.log, clock, env: { BROKER_CACHE_KEY: cacheKey }, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 } });
+  const runtime = createRuntime({
+    loaded: { config: brokerConfig(shared, extra), baseDir: ".", source: "test" },
+    log: logs.log,
+    clock,
+    env: { BROKER_CACHE_KEY: cacheKey },
+    backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 3 },
+  });
   runtimes.push(runtime);
   const handler = createHandler(() => runtime);
   return async (cluster: TestCluster, body: Record<string, unknown> = {}, token?: string) => {
@@ -58,7 +64,8 @@ function instance(shared = true, extra: Record<string, unknown> = {}) {
 }
 
 const upstream = () => emulator.log.count({ api: "sts:" }) + emulator.log.count({ api: "cr:" });
-const remainingMinutes = (answer: { body: CredentialsResponse }) => Math.min(...answer.body.credentials.map((c) => (Date.parse(c.expiresAt) - clock.now()) / minute));
+const remainingMinutes = (answer: { body: CredentialsResponse }) =>
+  Math.min(...answer.body.credentials.map((c) => (Date.parse(c.expiresAt) - clock.now()) / minute));
 
 beforeAll(async () => {
   redis = await startRedisServer();
@@ -83,7 +90,8 @@ afterAll(async () => {
 });
 
 /** Every cluster asks once through one of the instances, all at once. */
-const everyone = (asks: ReturnType<typeof instance>[], body: Record<string, unknown>) => Promise.all(fleet.map((cluster, i) => asks[i % asks.length]!(cluster, body)));
+const everyone = (asks: ReturnType<typeof instance>[], body: Record<string, unknown>) =>
+  Promise.all(fleet.map((cluster, i) => asks[i % asks.length]!(cluster, body)));
 
 describe("minValiditySeconds across a fleet", () => {
   it("a whole fleet renewing with minValiditySeconds through three instances makes one upstream refresh per credential", async () => {
@@ -115,7 +123,10 @@ describe("minValiditySeconds across a fleet", () => {
         expect((await asks[i % asks.length]!(cluster, body)).status).toBe(200);
         clock.advance(5_000);
       }
-      return { credentials: emulator.log.count({ api: "cr:GetAuthorizationToken" }) + emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" }), sessions: emulator.log.count({ api: "sts:AssumeRole" }) };
+      return {
+        credentials: emulator.log.count({ api: "cr:GetAuthorizationToken" }) + emulator.log.count({ api: "cr:GetPersonalAuthorizationToken" }),
+        sessions: emulator.log.count({ api: "sts:AssumeRole" }),
+      };
     };
     expect(await renewOneByOne({ registries, minValiditySeconds: 25 * 60 })).toEqual({ credentials: 2, sessions: 1 });
     // The same renewal with force, 40 minutes later again.

@@ -7,7 +7,13 @@ const base = { operationTimeoutMs: 250 };
 
 describe("connection options from sharedCache.url", () => {
   it("takes host, port, database, user and password from the URL", () => {
-    expect(redisConnectionOptions({ ...base, url: "redis://broker:p%40ss@r-bp1.redis.rds.aliyuncs.com:6380/2" })).toMatchObject({ host: "r-bp1.redis.rds.aliyuncs.com", port: 6380, db: 2, username: "broker", password: "p@ss" });
+    expect(redisConnectionOptions({ ...base, url: "redis://broker:p%40ss@r-bp1.redis.rds.aliyuncs.com:6380/2" })).toMatchObject({
+      host: "r-bp1.redis.rds.aliyuncs.com",
+      port: 6380,
+      db: 2,
+      username: "broker",
+      password: "p@ss",
+    });
   });
 
   it("prefers BROKER_CACHE_PASSWORD over a password in the URL", () => {
@@ -15,7 +21,10 @@ describe("connection options from sharedCache.url", () => {
   });
 
   it("uses TLS for rediss:// with the host as server name and the configured CA, and none for redis://", () => {
-    expect(redisConnectionOptions({ ...base, url: "rediss://r-bp1.redis.rds.aliyuncs.com:6380", ca: "PEM" }).tls).toEqual({ servername: "r-bp1.redis.rds.aliyuncs.com", ca: "PEM" });
+    expect(redisConnectionOptions({ ...base, url: "rediss://r-bp1.redis.rds.aliyuncs.com:6380", ca: "PEM" }).tls).toEqual({
+      servername: "r-bp1.redis.rds.aliyuncs.com",
+      ca: "PEM",
+    });
     expect(redisConnectionOptions({ ...base, url: "rediss://[::1]:6380" })).toMatchObject({ host: "::1" });
     expect(redisConnectionOptions({ ...base, url: "rediss://[::1]:6380" }).tls).toEqual({});
     expect(redisConnectionOptions({ ...base, url: "redis://host" })).toMatchObject({ port: 6379, db: 0 });
@@ -35,7 +44,13 @@ describe("the Redis store against a redis-server with a password", () => {
   afterAll(() => redis?.close());
 
   it("authenticates with the password given apart from the URL", async () => {
-    const store = createRedisStore({ url: redis.url, password: "tair-account-secret", ...base, breaker: { failures: 3, coolDownMs: 1000 }, now: () => performance.now() });
+    const store = createRedisStore({
+      url: redis.url,
+      password: "tair-account-secret",
+      ...base,
+      breaker: { failures: 3, coolDownMs: 1000 },
+      now: () => performance.now(),
+    });
     try {
       await store.set("k", "v", 10_000);
       expect(await store.get("k")).toBe("v");
@@ -48,7 +63,10 @@ describe("the Redis store against a redis-server with a password", () => {
   it("fails an operation without the password as a store error, not a crash", async () => {
     const store = createRedisStore({ url: redis.url, ...base, breaker: { failures: 3, coolDownMs: 1000 }, now: () => performance.now() });
     try {
-      const error = await store.get("k").then(() => undefined, (e: unknown) => e);
+      const error = await store.get("k").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(SharedStoreError);
     } finally {
       await store.close();

@@ -10,7 +10,8 @@ function expectCode(run: () => unknown, code: string) {
 }
 
 const secret = () => randomBytes(32).toString("base64");
-const ring = (current: string, previous?: string) => cacheKeyRingFromEnv({ BROKER_CACHE_KEY: current, ...(previous ? { BROKER_CACHE_PREVIOUS_KEY: previous } : {}) });
+const ring = (current: string, previous?: string) =>
+  cacheKeyRingFromEnv({ BROKER_CACHE_KEY: current, ...(previous ? { BROKER_CACHE_PREVIOUS_KEY: previous } : {}) });
 const name = "acr-credential-broker:credential:broker#personal@cn-beijing";
 
 describe("sealing a shared-cache value", () => {

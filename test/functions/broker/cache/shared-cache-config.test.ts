@@ -10,7 +10,15 @@ import { thrownBy } from "../../../support/errors.ts";
 
 const base = {
   audience: "acr-credential-broker",
-  clusters: [{ name: "prod", issuer: "https://oidc.example.test/c1", jwks: { keys: [{ kty: "RSA", kid: "k", n: "AQAB", e: "AQAB" }] }, subjects: ["system:serviceaccount:kube-system:helper"], registries: [{ regionId: "cn-beijing" }] }],
+  clusters: [
+    {
+      name: "prod",
+      issuer: "https://oidc.example.test/c1",
+      jwks: { keys: [{ kty: "RSA", kid: "k", n: "AQAB", e: "AQAB" }] },
+      subjects: ["system:serviceaccount:kube-system:helper"],
+      registries: [{ regionId: "cn-beijing" }],
+    },
+  ],
 };
 const withShared = (sharedCache: unknown) => ({ ...base, sharedCache });
 const goodKey = `k1:${randomBytes(32).toString("base64")}`;
@@ -54,7 +62,11 @@ describe("sharedCache in the broker configuration", () => {
   });
 
   it("reads sharedCache.caFile at start and names it when missing", () => {
-    const loaded = { config: parseConfig(withShared({ url: "rediss://localhost:6380", caFile: "missing-ca.pem" }), "test"), baseDir: tmpdir(), source: "broker.yaml" };
+    const loaded = {
+      config: parseConfig(withShared({ url: "rediss://localhost:6380", caFile: "missing-ca.pem" }), "test"),
+      baseDir: tmpdir(),
+      source: "broker.yaml",
+    };
     const error = thrownBy(() => createRuntime({ loaded, env: { BROKER_CACHE_KEY: goodKey } }));
     expect(error.message).toMatch(/^broker\.yaml: sharedCache\.caFile: cannot read /);
   });
@@ -71,7 +83,14 @@ describe("acr-credential broker with sharedCache and a bad key", () => {
   it("exits 2 with one line naming the variable and the fix, without a stack and without the key", async () => {
     const badKey = `k1:${randomBytes(16).toString("base64")}`;
     const result = await cli(["broker", "--config", join(dir, "broker.json"), "--port", "0"], {
-      env: { PATH: process.env.PATH, HOME: dir, ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true", ALIBABA_CLOUD_ACCESS_KEY_ID: "TESTAKCLI", ALIBABA_CLOUD_ACCESS_KEY_SECRET: "test-secret-cli-not-real", BROKER_CACHE_KEY: badKey },
+      env: {
+        PATH: process.env.PATH,
+        HOME: dir,
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true",
+        ALIBABA_CLOUD_ACCESS_KEY_ID: "TESTAKCLI",
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET: "test-secret-cli-not-real",
+        BROKER_CACHE_KEY: badKey,
+      },
     });
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);

@@ -8,7 +8,10 @@ describe("shared-cache warnings", () => {
     const warn = rateLimitedWarning({ warn: ((fields: Record<string, unknown>) => void lines.push(fields)) as never }, 60_000, () => now);
     for (let i = 0; i < 100; i++) warn("unavailable", { operation: "read" });
     warn("unreadable", { reason: "authentication" });
-    expect(lines).toEqual([{ sharedCache: "unavailable", operation: "read" }, { sharedCache: "unreadable", reason: "authentication" }]);
+    expect(lines).toEqual([
+      { sharedCache: "unavailable", operation: "read" },
+      { sharedCache: "unreadable", reason: "authentication" },
+    ]);
     now = 59_999;
     warn("unavailable");
     expect(lines).toHaveLength(2);

@@ -25,7 +25,8 @@ export interface BrokerEnv {
   close(): Promise<void>;
 }
 
-export type ClusterSpec = Omit<BrokerConfig["clusters"][number], "issuer" | "jwks" | "subjects" | "allowRrsa" | "registries"> & Partial<Pick<BrokerConfig["clusters"][number], "subjects" | "allowRrsa" | "registries">> & { key: TestCluster };
+export type ClusterSpec = Omit<BrokerConfig["clusters"][number], "issuer" | "jwks" | "subjects" | "allowRrsa" | "registries"> &
+  Partial<Pick<BrokerConfig["clusters"][number], "subjects" | "allowRrsa" | "registries">> & { key: TestCluster };
 
 export async function startBrokerEnv(
   options: {
@@ -47,7 +48,13 @@ export async function startBrokerEnv(
       audience: "acr-credential-broker",
       alibabaCloud: { stsEndpoint: emulator.endpoints.sts, crEndpoint: emulator.endpoints.cr, protocol: "http" },
       ...options.config,
-      clusters: specs.map(({ key, ...spec }) => ({ subjects: [defaultSubject], registries: [], ...spec, issuer: key.issuer, ...(spec.jwksUri ? {} : { jwks: key.jwks }) })),
+      clusters: specs.map(({ key, ...spec }) => ({
+        subjects: [defaultSubject],
+        registries: [],
+        ...spec,
+        issuer: key.issuer,
+        ...(spec.jwksUri ? {} : { jwks: key.jwks }),
+      })),
     },
     "test",
   );
@@ -55,7 +62,13 @@ export async function startBrokerEnv(
   // Fast backoff so retry tests do not wait; the schedule itself is tested on its own.
   const runtimes: BrokerRuntime[] = [];
   const makeRuntime = () => {
-    const made = createRuntime({ loaded: { config, baseDir: ".", source: "test" }, log: logs.log, clock, backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 }, ...(options.env ? { env: options.env } : {}) });
+    const made = createRuntime({
+      loaded: { config, baseDir: ".", source: "test" },
+      log: logs.log,
+      clock,
+      backoff: { baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 5 },
+      ...(options.env ? { env: options.env } : {}),
+    });
     runtimes.push(made);
     return made;
   };

@@ -35,7 +35,10 @@ export async function invokeHttp(handler: FcHandler, call: HttpCall, context: Fc
     isBase64Encoded: call.base64 ?? false,
     headers: { "Content-Type": "application/json", ...call.headers },
     queryParameters: {},
-    requestContext: { requestId: context.requestId ?? "r", http: { method: call.method ?? "POST", path: call.path ?? "/v1/credentials", protocol: "HTTP/1.1", sourceIp: "10.0.0.1", userAgent: "test" } },
+    requestContext: {
+      requestId: context.requestId ?? "r",
+      http: { method: call.method ?? "POST", path: call.path ?? "/v1/credentials", protocol: "HTTP/1.1", sourceIp: "10.0.0.1", userAgent: "test" },
+    },
   };
   const raw = (await handler(Buffer.from(JSON.stringify(event)), context)) as FcHttpResponse;
   return { status: raw.statusCode, headers: raw.headers, json: raw.body ? (JSON.parse(raw.body) as Record<string, unknown>) : {}, raw };

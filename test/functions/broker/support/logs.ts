@@ -9,6 +9,7 @@ export function captureLogs(): { log: Logger; lines: string[]; text(): string; r
     lines,
     text: () => lines.join(""),
     /** The request line of the answer with this `x-request-id`. */
-    request: (requestId) => lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === "request" && line.requestId === requestId),
+    request: (requestId) =>
+      lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === "request" && line.requestId === requestId),
   };
 }

@@ -25,7 +25,11 @@ export const roles = {
 export const rrsaProvider = `acs:ram::${platform}:oidc-provider/ack-rrsa-c1`;
 
 export const instances = {
-  platform: { instanceId: "cri-plat", regionId: "cn-hangzhou", domains: ["plat-registry.cn-hangzhou.cr.aliyuncs.com", "plat-registry-vpc.cn-hangzhou.cr.aliyuncs.com"] },
+  platform: {
+    instanceId: "cri-plat",
+    regionId: "cn-hangzhou",
+    domains: ["plat-registry.cn-hangzhou.cr.aliyuncs.com", "plat-registry-vpc.cn-hangzhou.cr.aliyuncs.com"],
+  },
   tenant: { instanceId: "cri-tenant", regionId: "cn-shanghai" },
 };
 
@@ -40,7 +44,12 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
         name: "platform",
         policies: {
           AssumeRoles: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: "*" }] },
-          PersonalTokens: { Statement: [{ Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:*:${platform}:*` }, { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:*:${platform}:repository/*/*` }] },
+          PersonalTokens: {
+            Statement: [
+              { Effect: "Allow", Action: "cr:GetAuthorizationToken", Resource: `acs:cr:*:${platform}:*` },
+              { Effect: "Allow", Action: "cr:PullRepository", Resource: `acs:cr:*:${platform}:repository/*/*` },
+            ],
+          },
           PullPlatform: {
             Statement: [
               // CR checks GetAuthorizationToken on all resources (acs:cr:<region>:<account>:*), never per instance.
@@ -53,11 +62,19 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
         users: [
           { name: "broker", accessKeys: [{ id: brokerUser.accessKeyId, secret: brokerUser.accessKeySecret }], policies: ["AssumeRoles", "PersonalTokens"] },
           { name: "stranger", accessKeys: [{ id: strangerUser.accessKeyId, secret: strangerUser.accessKeySecret }], policies: ["AssumeRoles"] },
-          { name: "operator", accessKeys: [{ id: operatorUser.accessKeyId, secret: operatorUser.accessKeySecret }], policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:functions/acr-credential-broker` }] }] },
+          {
+            name: "operator",
+            accessKeys: [{ id: operatorUser.accessKeyId, secret: operatorUser.accessKeySecret }],
+            policies: [{ Statement: [{ Effect: "Allow", Action: "fc:InvokeFunction", Resource: `acs:fc:*:${platform}:functions/acr-credential-broker` }] }],
+          },
         ],
         roles: [
           { name: "acr-pull", trustPolicy: trustRam(`acs:ram::${platform}:user/broker`, roles.fcBroker), policies: ["PullPlatform"] },
-          { name: "fc-broker", trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { Service: ["fc.aliyuncs.com"] } }] }, policies: ["AssumeRoles", "PersonalTokens"] },
+          {
+            name: "fc-broker",
+            trustPolicy: { Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Principal: { Service: ["fc.aliyuncs.com"] } }] },
+            policies: ["AssumeRoles", "PersonalTokens"],
+          },
           {
             name: "rrsa-own",
             trustPolicy: {
@@ -66,7 +83,10 @@ export function brokerWorld(rrsaCluster: TestCluster): WorldInput {
                   Effect: "Allow",
                   Action: "sts:AssumeRole",
                   Principal: { Federated: [rrsaProvider] },
-                  Condition: { StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:iss": rrsaCluster.issuer }, StringLike: { "oidc:sub": "system:serviceaccount:kube-system:*" } },
+                  Condition: {
+                    StringEquals: { "oidc:aud": "sts.aliyuncs.com", "oidc:iss": rrsaCluster.issuer },
+                    StringLike: { "oidc:sub": "system:serviceaccount:kube-system:*" },
+                  },
                 },
               ],
             },
