@@ -1,8 +1,8 @@
 /**
  * The fleet the benchmarks simulate: clusters with their own issuer and signing key (inline JWKS in
  * the broker configuration), and an Alibaba Cloud world with one broker user (or the function's
- * execution role on Function Compute), one pull role and two
- * Enterprise instances every cluster may pull from (a third for one fleet configuration). Every key is fake and made at run time.
+ * execution role on Function Compute), one pull role and two Enterprise instances every cluster may
+ * pull from (a third for one fleet configuration). Every key is fake and made at run time.
  */
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
