@@ -19,8 +19,10 @@ import { brokerConfigSchema } from "../functions/broker/config.ts";
 import { customServer } from "./fleet-configs.ts";
 import { spreadDelayMs } from "../job/spread.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom, type Arrival } from "./fleet-schedule.ts";
+import { carriesState, longRunUpstreamPerHour, measuredWindow, refreshGapsMinutes, wholePeriods, type UpstreamDriver } from "./fleet-window.ts";
 import { benchWorld, createFleet, executionRole, fleetBrokerConfig, fleetRegistries, type FleetCluster } from "./fleet.ts";
 import { repoPath, repoRoot } from "./processes.ts";
+import { significant } from "./results.ts";
 import { startRedisServer } from "../test/support/redis-server.ts";
 import { sleep } from "../shared/retry.ts";
 
@@ -32,12 +34,16 @@ export interface FleetOptions {
    * cache, and instances reclaimed before the next cycle.
    */
   warmupMinutes: number;
-  measuredMinutes: number;
   /**
-   * The measured window with the call economy: a cluster's calls then come every 40-45 minutes, in
-   * step across the fleet, so an hour's window would count one or two of them depending on its
-   * phase; three hours average that out.
+   * The measured windows, each a whole number of the periods its configurations' upstream calls
+   * follow (bench/fleet-window.ts `measuredWindow`), so a figure is the long-run rate, not the phase
+   * of one window: an hour holds one or two 45-minute renewals depending on where it starts.
+   * `measuredMinutes`: where every cycle starts cold (the period is one cycle).
    */
+  measuredMinutes: number;
+  /** Without the call economy, where the broker's own renewals (every 45 minutes) drive upstream calls. */
+  brokerRenewalMeasuredMinutes: number;
+  /** With the call economy, where the fleet's renewal waves (every 40 minutes, in step) drive them. */
   economyMeasuredMinutes: number;
   intervalMinutes: number;
   /** Arrivals of one cycle spread over this many seconds after the minute. */
@@ -70,12 +76,16 @@ export interface FleetOptions {
 
 // maxInstances 50, not the account's default regional quota of 100: every instance is a real
 // process of about 130 MB here (the 1,000-cluster configuration), and the machine is shared.
-// instanceConcurrency 100 as s.yaml deploys it. With the economy a cluster renews every 40 minutes
-// (a one-hour credential, renewed 20 minutes before expiry), so its window is a multiple of 40.
+// instanceConcurrency 100 as s.yaml deploys it. Windows: 60 minutes (12 cycles) where upstream calls
+// follow cold starts, since the built-in runtime without a shared cache starts about 430 real
+// processes an hour here and any whole number of cycles is already its long-run rate; 180 = 4 × 45
+// where the broker renews a one-hour credential 15 minutes before expiry; 240 = 6 × 40 with the
+// economy (a cluster renews 20 minutes before expiry). The run reports the gaps it saw.
 export const fleetDefaults: FleetOptions = {
   clusters: 1000,
   warmupMinutes: 60,
   measuredMinutes: 60,
+  brokerRenewalMeasuredMinutes: 180,
   economyMeasuredMinutes: 240,
   intervalMinutes: 5,
   burstSeconds: 10,
@@ -86,11 +96,6 @@ export const fleetDefaults: FleetOptions = {
   minValiditySeconds: 25 * 60,
   parallel: 2,
 };
-
-/** Whether a configuration's cycles depend on earlier ones (so it needs the warm-up). */
-export function carriesState(config: FleetConfig, options: Pick<FleetOptions, "idleSeconds" | "intervalMinutes">): boolean {
-  return config.economy || config.sharedCache || (config.provisioned ?? 0) > 0 || options.idleSeconds >= options.intervalMinutes * 60;
-}
 
 export interface FleetConfig {
   key: string;
@@ -140,9 +145,19 @@ export interface FleetFigures {
 
 export interface FleetConfigResult extends FleetFigures {
   config: FleetConfig;
+  /**
+   * The measured window, what drives its upstream calls, the minutes between the cycles in which
+   * the run (warm-up included) refreshed upstream, and how many such periods the window holds
+   * (undefined: not a whole number, so the upstream figure would depend on the window's phase).
+   */
+  window: { follows: UpstreamDriver; minutes: number; refreshGapsMinutes: number[]; periods: number | undefined };
   throttledPerHour: number;
   failedPerHour: number;
+  /** Upstream calls in the measured window, by API. */
   byApi: Record<string, number>;
+  /** ListInstanceEndpoint calls before the window (the warm-up's discovery), and how long the broker caches them. */
+  discoveriesBeforeWindow: number;
+  discoveryTtlMinutes: number;
   /** Median model duration of a request that started an instance. */
   coldRequestMedianMs: number;
   warmRequestMedianMs: number;
@@ -188,9 +203,10 @@ interface Tracked {
 /** Replays one configuration's schedule through a fresh function; returns its figures over the measured window. */
 async function runConfig(
   config: FleetConfig,
-  setup: { emulator: Emulator; fleet: readonly FleetCluster[]; spec: FunctionSpec; options: FleetOptions },
+  setup: { emulator: Emulator; fleet: readonly FleetCluster[]; spec: FunctionSpec; options: FleetOptions; discoveryTtlMinutes: number },
 ): Promise<FleetConfigResult> {
-  const { emulator, fleet, options } = setup;
+  const { emulator, fleet, options, discoveryTtlMinutes } = setup;
+  const runLog = emulator.log.entries.length;
   const started = performance.now();
   const fn: FcFunction = createFcFunction(setup.spec, {
     clock: emulator.clock,
@@ -204,7 +220,8 @@ async function runConfig(
   const start = emulator.clock.now();
   const warmupMinutes = carriesState(config, options) ? options.warmupMinutes : 0;
   const lightWarmup = !config.economy && options.idleSeconds < options.intervalMinutes * 60;
-  const measuredMinutes = config.economy ? options.economyMeasuredMinutes : options.measuredMinutes;
+  const window = measuredWindow(config, options);
+  const measuredMinutes = window.minutes;
   const measureFrom = start + warmupMinutes * 60_000;
   const cycles = Math.ceil((warmupMinutes + measuredMinutes) / options.intervalMinutes);
   const expiry = new Map<number, number>();
@@ -293,11 +310,20 @@ async function runConfig(
     const counters = fn.counters(end);
     const base = baseline ?? { log: 0, coldStarts: 0, instanceSeconds: 0 };
     const byApi = countUpstream(emulator, base.log);
+    const beforeWindow = emulator.log.entries.slice(runLog, base.log);
+    const discoveriesBeforeWindow = beforeWindow.filter((entry) => entry.api === "cr:ListInstanceEndpoint").length;
+    const assumeRoles = emulator.log.entries.slice(runLog).filter((entry) => entry.api === "sts:AssumeRole");
+    const refreshGaps = refreshGapsMinutes(
+      assumeRoles.map((entry) => entry.at),
+      start,
+      options.intervalMinutes,
+    );
     const perHour = 60 / measuredMinutes;
     const clusters = fleet.length;
     return {
       config,
-      upstreamCallsPerHour: Object.values(byApi).reduce((sum, n) => sum + n, 0) * perHour,
+      window: { ...window, refreshGapsMinutes: refreshGaps, periods: wholePeriods(measuredMinutes, refreshGaps) },
+      upstreamCallsPerHour: longRunUpstreamPerHour({ byApi, minutes: measuredMinutes }, discoveriesBeforeWindow, discoveryTtlMinutes),
       brokerInvocationsPerClusterHour: (measured.invocations * perHour) / clusters,
       coldStartsPerHour: (counters.coldStarts - base.coldStarts) * perHour,
       peakInstances: measured.peak,
@@ -306,6 +332,8 @@ async function runConfig(
       throttledPerHour: measured.throttled * perHour,
       failedPerHour: measured.failed * perHour,
       byApi,
+      discoveriesBeforeWindow,
+      discoveryTtlMinutes,
       coldRequestMedianMs: percentile(measured.cold, 0.5),
       warmRequestMedianMs: percentile(measured.warm, 0.5),
       realSeconds: (performance.now() - started) / 1000,
@@ -333,13 +361,17 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
   const redis = shared && runnable.some((c) => c.sharedCache) ? await startRedisServer() : undefined;
   try {
     // Tokens outlive the simulated hours (model time runs ahead of the real time they were signed at).
-    const lifetimeSeconds = (options.warmupMinutes + Math.max(options.measuredMinutes, options.economyMeasuredMinutes)) * 60 + 3600;
+    const longestWindow = Math.max(options.measuredMinutes, options.brokerRenewalMeasuredMinutes, options.economyMeasuredMinutes);
+    const lifetimeSeconds = (options.warmupMinutes + longestWindow) * 60 + 3600;
     const fleet = await createFleet(options.clusters, { alg: "ES256", prefix: "fleet", lifetimeSeconds });
     const results: FleetConfigResult[] = [];
     for (const config of runnable) {
       const configFile = join(work, `${config.key}.json`);
       const extra = config.sharedCache && redis ? { sharedCache: { url: redis.url, keyPrefix: `${config.key}:` } } : {};
-      await writeFile(configFile, JSON.stringify(fleetBrokerConfig(fleet, emulator.endpoints, extra, fleetRegistries(config.registries ?? 2))));
+      const brokerConfig = fleetBrokerConfig(fleet, emulator.endpoints, extra, fleetRegistries(config.registries ?? 2));
+      await writeFile(configFile, JSON.stringify(brokerConfig));
+      // How long the broker keeps discovered domains, as it reads this configuration (its default).
+      const discoveryTtlMinutes = brokerConfigSchema.parse(brokerConfig).discoveredDomainsTtlSeconds / 60;
       const environmentVariables: Record<string, string> = { BROKER_CONFIG_FILE: configFile };
       if (config.sharedCache) environmentVariables.BROKER_CACHE_KEY = `bench:${randomBytes(32).toString("base64")}`;
       const common = { role: executionRole, environmentVariables, idleSeconds: options.idleSeconds, maxInstances: options.maxInstances, timeout: 10 };
@@ -355,9 +387,10 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
               minInstances: config.provisioned ?? 0,
               ...common,
             };
-      const result = await runConfig(config, { emulator, fleet, spec, options });
+      const result = await runConfig(config, { emulator, fleet, spec, options, discoveryTtlMinutes });
+      const { minutes, follows, refreshGapsMinutes: gaps, periods } = result.window;
       log(
-        `fleet ${config.key}: ${result.upstreamCallsPerHour} upstream calls/h ${JSON.stringify(result.byApi)}, ${result.brokerInvocationsPerClusterHour.toFixed(2)} invocations/cluster-h, ${result.coldStartsPerHour} cold starts/h, peak ${result.peakInstances} instances, ${result.instanceSecondsPerClusterHour.toFixed(3)} instance-s/cluster-h, p99 ${result.p99Ms.toFixed(0)} ms, ${result.throttledPerHour} throttled/h; cold request median ${result.coldRequestMedianMs.toFixed(0)} ms, warm ${result.warmRequestMedianMs.toFixed(0)} ms (${result.realSeconds.toFixed(0)} s)`,
+        `fleet ${config.key}: ${minutes} min measured (${follows}; refreshes ${gaps.join(", ") || "none"} min apart: ${periods === undefined ? "NOT a whole number of periods" : `${periods} periods`}), ${significant(result.upstreamCallsPerHour)} upstream calls/h long-run ${JSON.stringify(result.byApi)} + ${result.discoveriesBeforeWindow} discoveries before the window, ${result.brokerInvocationsPerClusterHour.toFixed(2)} invocations/cluster-h, ${result.coldStartsPerHour} cold starts/h, peak ${result.peakInstances} instances, ${result.instanceSecondsPerClusterHour.toFixed(3)} instance-s/cluster-h, p99 ${result.p99Ms.toFixed(0)} ms, ${result.throttledPerHour} throttled/h; cold request median ${result.coldRequestMedianMs.toFixed(0)} ms, warm ${result.warmRequestMedianMs.toFixed(0)} ms (${result.realSeconds.toFixed(0)} s)`,
       );
       results.push(result);
       await options.onProgress?.({

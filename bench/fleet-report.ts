@@ -4,7 +4,8 @@
  */
 import type { BenchResults } from "./results.ts";
 import { significant } from "./results.ts";
-import { fleetConfigs, type FleetFigures, type FleetResult } from "./fleet-bench.ts";
+import { fleetConfigs, type FleetConfigResult, type FleetFigures, type FleetResult } from "./fleet-bench.ts";
+import type { UpstreamDriver } from "./fleet-window.ts";
 
 export type FleetSection = NonNullable<BenchResults["fleet"]>;
 
@@ -66,7 +67,7 @@ export function fleetTable(result: FleetResult, earlier: FleetSection = {}): str
   const measured = new Map(result.configs.map((c) => [c.config.key, c]));
   const keys = fleetConfigs.map((c) => c.key).filter((key) => section[key] !== undefined);
   const header = [
-    "| configuration | key | upstream calls / h | invocations / cluster-h | cold starts / h | peak instances | instance-s / cluster-h | p99 ms | throttled / h |",
+    "| configuration | key | upstream calls / h (long run) | invocations / cluster-h | cold starts / h | peak instances | instance-s / cluster-h | p99 ms | throttled / h |",
     "|---|---|---|---|---|---|---|---|---|",
   ];
   const rows = keys.map((key) => {
@@ -103,15 +104,38 @@ export function withFleetTable(document: string, note: string, table: string): s
   return `${document.slice(0, start + fleetStart.length)}\n${note}\n\n${table}\n${document.slice(end)}`;
 }
 
+const driverText: Record<UpstreamDriver, string> = {
+  coldStarts: "cold starts",
+  brokerRenewals: "the broker's renewals",
+  refresherRenewals: "the refreshers' renewal waves",
+};
+
+/** How a configuration's upstream figure was made: its window, the periods the run showed, the window's calls and the discovery added. */
+export function windowDetail(c: FleetConfigResult): string {
+  const { minutes, follows, refreshGapsMinutes: gaps, periods } = c.window;
+  const distinct = [...new Set(gaps)];
+  const seen =
+    gaps.length === 0
+      ? "one refresh in the run"
+      : periods === undefined
+        ? `refreshes ${gaps.join(", ")} min apart: **not a whole number of periods**`
+        : `refreshes every ${distinct[0]} min: ${periods} periods`;
+  const discovery =
+    c.discoveriesBeforeWindow > 0 && (c.byApi["cr:ListInstanceEndpoint"] ?? 0) === 0
+      ? ` + ${c.discoveriesBeforeWindow} ListInstanceEndpoint before the window, every ${c.discoveryTtlMinutes / 60} h`
+      : "";
+  return `${minutes} min measured (follows ${driverText[follows]}; ${seen}) ${JSON.stringify(c.byApi)}${discovery} → ${significant(c.upstreamCallsPerHour)} upstream calls / h`;
+}
+
 /** The run's settings and per-configuration details, for the line above the table. */
 export function fleetNote(result: FleetResult, realMinutes: number): string {
   const o = result.options;
   const details = result.configs.map(
     (c) =>
-      `\`${c.config.key}\` ${JSON.stringify(c.byApi)}, cold-start request median ${c.coldRequestMedianMs.toFixed(0)} ms, warm ${c.warmRequestMedianMs.toFixed(0)} ms`,
+      `\`${c.config.key}\` ${windowDetail(c)}; cold-start request median ${c.coldRequestMedianMs.toFixed(0)} ms, warm ${c.warmRequestMedianMs.toFixed(0)} ms`,
   );
   return [
-    `${o.clusters.toLocaleString("en-US")} clusters, refreshers every ${o.intervalMinutes} min arriving within ${o.burstSeconds} s of the minute; ${o.warmupMinutes} simulated min of warm-up where needed, then ${o.measuredMinutes} measured (${o.economyMeasuredMinutes} with the call economy); idle reclaim ${o.idleSeconds} s, maxInstances ${o.maxInstances}, custom-runtime instanceConcurrency ${o.customConcurrency} (served by \`${result.customArtefact}\`); with the call economy each cluster asks after its spread delay (window ${o.spreadWindowSeconds} s) with minValiditySeconds ${o.minValiditySeconds}; ${realMinutes.toFixed(1)} min of real time.`,
+    `${o.clusters.toLocaleString("en-US")} clusters, refreshers every ${o.intervalMinutes} min arriving within ${o.burstSeconds} s of the minute; ${o.warmupMinutes} simulated min of warm-up where needed, then ${o.measuredMinutes} measured where upstream calls follow cold starts, ${o.brokerRenewalMeasuredMinutes} where they follow the broker's renewals, ${o.economyMeasuredMinutes} with the call economy; idle reclaim ${o.idleSeconds} s, maxInstances ${o.maxInstances}, custom-runtime instanceConcurrency ${o.customConcurrency} (served by \`${result.customArtefact}\`); with the call economy each cluster asks after its spread delay (window ${o.spreadWindowSeconds} s) with minValiditySeconds ${o.minValiditySeconds}; ${realMinutes.toFixed(1)} min of real time.`,
     "",
     ...details.map((line) => `- ${line}`),
   ].join("\n");

@@ -1,8 +1,9 @@
 /** The fleet benchmark's pure parts: the aligned schedule, the refresher's call economy, the goals. */
 import { describe, expect, it } from "vitest";
-import { carriesState, fleetConfigs, fleetDefaults, type FleetResult } from "../../bench/fleet-bench.ts";
+import { fleetConfigs, fleetDefaults, type FleetResult } from "../../bench/fleet-bench.ts";
 import { chainsTimesRegistries, fleetGoals, fleetTable } from "../../bench/fleet-report.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom } from "../../bench/fleet-schedule.ts";
+import { carriesState } from "../../bench/fleet-window.ts";
 
 describe("the aligned schedule", () => {
   it("brings every cluster once per cycle, within the burst after the minute, in time order", () => {
@@ -65,9 +66,12 @@ describe("the fleet goals", () => {
     configs: rows.map(([key, f]) => ({
       config: config(key),
       ...f,
+      window: { follows: "refresherRenewals", minutes: 240, refreshGapsMinutes: [40, 40, 40, 40, 40, 40], periods: 6 },
       throttledPerHour: 0,
       failedPerHour: 0,
       byApi: {},
+      discoveriesBeforeWindow: 0,
+      discoveryTtlMinutes: 360,
       coldRequestMedianMs: 0,
       warmRequestMedianMs: 0,
       realSeconds: 0,

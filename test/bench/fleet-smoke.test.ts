@@ -45,6 +45,7 @@ beforeAll(async () => {
     clusters: 4,
     warmupMinutes: 0,
     measuredMinutes: 20,
+    brokerRenewalMeasuredMinutes: 20,
     economyMeasuredMinutes: 20,
     burstSeconds: 2,
     spreadWindowSeconds: 20,
