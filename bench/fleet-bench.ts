@@ -317,6 +317,7 @@ async function runConfig(
       assumeRoles.map((entry) => entry.at),
       start,
       options.intervalMinutes,
+      measureFrom,
     );
     const perHour = 60 / measuredMinutes;
     const clusters = fleet.length;

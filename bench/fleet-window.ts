@@ -37,12 +37,17 @@ export function measuredWindow(config: FleetConfig, options: WindowOptions): { f
 
 /**
  * Minutes between the cycles in which the run refreshed upstream (one AssumeRole or more in a
- * cycle is one refresh), in order; `times` are the AssumeRole calls' model times.
+ * cycle is one refresh), in order, from the last refresh before `windowStart` on: the gaps that
+ * decide what the window counts. (A light warm-up's first renewal may come a cycle late: its few
+ * requests can all arrive before the credential is due.) `times` are the AssumeRole calls' model times.
  */
-export function refreshGapsMinutes(times: readonly number[], start: number, intervalMinutes: number): number[] {
+export function refreshGapsMinutes(times: readonly number[], start: number, intervalMinutes: number, windowStart = start): number[] {
   const intervalMs = intervalMinutes * 60_000;
   const cycles = [...new Set(times.map((at) => Math.floor((at - start) / intervalMs)))].sort((a, b) => a - b);
-  return cycles.slice(1).map((cycle, index) => (cycle - cycles[index]!) * intervalMinutes);
+  const windowCycle = Math.floor((windowStart - start) / intervalMs);
+  const from = Math.max(0, cycles.filter((cycle) => cycle < windowCycle).length - 1);
+  const counted = cycles.slice(from);
+  return counted.slice(1).map((cycle, index) => (cycle - counted[index]!) * intervalMinutes);
 }
 
 /**

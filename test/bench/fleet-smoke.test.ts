@@ -125,6 +125,15 @@ describe("the fleet section, run small", () => {
     expect(config("customProvisionedSharedCacheEconomy3Registries").byApi).toEqual({ "sts:AssumeRole": 1, "cr:GetAuthorizationToken": 3 });
   });
 
+  it("reports each window with the refresh periods the run showed: every cycle cold, or one fill and no renewal yet in 20 minutes", () => {
+    expect(config("builtIn").window).toEqual({ follows: "coldStarts", minutes: 20, refreshGapsMinutes: [5, 5, 5], periods: 4 });
+    expect(config("customSharedCache").window).toEqual({ follows: "brokerRenewals", minutes: 20, refreshGapsMinutes: [], periods: undefined });
+    expect(config("customProvisionedSharedCacheEconomy").window.follows).toBe("refresherRenewals");
+    // No warm-up here: the discovery falls in the window and nothing is added for it.
+    expect(config("customProvisionedSharedCacheEconomy").discoveriesBeforeWindow).toBe(0);
+    expect(config("customProvisionedSharedCacheEconomy").upstreamCallsPerHour).toBe(5 * 3);
+  });
+
   it("turns the run into the results.json fleet section and the documentation table", () => {
     const section = fleetSection(result);
     expect(Object.keys(section).sort()).toEqual([

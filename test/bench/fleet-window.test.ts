@@ -66,6 +66,14 @@ describe("the periods a run shows", () => {
     expect(refreshGapsMinutes([start + 5_000], start, 5)).toEqual([]);
   });
 
+  it("counts from the last refresh before the window: a light warm-up's late first renewal does not decide the window", () => {
+    // Filled at 0, renewed at 50 in the warm-up (its ten requests all came before the credential was due), then every 45.
+    const times = [0, 50, 95, 140, 185, 230].map((m) => start + m * minute + 1_000);
+    expect(refreshGapsMinutes(times, start, 5)).toEqual([50, 45, 45, 45, 45]);
+    expect(refreshGapsMinutes(times, start, 5, start + 60 * minute)).toEqual([45, 45, 45, 45]);
+    expect(wholePeriods(180, refreshGapsMinutes(times, start, 5, start + 60 * minute))).toBe(4);
+  });
+
   it("says how many periods the window holds only when every gap is the same and divides it", () => {
     expect(wholePeriods(180, [45, 45, 45, 45, 45])).toBe(4);
     expect(wholePeriods(240, [40, 40, 40])).toBe(6);
