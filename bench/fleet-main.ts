@@ -1,7 +1,7 @@
 /**
  * `npm run bench:fleet [-- KEY...]`: only the fleet section (bench/fleet-bench.ts), merged into
  * bench/results.json and the fleet block of docs/benchmarks.md; the other sections stay as they are.
- * Needs `npm run build` first. About 10 minutes on a 2-core machine for every configuration.
+ * Needs `npm run build` first. About 9–14 minutes on a 2-core machine for every configuration.
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { fleetDefaults, fleetConfigs, measureFleet, type FleetResult } from "./fleet-bench.ts";
