@@ -2,7 +2,7 @@ import pLimit from "p-limit";
 import { maxMinValiditySeconds, type Credential, type EntryError } from "../shared/broker-api.ts";
 import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
-import { apply, type ApplyResult } from "./apply.ts";
+import type { ApplyResult } from "./apply.ts";
 import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import {
@@ -18,14 +18,15 @@ import {
   type BrokerNeed,
 } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
-import { eventRecorder, recordRunEvents } from "./events.ts";
-import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
+import { eventRecorder } from "./events.ts";
+import { chooseNamespace, namespacesToRead, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
 import { missingPullSecrets, type PullSecretEvent } from "./pull-secret-events.ts";
 import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
 import { desiredSecret, type DesiredSecret } from "./secret.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
-import { nextState, parseState, type RefresherState } from "./state.ts";
-import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
+import { applyStatus, planOf, reconcile, Tally, type ReconcileInput } from "./reconcile.ts";
+import { parseState, type RefresherState } from "./state.ts";
+import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, type RegistryStatus, type RunResult } from "./status.ts";
 import { sleep } from "../shared/retry.ts";
 
 /** Where the configuration lives; `--config-map` may point elsewhere. */
@@ -361,13 +362,6 @@ export async function missingSecrets(cluster: ClusterApi, config: RefresherConfi
   return missing;
 }
 
-export async function readState(cluster: ClusterApi): Promise<RefresherState> {
-  const data = await cluster.readConfigMap(statusConfigMap.namespace, statusConfigMap.name);
-  return parseState(data?.["state.json"]);
-}
-
-export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
-
 /**
  * One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid`
  * before anything is written. The broker is asked only when `brokerNeed` says so, after this
@@ -431,11 +425,9 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
         nextAttemptAt: new Date(now().getTime() + retry.delayMs),
         until: new Date(deadlineAt),
       });
-      await cluster
-        .applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels)
-        .catch((error: unknown) => {
-          logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
-        });
+      await applyStatus(cluster, { ...status, [brokerRetryingKey]: retrying }).catch((error: unknown) => {
+        logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
+      });
     };
     // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
     // shares the broker's one refresh (decision 007); a resync forces.
@@ -455,17 +447,16 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   const nextMemory: BrokerMemory =
     need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
 
-  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing });
+  const input: ReconcileInput = { config, credentials: fetched, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing };
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
-  logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
-
-  const report = (applied: ApplyResult, finished: Date): RunReport => {
+  const planned = (thePlan: Plan) => logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
+  const nextCallDueAt = (finished: Date) => nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
+  const report = (thePlan: Plan, applied: ApplyResult, finished: Date): RunReport => {
     const result = runResult({
       registries: fetched.registries,
       result: applied,
       ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
     });
-    const nextCallDueAt = nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
     const out: RunReport = {
       exitCode: exitCodeOf(result),
       result,
@@ -474,79 +465,54 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       registries: fetched.registries,
       need,
       spreadDelayMs: delayMs,
-      nextCallDueAt,
+      nextCallDueAt: nextCallDueAt(finished),
     };
     if (fetched.earliestExpiry !== undefined) out.earliestExpiry = fetched.earliestExpiry;
     return out;
   };
   if (options.dryRun === true) {
+    const thePlan = planOf(input);
+    planned(thePlan);
     const nothing: ApplyResult = {
       outcomes: [],
       failures: [],
       conflicts: [],
       counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
     };
-    const dry = report(nothing, now());
+    const dry = report(thePlan, nothing, now());
     delete dry.apply;
     return dry;
   }
 
-  if (need.call && memory !== undefined && planSummary(thePlan).secretsToApply > 0) {
+  const markUnfinished = async (thePlan: Plan) => {
+    if (!need.call || memory === undefined || planSummary(thePlan).secretsToApply === 0) return;
     // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
     // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
-    await cluster
-      .applyConfigMap(
-        statusConfigMap.namespace,
-        statusConfigMap.name,
-        { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) },
-        statusLabels,
-      )
-      .catch((error: unknown) => {
-        logger.warn(
-          { code: codeOf(error), err: error },
-          "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal",
-        );
-      });
-  }
-  const events = eventRecorder(cluster, logger, { now });
-  const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16, events });
-  const finished = now();
-  const out = report(applied, finished);
-  const data = statusData({
-    finishedAt: finished,
-    durationMs: finished.getTime() - started.getTime(),
-    mode: "once",
-    registries: fetched.registries,
-    ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
-    namespacesServed: served,
-    result: applied,
-    state: nextState(state, applied.outcomes),
+    await applyStatus(cluster, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }).catch((error: unknown) => {
+      logger.warn(
+        { code: codeOf(error), err: error },
+        "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal",
+      );
+    });
+  };
+  const step = await reconcile({ cluster, logger, events: eventRecorder(cluster, logger, { now }), now, concurrency: options.concurrency ?? 16 }, input, {
+    tally: new Tally(),
+    beforeApply: async (thePlan) => {
+      planned(thePlan);
+      await markUnfinished(thePlan);
+    },
+    status: {
+      mode: "once",
+      since: started,
+      configMap: { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) },
+      extra: (finished) =>
+        brokerStatusData({ need, memory: nextMemory, nextCallDueAt: nextCallDueAt(finished), spreadDelayMs: need.call ? delayMs : 0, spreadWindowMs }),
+    },
   });
-  Object.assign(data, brokerStatusData({ need, memory: nextMemory, nextCallDueAt: out.nextCallDueAt, spreadDelayMs: need.call ? delayMs : 0, spreadWindowMs }));
-  try {
-    await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
-  } catch (error) {
-    applied.failures.push({
-      namespace: statusConfigMap.namespace,
-      kind: "ConfigMap",
-      name: statusConfigMap.name,
-      code: codeOf(error),
-      message: `status not written: ${oneLine(error)}`,
-    });
-    logger.error({ code: codeOf(error), err: error }, "status ConfigMap not written");
-    out.result = runResult({
-      registries: fetched.registries,
-      result: applied,
-      ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
-    });
-    out.exitCode = exitCodeOf(out.result);
-  }
-  await recordRunEvents(
-    events,
-    cluster,
-    { registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) },
-    { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) },
-  );
+  // Never undefined: a run reconciles every namespace.
+  const { plan: thePlan, result: applied, finishedAt: finished, statusFailure } = step!;
+  if (statusFailure !== undefined) applied.failures.push(statusFailure);
+  const out = report(thePlan, applied, finished);
   logger.info(
     {
       result: out.result,
