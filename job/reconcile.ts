@@ -14,7 +14,7 @@ import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts
 import type { ClusterApi } from "./cluster.ts";
 import type { RefresherConfig } from "./config.ts";
 import { recordRunEvents, type EventRecorder } from "./events.ts";
-import { chooseNamespace, plan, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
+import { chooseNamespace, plan, type NamespaceInfo, type Plan, type PlanInput } from "./plan.ts";
 import type { DesiredSecret } from "./secret.ts";
 import { nextState, parseState, type RefresherState } from "./state.ts";
 import { statusConfigMap, statusData, type RegistryStatus, type StatusInput } from "./status.ts";
@@ -38,32 +38,13 @@ export interface Credentials {
   brokerError?: { code: string; message: string };
 }
 
-export interface ReconcileInput {
-  config: RefresherConfig;
-  credentials: Credentials;
-  namespaces: readonly NamespaceInfo[];
-  serviceAccounts: readonly ServiceAccountInfo[];
-  state: RefresherState;
-  /** Only these namespaces (`--watch`, after a change); absent: all of them. */
-  scope?: ReadonlySet<string>;
-  /** Apply every Secret even when the state says it is current. */
-  resync?: boolean;
-  /** Apply these Secrets (by namespace) even when the state says they are current: the kubelet found them missing. */
-  reapply?: ReadonlyMap<string, ReadonlySet<string>>;
-}
+/** What a plan is made from, with the credentials in hand in place of the bare Secrets. */
+export type ReconcileInput = Omit<PlanInput, "secrets"> & { credentials: Credentials };
 
 /** The plan a reconcile carries out (also what `--dry-run` prints). */
 export function planOf(input: ReconcileInput): Plan {
-  return plan({
-    config: input.config,
-    secrets: input.credentials.secrets,
-    namespaces: input.namespaces,
-    serviceAccounts: input.serviceAccounts,
-    state: input.state,
-    ...(input.scope === undefined ? {} : { scope: input.scope }),
-    ...(input.resync === true ? { resync: true } : {}),
-    ...(input.reapply === undefined ? {} : { reapply: input.reapply }),
-  });
+  const { credentials, ...rest } = input;
+  return plan({ ...rest, secrets: credentials.secrets });
 }
 
 /**

@@ -473,13 +473,8 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   if (options.dryRun === true) {
     const thePlan = planOf(input);
     planned(thePlan);
-    const nothing: ApplyResult = {
-      outcomes: [],
-      failures: [],
-      conflicts: [],
-      counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
-    };
-    const dry = report(thePlan, nothing, now());
+    // Nothing applied: the result of no reconcile.
+    const dry = report(thePlan, new Tally().result(), now());
     delete dry.apply;
     return dry;
   }

@@ -7,6 +7,9 @@
  * hand is written again within moments of a pod needing it); every Secret is also re-applied on a
  * heal interval. Every watch reconnects with jittered backoff for as long as the watcher runs, and
  * the watcher keeps the process alive until it is stopped.
+ *
+ * What happens becomes a key of one work queue (work-queue.ts) whose single worker runs the reconcile
+ * both modes share (reconcile.ts); asking the broker runs beside it, and its answer adds a key.
  */
 import {
   CoreV1Api,
@@ -31,7 +34,7 @@ import { namespaceInfo, pullSecretEvent, serviceAccountInfo } from "./cluster.ts
 import type { RefresherConfig } from "./config.ts";
 import { planSummary } from "./plan.ts";
 import { missingPullSecrets, missingPullSecretSelector } from "./pull-secret-events.ts";
-import { readState, reconcile, Tally, writeStatus, type ReconcileIo, type StatusReport } from "./reconcile.ts";
+import { readState, reconcile, Tally, writeStatus, type ReconcileInput, type ReconcileIo, type StatusReport } from "./reconcile.ts";
 import {
   configFromData,
   defaultConfigMap,
@@ -376,7 +379,13 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     const namespace = key.slice(namespaceKey("").length);
     const again = w.reapply.get(namespace);
     w.reapply.delete(namespace);
-    return reconcileNow(w, new Set([namespace]), again === undefined ? {} : { reapply: new Map([[namespace, again]]) });
+    try {
+      await reconcileNow(w, new Set([namespace]), again === undefined ? {} : { reapply: new Map([[namespace, again]]) });
+    } catch (error) {
+      // Requeued: the Secrets the kubelet missed are still to be written then.
+      if (again !== undefined) w.reapply.set(namespace, new Set([...again, ...(w.reapply.get(namespace) ?? [])]));
+      throw error;
+    }
   }
 
   /**
@@ -390,19 +399,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     how: { resync?: boolean; reapply?: ReadonlyMap<string, ReadonlySet<string>> } = {},
   ): Promise<void> {
     const statusDue = Date.now() - w.lastStatusAt >= statusIntervalMs;
-    const done = await reconcile(
-      io,
-      {
-        config: w.config,
-        credentials: w.credentials,
-        namespaces: namespaces.list().map(namespaceInfo),
-        serviceAccounts: accounts.list().map(serviceAccountInfo),
-        state: w.state,
-        ...(scope === undefined ? {} : { scope }),
-        ...how,
-      },
-      { tally: w.tally, ...(statusDue ? { status: statusReport } : {}) },
-    );
+    const { config, credentials, state, tally } = w;
+    const listed = { namespaces: namespaces.list().map(namespaceInfo), serviceAccounts: accounts.list().map(serviceAccountInfo) };
+    const input: ReconcileInput = { config, credentials, state, ...listed, ...(scope === undefined ? {} : { scope }), ...how };
+    const done = await reconcile(io, input, { tally, ...(statusDue ? { status: statusReport } : {}) });
     if (done === undefined) return;
     w.state = done.state;
     w.lastReconcileAt = now();
