@@ -8,7 +8,7 @@
  * adds about it (`extra`), and whether the status is written now or later (`--watch` spaces its
  * writes; it then calls `writeStatus` itself).
  */
-import { oneLine, AcrCredentialError } from "../shared/errors.ts";
+import { codeOf, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
 import type { ClusterApi } from "./cluster.ts";
@@ -101,8 +101,6 @@ export interface StatusSubject {
 }
 
 export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
-
-const codeOf = (error: unknown): string => (error instanceof AcrCredentialError ? error.code : "Internal");
 
 /** The refresher's memory of its own Secrets, kept in the status ConfigMap. */
 export async function readState(cluster: ClusterApi): Promise<RefresherState> {

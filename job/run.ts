@@ -1,6 +1,6 @@
 import pLimit from "p-limit";
 import { maxMinValiditySeconds, type Credential, type EntryError } from "../shared/broker-api.ts";
-import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { AcrCredentialError, codeOf, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { ApplyResult } from "./apply.ts";
 import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
@@ -108,8 +108,6 @@ export interface FetchedCredentials {
   brokerError?: { code: string; message: string };
   earliestExpiry?: Date;
 }
-
-const codeOf = (error: unknown): string => (error instanceof AcrCredentialError ? error.code : "Internal");
 
 export interface FetchOptions {
   /** Credentials expiring within this many seconds are renewed with `force` (default: `expiring-threshold`). */
