@@ -109,7 +109,9 @@ export interface Watcher {
  * status to write.
  */
 type WatchKey = "everything" | "resync" | "heal" | "status" | `namespace/${string}`;
-const namespaceKey = (namespace: string): WatchKey => `namespace/${namespace}`;
+const namespacePrefix = "namespace/";
+const namespaceKey = (namespace: string): WatchKey => `${namespacePrefix}${namespace}`;
+const isNamespaceKey = (key: WatchKey): key is `namespace/${string}` => key.startsWith(namespacePrefix);
 
 /**
  * What the watcher holds between reconciles. Only the queue's worker writes `state` and `tally`;
@@ -334,8 +336,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   };
 
   const queue = workQueue<WatchKey>({
-    handle: (key) => handle(key),
-    onFailure: (key, error, retryInMs) => logger.error({ key, err: error, retryInMs }, "reconcile failed"),
+    handle: (keys) => handle(keys),
+    // Namespaces that changed at about the same time are reconciled as one scope.
+    together: (first, queued) => isNamespaceKey(first) && isNamespaceKey(queued),
+    onFailure: (keys, error, retryInMs) => logger.error({ keys: keys.slice(0, 20), count: keys.length, err: error, retryInMs }, "reconcile failed"),
     random,
   });
 
@@ -366,9 +370,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     tally: w.tally,
   });
 
-  /** What the worker does with a key; one at a time, so each plan sees the state the previous reconcile left. */
-  async function handle(key: WatchKey): Promise<void> {
+  /** What the worker does with a key (or namespace keys taken together); one at a time, so each plan sees the state the previous reconcile left. */
+  async function handle(keys: readonly WatchKey[]): Promise<void> {
     const w = live!;
+    const [key] = keys;
     if (key === "status") return void (await writeStatus(io, statusSubject(w), statusReport));
     if (key === "everything") return reconcileNow(w, undefined);
     if (key === "resync") return reconcileNow(w, undefined, { resync: true });
@@ -376,14 +381,14 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       queue.addAfter("heal", options.healIntervalMs ?? defaultHealIntervalMs);
       return reconcileNow(w, undefined, { resync: true });
     }
-    const namespace = key.slice(namespaceKey("").length);
-    const again = w.reapply.get(namespace);
-    w.reapply.delete(namespace);
+    const scope = new Set(keys.filter(isNamespaceKey).map((namespaceKey) => namespaceKey.slice(namespacePrefix.length)));
+    const again = new Map([...w.reapply].filter(([namespace]) => scope.has(namespace)));
+    for (const namespace of again.keys()) w.reapply.delete(namespace);
     try {
-      await reconcileNow(w, new Set([namespace]), again === undefined ? {} : { reapply: new Map([[namespace, again]]) });
+      await reconcileNow(w, scope, again.size > 0 ? { reapply: again } : {});
     } catch (error) {
       // Requeued: the Secrets the kubelet missed are still to be written then.
-      if (again !== undefined) w.reapply.set(namespace, new Set([...again, ...(w.reapply.get(namespace) ?? [])]));
+      for (const [namespace, secrets] of again) w.reapply.set(namespace, new Set([...secrets, ...(w.reapply.get(namespace) ?? [])]));
       throw error;
     }
   }

@@ -5,6 +5,8 @@
  *
  * - A key added while it waits is not added twice; added while it is being handled, it is handled
  *   once more afterwards (what changed meanwhile may have been missed).
+ * - The worker takes, with the next key, every queued key `together` says goes with it: one
+ *   reconcile serves a burst of namespaces with its bounded concurrency, instead of one at a time.
  * - `addAfter` waits before adding; a key already waiting keeps the earlier of the two times.
  * - A key whose handling fails is added again after a jittered backoff (`shared/retry.ts`), longer
  *   with each consecutive failure of that key; a success resets it.
@@ -25,18 +27,20 @@ export const realTimer: SetTimer = (ms, task) => {
 /** A failed key is retried after up to 0.5 s, doubling to at most 5 min, for as long as the queue runs. */
 export const requeueBackoff: BackoffPolicy = { baseDelayMs: 500, maxDelayMs: 5 * 60_000, maxAttempts: Number.POSITIVE_INFINITY };
 
-export interface WorkQueueOptions<K> {
-  /** Handles one key; a rejection adds it again after the backoff. */
-  handle: (key: K) => Promise<void>;
-  /** Told of each failure, with the wait before the key comes back. */
-  onFailure?: (key: K, error: unknown, retryInMs: number) => void;
+export interface WorkQueueOptions<K extends string> {
+  /** Handles the next key and those taken with it; a rejection adds each again after its backoff. */
+  handle: (keys: readonly K[]) => Promise<void>;
+  /** Whether a queued key is handled together with `first` (default: never). */
+  together?: (first: K, queued: K) => boolean;
+  /** Told of each failure, with the wait before the first key comes back. */
+  onFailure?: (keys: readonly K[], error: unknown, retryInMs: number) => void;
   backoff?: BackoffPolicy;
   random?: () => number;
   now?: () => number;
   setTimer?: SetTimer;
 }
 
-export interface WorkQueue<K> {
+export interface WorkQueue<K extends string> {
   add(key: K): void;
   /** Adds `key` after `ms` (at once when `ms` <= 0); a key already waiting keeps the earlier time. */
   addAfter(key: K, ms: number): void;
@@ -50,7 +54,7 @@ export interface WorkQueue<K> {
   readonly length: number;
 }
 
-export function workQueue<K>(options: WorkQueueOptions<K>): WorkQueue<K> {
+export function workQueue<K extends string>(options: WorkQueueOptions<K>): WorkQueue<K> {
   const now = options.now ?? Date.now;
   const setTimer = options.setTimer ?? realTimer;
   const random = options.random ?? Math.random;
@@ -59,7 +63,7 @@ export function workQueue<K>(options: WorkQueueOptions<K>): WorkQueue<K> {
   const queue: K[] = [];
   /** Keys in `queue`, or handled now and to be handled again. */
   const dirty = new Set<K>();
-  let inHand: { key: K; done: Promise<void> } | undefined;
+  let inHand: { keys: ReadonlySet<K>; done: Promise<void> } | undefined;
   const waiting = new Map<K, { at: number; cancel: () => void }>();
   const failures = new Map<K, number>();
   let started = false;
@@ -74,7 +78,7 @@ export function workQueue<K>(options: WorkQueueOptions<K>): WorkQueue<K> {
     if (shuttingDown || dirty.has(key)) return;
     dirty.add(key);
     // In hand: queued again when it is done.
-    if (inHand?.key === key) return;
+    if (inHand?.keys.has(key) === true) return;
     queue.push(key);
     next();
   }
@@ -93,32 +97,48 @@ export function workQueue<K>(options: WorkQueueOptions<K>): WorkQueue<K> {
     waiting.set(key, { at, cancel });
   }
 
-  async function handle(key: K): Promise<void> {
+  async function handle(keys: readonly K[]): Promise<void> {
     try {
-      await options.handle(key);
-      failures.delete(key);
+      await options.handle(keys);
+      for (const key of keys) failures.delete(key);
     } catch (error) {
-      const failed = failures.get(key) ?? 0;
-      failures.set(key, failed + 1);
-      const delay = backoffDelay(failed, backoff, random);
-      options.onFailure?.(key, error, delay);
-      addAfter(key, Math.max(delay, 1));
+      const delays = keys.map((key) => {
+        const failed = failures.get(key) ?? 0;
+        failures.set(key, failed + 1);
+        return backoffDelay(failed, backoff, random);
+      });
+      options.onFailure?.(keys, error, delays[0] ?? 0);
+      keys.forEach((key, index) => addAfter(key, Math.max(delays[index] ?? 0, 1)));
     }
   }
 
-  /** The one worker: takes the next key when none is in hand. */
+  /** The next key, and the queued keys that go with it. */
+  function take(): K[] | undefined {
+    const first = queue.shift();
+    if (first === undefined) return undefined;
+    const keys: K[] = [first];
+    if (options.together !== undefined) {
+      for (let index = 0; index < queue.length;) {
+        if (options.together(first, queue[index] as K)) keys.push(...queue.splice(index, 1));
+        else index += 1;
+      }
+    }
+    return keys;
+  }
+
+  /** The one worker: takes the next keys when none are in hand. */
   function next(): void {
     if (!started || shuttingDown || inHand !== undefined) return;
-    const key = queue.shift();
-    if (key === undefined) return wake();
-    dirty.delete(key);
-    const done = handle(key).finally(() => {
+    const keys = take();
+    if (keys === undefined) return wake();
+    for (const key of keys) dirty.delete(key);
+    const done = handle(keys).finally(() => {
       inHand = undefined;
-      // Added again while it was handled: to the back of the queue.
-      if (dirty.has(key) && !shuttingDown) queue.push(key);
+      // Added again while they were handled: to the back of the queue.
+      if (!shuttingDown) for (const key of keys) if (dirty.has(key)) queue.push(key);
       next();
     });
-    inHand = { key, done };
+    inHand = { keys: new Set(keys), done };
   }
 
   return {

@@ -82,6 +82,19 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     );
   });
 
+  it("serves a burst of namespaces created at once in fewer reconciles than namespaces (those queued together are one scope)", async () => {
+    const seen = fixture.logs.length;
+    const burst = await Promise.all(Array.from({ length: 20 }, () => createNamespace("rfr-watch-burst")));
+    await Promise.all(burst.map((namespace) => createServiceAccount(namespace, "default")));
+    const served = async (namespace: string) => pullSecretNames(await serviceAccount(namespace, "default")).includes(one);
+    const tookMs = await within(10_000, async () => (await Promise.all(burst.map(served))).every(Boolean));
+    const reconciles = fixture.logs
+      .slice(seen)
+      .filter((line) => line.includes('"msg":"reconciled"') && burst.some((namespace) => line.includes(namespace))).length;
+    console.log(`watch: ${burst.length} namespaces created at once served in ${tookMs} ms by ${reconciles} reconciles`);
+    expect(reconciles).toBeLessThan(burst.length);
+  });
+
   it("attaches the Secret to a chosen ServiceAccount created later in a served namespace", async () => {
     await createServiceAccount(existing, "late");
     await within(5000, async () => pullSecretNames(await serviceAccount(existing, "late")).includes(one));

@@ -54,9 +54,11 @@ function recording(options: Partial<WorkQueueOptions<string>> = {}, block?: Map<
   let inFlight = 0;
   let mostInFlight = 0;
   const queue = workQueue<string>({
-    handle: async (key) => {
+    handle: async (keys) => {
       inFlight += 1;
       mostInFlight = Math.max(mostInFlight, inFlight);
+      // A batch reads "a+b".
+      const key = keys.join("+");
       handled.push(key);
       try {
         await block?.get(key);
@@ -135,8 +137,8 @@ describe("the --watch work queue", () => {
     const retries: number[] = [];
     const handled: string[] = [];
     const queue = workQueue<string>({
-      handle: async (key) => {
-        handled.push(key);
+      handle: async (keys) => {
+        handled.push(keys.join("+"));
         if (failuresLeft > 0) {
           failuresLeft -= 1;
           throw new Error("the API server answered 500");
@@ -168,6 +170,33 @@ describe("the --watch work queue", () => {
     queue.add("team-a");
     await settle();
     expect(retries).toEqual([999, 1999, 3999, 999]);
+  });
+
+  it("takes the queued keys that go with the next one together, each still deduplicated and handled again if added meanwhile", async () => {
+    const first = gate();
+    const batch = gate();
+    const namespace = (key: string) => key.startsWith("ns/");
+    const { queue, handled, mostInFlight } = recording(
+      { together: (a, b) => namespace(a) && namespace(b) },
+      new Map([
+        ["status", first.opened],
+        ["ns/a+ns/b+ns/c", batch.opened],
+      ]),
+    );
+    queue.start();
+    queue.add("status");
+    await settle();
+    // A burst while the status is written: three namespaces (one twice) and a full reconcile between them.
+    for (const key of ["ns/a", "ns/b", "everything", "ns/a", "ns/c"]) queue.add(key);
+    first.open();
+    await settle();
+    expect(handled).toEqual(["status", "ns/a+ns/b+ns/c"]);
+    // ns/b changes again while the batch is handled: handled once more, after the full reconcile.
+    queue.add("ns/b");
+    batch.open();
+    await settle();
+    expect(handled).toEqual(["status", "ns/a+ns/b+ns/c", "everything", "ns/b"]);
+    expect(mostInFlight()).toBe(1);
   });
 
   it("holds the keys added before start until then", async () => {
