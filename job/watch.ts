@@ -13,12 +13,10 @@
  */
 import {
   CoreV1Api,
-  ListWatch,
-  Watch,
   type CoreV1Event,
   type KubeConfig,
-  type KubernetesListObject,
   type KubernetesObject,
+  type ListWatch,
   type V1ConfigMap,
   type V1Namespace,
   type V1ServiceAccount,
@@ -35,20 +33,14 @@ import type { RefresherConfig } from "./config.ts";
 import { planSummary } from "./plan.ts";
 import { missingPullSecrets, missingPullSecretSelector } from "./pull-secret-events.ts";
 import { readState, reconcile, Tally, writeStatus, type ReconcileInput, type ReconcileIo, type StatusReport } from "./reconcile.ts";
-import {
-  configFromData,
-  defaultConfigMap,
-  defaultIntervalSeconds,
-  fetchCredentials,
-  type ConfigMapRef,
-  type FetchedCredentials,
-  type RunDependencies,
-} from "./run.ts";
+import { configFromData, defaultConfigMap, defaultIntervalSeconds, type ConfigMapRef, type RunDependencies } from "./run.ts";
+import { fetchCredentials, type FetchedCredentials } from "./fetch-credentials.ts";
 import { eventRecorder, reportInvalidConfig } from "./events.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
 import type { RefresherState } from "./state.ts";
 import { brokerRetryingKey, brokerRetryingStatus, type StatusInput } from "./status.ts";
 import { workQueue } from "./work-queue.ts";
+import { answered, defaultRequestTimeoutMs, httpStatusOf, informer, paginated } from "./informers.ts";
 
 /** What a run needs, plus the kubeconfig the informers watch with. */
 export interface WatchDependencies extends RunDependencies {
@@ -170,102 +162,6 @@ export function refreshDelayMs(input: {
     wait = expiry - input.thresholdSeconds * 1000 + Math.min(input.spreadMs ?? 0, (input.thresholdSeconds * 1000) / 2) - input.now.getTime();
   }
   return Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
-}
-
-type ListFunction<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
-
-/** How long a watch or list request may go unanswered before it counts as failed (and is retried). */
-const defaultRequestTimeoutMs = 30_000;
-
-/**
- * client-node's Watch waits for the response to a watch request without a time limit: an API
- * server that accepts the connection but never answers (starting up, a half-open connection) would
- * hang that watch for good. This one fails the request after `timeoutMs` without an answer; a late
- * answer is closed at once and reported to no one.
- */
-class AnsweringWatch extends Watch {
-  constructor(
-    config: KubeConfig,
-    private readonly timeoutMs: number,
-  ) {
-    super(config);
-  }
-
-  override async watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
-    let timedOut = false;
-    let answered = false;
-    const timer = setTimeout(() => {
-      if (answered) return;
-      timedOut = true;
-      done(new Error(`the API server did not answer the watch of ${path} within ${this.timeoutMs / 1000} s`));
-    }, this.timeoutMs);
-    const controller = await super.watch(path, query, callback, (error: unknown) => {
-      clearTimeout(timer);
-      if (!timedOut) done(error);
-    });
-    answered = true;
-    clearTimeout(timer);
-    if (timedOut) controller.abort();
-    return controller;
-  }
-}
-
-/** One list request that fails after `timeoutMs` instead of hanging its informer's start; a late answer is dropped. */
-function answered<T>(request: Promise<T>, what: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the API server did not answer the list of ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
-    request.then(
-      (result) => {
-        clearTimeout(timer);
-        resolve(result);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
-
-/** An informer with an optional field selector (client-node's makeInformer takes none) whose watch requests are answered or fail. */
-function informer<T extends KubernetesObject>(
-  kubeConfig: KubeConfig,
-  timeoutMs: number,
-  path: string,
-  list: ListFunction<T>,
-  fieldSelector?: string,
-): ListWatch<T> {
-  return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), list, false, undefined, fieldSelector);
-}
-
-const httpStatusOf = (error: unknown): number | undefined => {
-  const { code, statusCode } = (error ?? {}) as { code?: unknown; statusCode?: unknown };
-  return typeof statusCode === "number" ? statusCode : typeof code === "number" ? code : undefined;
-};
-
-/**
- * Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response; each
- * page must be answered within `timeoutMs`.
- */
-function paginated<T extends KubernetesObject>(
-  what: string,
-  timeoutMs: number,
-  fetchPage: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>,
-): ListFunction<T> {
-  const page = (token: string | undefined) => answered(fetchPage(token), what, timeoutMs);
-  return async () => {
-    const items: T[] = [];
-    let token: string | undefined;
-    let resourceVersion: string | undefined;
-    let list: KubernetesListObject<T>;
-    do {
-      list = await page(token);
-      items.push(...list.items);
-      resourceVersion ??= list.metadata?.resourceVersion;
-      token = list.metadata?._continue || undefined;
-    } while (token !== undefined);
-    return { ...list, items, metadata: { ...list.metadata, ...(resourceVersion === undefined ? {} : { resourceVersion }) } };
-  };
 }
 
 export function startWatch(deps: WatchDependencies, options: WatchOptions = {}): Watcher {
