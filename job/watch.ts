@@ -97,10 +97,11 @@ export interface Watcher {
 
 /**
  * What the work queue holds: one namespace to reconcile, every namespace, every namespace with every
- * Secret applied again (`resync` after a start or a resync renewal, `heal` on its interval), or the
- * status to write.
+ * Secret applied again (`resync` after a start or a resync renewal, `heal` on its interval), the
+ * status to write, or the credentials to renew (which starts the broker call beside the queue; its
+ * answer adds `everything` or `resync`).
  */
-type WatchKey = "everything" | "resync" | "heal" | "status" | `namespace/${string}`;
+type WatchKey = "everything" | "resync" | "heal" | "status" | "renew" | `namespace/${string}`;
 const namespacePrefix = "namespace/";
 const namespaceKey = (namespace: string): WatchKey => `${namespacePrefix}${namespace}`;
 const isNamespaceKey = (key: WatchKey): key is `namespace/${string}` => key.startsWith(namespacePrefix);
@@ -205,7 +206,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   const shutdown = new AbortController();
   /** Whether each watch is connected (a watch RBAC does not allow is left out): the health. */
   const connected: Record<string, boolean> = {};
-  /** Reconnect backoffs and the renewal timer; every other wait is a delayed key of the queue. */
+  /** Reconnect backoffs; every other wait is a delayed key of the queue. */
   const timers = new Set<NodeJS.Timeout>();
   // Timers are not unref'd and this handle lives as long as the watcher: with every watch closed
   // (its API server restarting) and no timer due, the process must still wait, not end.
@@ -216,7 +217,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   /** Set once the configuration is read; from then on, changed only by the queue's worker and the renewal. */
   let live: WatchState | undefined;
   /** The renewal in flight, and whether another was asked for meanwhile. */
-  const renewal: { inFlight?: { done: Promise<void>; abort: AbortController }; again?: { resync: boolean }; timer?: NodeJS.Timeout } = {};
+  const renewal: { inFlight?: { done: Promise<void>; abort: AbortController }; again?: { resync: boolean }; dueAt?: number } = {};
 
   const spreadWindowMs = (config: RefresherConfig) => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const spreadMs = (config: RefresherConfig) => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs(config));
@@ -273,6 +274,10 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     if (key === "status") return void (await writeStatus(io, statusSubject(w), statusReport));
     if (key === "everything") return reconcileNow(w, undefined);
     if (key === "resync") return reconcileNow(w, undefined, { resync: true });
+    if (key === "renew") {
+      const early = (renewal.dueAt ?? 0) - Date.now();
+      return early > 0 ? queue.addAfter("renew", early) : requestRefresh();
+    }
     if (key === "heal") {
       queue.addAfter("heal", options.healIntervalMs ?? defaultHealIntervalMs);
       return reconcileNow(w, undefined, { resync: true });
@@ -323,7 +328,6 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   /** Sets the renewal timer; `failed`: the last attempt could not even be made, so it is retried as a failure. */
   function scheduleRefresh(failed = false): void {
     const w = live!;
-    if (renewal.timer !== undefined) clearTimeout(renewal.timer);
     const spread = spreadMs(w.config);
     const complete = !failed && w.credentials.brokerError === undefined && w.credentials.secrets.size === w.config.registries.length;
     const delay = refreshDelayMs({
@@ -339,7 +343,9 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     w.nextRefreshAt = new Date(now().getTime() + wait);
     if (w.brokerRetrying !== undefined) w.brokerRetrying = { ...w.brokerRetrying, nextAttemptAt: w.nextRefreshAt };
     logger.info({ nextRefreshAt: w.nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
-    renewal.timer = later(wait, () => requestRefresh());
+    // A renewal key already waiting for an earlier time fires then, finds it is not due and waits again.
+    renewal.dueAt = Date.now() + wait;
+    queue.addAfter("renew", wait);
   }
 
   /**
@@ -562,11 +568,12 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     await startConfig();
     await startEvents();
 
+    // Before the first reconcile, whose status says when the next renewal is due.
+    scheduleRefresh();
     // The first reconcile applies every Secret: whatever was deleted while no refresher ran comes back.
     queue.add("resync");
     await queue.idle();
     if (stopped) return;
-    scheduleRefresh();
     const healEvery = options.healIntervalMs ?? defaultHealIntervalMs;
     if (healEvery > 0) queue.addAfter("heal", healEvery);
     logger.info(
