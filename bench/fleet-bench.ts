@@ -19,7 +19,7 @@ import { brokerConfigSchema } from "../functions/broker/config.ts";
 import { customServer } from "./fleet-configs.ts";
 import { spreadDelayMs } from "../job/spread.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom, type Arrival } from "./fleet-schedule.ts";
-import { benchWorld, createFleet, credentialsBody, executionRole, fleetBrokerConfig, registries, type FleetCluster } from "./fleet.ts";
+import { benchWorld, createFleet, executionRole, fleetBrokerConfig, fleetRegistries, type FleetCluster } from "./fleet.ts";
 import { repoPath, repoRoot } from "./processes.ts";
 import { startRedisServer } from "../test/support/redis-server.ts";
 import { sleep } from "../shared/retry.ts";
@@ -100,19 +100,34 @@ export interface FleetConfig {
   economy: boolean;
   /** Instances FC keeps started (s.yaml `provisionConfig.defaultTarget`); default 0. */
   provisioned?: number;
+  /** Registries every cluster fetches through the one role chain (bench/fleet.ts `fleetRegistries`); default 2. */
+  registries?: 2 | 3;
   what: string;
 }
 
 export const fleetConfigs: readonly FleetConfig[] = [
-  { key: "builtIn", runtime: "builtin", sharedCache: false, economy: false, what: "(a) built-in runtime as shipped" },
-  { key: "builtInSharedCache", runtime: "builtin", sharedCache: true, economy: false, what: "(b) built-in runtime + shared cache" },
-  { key: "custom", runtime: "custom", sharedCache: false, economy: false, what: "custom runtime with instance concurrency, no shared cache" },
-  { key: "customSharedCache", runtime: "custom", sharedCache: true, economy: false, what: "(c) custom runtime with concurrency + shared cache" },
-  { key: "customProvisionedSharedCache", runtime: "custom", sharedCache: true, economy: false, provisioned: 1, what: "(c) + one provisioned instance" },
-].flatMap((config) => [
-  config as FleetConfig,
-  { ...config, key: `${config.key}Economy`, economy: true, what: `${config.what}, refresher call economy` } as FleetConfig,
-]);
+  ...[
+    { key: "builtIn", runtime: "builtin", sharedCache: false, economy: false, what: "(a) built-in runtime as shipped" },
+    { key: "builtInSharedCache", runtime: "builtin", sharedCache: true, economy: false, what: "(b) built-in runtime + shared cache" },
+    { key: "custom", runtime: "custom", sharedCache: false, economy: false, what: "custom runtime with instance concurrency, no shared cache" },
+    { key: "customSharedCache", runtime: "custom", sharedCache: true, economy: false, what: "(c) custom runtime with concurrency + shared cache" },
+    { key: "customProvisionedSharedCache", runtime: "custom", sharedCache: true, economy: false, provisioned: 1, what: "(c) + one provisioned instance" },
+  ].flatMap((config) => [
+    config as FleetConfig,
+    { ...config, key: `${config.key}Economy`, economy: true, what: `${config.what}, refresher call economy` } as FleetConfig,
+  ]),
+  // The chosen deployment with a third registry behind the same chain: the upstream bound grows with
+  // the registries (2 per registry and chain), the floor less fast (1.5 renewals × (1 AssumeRole + r)).
+  {
+    key: "customProvisionedSharedCacheEconomy3Registries",
+    runtime: "custom",
+    sharedCache: true,
+    economy: true,
+    provisioned: 1,
+    registries: 3,
+    what: "(c) + one provisioned instance, refresher call economy, three registries (domains configured)",
+  },
+];
 
 export interface FleetFigures {
   upstreamCallsPerHour: number;
@@ -200,7 +215,8 @@ async function runConfig(
 
   // The shipped refresher (economy) asks for credentials that outlast its next run's window; each
   // cluster after its own spread delay, derived as job/spread.ts derives it (from a stable identity).
-  const body = Buffer.from(config.economy ? JSON.stringify({ registries, minValiditySeconds: options.minValiditySeconds }) : credentialsBody);
+  const registries = fleetRegistries(config.registries ?? 2);
+  const body = Buffer.from(JSON.stringify(config.economy ? { registries, minValiditySeconds: options.minValiditySeconds } : { registries }));
   const delays = config.economy ? fleet.map((cluster) => spreadDelayMs(cluster.name, options.spreadWindowSeconds * 1000)) : undefined;
   const dispatch = (arrival: Arrival) => {
     const cluster = fleet[arrival.cluster]!;
@@ -323,7 +339,7 @@ export async function measureFleet(options: FleetOptions): Promise<FleetResult> 
     for (const config of runnable) {
       const configFile = join(work, `${config.key}.json`);
       const extra = config.sharedCache && redis ? { sharedCache: { url: redis.url, keyPrefix: `${config.key}:` } } : {};
-      await writeFile(configFile, JSON.stringify(fleetBrokerConfig(fleet, emulator.endpoints, extra)));
+      await writeFile(configFile, JSON.stringify(fleetBrokerConfig(fleet, emulator.endpoints, extra, fleetRegistries(config.registries ?? 2))));
       const environmentVariables: Record<string, string> = { BROKER_CONFIG_FILE: configFile };
       if (config.sharedCache) environmentVariables.BROKER_CACHE_KEY = `bench:${randomBytes(32).toString("base64")}`;
       const common = { role: executionRole, environmentVariables, idleSeconds: options.idleSeconds, maxInstances: options.maxInstances, timeout: 10 };

@@ -17,20 +17,23 @@ export const fleetFigureKeys = [
   "p99Ms",
 ] as const satisfies readonly (keyof FleetFigures)[];
 
-/** Identity chains × registries of the bench fleet: one role chain (execution role → acr-pull) for two registries. */
-export const fleetChainsTimesRegistries = 1 * 2;
+/** Identity chains × registries of a fleet configuration: one role chain (execution role → acr-pull) for its registries (2 unless it says). */
+export function chainsTimesRegistries(key: string): number {
+  return 1 * (fleetConfigs.find((c) => c.key === key)?.registries ?? 2);
+}
 
 export interface FleetGoal {
   what: string;
-  met(figures: FleetFigures): boolean;
+  /** `chainsTimesRegistries`: of the configuration the figures are of. */
+  met(figures: FleetFigures, chainsTimesRegistries: number): boolean;
   text: string;
 }
 
 export const fleetGoals: readonly FleetGoal[] = [
   {
     what: "upstream STS + CR calls per hour",
-    text: `≤ 2 × chains × registries = ${2 * fleetChainsTimesRegistries}`,
-    met: (f) => f.upstreamCallsPerHour <= 2 * fleetChainsTimesRegistries,
+    text: "≤ 2 × chains × registries = 4 (6 with three registries)",
+    met: (f, chainsTimesRegistries) => f.upstreamCallsPerHour <= 2 * chainsTimesRegistries,
   },
   { what: "broker invocations per cluster-hour", text: "≤ 1.5", met: (f) => f.brokerInvocationsPerClusterHour <= 1.5 },
   { what: "p99 during the aligned burst", text: "≤ 1,000 ms", met: (f) => f.p99Ms <= 1000 },
@@ -73,9 +76,10 @@ export function fleetTable(result: FleetResult, earlier: FleetSection = {}): str
     return `| ${what} | \`${key}\` | ${fleetFigureKeys.map((name) => cell(figures[name])).join(" | ")} | ${run ? cell(significant(run.throttledPerHour)) : "(earlier run)"} |`;
   });
   const pending = result.pending.filter((p) => section[p.key] === undefined).map((p) => `| — | \`${p.key}\` | pending: ${p.reason} |||||||`);
-  const meeting = (goal: FleetGoal) => keys.filter((key) => goal.met(section[key]!)).map((key) => `\`${key}\``);
+  const meets = (goal: FleetGoal, key: string) => goal.met(section[key]!, chainsTimesRegistries(key));
+  const meeting = (goal: FleetGoal) => keys.filter((key) => meets(goal, key)).map((key) => `\`${key}\``);
   const goalRows = fleetGoals.map((goal) => `| ${goal.what} | ${goal.text} | ${meeting(goal).length > 0 ? meeting(goal).join(", ") : "**none**"} |`);
-  const all = keys.filter((key) => fleetGoals.every((goal) => goal.met(section[key]!))).map((key) => `\`${key}\``);
+  const all = keys.filter((key) => fleetGoals.every((goal) => meets(goal, key))).map((key) => `\`${key}\``);
   return [
     ...header,
     ...rows,

@@ -1,8 +1,8 @@
 /**
  * The fleet the benchmarks simulate: clusters with their own issuer and signing key (inline JWKS in
  * the broker configuration), and an Alibaba Cloud world with one broker user (or the function's
- * execution role on Function Compute), one pull role and two
- * Enterprise instances every cluster may pull from. Every key is fake and made at run time.
+ * execution role on Function Compute), one pull role and two Enterprise instances every cluster may
+ * pull from (a third for one fleet configuration). Every key is fake and made at run time.
  */
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
@@ -22,6 +22,24 @@ export const registries: RegistryRequest[] = [
   { instanceId: "cri-benchone", regionId: "cn-hangzhou", assumeRoleArn: pullRole },
   { instanceId: "cri-benchtwo", regionId: "cn-shanghai", assumeRoleArn: pullRole },
 ];
+
+/** A third registry behind the same role chain, for one fleet configuration (bench/fleet-bench.ts). */
+const thirdRegistry: RegistryRequest = { instanceId: "cri-benchthree", regionId: "cn-beijing", assumeRoleArn: pullRole };
+
+/** The domains the emulator gives an instance of `benchWorld` (its standard internet and VPC endpoints). */
+const instanceDomains = (name: string, regionId: string) => [
+  `${name}-registry.${regionId}.cr.aliyuncs.com`,
+  `${name}-registry-vpc.${regionId}.cr.aliyuncs.com`,
+];
+
+/**
+ * The registries a fleet configuration's clusters fetch: the two above with their domains discovered,
+ * or all three with their domains configured (no ListInstanceEndpoint; the upstream floor alone).
+ */
+export function fleetRegistries(count: 2 | 3): RegistryRequest[] {
+  if (count === 2) return [...registries];
+  return [...registries, thirdRegistry].map((r) => ({ ...r, domains: instanceDomains(r.instanceId!.slice("cri-".length), r.regionId!) }));
+}
 
 export function benchWorld(): WorldInput {
   return {
@@ -57,6 +75,7 @@ export function benchWorld(): WorldInput {
         instances: [
           { id: "cri-benchone", name: "benchone", region: "cn-hangzhou", repositories: ["apps/web"] },
           { id: "cri-benchtwo", name: "benchtwo", region: "cn-shanghai", repositories: ["apps/api"] },
+          { id: "cri-benchthree", name: "benchthree", region: "cn-beijing", repositories: ["apps/jobs"] },
         ],
       },
     ],
@@ -103,12 +122,13 @@ export function fleetBrokerConfig(
   fleet: readonly FleetCluster[],
   endpoints: { sts: string; cr: string },
   extra: Record<string, unknown> = {},
+  clusterRegistries: readonly RegistryRequest[] = registries,
 ): Record<string, unknown> {
   return {
     audience,
     alibabaCloud: { stsEndpoint: endpoints.sts, crEndpoint: endpoints.cr, protocol: "http" },
     ...extra,
-    clusters: fleet.map((cluster) => ({ name: cluster.name, issuer: cluster.issuer, jwks: cluster.jwks, subjects: [subject], registries })),
+    clusters: fleet.map((cluster) => ({ name: cluster.name, issuer: cluster.issuer, jwks: cluster.jwks, subjects: [subject], registries: clusterRegistries })),
   };
 }
 

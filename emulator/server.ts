@@ -14,7 +14,7 @@ import type { Authenticator } from "./authenticate.ts";
 import type { Clock } from "./clock.ts";
 import type { Cr } from "./cr.ts";
 import type { FaultInjector } from "./faults.ts";
-import { parseFc3InvocationPath, parseInvocationPath, type createFunctions } from "./fc.ts";
+import { parseFc3InvocationPath, parseInvocationPath, type createFunctions, type InvocationResult } from "./fc.ts";
 import { principalArn, type Principal } from "./ram/principal.ts";
 import type { RequestLog } from "./request-log.ts";
 import { parseQuery, type ReceivedRequest } from "./signature/acs3.ts";
@@ -224,47 +224,60 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     }
   }
 
+  /**
+   * One InvokeFunction, answered and recorded; `run` authenticates (noting the caller on `call`) and
+   * invokes. Both FC APIs share this; an error answers in the API's own shape (`errorAnswer`).
+   */
+  async function answerInvocation(
+    res: ServerResponse,
+    requestId: string,
+    call: { principal?: Principal; resource?: string },
+    errorAnswer: (error: ApiError) => { headers?: Record<string, string>; body: object },
+    run: () => Promise<InvocationResult>,
+  ): Promise<void> {
+    try {
+      const result = await run();
+      send(res, result.status, result.headers, result.body);
+      record({
+        api: "fc:InvokeFunction",
+        principal: principalArn(call.principal!),
+        outcome: result.headers["x-fc-error-type"] ?? "ok",
+        status: result.status,
+        requestId,
+        resource: call.resource,
+      });
+    } catch (thrown) {
+      const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
+      if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
+      const answer = errorAnswer(error);
+      send(res, error.status, { "content-type": "application/json", "x-fc-request-id": requestId, ...answer.headers }, JSON.stringify(answer.body));
+      record({
+        api: "fc:InvokeFunction",
+        principal: call.principal === undefined ? "anonymous" : principalArn(call.principal),
+        outcome: error.code,
+        status: error.status,
+        requestId,
+        resource: call.resource,
+      });
+    }
+  }
+
+  /** FC 2.0 InvokeFunction (`/services/S/functions/F/invocations`); errors are `{ErrorCode, ErrorMessage}`. */
   async function handleFc(req: IncomingMessage, res: ServerResponse, path: string, rawQuery: string, body: Buffer): Promise<void> {
     const requestId = randomUUID();
     const all = headerValues(req);
     const headers = Object.fromEntries(Object.entries(all).map(([name, values]) => [name, values[0]]));
     const target = parseInvocationPath(path);
-    let principal: Principal | undefined;
-    try {
+    const call: { principal?: Principal; resource?: string } = { resource: target === undefined ? undefined : `${target.service}/${target.functionName}` };
+    const errorAnswer = (error: ApiError) => ({ body: { ErrorCode: error.code, ErrorMessage: error.message } });
+    await answerInvocation(res, requestId, call, errorAnswer, async () => {
       if (target === undefined || req.method !== "POST") throw fcErrors.pathNotSupported(req.method ?? "", path);
-      principal = deps.authenticator.fc({ method: req.method, path, headers, query: parseQuery(rawQuery), body });
+      const principal = (call.principal = deps.authenticator.fc({ method: req.method, path, headers, query: parseQuery(rawQuery), body }));
       const account = headers["x-fc-account-id"];
       if (account === undefined) throw fcErrors.missingHeader("X-Fc-Account-Id");
       const async = headers["x-fc-invocation-type"]?.toLowerCase() === "async";
-      const result = await deps.functions.invoke(principal, { account, ...target, async, event: body, requestId });
-      send(res, result.status, result.headers, result.body);
-      const failed = result.headers["x-fc-error-type"];
-      record({
-        api: "fc:InvokeFunction",
-        principal: principalArn(principal),
-        outcome: failed ?? "ok",
-        status: result.status,
-        requestId,
-        resource: `${target.service}/${target.functionName}`,
-      });
-    } catch (thrown) {
-      const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
-      if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
-      send(
-        res,
-        error.status,
-        { "content-type": "application/json", "x-fc-request-id": requestId },
-        JSON.stringify({ ErrorCode: error.code, ErrorMessage: error.message }),
-      );
-      record({
-        api: "fc:InvokeFunction",
-        principal: principal === undefined ? "anonymous" : principalArn(principal),
-        outcome: error.code,
-        status: error.status,
-        requestId,
-        resource: target === undefined ? undefined : `${target.service}/${target.functionName}`,
-      });
-    }
+      return deps.functions.invoke(principal, { account, ...target, async, event: body, requestId });
+    });
   }
 
   /**
@@ -277,47 +290,15 @@ export function createRouter(deps: RouterDeps): (req: IncomingMessage, res: Serv
     const headers = headerValues(req);
     const query = parseQuery(rawQuery);
     const target = parseFc3InvocationPath(path);
-    let principal: Principal | undefined;
-    try {
-      principal = deps.authenticator.acs3({ method: req.method ?? "GET", path, query, headers, body });
+    const call: { principal?: Principal; resource?: string } = { resource: target === undefined ? undefined : `functions/${target.functionName}` };
+    const errorAnswer = (error: ApiError) => ({ headers: error.headers, body: { Code: error.code, Message: error.message, RequestId: requestId } });
+    await answerInvocation(res, requestId, call, errorAnswer, async () => {
+      const principal = (call.principal = deps.authenticator.acs3({ method: req.method ?? "GET", path, query, headers, body }));
       if (target === undefined || req.method !== "POST") throw fcErrors.pathNotSupported(req.method ?? "", path);
       const qualifier = query.find(([name]) => name === "qualifier")?.[1] ?? "LATEST";
       const async = headers["x-fc-invocation-type"]?.[0]?.toLowerCase() === "async";
-      const result = await deps.functions.invoke(principal, {
-        account: principal.account,
-        functionName: target.functionName,
-        qualifier,
-        async,
-        event: body,
-        requestId,
-      });
-      send(res, result.status, result.headers, result.body);
-      record({
-        api: "fc:InvokeFunction",
-        principal: principalArn(principal),
-        outcome: result.headers["x-fc-error-type"] ?? "ok",
-        status: result.status,
-        requestId,
-        resource: `functions/${target.functionName}`,
-      });
-    } catch (thrown) {
-      const error = thrown instanceof ApiError ? thrown : new ApiError(500, "InternalServerError", "internal error");
-      if (!(thrown instanceof ApiError)) deps.logger.error({ err: thrown, requestId }, "emulator bug");
-      send(
-        res,
-        error.status,
-        { "content-type": "application/json", "x-fc-request-id": requestId, ...error.headers },
-        JSON.stringify({ Code: error.code, Message: error.message, RequestId: requestId }),
-      );
-      record({
-        api: "fc:InvokeFunction",
-        principal: principal === undefined ? "anonymous" : principalArn(principal),
-        outcome: error.code,
-        status: error.status,
-        requestId,
-        resource: target === undefined ? undefined : `functions/${target.functionName}`,
-      });
-    }
+      return deps.functions.invoke(principal, { account: principal.account, functionName: target.functionName, qualifier, async, event: body, requestId });
+    });
   }
 
   return (req, res) => {

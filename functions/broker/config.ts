@@ -154,6 +154,12 @@ export const brokerConfigSchema = z
     requestTimeoutSeconds: z.number().min(1).max(300).default(10),
     /** A cluster may bypass the cache with `force: true` at most once per this interval. */
     forceIntervalSeconds: z.number().int().min(0).default(60),
+    /**
+     * How long an Enterprise instance's discovered domains (ListInstanceEndpoint) are used before the
+     * broker asks again. Endpoints change when an operator adds a domain or a VPC endpoint, far less
+     * often than credentials are renewed; `force` (the refresher's resync) asks at once.
+     */
+    discoveredDomainsTtlSeconds: z.number().int().min(60).max(604_800).default(21_600),
     /** Bound on cached credentials (and, separately, on cached STS sessions). */
     cacheMaxEntries: z.number().int().min(1).default(1000),
     /** Clusters whose keys (imported JWKS, fetched key sets) are held at once; others are set up again on their next token. */

@@ -163,7 +163,10 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
           });
         return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
       },
-      { deadline: context.deadline },
+      // Cached apart from the credential, under the same chain × instance × region key: a renewal
+      // reuses the list until its TTL, and `force` (a resync) asks again. `minValidity` is about
+      // credentials, not endpoints, so it is not passed on.
+      { force: context.force ?? false, deadline: context.deadline, ...(context.log ? { log: context.log } : {}) },
     );
     domains = listed.value.domains;
   }

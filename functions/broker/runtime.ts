@@ -9,7 +9,7 @@ import { systemClock, type Clock } from "./clock.ts";
 import { createGroupTrust, type GroupTrustDeps, type GroupTrustLimits } from "./cluster-groups.ts";
 import { createClusterIndex } from "./cluster-index.ts";
 import { createClusterKeys, type KeySourceOptions } from "./cluster-keys.ts";
-import { createBrokerCaches, domainsTtlMs } from "./cache/broker-caches.ts";
+import { createBrokerCaches, domainsLifetimeMs } from "./cache/broker-caches.ts";
 import { readClusterCas, readSharedCacheCa, type BrokerConfig, type Cluster, type LoadedConfig } from "./config.ts";
 import { ForceLimiter } from "./force-limit.ts";
 import type { IssueDeps } from "./issue.ts";
@@ -74,7 +74,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
     ...caches,
     clock,
-    domainsTtlMs,
+    domainsTtlMs: domainsLifetimeMs(config),
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };

@@ -1,7 +1,7 @@
 /** The fleet benchmark's pure parts: the aligned schedule, the refresher's call economy, the goals. */
 import { describe, expect, it } from "vitest";
 import { carriesState, fleetConfigs, fleetDefaults, type FleetResult } from "../../bench/fleet-bench.ts";
-import { fleetGoals, fleetTable } from "../../bench/fleet-report.ts";
+import { chainsTimesRegistries, fleetGoals, fleetTable } from "../../bench/fleet-report.ts";
 import { cycleArrivals, economyWantsCall, percentile, seededRandom } from "../../bench/fleet-schedule.ts";
 
 describe("the aligned schedule", () => {
@@ -76,10 +76,23 @@ describe("the fleet goals", () => {
   });
 
   it("judges the issue's four bounds", () => {
-    expect(fleetGoals.map((goal) => goal.met(figures))).toEqual([true, true, true, true]);
+    expect(fleetGoals.map((goal) => goal.met(figures, 2))).toEqual([true, true, true, true]);
     expect(
-      fleetGoals.map((goal) => goal.met({ ...figures, upstreamCallsPerHour: 5, brokerInvocationsPerClusterHour: 12, p99Ms: 1001, coldStartsPerHour: 13 })),
+      fleetGoals.map((goal) => goal.met({ ...figures, upstreamCallsPerHour: 5, brokerInvocationsPerClusterHour: 12, p99Ms: 1001, coldStartsPerHour: 13 }, 2)),
     ).toEqual([false, false, false, false]);
+  });
+
+  it("bounds upstream calls by the configuration's chains × registries: 4.5 an hour misses it with two registries, 6 meets it with three", () => {
+    expect(chainsTimesRegistries("customProvisionedSharedCacheEconomy")).toBe(2);
+    expect(chainsTimesRegistries("customProvisionedSharedCacheEconomy3Registries")).toBe(3);
+    const table = fleetTable(
+      result(
+        ["customProvisionedSharedCacheEconomy", { ...figures, upstreamCallsPerHour: 4.5 }],
+        ["customProvisionedSharedCacheEconomy3Registries", { ...figures, upstreamCallsPerHour: 6 }],
+      ),
+    );
+    expect(table).toMatch(/\| upstream STS \+ CR calls per hour \| [^|]+ \| `customProvisionedSharedCacheEconomy3Registries` \|/);
+    expect(table).toMatch(/\| all four \| \| `customProvisionedSharedCacheEconomy3Registries` \|/);
   });
 
   it("names the configurations meeting every goal, and lists pending ones", () => {

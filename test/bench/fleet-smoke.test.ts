@@ -51,7 +51,16 @@ beforeAll(async () => {
     parallel: 2,
     bundleDir: join(work, "broker"),
     serverDir: join(work, "broker-server"),
-    only: ["builtIn", "builtInEconomy", "custom", "customEconomy", "builtInSharedCache", "customSharedCache", "customProvisionedSharedCacheEconomy"],
+    only: [
+      "builtIn",
+      "builtInEconomy",
+      "custom",
+      "customEconomy",
+      "builtInSharedCache",
+      "customSharedCache",
+      "customProvisionedSharedCacheEconomy",
+      "customProvisionedSharedCacheEconomy3Registries",
+    ],
   });
 }, 240_000);
 
@@ -109,6 +118,12 @@ describe("the fleet section, run small", () => {
     expect(provisioned.peakInstances).toBe(1);
   });
 
+  it("makes one refresh for the whole fleet with the chosen deployment: one session, one token per registry, domains discovered unless configured", () => {
+    // 20 minutes from an empty cache: every cluster's first call, no renewal yet.
+    expect(config("customProvisionedSharedCacheEconomy").byApi).toEqual({ "sts:AssumeRole": 1, "cr:GetAuthorizationToken": 2, "cr:ListInstanceEndpoint": 2 });
+    expect(config("customProvisionedSharedCacheEconomy3Registries").byApi).toEqual({ "sts:AssumeRole": 1, "cr:GetAuthorizationToken": 3 });
+  });
+
   it("turns the run into the results.json fleet section and the documentation table", () => {
     const section = fleetSection(result);
     expect(Object.keys(section).sort()).toEqual([
@@ -118,6 +133,7 @@ describe("the fleet section, run small", () => {
       "custom",
       "customEconomy",
       "customProvisionedSharedCacheEconomy",
+      "customProvisionedSharedCacheEconomy3Registries",
       "customSharedCache",
     ]);
     // The other sections as the committed results.json has them.

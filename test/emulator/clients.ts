@@ -68,6 +68,8 @@ export async function crCall(
   options: { readTimeout?: number } = {},
 ) {
   const client = new OpenApi(new $OpenApiUtil.Config({ ...key, endpoint, protocol: "http", regionId: "cn-hangzhou", ...options }));
+  // Written out from the generated client rather than imported from shared/alibaba/cr.ts: the emulator
+  // is held to the SDK's parameters, not to the product's copy of them.
   const params = new $OpenApiUtil.Params({
     action,
     version: "2018-12-01",

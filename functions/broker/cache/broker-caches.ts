@@ -36,9 +36,15 @@ export interface BrokerCachesOptions {
   sharedCa?: string;
 }
 
-/** Discovered domains are re-read hourly, and kept for a day as a fallback when that fails. */
-export const domainsTtlMs = 24 * 3600_000;
-const domainsRefreshBeforeMs = 23 * 3600_000;
+/**
+ * Discovered domains are re-read after `discoveredDomainsTtlSeconds`, and kept for a day beyond it as
+ * a fallback while re-reading fails (an instance's endpoints outlive a failed ListInstanceEndpoint).
+ */
+const domainsFallbackMs = 24 * 3600_000;
+
+/** How long a discovered domain list may be reported at all: its TTL, then the fallback day. */
+export const domainsLifetimeMs = (config: Pick<BrokerConfig, "discoveredDomainsTtlSeconds">): number =>
+  config.discoveredDomainsTtlSeconds * 1000 + domainsFallbackMs;
 const warningIntervalMs = 60_000;
 const pollMs = 50;
 
@@ -47,7 +53,7 @@ export function createBrokerCaches(options: BrokerCachesOptions): BrokerCaches {
   const refreshBeforeMs = config.refreshBeforeExpirySeconds * 1000;
   const local = <V extends Expiring>(refreshBefore: number) => new ExpiringCache<V>({ max: config.cacheMaxEntries, clock, refreshBeforeMs: refreshBefore });
   const shared = config.sharedCache;
-  if (!shared) return { sessions: local(refreshBeforeMs), credentials: local(refreshBeforeMs), domains: local(domainsRefreshBeforeMs) };
+  if (!shared) return { sessions: local(refreshBeforeMs), credentials: local(refreshBeforeMs), domains: local(domainsFallbackMs) };
 
   // A missing or malformed key is a start-up error: an instance must not run unshared by accident.
   const keys = cacheKeyRingFromEnv(options.env);
@@ -83,7 +89,7 @@ export function createBrokerCaches(options: BrokerCachesOptions): BrokerCaches {
   return {
     sessions: layered<StsSession>("session", refreshBeforeMs),
     credentials: layered<IssuedCredential>("credential", refreshBeforeMs),
-    domains: layered<DomainList>("domains", domainsRefreshBeforeMs),
+    domains: layered<DomainList>("domains", domainsFallbackMs),
     shared: store,
   };
 }

@@ -27,6 +27,7 @@ describe("broker configuration", () => {
       clockSkewSeconds: 60,
       maxTokenLifetimeSeconds: 86400,
       refreshBeforeExpirySeconds: 900,
+      discoveredDomainsTtlSeconds: 21_600,
       alibabaCloud: { stsEndpoint: "sts.aliyuncs.com", crEndpoint: "cr.{regionId}.aliyuncs.com", protocol: "https" },
     });
     expect(config.clusters[0]!.allowRrsa).toBe(false);
@@ -59,6 +60,12 @@ clusters:
     expect(error.message).toContain("/etc/broker.yaml");
     expect(error.message).toContain("clusters[0].issuer");
     expect(error.message).toMatch(/expected an https URL/);
+  });
+
+  it("refuses a discoveredDomainsTtlSeconds under a minute, naming the field and the bound", () => {
+    const error = thrownBy(() => parseConfig({ ...minimal, discoveredDomainsTtlSeconds: 30 }, "broker.yaml"));
+    expect(error.code).toBe("ConfigInvalid");
+    expect(error.message).toMatch(/^broker\.yaml: discoveredDomainsTtlSeconds: .*60/);
   });
 
   it("refuses an unknown field instead of ignoring a typo", () => {

@@ -320,7 +320,12 @@ describe("discovered domains", () => {
   it("stay usable next to a stale credential when ListInstanceEndpoint is down too", async () => {
     const prod = await createTestCluster("prod");
     const entry = { instanceId: "cri-plat", regionId: "cn-hangzhou", assumeRoleArn: roles.acrPull };
-    const env = await startBrokerEnv({ frozenClock: true, clusters: () => [{ name: "prod", key: prod, registries: [entry] }] });
+    // Domains due for a re-read (after an hour) when the renewed credential is about to expire.
+    const env = await startBrokerEnv({
+      frozenClock: true,
+      config: { discoveredDomainsTtlSeconds: 3600 },
+      clusters: () => [{ name: "prod", key: prod, registries: [entry] }],
+    });
     try {
       const start = env.clock.now();
       await request(env, prod, {});
