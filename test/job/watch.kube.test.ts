@@ -6,7 +6,6 @@ import { startWatch, type Watcher } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import {
-  core,
   installRefresher,
   pullSecretNames,
   readStatus,
@@ -15,6 +14,7 @@ import {
   serviceAccount,
   setConfig,
   type RefresherFixture,
+  annotateResync,
 } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
@@ -120,16 +120,7 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
 
   it("asks with force when a person sets the resync annotation", async () => {
     const before = broker.requests.length;
-    const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
-    // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
-    await core().replaceNamespacedConfigMap({
-      namespace: "kube-system",
-      name: "acr-configuration",
-      body: {
-        ...current,
-        metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
-      },
-    });
+    await annotateResync();
     await within(5000, async () => broker.requests.length > before);
     expect(broker.requests.slice(before)[0]?.body).toMatchObject({ force: true });
     expect(broker.requests.slice(before)[0]?.body).not.toHaveProperty("minValiditySeconds");
