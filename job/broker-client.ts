@@ -15,7 +15,7 @@ import {
   type CredentialsResponse,
   type RegistryRequest,
 } from "../shared/broker-api.ts";
-import { AcrCredentialError, errorCodes, type ErrorCode } from "../shared/errors.ts";
+import { AcrCredentialError, codeOf, errorCodes, type ErrorCode } from "../shared/errors.ts";
 import { backoffDelay, retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
 export interface BrokerClientOptions {
@@ -267,6 +267,5 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 function retryNotice(notice: RetryNotice): BrokerRetry {
   const error = notice.error instanceof Retryable ? notice.error.error : notice.error;
-  const code: ErrorCode = error instanceof AcrCredentialError ? error.code : "Internal";
-  return { code, message: error instanceof Error ? error.message : String(error), attempts: notice.attempts, delayMs: notice.delayMs };
+  return { code: codeOf(error), message: error instanceof Error ? error.message : String(error), attempts: notice.attempts, delayMs: notice.delayMs };
 }

@@ -1,9 +1,14 @@
+/**
+ * `--once`: one run of the refresher, what its CronJob executes. It asks the broker only when its
+ * memory says a credential is needed (broker-need.ts), after this cluster's spread delay, then runs
+ * the one reconcile both modes share (reconcile.ts) once, over all its namespaces, and ends with an exit code.
+ */
 import pLimit from "p-limit";
-import { maxMinValiditySeconds, type Credential, type EntryError } from "../shared/broker-api.ts";
-import { AcrCredentialError, oneLine } from "../shared/errors.ts";
+import { maxMinValiditySeconds } from "../shared/broker-api.ts";
+import { AcrCredentialError, codeOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
-import { apply, type ApplyResult } from "./apply.ts";
-import type { BrokerClient, BrokerRetry, CredentialsQuery } from "./broker-client.ts";
+import type { ApplyResult } from "./apply.ts";
+import type { BrokerClient, BrokerRetry } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import {
   brokerNeed,
@@ -18,14 +23,15 @@ import {
   type BrokerNeed,
 } from "./broker-need.ts";
 import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
-import { eventRecorder, recordRunEvents } from "./events.ts";
-import { chooseNamespace, namespacesToRead, plan, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
+import { eventRecorder } from "./events.ts";
+import { chooseNamespace, namespacesToRead, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
 import { missingPullSecrets, type PullSecretEvent } from "./pull-secret-events.ts";
-import { matchCredentials, registryLabel, registryRequest, type RegistryEntry } from "./registry.ts";
-import { desiredSecret, type DesiredSecret } from "./secret.ts";
+import { registryLabel } from "./registry.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
-import { nextState, parseState, type RefresherState } from "./state.ts";
-import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, statusData, type RegistryStatus, type RunResult } from "./status.ts";
+import { fetchCredentials, type FetchedCredentials } from "./fetch-credentials.ts";
+import { applyStatus, planOf, reconcile, Tally, type ReconcileInput } from "./reconcile.ts";
+import { parseState, type RefresherState } from "./state.ts";
+import { brokerRetryingKey, brokerRetryingStatus, exitCodeOf, runResult, statusConfigMap, type RegistryStatus, type RunResult } from "./status.ts";
 import { sleep } from "../shared/retry.ts";
 
 /** Where the configuration lives; `--config-map` may point elsewhere. */
@@ -101,206 +107,6 @@ export function configFromData(data: Record<string, string> | undefined, ref: Co
   return config;
 }
 
-export interface FetchedCredentials {
-  secrets: Map<string, DesiredSecret>;
-  registries: RegistryStatus[];
-  brokerError?: { code: string; message: string };
-  earliestExpiry?: Date;
-}
-
-const codeOf = (error: unknown): string => (error instanceof AcrCredentialError ? error.code : "Internal");
-
-export interface FetchOptions {
-  /** Credentials expiring within this many seconds are renewed with `force` (default: `expiring-threshold`). */
-  renewWithinSeconds?: number;
-  /** Registries (by Secret name) whose credential in hand is known to expire within that window: asked with `force` at once. */
-  renew?: ReadonlySet<string>;
-  /** No broker retry starts after this time (ms since the epoch). */
-  deadlineAt?: number;
-  /** Told before each wait while the broker is retried. */
-  onRetry?: (retry: BrokerRetry) => void | Promise<void>;
-  /** Ends the broker calls early (the watcher stops, or its configuration changed). */
-  signal?: AbortSignal;
-  /**
-   * A scheduled run: ask for every registry in one request, for credentials valid at least this long
-   * (the broker refreshes its entry once for every cluster asking, decision 007). `force` is used
-   * instead only against a broker too old to know the field.
-   */
-  minValiditySeconds?: number;
-  /** `--resync` or the resync annotation: every registry with `force`, for this cluster alone. */
-  force?: boolean;
-}
-
-/**
- * How long a request may be retried: an unforced one until the run's deadline (a throttled broker is
- * waited out); a forced one keeps the client's own short budget, as a refused `force` falls back to
- * the broker's cache rather than waiting.
- */
-function retryOptions(options: FetchOptions, force: boolean): Pick<CredentialsQuery, "deadlineAt" | "onRetry" | "signal"> {
-  return {
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
-    ...(force || options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }),
-    ...(force || options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
-  };
-}
-
-type Matched = Map<string, { credential?: Credential; error?: EntryError }>;
-
-/**
- * Asks the broker for every configured registry (one request, whatever the number of namespaces).
- * With `minValiditySeconds` (a scheduled run) or `force` (a resync) that one request is all; else,
- * and when the broker refuses `minValiditySeconds` as unknown, without `force` for those not known
- * to be expiring, then with `force` for those known to be expiring and those whose answer expires
- * within the renewal window. A credential that has already expired is never written.
- */
-export async function fetchCredentials(
-  config: RefresherConfig,
-  broker: BrokerClient,
-  logger: Logger,
-  now: Date,
-  options: FetchOptions = {},
-): Promise<FetchedCredentials> {
-  const failAll = (error: unknown): FetchedCredentials => {
-    if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
-    const brokerError = { code: codeOf(error), message: oneLine(error) };
-    logger.error({ code: brokerError.code, err: brokerError }, "broker request failed");
-    return { secrets: new Map(), registries: config.registries.map((registry) => ({ registry, error: brokerError })), brokerError };
-  };
-  let matched: Matched | FetchedCredentials;
-  if (options.force === true || options.minValiditySeconds !== undefined) {
-    const query = options.force === true ? { force: true } : { minValiditySeconds: options.minValiditySeconds! };
-    try {
-      const response = await broker.fetchCredentials({
-        registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)),
-        ...query,
-        ...retryOptions(options, query.force === true),
-      });
-      matched = matchCredentials(config.registries, response.credentials, response.errors);
-    } catch (error) {
-      if (error instanceof AcrCredentialError && (error.code === "ConfigInvalid" || error.code === "FileUnreadable")) throw error;
-      // A broker older than minValiditySeconds refuses it as an unknown field; a refused force
-      // (RateLimited) still leaves the broker's cached credentials to ask for. Anything else (the
-      // broker unreachable, failing) would fail the same way again.
-      const code = codeOf(error);
-      const oldBroker = code === "InvalidRequest" && query.minValiditySeconds !== undefined;
-      if (!oldBroker && !(code === "RateLimited" && query.force === true)) return failAll(error);
-      logger.warn(
-        { code, err: error },
-        oldBroker ? "the broker does not know minValiditySeconds; renewing as before" : "forced renewal refused; asking without force",
-      );
-      matched = await askInTwoSteps(config, broker, logger, now, oldBroker ? options : {}, failAll, options);
-    }
-  } else matched = await askInTwoSteps(config, broker, logger, now, options, failAll, options);
-  if (!(matched instanceof Map)) return matched;
-  return fetchedFrom(config, matched, logger, now);
-}
-
-/** Without `minValiditySeconds`: unforced for the registries not known to be expiring, then forced for the expiring ones. */
-async function askInTwoSteps(
-  config: RefresherConfig,
-  broker: BrokerClient,
-  logger: Logger,
-  now: Date,
-  options: FetchOptions,
-  failAll: (error: unknown) => FetchedCredentials,
-  retrying: FetchOptions,
-): Promise<Matched | FetchedCredentials> {
-  const ask = (registries: readonly RegistryEntry[], force: boolean) =>
-    broker.fetchCredentials({
-      registries: registries.map((registry) => registryRequest(registry, config.rrsa)),
-      ...(force ? { force: true } : {}),
-      ...retryOptions(retrying, force),
-    });
-  const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
-  const rest = config.registries.filter((registry) => !renewFirst.includes(registry));
-
-  let matched: Matched = new Map();
-  if (rest.length > 0) {
-    try {
-      const response = await ask(rest, false);
-      matched = matchCredentials(rest, response.credentials, response.errors);
-    } catch (error) {
-      return failAll(error);
-    }
-  }
-  const thresholdMs = (options.renewWithinSeconds ?? config.expiringThresholdSeconds) * 1000;
-  const expiresSoon = (expiresAt: string | undefined) =>
-    expiresAt === undefined || Number.isNaN(Date.parse(expiresAt)) || Date.parse(expiresAt) - now.getTime() <= thresholdMs;
-
-  const renew = [
-    ...renewFirst,
-    ...rest.filter((registry) => {
-      const credential = matched.get(registry.secretName)?.credential;
-      return credential !== undefined && expiresSoon(credential.expiresAt);
-    }),
-  ];
-  if (renew.length > 0) {
-    try {
-      const forced = await ask(renew, true);
-      const rematched = matchCredentials(renew, forced.credentials, forced.errors);
-      for (const registry of renew) {
-        const fresh = rematched.get(registry.secretName);
-        const old = matched.get(registry.secretName)?.credential;
-        if (fresh?.credential !== undefined && (old === undefined || Date.parse(fresh.credential.expiresAt) > Date.parse(old.expiresAt)))
-          matched.set(registry.secretName, { credential: fresh.credential });
-        else if (old === undefined && fresh !== undefined) matched.set(registry.secretName, fresh);
-      }
-    } catch (error) {
-      logger.warn({ code: codeOf(error), err: error, registries: renew.map(registryLabel) }, "forced renewal failed; asking without force");
-      // A refused `force` (e.g. RateLimited) still leaves the broker's cached credentials to ask for.
-      if (renewFirst.length > 0) {
-        try {
-          const response = await ask(renewFirst, false);
-          for (const [secret, entry] of matchCredentials(renewFirst, response.credentials, response.errors)) matched.set(secret, entry);
-        } catch (retryError) {
-          if (rest.length === 0) return failAll(retryError);
-          const reported = { code: codeOf(retryError), message: oneLine(retryError) };
-          for (const registry of renewFirst) matched.set(registry.secretName, { error: { ...reported, regionId: registry.regionId ?? "" } });
-        }
-      }
-    }
-  }
-  return matched;
-}
-
-/** The Secrets to write and the status per registry from the broker's answers; an expired credential is refused. */
-function fetchedFrom(config: RefresherConfig, matched: Matched, logger: Logger, now: Date): FetchedCredentials {
-  const secrets = new Map<string, DesiredSecret>();
-  const registries: RegistryStatus[] = [];
-  let earliest: number | undefined;
-  for (const registry of config.registries) {
-    const { credential, error } = matched.get(registry.secretName) ?? {};
-    if (credential === undefined) {
-      const reported =
-        error === undefined
-          ? { code: "UpstreamError", message: "the broker returned no credential for this registry" }
-          : { code: error.code, message: error.message };
-      logger.error({ registry: registryLabel(registry), code: reported.code, err: reported }, "no credential for registry");
-      registries.push({ registry, error: reported });
-      continue;
-    }
-    const expiresAt = Date.parse(credential.expiresAt);
-    if (Number.isNaN(expiresAt) || expiresAt <= now.getTime()) {
-      const reported = { code: "BrokerResponseInvalid", message: `the broker returned a credential that expired at ${credential.expiresAt}` };
-      logger.error({ registry: registryLabel(registry), expiresAt: credential.expiresAt }, "expired credential refused");
-      registries.push({ registry, error: reported });
-      continue;
-    }
-    earliest = earliest === undefined ? expiresAt : Math.min(earliest, expiresAt);
-    secrets.set(registry.secretName, desiredSecret(registry, credential, config.notifyEmail));
-    const status: RegistryStatus = { registry, expiresAt: credential.expiresAt };
-    if (credential.stale === true) status.stale = true;
-    registries.push(status);
-    logger.info(
-      { registry: registryLabel(registry), secret: registry.secretName, expiresAt: credential.expiresAt, stale: credential.stale === true },
-      "credential received",
-    );
-  }
-  const fetched: FetchedCredentials = { secrets, registries };
-  if (earliest !== undefined) fetched.earliestExpiry = new Date(earliest);
-  return fetched;
-}
-
 /** A run that does not ask the broker: the credentials in hand, as remembered, and nothing to write. */
 export function credentialsInHand(config: RefresherConfig, memory: BrokerMemory | undefined): FetchedCredentials {
   const registries: RegistryStatus[] = [];
@@ -360,13 +166,6 @@ export async function missingSecrets(cluster: ClusterApi, config: RefresherConfi
     );
   return missing;
 }
-
-export async function readState(cluster: ClusterApi): Promise<RefresherState> {
-  const data = await cluster.readConfigMap(statusConfigMap.namespace, statusConfigMap.name);
-  return parseState(data?.["state.json"]);
-}
-
-export const statusLabels = { "app.kubernetes.io/managed-by": "acr-credential-broker", "app.kubernetes.io/component": "status" };
 
 /**
  * One run of the refresher (what the CronJob executes). Configuration errors throw `ConfigInvalid`
@@ -431,11 +230,9 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
         nextAttemptAt: new Date(now().getTime() + retry.delayMs),
         until: new Date(deadlineAt),
       });
-      await cluster
-        .applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, { ...status, [brokerRetryingKey]: retrying }, statusLabels)
-        .catch((error: unknown) => {
-          logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
-        });
+      await applyStatus(cluster, { ...status, [brokerRetryingKey]: retrying }).catch((error: unknown) => {
+        logger.warn({ code: codeOf(error), err: error }, "status ConfigMap not written while retrying the broker");
+      });
     };
     // A scheduled renewal asks for credentials that outlast the next run's window, so that the fleet
     // shares the broker's one refresh (decision 007); a resync forces.
@@ -455,17 +252,16 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   const nextMemory: BrokerMemory =
     need.call || memory === undefined ? rememberAnswer(config, fetched.registries, started, resyncValue ?? memory?.resync) : memory;
 
-  const thePlan = plan({ config, secrets: fetched.secrets, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing });
+  const input: ReconcileInput = { config, credentials: fetched, namespaces, serviceAccounts, state, resync: need.resync, reapply: missing };
   const served = namespaces.filter((ns) => chooseNamespace(config, ns).chosen).length;
-  logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
-
-  const report = (applied: ApplyResult, finished: Date): RunReport => {
+  const planned = (thePlan: Plan) => logger.info({ namespacesServed: served, ...planSummary(thePlan), dryRun: options.dryRun === true }, "plan computed");
+  const nextCallDueAt = (finished: Date) => nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
+  const report = (thePlan: Plan, applied: ApplyResult, finished: Date): RunReport => {
     const result = runResult({
       registries: fetched.registries,
       result: applied,
       ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
     });
-    const nextCallDueAt = nextCallDue(config.registries, nextMemory.expiries, need.renewWithinSeconds, finished);
     const out: RunReport = {
       exitCode: exitCodeOf(result),
       result,
@@ -474,79 +270,49 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
       registries: fetched.registries,
       need,
       spreadDelayMs: delayMs,
-      nextCallDueAt,
+      nextCallDueAt: nextCallDueAt(finished),
     };
     if (fetched.earliestExpiry !== undefined) out.earliestExpiry = fetched.earliestExpiry;
     return out;
   };
   if (options.dryRun === true) {
-    const nothing: ApplyResult = {
-      outcomes: [],
-      failures: [],
-      conflicts: [],
-      counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
-    };
-    const dry = report(nothing, now());
+    const thePlan = planOf(input);
+    planned(thePlan);
+    // Nothing applied: the result of no reconcile.
+    const dry = report(thePlan, new Tally().result(), now());
     delete dry.apply;
     return dry;
   }
 
-  if (need.call && memory !== undefined && planSummary(thePlan).secretsToApply > 0) {
+  const markUnfinished = async (thePlan: Plan) => {
+    if (!need.call || memory === undefined || planSummary(thePlan).secretsToApply === 0) return;
     // Killed while it applies, this run would leave Secrets newer than the state says and no sign of
     // it; marked unfinished, the memory makes the next run ask again and rewrite them all.
-    await cluster
-      .applyConfigMap(
-        statusConfigMap.namespace,
-        statusConfigMap.name,
-        { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) },
-        statusLabels,
-      )
-      .catch((error: unknown) => {
-        logger.warn(
-          { code: codeOf(error), err: error },
-          "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal",
-        );
-      });
-  }
-  const events = eventRecorder(cluster, logger, { now });
-  const applied = await apply(thePlan, { cluster, secrets: fetched.secrets, serviceAccounts, logger, concurrency: options.concurrency ?? 16, events });
-  const finished = now();
-  const out = report(applied, finished);
-  const data = statusData({
-    finishedAt: finished,
-    durationMs: finished.getTime() - started.getTime(),
-    mode: "once",
-    registries: fetched.registries,
-    ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
-    namespacesServed: served,
-    result: applied,
-    state: nextState(state, applied.outcomes),
+    await applyStatus(cluster, { ...status, [brokerMemoryKey]: JSON.stringify({ ...memory, unfinished: true }) }).catch((error: unknown) => {
+      logger.warn(
+        { code: codeOf(error), err: error },
+        "status ConfigMap not marked before applying; a run cut off now would go unnoticed until the next renewal",
+      );
+    });
+  };
+  const step = await reconcile({ cluster, logger, events: eventRecorder(cluster, logger, { now }), now, concurrency: options.concurrency ?? 16 }, input, {
+    tally: new Tally(),
+    beforeApply: async (thePlan) => {
+      planned(thePlan);
+      await markUnfinished(thePlan);
+    },
+    status: {
+      mode: "once",
+      since: started,
+      configMap: { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) },
+      extra: (finished) =>
+        brokerStatusData({ need, memory: nextMemory, nextCallDueAt: nextCallDueAt(finished), spreadDelayMs: need.call ? delayMs : 0, spreadWindowMs }),
+    },
   });
-  Object.assign(data, brokerStatusData({ need, memory: nextMemory, nextCallDueAt: out.nextCallDueAt, spreadDelayMs: need.call ? delayMs : 0, spreadWindowMs }));
-  try {
-    await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
-  } catch (error) {
-    applied.failures.push({
-      namespace: statusConfigMap.namespace,
-      kind: "ConfigMap",
-      name: statusConfigMap.name,
-      code: codeOf(error),
-      message: `status not written: ${oneLine(error)}`,
-    });
-    logger.error({ code: codeOf(error), err: error }, "status ConfigMap not written");
-    out.result = runResult({
-      registries: fetched.registries,
-      result: applied,
-      ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
-    });
-    out.exitCode = exitCodeOf(out.result);
-  }
-  await recordRunEvents(
-    events,
-    cluster,
-    { registries: fetched.registries, result: applied, ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }) },
-    { ...ref, ...(configMap?.uid === undefined ? {} : { uid: configMap.uid }) },
-  );
+  // Never undefined: a run reconciles every namespace.
+  const { plan: thePlan, result: applied, finishedAt: finished, statusFailure } = step!;
+  if (statusFailure !== undefined) applied.failures.push(statusFailure);
+  const out = report(thePlan, applied, finished);
   logger.info(
     {
       result: out.result,

@@ -7,15 +7,16 @@
  * hand is written again within moments of a pod needing it); every Secret is also re-applied on a
  * heal interval. Every watch reconnects with jittered backoff for as long as the watcher runs, and
  * the watcher keeps the process alive until it is stopped.
+ *
+ * What happens becomes a key of one work queue (work-queue.ts) whose single worker runs the reconcile
+ * both modes share (reconcile.ts); asking the broker runs beside it, and its answer adds a key.
  */
 import {
   CoreV1Api,
-  ListWatch,
-  Watch,
   type CoreV1Event,
   type KubeConfig,
-  type KubernetesListObject,
   type KubernetesObject,
+  type ListWatch,
   type V1ConfigMap,
   type V1Namespace,
   type V1ServiceAccount,
@@ -23,29 +24,23 @@ import {
 import { maxMinValiditySeconds } from "../shared/broker-api.ts";
 import { AcrCredentialError } from "../shared/errors.ts";
 import { backoffDelay, type BackoffPolicy } from "../shared/retry.ts";
-import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
+import type { ApplyResult } from "./apply.ts";
 import type { BrokerRetry } from "./broker-client.ts";
 import { resyncAnnotation } from "./broker-need.ts";
 import { formatDuration } from "./duration.ts";
 import { namespaceInfo, pullSecretEvent, serviceAccountInfo } from "./cluster.ts";
 import type { RefresherConfig } from "./config.ts";
-import { chooseNamespace, plan, planSummary, type Plan } from "./plan.ts";
+import { planSummary } from "./plan.ts";
 import { missingPullSecrets, missingPullSecretSelector } from "./pull-secret-events.ts";
-import {
-  configFromData,
-  defaultConfigMap,
-  defaultIntervalSeconds,
-  fetchCredentials,
-  readState,
-  statusLabels,
-  type ConfigMapRef,
-  type FetchedCredentials,
-  type RunDependencies,
-} from "./run.ts";
-import { eventRecorder, recordRunEvents, reportInvalidConfig } from "./events.ts";
+import { readState, reconcile, Tally, writeStatus, type ReconcileInput, type ReconcileIo, type StatusReport } from "./reconcile.ts";
+import { configFromData, defaultConfigMap, defaultIntervalSeconds, type ConfigMapRef, type RunDependencies } from "./run.ts";
+import { fetchCredentials, type FetchedCredentials } from "./fetch-credentials.ts";
+import { eventRecorder, reportInvalidConfig } from "./events.ts";
 import { clusterIdentity, spreadDelayMs } from "./spread.ts";
-import { nextState, type RefresherState } from "./state.ts";
-import { brokerRetryingKey, brokerRetryingStatus, statusConfigMap, statusData, type StatusInput } from "./status.ts";
+import type { RefresherState } from "./state.ts";
+import { brokerRetryingKey, brokerRetryingStatus, type StatusInput } from "./status.ts";
+import { workQueue } from "./work-queue.ts";
+import { answered, defaultRequestTimeoutMs, httpStatusOf, informer, paginated } from "./informers.ts";
 
 /** What a run needs, plus the kubeconfig the informers watch with. */
 export interface WatchDependencies extends RunDependencies {
@@ -100,6 +95,44 @@ export interface Watcher {
   health(): WatchHealth;
 }
 
+/**
+ * What the work queue holds: one namespace to reconcile, every namespace, every namespace with every
+ * Secret applied again (`resync` after a start or a resync renewal, `heal` on its interval), the
+ * status to write, or the credentials to renew (which starts the broker call beside the queue; its
+ * answer adds `everything` or `resync`).
+ */
+type WatchKey = "everything" | "resync" | "heal" | "status" | "renew" | `namespace/${string}`;
+const namespacePrefix = "namespace/";
+const namespaceKey = (namespace: string): WatchKey => `${namespacePrefix}${namespace}`;
+const isNamespaceKey = (key: WatchKey): key is `namespace/${string}` => key.startsWith(namespacePrefix);
+
+/**
+ * What the watcher holds between reconciles. Only the queue's worker writes `state` and `tally`;
+ * the renewal replaces `credentials`, the configuration watch `config`. A reconcile reads them once,
+ * when it starts, so a change meanwhile is for the next one.
+ */
+interface WatchState {
+  config: RefresherConfig;
+  /** The configuration's data as last seen, to tell a change from the same object delivered again. */
+  configText: string;
+  resyncSeen: string | undefined;
+  state: RefresherState;
+  credentials: FetchedCredentials;
+  /** What the status reports of every reconcile since the start. */
+  tally: Tally;
+  /** Secrets the kubelet could not find, by namespace: applied again by the next reconcile of that namespace. */
+  reapply: Map<string, Set<string>>;
+  /** Renewals in a row that left some registry without a credential (the renewal backs off). */
+  brokerFailures: number;
+  nextRefreshAt?: Date;
+  brokerRetrying?: { since: Date; retry: BrokerRetry; nextAttemptAt: Date };
+  lastReconcileAt?: Date;
+  lastStatusAt: number;
+}
+
+/** How often every Secret is applied again by default. */
+const defaultHealIntervalMs = 300_000;
+
 /** Reconnects: the first after up to 0.5 s, then doubling to at most 30 s, never giving up. */
 export const reconnectBackoff: BackoffPolicy = { baseDelayMs: 500, maxDelayMs: 30_000, maxAttempts: Number.POSITIVE_INFINITY };
 
@@ -130,102 +163,6 @@ export function refreshDelayMs(input: {
     wait = expiry - input.thresholdSeconds * 1000 + Math.min(input.spreadMs ?? 0, (input.thresholdSeconds * 1000) / 2) - input.now.getTime();
   }
   return Math.min(Math.max(wait, minRefreshMs), maxRefreshMs);
-}
-
-type ListFunction<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
-
-/** How long a watch or list request may go unanswered before it counts as failed (and is retried). */
-const defaultRequestTimeoutMs = 30_000;
-
-/**
- * client-node's Watch waits for the response to a watch request without a time limit: an API
- * server that accepts the connection but never answers (starting up, a half-open connection) would
- * hang that watch for good. This one fails the request after `timeoutMs` without an answer; a late
- * answer is closed at once and reported to no one.
- */
-class AnsweringWatch extends Watch {
-  constructor(
-    config: KubeConfig,
-    private readonly timeoutMs: number,
-  ) {
-    super(config);
-  }
-
-  override async watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
-    let timedOut = false;
-    let answered = false;
-    const timer = setTimeout(() => {
-      if (answered) return;
-      timedOut = true;
-      done(new Error(`the API server did not answer the watch of ${path} within ${this.timeoutMs / 1000} s`));
-    }, this.timeoutMs);
-    const controller = await super.watch(path, query, callback, (error: unknown) => {
-      clearTimeout(timer);
-      if (!timedOut) done(error);
-    });
-    answered = true;
-    clearTimeout(timer);
-    if (timedOut) controller.abort();
-    return controller;
-  }
-}
-
-/** One list request that fails after `timeoutMs` instead of hanging its informer's start; a late answer is dropped. */
-function answered<T>(request: Promise<T>, what: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the API server did not answer the list of ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
-    request.then(
-      (result) => {
-        clearTimeout(timer);
-        resolve(result);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
-
-/** An informer with an optional field selector (client-node's makeInformer takes none) whose watch requests are answered or fail. */
-function informer<T extends KubernetesObject>(
-  kubeConfig: KubeConfig,
-  timeoutMs: number,
-  path: string,
-  list: ListFunction<T>,
-  fieldSelector?: string,
-): ListWatch<T> {
-  return new ListWatch<T>(path, new AnsweringWatch(kubeConfig, timeoutMs), list, false, undefined, fieldSelector);
-}
-
-const httpStatusOf = (error: unknown): number | undefined => {
-  const { code, statusCode } = (error ?? {}) as { code?: unknown; statusCode?: unknown };
-  return typeof statusCode === "number" ? statusCode : typeof code === "number" ? code : undefined;
-};
-
-/**
- * Paginates an informer's initial list so that 2,000 namespaces do not arrive as one response; each
- * page must be answered within `timeoutMs`.
- */
-function paginated<T extends KubernetesObject>(
-  what: string,
-  timeoutMs: number,
-  fetchPage: (continueToken: string | undefined) => Promise<KubernetesListObject<T>>,
-): ListFunction<T> {
-  const page = (token: string | undefined) => answered(fetchPage(token), what, timeoutMs);
-  return async () => {
-    const items: T[] = [];
-    let token: string | undefined;
-    let resourceVersion: string | undefined;
-    let list: KubernetesListObject<T>;
-    do {
-      list = await page(token);
-      items.push(...list.items);
-      resourceVersion ??= list.metadata?.resourceVersion;
-      token = list.metadata?._continue || undefined;
-    } while (token !== undefined);
-    return { ...list, items, metadata: { ...list.metadata, ...(resourceVersion === undefined ? {} : { resourceVersion }) } };
-  };
 }
 
 export function startWatch(deps: WatchDependencies, options: WatchOptions = {}): Watcher {
@@ -265,40 +202,28 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   );
 
   let stopped = false;
-  let config: RefresherConfig;
-  let configText = "";
-  let resyncSeen: string | undefined;
-  let state: RefresherState;
-  let fetched: FetchedCredentials;
   const since = now();
-  const totals = { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 };
-  const failures = new Map<string, Failure[]>();
-  const conflicts = new Map<string, Conflict[]>();
-  let missingNamespaces: string[] = [];
-  const dirty = new Set<string>();
-  /** Secrets the kubelet could not find, by namespace: applied again by the next reconcile of that namespace. */
-  const reapply = new Map<string, Set<string>>();
-  const timers = new Set<NodeJS.Timeout>();
-  let queue: Promise<unknown> = Promise.resolve();
-  let debounceTimer: NodeJS.Timeout | undefined;
-  let refreshTimer: NodeJS.Timeout | undefined;
-  let statusTimer: NodeJS.Timeout | undefined;
-  let lastStatusAt = 0;
-  let brokerFailures = 0;
-  let nextRefreshAt: Date | undefined;
-  // One for the watcher's life: an Event observed again is counted in its series, not re-sent.
-  const events = eventRecorder(cluster, logger, { now });
-  let brokerRetrying: { since: Date; retry: BrokerRetry; nextAttemptAt: Date } | undefined;
-  let lastReconcileAt: Date | undefined;
-  const connected: Record<string, boolean> = {};
   const shutdown = new AbortController();
+  /** Whether each watch is connected (a watch RBAC does not allow is left out): the health. */
+  const connected: Record<string, boolean> = {};
+  /** Reconnect backoffs; every other wait is a delayed key of the queue. */
+  const timers = new Set<NodeJS.Timeout>();
   // Timers are not unref'd and this handle lives as long as the watcher: with every watch closed
   // (its API server restarting) and no timer due, the process must still wait, not end.
   const keepAlive = setInterval(() => undefined, 1 << 30);
-  const spreadWindowMs = () => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
-  const spreadMs = () => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs());
+  // One for the watcher's life: an Event observed again is counted in its series, not re-sent.
+  const io: ReconcileIo = { cluster, logger, events: eventRecorder(cluster, logger, { now }), now, concurrency: options.concurrency ?? 16 };
+  const statusIntervalMs = options.statusIntervalMs ?? 10_000;
+  /** Set once the configuration is read; from then on, changed only by the queue's worker and the renewal. */
+  let live: WatchState | undefined;
+  /** The renewal in flight, and whether another was asked for meanwhile. */
+  const renewal: { inFlight?: { done: Promise<void>; abort: AbortController }; again?: { resync: boolean }; dueAt?: number } = {};
 
-  const later = (ms: number, task: () => void): NodeJS.Timeout => {
+  const spreadWindowMs = (config: RefresherConfig) => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
+  const spreadMs = (config: RefresherConfig) => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs(config));
+
+  const later = (ms: number, task: () => void): NodeJS.Timeout | undefined => {
+    if (stopped) return undefined;
     const timer = setTimeout(() => {
       timers.delete(timer);
       if (!stopped) task();
@@ -306,141 +231,132 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     timers.add(timer);
     return timer;
   };
-  /** Every reconcile runs alone, in order, so the plan always sees the state the previous one left. */
-  const enqueue = <T>(task: () => Promise<T>): Promise<T | undefined> => {
-    const next = queue
-      .then(() => (stopped ? undefined : task()))
-      .catch((error: unknown) => {
-        logger.error({ err: error }, "reconcile failed");
-        return undefined;
-      });
-    queue = next;
-    return next;
+
+  const queue = workQueue<WatchKey>({
+    handle: (keys) => handle(keys),
+    // Namespaces that changed at about the same time are reconciled as one scope.
+    together: (first, queued) => isNamespaceKey(first) && isNamespaceKey(queued),
+    onFailure: (keys, error, retryInMs) => logger.error({ keys: keys.slice(0, 20), count: keys.length, err: error, retryInMs }, "reconcile failed"),
+    random,
+  });
+
+  /** How the status reads in watch mode: since when it watches, when it renews, whether the broker is being retried. */
+  const statusReport: StatusReport = {
+    mode: "watch",
+    since,
+    configMap,
+    extra: () => {
+      const { config, nextRefreshAt, brokerRetrying } = live!;
+      return {
+        since: since.toISOString(),
+        ...(nextRefreshAt === undefined ? {} : { "next-broker-call": nextRefreshAt.toISOString() }),
+        "spread-delay": `${formatDuration(spreadMs(config))} (window ${formatDuration(spreadWindowMs(config))})`,
+        ...(brokerRetrying === undefined ? {} : { [brokerRetryingKey]: brokerRetryingStatus(brokerRetrying) }),
+      };
+    },
+    observe: (input) => {
+      live!.lastStatusAt = Date.now();
+      deps.observeStatus?.(input);
+    },
   };
+  const statusSubject = (w: WatchState) => ({
+    config: w.config,
+    credentials: w.credentials,
+    namespaces: namespaces.list().map(namespaceInfo),
+    state: w.state,
+    tally: w.tally,
+  });
+
+  /** What the worker does with a key (or namespace keys taken together); one at a time, so each plan sees the state the previous reconcile left. */
+  async function handle(keys: readonly WatchKey[]): Promise<void> {
+    const w = live!;
+    const [key] = keys;
+    if (key === "status") return void (await writeStatus(io, statusSubject(w), statusReport));
+    if (key === "everything") return reconcileNow(w, undefined);
+    if (key === "resync") return reconcileNow(w, undefined, { resync: true });
+    if (key === "renew") {
+      const early = (renewal.dueAt ?? 0) - Date.now();
+      return early > 0 ? queue.addAfter("renew", early) : requestRefresh();
+    }
+    if (key === "heal") {
+      queue.addAfter("heal", options.healIntervalMs ?? defaultHealIntervalMs);
+      return reconcileNow(w, undefined, { resync: true });
+    }
+    const scope = new Set(keys.filter(isNamespaceKey).map((namespaceKey) => namespaceKey.slice(namespacePrefix.length)));
+    const again = new Map([...w.reapply].filter(([namespace]) => scope.has(namespace)));
+    for (const namespace of again.keys()) w.reapply.delete(namespace);
+    try {
+      await reconcileNow(w, scope, again.size > 0 ? { reapply: again } : {});
+    } catch (error) {
+      // Requeued: the Secrets the kubelet missed are still to be written then.
+      for (const [namespace, secrets] of again) w.reapply.set(namespace, new Set([...secrets, ...(w.reapply.get(namespace) ?? [])]));
+      throw error;
+    }
+  }
 
   /**
-   * One reconcile: plan from the watches' caches and the credentials in hand, apply, remember. The
-   * single place the watcher writes Secrets and ServiceAccounts; `scope` limits it to namespaces,
-   * `resync` applies every Secret again (the heal), `reapply` the ones the kubelet found missing.
+   * One reconcile from the watches' caches and the credentials in hand; `scope` limits it to
+   * namespaces, `resync` applies every Secret again (the heal), `reapply` the ones the kubelet found
+   * missing. The status is written with it when the last write is old enough, else a little later.
    */
-  async function reconcile(
+  async function reconcileNow(
+    w: WatchState,
     scope: ReadonlySet<string> | undefined,
     how: { resync?: boolean; reapply?: ReadonlyMap<string, ReadonlySet<string>> } = {},
-  ): Promise<ReconcileResult | undefined> {
-    const nsList = namespaces.list().map(namespaceInfo);
-    const saList = accounts.list().map(serviceAccountInfo);
-    const thePlan: Plan = plan({
-      config,
-      secrets: fetched.secrets,
-      namespaces: nsList,
-      serviceAccounts: saList,
-      state,
-      ...(scope === undefined ? {} : { scope }),
-      ...(how.resync === true ? { resync: true } : {}),
-      ...(how.reapply === undefined ? {} : { reapply: how.reapply }),
-    });
-    if (thePlan.namespaces.length === 0 && thePlan.forget.length === 0 && scope !== undefined) return undefined;
-    const result: ApplyResult = await apply(thePlan, {
-      cluster,
-      secrets: fetched.secrets,
-      serviceAccounts: saList,
-      logger,
-      concurrency: options.concurrency ?? 16,
-      events,
-    });
-    state = nextState(state, result.outcomes);
-    for (const key of Object.keys(totals) as Array<keyof typeof totals>) totals[key] += result.counts[key];
-    // Failures describe the latest attempt per namespace: a reconcile replaces those of its scope.
-    if (scope === undefined) {
-      failures.clear();
-      conflicts.clear();
-      missingNamespaces = result.missingNamespaces ?? [];
-    } else {
-      for (const name of scope) {
-        failures.delete(name);
-        conflicts.delete(name);
-      }
-    }
-    for (const failure of result.failures) failures.set(failure.namespace, [...(failures.get(failure.namespace) ?? []), failure]);
-    for (const conflict of result.conflicts) conflicts.set(conflict.namespace, [...(conflicts.get(conflict.namespace) ?? []), conflict]);
-    const summary = planSummary(thePlan);
-    lastReconcileAt = now();
-    const reconciled: ReconcileResult = { scope: scope === undefined ? "all" : [...scope], at: lastReconcileAt, plan: summary, result };
-    logger.info({ scope: reconciled.scope, ...(how.resync === true ? { resync: true } : {}), ...summary, ...result.counts }, "reconciled");
+  ): Promise<void> {
+    const statusDue = Date.now() - w.lastStatusAt >= statusIntervalMs;
+    const { config, credentials, state, tally } = w;
+    const listed = { namespaces: namespaces.list().map(namespaceInfo), serviceAccounts: accounts.list().map(serviceAccountInfo) };
+    const input: ReconcileInput = { config, credentials, state, ...listed, ...(scope === undefined ? {} : { scope }), ...how };
+    const done = await reconcile(io, input, { tally, ...(statusDue ? { status: statusReport } : {}) });
+    if (done === undefined) return;
+    w.state = done.state;
+    w.lastReconcileAt = now();
+    const summary = planSummary(done.plan);
+    const reconciled: ReconcileResult = { scope: scope === undefined ? "all" : [...scope], at: w.lastReconcileAt, plan: summary, result: done.result };
+    logger.info({ scope: reconciled.scope, ...(how.resync === true ? { resync: true } : {}), ...summary, ...done.result.counts }, "reconciled");
     options.onReconcile?.(reconciled);
-    scheduleStatus();
-    return reconciled;
+    if (!statusDue) scheduleStatus();
   }
 
   function scheduleStatus(): void {
-    if (statusTimer !== undefined) return;
-    const wait = Math.max(0, lastStatusAt + (options.statusIntervalMs ?? 10_000) - Date.now());
-    statusTimer = later(wait, () => {
-      statusTimer = undefined;
-      void enqueue(writeStatus);
-    });
-  }
-
-  async function writeStatus(): Promise<void> {
-    lastStatusAt = Date.now();
-    const finished = now();
-    const served = namespaces
-      .list()
-      .map(namespaceInfo)
-      .filter((ns) => chooseNamespace(config, ns).chosen).length;
-    const input: StatusInput = {
-      finishedAt: finished,
-      durationMs: finished.getTime() - since.getTime(),
-      mode: "watch",
-      registries: fetched.registries,
-      ...(fetched.brokerError === undefined ? {} : { brokerError: fetched.brokerError }),
-      namespacesServed: served,
-      result: { outcomes: [], failures: [...failures.values()].flat(), conflicts: [...conflicts.values()].flat(), counts: { ...totals }, missingNamespaces },
-      state,
-    };
-    const data = statusData(input);
-    deps.observeStatus?.(input);
-    await recordRunEvents(events, cluster, input, configMap);
-    data.since = since.toISOString();
-    if (nextRefreshAt !== undefined) data["next-broker-call"] = nextRefreshAt.toISOString();
-    data["spread-delay"] = `${formatDuration(spreadMs())} (window ${formatDuration(spreadWindowMs())})`;
-    if (brokerRetrying !== undefined) data[brokerRetryingKey] = brokerRetryingStatus(brokerRetrying);
-    try {
-      await cluster.applyConfigMap(statusConfigMap.namespace, statusConfigMap.name, data, statusLabels);
-    } catch (error) {
-      logger.error({ err: error }, "status ConfigMap not written");
-    }
+    const w = live;
+    if (w === undefined) return;
+    queue.addAfter("status", w.lastStatusAt + statusIntervalMs - Date.now());
   }
 
   /** Sets the renewal timer; `failed`: the last attempt could not even be made, so it is retried as a failure. */
   function scheduleRefresh(failed = false): void {
-    if (refreshTimer !== undefined) clearTimeout(refreshTimer);
-    const spread = spreadMs();
-    const complete = !failed && fetched.brokerError === undefined && fetched.secrets.size === config.registries.length;
+    const w = live!;
+    const spread = spreadMs(w.config);
+    const complete = !failed && w.credentials.brokerError === undefined && w.credentials.secrets.size === w.config.registries.length;
     const delay = refreshDelayMs({
       complete,
-      earliestExpiry: fetched.earliestExpiry,
-      thresholdSeconds: config.expiringThresholdSeconds,
-      failures: brokerFailures,
+      earliestExpiry: w.credentials.earliestExpiry,
+      thresholdSeconds: w.config.expiringThresholdSeconds,
+      failures: w.brokerFailures,
       now: now(),
       spreadMs: spread,
     });
     // Retries after a failure are jittered (half to all of the delay), so a fleet that failed together does not retry together.
     const wait = complete ? delay : Math.max(minRefreshMs, Math.round(delay / 2 + (random() * delay) / 2));
-    nextRefreshAt = new Date(now().getTime() + wait);
-    if (brokerRetrying !== undefined) brokerRetrying = { ...brokerRetrying, nextAttemptAt: nextRefreshAt };
-    logger.info({ nextRefreshAt: nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
-    refreshTimer = later(wait, () => requestRefresh());
+    w.nextRefreshAt = new Date(now().getTime() + wait);
+    if (w.brokerRetrying !== undefined) w.brokerRetrying = { ...w.brokerRetrying, nextAttemptAt: w.nextRefreshAt };
+    logger.info({ nextRefreshAt: w.nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
+    // A renewal key already waiting for an earlier time fires then, finds it is not due and waits again.
+    renewal.dueAt = Date.now() + wait;
+    queue.addAfter("renew", wait);
   }
 
   /**
    * Asks the broker for the configuration in force, retrying a throttled or unavailable broker
-   * with jittered backoff (the status says so meanwhile); outside the reconcile queue, so new
+   * with jittered backoff (the status says so meanwhile); outside the work queue, so new
    * namespaces are served from the credentials in hand while it waits.
    */
   async function askBroker(forConfig: RefresherConfig, budgetMs: number, signal: AbortSignal, how: { force?: boolean } = {}): Promise<FetchedCredentials> {
+    const w = live!;
     const onRetry = (retry: BrokerRetry) => {
-      brokerRetrying = { since: brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
+      w.brokerRetrying = { since: w.brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
       logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       scheduleStatus();
     };
@@ -456,72 +372,71 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       force: how.force === true,
     });
     // Still failing after the budget: the renewal timer retries, and the status keeps saying so.
-    if (answer.brokerError === undefined) brokerRetrying = undefined;
+    if (answer.brokerError === undefined) w.brokerRetrying = undefined;
     return answer;
   }
 
-  let refreshing: { done: Promise<void>; abort: AbortController } | undefined;
-  let refreshAgain: { resync: boolean } | undefined;
+  /** Takes the broker's answer as the credentials in hand, and counts a renewal that left a registry without one. */
+  function renewed(w: WatchState, answer: FetchedCredentials, failuresBefore: number): void {
+    w.credentials = answer;
+    w.brokerFailures = answer.secrets.size === w.config.registries.length ? 0 : failuresBefore + 1;
+  }
 
   /**
-   * Fetches credentials (one broker call for all namespaces) and reconciles everything. Requests
-   * made while one is under way are merged into one more after it; a configuration change
-   * (`restart`) abandons the one under way, which asked for the previous configuration.
+   * Fetches credentials (one broker call for all namespaces), then has everything reconciled with
+   * them. Requests made while one is under way are merged into one more after it; a configuration
+   * change (`restart`) abandons the one under way, which asked for the previous configuration.
    */
   function requestRefresh(how: { resync?: boolean; restart?: boolean } = {}): void {
     if (stopped) return;
-    if (refreshing !== undefined) {
-      refreshAgain = { resync: (refreshAgain?.resync ?? false) || how.resync === true };
-      if (how.restart === true) refreshing.abort.abort();
+    if (renewal.inFlight !== undefined) {
+      renewal.again = { resync: (renewal.again?.resync ?? false) || how.resync === true };
+      if (how.restart === true) renewal.inFlight.abort.abort();
       return;
     }
+    const w = live!;
     const abort = new AbortController();
     const signal = AbortSignal.any([abort.signal, shutdown.signal]);
     const done = (async () => {
-      const forConfig = config;
-      const answer = await askBroker(forConfig, options.brokerCallBudgetMs ?? 120_000, signal, { force: how.resync === true });
+      const answer = await askBroker(w.config, options.brokerCallBudgetMs ?? 120_000, signal, { force: how.resync === true });
       if (signal.aborted) return;
-      await enqueue(async () => {
-        fetched = answer;
-        brokerFailures = fetched.secrets.size === config.registries.length ? 0 : brokerFailures + 1;
-        try {
-          await reconcile(undefined, { resync: how.resync === true });
-        } finally {
-          // Whatever the reconcile met, renewals go on.
-          scheduleRefresh();
-        }
-      });
+      renewed(w, answer, w.brokerFailures);
+      queue.add(how.resync === true ? "resync" : "everything");
+      // Whatever the reconcile meets, renewals go on.
+      scheduleRefresh();
     })()
       .catch((error: unknown) => {
         // E.g. the projected token unreadable for a moment: try again later, never stop renewing.
         logger.error({ err: error }, "credential refresh failed; retrying later");
-        brokerFailures += 1;
+        w.brokerFailures += 1;
         if (!stopped) scheduleRefresh(true);
       })
       .finally(() => {
-        refreshing = undefined;
-        const again = refreshAgain;
-        refreshAgain = undefined;
+        renewal.inFlight = undefined;
+        const again = renewal.again;
+        renewal.again = undefined;
         if (again !== undefined) requestRefresh(again);
       });
-    refreshing = { done, abort };
+    renewal.inFlight = { done, abort };
   }
 
   /** The configuration ConfigMap as watched: a change of its data refreshes everything, a new resync annotation too. */
   function configurationSeen(object: V1ConfigMap): void {
+    const w = live!;
     const data = object.data ?? {};
     const text = JSON.stringify(data);
     const resyncValue = object.metadata?.annotations?.[resyncAnnotation];
-    const resync = resyncValue !== undefined && resyncValue !== "" && resyncValue !== resyncSeen;
-    resyncSeen = resyncValue;
-    if (text !== configText) {
-      configText = text;
+    const resync = resyncValue !== undefined && resyncValue !== "" && resyncValue !== w.resyncSeen;
+    w.resyncSeen = resyncValue;
+    if (text !== w.configText) {
+      w.configText = text;
       let next: RefresherConfig;
       try {
         next = configFromData(data, configMap, logger, options.brokerUrl);
       } catch (error) {
         logger.error({ err: error }, "configuration not applied; keeping the previous one until it is fixed");
-        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid") void reportInvalidConfig(cluster, logger, configMap, error.message, events);
+        if (error instanceof AcrCredentialError && error.code === "ConfigInvalid")
+          void reportInvalidConfig(cluster, logger, configMap, error.message, io.events);
         return;
       }
       logger.info(
@@ -529,7 +444,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
         "configuration changed; refreshing everything",
       );
       // Plans made from now on use it; the one under way, if any, was made before the change.
-      config = next;
+      w.config = next;
       requestRefresh({ restart: true, resync });
     } else if (resync) {
       logger.info({ annotation: resyncAnnotation, value: resyncValue }, "resync asked for; asking the broker and applying every Secret again");
@@ -539,43 +454,27 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
   /** A kubelet Event naming the refresher's Secret as missing: write it again in that namespace. */
   function pullSecretMissing(object: CoreV1Event): void {
+    const w = live!;
     const event = pullSecretEvent(object);
     // Events from before the start were answered by the first reconcile, which applied every Secret.
     const missing = missingPullSecrets(
       [event],
-      config.registries.map((registry) => registry.secretName),
+      w.config.registries.map((registry) => registry.secretName),
       since,
     );
     for (const [namespace, secrets] of missing) {
       logger.warn({ namespace, secrets: [...secrets] }, "the kubelet could not find the refresher's Secret; writing it again");
-      const names = reapply.get(namespace) ?? new Set<string>();
+      const names = w.reapply.get(namespace) ?? new Set<string>();
       for (const secret of secrets) names.add(secret);
-      reapply.set(namespace, names);
-      markDirty(namespace);
+      w.reapply.set(namespace, names);
+      changed(namespace);
     }
   }
 
-  function markDirty(namespace: string | undefined): void {
+  /** Something in a namespace changed: reconcile it after the quiet time (events come in bursts). */
+  function changed(namespace: string | undefined): void {
     if (namespace === undefined || namespace === "" || stopped) return;
-    dirty.add(namespace);
-    if (debounceTimer !== undefined) return;
-    debounceTimer = later(options.debounceMs ?? 150, () => {
-      debounceTimer = undefined;
-      const scope = new Set(dirty);
-      dirty.clear();
-      const again = new Map(reapply);
-      reapply.clear();
-      void enqueue(() => reconcile(scope, again.size > 0 ? { reapply: again } : {}));
-    });
-  }
-
-  function scheduleHeal(): void {
-    const every = options.healIntervalMs ?? 300_000;
-    if (every <= 0) return;
-    later(every, () => {
-      void enqueue(() => reconcile(undefined, { resync: true }));
-      scheduleHeal();
-    });
+    queue.addAfter(namespaceKey(namespace), options.debounceMs ?? 150);
   }
 
   /**
@@ -617,7 +516,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     return start;
   }
 
-  const everything = () => void enqueue(() => reconcile(undefined));
+  const everything = () => queue.add("everything");
   const startNamespaces = supervise("namespaces", namespaces as ListWatch<KubernetesObject>, everything);
   const startAccounts = supervise("serviceaccounts", accounts as ListWatch<KubernetesObject>, everything);
   const startConfig = supervise("configuration", configMaps as ListWatch<KubernetesObject>, () => undefined);
@@ -630,24 +529,32 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
 
   const ready = (async () => {
     const initial = await cluster.readConfigMapWithAnnotations(configMap.namespace, configMap.name);
-    config = configFromData(initial?.data, configMap, logger, options.brokerUrl);
-    configText = JSON.stringify(initial?.data ?? {});
-    resyncSeen = initial?.annotations[resyncAnnotation];
-    state = await readState(cluster);
-    // Until the broker first answers (it may be retried meanwhile, and the status says so): no credential.
-    fetched = { secrets: new Map(), registries: config.registries.map((registry) => ({ registry })) };
-    fetched = await askBroker(config, Math.min(options.brokerCallBudgetMs ?? 120_000, 30_000), shutdown.signal);
-    brokerFailures = fetched.secrets.size === config.registries.length ? 0 : 1;
+    const config = configFromData(initial?.data, configMap, logger, options.brokerUrl);
+    live = {
+      config,
+      configText: JSON.stringify(initial?.data ?? {}),
+      resyncSeen: initial?.annotations[resyncAnnotation],
+      state: await readState(cluster),
+      // Until the broker first answers (it may be retried meanwhile, and the status says so): no credential.
+      credentials: { secrets: new Map(), registries: config.registries.map((registry) => ({ registry })) },
+      tally: new Tally(),
+      reapply: new Map(),
+      brokerFailures: 0,
+      lastStatusAt: 0,
+    };
+    // From here the status may be written (while the broker is retried); reconciles wait for the watches.
+    queue.start();
+    renewed(live, await askBroker(config, Math.min(options.brokerCallBudgetMs ?? 120_000, 30_000), shutdown.signal), 0);
     // Stopped while it started (SIGTERM during the first broker call): start no watch.
     if (stopped) return;
 
     await startNamespaces();
     await startAccounts();
     // Registered after the initial lists: those objects are served by the full reconcile below.
-    namespaces.on("add", (ns) => markDirty(ns.metadata?.name));
-    namespaces.on("update", (ns) => markDirty(ns.metadata?.name));
-    accounts.on("add", (sa) => markDirty(sa.metadata?.namespace));
-    accounts.on("update", (sa) => markDirty(sa.metadata?.namespace));
+    namespaces.on("add", (ns) => changed(ns.metadata?.name));
+    namespaces.on("update", (ns) => changed(ns.metadata?.name));
+    accounts.on("add", (sa) => changed(sa.metadata?.namespace));
+    accounts.on("update", (sa) => changed(sa.metadata?.namespace));
     configMaps.on("add", configurationSeen);
     configMaps.on("update", configurationSeen);
     configMaps.on("delete", () =>
@@ -661,15 +568,14 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     await startConfig();
     await startEvents();
 
+    // Before the first reconcile, whose status says when the next renewal is due.
+    scheduleRefresh();
     // The first reconcile applies every Secret: whatever was deleted while no refresher ran comes back.
-    await enqueue(async () => {
-      try {
-        await reconcile(undefined, { resync: true });
-      } finally {
-        scheduleRefresh();
-      }
-    });
-    scheduleHeal();
+    queue.add("resync");
+    await queue.idle();
+    if (stopped) return;
+    const healEvery = options.healIntervalMs ?? defaultHealIntervalMs;
+    if (healEvery > 0) queue.addAfter("heal", healEvery);
     logger.info(
       { namespaces: namespaces.list().length, serviceAccounts: accounts.list().length },
       "watching namespaces, ServiceAccounts, the configuration and kubelet Events",
@@ -683,21 +589,23 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
       return {
         watchConnected: Object.values(watches).every(Boolean),
         watches,
-        ...(lastReconcileAt === undefined ? {} : { lastReconcileAt }),
-        brokerRetrying: brokerRetrying !== undefined,
+        ...(live?.lastReconcileAt === undefined ? {} : { lastReconcileAt: live.lastReconcileAt }),
+        brokerRetrying: live?.brokerRetrying !== undefined,
       };
     },
     async stop() {
       stopped = true;
+      // The reconcile in hand finishes; nothing queued or waiting starts.
+      const drained = queue.shutDown();
       shutdown.abort();
       clearInterval(keepAlive);
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
       await Promise.allSettled([namespaces.stop(), accounts.stop(), configMaps.stop(), kubeletEvents.stop()]);
       await ready.catch(() => undefined);
-      await refreshing?.done;
-      await queue;
-      if (config !== undefined && fetched !== undefined) await writeStatus();
+      await renewal.inFlight?.done;
+      await drained;
+      if (live !== undefined) await writeStatus(io, statusSubject(live), statusReport);
     },
   };
 }

@@ -145,6 +145,9 @@ export function isAcrCredentialError(error: unknown): error is AcrCredentialErro
   return error instanceof AcrCredentialError;
 }
 
+/** The stable code of anything thrown; `Internal` for what is not an `AcrCredentialError`. */
+export const codeOf = (error: unknown): ErrorCode => (error instanceof AcrCredentialError ? error.code : "Internal");
+
 /** The message of anything thrown, on one line, for places that must not print a stack. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

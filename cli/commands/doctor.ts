@@ -11,7 +11,7 @@ import type { RefresherConfig } from "../../job/config.ts";
 import { literalNames } from "../../job/config.ts";
 import { registryLabel, registryRequest } from "../../job/registry.ts";
 import { configFromData, defaultConfigMap } from "../../job/run.ts";
-import { AcrCredentialError, oneLine } from "../../shared/errors.ts";
+import { AcrCredentialError, codeOf, oneLine } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
@@ -234,7 +234,7 @@ export const command: Command = {
         passed("configmap", `${configMapRef.namespace}/${configMapRef.name}: registries ${registries}; broker-url ${config.brokerUrl}${warned}`),
       );
     } catch (error) {
-      const code = error instanceof AcrCredentialError ? error.code : "Internal";
+      const code = codeOf(error);
       const message = oneLine(error);
       const fix = /does not exist/.test(message)
         ? `create it from the sample: kubectl apply -f job/deploy/examples/acr-configuration.yaml (then set broker-url and acr-registry-info, docs/install.md)`
@@ -373,7 +373,7 @@ export const command: Command = {
         );
       }
     } catch (error) {
-      const code = error instanceof AcrCredentialError ? error.code : "Internal";
+      const code = codeOf(error);
       const message = oneLine(error);
       const blamed = refusalBlames(code, message);
       if (blamed === "audience") {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import type { World } from "../../emulator/index.ts";
 import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
-import { skopeoIn } from "../../emulator/registry/skopeo.ts";
+import { pushLayout, skopeoIn } from "../../emulator/registry/skopeo.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
 import { createHandler } from "../../functions/broker/handler.ts";
 import { serveHttp } from "../../functions/broker/server.ts";
@@ -77,14 +77,7 @@ async function seedDemoImage(cr: string, registryHost: string, publisher: Access
       timeoutMs: 10_000,
     });
     const skopeo = await skopeoIn(work);
-    const pushed = await skopeo([
-      "copy",
-      "--dest-tls-verify=false",
-      "--dest-creds",
-      `${login.username}:${login.password}`,
-      `oci:${join(work, "layout")}:latest`,
-      `docker://${registryHost}/${demoRepository}:latest`,
-    ]);
+    const pushed = await pushLayout(skopeo, join(work, "layout"), "latest", `${registryHost}/${demoRepository}:latest`, login);
     if (pushed.code !== 0) throw new Error(oneLine(pushed.stderr || `skopeo exited with ${pushed.code}`));
   } finally {
     await rm(work, { recursive: true, force: true });

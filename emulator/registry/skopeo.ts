@@ -44,3 +44,21 @@ export async function skopeoIn(dir: string): Promise<(args: string[]) => Promise
       });
     });
 }
+
+/** Copies an OCI layout's `tag` to `destination` (`host:port/repository:tag`, plain HTTP) as `login`. */
+export function pushLayout(
+  skopeo: (args: string[]) => Promise<SkopeoResult>,
+  layoutDir: string,
+  tag: string,
+  destination: string,
+  login: { username: string; password: string },
+): Promise<SkopeoResult> {
+  return skopeo([
+    "copy",
+    "--dest-tls-verify=false",
+    "--dest-creds",
+    `${login.username}:${login.password}`,
+    `oci:${layoutDir}:${tag}`,
+    `docker://${destination}`,
+  ]);
+}

@@ -6,15 +6,15 @@
  * server covers the same paths end to end in the `*.kube.test.ts` suites.
  */
 import { describe, expect, it } from "vitest";
-import type { Credential } from "../../shared/broker-api.ts";
 import { createLogger } from "../../shared/log.ts";
 import { apply, type ApplyResult } from "../../job/apply.ts";
 import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts";
 import { eventReasons } from "../../job/events.ts";
 import { plan, type Plan } from "../../job/plan.ts";
-import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
+import { annotations } from "../../job/secret.ts";
 import { emptyState, nextState, type RefresherState } from "../../job/state.ts";
 import { runResult } from "../../job/status.ts";
+import { secretsOf } from "./desired-secrets.ts";
 import { fakeCluster, type FakeCluster } from "./fake-cluster.ts";
 
 const logger = createLogger("refresher", { level: "silent" });
@@ -23,27 +23,6 @@ const oneRegistry = "- instanceId: cri-one\n  regionId: cn-hangzhou";
 
 const configOf = (registryInfo = twoRegistries): RefresherConfig =>
   parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all" }).config;
-
-function credentialFor(instanceId: string, regionId: string, password: string): Credential {
-  return {
-    instanceId,
-    regionId,
-    edition: "enterprise",
-    domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`],
-    username: "cr_temp_user",
-    password,
-    expiresAt: "2030-01-01T00:00:00Z",
-  };
-}
-
-function secretsOf(config: RefresherConfig, password: string): Map<string, DesiredSecret> {
-  return new Map(
-    config.registries.map((registry) => [
-      registry.secretName,
-      desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "", password), undefined),
-    ]),
-  );
-}
 
 const [firstSecret, secondSecret] = configOf().registries.map((registry) => registry.secretName) as [string, string];
 

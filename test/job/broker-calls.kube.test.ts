@@ -20,6 +20,7 @@ import {
   serviceAccount,
   setConfig,
   type RefresherFixture,
+  resourceVersions,
 } from "./refresher-fixture.ts";
 import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
 
@@ -60,18 +61,6 @@ async function startOneHourBroker(clock: () => number): Promise<ScriptedBroker &
     return { status: 200, body: { cluster: "test-cluster", subject: "s", credentials, errors: [] } };
   });
   return { ...server, password: (instanceId) => [...cache.values()].find((c) => c.instanceId === instanceId)?.password ?? "" };
-}
-
-/** Every Secret and ServiceAccount resourceVersion in these namespaces, read as the admin. */
-async function resourceVersions(namespaces: string[]): Promise<Record<string, string>> {
-  const versions: Record<string, string> = {};
-  for (const namespace of namespaces) {
-    for (const secret of (await core().listNamespacedSecret({ namespace })).items)
-      versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
-    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items)
-      versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
-  }
-  return versions;
 }
 
 describe.skipIf(!kubeAvailable())("the refresher asks the broker only when it needs to (real API server)", () => {

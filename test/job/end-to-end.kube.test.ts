@@ -10,7 +10,7 @@ import { findExecutable } from "../../emulator/registry/docker-registry.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { start, type Running } from "../cli/commands/support.ts";
 import { crCall } from "../emulator/clients.ts";
-import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
+import { pushLayout, skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { createNamespace, createServiceAccount, kubeAvailable, kubeEnv } from "../kube/cluster.ts";
 import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
@@ -79,14 +79,8 @@ describe.skipIf(!kubeAvailable() || toolsMissing)("end to end: refresher → acr
     registry = emulator.endpoints.registry as string;
     const publisher = await crCall(emulator.endpoints.cr, await demoUserKey("publisher"), "GetAuthorizationToken", { InstanceId: "cri-demo" });
     ({ manifestDigest } = await writeOciLayout(join(work, "layout"), { tag: "v1" }));
-    const pushed = await skopeo([
-      "copy",
-      "--dest-tls-verify=false",
-      "--dest-creds",
-      `${publisher.TempUsername}:${publisher.AuthorizationToken}`,
-      `oci:${join(work, "layout")}:v1`,
-      `docker://${registry}/demo/hello:v1`,
-    ]);
+    const login = { username: String(publisher.TempUsername), password: String(publisher.AuthorizationToken) };
+    const pushed = await pushLayout(skopeo, join(work, "layout"), "v1", `${registry}/demo/hello:v1`, login);
     if (pushed.code !== 0) throw new Error(`could not push the test image: ${pushed.stderr}`);
 
     // The broker, as an operator runs it: a config file naming this cluster's issuer, its identity from the environment.

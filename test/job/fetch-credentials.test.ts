@@ -6,7 +6,7 @@ import type { RegistryRequest } from "../../shared/broker-api.ts";
 import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
-import { fetchCredentials } from "../../job/run.ts";
+import { fetchCredentials } from "../../job/fetch-credentials.ts";
 import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
 
 const now = new Date("2030-01-01T00:00:00Z");

@@ -1,35 +1,14 @@
 import { describe, expect, it } from "vitest";
-import type { Credential } from "../../shared/broker-api.ts";
 import { parseRefresherConfig, type RefresherConfig } from "../../job/config.ts";
 import { diffServiceAccount, namespacesToRead, plan, type NamespaceInfo, type PlanInput, type ServiceAccountInfo } from "../../job/plan.ts";
-import { annotations, desiredSecret, type DesiredSecret } from "../../job/secret.ts";
+import { annotations, type DesiredSecret } from "../../job/secret.ts";
 import { emptyState, nextState, type RefresherState } from "../../job/state.ts";
+import { secretsOf } from "./desired-secrets.ts";
 
 const registryInfo = "- instanceId: cri-one\n  regionId: cn-hangzhou\n- instanceId: cri-two\n  regionId: cn-beijing";
 
 function configOf(extra: Record<string, string> = {}): RefresherConfig {
   return parseRefresherConfig({ "broker-url": "https://broker.example.com", "acr-registry-info": registryInfo, "watch-namespace": "all", ...extra }).config;
-}
-
-function credentialFor(instanceId: string, regionId: string, password = "pw-1"): Credential {
-  return {
-    instanceId,
-    regionId,
-    edition: "enterprise",
-    domains: [`${instanceId}-registry.${regionId}.cr.aliyuncs.com`],
-    username: "cr_temp_user",
-    password,
-    expiresAt: "2030-01-01T00:00:00Z",
-  };
-}
-
-function secretsOf(config: RefresherConfig, password = "pw-1"): Map<string, DesiredSecret> {
-  return new Map(
-    config.registries.map((registry) => [
-      registry.secretName,
-      desiredSecret(registry, credentialFor(registry.instanceId ?? "", registry.regionId ?? "cn-hangzhou", password), config.notifyEmail),
-    ]),
-  );
 }
 
 const ns = (name: string, extra: Partial<NamespaceInfo> = {}): NamespaceInfo => ({

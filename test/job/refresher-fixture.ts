@@ -113,6 +113,31 @@ export async function readStatus(): Promise<Record<string, string> | undefined> 
   }
 }
 
+/** Every Secret and ServiceAccount resourceVersion in these namespaces, read as the admin. */
+export async function resourceVersions(namespaces: string[]): Promise<Record<string, string>> {
+  const versions: Record<string, string> = {};
+  for (const namespace of namespaces) {
+    for (const secret of (await core().listNamespacedSecret({ namespace })).items)
+      versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
+    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items)
+      versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
+  }
+  return versions;
+}
+
+/** What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=<now> --overwrite` does. */
+export async function annotateResync(): Promise<void> {
+  const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
+  await core().replaceNamespacedConfigMap({
+    namespace: "kube-system",
+    name: "acr-configuration",
+    body: {
+      ...current,
+      metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
+    },
+  });
+}
+
 export async function secretOrUndefined(namespace: string, name: string): Promise<V1Secret | undefined> {
   try {
     return await core().readNamespacedSecret({ namespace, name });

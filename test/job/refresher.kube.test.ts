@@ -21,6 +21,7 @@ import {
   serviceAccount,
   setConfig,
   type RefresherFixture,
+  resourceVersions,
 } from "./refresher-fixture.ts";
 import { stubExpiry, type StubBroker } from "./stub-broker.ts";
 
@@ -45,18 +46,6 @@ async function withServiceAccount(namespace: string, name: string, imagePullSecr
     namespace,
     body: { metadata: { name }, ...(imagePullSecrets.length > 0 ? { imagePullSecrets: imagePullSecrets.map((secret) => ({ name: secret })) } : {}) },
   });
-}
-
-/** Every Secret and ServiceAccount resourceVersion in these namespaces, read as the admin. */
-async function resourceVersions(namespaces: string[]): Promise<Record<string, string>> {
-  const versions: Record<string, string> = {};
-  for (const namespace of namespaces) {
-    for (const secret of (await core().listNamespacedSecret({ namespace })).items)
-      versions[`${namespace}/Secret/${secret.metadata?.name}`] = secret.metadata?.resourceVersion ?? "";
-    for (const sa of (await core().listNamespacedServiceAccount({ namespace })).items)
-      versions[`${namespace}/ServiceAccount/${sa.metadata?.name}`] = sa.metadata?.resourceVersion ?? "";
-  }
-  return versions;
 }
 
 describe.skipIf(!kubeAvailable())("the refresher against a real API server, as its own ServiceAccount under the shipped RBAC", () => {

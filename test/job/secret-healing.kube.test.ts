@@ -20,6 +20,7 @@ import {
   serviceAccount,
   setConfig,
   type RefresherFixture,
+  annotateResync,
 } from "./refresher-fixture.ts";
 import type { StubBroker } from "./stub-broker.ts";
 
@@ -143,16 +144,7 @@ describe.skipIf(!kubeAvailable())("a Secret deleted by hand comes back", () => {
     it("writes every Secret again at once when the resync annotation changes (the manual fix)", async () => {
       await deleteByHand(namespace);
       const asked = broker.requests.length;
-      // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
-      const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
-      await core().replaceNamespacedConfigMap({
-        namespace: "kube-system",
-        name: "acr-configuration",
-        body: {
-          ...current,
-          metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
-        },
-      });
+      await annotateResync();
       const tookMs = await within(5000, () => exists(namespace));
       console.log(`watch: Secret back ${tookMs} ms after the resync annotation`);
       expect(broker.requests.length).toBe(asked + 1);

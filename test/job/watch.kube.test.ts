@@ -6,7 +6,6 @@ import { startWatch, type Watcher } from "../../job/watch.ts";
 import { createNamespace, createServiceAccount, kubeAvailable } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import {
-  core,
   installRefresher,
   pullSecretNames,
   readStatus,
@@ -15,6 +14,7 @@ import {
   serviceAccount,
   setConfig,
   type RefresherFixture,
+  annotateResync,
 } from "./refresher-fixture.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
 
@@ -82,6 +82,19 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
     );
   });
 
+  it("serves a burst of namespaces created at once in fewer reconciles than namespaces (those queued together are one scope)", async () => {
+    const seen = fixture.logs.length;
+    const burst = await Promise.all(Array.from({ length: 20 }, () => createNamespace("rfr-watch-burst")));
+    await Promise.all(burst.map((namespace) => createServiceAccount(namespace, "default")));
+    const served = async (namespace: string) => pullSecretNames(await serviceAccount(namespace, "default")).includes(one);
+    const tookMs = await within(10_000, async () => (await Promise.all(burst.map(served))).every(Boolean));
+    const reconciles = fixture.logs
+      .slice(seen)
+      .filter((line) => line.includes('"msg":"reconciled"') && burst.some((namespace) => line.includes(namespace))).length;
+    console.log(`watch: ${burst.length} namespaces created at once served in ${tookMs} ms by ${reconciles} reconciles`);
+    expect(reconciles).toBeLessThan(burst.length);
+  });
+
   it("attaches the Secret to a chosen ServiceAccount created later in a served namespace", async () => {
     await createServiceAccount(existing, "late");
     await within(5000, async () => pullSecretNames(await serviceAccount(existing, "late")).includes(one));
@@ -107,16 +120,7 @@ describe.skipIf(!kubeAvailable())("the refresher in --watch mode", () => {
 
   it("asks with force when a person sets the resync annotation", async () => {
     const before = broker.requests.length;
-    const current = await core().readNamespacedConfigMap({ namespace: "kube-system", name: "acr-configuration" });
-    // What `kubectl annotate configmap acr-configuration acr-credential-broker/resync=... --overwrite` does.
-    await core().replaceNamespacedConfigMap({
-      namespace: "kube-system",
-      name: "acr-configuration",
-      body: {
-        ...current,
-        metadata: { ...current.metadata, annotations: { ...current.metadata?.annotations, "acr-credential-broker/resync": `${Date.now()}` } },
-      },
-    });
+    await annotateResync();
     await within(5000, async () => broker.requests.length > before);
     expect(broker.requests.slice(before)[0]?.body).toMatchObject({ force: true });
     expect(broker.requests.slice(before)[0]?.body).not.toHaveProperty("minValiditySeconds");

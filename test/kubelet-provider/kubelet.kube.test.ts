@@ -16,7 +16,7 @@ import { startEmulator, type Emulator } from "../../emulator/index.ts";
 import { findExecutable } from "../../emulator/registry/docker-registry.ts";
 import { dockerRegistryAvailable } from "../../emulator/registry/index.ts";
 import { writeOciLayout } from "../../emulator/registry/oci-layout.ts";
-import { skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
+import { pushLayout, skopeoIn, type SkopeoResult } from "../../emulator/registry/skopeo.ts";
 import { parseConfig } from "../../functions/broker/config.ts";
 import { createRuntime, type BrokerRuntime } from "../../functions/broker/runtime.ts";
 import { identityFromKeys } from "../../shared/alibaba/identity.ts";
@@ -96,14 +96,8 @@ describe.skipIf(!kubeAvailable() || skip)("the kubelet's credential provider cod
     image = `${registry}/demo/hello:v1`;
     const publisher = await crCall(emulator.endpoints.cr, await demoUserKey("publisher"), "GetAuthorizationToken", { InstanceId: "cri-demo" });
     ({ manifestDigest } = await writeOciLayout(join(work, "layout"), { tag: "v1" }));
-    const pushed = await skopeo([
-      "copy",
-      "--dest-tls-verify=false",
-      "--dest-creds",
-      `${publisher.TempUsername}:${publisher.AuthorizationToken}`,
-      `oci:${join(work, "layout")}:v1`,
-      `docker://${image}`,
-    ]);
+    const login = { username: String(publisher.TempUsername), password: String(publisher.AuthorizationToken) };
+    const pushed = await pushLayout(skopeo, join(work, "layout"), "v1", image, login);
     if (pushed.code !== 0) throw new Error(`could not push the test image: ${pushed.stderr}`);
 
     // The cluster: pods of a granted and of an ungranted ServiceAccount, and the node's identity with
