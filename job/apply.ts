@@ -85,6 +85,11 @@ function errorCode(error: unknown): string {
   return typeof (error as { code?: unknown }).code === "string" ? (error as { code: string }).code : "Internal";
 }
 
+/** A result with nothing done: where every count starts. */
+export function nothingApplied(): ApplyResult {
+  return { outcomes: [], failures: [], conflicts: [], counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 } };
+}
+
 /**
  * Carries out a plan with bounded concurrency. Within a namespace: Secrets first, then ServiceAccount
  * edits (an entry is only added once its Secret exists), then deletions (after the entries pointing
@@ -93,12 +98,7 @@ function errorCode(error: unknown): string {
 export async function apply(plan: Plan, context: ApplyContext): Promise<ApplyResult> {
   const limit = pLimit(context.concurrency ?? 16);
   const accounts = new Map(context.serviceAccounts.map((sa) => [`${sa.namespace}/${sa.name}`, sa]));
-  const result: ApplyResult = {
-    outcomes: plan.forget.map(({ secret, namespace }) => ({ kind: "gone", secret, namespace })),
-    failures: [],
-    conflicts: [],
-    counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
-  };
+  const result: ApplyResult = { ...nothingApplied(), outcomes: plan.forget.map(({ secret, namespace }) => ({ kind: "gone", secret, namespace })) };
   const missing = plan.skipped.filter((skip) => skip.reason === "not-found").map((skip) => skip.namespace);
   if (missing.length > 0) {
     result.missingNamespaces = missing;

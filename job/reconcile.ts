@@ -10,7 +10,7 @@
  */
 import { codeOf, oneLine } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
-import { apply, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
+import { apply, nothingApplied, type ApplyResult, type Conflict, type Failure } from "./apply.ts";
 import type { ClusterApi } from "./cluster.ts";
 import type { RefresherConfig } from "./config.ts";
 import { recordRunEvents, type EventRecorder } from "./events.ts";
@@ -53,7 +53,7 @@ export function planOf(input: ReconcileInput): Plan {
  * `--once` run has one reconcile; a `--watch` refresher keeps one for its life.
  */
 export class Tally {
-  private readonly counts: ApplyResult["counts"] = { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 };
+  private readonly counts: ApplyResult["counts"] = nothingApplied().counts;
   private failures: Failure[] = [];
   private conflicts: Conflict[] = [];
   private missingNamespaces: string[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ApplyResult } from "../../job/apply.ts";
+import { nothingApplied } from "../../job/apply.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { eventReasons, heartbeat, namedEvent, observeSeries, runEvents, seriesFinishMs, seriesHeartbeatMs, type SeriesEntry } from "../../job/events.ts";
 
@@ -7,12 +7,7 @@ const [cri, personal] = parseRefresherConfig({
   "broker-url": "https://b.example",
   "acr-registry-info": "- instanceId: cri-ev\n  regionId: cn-hangzhou\n- regionId: cn-shanghai",
 }).config.registries;
-const clean = (): ApplyResult => ({
-  outcomes: [],
-  failures: [],
-  conflicts: [],
-  counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
-});
+const clean = nothingApplied;
 const configMap = { namespace: "kube-system", name: "acr-configuration", uid: "cm-uid" };
 
 describe("an Event's series, as client-go's recorder keeps it", () => {

@@ -7,7 +7,7 @@ import { createLogger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { fetchCredentials } from "../../job/fetch-credentials.ts";
-import { startScriptedBroker, type ScriptedBroker } from "./scripted-broker.ts";
+import { startScriptedBroker, type RecordedRequest, type ScriptedBroker, type ScriptedReply } from "./scripted-broker.ts";
 
 const now = new Date("2030-01-01T00:00:00Z");
 const at = (minutes: number) => new Date(now.getTime() + minutes * 60_000).toISOString();
@@ -54,6 +54,20 @@ async function broker(expiry: Record<string, [first: number, forced: number]>): 
   });
   servers.push(server);
   return server;
+}
+
+/** The broker's answer: a credential for every registry asked for, expiring `minutes` from `now`. */
+function answerAll(request: RecordedRequest, minutes: number): ScriptedReply {
+  const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
+    instanceId: r.instanceId,
+    regionId: r.regionId,
+    edition: "enterprise",
+    domains: ["d.example.com"],
+    username: "u",
+    password: "p",
+    expiresAt: at(minutes),
+  }));
+  return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
 }
 
 describe("fetchCredentials", () => {
@@ -121,16 +135,7 @@ describe("fetchCredentials", () => {
     const server = await startScriptedBroker((request) => {
       if (request.body.force === true)
         return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
-        instanceId: r.instanceId,
-        regionId: r.regionId,
-        edition: "enterprise",
-        domains: ["d.example.com"],
-        username: "u",
-        password: "p",
-        expiresAt: at(19),
-      }));
-      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+      return answerAll(request, 19);
     });
     servers.push(server);
     const all = new Set(config.registries.map((r) => r.secretName));
@@ -161,16 +166,7 @@ describe("fetchCredentials", () => {
     const server = await startScriptedBroker((request) => {
       if ("minValiditySeconds" in request.body)
         return { status: 400, body: { error: { code: "InvalidRequest", message: 'body (top level): Unrecognized key: "minValiditySeconds"' } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
-        instanceId: r.instanceId,
-        regionId: r.regionId,
-        edition: "enterprise",
-        domains: ["d.example.com"],
-        username: "u",
-        password: "p",
-        expiresAt: at(request.body.force === true ? 60 : 50),
-      }));
-      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+      return answerAll(request, request.body.force === true ? 60 : 50);
     });
     servers.push(server);
     const soon = config.registries.find((r) => r.instanceId === "cri-soon")!.secretName;
@@ -194,16 +190,7 @@ describe("fetchCredentials", () => {
     const server = await startScriptedBroker((request) => {
       if (request.body.force === true)
         return { status: 429, headers: { "retry-after": "60" }, body: { error: { code: "RateLimited", message: "forced a refresh less than 60 s ago" } } };
-      const credentials = (request.body.registries as RegistryRequest[]).map((r) => ({
-        instanceId: r.instanceId,
-        regionId: r.regionId,
-        edition: "enterprise",
-        domains: ["d.example.com"],
-        username: "u",
-        password: "p",
-        expiresAt: at(40),
-      }));
-      return { status: 200, body: { cluster: "c", subject: "s", credentials, errors: [] } };
+      return answerAll(request, 40);
     });
     servers.push(server);
     const fetched = await fetchCredentials(config, brokerClient({ url: server.url, tokenFile, attempts: 1 }), silent, now, {

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ApplyResult } from "../../job/apply.ts";
+import { nothingApplied, type ApplyResult } from "../../job/apply.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
 import { brokerOutcome, parseMetricsAddress, startMetricsServer, statusFigures, type MetricsServer } from "../../job/metrics.ts";
@@ -17,12 +17,7 @@ const [cri, personal] = parseRefresherConfig({
   "broker-url": "https://b.example",
   "acr-registry-info": "- instanceId: cri-m\n  regionId: cn-hangzhou\n- regionId: cn-shanghai",
 }).config.registries;
-const clean = (): ApplyResult => ({
-  outcomes: [],
-  failures: [],
-  conflicts: [],
-  counts: { secretsApplied: 0, serviceAccountsPatched: 0, secretsDeleted: 0, namespacesFailed: 0 },
-});
+const clean = nothingApplied;
 
 describe("--metrics-addr", () => {
   it("takes [HOST]:PORT, an IPv6 host in brackets, and 0 to switch the server off", () => {
