@@ -217,7 +217,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
   /** Set once the configuration is read; from then on, changed only by the queue's worker and the renewal. */
   let live: WatchState | undefined;
   /** The renewal in flight, and whether another was asked for meanwhile. */
-  const renewal: { inFlight?: { done: Promise<void>; abort: AbortController }; again?: { resync: boolean }; dueAt?: number } = {};
+  const renewal: { inFlight?: { done: Promise<void>; abort: AbortController }; again?: { resync: boolean } } = {};
 
   const spreadWindowMs = (config: RefresherConfig) => (options.spreadWindowSeconds ?? config.spreadWindowSeconds) * 1000;
   const spreadMs = (config: RefresherConfig) => spreadDelayMs(clusterIdentity(namespaces.list().map(namespaceInfo)), spreadWindowMs(config));
@@ -274,10 +274,7 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     if (key === "status") return void (await writeStatus(io, statusSubject(w), statusReport));
     if (key === "everything") return reconcileNow(w, undefined);
     if (key === "resync") return reconcileNow(w, undefined, { resync: true });
-    if (key === "renew") {
-      const early = (renewal.dueAt ?? 0) - Date.now();
-      return early > 0 ? queue.addAfter("renew", early) : requestRefresh();
-    }
+    if (key === "renew") return requestRefresh();
     if (key === "heal") {
       queue.addAfter("heal", options.healIntervalMs ?? defaultHealIntervalMs);
       return reconcileNow(w, undefined, { resync: true });
@@ -343,9 +340,8 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     w.nextRefreshAt = new Date(now().getTime() + wait);
     if (w.brokerRetrying !== undefined) w.brokerRetrying = { ...w.brokerRetrying, nextAttemptAt: w.nextRefreshAt };
     logger.info({ nextRefreshAt: w.nextRefreshAt.toISOString(), spreadDelayMs: spread }, "next credential refresh scheduled");
-    // A renewal key already waiting for an earlier time fires then, finds it is not due and waits again.
-    renewal.dueAt = Date.now() + wait;
-    queue.addAfter("renew", wait);
+    // The renewal's deadline moves (later after an answer, earlier after a failure): set, not kept.
+    queue.reschedule("renew", wait);
   }
 
   /**

@@ -8,6 +8,7 @@
  * - The worker takes, with the next key, every queued key `together` says goes with it: one
  *   reconcile serves a burst of namespaces with its bounded concurrency, instead of one at a time.
  * - `addAfter` waits before adding; a key already waiting keeps the earlier of the two times.
+ *   `reschedule` moves a deadline instead: the key's earlier wait, or its place in the queue, is dropped.
  * - A key whose handling fails is added again after a jittered backoff (`shared/retry.ts`), longer
  *   with each consecutive failure of that key; a success resets it.
  * - Nothing is handled before `start()`; `shutDown()` lets the key in hand finish and drops the rest.
@@ -44,6 +45,8 @@ export interface WorkQueue<K extends string> {
   add(key: K): void;
   /** Adds `key` after `ms` (at once when `ms` <= 0); a key already waiting keeps the earlier time. */
   addAfter(key: K, ms: number): void;
+  /** Adds `key` after `ms` whatever was set before: its earlier wait, or its place in the queue, is dropped. */
+  reschedule(key: K, ms: number): void;
   /** Starts the worker; keys added before wait until then. */
   start(): void;
   /** Stops: the key in hand finishes (awaited), everything else waiting or queued is dropped, later adds are ignored. */
@@ -86,10 +89,30 @@ export function workQueue<K extends string>(options: WorkQueueOptions<K>): WorkQ
   function addAfter(key: K, ms: number): void {
     if (shuttingDown) return;
     if (ms <= 0) return add(key);
-    const at = now() + ms;
     const already = waiting.get(key);
-    if (already !== undefined && already.at <= at) return;
-    already?.cancel();
+    if (already !== undefined && already.at <= now() + ms) return;
+    wait(key, ms);
+  }
+
+  function reschedule(key: K, ms: number): void {
+    if (shuttingDown) return;
+    // Queued (or to be handled again once in hand): that was for the old deadline.
+    if (dirty.delete(key) && inHand?.keys.has(key) !== true) {
+      const index = queue.indexOf(key);
+      if (index >= 0) queue.splice(index, 1);
+    }
+    if (ms <= 0) {
+      waiting.get(key)?.cancel();
+      waiting.delete(key);
+      return add(key);
+    }
+    wait(key, ms);
+  }
+
+  /** Adds `key` after `ms`, in place of any wait it had. */
+  function wait(key: K, ms: number): void {
+    const at = now() + ms;
+    waiting.get(key)?.cancel();
     const cancel = setTimer(ms, () => {
       waiting.delete(key);
       add(key);
@@ -144,6 +167,7 @@ export function workQueue<K extends string>(options: WorkQueueOptions<K>): WorkQ
   return {
     add,
     addAfter,
+    reschedule,
     start() {
       started = true;
       next();

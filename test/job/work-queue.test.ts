@@ -114,6 +114,36 @@ describe("the --watch work queue", () => {
     expect(mostInFlight()).toBe(1);
   });
 
+  it("reschedules a key to a later time, dropping its earlier wait and its place in the queue", async () => {
+    const clock = manualClock();
+    const first = gate();
+    const { queue, handled } = recording({ now: clock.now, setTimer: clock.setTimer }, new Map([["team-a", first.opened]]));
+    queue.start();
+    queue.addAfter("renew", 10_000);
+    queue.reschedule("renew", 40_000);
+    expect(clock.pending()).toEqual([40_000]);
+    // Due while the worker is busy, then moved before the worker got to it: it waits for the new time.
+    queue.add("team-a");
+    await settle();
+    await clock.advance(40_000);
+    expect(queue.length).toBe(1);
+    queue.reschedule("renew", 30_000);
+    expect(queue.length).toBe(0);
+    first.open();
+    await settle();
+    expect(handled).toEqual(["team-a"]);
+    await clock.advance(29_999);
+    expect(handled).toEqual(["team-a"]);
+    await clock.advance(1);
+    expect(handled).toEqual(["team-a", "renew"]);
+    // An earlier time replaces a later one too, and 0 adds at once.
+    queue.reschedule("renew", 50_000);
+    queue.reschedule("renew", 0);
+    await settle();
+    expect(clock.pending()).toEqual([]);
+    expect(handled).toEqual(["team-a", "renew", "renew"]);
+  });
+
   it("adds a key after its delay, keeping the earlier time when it is added again while it waits", async () => {
     const clock = manualClock();
     const { queue, handled } = recording({ now: clock.now, setTimer: clock.setTimer });
