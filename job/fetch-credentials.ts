@@ -27,7 +27,7 @@ export interface FetchOptions {
   renew?: ReadonlySet<string>;
   /** No broker retry starts after this time (ms since the epoch). */
   deadlineAt?: number;
-  /** Told before each wait while the broker is retried. */
+  /** Told before each wait while the broker is retried (the wait is logged here). */
   onRetry?: (retry: BrokerRetry) => void | Promise<void>;
   /** Ends the broker calls early (the watcher stops, or its configuration changed). */
   signal?: AbortSignal;
@@ -46,11 +46,19 @@ export interface FetchOptions {
  * waited out); a forced one keeps the client's own short budget, as a refused `force` falls back to
  * the broker's cache rather than waiting.
  */
-function retryOptions(options: FetchOptions, force: boolean): Pick<CredentialsQuery, "deadlineAt" | "onRetry" | "signal"> {
+function retryOptions(options: FetchOptions, force: boolean, logger: Logger): Pick<CredentialsQuery, "deadlineAt" | "onRetry" | "signal"> {
+  const { onRetry } = options;
   return {
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(force || options.deadlineAt === undefined ? {} : { deadlineAt: options.deadlineAt }),
-    ...(force || options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
+    ...(force || onRetry === undefined
+      ? {}
+      : {
+          onRetry: (retry: BrokerRetry) => {
+            logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
+            return onRetry(retry);
+          },
+        }),
   };
 }
 
@@ -83,7 +91,7 @@ export async function fetchCredentials(
       const response = await broker.fetchCredentials({
         registries: config.registries.map((registry) => registryRequest(registry, config.rrsa)),
         ...query,
-        ...retryOptions(options, query.force === true),
+        ...retryOptions(options, query.force === true, logger),
       });
       matched = matchCredentials(config.registries, response.credentials, response.errors);
     } catch (error) {
@@ -119,7 +127,7 @@ async function askInTwoSteps(
     broker.fetchCredentials({
       registries: registries.map((registry) => registryRequest(registry, config.rrsa)),
       ...(force ? { force: true } : {}),
-      ...retryOptions(retrying, force),
+      ...retryOptions(retrying, force, logger),
     });
   const renewFirst = config.registries.filter((registry) => options.renew?.has(registry.secretName) === true);
   const rest = config.registries.filter((registry) => !renewFirst.includes(registry));

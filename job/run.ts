@@ -7,7 +7,7 @@ import pLimit from "p-limit";
 import { maxMinValiditySeconds } from "../shared/broker-api.ts";
 import { AcrCredentialError, codeOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
-import type { ApplyResult } from "./apply.ts";
+import { nothingApplied, type ApplyResult } from "./apply.ts";
 import type { BrokerClient, BrokerRetry } from "./broker-client.ts";
 import type { ClusterApi } from "./cluster.ts";
 import {
@@ -221,7 +221,6 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
     let lastRetryWrite = Number.NEGATIVE_INFINITY;
     const onRetry = async (retry: BrokerRetry) => {
       retryingSince ??= now();
-      logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       if (options.dryRun === true || Date.now() - lastRetryWrite < 10_000) return;
       lastRetryWrite = Date.now();
       const retrying = brokerRetryingStatus({
@@ -278,8 +277,7 @@ export async function refreshOnce(deps: RunDependencies, options: RunOptions = {
   if (options.dryRun === true) {
     const thePlan = planOf(input);
     planned(thePlan);
-    // Nothing applied: the result of no reconcile.
-    const dry = report(thePlan, new Tally().result(), now());
+    const dry = report(thePlan, nothingApplied(), now());
     delete dry.apply;
     return dry;
   }

@@ -353,7 +353,6 @@ export function startWatch(deps: WatchDependencies, options: WatchOptions = {}):
     const w = live!;
     const onRetry = (retry: BrokerRetry) => {
       w.brokerRetrying = { since: w.brokerRetrying?.since ?? now(), retry, nextAttemptAt: new Date(now().getTime() + retry.delayMs) };
-      logger.warn({ code: retry.code, err: retry, attempts: retry.attempts, delayMs: retry.delayMs }, "broker busy or unreachable; retrying");
       scheduleStatus();
     };
     // As a CronJob run does: a renewal asks for credentials that outlast the threshold by one default
