@@ -4,8 +4,6 @@ import { AcrCredentialError, oneLine } from "../shared/errors.ts";
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export interface Command {
-  /** One line shown in `acr-credential --help`. */
-  summary: string;
   /** Full usage text for `acr-credential <command> --help`. */
   usage: string;
   /** Its flags (`--help` is added to every command). */

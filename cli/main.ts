@@ -3,6 +3,7 @@ import { productVersion } from "../shared/version.ts";
 import type { Command } from "./args.ts";
 
 // Each command is loaded on demand so that, say, `acr-credential token` does not load the Kubernetes client.
+/** Each command with the one line `acr-credential --help` shows for it; its module is loaded only when run. */
 export const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   local: {
     summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",

@@ -44,7 +44,6 @@ export async function defaultChainIdentity(): Promise<Identity> {
 const options = { config: { type: "string" }, port: { type: "string" }, host: { type: "string" } } satisfies Options;
 
 export const command: Command = {
-  summary: "serve the broker over HTTP with the default credential chain (the custom-runtime deployment's server)",
   usage,
   options,
   async run(argv) {

@@ -131,7 +131,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "check a cluster's refresher setup end to end and print what to fix",
   usage,
   options,
   async run(argv) {

@@ -27,7 +27,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "run the local Alibaba Cloud emulator alone",
   usage,
   options,
   async run(argv) {

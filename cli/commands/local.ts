@@ -121,7 +121,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "start the local sandbox: emulator, broker and a demo cluster (npm start)",
   usage,
   options,
   async run(argv) {

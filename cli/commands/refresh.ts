@@ -90,7 +90,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "keep registry pull Secrets fresh and attached in a cluster (what the CronJob runs)",
   usage,
   options,
   async run(argv) {

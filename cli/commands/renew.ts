@@ -33,7 +33,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "refresh the broker's cached credentials now through FC 3.0 InvokeFunction",
   usage,
   options,
   async run(argv) {

@@ -111,7 +111,6 @@ const options = {
 } satisfies Options;
 
 export const command: Command = {
-  summary: "print a demo-cluster JWT (sandbox only)",
   usage,
   options,
   async run(argv) {
