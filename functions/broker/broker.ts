@@ -39,6 +39,30 @@ export interface CallerContext {
   log: Logger;
 }
 
+/**
+ * A request's context. Its logger (`requestId` bound) is made on first use: an answer given from
+ * memory, the warmest path, never logs.
+ */
+export function callerContext(log: Logger, requestId: string, fields: Omit<CallerContext, "log">): CallerContext {
+  let child: Logger | undefined;
+  return {
+    ...fields,
+    get log() {
+      return (child ??= log.child({ requestId }));
+    },
+  };
+}
+
+/** What `issue` runs with for one cluster: the caller's identity and deadline, the logger bound to the cluster. */
+export function issueContext(caller: CallerContext, cluster: string): IssueContext & { log: Logger } {
+  return {
+    base: caller.base,
+    ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
+    deadline: caller.deadline,
+    log: caller.log.child({ cluster }),
+  };
+}
+
 /** `Bearer <token>` with nothing else: what every refresher sends, read without the pattern. */
 const plainBearer = /^Bearer [^\s]+$/;
 
@@ -121,7 +145,8 @@ export async function issueCredentials(
   input: { authorization: string | undefined; body: Buffer },
   caller: CallerContext,
 ): Promise<CredentialsResponse> {
-  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: { base: caller.base, deadline: caller.deadline, log: caller.log } });
+  // The caller is the upstream context (identity, deadline, logger); its logger is made only if used.
+  const verified = await runtime.verifyToken(bearerToken(input.authorization), { upstream: caller });
   const generation = runtime.answers.generation;
   const recalled = runtime.answers.recall(verified, input.body, runtime.clock.now());
   if (recalled) {
@@ -143,13 +168,10 @@ export async function issueCredentials(
   }
 
   const outcomes = await obtainAll(runtime, entries, {
-    base: caller.base,
-    ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
+    ...issueContext(caller, verified.cluster.name),
     ...(request.oidcToken ? { oidcToken: request.oidcToken } : {}),
-    deadline: caller.deadline,
     force: request.force ?? false,
     ...(request.minValiditySeconds === undefined ? {} : { minValidityMs: request.minValiditySeconds * 1000 }),
-    log: caller.log.child({ cluster: verified.cluster.name }),
   });
   if (request.force) runtime.answers.forget();
   const credentials = outcomes.flatMap((o) => (o.ok ? [o.credential] : []));
@@ -177,13 +199,7 @@ export async function renew(runtime: BrokerRuntime, clusterName: string | undefi
   const summaries = await Promise.all(
     clusters.map(async (cluster): Promise<RenewSummary> => {
       const entries = authorize(cluster, {}, "");
-      const outcomes = await obtainAll(runtime, entries, {
-        base: caller.base,
-        ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
-        deadline: caller.deadline,
-        force: true,
-        log: caller.log.child({ cluster: cluster.name }),
-      });
+      const outcomes = await obtainAll(runtime, entries, { ...issueContext(caller, cluster.name), force: true });
       const renewed: RenewSummary["renewed"] = [];
       const errors: EntryError[] = [];
       for (const o of outcomes) {

@@ -1,7 +1,7 @@
 import middy from "@middy/core";
 import { identityFromKeys, type Identity } from "../../shared/alibaba/identity.ts";
 import { AcrCredentialError } from "../../shared/errors.ts";
-import { renew, type CallerContext } from "./broker.ts";
+import { callerContext, renew, type CallerContext } from "./broker.ts";
 import type { FcContext } from "./fc-event.ts";
 import { answerHttp, maxBodyBytes, requestDeadline, type HttpResult } from "./http-api.ts";
 import { accessLog, bodyLimit, errorResponse, fcEvent, httpResponse, type BrokerEvent } from "./middlewares.ts";
@@ -19,23 +19,22 @@ function baseIdentity(runtime: BrokerRuntime, context: FcContext): Identity {
   throw new AcrCredentialError("Internal", "the function has no credentials in its context; give it an execution role (see docs/deploy.md)");
 }
 
-function callerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext, log: BrokerRuntime["log"]): CallerContext {
-  return {
-    log: log.child({ requestId: event.requestId }),
+function fcCallerContext(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext, log: BrokerRuntime["log"]): CallerContext {
+  return callerContext(log, event.requestId, {
     base: baseIdentity(runtime, context),
     deadline: requestDeadline(runtime, context.function?.timeout),
     annotate: (fields) => Object.assign(event.annotations, fields),
-  };
+  });
 }
 
 /** Routes an invocation to the business functions; the result is turned into a response by the middlewares. */
 async function route(runtime: BrokerRuntime, event: BrokerEvent, context: FcContext, log: BrokerRuntime["log"]): Promise<HttpResult> {
   const invocation = event.invocation;
   if (invocation.kind === "renew") {
-    return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, callerContext(runtime, event, context, log)) } };
+    return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, fcCallerContext(runtime, event, context, log)) } };
   }
   return answerHttp(runtime, { method: invocation.method, path: invocation.path, authorization: invocation.headers.authorization, body: invocation.body }, () =>
-    callerContext(runtime, event, context, log),
+    fcCallerContext(runtime, event, context, log),
   );
 }
 

@@ -8,7 +8,7 @@
 import { decodeJwt } from "jose";
 import { z } from "zod";
 import { isAcrCredentialError, refusal } from "../../shared/errors.ts";
-import { bearerToken, parseJsonBody, type CallerContext } from "./broker.ts";
+import { bearerToken, issueContext, parseJsonBody, type CallerContext } from "./broker.ts";
 import type { BrokerConfig } from "./config.ts";
 import { issue, type IssueResult } from "./issue.ts";
 import { cacheDurationSeconds, imageRegistry, kubeletEntries } from "./kubelet-grants.ts";
@@ -70,12 +70,7 @@ export async function issueKubeletCredentials(
   const host = imageRegistry(request.image);
   const candidates = entries.filter((entry) => !entry.target.domains || entry.target.domains.includes(host));
   caller.annotate({ instances: candidates.map((entry) => `${entry.instanceId ?? "personal"}@${entry.regionId}`) });
-  const context = {
-    base: caller.base,
-    ...(caller.baseExpiresAt !== undefined ? { baseExpiresAt: caller.baseExpiresAt } : {}),
-    deadline: caller.deadline,
-    log: caller.log.child({ cluster: verified.cluster.name }),
-  };
+  const context = issueContext(caller, verified.cluster.name);
   let failure: unknown;
   for (const entry of candidates) {
     let issued: IssueResult;

@@ -10,7 +10,7 @@ import { identityFromKeys, type Identity } from "../../shared/alibaba/identity.t
 import { AcrCredentialError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { monotonicNow } from "../../shared/retry.ts";
-import { renew, type CallerContext, type RequestAnnotations } from "./broker.ts";
+import { callerContext, renew, type CallerContext, type RequestAnnotations } from "./broker.ts";
 import { parseInvocation } from "./fc-event.ts";
 import { answerHttp, errorResult, logRequest, maxBodyBytes, payloadTooLarge, requestDeadline, responseHeaders, type HttpResult } from "./http-api.ts";
 import { decodedPath, listen, plainPath, serverLimits, transportLimitBytes, type BrokerServer } from "./node-http.ts";
@@ -102,12 +102,12 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
   ): Promise<HttpResult> => {
     try {
       if (size > maxBodyBytes) throw payloadTooLarge(size);
-      const caller = (): CallerContext => ({
-        log: log.child({ requestId }),
-        base: baseFor(req),
-        deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
-        annotate: (fields) => Object.assign(annotations, fields),
-      });
+      const caller = (): CallerContext =>
+        callerContext(log, requestId, {
+          base: baseFor(req),
+          deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
+          annotate: (fields) => Object.assign(annotations, fields),
+        });
       return await answerHttp(runtime, { method: req.method ?? "GET", path, authorization: authorizationOf(req), body }, caller);
     } catch (error) {
       return errorResult(error, requestId, log);
@@ -119,12 +119,11 @@ export function createHttpServer(runtime: BrokerRuntime, options: HttpServerOpti
     try {
       const invocation = parseInvocation(body);
       if (invocation.kind !== "renew") throw new AcrCredentialError("InvalidRequest", 'an invocation must be {"action":"renew","cluster":"NAME"}');
-      const caller = {
-        log: log.child({ requestId }),
+      const caller = callerContext(log, requestId, {
         base: baseFor(req),
         deadline: requestDeadline(runtime, options.functionTimeoutSeconds),
         annotate: (fields: RequestAnnotations) => Object.assign(annotations, fields),
-      };
+      });
       return { status: 200, body: { clusters: await renew(runtime, invocation.cluster, caller) } };
     } catch (error) {
       // FC hands the body back to the caller as the function's result; the error is in it.
