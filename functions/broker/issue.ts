@@ -32,7 +32,7 @@ export interface IssueDeps {
   domains: Cache<DomainList>;
   clock: { now(): number };
   /** How long a discovered domain list may be used at all (ms); the cache refreshes it earlier. */
-  domainsTtlMs: number;
+  domainsLifetimeMs: number;
   backoff?: BackoffPolicy;
   /** Monotonic time for deadlines (ms), and how to wait between attempts; real ones unless a test swaps them. */
   monotonicNow?: () => number;
@@ -93,6 +93,16 @@ const cacheOptions = (context: IssueContext): GetOptions => ({
   ...(context.minValidityMs === undefined ? {} : { minValidityMs: context.minValidityMs }),
   ...(context.log ? { log: context.log } : {}),
 });
+
+/**
+ * Domains are cached apart from the credential, under the same chain × instance × region key: a
+ * renewal reuses the list until its TTL, and `force` (a resync) asks again. `minValidity` is about
+ * credentials, not endpoints, so it is not passed on.
+ */
+function domainOptions(context: IssueContext): GetOptions {
+  const { minValidityMs: _credentialsOnly, ...options } = cacheOptions(context);
+  return options;
+}
 
 /** The identity at the end of the chain and when it expires. */
 async function resolveChain(deps: IssueDeps, p: Plan, context: IssueContext): Promise<{ identity: Identity; expiresAt: number }> {
@@ -161,12 +171,9 @@ export async function issue(deps: IssueDeps, chain: IdentityChain, target: Regis
           throw new AcrCredentialError("UpstreamError", `instance ${instanceId} has no enabled registry endpoint; enable one, or configure domains for it`, {
             details: { retryable: false },
           });
-        return { domains: found, expiresAt: deps.clock.now() + deps.domainsTtlMs };
+        return { domains: found, expiresAt: deps.clock.now() + deps.domainsLifetimeMs };
       },
-      // Cached apart from the credential, under the same chain × instance × region key: a renewal
-      // reuses the list until its TTL, and `force` (a resync) asks again. `minValidity` is about
-      // credentials, not endpoints, so it is not passed on.
-      { force: context.force ?? false, deadline: context.deadline, ...(context.log ? { log: context.log } : {}) },
+      domainOptions(context),
     );
     domains = listed.value.domains;
   }

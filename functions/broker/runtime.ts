@@ -74,7 +74,7 @@ export function createRuntime(options: RuntimeOptions): BrokerRuntime {
     cloud: options.cloud ?? createAlibabaCloud(config.alibabaCloud),
     ...caches,
     clock,
-    domainsTtlMs: domainsLifetimeMs(config),
+    domainsLifetimeMs: domainsLifetimeMs(config),
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.sleep ? { sleep: options.sleep } : {}),
   };
