@@ -12,7 +12,7 @@ import {
   type EntryError,
   type RenewSummary,
 } from "../../shared/broker-api.ts";
-import { AcrCredentialError, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
+import { AcrCredentialError, codeOf, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
 import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
 import { issue, type IssueContext } from "./issue.ts";
 import type { BrokerRuntime } from "./runtime.ts";
@@ -95,7 +95,7 @@ const rfc3339 = (ms: number) => `${new Date(ms).toISOString().slice(0, 19)}Z`;
 const label = (entry: { instanceId?: string; regionId: string }) => `${entry.instanceId ?? "personal"}@${entry.regionId}`;
 
 function entryError(entry: AuthorizedEntry, error: unknown): EntryError {
-  const code = isAcrCredentialError(error) ? error.code : "Internal";
+  const code = codeOf(error);
   const message = isAcrCredentialError(error) ? oneLine(error) : "unexpected error; see the broker's log";
   return { ...(entry.instanceId ? { instanceId: entry.instanceId } : {}), regionId: entry.regionId, code, message };
 }
