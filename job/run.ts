@@ -22,7 +22,7 @@ import {
   type BrokerMemory,
   type BrokerNeed,
 } from "./broker-need.ts";
-import { parseRefresherConfig, type RefresherConfig } from "./config.ts";
+import { parseRefresherConfig, type ParsedConfig, type RefresherConfig } from "./config.ts";
 import { eventRecorder } from "./events.ts";
 import { chooseNamespace, namespacesToRead, planSummary, type NamespaceInfo, type Plan, type ServiceAccountInfo } from "./plan.ts";
 import { missingPullSecrets, type PullSecretEvent } from "./pull-secret-events.ts";
@@ -94,6 +94,13 @@ export interface RunReport {
 
 /** Validates the configuration ConfigMap's data (`undefined`: it does not exist); a missing or invalid ConfigMap is a `ConfigInvalid` (exit 2). */
 export function configFromData(data: Record<string, string> | undefined, ref: ConfigMapRef, logger: Logger, brokerUrl?: string): RefresherConfig {
+  const { config, warnings } = parseConfigData(data, ref, brokerUrl);
+  for (const warning of warnings) logger.warn({ configMap: `ConfigMap ${ref.namespace}/${ref.name}` }, warning);
+  return config;
+}
+
+/** `configFromData` with the warnings handed back instead of logged (doctor reports them). */
+export function parseConfigData(data: Record<string, string> | undefined, ref: ConfigMapRef, brokerUrl?: string): ParsedConfig {
   const source = `ConfigMap ${ref.namespace}/${ref.name}`;
   if (data === undefined)
     throw new AcrCredentialError(
@@ -102,9 +109,7 @@ export function configFromData(data: Record<string, string> | undefined, ref: Co
     );
   const withOverride =
     brokerUrl === undefined ? data : { ...Object.fromEntries(Object.entries(data).filter(([key]) => key !== "brokerUrl")), "broker-url": brokerUrl };
-  const { config, warnings } = parseRefresherConfig(withOverride, source);
-  for (const warning of warnings) logger.warn({ configMap: source }, warning);
-  return config;
+  return parseRefresherConfig(withOverride, source);
 }
 
 /** A run that does not ask the broker: the credentials in hand, as remembered, and nothing to write. */

@@ -10,9 +10,8 @@ import { kubernetesCluster } from "../../job/cluster.ts";
 import type { RefresherConfig } from "../../job/config.ts";
 import { literalNames } from "../../job/config.ts";
 import { registryLabel, registryRequest } from "../../job/registry.ts";
-import { configFromData, defaultConfigMap } from "../../job/run.ts";
+import { defaultConfigMap, parseConfigData } from "../../job/run.ts";
 import { AcrCredentialError, codeOf, oneLine } from "../../shared/errors.ts";
-import { createLogger } from "../../shared/log.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { checklistJson, checklistExitCode, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
@@ -217,15 +216,12 @@ export const command: Command = {
 
     // The configuration, read as the refresher reads it.
     const cluster = kubernetesCluster(identity.kubeConfig);
-    const warnings: string[] = [];
-    const logger = createLogger("doctor", {
-      level: "warn",
-      destination: { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) },
-    });
     let config: RefresherConfig | undefined;
     try {
       const data = await cluster.readConfigMap(configMapRef.namespace, configMapRef.name);
-      config = configFromData(data, configMapRef, logger, values["broker-url"]);
+      const parsed = parseConfigData(data, configMapRef, values["broker-url"]);
+      config = parsed.config;
+      const { warnings } = parsed;
       const registries = config.registries.map((registry) => registryLabel(registry)).join(", ");
       const warned = warnings.length === 0 ? "" : `; ${warnings.length} warning${warnings.length === 1 ? "" : "s"}: ${warnings[0]}`;
       checks.set(

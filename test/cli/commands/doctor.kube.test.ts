@@ -211,6 +211,19 @@ describe.skipIf(!kubeAvailable())("acr-credential doctor", () => {
     }
   });
 
+  it("passes a ConfigMap with a misspelled key and says which key it ignores", async () => {
+    await setConfig({ ...configData, "watch-namspace": namespace });
+    try {
+      const result = await doctor();
+      expect(check(result, "configmap")).toMatchObject({
+        status: "ok",
+        detail: expect.stringContaining("1 warning: key 'watch-namspace' is not a known"),
+      });
+    } finally {
+      await setConfig(configData);
+    }
+  });
+
   it("names the verb the refresher's RBAC lacks, exit 1", async () => {
     const rbac = await manifests("rbac.yaml");
     const role = structuredClone(rbac.find((object) => object.kind === "Role")) as KubernetesObject & {
