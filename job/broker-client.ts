@@ -16,7 +16,7 @@ import {
   type RegistryRequest,
 } from "../shared/broker-api.ts";
 import { AcrCredentialError, codeOf, errorCodes, type ErrorCode } from "../shared/errors.ts";
-import { backoffDelay, retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
+import { retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
 export interface BrokerClientOptions {
   /** Base URL of the broker, e.g. `https://broker.example.com`. */
@@ -31,8 +31,6 @@ export interface BrokerClientOptions {
   timeoutMs?: number;
   /** Attempts in total; default: as many as the deadline allows. */
   attempts?: number;
-  /** No retry is started after this much time has passed since the call began, unless the query sets `deadlineAt`. */
-  deadlineMs?: number;
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
   now?: () => number;
@@ -90,13 +88,11 @@ export function retryAfterMs(header: string | null, now: number): number | undef
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** No retry starts after this long since the call began, unless the query sets `deadlineAt` (a forced call keeps it). */
+const defaultDeadlineMs = 60_000;
+
 /** Between broker attempts: full jitter from 0.5 s, the window doubling up to 15 s. */
 export const brokerBackoff: BackoffPolicy = { baseDelayMs: 500, maxDelayMs: 15_000, maxAttempts: Number.POSITIVE_INFINITY };
-
-/** Full-jitter exponential backoff: a random wait up to min(cap, base·2^attempt). */
-export function backoffMs(attempt: number, random: () => number, baseMs = brokerBackoff.baseDelayMs, capMs = brokerBackoff.maxDelayMs): number {
-  return backoffDelay(attempt, { baseDelayMs: baseMs, maxDelayMs: capMs, maxAttempts: 1 }, random);
-}
 
 /** Thrown inside the retry loop for an answer worth another attempt; unwrapped before the caller sees it. */
 class Retryable extends Error {
@@ -154,12 +150,11 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
   const now = options.now ?? Date.now;
   const policy: BackoffPolicy = { ...brokerBackoff, maxAttempts: options.attempts ?? brokerBackoff.maxAttempts };
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const deadlineMs = options.deadlineMs ?? 60_000;
+
   const endpoint = `${options.url.replace(/\/+$/, "")}/v1/credentials`;
 
-  type Attempt = { response: CredentialsResponse } | { retry: AcrCredentialError; waitMs?: number };
-
-  async function attemptOnce(query: CredentialsQuery, needsOidcToken: boolean): Promise<Attempt> {
+  /** One request; an answer worth another attempt is thrown as `Retryable`. */
+  async function attemptOnce(query: CredentialsQuery, needsOidcToken: boolean): Promise<CredentialsResponse> {
     const token = await readToken(readFile, options.tokenFile, "ServiceAccount token", "--token-file");
     const body: CredentialsRequest = { registries: query.registries };
     if (query.force === true) body.force = true;
@@ -189,13 +184,14 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
       text = await response.text();
     } catch (error) {
       const reason = error instanceof Error ? ((error.cause as { code?: string } | undefined)?.code ?? error.name) : String(error);
-      return {
-        retry: new AcrCredentialError(
+      throw new Retryable(
+        new AcrCredentialError(
           "BrokerUnreachable",
           `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`,
           { cause: error },
         ),
-      };
+        undefined,
+      );
     }
     let json: unknown;
     try {
@@ -210,35 +206,27 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
           "BrokerResponseInvalid",
           `broker ${endpoint} answered ${response.status} with a body that is not a credentials response; check broker-url`,
         );
-      return { response: parsed.data };
+      return parsed.data;
     }
     const error = brokerError(response.status, json, endpoint);
     if (!retryableStatus.has(response.status)) throw error;
-    const waitMs = retryAfterMs(response.headers.get("retry-after"), now());
-    return waitMs === undefined ? { retry: error } : { retry: error, waitMs };
+    throw new Retryable(error, retryAfterMs(response.headers.get("retry-after"), now()));
   }
 
   return {
     async fetchCredentials(query) {
       const needsOidcToken = query.registries.some((registry) => registry.rrsaRoleArn !== undefined);
       try {
-        return await retry(
-          async () => {
-            const outcome = await attemptOnce(query, needsOidcToken);
-            if ("response" in outcome) return outcome.response;
-            throw new Retryable(outcome.retry, outcome.waitMs);
-          },
-          {
-            policy,
-            deadline: query.deadlineAt ?? now() + deadlineMs,
-            now,
-            sleep: query.signal === undefined ? pause : sleepUnless(query.signal),
-            random,
-            classify: (error) =>
-              error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false },
-            ...(query.onRetry === undefined ? {} : { onRetry: (notice: RetryNotice) => query.onRetry?.(retryNotice(notice)) }),
-          },
-        );
+        return await retry(() => attemptOnce(query, needsOidcToken), {
+          policy,
+          deadline: query.deadlineAt ?? now() + defaultDeadlineMs,
+          now,
+          sleep: query.signal === undefined ? pause : sleepUnless(query.signal),
+          random,
+          classify: (error) =>
+            error instanceof Retryable ? { retry: true, ...(error.waitMs === undefined ? {} : { retryAfterMs: error.waitMs }) } : { retry: false },
+          ...(query.onRetry === undefined ? {} : { onRetry: (notice: RetryNotice) => query.onRetry?.(retryNotice(notice)) }),
+        });
       } catch (error) {
         throw error instanceof Retryable ? error.error : error;
       }

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AcrCredentialError } from "../../shared/errors.ts";
-import { backoffMs, brokerClient, retryAfterMs } from "../../job/broker-client.ts";
+import { brokerBackoff, brokerClient, retryAfterMs } from "../../job/broker-client.ts";
+import { backoffDelay } from "../../shared/retry.ts";
 import { startScriptedBroker, type ScriptedBroker, type ScriptedReply } from "./scripted-broker.ts";
 
 const ok = (password = "pw"): ScriptedReply => ({
@@ -236,7 +237,7 @@ describe("retry timing", () => {
   });
 
   it("grows the backoff window exponentially up to a cap", () => {
-    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffMs(attempt, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15000]);
-    expect(backoffMs(3, () => 0)).toBe(0);
+    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffDelay(attempt, brokerBackoff, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15000]);
+    expect(backoffDelay(3, brokerBackoff, () => 0)).toBe(0);
   });
 });
