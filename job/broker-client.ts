@@ -184,14 +184,14 @@ export function brokerClient(options: BrokerClientOptions): BrokerClient {
       text = await response.text();
     } catch (error) {
       const reason = error instanceof Error ? ((error.cause as { code?: string } | undefined)?.code ?? error.name) : String(error);
-      throw new Retryable(
-        new AcrCredentialError(
-          "BrokerUnreachable",
-          `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`,
-          { cause: error },
-        ),
-        undefined,
+      const unreachable = new AcrCredentialError(
+        "BrokerUnreachable",
+        `cannot reach the broker at ${endpoint} (${reason}); check broker-url and the network path from the cluster`,
+        { cause: error },
       );
+      // Cut off by the caller (the watcher stopping, its configuration changed): not a retry.
+      if (query.signal?.aborted === true) throw unreachable;
+      throw new Retryable(unreachable, undefined);
     }
     let json: unknown;
     try {

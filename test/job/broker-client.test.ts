@@ -155,6 +155,30 @@ describe("brokerClient", () => {
     expect(broker.requests).toHaveLength(1);
   });
 
+  it("does not count an attempt the caller cut off as a retry (no onRetry, no second attempt)", async () => {
+    const abort = new AbortController();
+    let attempts = 0;
+    // A broker that has not answered yet when the watcher stops.
+    const hanging: typeof fetch = (_url, init) =>
+      new Promise((_resolve, reject) => {
+        attempts += 1;
+        init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")), { once: true });
+      });
+    const notices: number[] = [];
+    const client = brokerClient({ url: "https://broker.example", tokenFile, fetch: hanging, random: () => 1 });
+    const call = client.fetchCredentials({
+      registries: [],
+      deadlineAt: Date.now() + 600_000,
+      signal: abort.signal,
+      onRetry: (retry) => void notices.push(retry.attempts),
+    });
+    setTimeout(() => abort.abort(), 20);
+    const error = await rejection(call);
+    expect(error.code).toBe("BrokerUnreachable");
+    expect(notices).toEqual([]);
+    expect(attempts).toBe(1);
+  });
+
   it("does not retry a 401 and says what to check", async () => {
     const broker = await scripted([failure(401, "InvalidToken")]);
     const client = brokerClient({ url: broker.url, tokenFile, ...noWait });
