@@ -8,6 +8,7 @@ import * as Fc3Package from "@alicloud/fc20230330";
 import { AcrCredentialError, clipMessage, oneLine } from "../errors.ts";
 import type { AccessKey } from "./identity.ts";
 import { cjsDefault, runtimeOptions, sdkConfig } from "./sdk.ts";
+import { redactTokens, type SdkError } from "./upstream-error.ts";
 
 const Fc3 = cjsDefault<typeof Fc3Package.default.default>(Fc3Package.default);
 
@@ -56,21 +57,15 @@ function hintFor(code: unknown): string {
  * resource ARN or URL at its end reads as one word with it; built from its fields instead.
  */
 function describeSdkError(error: unknown, url: string): string {
-  const e = (error ?? {}) as {
-    code?: unknown;
-    syscall?: unknown;
-    statusCode?: unknown;
-    requestId?: unknown;
-    data?: { Message?: unknown; message?: unknown } | null;
-  };
+  const e = (error ?? {}) as SdkError;
   // A network failure: the SDK appends "POST <url> failed." to Node's message without a space.
   if (typeof e.syscall === "string" || (typeof e.code === "string" && /^(E[A-Z]+|UND_ERR_\w+)$/.test(e.code)))
     return `cannot reach ${url} (${String(e.code)}); check --endpoint (or --region and --account-id) and the network`;
   const message = e.data?.Message ?? e.data?.message;
-  if (typeof message !== "string") return clipMessage(oneLine(error).replace(/(\S)((?:GET|POST|PUT|DELETE) https?:\/\/)/, "$1; $2"));
+  if (typeof message !== "string") return clipMessage(redactTokens(oneLine(error).replace(/(\S)((?:GET|POST|PUT|DELETE) https?:\/\/)/, "$1; $2")));
   const status = typeof e.statusCode === "number" ? ` (HTTP ${e.statusCode})` : "";
   const requestId = typeof e.requestId === "string" && e.requestId !== "undefined" ? `; request id ${e.requestId}` : "";
-  return `${String(e.code ?? "error")}${status}: ${clipMessage(message)}${requestId}`;
+  return `${String(e.code ?? "error")}${status}: ${clipMessage(redactTokens(message))}${requestId}`;
 }
 
 /** Synchronously invokes a function with a JSON event and returns its JSON result. */

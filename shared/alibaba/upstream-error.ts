@@ -12,9 +12,12 @@ export interface UpstreamErrorDetails {
   requestId?: string;
 }
 
-interface SdkError {
+/** What the Alibaba Cloud SDKs throw, read field by field (none is guaranteed). */
+export interface SdkError {
   name?: string;
   code?: unknown;
+  /** Set by Node for a network failure. */
+  syscall?: unknown;
   statusCode?: unknown;
   requestId?: unknown;
   retryAfter?: unknown;
@@ -25,9 +28,10 @@ interface SdkError {
 const networkCodes = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "ETIMEDOUT", "UND_ERR_SOCKET"]);
 
 /** A JWT or anything token-like must never reach a log or a response through an upstream message. */
+export const redactTokens = (text: string): string => text.replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, "[token]");
+
 function scrub(text: string): string {
-  return text
-    .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, "[token]")
+  return redactTokens(text)
     .replace(/\s*\n\s*/g, " ")
     .slice(0, 300);
 }
