@@ -12,6 +12,7 @@ import { Agent, fetch } from "undici";
 import { parseAllDocuments } from "yaml";
 import { builtBinaryDir, findPinnedKubeBinaries, isExecutableFile, pinnedVersions, type KubeBinaries } from "../test/kube/binaries.ts";
 import type { ControlPlaneEndpoints } from "../test/kube/control-plane.ts";
+import { requestToken } from "../cli/kubeconfig.ts";
 import { repoPath, repoRoot } from "./processes.ts";
 
 export interface KubeTools {
@@ -72,11 +73,7 @@ export async function serviceAccountToken(
   audiences: string[],
   expirationSeconds = 3600,
 ): Promise<string> {
-  const request = await adminConfig(plane)
-    .makeApiClient(CoreV1Api)
-    .createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });
-  if (!request.status?.token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
-  return request.status.token;
+  return (await requestToken(adminConfig(plane).makeApiClient(CoreV1Api), { namespace, name }, audiences, expirationSeconds)).token;
 }
 
 /** Creates namespaces with a `default` ServiceAccount each (there is no controller-manager to make it). */

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig, type CoreV1Api, type Cluster } from "@kubernetes/client-node";
 import { AcrCredentialError } from "../shared/errors.ts";
 
 export const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -50,4 +50,29 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
   }
   if (kubeConfig.getCurrentCluster() === null) throw notConfigured();
   return kubeConfig;
+}
+
+/** A kubeconfig for `cluster` that authenticates with `token` only: how code acts as a ServiceAccount. */
+export function kubeConfigForToken(cluster: Omit<Cluster, "name">, token: string, namespace?: string): KubeConfig {
+  const config = new KubeConfig();
+  config.loadFromOptions({
+    clusters: [{ ...cluster, name: "cluster" }],
+    users: [{ name: "token", token }],
+    contexts: [{ name: "token", cluster: "cluster", user: "token", ...(namespace === undefined ? {} : { namespace }) }],
+    currentContext: "token",
+  });
+  return config;
+}
+
+/** A ServiceAccount's token from the TokenRequest API; no audiences means the API server's own. */
+export async function requestToken(
+  core: CoreV1Api,
+  account: { namespace: string; name: string },
+  audiences: string[],
+  expirationSeconds: number,
+): Promise<{ token: string; expiresAt: number }> {
+  const answer = await core.createNamespacedServiceAccountToken({ ...account, body: { spec: { audiences, expirationSeconds } } });
+  const token = answer.status?.token;
+  if (!token) throw new Error(`the TokenRequest for ${account.namespace}/${account.name} returned no token`);
+  return { token, expiresAt: Date.parse(String(answer.status?.expirationTimestamp)) };
 }

@@ -41,6 +41,9 @@ export interface ConfigMapRef {
 }
 export const defaultConfigMap: ConfigMapRef = { namespace: "kube-system", name: "acr-configuration" };
 
+/** The refresher's ServiceAccount as job/deploy/base creates it (the add-on's name, kept). */
+export const refresherServiceAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
+
 export interface RunDependencies {
   cluster: ClusterApi;
   /** Builds the broker client for the configured (or overriding) URL. */

@@ -4,23 +4,23 @@
  * that may create the refresher's tokens (TokenRequest). Prints a checklist with a fix per failure.
  */
 import { readFile } from "node:fs/promises";
-import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, KubeConfig, VersionApi, WellKnownApi } from "@kubernetes/client-node";
+import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, VersionApi, WellKnownApi, type KubeConfig } from "@kubernetes/client-node";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
 import type { RefresherConfig } from "../../job/config.ts";
 import { literalNames } from "../../job/config.ts";
 import { registryLabel, registryRequest } from "../../job/registry.ts";
-import { defaultConfigMap, parseConfigData } from "../../job/run.ts";
+import { defaultConfigMap, parseConfigData, refresherServiceAccount } from "../../job/run.ts";
 import { AcrCredentialError, codeOf, oneLine } from "../../shared/errors.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { checklistJson, checklistExitCode, fail, formatChecklist, ok, skip, type Check } from "../doctor/checklist.ts";
 import { missingPermissions, requiredPermissions, type ResourceRule } from "../doctor/rbac.ts";
 import { assessIssuer, readClaims, refusalBlames } from "../doctor/token.ts";
-import { inCluster, loadKubeConfig } from "../kubeconfig.ts";
+import { inCluster, kubeConfigForToken, loadKubeConfig, requestToken } from "../kubeconfig.ts";
 import { defaultStsTokenFile, defaultTokenFile, parseConfigMapRef } from "./refresh.ts";
 
-const defaultServiceAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
+const defaultServiceAccount = refresherServiceAccount;
 const defaultAudience = "acr-credential-broker";
 const rrsaAudience = "sts.aliyuncs.com";
 /** job/build.mjs inlines job/deploy/base/rbac.yaml into the image's bundle; elsewhere it is read from the repository. */
@@ -78,14 +78,7 @@ const skipped = (id: CheckId, detail: string) => skip(id, titles[id], detail);
 function withToken(kubeConfig: KubeConfig, token: string): KubeConfig {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new AcrCredentialError("Internal", "no current cluster");
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [{ ...cluster, name: "cluster" }],
-    users: [{ name: "refresher", token }],
-    contexts: [{ name: "refresher", cluster: "cluster", user: "refresher" }],
-    currentContext: "refresher",
-  });
-  return config;
+  return kubeConfigForToken(cluster, token);
 }
 
 function kubeFailure(error: unknown): string {
@@ -169,15 +162,8 @@ export const command: Command = {
     let identity: Identity = { kubeConfig, asRefresher: podMode };
     if (!podMode) {
       const core = kubeConfig.makeApiClient(CoreV1Api);
-      const mint = async (tokenAudience: string | undefined) => {
-        const request = await core.createNamespacedServiceAccountToken({
-          ...serviceAccount,
-          body: { spec: { audiences: tokenAudience === undefined ? [] : [tokenAudience], expirationSeconds: 600 } },
-        });
-        const token = request.status?.token;
-        if (!token) throw new Error("the TokenRequest answer has no token");
-        return token;
-      };
+      const mint = async (tokenAudience: string | undefined) =>
+        (await requestToken(core, serviceAccount, tokenAudience === undefined ? [] : [tokenAudience], 600)).token;
       try {
         identity = { kubeConfig: withToken(kubeConfig, await mint(undefined)), asRefresher: true, mint };
       } catch (error) {

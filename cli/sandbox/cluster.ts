@@ -11,12 +11,13 @@ import { parseAllDocuments, stringify } from "yaml";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster } from "../../job/cluster.ts";
 import { parseRefresherConfig } from "../../job/config.ts";
-import { defaultConfigMap } from "../../job/run.ts";
+import { defaultConfigMap, refresherServiceAccount } from "../../job/run.ts";
+import { kubeConfigForToken, requestToken } from "../kubeconfig.ts";
 import { startWatch } from "../../job/watch.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { ControlPlane } from "./control-plane.ts";
 
-export const refresherAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
+export const refresherAccount = refresherServiceAccount;
 export const refresherSubject = `system:serviceaccount:${refresherAccount.namespace}:${refresherAccount.name}`;
 export const demoNamespace = "demo";
 const brokerAudience = "acr-credential-broker";
@@ -42,22 +43,12 @@ export interface SandboxRefresher {
   stop(): Promise<void>;
 }
 
-async function manifests(file: string): Promise<KubernetesObject[]> {
+/** The objects of a job/deploy/base manifest, as `kubectl apply -f` reads them. */
+export async function deployManifests(file: string): Promise<KubernetesObject[]> {
   const text = await readFile(new URL(file, deployBase), "utf8");
   return parseAllDocuments(text)
     .map((document) => document.toJS() as KubernetesObject | null)
     .filter((object): object is KubernetesObject => object !== null);
-}
-
-function configForToken(plane: ControlPlane, token: string): KubeConfig {
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [{ name: "sandbox", server: plane.apiserverUrl, caData: Buffer.from(plane.caPem).toString("base64"), skipTLSVerify: false }],
-    users: [{ name: "refresher", token }],
-    contexts: [{ name: "refresher", cluster: "sandbox", user: "refresher" }],
-    currentContext: "refresher",
-  });
-  return config;
 }
 
 /** Installs the refresher into the control plane as the cluster admin and starts it; resolves after its first reconcile. */
@@ -66,7 +57,11 @@ export async function startSandboxRefresher(plane: ControlPlane, brokerUrl: stri
   admin.loadFromString(plane.kubeconfig);
   const objects = KubernetesObjectApi.makeApiClient(admin);
   const core = admin.makeApiClient(CoreV1Api);
-  for (const object of [...(await manifests("serviceaccount.yaml")), ...(await manifests("rbac.yaml")), ...(await manifests("secret-policy.yaml"))]) {
+  for (const object of [
+    ...(await deployManifests("serviceaccount.yaml")),
+    ...(await deployManifests("rbac.yaml")),
+    ...(await deployManifests("secret-policy.yaml")),
+  ]) {
     await objects.patch(object, undefined, undefined, "acr-credential-sandbox", true, PatchStrategy.ServerSideApply);
   }
   await core.createNamespace({ body: { metadata: { name: demoNamespace } } });
@@ -90,12 +85,9 @@ export async function startSandboxRefresher(plane: ControlPlane, brokerUrl: stri
   const secretName = parseRefresherConfig(data).config.registries[0]?.secretName ?? "";
   await core.createNamespacedConfigMap({ namespace: defaultConfigMap.namespace, body: { metadata: { name: defaultConfigMap.name }, data } });
 
-  const mint = async (audiences: string[], expirationSeconds: number) => {
-    const answer = await core.createNamespacedServiceAccountToken({ ...refresherAccount, body: { spec: { audiences, expirationSeconds } } });
-    if (!answer.status?.token) throw new Error(`the API server issued no token for ${refresherSubject}`);
-    return { token: answer.status.token, expiresAt: Date.parse(String(answer.status.expirationTimestamp)) };
-  };
-  const kubeConfig = configForToken(plane, (await mint([], apiTokenSeconds)).token);
+  const mint = (audiences: string[], expirationSeconds: number) => requestToken(core, refresherAccount, audiences, expirationSeconds);
+  const apiServer = { server: plane.apiserverUrl, caData: Buffer.from(plane.caPem).toString("base64"), skipTLSVerify: false };
+  const kubeConfig = kubeConfigForToken(apiServer, (await mint([], apiTokenSeconds)).token);
   let brokerToken = await mint([brokerAudience], brokerTokenSeconds);
   const readToken = async () => {
     if (brokerToken.expiresAt - Date.now() < (brokerTokenSeconds * 1000) / 5) brokerToken = await mint([brokerAudience], brokerTokenSeconds);

@@ -1,12 +1,12 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApiException, CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret, type V1ServiceAccount } from "@kubernetes/client-node";
-import { parseAllDocuments } from "yaml";
+import { ApiException, CoreV1Api, type KubeConfig, type V1Secret, type V1ServiceAccount } from "@kubernetes/client-node";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { brokerClient } from "../../job/broker-client.ts";
 import { kubernetesCluster, type ClusterApi } from "../../job/cluster.ts";
-import { refreshOnce, type RunDependencies, type RunOptions, type RunReport } from "../../job/run.ts";
+import { deployManifests } from "../../cli/sandbox/cluster.ts";
+import { refreshOnce, refresherServiceAccount, type RunDependencies, type RunOptions, type RunReport } from "../../job/run.ts";
 import { adminConfig, apply, kubeConfigForToken, serviceAccountToken } from "../kube/cluster.ts";
 import { acquireRefresherLock } from "./kube-lock.ts";
 import { startStubBroker, type StubBroker } from "./stub-broker.ts";
@@ -15,15 +15,8 @@ import { startStubBroker, type StubBroker } from "./stub-broker.ts";
  * The refresher as it runs in a cluster: its ServiceAccount and RBAC applied from job/deploy/base,
  * its own token from the TokenRequest API, a broker token in a file, its ConfigMap in kube-system.
  */
-export const refresherAccount = { namespace: "kube-system", name: "aliyun-acr-credential-helper" };
-const deployBase = new URL("../../job/deploy/base/", import.meta.url);
-
-export async function manifests(file: string): Promise<KubernetesObject[]> {
-  const text = await readFile(new URL(file, deployBase), "utf8");
-  return parseAllDocuments(text)
-    .map((document) => document.toJS() as KubernetesObject)
-    .filter((object) => object !== null);
-}
+export const refresherAccount = refresherServiceAccount;
+export const manifests = deployManifests;
 
 export interface RefresherFixture {
   kubeConfig: KubeConfig;

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1ServiceAccount } from "@kubernetes/client-node";
 import { inject } from "vitest";
 import type { KubeTestEnv } from "./global-setup.ts";
+import { kubeConfigForToken as kubeConfigFor, requestToken } from "../../cli/kubeconfig.ts";
 
 /**
  * Helpers for `*.kube.test.ts` files, which share one kube-apiserver: every test makes its own
@@ -31,14 +32,7 @@ export function adminConfig(): KubeConfig {
 /** A client config that authenticates with `token` only, to run code as a ServiceAccount would. */
 export function kubeConfigForToken(token: string, namespace?: string): KubeConfig {
   const { apiserverUrl, caPem } = kubeEnv();
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [{ name: "acr-test", server: apiserverUrl, caData: Buffer.from(caPem).toString("base64"), skipTLSVerify: false }],
-    users: [{ name: "token", token }],
-    contexts: [{ name: "token", cluster: "acr-test", user: "token", ...(namespace ? { namespace } : {}) }],
-    currentContext: "token",
-  });
-  return config;
+  return kubeConfigFor({ server: apiserverUrl, caData: Buffer.from(caPem).toString("base64"), skipTLSVerify: false }, token, namespace);
 }
 
 /** Creates a namespace named `<prefix>-<random>` and returns its name. */
@@ -67,12 +61,7 @@ export async function createServiceAccount(namespace: string, name: string): Pro
  * own (then the token works against the apiserver); 600 s is the shortest lifetime it accepts.
  */
 export async function serviceAccountToken(namespace: string, name: string, audiences: string[] = [], expirationSeconds = 600): Promise<string> {
-  const request = await adminConfig()
-    .makeApiClient(CoreV1Api)
-    .createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences, expirationSeconds } } });
-  const token = request.status?.token;
-  if (!token) throw new Error(`TokenRequest for ${namespace}/${name} returned no token`);
-  return token;
+  return (await requestToken(adminConfig().makeApiClient(CoreV1Api), { namespace, name }, audiences, expirationSeconds)).token;
 }
 
 /** Server-side applies objects as the admin (RBAC setup, fixtures), in order, taking ownership of every field. */
