@@ -160,6 +160,8 @@ export const command: Command = {
         }
       }
 
+      // The demo instance as the broker grants it to both clusters.
+      const demoRegistry = { ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) };
       const config = parseConfig(
         {
           audience: "acr-credential-broker",
@@ -174,7 +176,7 @@ export const command: Command = {
                     caFile: plane.caFile,
                     regionId: demoInstance.regionId,
                     subjects: [sandboxCluster.refresherSubject],
-                    registries: [{ ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) }],
+                    registries: [demoRegistry],
                   },
                 ]),
             {
@@ -183,10 +185,7 @@ export const command: Command = {
               jwks: { keys: [demo.publicJwk] },
               subjects: [demoSubject],
               allowRrsa: true,
-              registries: [
-                { ...demoInstance, assumeRoleArn: pullRole, expireDuration: 3600, ...(registryHost ? { domains: [registryHost] } : {}) },
-                { regionId: "cn-hangzhou", assumeRoleArn: pullRole, expireDuration: 3600 },
-              ],
+              registries: [demoRegistry, { regionId: "cn-hangzhou", assumeRoleArn: pullRole, expireDuration: 3600 }],
             },
           ],
         },
