@@ -15,7 +15,7 @@ import {
   type CredentialsResponse,
   type RegistryRequest,
 } from "../shared/broker-api.ts";
-import { AcrCredentialError, codeOf, errorCodes, type ErrorCode } from "../shared/errors.ts";
+import { AcrCredentialError, codeOf, isErrorCode, type ErrorCode } from "../shared/errors.ts";
 import { retry, sleep, type BackoffPolicy, type RetryNotice } from "../shared/retry.ts";
 
 export interface BrokerClientOptions {
@@ -108,7 +108,7 @@ function brokerError(status: number, body: unknown, url: string): AcrCredentialE
   const parsed = errorResponseSchema.safeParse(body);
   const code = parsed.success ? parsed.data.error.code : undefined;
   const message = parsed.success ? parsed.data.error.message.replace(/\s+/g, " ") : `HTTP ${status}`;
-  const known = code !== undefined && Object.hasOwn(errorCodes, code) ? (code as ErrorCode) : undefined;
+  const known = isErrorCode(code) ? code : undefined;
   // A refusal without the broker's error body did not come from the broker (a proxy, another service at that URL).
   if (!parsed.success && status < 500 && status !== 429) {
     return new AcrCredentialError(

@@ -146,6 +146,9 @@ export function isAcrCredentialError(error: unknown): error is AcrCredentialErro
 }
 
 /** The stable code of anything thrown; `Internal` for what is not an `AcrCredentialError`. */
+/** Whether a code read from elsewhere (an answer, a log) is one of ours. */
+export const isErrorCode = (code: unknown): code is ErrorCode => typeof code === "string" && Object.hasOwn(errorCodes, code);
+
 export const codeOf = (error: unknown): ErrorCode => (error instanceof AcrCredentialError ? error.code : "Internal");
 
 /** The message of anything thrown, on one line, for places that must not print a stack. */

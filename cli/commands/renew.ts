@@ -1,6 +1,6 @@
 import { renewResponseSchema } from "../../shared/broker-api.ts";
 import { invokeFunction } from "../../shared/alibaba/fc.ts";
-import { AcrCredentialError, clipMessage, errorCodes, type ErrorCode } from "../../shared/errors.ts";
+import { AcrCredentialError, clipMessage, isErrorCode } from "../../shared/errors.ts";
 import type { Command, Options } from "../args.ts";
 import { parseFlags } from "../args.ts";
 import { defaultChainIdentity } from "./broker.ts";
@@ -75,7 +75,7 @@ export const command: Command = {
     const failure = (result as { error?: { code?: unknown; message?: unknown } } | null)?.error;
     if (failure) {
       // The broker's own code is the one printed (once); a code this version does not know is an upstream error.
-      const code = typeof failure.code === "string" && Object.hasOwn(errorCodes, failure.code) ? (failure.code as ErrorCode) : "UpstreamError";
+      const code = isErrorCode(failure.code) ? failure.code : "UpstreamError";
       const hint = code === "NotFound" && values.cluster !== undefined ? "; check --cluster, or leave it out to renew every cluster" : "";
       throw new AcrCredentialError(code, `the broker refused: ${clipMessage(String(failure.message ?? "no message"))}${hint}`);
     }

@@ -12,7 +12,7 @@ import {
   type EntryError,
   type RenewSummary,
 } from "../../shared/broker-api.ts";
-import { AcrCredentialError, codeOf, errorCodes, isAcrCredentialError, oneLine, refusal } from "../../shared/errors.ts";
+import { AcrCredentialError, codeOf, errorCodes, isAcrCredentialError, isErrorCode, oneLine, refusal } from "../../shared/errors.ts";
 import { authorize, usesRrsa, type AuthorizedEntry } from "./authorize.ts";
 import { issue, type IssueContext } from "./issue.ts";
 import type { BrokerRuntime } from "./runtime.ts";
@@ -133,7 +133,7 @@ async function obtainAll(runtime: BrokerRuntime, entries: AuthorizedEntry[], con
 function overallFailure(outcomes: Array<Extract<Outcome, { ok: false }>>): AcrCredentialError {
   const rank = (code: string) => ["UpstreamTimeout", "UpstreamUnavailable", "UpstreamThrottled"].indexOf(code);
   const worst = [...outcomes].sort((a, b) => rank(b.error.code) - rank(a.error.code))[0]!;
-  const code = worst.error.code in errorCodes ? (worst.error.code as keyof typeof errorCodes) : "UpstreamError";
+  const code = isErrorCode(worst.error.code) ? worst.error.code : "UpstreamError";
   const status = errorCodes[code].status;
   const more = outcomes.length > 1 ? ` (all ${outcomes.length} registries failed)` : "";
   return new AcrCredentialError(status >= 500 ? code : "UpstreamError", `${worst.error.message}${more}`, { cause: worst.cause });
